@@ -1,0 +1,148 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Pos is where a definition was read: file and 1-based line.
+type Pos struct {
+	File string
+	Line int
+}
+
+func (p Pos) String() string {
+	if p.File == "" {
+		return fmt.Sprintf("line %d", p.Line)
+	}
+	return fmt.Sprintf("%s:%d", p.File, p.Line)
+}
+
+// Config is the one validated model that every syntax loads into.
+// Loaders resolve defaults sections, so every value here is final.
+type Config struct {
+	Global     Global
+	Namespaces []NamespaceRef // namespace_list, in file order
+	Frontends  []*Frontend    // frontend and listen sections, in file order
+	Backends   []*Backend     // backend and listen sections, in file order
+}
+
+// Global holds the process-wide settings of the global section.
+type Global struct {
+	// MaxConn caps concurrent client connections over all frontends;
+	// 0 means unlimited. Excess connections wait in the accept backlog.
+	MaxConn int
+}
+
+// NamespaceRef is one name of the namespace_list section.
+type NamespaceRef struct {
+	Name string
+	Pos  Pos
+}
+
+// Frontend is a frontend section, or the frontend half of a listen section.
+type Frontend struct {
+	Name string
+	Pos  Pos
+	// Listen is true when the frontend came from a listen section.
+	Listen         bool
+	Binds          []Bind
+	DefaultBackend string // for listen sections: the section's own name
+	// MaxConn caps concurrent connections of this frontend; 0: no cap.
+	MaxConn int
+	// ClientTimeout is the client-side inactivity timeout; 0: none.
+	ClientTimeout time.Duration
+	// ClientFinTimeout replaces ClientTimeout once the client half-closed; 0: ClientTimeout.
+	ClientFinTimeout time.Duration
+}
+
+// Bind is one bind line.
+type Bind struct {
+	Pos Pos
+	// Addr is the listening address; an unspecified address (0.0.0.0 or ::)
+	// listens on every address of the namespace.
+	Addr netip.AddrPort
+	// Namespace is the network namespace the listening socket is created in;
+	// empty means the daemon's default namespace.
+	Namespace   string
+	AcceptProxy bool
+}
+
+// Balance is a load-balancing algorithm.
+type Balance string
+
+const (
+	BalanceRoundRobin Balance = "roundrobin"
+	BalanceLeastConn  Balance = "leastconn"
+	BalanceSource     Balance = "source"
+	BalanceFirst      Balance = "first"
+)
+
+// Backend is a backend section, or the backend half of a listen section.
+type Backend struct {
+	Name    string
+	Pos     Pos
+	Listen  bool
+	Balance Balance // never empty after loading: roundrobin by default
+	// ConnectTimeout bounds a connection attempt to a server; 0: the OS limit.
+	ConnectTimeout time.Duration
+	// ServerTimeout is the server-side inactivity timeout; 0: none.
+	ServerTimeout time.Duration
+	// ServerFinTimeout replaces ServerTimeout once the server half-closed; 0: ServerTimeout.
+	ServerFinTimeout time.Duration
+	// CheckTimeout bounds a health check after the connection is
+	// established... for TCP checks, the whole check; 0: see proxy defaults.
+	CheckTimeout time.Duration
+	// UseSrcClientIP is "source 0.0.0.0 usesrc clientip": outgoing
+	// connections bind to the client's address.
+	UseSrcClientIP bool
+	// Source is the local address of outgoing connections (the first argument
+	// of "source"); invalid when unset.
+	Source  netip.Addr
+	Servers []*Server
+}
+
+// PortMode says how a server's port is found.
+type PortMode int
+
+const (
+	// PortFixed: Server.Port is the port.
+	PortFixed PortMode = iota
+	// PortFromClient: no port given; use the destination port of the
+	// client connection (from the PROXY header, else the accepted socket).
+	PortFromClient
+	// PortOffset: Server.PortOffset is added to the client's destination port
+	// ("+N" or "-N").
+	PortOffset
+)
+
+// Server is one server line.
+type Server struct {
+	Name string
+	Pos  Pos
+	// Addr is the server address. An invalid or unspecified (0.0.0.0, ::, "*")
+	// address means: the client's destination address.
+	Addr       netip.Addr
+	Port       uint16
+	PortMode   PortMode
+	PortOffset int
+	// Namespace the outgoing socket is created in; empty: default namespace.
+	Namespace string
+	// ClientNamespace is "namespace *": the connection's own namespace.
+	ClientNamespace bool
+	Check           bool
+	Inter           time.Duration // check interval; never 0 after loading (2s)
+	Rise            int           // never 0 after loading (2)
+	Fall            int           // never 0 after loading (3)
+	Weight          int           // 0..256, 1 by default
+	Backup          bool
+	Disabled        bool
+	// SendProxy is the PROXY protocol version sent to the server: 0 (none), 1 or 2.
+	SendProxy int
+}
+
+// UsesClientDestination reports whether the server's address comes from the client connection.
+func (s *Server) UsesClientDestination() bool {
+	return !s.Addr.IsValid() || s.Addr.IsUnspecified()
+}

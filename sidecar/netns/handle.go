@@ -1,0 +1,280 @@
+package netns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+var (
+	// ErrClosed is returned by a Handle whose namespace was closed, deleted or replaced.
+	ErrClosed = errors.New("nsproxy: namespace handle closed")
+	// ErrNotNamespace is returned when a path is not a network namespace file (yet).
+	ErrNotNamespace = errors.New("nsproxy: not a network namespace")
+)
+
+// nsfsMagic is NSFS_MAGIC from linux/magic.h.
+const nsfsMagic = 0x6e736673
+
+// home is the namespace the process started in: every thread returns to it.
+var home struct {
+	once sync.Once
+	fd   int
+	err  error
+}
+
+func homeFD() (int, error) {
+	home.once.Do(func() {
+		// All threads share the start namespace until this package moves one,
+		// and a moved thread never runs other code, so any thread will do.
+		home.fd, home.err = unix.Open("/proc/self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if home.err != nil {
+			home.err = fmt.Errorf("open own network namespace: %w", home.err)
+		}
+	})
+	return home.fd, home.err
+}
+
+// Identity names a namespace while its fd is held. Inode numbers are reused
+// once a namespace is freed, so compare identities only while holding a handle.
+type Identity struct {
+	Dev    uint64
+	Ino    uint64
+	Cookie uint64 // SO_NETNS_COOKIE; 0 where the kernel lacks it
+}
+
+func (id Identity) String() string {
+	return fmt.Sprintf("net:[%d] dev=%d cookie=%d", id.Ino, id.Dev, id.Cookie)
+}
+
+// Handle is an open network namespace. Its Context is cancelled when the
+// handle is closed, so that everything created inside can be torn down with it.
+type Handle struct {
+	name    string
+	path    string
+	id      Identity
+	isHome  bool
+	ctx     context.Context
+	cancel  context.CancelFunc
+	mu      sync.RWMutex // held shared while fd is in use, exclusively to close it
+	fd      int
+	closed  bool
+	factory atomic.Pointer[factory]
+}
+
+// Name is the registry name ("" for the default namespace).
+func (h *Handle) Name() string { return h.name }
+
+// Path is the file the handle was opened from.
+func (h *Handle) Path() string { return h.path }
+
+// Identity is the namespace's identity, valid while the handle is open.
+func (h *Handle) Identity() Identity { return h.id }
+
+// IsDefault reports whether this is the namespace the daemon started in.
+func (h *Handle) IsDefault() bool { return h.isHome }
+
+// Context is done once the handle is closed.
+func (h *Handle) Context() context.Context { return h.ctx }
+
+// Label is the name used in logs and metrics: the name, or "default".
+func (h *Handle) Label() string {
+	if h.isHome {
+		return "default"
+	}
+	return h.name
+}
+
+// OpenDefault opens the namespace the process started in.
+func OpenDefault() (*Handle, error) {
+	if _, err := homeFD(); err != nil {
+		return nil, err
+	}
+	h, err := open("/proc/self/ns/net", "")
+	if err != nil {
+		return nil, err
+	}
+	h.isHome = true
+	return h, nil
+}
+
+// OpenPath opens the namespace file at path and names it name.
+func OpenPath(path, name string) (*Handle, error) {
+	if _, err := homeFD(); err != nil {
+		return nil, err
+	}
+	return open(path, name)
+}
+
+// OpenPid opens the network namespace of process pid.
+func OpenPid(pid int, name string) (*Handle, error) {
+	return OpenPath(fmt.Sprintf("/proc/%d/ns/net", pid), name)
+}
+
+func open(path, name string) (*Handle, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open namespace %s: %w", path, err)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("statfs namespace %s: %w", path, err)
+	}
+	if sfs.Type != nsfsMagic {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s: %w", path, ErrNotNamespace)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("stat namespace %s: %w", path, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &Handle{name: name, path: path, fd: fd, ctx: ctx, cancel: cancel,
+		id: Identity{Dev: st.Dev, Ino: st.Ino}}
+	// A netns fd that is not a network namespace (e.g. a mount namespace
+	// file) fails here rather than at first use.
+	if err := h.do(func() error {
+		s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(s)
+		if c, err := unix.GetsockoptUint64(s, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE); err == nil {
+			h.id.Cookie = c
+		}
+		return nil
+	}); err != nil {
+		h.Close()
+		return nil, fmt.Errorf("enter namespace %s: %w", path, err)
+	}
+	return h, nil
+}
+
+// Stale reports whether the file the handle came from no longer names the
+// same namespace (deleted, unmounted or recreated).
+func (h *Handle) Stale() bool {
+	if h.isHome {
+		return false
+	}
+	id, err := statIdentity(h.path)
+	return err != nil || id.Dev != h.id.Dev || id.Ino != h.id.Ino
+}
+
+// statIdentity returns the identity of the namespace mounted at path.
+func statIdentity(path string) (Identity, error) {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(path, &sfs); err != nil {
+		return Identity{}, err
+	}
+	if sfs.Type != nsfsMagic {
+		return Identity{}, ErrNotNamespace
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return Identity{}, err
+	}
+	return Identity{Dev: st.Dev, Ino: st.Ino}, nil
+}
+
+// Close cancels the handle's context, stops its socket thread and closes the fd.
+// It waits for sockets being created right now. Closing twice is harmless.
+func (h *Handle) Close() error {
+	h.cancel()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil
+	}
+	h.closed = true
+	if f := h.factory.Load(); f != nil {
+		f.stop()
+	}
+	return unix.Close(h.fd)
+}
+
+// Closed reports whether Close was called.
+func (h *Handle) Closed() bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.closed
+}
+
+// Do runs fn on an OS thread that is inside the namespace, never on the
+// caller's thread. fn must not start goroutines that expect to inherit the
+// namespace, nor block for long: it holds a thread.
+func (h *Handle) Do(fn func() error) error {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.closed {
+		return ErrClosed
+	}
+	return h.do(fn)
+}
+
+func (h *Handle) do(fn func() error) error {
+	if h.isHome {
+		return fn()
+	}
+	homefd, err := homeFD()
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Setns(h.fd, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("setns: %w", err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(homefd, unix.CLONE_NEWNET); err != nil {
+			// The thread is stuck in the wrong namespace: leave it locked
+			// so that it exits with this goroutine.
+			errc <- errors.Join(ferr, fmt.Errorf("setns back to default namespace: %w", err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// Socket creates a socket inside the namespace. The caller owns the fd;
+// bind, connect and every other call on it work from any thread.
+func (h *Handle) Socket(domain, typ, proto int) (int, error) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.closed {
+		return -1, ErrClosed
+	}
+	if h.isHome {
+		return unix.Socket(domain, typ|unix.SOCK_CLOEXEC, proto)
+	}
+	f := h.factory.Load()
+	if f == nil {
+		// Started on first use: most namespaces only ever get a listener.
+		nf := newFactory(h.fd)
+		if h.factory.CompareAndSwap(nil, nf) {
+			f = nf
+		} else {
+			nf.stop()
+			f = h.factory.Load()
+		}
+	}
+	return f.socket(domain, typ|unix.SOCK_CLOEXEC, proto)
+}
+
+// String describes the handle for logs.
+func (h *Handle) String() string {
+	return fmt.Sprintf("%s (%s, %s)", h.Label(), h.path, h.id)
+}
+
+var _ fmt.Stringer = (*Handle)(nil)

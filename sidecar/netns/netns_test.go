@@ -1,0 +1,358 @@
+package netns
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nsproxy/nsproxy/internal/testns"
+	"golang.org/x/sys/unix"
+)
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestValidName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"netns1", true}, {"a.b_c:d-e", true}, {"", false}, {".", false}, {"..", false},
+		{"../x", false}, {"a/b", false}, {"a b", false}, {"a\x00", false},
+		{string(make([]byte, 256)), false}, {"é", false},
+	} {
+		if got := ValidName(tc.name); got != tc.ok {
+			t.Errorf("ValidName(%q) = %v, want %v", tc.name, got, tc.ok)
+		}
+	}
+	long := make([]byte, 255)
+	for i := range long {
+		long[i] = 'a'
+	}
+	if !ValidName(string(long)) {
+		t.Error("255-byte name should be valid")
+	}
+}
+
+func cookieOf(t *testing.T, fd int) uint64 {
+	t.Helper()
+	c, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+	if err != nil {
+		t.Skipf("kernel without SO_NETNS_COOKIE: %v", err)
+	}
+	return c
+}
+
+func TestOpenDefaultIdentity(t *testing.T) {
+	testns.RequireRoot(t)
+	h, err := OpenDefault()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
+		t.Fatal(err)
+	}
+	if h.Identity().Ino != st.Ino || h.Identity().Dev != st.Dev {
+		t.Fatalf("identity %v, stat says ino %d dev %d", h.Identity(), st.Ino, st.Dev)
+	}
+	if !h.IsDefault() || h.Label() != "default" || h.Stale() {
+		t.Fatalf("default handle: IsDefault=%v Label=%q Stale=%v", h.IsDefault(), h.Label(), h.Stale())
+	}
+}
+
+func TestOpenRejectsNonNamespace(t *testing.T) {
+	testns.RequireRoot(t)
+	f := filepath.Join(t.TempDir(), "plain")
+	os.WriteFile(f, nil, 0o644)
+	if _, err := OpenPath(f, "plain"); !errors.Is(err, ErrNotNamespace) {
+		t.Fatalf("plain file: got %v, want ErrNotNamespace", err)
+	}
+	if _, err := OpenPath("/proc/self/ns/mnt", "mnt"); err == nil {
+		t.Fatal("a mount namespace file must not open as a network namespace")
+	}
+	if _, err := OpenPath(filepath.Join(t.TempDir(), "missing"), "m"); err == nil {
+		t.Fatal("missing file must fail")
+	}
+}
+
+// TestListenDialInNamespace proves sockets live in the namespace they were
+// created in: a listener on 127.0.0.1 inside A is reachable from a socket
+// made inside A, and not from the default namespace.
+func TestListenDialInNamespace(t *testing.T) {
+	a := testns.New(t, "A")
+	h, err := OpenPath(filepath.Join(DefaultDir, a), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	def, _ := OpenDefault()
+	defer def.Close()
+
+	ln, err := h.Listen(netip.MustParseAddrPort("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().(*net.TCPAddr).AddrPort()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("from-A"))
+			c.Close()
+		}
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := h.Dial(ctx, addr, DialOptions{})
+	if err != nil {
+		t.Fatalf("dial inside A: %v", err)
+	}
+	b, _ := io.ReadAll(c)
+	c.Close()
+	if string(b) != "from-A" {
+		t.Fatalf("read %q", b)
+	}
+	if c, err := def.Dial(ctx, addr, DialOptions{}); err == nil {
+		c.Close()
+		t.Fatal("dial from default namespace reached a listener inside A")
+	}
+	// The listening socket's namespace cookie is A's.
+	raw, _ := ln.SyscallConn()
+	raw.Control(func(fd uintptr) {
+		if got := cookieOf(t, int(fd)); got != h.Identity().Cookie {
+			t.Errorf("listener cookie %d, namespace cookie %d", got, h.Identity().Cookie)
+		}
+	})
+}
+
+func TestDialTimeoutAndCancel(t *testing.T) {
+	a := testns.New(t, "T")
+	h, err := OpenPath(filepath.Join(DefaultDir, a), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	// Inside a fresh namespace only lo exists: an address routed nowhere
+	// gives ENETUNREACH at once, and a blackhole route makes connect hang.
+	testns.Run(t, "ip", "-n", a, "route", "add", "blackhole", "198.51.100.0/24")
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = h.Dial(ctx, netip.MustParseAddrPort("198.51.100.1:80"), DialOptions{})
+	if err == nil {
+		t.Fatal("dial to blackhole succeeded")
+	}
+	if time.Since(start) > 3*time.Second {
+		t.Fatalf("dial took %v despite a 200ms deadline", time.Since(start))
+	}
+	_, err = h.Dial(context.Background(), netip.MustParseAddrPort("127.0.0.1:1"), DialOptions{})
+	if !errors.Is(err, unix.ECONNREFUSED) {
+		t.Fatalf("dial to closed port: %v, want ECONNREFUSED", err)
+	}
+}
+
+// TestThreadsReturnHome hammers the namespace switch and checks that no
+// goroutine ever finds itself on a thread left in another namespace.
+func TestThreadsReturnHome(t *testing.T) {
+	a := testns.New(t, "H")
+	h, err := OpenPath(filepath.Join(DefaultDir, a), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	def, _ := OpenDefault()
+	defer def.Close()
+	var wg sync.WaitGroup
+	errc := make(chan error, 1000)
+	for i := 0; i < 8; i++ {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 50; j++ {
+				fd, err := h.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+				if err != nil {
+					errc <- err
+					return
+				}
+				c, _ := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+				unix.Close(fd)
+				if c != h.Identity().Cookie {
+					errc <- errors.New("socket from factory is not in the namespace")
+				}
+				h.Do(func() error { return nil })
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 50; j++ {
+				fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+				if err != nil {
+					errc <- err
+					return
+				}
+				c, _ := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+				unix.Close(fd)
+				if c != def.Identity().Cookie {
+					errc <- errors.New("a goroutine ran on a thread left in another namespace")
+				}
+				runtime.Gosched()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+}
+
+func TestHandleCloseStopsThread(t *testing.T) {
+	a := testns.New(t, "C")
+	before := runtime.NumGoroutine()
+	h, err := OpenPath(filepath.Join(DefaultDir, a), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := h.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fd)
+	h.Close()
+	if h.Context().Err() == nil {
+		t.Fatal("context not cancelled by Close")
+	}
+	if _, err := h.Socket(unix.AF_INET, unix.SOCK_STREAM, 0); !errors.Is(err, ErrClosed) {
+		t.Fatalf("socket after close: %v", err)
+	}
+	waitGoroutines(t, before)
+}
+
+func waitGoroutines(t *testing.T, want int) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for runtime.NumGoroutine() > want {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("goroutines: %d, want <= %d\n%s", runtime.NumGoroutine(), want, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRegistryLifecycle(t *testing.T) {
+	testns.RequireRoot(t)
+	name := testns.Name("R")
+	t.Cleanup(func() { testns.Delete(name) })
+	r, err := NewRegistry("", quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := r.SetNames([]string{name, "../etc"}); !errors.Is(err, ErrInvalidName) {
+		t.Fatalf("SetNames with a path: %v, want ErrInvalidName", err)
+	}
+	if _, err := r.Get(name); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("missing namespace: %v, want ErrUnavailable", err)
+	}
+	if _, err := r.Get("other"); !errors.Is(err, ErrUnknownNamespace) {
+		t.Fatalf("unknown name: %v", err)
+	}
+	if !r.Known(name) || r.Known("other") {
+		t.Fatal("Known is wrong")
+	}
+
+	got := make(chan *Handle, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		h, _ := r.Wait(ctx, name)
+		got <- h
+	}()
+	testns.Run(t, "ip", "netns", "add", name)
+	r.Resync()
+	h1 := <-got
+	if h1 == nil {
+		t.Fatal("Wait did not return the namespace once it appeared")
+	}
+	if again, _ := r.Get(name); again != h1 {
+		t.Fatal("Get returned another handle")
+	}
+	r.Resync()
+	if again, _ := r.Get(name); again != h1 || h1.Closed() {
+		t.Fatal("a resync without change must keep the handle")
+	}
+
+	// Recreate under the same name: the old handle is closed, a new one published.
+	testns.Run(t, "ip", "netns", "del", name)
+	testns.Run(t, "ip", "netns", "add", name)
+	r.Resync()
+	if h1.Context().Err() == nil {
+		t.Fatal("old handle survived recreation")
+	}
+	h2, err := r.Get(name)
+	if err != nil || h2 == h1 || h2.Identity() == h1.Identity() {
+		t.Fatalf("after recreate: %v, same=%v", err, h2 == h1)
+	}
+
+	testns.Run(t, "ip", "netns", "del", name)
+	r.Resync()
+	if h2.Context().Err() == nil {
+		t.Fatal("handle survived deletion")
+	}
+	if _, err := r.Get(name); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("deleted namespace: %v", err)
+	}
+
+	// Dropping a name closes its handle.
+	testns.Run(t, "ip", "netns", "add", name)
+	r.Resync()
+	h3, _ := r.Get(name)
+	r.SetNames(nil)
+	if h3 == nil || h3.Context().Err() == nil {
+		t.Fatal("SetNames(nil) kept the handle open")
+	}
+}
+
+func TestRegistryWatch(t *testing.T) {
+	testns.RequireRoot(t)
+	name := testns.Name("W")
+	t.Cleanup(func() { testns.Delete(name) })
+	r, err := NewRegistry("", quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.SetNames([]string{name})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Watch(ctx, time.Hour); close(done) }() // only inotify can notice in time
+	defer func() { cancel(); <-done }()
+	testns.Run(t, "ip", "netns", "add", name)
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	h, err := r.Wait(wctx, name)
+	if err != nil {
+		t.Fatalf("watcher did not notice the new namespace: %v", err)
+	}
+	testns.Run(t, "ip", "netns", "del", name)
+	select {
+	case <-h.Context().Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("watcher did not notice the deletion")
+	}
+}

@@ -1,0 +1,316 @@
+package netns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+)
+
+var (
+	// ErrUnknownNamespace: the name is not one the registry was told about.
+	ErrUnknownNamespace = errors.New("nsproxy: unknown namespace")
+	// ErrUnavailable: the namespace is known but does not exist right now.
+	ErrUnavailable = errors.New("nsproxy: namespace not available")
+	// ErrInvalidName: names are [A-Za-z0-9._:-]{1,255}, never paths.
+	ErrInvalidName = errors.New("nsproxy: invalid namespace name")
+)
+
+// DefaultDir is where `ip netns` keeps named namespaces.
+const DefaultDir = "/var/run/netns"
+
+// ValidName reports whether name can name a namespace: [A-Za-z0-9._:-]{1,255},
+// and neither "." nor "..", so that it can never escape the netns directory.
+func ValidName(name string) bool {
+	if len(name) == 0 || len(name) > 255 || name == "." || name == ".." {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
+			c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Registry keeps every namespace the daemon may use open by name, and
+// notices namespaces appearing, disappearing and being recreated. Users
+// never cache a Handle beyond its Context: when a namespace goes away its
+// handle is closed and a new one (if any) is published under the same name.
+type Registry struct {
+	dir string
+	log *slog.Logger
+	def *Handle
+
+	mu    sync.Mutex
+	slots map[string]*slot
+}
+
+type slot struct {
+	h       *Handle       // nil while the namespace does not exist
+	changed chan struct{} // closed and replaced whenever h changes
+	missing bool          // already reported missing
+}
+
+// NewRegistry opens the default namespace and prepares a registry for the
+// named namespaces in dir ("" means DefaultDir).
+func NewRegistry(dir string, log *slog.Logger) (*Registry, error) {
+	if dir == "" {
+		dir = DefaultDir
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	def, err := OpenDefault()
+	if err != nil {
+		return nil, err
+	}
+	return &Registry{dir: dir, log: log, def: def, slots: map[string]*slot{}}, nil
+}
+
+// Dir is the directory of named namespaces.
+func (r *Registry) Dir() string { return r.dir }
+
+// Default is the namespace the daemon started in.
+func (r *Registry) Default() *Handle { return r.def }
+
+// SetNames makes names the set of namespaces kept open: new names are opened
+// if they exist, names no longer wanted are closed. Names that are wanted
+// before and after keep their handle, so nothing in them is disturbed.
+func (r *Registry) SetNames(names []string) error {
+	var errs []error
+	r.mu.Lock()
+	var drop []*Handle
+	want := map[string]bool{}
+	for _, n := range names {
+		if !ValidName(n) {
+			errs = append(errs, fmt.Errorf("%w: %q", ErrInvalidName, n))
+			continue
+		}
+		want[n] = true
+		if _, ok := r.slots[n]; !ok {
+			r.slots[n] = &slot{changed: make(chan struct{})}
+		}
+	}
+	for n, s := range r.slots {
+		if !want[n] {
+			if s.h != nil {
+				drop = append(drop, s.h)
+			}
+			close(s.changed)
+			delete(r.slots, n)
+		}
+	}
+	r.mu.Unlock()
+	for _, h := range drop {
+		r.log.Info("namespace no longer used, closing", "netns", h.Name())
+		h.Close()
+	}
+	r.Resync()
+	return errors.Join(errs...)
+}
+
+// Names lists the names the registry keeps, sorted.
+func (r *Registry) Names() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for n := range r.slots {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Known reports whether name is one of the registry's names (the allowlist).
+func (r *Registry) Known(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.slots[name]
+	return ok
+}
+
+// Get returns the open handle of name; "" is the default namespace.
+func (r *Registry) Get(name string) (*Handle, error) {
+	if name == "" {
+		return r.def, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.slots[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownNamespace, name)
+	}
+	if s.h == nil {
+		return nil, fmt.Errorf("%w: %q (no %s)", ErrUnavailable, name, filepath.Join(r.dir, name))
+	}
+	return s.h, nil
+}
+
+// Wait returns the handle of name as soon as the namespace exists.
+func (r *Registry) Wait(ctx context.Context, name string) (*Handle, error) {
+	for {
+		if name == "" {
+			return r.def, nil
+		}
+		r.mu.Lock()
+		s, ok := r.slots[name]
+		if !ok {
+			r.mu.Unlock()
+			return nil, fmt.Errorf("%w: %q", ErrUnknownNamespace, name)
+		}
+		h, ch := s.h, s.changed
+		r.mu.Unlock()
+		if h != nil && !h.Closed() {
+			return h, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Resync compares every name with its file: it opens namespaces that
+// appeared, and closes those deleted or replaced (opening the replacement).
+func (r *Registry) Resync() {
+	r.mu.Lock()
+	names := make([]string, 0, len(r.slots))
+	for n := range r.slots {
+		names = append(names, n)
+	}
+	r.mu.Unlock()
+	slices.Sort(names)
+	for _, n := range names {
+		r.resyncOne(n)
+	}
+}
+
+func (r *Registry) resyncOne(name string) {
+	path := filepath.Join(r.dir, name)
+	r.mu.Lock()
+	s, ok := r.slots[name]
+	if !ok {
+		r.mu.Unlock()
+		return
+	}
+	old := s.h
+	r.mu.Unlock()
+
+	if old != nil && !old.Stale() {
+		return
+	}
+	var nh *Handle
+	if id, err := statIdentity(path); err == nil && (old == nil || id.Ino != old.id.Ino || id.Dev != old.id.Dev) {
+		h, err := OpenPath(path, name)
+		if err != nil {
+			r.log.Warn("namespace present but cannot be opened", "netns", name, "path", path, "err", err)
+		} else {
+			nh = h
+		}
+	}
+	if old == nil && nh == nil {
+		r.mu.Lock()
+		report := !s.missing
+		s.missing = true
+		r.mu.Unlock()
+		if report {
+			r.log.Warn("namespace does not exist yet; its listeners and servers start when it appears",
+				"netns", name, "path", path)
+		}
+		return
+	}
+
+	r.mu.Lock()
+	if cur, ok := r.slots[name]; !ok || cur != s || s.h != old {
+		// Changed under us (SetNames or a concurrent resync): let it win.
+		r.mu.Unlock()
+		if nh != nil {
+			nh.Close()
+		}
+		return
+	}
+	s.h = nh
+	s.missing = nh == nil
+	close(s.changed)
+	s.changed = make(chan struct{})
+	r.mu.Unlock()
+
+	switch {
+	case old != nil && nh != nil:
+		r.log.Warn("namespace recreated: closing everything in the old one", "netns", name,
+			"old", old.Identity().String(), "new", nh.Identity().String())
+	case old != nil:
+		r.log.Warn("namespace deleted: closing its listeners and connections", "netns", name,
+			"identity", old.Identity().String())
+	default:
+		r.log.Info("namespace available", "netns", name, "identity", nh.Identity().String())
+	}
+	if old != nil {
+		old.Close()
+	}
+}
+
+// Close closes every handle, the default one included.
+func (r *Registry) Close() {
+	r.mu.Lock()
+	var hs []*Handle
+	for n, s := range r.slots {
+		if s.h != nil {
+			hs = append(hs, s.h)
+		}
+		close(s.changed)
+		delete(r.slots, n)
+	}
+	r.mu.Unlock()
+	for _, h := range hs {
+		h.Close()
+	}
+	r.def.Close()
+}
+
+// Watch keeps the registry in step with the netns directory until ctx ends:
+// inotify for promptness, a periodic resync for anything inotify misses
+// (a namespace file created before its bind mount, a directory created late).
+func (r *Registry) Watch(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = time.Second
+	}
+	events, stop := watchDir(r.dir, r.log)
+	defer stop()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.Resync()
+		case _, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			// `ip netns add` creates the file before bind-mounting the
+			// namespace on it: resync now and once more shortly after.
+			r.Resync()
+			time.AfterFunc(50*time.Millisecond, r.Resync)
+		}
+	}
+}
+
+// exists is used by tests and by Watch's directory bootstrap.
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
