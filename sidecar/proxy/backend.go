@@ -1,0 +1,163 @@
+package proxy
+
+import (
+	"context"
+	"hash/fnv"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+)
+
+// backend is a running BackendSpec. Settings are swapped atomically on
+// Apply; servers whose spec did not change keep their state.
+type backend struct {
+	name    string
+	spec    atomic.Pointer[BackendSpec]
+	mu      sync.Mutex // guards servers and the balancing state
+	servers []*server
+	stats   Counters
+}
+
+// server is a running ServerSpec with its health and counters.
+type server struct {
+	spec    ServerSpec
+	backend string
+	up      atomic.Bool // health-check verdict (true without checks)
+	active  atomic.Int64
+	curW    int // smooth weighted round-robin state, under backend.mu
+	stats   Counters
+	checker *checker
+}
+
+// Counters are the per-object traffic counters.
+type Counters struct {
+	Current       atomic.Int64
+	Total         atomic.Uint64
+	BytesIn       atomic.Uint64 // client to server
+	BytesOut      atomic.Uint64 // server to client
+	ConnectErrors atomic.Uint64
+}
+
+func newServer(be string, s ServerSpec) *server {
+	sv := &server{spec: s, backend: be}
+	sv.up.Store(true)
+	return sv
+}
+
+// usable reports whether new connections may go to the server now.
+func (s *server) usable(nsOK func(string) bool) bool {
+	if s.spec.Disabled || s.spec.Weight <= 0 || !s.up.Load() {
+		return false
+	}
+	return s.spec.ClientNamespace || nsOK(s.spec.Namespace)
+}
+
+// update installs a new spec, keeping servers whose spec is unchanged.
+// It returns the servers that were dropped, for the caller to stop.
+func (b *backend) update(bs BackendSpec) (dropped []*server, added []*server) {
+	b.spec.Store(&bs)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	old := map[ServerSpec]*server{}
+	for _, s := range b.servers {
+		old[s.spec] = s
+	}
+	next := make([]*server, 0, len(bs.Servers))
+	for _, ss := range bs.Servers {
+		if s, ok := old[ss]; ok {
+			next = append(next, s)
+			delete(old, ss)
+			continue
+		}
+		s := newServer(bs.Name, ss)
+		next = append(next, s)
+		added = append(added, s)
+	}
+	for _, s := range old {
+		dropped = append(dropped, s)
+	}
+	b.servers = next
+	return dropped, added
+}
+
+// pick chooses a server for a client by the backend's algorithm, among
+// usable servers not in tried; backup servers only when no other is usable.
+func (b *backend) pick(client netip.Addr, tried map[*server]bool, nsOK func(string) bool) *server {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var cands []*server
+	for _, backup := range []bool{false, true} {
+		for _, s := range b.servers {
+			if s.spec.Backup == backup && !tried[s] && s.usable(nsOK) {
+				cands = append(cands, s)
+			}
+		}
+		if len(cands) > 0 {
+			break
+		}
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	switch b.spec.Load().Balance {
+	case First:
+		return cands[0]
+	case LeastConn:
+		best := cands[0]
+		for _, s := range cands[1:] {
+			// active/weight compared without division.
+			if s.active.Load()*int64(best.spec.Weight) < best.active.Load()*int64(s.spec.Weight) {
+				best = s
+			}
+		}
+		return best
+	case Source:
+		total := 0
+		for _, s := range cands {
+			total += s.spec.Weight
+		}
+		h := fnv.New32a()
+		a := client.Unmap().AsSlice()
+		h.Write(a)
+		n := int(h.Sum32() % uint32(total))
+		for _, s := range cands {
+			if n < s.spec.Weight {
+				return s
+			}
+			n -= s.spec.Weight
+		}
+		return cands[len(cands)-1]
+	default: // smooth weighted round robin
+		total := 0
+		var best *server
+		for _, s := range cands {
+			s.curW += s.spec.Weight
+			total += s.spec.Weight
+			if best == nil || s.curW > best.curW {
+				best = s
+			}
+		}
+		best.curW -= total
+		return best
+	}
+}
+
+func (b *backend) snapshot() []*server {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]*server(nil), b.servers...)
+}
+
+func (b *backend) stop() {
+	for _, s := range b.snapshot() {
+		s.stopCheck()
+	}
+}
+
+func (s *server) stopCheck() {
+	if s.checker != nil {
+		s.checker.stop()
+	}
+}
+
+var _ = context.Background

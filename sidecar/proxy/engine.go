@@ -1,0 +1,229 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nsproxy/nsproxy/sidecar/netns"
+)
+
+// ErrStopped is returned by Apply after Shutdown.
+var ErrStopped = errors.New("nsproxy: engine stopped")
+
+// Engine runs frontends and backends. Apply may be called any number of
+// times; Shutdown once.
+type Engine struct {
+	reg *netns.Registry
+	log *slog.Logger
+
+	ctx    context.Context // parent of every listener and check
+	cancel context.CancelFunc
+
+	mu        sync.Mutex // serialises Apply and Shutdown
+	stopped   bool
+	frontends map[string]*frontend
+	backends  atomic.Pointer[map[string]*backend] // read lock-free per connection
+	global    *limiter
+
+	sessMu   sync.Mutex
+	sessions map[*session]struct{}
+	sessWG   sync.WaitGroup
+	nextID   atomic.Uint64
+}
+
+// New returns an engine that resolves namespaces through reg.
+func New(reg *netns.Registry, log *slog.Logger) *Engine {
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Engine{reg: reg, log: log, ctx: ctx, cancel: cancel,
+		frontends: map[string]*frontend{}, global: newLimiter(0), sessions: map[*session]struct{}{}}
+	e.backends.Store(&map[string]*backend{})
+	return e
+}
+
+// frontend is a running FrontendSpec.
+type frontend struct {
+	name      string
+	spec      atomic.Pointer[FrontendSpec]
+	limit     *limiter
+	listeners map[BindSpec]*listener
+	stats     Counters
+}
+
+// Apply reconciles the running state with spec: listeners whose BindSpec is
+// unchanged keep their sockets and connections, servers whose ServerSpec is
+// unchanged keep their health; settings take effect for new connections.
+// Established connections of removed frontends finish on their own.
+func (e *Engine) Apply(spec Spec) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopped {
+		return ErrStopped
+	}
+	e.global.setLimit(spec.MaxConn)
+
+	old := *e.backends.Load()
+	next := make(map[string]*backend, len(spec.Backends))
+	for _, bs := range spec.Backends {
+		if bs.Balance == "" {
+			bs.Balance = RoundRobin
+		}
+		b := old[bs.Name]
+		if b == nil {
+			b = &backend{name: bs.Name}
+		}
+		dropped, added := b.update(bs)
+		for _, s := range dropped {
+			s.stopCheck()
+		}
+		for _, s := range added {
+			e.startCheck(s)
+		}
+		next[bs.Name] = b
+	}
+	for name, b := range old {
+		if _, ok := next[name]; !ok {
+			b.stop()
+		}
+	}
+	e.backends.Store(&next)
+
+	want := map[string]bool{}
+	for _, fs := range spec.Frontends {
+		want[fs.Name] = true
+		fe := e.frontends[fs.Name]
+		if fe == nil {
+			fe = &frontend{name: fs.Name, limit: newLimiter(fs.MaxConn), listeners: map[BindSpec]*listener{}}
+			e.frontends[fs.Name] = fe
+		}
+		fe.spec.Store(&fs)
+		fe.limit.setLimit(fs.MaxConn)
+		binds := map[BindSpec]bool{}
+		for _, bs := range fs.Binds {
+			binds[bs] = true
+			if fe.listeners[bs] == nil {
+				fe.listeners[bs] = e.startListener(fe, bs)
+			}
+		}
+		for bs, l := range fe.listeners {
+			if !binds[bs] {
+				l.stop()
+				delete(fe.listeners, bs)
+			}
+		}
+	}
+	for name, fe := range e.frontends {
+		if !want[name] {
+			for _, l := range fe.listeners {
+				l.stop()
+			}
+			delete(e.frontends, name)
+		}
+	}
+	return nil
+}
+
+func (e *Engine) backend(name string) *backend { return (*e.backends.Load())[name] }
+
+func (e *Engine) backendSpec(name string) *BackendSpec {
+	if b := e.backend(name); b != nil {
+		return b.spec.Load()
+	}
+	return nil
+}
+
+// Shutdown stops accepting, lets established connections finish until ctx
+// ends, then closes the rest. It returns the number of connections it had
+// to close.
+func (e *Engine) Shutdown(ctx context.Context) int {
+	e.mu.Lock()
+	if e.stopped {
+		e.mu.Unlock()
+		return 0
+	}
+	e.stopped = true
+	for _, fe := range e.frontends {
+		for _, l := range fe.listeners {
+			l.stop()
+		}
+	}
+	for _, b := range *e.backends.Load() {
+		b.stop()
+	}
+	e.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { e.sessWG.Wait(); close(done) }()
+	forced := 0
+	select {
+	case <-done:
+	case <-ctx.Done():
+		e.sessMu.Lock()
+		for s := range e.sessions {
+			s.abort("shutdown")
+			forced++
+		}
+		e.sessMu.Unlock()
+		<-done
+	}
+	e.cancel()
+	return forced
+}
+
+// ListenerState describes one listening socket for status output and tests.
+type ListenerState struct {
+	Frontend  string
+	Bind      BindSpec
+	Listening bool
+	Addr      string // the bound address while listening
+	Netns     string
+	Err       string // why it is not listening
+}
+
+// Listeners lists every listener and whether it is up.
+func (e *Engine) Listeners() []ListenerState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []ListenerState
+	for _, fe := range e.frontends {
+		for _, l := range fe.listeners {
+			out = append(out, l.state())
+		}
+	}
+	return out
+}
+
+// ServerState describes one server's health for status output and tests.
+type ServerState struct {
+	Backend, Server string
+	Up              bool
+	Active          int64
+	Total           uint64
+}
+
+// Servers lists every server with its health.
+func (e *Engine) Servers() []ServerState {
+	var out []ServerState
+	for _, b := range *e.backends.Load() {
+		for _, s := range b.snapshot() {
+			out = append(out, ServerState{Backend: b.name, Server: s.spec.Name, Up: s.up.Load(),
+				Active: s.active.Load(), Total: s.stats.Total.Load()})
+		}
+	}
+	return out
+}
+
+// Sessions is the number of connections being proxied now.
+func (e *Engine) Sessions() int {
+	e.sessMu.Lock()
+	defer e.sessMu.Unlock()
+	return len(e.sessions)
+}
+
+var _ = time.Second

@@ -1,0 +1,149 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/nsproxy/nsproxy/sidecar/netns"
+)
+
+// listener keeps one BindSpec listening: it waits for the namespace, binds,
+// accepts until the namespace goes away or the listener is stopped, and
+// starts over in the namespace's replacement.
+type listener struct {
+	e      *Engine
+	fe     *frontend
+	bind   BindSpec
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu      sync.Mutex
+	ln      *net.TCPListener
+	h       *netns.Handle
+	lastErr string
+}
+
+func (e *Engine) startListener(fe *frontend, bs BindSpec) *listener {
+	ctx, cancel := context.WithCancel(e.ctx)
+	l := &listener{e: e, fe: fe, bind: bs, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		l.run(ctx)
+	}()
+	return l
+}
+
+func (l *listener) stop() {
+	l.cancel()
+	<-l.done
+}
+
+func (l *listener) state() ListenerState {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := ListenerState{Frontend: l.fe.name, Bind: l.bind, Netns: nsLabel(l.bind.Namespace), Err: l.lastErr}
+	if l.ln != nil {
+		st.Listening = true
+		st.Addr = l.ln.Addr().String()
+	}
+	return st
+}
+
+func (l *listener) setErr(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if msg != "" && msg != l.lastErr {
+		l.e.log.Warn("cannot listen; retrying", "frontend", l.fe.name, "bind", l.bind.Addr.String(),
+			"netns", nsLabel(l.bind.Namespace), "err", msg)
+	}
+	l.lastErr = msg
+}
+
+func (l *listener) run(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		if l.bind.Namespace != "" {
+			if _, err := l.e.reg.Get(l.bind.Namespace); err != nil {
+				l.setErr(err)
+			}
+		}
+		h, err := l.e.reg.Wait(ctx, l.bind.Namespace)
+		if err != nil {
+			if ctx.Err() == nil {
+				l.setErr(err)
+			}
+			return
+		}
+		ln, err := h.Listen(l.bind.Addr)
+		if err != nil {
+			// The address may not exist in the namespace yet: retry until it
+			// does, the namespace changes or we are stopped.
+			l.setErr(err)
+			select {
+			case <-ctx.Done():
+			case <-h.Context().Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 2*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		l.mu.Lock()
+		l.ln, l.h, l.lastErr = ln, h, ""
+		l.mu.Unlock()
+		l.e.log.Info("listening", "frontend", l.fe.name, "bind", ln.Addr().String(), "netns", h.Label())
+		l.serve(ctx, h, ln)
+		l.mu.Lock()
+		l.ln, l.h = nil, nil
+		l.mu.Unlock()
+		if ctx.Err() == nil {
+			l.e.log.Warn("listener closed with its namespace", "frontend", l.fe.name,
+				"bind", l.bind.Addr.String(), "netns", h.Label())
+		}
+	}
+}
+
+// serve accepts until ln fails. Slots (maxconn) are taken before accept, so
+// connections over the limit wait in the kernel backlog, as in HAProxy.
+func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListener) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopNS := context.AfterFunc(h.Context(), cancel)
+	defer stopNS()
+	stopLn := context.AfterFunc(sctx, func() { ln.Close() })
+	defer stopLn()
+	defer ln.Close()
+	for {
+		if err := l.fe.limit.acquire(sctx); err != nil {
+			return
+		}
+		if err := l.e.global.acquire(sctx); err != nil {
+			l.fe.limit.release()
+			return
+		}
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			l.e.global.release()
+			l.fe.limit.release()
+			if sctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// EMFILE and friends: back off rather than spin.
+			l.e.log.Warn("accept failed", "frontend", l.fe.name, "netns", h.Label(), "err", err)
+			select {
+			case <-sctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		l.e.startSession(l, h, c)
+	}
+}

@@ -1,0 +1,378 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/nsproxy/nsproxy/sidecar/netns"
+)
+
+// session is one proxied connection.
+type session struct {
+	e        *Engine
+	id       uint64
+	fe       *FrontendSpec
+	bind     BindSpec
+	start    time.Time
+	client   *net.TCPConn
+	listenNS *netns.Handle // where the client socket lives
+	clientNS *netns.Handle // the connection's namespace (listener's, or from a PROXY TLV)
+	nsSource string        // where clientNS came from: listener or tlv
+	src, dst netip.AddrPort
+	proxyVer int
+
+	mu         sync.Mutex
+	server     *net.TCPConn
+	srv        *server
+	serverNS   *netns.Handle
+	backend    string
+	term       string // first reason the session ended abnormally
+	aborted    bool
+	lastActive atomic.Int64 // unix nanos of the last byte moved either way
+	clientFin  atomic.Bool  // client sent FIN
+	serverFin  atomic.Bool  // server sent FIN
+	bytesIn    atomic.Uint64
+	bytesOut   atomic.Uint64
+}
+
+func (e *Engine) startSession(l *listener, h *netns.Handle, c *net.TCPConn) {
+	s := &session{e: e, id: e.nextID.Add(1), fe: l.fe.spec.Load(), bind: l.bind, start: time.Now(),
+		client: c, listenNS: h, clientNS: h, nsSource: "listener"}
+	s.src = addrPort(c.RemoteAddr())
+	s.dst = addrPort(c.LocalAddr())
+	e.sessMu.Lock()
+	e.sessions[s] = struct{}{}
+	e.sessWG.Add(1)
+	e.sessMu.Unlock()
+	fe := l.fe
+	fe.stats.Current.Add(1)
+	fe.stats.Total.Add(1)
+	go func() {
+		defer e.sessWG.Done()
+		defer e.global.release()
+		defer fe.limit.release()
+		defer fe.stats.Current.Add(-1)
+		s.run()
+		fe.stats.BytesIn.Add(s.bytesIn.Load())
+		fe.stats.BytesOut.Add(s.bytesOut.Load())
+		e.sessMu.Lock()
+		delete(e.sessions, s)
+		e.sessMu.Unlock()
+	}()
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// abort ends the session now, closing both sockets; the first reason wins.
+func (s *session) abort(reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.term == "" {
+		s.term = reason
+	}
+	s.aborted = true
+	s.client.Close()
+	if s.server != nil {
+		s.server.Close()
+	}
+}
+
+func (s *session) setTerm(reason string) {
+	s.mu.Lock()
+	if s.term == "" {
+		s.term = reason
+	}
+	s.mu.Unlock()
+}
+
+func (s *session) run() {
+	defer s.client.Close()
+	stopClientNS := context.AfterFunc(s.listenNS.Context(), func() { s.abort("client_netns_gone") })
+	defer stopClientNS()
+	if s.bind.AcceptProxy {
+		if err := s.readProxyHeader(); err != nil {
+			s.logEnd(err)
+			return
+		}
+	}
+	if err := s.connect(); err != nil {
+		s.logEnd(err)
+		return
+	}
+	defer s.server.Close()
+	stopServerNS := context.AfterFunc(s.serverNS.Context(), func() { s.abort("server_netns_gone") })
+	defer stopServerNS()
+	srv := s.srv
+	defer srv.active.Add(-1)
+	defer srv.stats.Current.Add(-1)
+	s.pump()
+	srv.stats.BytesIn.Add(s.bytesIn.Load())
+	srv.stats.BytesOut.Add(s.bytesOut.Load())
+	s.logEnd(nil)
+}
+
+// connect picks servers until one answers: at most three attempts, each on
+// a different server.
+func (s *session) connect() error {
+	b := s.e.backend(s.fe.Backend)
+	if b == nil {
+		s.setTerm("no_backend")
+		return errors.New("backend " + s.fe.Backend + " does not exist")
+	}
+	s.backend = b.name
+	bs := b.spec.Load()
+	tried := map[*server]bool{}
+	nsOK := func(name string) bool { _, err := s.e.reg.Get(name); return err == nil }
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		srv := b.pick(s.src.Addr(), tried, nsOK)
+		if srv == nil {
+			break
+		}
+		tried[srv] = true
+		c, h, err := s.dial(bs, srv)
+		if err != nil {
+			srv.stats.ConnectErrors.Add(1)
+			b.stats.ConnectErrors.Add(1)
+			lastErr = err
+			s.e.log.Debug("connect failed", "backend", b.name, "server", srv.spec.Name, "err", err)
+			continue
+		}
+		srv.active.Add(1)
+		srv.stats.Current.Add(1)
+		srv.stats.Total.Add(1)
+		b.stats.Total.Add(1)
+		s.mu.Lock()
+		s.server, s.serverNS, s.srv = c, h, srv
+		aborted := s.aborted
+		s.mu.Unlock()
+		if aborted {
+			c.Close()
+		}
+		return nil
+	}
+	if lastErr == nil {
+		s.setTerm("no_server")
+		return errors.New("no server available in backend " + b.name)
+	}
+	s.setTerm("connect_failed")
+	return lastErr
+}
+
+// dial connects to srv inside its namespace (the client's for "namespace *").
+func (s *session) dial(bs *BackendSpec, srv *server) (*net.TCPConn, *netns.Handle, error) {
+	h := s.clientNS
+	if !srv.spec.ClientNamespace {
+		var err error
+		if h, err = s.e.reg.Get(srv.spec.Namespace); err != nil {
+			return nil, nil, err
+		}
+	}
+	dst, err := s.destination(srv.spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	timeout := bs.ConnectTimeout
+	if timeout <= 0 {
+		timeout = DefaultConnectTimeout
+	}
+	ctx, cancel := context.WithTimeout(s.clientNS.Context(), timeout)
+	defer cancel()
+	var opt netns.DialOptions
+	switch {
+	case bs.UseSrcClientIP:
+		opt = netns.DialOptions{Source: netip.AddrPortFrom(s.src.Addr(), 0), Transparent: true}
+	case bs.Source.IsValid() && !bs.Source.IsUnspecified():
+		opt = netns.DialOptions{Source: netip.AddrPortFrom(bs.Source, 0)}
+	}
+	c, err := h.Dial(ctx, dst, opt)
+	if err != nil {
+		return nil, nil, err
+	}
+	if srv.spec.SendProxy > 0 {
+		if err := s.writeProxyHeader(c, srv.spec.SendProxy); err != nil {
+			c.Close()
+			return nil, nil, err
+		}
+	}
+	return c, h, nil
+}
+
+// errNoDestination: a server takes its address from the client connection,
+// and the connection has none usable.
+var errNoDestination = errors.New("server address comes from the client connection, which has no usable destination")
+
+// destination resolves the server address for this connection.
+func (s *session) destination(sp ServerSpec) (netip.AddrPort, error) {
+	addr := sp.Addr
+	if !addr.IsValid() || addr.IsUnspecified() {
+		if !s.dst.IsValid() {
+			return netip.AddrPort{}, errNoDestination
+		}
+		addr = s.dst.Addr()
+	}
+	switch sp.PortMode {
+	case PortFromClient:
+		if !s.dst.IsValid() {
+			return netip.AddrPort{}, errNoDestination
+		}
+		return netip.AddrPortFrom(addr, s.dst.Port()), nil
+	case PortOffset:
+		if !s.dst.IsValid() {
+			return netip.AddrPort{}, errNoDestination
+		}
+		p := int(s.dst.Port()) + sp.PortOffset
+		if p < 1 || p > 65535 {
+			return netip.AddrPort{}, errors.New("port offset gives a port out of range")
+		}
+		return netip.AddrPortFrom(addr, uint16(p)), nil
+	}
+	return netip.AddrPortFrom(addr, sp.Port), nil
+}
+
+// copyChunk bounds one splice call, so that deadlines are refreshed at
+// least this often while data flows.
+const copyChunk = 1 << 20
+
+// pump moves bytes both ways until both sides finished, with half-close:
+// a FIN from one side is passed on and the other direction goes on.
+func (s *session) pump() {
+	s.lastActive.Store(time.Now().UnixNano())
+	done := make(chan struct{})
+	go func() {
+		s.copy(s.server, s.client, &s.bytesIn, true)
+		close(done)
+	}()
+	s.copy(s.client, s.server, &s.bytesOut, false)
+	<-done
+}
+
+// idle returns the inactivity timeout that applies now to a direction.
+func (s *session) idle() time.Duration {
+	ct := s.fe.ClientTimeout
+	if s.clientFin.Load() && s.fe.ClientFinTimeout > 0 {
+		ct = s.fe.ClientFinTimeout
+	}
+	var st time.Duration
+	if bs := s.e.backendSpec(s.backend); bs != nil {
+		st = bs.ServerTimeout
+		if s.serverFin.Load() && bs.ServerFinTimeout > 0 {
+			st = bs.ServerFinTimeout
+		}
+	}
+	switch {
+	case ct == 0:
+		return st
+	case st == 0:
+		return ct
+	}
+	return min(ct, st)
+}
+
+// copy moves src to dst. dst.ReadFrom with a *net.TCPConn inside an
+// io.LimitedReader is spliced by the runtime; the loop exists only to
+// refresh the inactivity deadlines.
+func (s *session) copy(dst, src *net.TCPConn, count *atomic.Uint64, fromClient bool) {
+	lr := &io.LimitedReader{R: src}
+	for {
+		timeout := s.idle()
+		if timeout > 0 {
+			d := time.Now().Add(timeout)
+			src.SetReadDeadline(d)
+			dst.SetWriteDeadline(d)
+		}
+		lr.N = copyChunk
+		n, err := dst.ReadFrom(lr)
+		if n > 0 {
+			count.Add(uint64(n))
+			s.lastActive.Store(time.Now().UnixNano())
+		}
+		if err == nil && lr.N > 0 {
+			// EOF from src: pass the FIN on, keep the other direction.
+			if fromClient {
+				s.clientFin.Store(true)
+			} else {
+				s.serverFin.Store(true)
+			}
+			dst.CloseWrite()
+			return
+		}
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && timeout > 0 {
+			last := time.Unix(0, s.lastActive.Load())
+			if time.Since(last) < timeout {
+				continue // the other direction is busy: not idle
+			}
+			if fromClient {
+				s.abort("client_timeout")
+			} else {
+				s.abort("server_timeout")
+			}
+			return
+		}
+		s.abort(classify(err, fromClient))
+		return
+	}
+}
+
+func classify(err error, fromClient bool) string {
+	side := "server"
+	if fromClient {
+		side = "client"
+	}
+	switch {
+	case errors.Is(err, net.ErrClosed):
+		return "closed"
+	case errors.Is(err, syscall.ECONNRESET):
+		return side + "_reset"
+	case errors.Is(err, syscall.EPIPE):
+		return side + "_gone"
+	}
+	return side + "_error"
+}
+
+// logEnd writes the one log line of a connection.
+func (s *session) logEnd(err error) {
+	s.mu.Lock()
+	term := s.term
+	srvName, srvNS := "", ""
+	if s.srv != nil {
+		srvName = s.srv.spec.Name
+	}
+	if s.serverNS != nil {
+		srvNS = s.serverNS.Label()
+	}
+	s.mu.Unlock()
+	if term == "" {
+		term = "normal"
+	}
+	args := []any{"tenant", s.fe.Tenant, "frontend", s.fe.Name, "backend", s.backend, "server", srvName,
+		"client", s.src.String(), "client_netns", s.clientNS.Label(), "client_netns_source", s.nsSource,
+		"server_netns", srvNS, "bytes_in", s.bytesIn.Load(), "bytes_out", s.bytesOut.Load(),
+		"duration", time.Since(s.start).Round(time.Microsecond).String(), "termination", term}
+	if s.proxyVer > 0 {
+		args = append(args, "proxy_version", s.proxyVer)
+	}
+	if err != nil {
+		args = append(args, "err", err.Error())
+		s.e.log.Warn("connection", args...)
+		return
+	}
+	s.e.log.Info("connection", args...)
+}
