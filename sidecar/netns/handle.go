@@ -21,23 +21,19 @@ var (
 // nsfsMagic is NSFS_MAGIC from linux/magic.h.
 const nsfsMagic = 0x6e736673
 
-// home is the namespace the process started in: every thread returns to it.
-var home struct {
-	once sync.Once
-	fd   int
-	err  error
-}
+// homeFD is the namespace the process started in: every thread returns to
+// it. It is opened in init, on the main thread before main runs and before
+// this package has moved any thread. "/proc/self/ns/net" would be wrong
+// later: it names the main thread's namespace, and the main thread may be
+// the one this package has just moved.
+var homeFD, homeErr = openHome()
 
-func homeFD() (int, error) {
-	home.once.Do(func() {
-		// All threads share the start namespace until this package moves one,
-		// and a moved thread never runs other code, so any thread will do.
-		home.fd, home.err = unix.Open("/proc/self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if home.err != nil {
-			home.err = fmt.Errorf("open own network namespace: %w", home.err)
-		}
-	})
-	return home.fd, home.err
+func openHome() (int, error) {
+	fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open own network namespace: %w", err)
+	}
+	return fd, nil
 }
 
 // Identity names a namespace while its fd is held. Inode numbers are reused
@@ -92,23 +88,26 @@ func (h *Handle) Label() string {
 
 // OpenDefault opens the namespace the process started in.
 func OpenDefault() (*Handle, error) {
-	if _, err := homeFD(); err != nil {
-		return nil, err
+	if homeErr != nil {
+		return nil, homeErr
 	}
-	h, err := open("/proc/self/ns/net", "")
+	fd, err := unix.FcntlInt(uintptr(homeFD), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("dup own network namespace: %w", err)
 	}
-	h.isHome = true
-	return h, nil
+	return newHandle(fd, "/proc/thread-self/ns/net", "", true)
 }
 
 // OpenPath opens the namespace file at path and names it name.
 func OpenPath(path, name string) (*Handle, error) {
-	if _, err := homeFD(); err != nil {
-		return nil, err
+	if homeErr != nil {
+		return nil, homeErr
 	}
-	return open(path, name)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open namespace %s: %w", path, err)
+	}
+	return newHandle(fd, path, name, false)
 }
 
 // OpenPid opens the network namespace of process pid.
@@ -116,11 +115,8 @@ func OpenPid(pid int, name string) (*Handle, error) {
 	return OpenPath(fmt.Sprintf("/proc/%d/ns/net", pid), name)
 }
 
-func open(path, name string) (*Handle, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open namespace %s: %w", path, err)
-	}
+// newHandle takes ownership of fd.
+func newHandle(fd int, path, name string, isHome bool) (*Handle, error) {
 	var sfs unix.Statfs_t
 	if err := unix.Fstatfs(fd, &sfs); err != nil {
 		unix.Close(fd)
@@ -136,7 +132,7 @@ func open(path, name string) (*Handle, error) {
 		return nil, fmt.Errorf("stat namespace %s: %w", path, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &Handle{name: name, path: path, fd: fd, ctx: ctx, cancel: cancel,
+	h := &Handle{name: name, path: path, fd: fd, ctx: ctx, cancel: cancel, isHome: isHome,
 		id: Identity{Dev: st.Dev, Ino: st.Ino}}
 	// A netns fd that is not a network namespace (e.g. a mount namespace
 	// file) fails here rather than at first use.
@@ -222,10 +218,6 @@ func (h *Handle) do(fn func() error) error {
 	if h.isHome {
 		return fn()
 	}
-	homefd, err := homeFD()
-	if err != nil {
-		return err
-	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -235,7 +227,7 @@ func (h *Handle) do(fn func() error) error {
 			return
 		}
 		ferr := fn()
-		if err := unix.Setns(homefd, unix.CLONE_NEWNET); err != nil {
+		if err := unix.Setns(homeFD, unix.CLONE_NEWNET); err != nil {
 			// The thread is stuck in the wrong namespace: leave it locked
 			// so that it exits with this goroutine.
 			errc <- errors.Join(ferr, fmt.Errorf("setns back to default namespace: %w", err))

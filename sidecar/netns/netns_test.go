@@ -3,6 +3,7 @@ package netns
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -58,8 +59,13 @@ func TestOpenDefaultIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
+	// Not /proc/self: that is the main thread, which may be lent to
+	// another test's namespace switch right now.
 	var st unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
+	runtime.LockOSThread()
+	err = unix.Stat("/proc/thread-self/ns/net", &st)
+	runtime.UnlockOSThread()
+	if err != nil {
 		t.Fatal(err)
 	}
 	if h.Identity().Ino != st.Ino || h.Identity().Dev != st.Dev {
@@ -207,7 +213,7 @@ func TestThreadsReturnHome(t *testing.T) {
 				c, _ := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
 				unix.Close(fd)
 				if c != def.Identity().Cookie {
-					errc <- errors.New("a goroutine ran on a thread left in another namespace")
+					errc <- fmt.Errorf("a goroutine ran on a thread left in another namespace: cookie %d, default %d, ns %d", c, def.Identity().Cookie, h.Identity().Cookie)
 				}
 				runtime.Gosched()
 			}
