@@ -1,0 +1,218 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// ValidNamespaceName reports whether name can name a network namespace:
+// 1 to 255 characters of [A-Za-z0-9._:-], and not "." or "..". Names are
+// never paths, so they cannot escape the namespace directory.
+func ValidNamespaceName(name string) bool {
+	return len(name) <= 255 && name != "." && name != ".." && validName(name)
+}
+
+const namespaceNameRule = `namespace names are 1 to 255 characters of A-Z a-z 0-9 . _ : - and not "." or ".."`
+
+// validName reports whether name is a valid section or server name:
+// [A-Za-z0-9._:-]+, the characters HAProxy accepts in proxy names.
+func validName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !isLetter(c) && !isDigit(c) && c != '.' && c != '_' && c != ':' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+const nameRule = "names are made of A-Z a-z 0-9 . _ : -"
+
+// maxTimeout is the largest timeout HAProxy accepts: 2^31-1 milliseconds.
+const maxTimeout = math.MaxInt32 * time.Millisecond
+
+// parseDuration parses HAProxy's time format: a decimal integer and an
+// optional unit (us, ms, s, m, h, d); no unit means milliseconds. The
+// result is > 0 and at most maxTimeout.
+func parseDuration(s string) (time.Duration, string) {
+	const help = "write a whole number with an optional unit us, ms, s, m, h or d (milliseconds without unit)"
+	digits := s
+	for i := 0; i < len(s); i++ {
+		if !isDigit(s[i]) {
+			digits = s[:i]
+			break
+		}
+	}
+	unit := map[string]time.Duration{
+		"": time.Millisecond, "us": time.Microsecond, "ms": time.Millisecond,
+		"s": time.Second, "m": time.Minute, "h": time.Hour, "d": 24 * time.Hour,
+	}[s[len(digits):]]
+	if digits == "" || unit == 0 {
+		return 0, fmt.Sprintf("invalid duration %q; %s", s, help)
+	}
+	n, ok := parseDigits(digits, math.MaxInt64)
+	if !ok || n > int64(maxTimeout/unit) {
+		return 0, fmt.Sprintf("duration %q is too large; the maximum is 2147483647ms (about 24.8 days)", s)
+	}
+	if n == 0 {
+		return 0, fmt.Sprintf("duration %q must be greater than 0; %s", s, help)
+	}
+	return time.Duration(n) * unit, ""
+}
+
+// parseDigits parses a non-empty string of decimal digits (no sign) that is
+// at most max.
+func parseDigits(s string, max int64) (int64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		if !isDigit(s[i]) {
+			return 0, false
+		}
+		d := int64(s[i] - '0')
+		if n > (max-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
+}
+
+// parseCount parses a whole number in [min, max].
+func parseCount(s string, min, max int) (int, bool) {
+	n, ok := parseDigits(s, int64(max))
+	if !ok || n < int64(min) {
+		return 0, false
+	}
+	return int(n), true
+}
+
+// addrKind says where an address is written: bind lines need a port and
+// take no offsets, server lines take every port form and "*".
+type addrKind int
+
+const (
+	bindAddr addrKind = iota
+	serverAddr
+)
+
+// parsedAddr is an address of a bind or server line.
+type parsedAddr struct {
+	addr   netip.Addr // invalid for a server "*"
+	mode   PortMode
+	port   uint16
+	offset int
+}
+
+// parseAddr parses HAProxy's address forms: IPv4, [IPv6], or IPv6 without
+// brackets where the last colon separates the port; "*" or an empty host
+// means any address. Host names are refused: nothing here may resolve names.
+func parseAddr(s string, kind addrKind) (parsedAddr, *problem) {
+	switch {
+	case strings.Contains(s, "@"):
+		return parsedAddr{}, problemf(ErrUnsupported, "address %q: address prefixes such as ipv4@, unix@ or fd@ are not supported; write an IP literal", s)
+	case strings.Contains(s, ","):
+		if kind == bindAddr {
+			return parsedAddr{}, problemf(ErrUnsupported, "address %q: several addresses on one bind line are not supported; write one bind line per address", s)
+		}
+		return parsedAddr{}, problemf(ErrInvalid, "invalid address %q; write one IP literal", s)
+	}
+
+	pa, pr := splitAddr(s, kind)
+	if pr != nil {
+		// A bare IPv6 address loses its last group to the port: explain.
+		if whole, err := netip.ParseAddr(s); err == nil && whole.Is6() {
+			if kind == bindAddr {
+				return pa, problemf(ErrInvalid, "address %q: the last colon of an IPv6 address separates the port; write [%s]:PORT", s, s)
+			}
+			return pa, problemf(ErrInvalid, "address %q: the last colon of an IPv6 address separates the port; write [%s] for no port, or [%s]:PORT", s, s, s)
+		}
+	}
+	return pa, pr
+}
+
+// splitAddr applies HAProxy's rule, the last ':' not followed by a ']'
+// separates the port, then parses both parts.
+func splitAddr(s string, kind addrKind) (parsedAddr, *problem) {
+	var pa parsedAddr
+	host, port := s, ""
+	if i := strings.LastIndexAny(s, ":]"); i >= 0 && s[i] == ':' {
+		host, port = s[:i], s[i+1:]
+	}
+	if pr := parsePort(&pa, s, port, kind); pr != nil {
+		return pa, pr
+	}
+	switch {
+	case host == "" || (host == "*" && kind == bindAddr):
+		pa.addr = netip.IPv4Unspecified()
+	case host == "*":
+		// Left invalid: the client's destination address.
+	default:
+		h := host
+		if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+			h = h[1 : len(h)-1]
+		}
+		a, err := netip.ParseAddr(h)
+		if err != nil {
+			return pa, problemf(ErrInvalid, "invalid address %q; use an IP literal such as 10.0.0.1 or [fd00::1] (host names are not resolved)", s)
+		}
+		if a.Zone() != "" {
+			return pa, problemf(ErrUnsupported, "address %q: IPv6 zones are not supported; remove the %%zone", s)
+		}
+		pa.addr = a
+	}
+	return pa, nil
+}
+
+// parsePort parses the port part of an address into pa.
+func parsePort(pa *parsedAddr, s, port string, kind addrKind) *problem {
+	if port == "" {
+		if kind == bindAddr {
+			return problemf(ErrInvalid, "address %q has no port; write ADDR:PORT, e.g. 0.0.0.0:80 or :80", s)
+		}
+		pa.mode = PortFromClient
+		return nil
+	}
+	sign := port[0]
+	if sign == '+' || sign == '-' {
+		if kind == bindAddr {
+			return problemf(ErrInvalid, "address %q: port offsets (+N, -N) are only allowed on server lines; write a port from 1 to 65535", s)
+		}
+		n, ok := parseCount(port[1:], 1, 65535)
+		if !ok {
+			return problemf(ErrInvalid, "address %q: invalid port offset %q; write +N or -N with N from 1 to 65535", s, port)
+		}
+		pa.mode, pa.offset = PortOffset, n
+		if sign == '-' {
+			pa.offset = -n
+		}
+		return nil
+	}
+	if i := strings.IndexByte(port, '-'); i > 0 && isDigit(port[0]) {
+		return problemf(ErrUnsupported, "address %q: port ranges are not supported; write one port", s)
+	}
+	n, ok := parseCount(port, 1, 65535)
+	if !ok {
+		return problemf(ErrInvalid, "address %q: invalid port %q; write a port from 1 to 65535", s, port)
+	}
+	pa.mode, pa.port = PortFixed, uint16(n)
+	return nil
+}
+
+// problem is what is wrong with a value, before the parser adds a position.
+type problem struct {
+	kind error
+	msg  string
+}
+
+func problemf(kind error, format string, args ...any) *problem {
+	return &problem{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
