@@ -1,0 +1,358 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+var seq atomic.Int64
+
+func binary(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("e2e tests need root (network namespaces)")
+	}
+	b := os.Getenv("NSPROXY_BIN")
+	if b == "" {
+		t.Skip("NSPROXY_BIN is not set: run `make e2e`")
+	}
+	return b
+}
+
+func name(tag string) string {
+	return fmt.Sprintf("nspe%d%s%d", os.Getpid()%10000, tag, seq.Add(1))
+}
+
+func sh(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// newNS creates a namespace with lo up, removed when the test ends.
+func newNS(t *testing.T, tag string) string {
+	t.Helper()
+	n := name(tag)
+	sh(t, "ip", "netns", "add", n)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", n).Run() })
+	sh(t, "ip", "-n", n, "link", "set", "lo", "up")
+	return n
+}
+
+// veth links namespace a and b ("" = this test's own namespace).
+func veth(t *testing.T, a, cidrA, b, cidrB string) {
+	t.Helper()
+	la, lb := name("va"), name("vb")
+	sh(t, "ip", "link", "add", la, "type", "veth", "peer", "name", lb)
+	t.Cleanup(func() { exec.Command("ip", "link", "del", la).Run() })
+	for _, x := range []struct{ link, ns, cidr string }{{la, a, cidrA}, {lb, b, cidrB}} {
+		ipc := []string{"ip"}
+		if x.ns != "" {
+			sh(t, "ip", "link", "set", x.link, "netns", x.ns)
+			ipc = append(ipc, "-n", x.ns)
+		}
+		sh(t, append(ipc, "addr", "add", x.cidr, "dev", x.link)...)
+		sh(t, append(ipc, "link", "set", x.link, "up")...)
+	}
+}
+
+// inNS runs f on a thread inside namespace ns ("" = own); sockets made
+// by f stay in ns.
+func inNS(t *testing.T, ns string, f func() error) error {
+	t.Helper()
+	if ns == "" {
+		return f()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer unix.Close(self)
+		fd, err := unix.Open("/var/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		ferr := f()
+		if err := unix.Setns(self, unix.CLONE_NEWNET); err != nil {
+			errc <- err // thread stays locked and dies
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+func dialIn(t *testing.T, ns, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := inNS(t, ns, func() error {
+		var err error
+		c, err = net.DialTimeout("tcp", addr, 3*time.Second)
+		return err
+	})
+	return c, err
+}
+
+// serveTag runs a server inside ns: each connection gets tag+"\n", then echo.
+func serveTag(t *testing.T, ns, addr, tag string) func() {
+	t.Helper()
+	return serveFunc(t, ns, addr, func(c io.ReadWriter) {
+		io.WriteString(c, tag+"\n")
+		io.Copy(c, c)
+	})
+}
+
+// serveFunc runs a server inside ns calling handle for each connection.
+// The returned func (also run at cleanup) stops it.
+func serveFunc(t *testing.T, ns, addr string, handle func(io.ReadWriter)) func() {
+	t.Helper()
+	var ln net.Listener
+	if err := inNS(t, ns, func() error {
+		var err error
+		ln, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
+		t.Fatalf("listen %s in %q: %v", addr, ns, err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			ln.Close()
+			mu.Lock()
+			for c := range conns {
+				c.Close()
+			}
+			mu.Unlock()
+			wg.Wait()
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// conn is an open client connection that has read its tag.
+type conn struct {
+	c net.Conn
+	r *bufio.Reader
+}
+
+func (c *conn) echo(msg string) error {
+	c.c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.WriteString(c.c, msg+"\n"); err != nil {
+		return err
+	}
+	got, err := c.r.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if got != msg+"\n" {
+		return fmt.Errorf("echo %q, want %q", got, msg)
+	}
+	return nil
+}
+
+// open connects from ns to addr and returns the tag of the server.
+func open(t *testing.T, ns, addr string) (*conn, string, error) {
+	c, err := dialIn(t, ns, addr)
+	if err != nil {
+		return nil, "", err
+	}
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	r := bufio.NewReader(c)
+	tag, err := r.ReadString('\n')
+	if err != nil {
+		c.Close()
+		return nil, "", err
+	}
+	return &conn{c, r}, strings.TrimSpace(tag), nil
+}
+
+// ask connects, reads the tag, checks one echo and closes.
+func ask(t *testing.T, ns, addr string) (string, error) {
+	c, tag, err := open(t, ns, addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.c.Close()
+	return tag, c.echo("ping")
+}
+
+func eventually(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(8 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func expectTag(t *testing.T, ns, addr, want string) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("connect to %s from %q", addr, ns), func() error {
+		got, err := ask(t, ns, addr)
+		if err != nil {
+			return err
+		}
+		if got != want {
+			return fmt.Errorf("answered by %q, want %q", got, want)
+		}
+		return nil
+	})
+}
+
+// daemon is a running nsproxy process.
+type daemon struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	log  bytes.Buffer
+	done chan struct{}
+	err  error
+}
+
+func (d *daemon) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.log.Write(p)
+}
+
+func (d *daemon) logs() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.log.String()
+}
+
+// startDaemon runs `nsproxy run` with args; it is killed when the test ends.
+func startDaemon(t *testing.T, prefix []string, args ...string) *daemon {
+	t.Helper()
+	all := append(append(append([]string{}, prefix...), binary(t), "run"), args...)
+	d := &daemon{t: t, done: make(chan struct{})}
+	d.cmd = exec.Command(all[0], all[1:]...)
+	d.cmd.Stdout, d.cmd.Stderr = d, d
+	// Own process group, so that cleanup also kills anything it started,
+	// and a bounded wait for output pipes held by strays.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	d.cmd.WaitDelay = 2 * time.Second
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.err = d.cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() {
+		syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+		<-d.done
+		if t.Failed() {
+			t.Logf("nsproxy log:\n%s", d.logs())
+		}
+	})
+	return d
+}
+
+func (d *daemon) waitLog(s string) {
+	d.t.Helper()
+	eventually(d.t, "log line "+s, func() error {
+		if strings.Contains(d.logs(), s) {
+			return nil
+		}
+		select {
+		case <-d.done:
+			return fmt.Errorf("daemon exited (%v) before logging %q", d.err, s)
+		default:
+		}
+		return fmt.Errorf("not logged yet")
+	})
+}
+
+func (d *daemon) signal(s syscall.Signal) { d.cmd.Process.Signal(s) }
+
+func (d *daemon) wait(timeout time.Duration) error {
+	select {
+	case <-d.done:
+		return d.err
+	case <-time.After(timeout):
+		return fmt.Errorf("daemon still running after %v", timeout)
+	}
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// netnsDir makes a private netns directory where each alias names an
+// existing namespace, so that configs can use fixed names (netns1, netns2)
+// without touching /var/run/netns.
+func netnsDir(t *testing.T, aliases map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for alias, ns := range aliases {
+		p := writeFile(t, dir, alias, "")
+		sh(t, "mount", "--bind", "/var/run/netns/"+ns, p)
+		t.Cleanup(func() { exec.Command("umount", p).Run() })
+	}
+	return dir
+}
+
+var _ = context.Background

@@ -1,0 +1,35 @@
+package sidecar
+
+import (
+	"github.com/nsproxy/nsproxy/sidecar/config"
+	"github.com/nsproxy/nsproxy/sidecar/proxy"
+)
+
+// DefaultTenant owns everything until tenant manifests exist.
+const DefaultTenant = "default"
+
+// engineSpec resolves a validated config into the engine's plain spec.
+func engineSpec(c *config.Config) proxy.Spec {
+	spec := proxy.Spec{MaxConn: c.Global.MaxConn}
+	for _, f := range c.Frontends {
+		fs := proxy.FrontendSpec{Name: f.Name, Tenant: DefaultTenant, Backend: f.DefaultBackend,
+			MaxConn: f.MaxConn, ClientTimeout: f.ClientTimeout, ClientFinTimeout: f.ClientFinTimeout}
+		for _, b := range f.Binds {
+			fs.Binds = append(fs.Binds, proxy.BindSpec{Addr: b.Addr, Namespace: b.Namespace, AcceptProxy: b.AcceptProxy})
+		}
+		spec.Frontends = append(spec.Frontends, fs)
+	}
+	for _, b := range c.Backends {
+		bs := proxy.BackendSpec{Name: b.Name, Balance: string(b.Balance), ConnectTimeout: b.ConnectTimeout,
+			ServerTimeout: b.ServerTimeout, ServerFinTimeout: b.ServerFinTimeout, CheckTimeout: b.CheckTimeout,
+			Source: b.Source, UseSrcClientIP: b.UseSrcClientIP}
+		for _, s := range b.Servers {
+			bs.Servers = append(bs.Servers, proxy.ServerSpec{Name: s.Name, Addr: s.Addr, Port: s.Port,
+				PortMode: proxy.PortMode(s.PortMode), PortOffset: s.PortOffset, Namespace: s.Namespace,
+				ClientNamespace: s.ClientNamespace, Check: s.Check, Inter: s.Inter, Rise: s.Rise, Fall: s.Fall,
+				Weight: s.Weight, Backup: s.Backup, Disabled: s.Disabled, SendProxy: s.SendProxy})
+		}
+		spec.Backends = append(spec.Backends, bs)
+	}
+	return spec
+}
