@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 BIN=${NSPROXY_BIN:-bin/nsproxy}
 CFG=manifests/examples/demo.cfg
 LOG=$(mktemp /tmp/nsproxy-demo.XXXXXX.log)
+RESP=$(mktemp /tmp/nsproxy-demo.XXXXXX.sh)
 pids=()
 
 cleanup() {
@@ -16,7 +17,7 @@ cleanup() {
   wait 2>/dev/null || true
   ip netns del demo-client 2>/dev/null || true
   ip netns del demo-server 2>/dev/null || true
-  rm -f "$LOG"
+  rm -f "$LOG" "$RESP"
 }
 trap cleanup EXIT INT TERM
 
@@ -33,8 +34,14 @@ for ns in demo-client demo-server; do
 done
 
 step "start a web server on 127.0.0.1:80 inside demo-server"
-ip netns exec demo-server socat TCP-LISTEN:80,reuseaddr,fork \
-  SYSTEM:'printf "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello from demo-server (netns inode $(stat -L -c %i /proc/self/ns/net))\n"' &
+cat >"$RESP" <<'SH'
+#!/bin/sh
+printf 'HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n'
+echo "hello from demo-server (netns inode $(stat -L -c %i /proc/self/ns/net))"
+SH
+chmod +x "$RESP"
+# Health checks connect and close at once: socat would complain of broken pipes.
+ip netns exec demo-server socat TCP-LISTEN:80,reuseaddr,fork EXEC:"$RESP" 2>/dev/null &
 pids+=($!)
 
 step "start nsproxy on $CFG"
