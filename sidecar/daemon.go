@@ -117,6 +117,11 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	if err := d.reg.SetNames(cfg.NamespaceNames()); err != nil {
 		return fmt.Errorf("namespaces: %w", err)
 	}
+	var allowed []string
+	for _, n := range cfg.Namespaces {
+		allowed = append(allowed, n.Name)
+	}
+	d.reg.SetAllowed(allowed)
 	if err := d.engine.Apply(engineSpec(cfg)); err != nil {
 		return err
 	}

@@ -10,10 +10,12 @@ const DefaultTenant = "default"
 
 // engineSpec resolves a validated config into the engine's plain spec.
 func engineSpec(c *config.Config) proxy.Spec {
-	spec := proxy.Spec{MaxConn: c.Global.MaxConn}
+	spec := proxy.Spec{MaxConn: c.Global.MaxConn, ProxyHeaderMaxSize: c.Global.ProxyHeaderMaxSize}
 	for _, f := range c.Frontends {
 		fs := proxy.FrontendSpec{Name: f.Name, Tenant: DefaultTenant, Backend: f.DefaultBackend,
-			MaxConn: f.MaxConn, ClientTimeout: f.ClientTimeout, ClientFinTimeout: f.ClientFinTimeout}
+			MaxConn: f.MaxConn, ClientTimeout: f.ClientTimeout, ClientFinTimeout: f.ClientFinTimeout,
+			Proxy: proxy.ProxyPolicy{HeaderTimeout: f.ProxyHeaderTimeout, LenientNamespace: f.LenientNetnsTLV,
+				Trusted: f.TrustedProxies}}
 		for _, b := range f.Binds {
 			fs.Binds = append(fs.Binds, proxy.BindSpec{Addr: b.Addr, Namespace: b.Namespace, AcceptProxy: b.AcceptProxy})
 		}

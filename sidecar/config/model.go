@@ -33,6 +33,9 @@ type Global struct {
 	// MaxConn caps concurrent client connections over all frontends;
 	// 0 means unlimited. Excess connections wait in the accept backlog.
 	MaxConn int
+	// ProxyHeaderMaxSize caps an incoming PROXY header in bytes
+	// (tune.proxy-header-max-size); 0: the proxyproto default (4096).
+	ProxyHeaderMaxSize int
 }
 
 // NamespaceRef is one name of the namespace_list section.
@@ -55,6 +58,16 @@ type Frontend struct {
 	ClientTimeout time.Duration
 	// ClientFinTimeout replaces ClientTimeout once the client half-closed; 0: ClientTimeout.
 	ClientFinTimeout time.Duration
+	// ProxyHeaderTimeout bounds reading a PROXY header on accept-proxy binds
+	// (timeout proxy-header); 0: 5s.
+	ProxyHeaderTimeout time.Duration
+	// TrustedProxies (trusted-proxies CIDR...), when not empty, are the only
+	// sources allowed to connect to this frontend's accept-proxy binds.
+	TrustedProxies []netip.Prefix
+	// LenientNetnsTLV (option lenient-netns-tlv) keeps the listener's
+	// namespace when a PROXY NETNS TLV names a namespace that is not allowed
+	// or is malformed, as HAProxy does, instead of refusing the connection.
+	LenientNetnsTLV bool
 }
 
 // Bind is one bind line.

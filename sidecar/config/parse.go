@@ -83,15 +83,18 @@ var unsupportedSections = map[string]bool{
 // keywords lists, in the order shown in error messages, the keywords each
 // section accepts.
 var keywords = map[section][]string{
-	secGlobal:        {"maxconn"},
+	secGlobal:        {"maxconn", "tune.proxy-header-max-size"},
 	secNamespaceList: {"namespace"},
-	secDefaults:      {"mode", "balance", "timeout", "maxconn", "source", "default-server"},
-	secFrontend:      {"mode", "bind", "default_backend", "maxconn", "timeout"},
+	secDefaults:      {"mode", "balance", "timeout", "maxconn", "source", "default-server", "option"},
+	secFrontend:      {"mode", "bind", "default_backend", "maxconn", "timeout", "option", "trusted-proxies"},
 	secBackend:       {"mode", "balance", "timeout", "server", "source", "default-server"},
-	secListen:        {"mode", "bind", "default_backend", "maxconn", "timeout", "balance", "server", "source", "default-server"},
+	secListen:        {"mode", "bind", "default_backend", "maxconn", "timeout", "option", "trusted-proxies", "balance", "server", "source", "default-server"},
 }
 
-var timeoutKinds = []string{"client", "client-fin", "connect", "server", "server-fin", "check"}
+var timeoutKinds = []string{"client", "client-fin", "connect", "server", "server-fin", "check", "proxy-header"}
+
+// options lists the supported "option" keywords.
+var options = []string{"lenient-netns-tlv"}
 
 const serverOptionList = "check, inter, rise, fall, weight, backup, disabled, send-proxy, send-proxy-v2, namespace"
 
@@ -284,6 +287,12 @@ func (p *parser) keyword(words []string) {
 	switch kw {
 	case "maxconn":
 		p.maxconn(args)
+	case "tune.proxy-header-max-size":
+		p.proxyHeaderMaxSize(args)
+	case "option":
+		p.option(args)
+	case "trusted-proxies":
+		p.trustedProxies(args)
 	case "namespace":
 		p.namespaceEntry(args)
 	case "mode":
@@ -329,6 +338,50 @@ func (p *parser) maxconn(args []string) {
 		p.cfg.Global.MaxConn = n
 	} else {
 		p.front.MaxConn = n
+	}
+}
+
+// proxyHeaderMaxSize: 16 bytes is the smallest v2 header, 65551 the largest.
+func (p *parser) proxyHeaderMaxSize(args []string) {
+	if !p.argc(args, 1, "tune.proxy-header-max-size BYTES") {
+		return
+	}
+	n, ok := parseCount(args[0], 16, 65551)
+	if !ok {
+		p.errorf(ErrInvalid, "invalid tune.proxy-header-max-size %q; write a number of bytes from 16 to 65551", args[0])
+		return
+	}
+	p.cfg.Global.ProxyHeaderMaxSize = n
+}
+
+func (p *parser) option(args []string) {
+	if !p.argc(args, 1, "option NAME") {
+		return
+	}
+	switch args[0] {
+	case "lenient-netns-tlv":
+		p.front.LenientNetnsTLV = true
+	default:
+		p.errorf(ErrUnsupported, "unsupported option %q in %s; supported: %s", args[0], p.where, strings.Join(options, ", "))
+	}
+}
+
+func (p *parser) trustedProxies(args []string) {
+	if len(args) == 0 {
+		p.errorf(ErrSyntax, "trusted-proxies in %s needs at least one network; write: trusted-proxies CIDR [CIDR ...]", p.where)
+		return
+	}
+	for _, a := range args {
+		pf, err := netip.ParsePrefix(a)
+		if err != nil {
+			if ad, err2 := netip.ParseAddr(a); err2 == nil && ad.Zone() == "" {
+				pf = netip.PrefixFrom(ad, ad.BitLen())
+			} else {
+				p.errorf(ErrInvalid, "invalid network %q in trusted-proxies of %s; write an address or CIDR such as 10.0.0.0/8", a, p.where)
+				continue
+			}
+		}
+		p.front.TrustedProxies = append(p.front.TrustedProxies, pf.Masked())
 	}
 }
 
@@ -378,6 +431,8 @@ func (p *parser) timeout(args []string) {
 		target = &p.front.ClientTimeout
 	case p.front != nil && kind == "client-fin":
 		target = &p.front.ClientFinTimeout
+	case p.front != nil && kind == "proxy-header":
+		target = &p.front.ProxyHeaderTimeout
 	case p.back != nil && kind == "connect":
 		target = &p.back.ConnectTimeout
 	case p.back != nil && kind == "server":
@@ -386,7 +441,7 @@ func (p *parser) timeout(args []string) {
 		target = &p.back.ServerFinTimeout
 	case p.back != nil && kind == "check":
 		target = &p.back.CheckTimeout
-	case strings.HasPrefix(kind, "client"):
+	case strings.HasPrefix(kind, "client"), kind == "proxy-header":
 		belongs = "frontend"
 	}
 	if target == nil {

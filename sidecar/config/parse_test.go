@@ -214,6 +214,20 @@ func TestParse(t *testing.T) {
 			}
 		},
 	}, {
+		name: "PROXY protocol tunables",
+		src: "global\n\ttune.proxy-header-max-size 512\n" +
+			"defaults\n\ttimeout proxy-header 2s\n\toption lenient-netns-tlv\n" +
+			"frontend f\n\tbind :80 accept-proxy\n\ttrusted-proxies 10.1.2.3/8 192.0.2.1 ::1\n\tdefault_backend b\n" +
+			"backend b\n",
+		check: func(t *testing.T, c *Config) {
+			f := c.Frontends[0]
+			want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.1/32"), netip.MustParsePrefix("::1/128")}
+			if c.Global.ProxyHeaderMaxSize != 512 || f.ProxyHeaderTimeout != 2*time.Second || !f.LenientNetnsTLV ||
+				!reflect.DeepEqual(f.TrustedProxies, want) || !f.Binds[0].AcceptProxy {
+				t.Fatalf("global %+v frontend %+v", c.Global, *f)
+			}
+		},
+	}, {
 		name: "comments and blank lines only",
 		src:  "# nothing\n\n\t# still nothing\n   \n",
 		check: func(t *testing.T, c *Config) {
@@ -461,13 +475,31 @@ func TestParseErrors(t *testing.T) {
 		{name: "unknown keyword in frontend", src: inFrontend("server s1 10.0.0.1"),
 			want: []string{`t.cfg:4: unknown keyword "server" in frontend "f1"; supported: mode, bind, default_backend, maxconn, timeout`},
 			is:   ErrSyntax},
-		{name: "unknown keyword in listen", src: inListen("option tcplog"),
-			want: []string{`t.cfg:3: unknown keyword "option" in listen "l1"; supported: mode, bind, default_backend, maxconn, timeout, balance, server, source, default-server`},
+		{name: "unknown keyword in listen", src: inListen("log global"),
+			want: []string{`t.cfg:3: unknown keyword "log" in listen "l1"; supported: mode, bind, default_backend, maxconn, timeout, option, trusted-proxies, balance, server, source, default-server`},
+			is:   ErrSyntax},
+		{name: "unsupported option", src: inListen("option tcplog"),
+			want: []string{`t.cfg:3: unsupported option "tcplog" in listen "l1"; supported: lenient-netns-tlv`},
+			is:   ErrUnsupported},
+		{name: "option without name", src: inListen("option"),
+			want: []string{`t.cfg:3: option in listen "l1" takes 1 argument(s), got 0; write: option NAME`},
+			is:   ErrSyntax},
+		{name: "trusted-proxies empty", src: inListen("trusted-proxies"),
+			want: []string{`t.cfg:3: trusted-proxies in listen "l1" needs at least one network`},
+			is:   ErrSyntax},
+		{name: "trusted-proxies bad", src: inListen("trusted-proxies 10.0.0.0/8 nowhere"),
+			want: []string{`t.cfg:3: invalid network "nowhere" in trusted-proxies of listen "l1"`},
+			is:   ErrInvalid},
+		{name: "proxy header size too small", src: "global\n\ttune.proxy-header-max-size 8\n",
+			want: []string{`t.cfg:2: invalid tune.proxy-header-max-size "8"; write a number of bytes from 16 to 65551`},
+			is:   ErrInvalid},
+		{name: "proxy-header timeout in backend", src: "backend b\n\ttimeout proxy-header 1s\n",
+			want: []string{`t.cfg:2: timeout proxy-header does not apply to backend "b"; move it to a frontend, listen or defaults section`},
 			is:   ErrSyntax},
 		{name: "unknown keyword in global", src: "global\n\tdaemon\n",
-			want: []string{`t.cfg:2: unknown keyword "daemon" in global; supported: maxconn`}, is: ErrSyntax},
+			want: []string{`t.cfg:2: unknown keyword "daemon" in global; supported: maxconn, tune.proxy-header-max-size`}, is: ErrSyntax},
 		{name: "unknown keyword in defaults", src: "defaults\n\tbind :80\n",
-			want: []string{`t.cfg:2: unknown keyword "bind" in defaults; supported: mode, balance, timeout, maxconn, source, default-server`},
+			want: []string{`t.cfg:2: unknown keyword "bind" in defaults; supported: mode, balance, timeout, maxconn, source, default-server, option`},
 			is:   ErrSyntax},
 		{name: "unknown keyword in named defaults", src: "defaults d1\n\tlog global\n",
 			want: []string{`t.cfg:2: unknown keyword "log" in defaults "d1"`}, is: ErrSyntax},

@@ -51,8 +51,9 @@ type Registry struct {
 	log *slog.Logger
 	def *Handle
 
-	mu    sync.Mutex
-	slots map[string]*slot
+	mu      sync.Mutex
+	slots   map[string]*slot
+	allowed map[string]bool
 }
 
 type slot struct {
@@ -117,6 +118,26 @@ func (r *Registry) SetNames(names []string) error {
 	}
 	r.Resync()
 	return errors.Join(errs...)
+}
+
+// SetAllowed replaces the allowlist: the names a client may select through
+// a PROXY NETNS TLV (and so reach with "namespace *" servers). Names on it
+// should also be given to SetNames, or they can never be opened.
+func (r *Registry) SetAllowed(names []string) {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	r.mu.Lock()
+	r.allowed = m
+	r.mu.Unlock()
+}
+
+// Allowed reports whether name is on the allowlist.
+func (r *Registry) Allowed(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.allowed[name]
 }
 
 // Names lists the names the registry keeps, sorted.

@@ -28,6 +28,7 @@ type Engine struct {
 	frontends map[string]*frontend
 	backends  atomic.Pointer[map[string]*backend] // read lock-free per connection
 	global    *limiter
+	proxyMax  atomic.Int64 // Spec.ProxyHeaderMaxSize
 
 	sessMu   sync.Mutex
 	sessions map[*session]struct{}
@@ -54,6 +55,7 @@ type frontend struct {
 	limit     *limiter
 	listeners map[BindSpec]*listener
 	stats     Counters
+	refusals  reasonCounter // PROXY header and NETNS TLV refusals by reason
 }
 
 // Apply reconciles the running state with spec: listeners whose BindSpec is
@@ -67,6 +69,7 @@ func (e *Engine) Apply(spec Spec) error {
 		return ErrStopped
 	}
 	e.global.setLimit(spec.MaxConn)
+	e.proxyMax.Store(int64(spec.ProxyHeaderMaxSize))
 
 	old := *e.backends.Load()
 	next := make(map[string]*backend, len(spec.Backends))

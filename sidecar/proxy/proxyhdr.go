@@ -2,15 +2,157 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nsproxy/nsproxy/sidecar/proxyproto"
 )
 
-// Placeholders until the PROXY protocol adapter lands.
-func (s *session) readProxyHeader() error {
-	s.setTerm("proxy_header")
-	return errors.New("accept-proxy is not available yet")
+// Refusal reasons that are not proxyproto's own.
+const (
+	reasonUntrusted      = "untrusted_source"
+	reasonNotAllowed     = "netns_not_allowed"
+	reasonUnavailable    = "netns_unavailable"
+	reasonLenientIgnored = "netns_tlv_ignored" // lenient frontends: counted, not refused
+)
+
+var (
+	// ErrUntrustedProxy: a connection to an accept-proxy bind from a source
+	// outside the frontend's trusted-proxies.
+	ErrUntrustedProxy = errors.New("nsproxy: PROXY header from an untrusted source")
+	// ErrNamespaceNotAllowed: a NETNS TLV names a namespace off the allowlist.
+	ErrNamespaceNotAllowed = errors.New("nsproxy: namespace not on the allowlist (namespace_list)")
+)
+
+// reasonCounter counts events by reason; it is touched only on errors.
+type reasonCounter struct {
+	m sync.Map // string -> *atomic.Uint64
 }
 
+func (r *reasonCounter) inc(reason string) {
+	v, ok := r.m.Load(reason)
+	if !ok {
+		v, _ = r.m.LoadOrStore(reason, new(atomic.Uint64))
+	}
+	v.(*atomic.Uint64).Add(1)
+}
+
+// Snapshot returns the counts by reason.
+func (r *reasonCounter) snapshot() map[string]uint64 {
+	out := map[string]uint64{}
+	r.m.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Uint64).Load()
+		return true
+	})
+	return out
+}
+
+// readProxyHeader reads the PROXY header of an accept-proxy connection and
+// applies it: client and destination addresses, and the connection's
+// namespace when a NETNS TLV names an allowed one.
+func (s *session) readProxyHeader() error {
+	pol := s.fe.Proxy
+	refuse := func(reason, term string, err error) error {
+		s.e.frontendRefusal(s.fe.Name, reason)
+		s.setTerm(term)
+		return err
+	}
+	if len(pol.Trusted) > 0 && !inPrefixes(pol.Trusted, s.src.Addr()) {
+		return refuse(reasonUntrusted, "proxy_untrusted", fmt.Errorf("%w: %s", ErrUntrustedProxy, s.src.Addr()))
+	}
+	hdr, err := proxyproto.ReadHeader(s.client, proxyproto.ReadOptions{
+		Timeout: pol.HeaderTimeout, MaxSize: int(s.e.proxyMax.Load())})
+	if hdr == nil {
+		return refuse(proxyproto.Reason(err), "proxy_header", fmt.Errorf("PROXY header: %w", err))
+	}
+	s.proxyVer = hdr.Version
+	if !hdr.Local && hdr.Source.IsValid() && hdr.Destination.IsValid() {
+		s.src = netip.AddrPortFrom(hdr.Source.Addr().Unmap(), hdr.Source.Port())
+		s.dst = netip.AddrPortFrom(hdr.Destination.Addr().Unmap(), hdr.Destination.Port())
+	}
+	if err == nil && !hdr.HasNamespace {
+		return nil
+	}
+	reason := proxyproto.Reason(err)
+	if err == nil {
+		switch h, gerr := s.e.reg.Get(hdr.Namespace); {
+		case !s.e.reg.Allowed(hdr.Namespace):
+			reason, err = reasonNotAllowed, fmt.Errorf("%w: %q", ErrNamespaceNotAllowed, hdr.Namespace)
+		case gerr != nil:
+			reason, err = reasonUnavailable, gerr
+		default:
+			s.clientNS, s.nsSource = h, "tlv"
+			return nil
+		}
+	}
+	raw := strconv.Quote(string(hdr.RawNamespace))
+	if pol.LenientNamespace {
+		s.e.frontendRefusal(s.fe.Name, reasonLenientIgnored)
+		s.nsSource = "listener"
+		s.e.log.Info("PROXY NETNS TLV ignored (option lenient-netns-tlv): keeping the listener's namespace",
+			"frontend", s.fe.Name, "client", s.src.String(), "netns_tlv", raw, "reason", reason, "err", err.Error())
+		return nil
+	}
+	s.e.log.Warn("PROXY NETNS TLV refused", "frontend", s.fe.Name, "client", s.src.String(),
+		"netns_tlv", raw, "reason", reason)
+	return refuse(reason, "proxy_netns_refused", fmt.Errorf("NETNS TLV %s: %w", raw, err))
+}
+
+func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// writeProxyHeader sends a PROXY header to a freshly connected server: the
+// client's addresses and, for v2, the client's namespace (never the
+// server's) when it is not the default one, as HAProxy does.
 func (s *session) writeProxyHeader(c *net.TCPConn, version int) error {
-	return errors.New("send-proxy is not available yet")
+	var buf [proxyproto.MaxV1Size + 16 + 36 + 3 + 255]byte
+	var b []byte
+	if version == 1 {
+		b = proxyproto.AppendV1(buf[:0], s.src, s.dst)
+	} else {
+		ns := ""
+		if !s.clientNS.IsDefault() {
+			ns = s.clientNS.Name()
+		}
+		b = proxyproto.AppendV2(buf[:0], s.src, s.dst, ns)
+	}
+	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, err := c.Write(b)
+	c.SetWriteDeadline(time.Time{})
+	if err != nil {
+		return fmt.Errorf("send PROXY v%d header: %w", version, err)
+	}
+	return nil
+}
+
+func (e *Engine) frontendRefusal(name, reason string) {
+	e.mu.Lock()
+	fe := e.frontends[name]
+	e.mu.Unlock()
+	if fe != nil {
+		fe.refusals.inc(reason)
+	}
+}
+
+// Refusals returns the PROXY refusal counts of a frontend by reason.
+func (e *Engine) Refusals(frontend string) map[string]uint64 {
+	e.mu.Lock()
+	fe := e.frontends[frontend]
+	e.mu.Unlock()
+	if fe == nil {
+		return nil
+	}
+	return fe.refusals.snapshot()
 }

@@ -261,8 +261,10 @@ func (s *session) pump() {
 	<-done
 }
 
-// idle returns the inactivity timeout that applies now to a direction.
-func (s *session) idle() time.Duration {
+// idle returns the inactivity timeout that applies now, to both
+// directions (idle means no byte either way), and the termination reason
+// that names the side whose timeout it is.
+func (s *session) idle() (time.Duration, string) {
 	ct := s.fe.ClientTimeout
 	if s.clientFin.Load() && s.fe.ClientFinTimeout > 0 {
 		ct = s.fe.ClientFinTimeout
@@ -274,13 +276,10 @@ func (s *session) idle() time.Duration {
 			st = bs.ServerFinTimeout
 		}
 	}
-	switch {
-	case ct == 0:
-		return st
-	case st == 0:
-		return ct
+	if ct > 0 && (st == 0 || ct <= st) {
+		return ct, "client_timeout"
 	}
-	return min(ct, st)
+	return st, "server_timeout"
 }
 
 // copy moves src to dst. dst.ReadFrom with a *net.TCPConn inside an
@@ -289,7 +288,7 @@ func (s *session) idle() time.Duration {
 func (s *session) copy(dst, src *net.TCPConn, count *atomic.Uint64, fromClient bool) {
 	lr := &io.LimitedReader{R: src}
 	for {
-		timeout := s.idle()
+		timeout, reason := s.idle()
 		if timeout > 0 {
 			d := time.Now().Add(timeout)
 			src.SetReadDeadline(d)
@@ -319,11 +318,7 @@ func (s *session) copy(dst, src *net.TCPConn, count *atomic.Uint64, fromClient b
 			if time.Since(last) < timeout {
 				continue // the other direction is busy: not idle
 			}
-			if fromClient {
-				s.abort("client_timeout")
-			} else {
-				s.abort("server_timeout")
-			}
+			s.abort(reason)
 			return
 		}
 		s.abort(classify(err, fromClient))

@@ -9,9 +9,11 @@ import (
 // running state with it.
 type Spec struct {
 	// MaxConn caps concurrent client connections over every frontend; 0: none.
-	MaxConn   int
-	Frontends []FrontendSpec
-	Backends  []BackendSpec
+	MaxConn int
+	// ProxyHeaderMaxSize caps incoming PROXY headers; 0: the proxyproto default.
+	ProxyHeaderMaxSize int
+	Frontends          []FrontendSpec
+	Backends           []BackendSpec
 }
 
 // FrontendSpec is one frontend: its listeners and where connections go.
@@ -34,7 +36,7 @@ type FrontendSpec struct {
 
 // ProxyPolicy says how PROXY headers are read on accept-proxy binds.
 type ProxyPolicy struct {
-	// HeaderTimeout bounds reading the header; 0: 5s.
+	// HeaderTimeout bounds reading the header; 0: proxyproto's default (5s).
 	HeaderTimeout time.Duration
 	// LenientNamespace keeps the listener's namespace when a NETNS TLV names
 	// a namespace that is not allowed (HAProxy's behaviour) instead of
