@@ -19,7 +19,7 @@ import (
 // netns2. netns1 has the same addresses and a decoy server, so the answer
 // proves which namespace served.
 func TestReferenceNamespaceExample(t *testing.T) {
-	binary(t)
+	nsproxyBin(t)
 	n1, n2 := newNS(t, "n1"), newNS(t, "n2")
 	for _, ns := range []string{n1, n2} {
 		sh(t, "ip", "-n", ns, "addr", "add", "192.168.1.1/32", "dev", "lo")
@@ -58,7 +58,7 @@ backend http
 // each linked by a veth to a server namespace with the same address
 // 10.99.1.2: only the server line's namespace decides who answers.
 func TestListenerToServerAcrossVeths(t *testing.T) {
-	binary(t)
+	nsproxyBin(t)
 	a, r1, r2, b, c := newNS(t, "A"), newNS(t, "R1"), newNS(t, "R2"), newNS(t, "B"), newNS(t, "C")
 	veth(t, "", "10.98.0.1/24", a, "10.98.0.2/24")
 	veth(t, r1, "10.99.1.1/24", b, "10.99.1.2/24")
@@ -101,7 +101,7 @@ backend in_c
 // TestHealthCheckInNamespace: a check runs inside the server's namespace;
 // a decoy on the same address in the daemon's namespace must not count.
 func TestHealthCheckInNamespace(t *testing.T) {
-	binary(t)
+	nsproxyBin(t)
 	b := newNS(t, "B")
 	serveTag(t, "", "127.0.0.1:17100", "decoy")
 	cfg := writeFile(t, t.TempDir(), "check.cfg", fmt.Sprintf(`
@@ -133,7 +133,7 @@ frontend fe
 // TestReloadKeepsEstablished: SIGHUP with a changed config keeps an
 // established connection; a broken config is refused and the old one runs.
 func TestReloadKeepsEstablished(t *testing.T) {
-	binary(t)
+	nsproxyBin(t)
 	b := newNS(t, "B")
 	serveTag(t, b, "127.0.0.1:80", "v1")
 	serveTag(t, b, "127.0.0.1:81", "v2")
@@ -189,7 +189,7 @@ frontend extra
 // closes its connections; recreating it brings the listener back without
 // a restart, and a namespace missing at start is waited for.
 func TestNamespaceRecreateUnderTraffic(t *testing.T) {
-	binary(t)
+	nsproxyBin(t)
 	b := newNS(t, "B")
 	a := name("A") // created after the daemon starts
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", a).Run() })
@@ -232,7 +232,7 @@ backend be
 // TestSIGTERMDrains: SIGTERM stops accepting and lets an established
 // connection finish within the drain timeout, then closes it.
 func TestSIGTERMDrains(t *testing.T) {
-	binary(t)
+	nsproxyBin(t)
 	b := newNS(t, "B")
 	serveTag(t, b, "127.0.0.1:80", "srv")
 	cfg := writeFile(t, t.TempDir(), "d.cfg", fmt.Sprintf(`
@@ -274,7 +274,7 @@ backend be
 // TestHotPathSplices runs the daemon under strace and moves 16 MiB through
 // it: the payload must go through splice(2), not read/write.
 func TestHotPathSplices(t *testing.T) {
-	binary(t)
+	nsproxyBin(t)
 	if _, err := exec.LookPath("strace"); err != nil {
 		t.Skip("strace not installed (make deps installs it)")
 	}

@@ -25,7 +25,7 @@ import (
 
 var seq atomic.Int64
 
-func binary(t *testing.T) string {
+func nsproxyBin(t *testing.T) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("e2e tests need root (network namespaces)")
@@ -284,7 +284,7 @@ func (d *daemon) logs() string {
 // startDaemon runs `nsproxy run` with args; it is killed when the test ends.
 func startDaemon(t *testing.T, prefix []string, args ...string) *daemon {
 	t.Helper()
-	all := append(append(append([]string{}, prefix...), binary(t), "run"), args...)
+	all := append(append(append([]string{}, prefix...), nsproxyBin(t), "run"), args...)
 	d := &daemon{t: t, done: make(chan struct{})}
 	d.cmd = exec.Command(all[0], all[1:]...)
 	d.cmd.Stdout, d.cmd.Stderr = d, d

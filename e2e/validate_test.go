@@ -13,7 +13,7 @@ import (
 // TestValidate runs `nsproxy validate` on good and bad files: exit 0 for
 // the reference snippets, exit 1 with file:line for each kind of mistake.
 func TestValidate(t *testing.T) {
-	bin := binary(t)
+	bin := nsproxyBin(t)
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name, cfg string
@@ -74,7 +74,7 @@ backend b_example
 
 // TestRunRefusesBadConfig: the daemon does not start on a bad file.
 func TestRunRefusesBadConfig(t *testing.T) {
-	bin := binary(t)
+	bin := nsproxyBin(t)
 	p := writeFile(t, t.TempDir(), "bad.cfg", "frontend f\n    bind 127.0.0.1:80\n")
 	out, err := exec.Command(bin, "run", "-f", p).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "bad.cfg:1") {
