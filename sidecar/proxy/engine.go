@@ -29,6 +29,7 @@ type Engine struct {
 	backends  atomic.Pointer[map[string]*backend] // read lock-free per connection
 	global    *limiter
 	proxyMax  atomic.Int64 // Spec.ProxyHeaderMaxSize
+	ns        nsCounters   // per-namespace counters, by label
 
 	sessMu   sync.Mutex
 	sessions map[*session]struct{}

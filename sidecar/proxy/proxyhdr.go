@@ -70,11 +70,13 @@ func (s *session) readProxyHeader() error {
 	if hdr == nil {
 		return refuse(proxyproto.Reason(err), "proxy_header", fmt.Errorf("PROXY header: %w", err))
 	}
+	s.mu.Lock()
 	s.proxyVer = hdr.Version
 	if !hdr.Local && hdr.Source.IsValid() && hdr.Destination.IsValid() {
 		s.src = netip.AddrPortFrom(hdr.Source.Addr().Unmap(), hdr.Source.Port())
 		s.dst = netip.AddrPortFrom(hdr.Destination.Addr().Unmap(), hdr.Destination.Port())
 	}
+	s.mu.Unlock()
 	if err == nil && !hdr.HasNamespace {
 		return nil
 	}
@@ -86,7 +88,9 @@ func (s *session) readProxyHeader() error {
 		case gerr != nil:
 			reason, err = reasonUnavailable, gerr
 		default:
+			s.mu.Lock()
 			s.clientNS, s.nsSource = h, "tlv"
+			s.mu.Unlock()
 			return nil
 		}
 	}

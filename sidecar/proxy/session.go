@@ -41,6 +41,9 @@ type session struct {
 	serverFin  atomic.Bool  // server sent FIN
 	bytesIn    atomic.Uint64
 	bytesOut   atomic.Uint64
+	// counters fed per chunk besides the session's own: the frontend's,
+	// the server's and the namespaces'. Set before the pump starts.
+	counters []*Counters
 }
 
 func (e *Engine) startSession(l *listener, h *netns.Handle, c *net.TCPConn) {
@@ -55,14 +58,13 @@ func (e *Engine) startSession(l *listener, h *netns.Handle, c *net.TCPConn) {
 	fe := l.fe
 	fe.stats.Current.Add(1)
 	fe.stats.Total.Add(1)
+	s.counters = []*Counters{&fe.stats}
 	go func() {
 		defer e.sessWG.Done()
 		defer e.global.release()
 		defer fe.limit.release()
 		defer fe.stats.Current.Add(-1)
 		s.run()
-		fe.stats.BytesIn.Add(s.bytesIn.Load())
-		fe.stats.BytesOut.Add(s.bytesOut.Load())
 		e.sessMu.Lock()
 		delete(e.sessions, s)
 		e.sessMu.Unlock()
@@ -119,10 +121,25 @@ func (s *session) run() {
 	srv := s.srv
 	defer srv.active.Add(-1)
 	defer srv.stats.Current.Add(-1)
+	s.counters = append(s.counters, &srv.stats)
+	for _, label := range s.netnsLabels() {
+		c := s.e.ns.get(label)
+		c.Current.Add(1)
+		c.Total.Add(1)
+		defer c.Current.Add(-1)
+		s.counters = append(s.counters, c)
+	}
 	s.pump()
-	srv.stats.BytesIn.Add(s.bytesIn.Load())
-	srv.stats.BytesOut.Add(s.bytesOut.Load())
 	s.logEnd(nil)
+}
+
+// netnsLabels are the namespaces the connection uses, each once.
+func (s *session) netnsLabels() []string {
+	c, v := s.clientNS.Label(), s.serverNS.Label()
+	if c == v {
+		return []string{c}
+	}
+	return []string{c, v}
 }
 
 // connect picks servers until one answers: at most three attempts, each on
@@ -133,7 +150,9 @@ func (s *session) connect() error {
 		s.setTerm("no_backend")
 		return errors.New("backend " + s.fe.Backend + " does not exist")
 	}
+	s.mu.Lock()
 	s.backend = b.name
+	s.mu.Unlock()
 	bs := b.spec.Load()
 	tried := map[*server]bool{}
 	nsOK := func(name string) bool { _, err := s.e.reg.Get(name); return err == nil }
@@ -254,10 +273,10 @@ func (s *session) pump() {
 	s.lastActive.Store(time.Now().UnixNano())
 	done := make(chan struct{})
 	go func() {
-		s.copy(s.server, s.client, &s.bytesIn, true)
+		s.copy(s.server, s.client, true)
 		close(done)
 	}()
-	s.copy(s.client, s.server, &s.bytesOut, false)
+	s.copy(s.client, s.server, false)
 	<-done
 }
 
@@ -285,7 +304,11 @@ func (s *session) idle() (time.Duration, string) {
 // copy moves src to dst. dst.ReadFrom with a *net.TCPConn inside an
 // io.LimitedReader is spliced by the runtime; the loop exists only to
 // refresh the inactivity deadlines.
-func (s *session) copy(dst, src *net.TCPConn, count *atomic.Uint64, fromClient bool) {
+func (s *session) copy(dst, src *net.TCPConn, fromClient bool) {
+	count := &s.bytesOut
+	if fromClient {
+		count = &s.bytesIn
+	}
 	lr := &io.LimitedReader{R: src}
 	for {
 		timeout, reason := s.idle()
@@ -298,6 +321,13 @@ func (s *session) copy(dst, src *net.TCPConn, count *atomic.Uint64, fromClient b
 		n, err := dst.ReadFrom(lr)
 		if n > 0 {
 			count.Add(uint64(n))
+			for _, c := range s.counters {
+				if fromClient {
+					c.BytesIn.Add(uint64(n))
+				} else {
+					c.BytesOut.Add(uint64(n))
+				}
+			}
 			s.lastActive.Store(time.Now().UnixNano())
 		}
 		if err == nil && lr.N > 0 {

@@ -1,0 +1,187 @@
+package api
+
+import "time"
+
+// Version prefixes every path: /v1/...
+const Version = "v1"
+
+// DefaultSocket is where the daemon listens for control requests.
+const DefaultSocket = "/run/nsproxy/nsproxy.sock"
+
+// Sources of objects and namespaces.
+const (
+	SourceConfig = "config" // a -f file; read-only through the API
+	SourceAPI    = "api"    // created through the control socket
+	SourceCNI    = "cni"    // registered by the nsproxy-cni plugin
+	SourceOCI    = "oci"    // registered by the OCI hook
+)
+
+// Namespace is a registry entry. On POST /v1/namespaces give Name and at
+// most one of Path or Pid (neither: the file Name in the netns directory).
+type Namespace struct {
+	Name   string `json:"name"`
+	Path   string `json:"path,omitempty"`
+	Pid    int    `json:"pid,omitempty"`
+	Source string `json:"source,omitempty"`
+	Tenant string `json:"tenant,omitempty"`
+	// Allowed: on the allowlist that PROXY NETNS TLVs and "namespace *" use.
+	Allowed  bool              `json:"allowed"`
+	State    string            `json:"state,omitempty"` // available | missing
+	Identity *Identity         `json:"identity,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// UsedBy lists what refers to it: frontend/F, backend/B/server/S, attachment/ID/IF.
+	UsedBy []string `json:"usedBy,omitempty"`
+}
+
+// Namespace states.
+const (
+	StateAvailable = "available"
+	StateMissing   = "missing"
+)
+
+// Identity of an open namespace.
+type Identity struct {
+	Dev    uint64 `json:"dev"`
+	Ino    uint64 `json:"ino"`
+	Cookie uint64 `json:"cookie,omitempty"`
+}
+
+// Bind is one listening address of a frontend.
+type Bind struct {
+	Addr        string `json:"addr"` // IP:PORT
+	Namespace   string `json:"namespace,omitempty"`
+	AcceptProxy bool   `json:"acceptProxy,omitempty"`
+}
+
+// Frontend is a set of listeners and the backend they feed.
+type Frontend struct {
+	Name          string `json:"name"`
+	Source        string `json:"source,omitempty"`
+	Binds         []Bind `json:"binds"`
+	Backend       string `json:"backend"`
+	MaxConn       int    `json:"maxconn,omitempty"`
+	ClientTimeout string `json:"clientTimeout,omitempty"` // HAProxy time format: 30s, 500ms
+	// Status (ignored on create).
+	Listeners []Listener `json:"listeners,omitempty"`
+	Current   int64      `json:"current"`
+	Total     uint64     `json:"total"`
+	BytesIn   uint64     `json:"bytesIn"`
+	BytesOut  uint64     `json:"bytesOut"`
+}
+
+// Listener is the state of one bind.
+type Listener struct {
+	Addr      string `json:"addr"`
+	Namespace string `json:"namespace"`
+	Listening bool   `json:"listening"`
+	Error     string `json:"error,omitempty"`
+}
+
+// Backend is a set of servers.
+type Backend struct {
+	Name           string   `json:"name"`
+	Source         string   `json:"source,omitempty"`
+	Balance        string   `json:"balance,omitempty"`
+	ConnectTimeout string   `json:"connectTimeout,omitempty"`
+	ServerTimeout  string   `json:"serverTimeout,omitempty"`
+	Servers        []Server `json:"servers,omitempty"`
+}
+
+// Server is one server of a backend. Addr is IP:PORT, IP, "*" or "*:PORT";
+// Namespace "*" is the client's namespace.
+type Server struct {
+	Backend   string `json:"backend"`
+	Name      string `json:"name"`
+	Source    string `json:"source,omitempty"`
+	Addr      string `json:"addr"`
+	Namespace string `json:"namespace,omitempty"`
+	Check     bool   `json:"check,omitempty"`
+	Inter     string `json:"inter,omitempty"`
+	Rise      int    `json:"rise,omitempty"`
+	Fall      int    `json:"fall,omitempty"`
+	Weight    *int   `json:"weight,omitempty"`
+	Backup    bool   `json:"backup,omitempty"`
+	Disabled  bool   `json:"disabled,omitempty"`
+	SendProxy int    `json:"sendProxy,omitempty"` // 0, 1 or 2
+	// Status (ignored on create).
+	Up            bool   `json:"up"`
+	Active        int64  `json:"active"`
+	Total         uint64 `json:"total"`
+	ConnectErrors uint64 `json:"connectErrors"`
+}
+
+// Connection is one proxied connection.
+type Connection struct {
+	ID          uint64    `json:"id"`
+	Frontend    string    `json:"frontend"`
+	Backend     string    `json:"backend"`
+	Server      string    `json:"server"`
+	Client      string    `json:"client"`
+	ClientNetns string    `json:"clientNetns"`
+	ServerNetns string    `json:"serverNetns"`
+	Start       time.Time `json:"start"`
+	BytesIn     uint64    `json:"bytesIn"`
+	BytesOut    uint64    `json:"bytesOut"`
+}
+
+// PortMapping is a CNI portMappings entry (keys are matched
+// case-insensitively when decoded from CNI input).
+type PortMapping struct {
+	HostPort      int    `json:"hostPort"`
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol,omitempty"`
+	HostIP        string `json:"hostIP,omitempty"`
+}
+
+// AttachmentKey identifies an attachment: a container's interface.
+type AttachmentKey struct {
+	ContainerID string `json:"containerID"`
+	IfName      string `json:"ifname"`
+}
+
+// Attachment is what a hook registers for a container network namespace.
+type Attachment struct {
+	AttachmentKey
+	Netns        string            `json:"netns"`          // path (CNI_NETNS, /proc/PID/ns/net)
+	Name         string            `json:"name,omitempty"` // registry name; default from a template
+	Source       string            `json:"source,omitempty"`
+	Tenant       string            `json:"tenant,omitempty"`
+	IPs          []string          `json:"ips,omitempty"`
+	PortMappings []PortMapping     `json:"portMappings,omitempty"`
+	Metadata     map[string]string `json:"metadata,omitempty"`
+	// Status (ignored on create).
+	State    string   `json:"state,omitempty"`
+	Exposed  []string `json:"exposed,omitempty"`  // frontends made for its port mappings
+	Problems []string `json:"problems,omitempty"` // e.g. port conflicts
+}
+
+// GCRequest lists the attachments that are still valid; the rest go.
+type GCRequest struct {
+	Valid []AttachmentKey `json:"valid"`
+}
+
+// GCResult lists what a GC removed.
+type GCResult struct {
+	Removed []AttachmentKey `json:"removed"`
+}
+
+// Stats is the daemon-wide summary.
+type Stats struct {
+	Uptime      string `json:"uptime"`
+	Namespaces  int    `json:"namespaces"`
+	Frontends   int    `json:"frontends"`
+	Backends    int    `json:"backends"`
+	Servers     int    `json:"servers"`
+	ServersUp   int    `json:"serversUp"`
+	Connections int    `json:"connections"`
+	Total       uint64 `json:"total"`
+	BytesIn     uint64 `json:"bytesIn"`
+	BytesOut    uint64 `json:"bytesOut"`
+	Attachments int    `json:"attachments"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error   string   `json:"error"`
+	Details []string `json:"details,omitempty"`
+}

@@ -1,0 +1,245 @@
+package proxy
+
+// Micro-benchmarks of the engine's hot paths (issue 6), in ns mode: the
+// listener lives in namespace A, the server in namespace B, the engine in
+// the test's own namespace. They need root and skip otherwise.
+//
+//	go test -run '^$' -bench . -benchtime 2s ./sidecar/proxy/
+//
+// The client and the servers run in the same process, so their CPU is
+// counted too: compare these numbers with each other (before/after a
+// change), not with the proxy-only CPU figures of bench/run.sh.
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nsproxy/nsproxy/internal/testns"
+	"github.com/nsproxy/nsproxy/sidecar/netns"
+	"golang.org/x/sys/unix"
+)
+
+// benchRig is an engine between a client namespace and a server namespace.
+type benchRig struct {
+	reg            *netns.Registry
+	e              *Engine
+	clientNS       *netns.Handle // to dial the listener from inside A
+	serverNS       *netns.Handle // to run servers inside B
+	nsA, nsB       string
+	engineAddrPort netip.AddrPort
+}
+
+func newBenchRig(b *testing.B, level slog.Level) *benchRig {
+	b.Helper()
+	a, bb := testns.New(b, "A"), testns.New(b, "B")
+	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: level}))
+	reg, err := netns.NewRegistry("", log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := reg.SetNames([]string{a, bb}); err != nil {
+		b.Fatal(err)
+	}
+	r := &benchRig{reg: reg, e: New(reg, log), nsA: a, nsB: bb}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		r.e.Shutdown(ctx)
+		reg.Close()
+	})
+	open := func(name string) *netns.Handle {
+		h, err := netns.OpenPath(filepath.Join(netns.DefaultDir, name), name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { h.Close() })
+		return h
+	}
+	r.clientNS, r.serverNS = open(a), open(bb)
+	return r
+}
+
+// benchServe runs handle on every connection to a listener at 127.0.0.1
+// inside B and returns the listener's address.
+func (r *benchRig) benchServe(b *testing.B, handle func(*net.TCPConn)) netip.AddrPort {
+	b.Helper()
+	ln, err := r.serverNS.Listen(netip.MustParseAddrPort("127.0.0.1:0"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	b.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.AcceptTCP()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// benchRoute makes the engine listen inside A (on a port picked there) and
+// send every connection to server in B, and waits until it listens.
+func (r *benchRig) benchRoute(b *testing.B, server netip.AddrPort) {
+	b.Helper()
+	// A port that is free inside A: bind one, note it, close it.
+	probe, err := r.clientNS.Listen(netip.MustParseAddrPort("127.0.0.1:0"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	port := probe.Addr().(*net.TCPAddr).AddrPort().Port()
+	probe.Close()
+	bind := BindSpec{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), Namespace: r.nsA}
+	s := srv("s1", server.String(), r.nsB)
+	if err := r.e.Apply(spec1(bind, BackendSpec{Servers: []ServerSpec{s}})); err != nil {
+		b.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ls := r.e.Listeners()
+		if len(ls) == 1 && ls[0].Listening {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("listener not up: %+v", ls)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.engineAddrPort = bind.Addr
+}
+
+// benchInA runs fn on a goroutine whose thread is inside A, so that the
+// client's sockets are plain net.Dial sockets made there (no socket-thread
+// hand-off on the client side). The thread never leaves A: it stays locked
+// and ends with the goroutine.
+func (r *benchRig) benchInA(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		fd, err := unix.Open(r.clientNS.Path(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- err
+			return
+		}
+		err = unix.Setns(fd, unix.CLONE_NEWNET)
+		unix.Close(fd)
+		if err != nil {
+			errc <- err
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// BenchmarkAcceptDialClose: one whole connection through the engine per
+// iteration: the client dials the listener in A, the engine accepts and
+// dials the server in B, one byte goes there and back, the client closes.
+// log=info includes writing the per-connection log line (to io.Discard).
+func BenchmarkAcceptDialClose(b *testing.B) {
+	for _, lv := range []struct {
+		name  string
+		level slog.Level
+	}{{"log=warn", slog.LevelWarn}, {"log=info", slog.LevelInfo}} {
+		b.Run(lv.name, func(b *testing.B) {
+			r := newBenchRig(b, lv.level)
+			addr := r.benchServe(b, func(c *net.TCPConn) { io.Copy(c, c) })
+			r.benchRoute(b, addr)
+			target := net.TCPAddrFromAddrPort(r.engineAddrPort)
+			b.ResetTimer()
+			err := r.benchInA(func() error {
+				one := []byte{'x'}
+				for range b.N {
+					c, err := net.DialTCP("tcp", nil, target)
+					if err != nil {
+						return err
+					}
+					if _, err := c.Write(one); err != nil {
+						return err
+					}
+					if _, err := io.ReadFull(c, one); err != nil {
+						return err
+					}
+					c.Close()
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			// Let the sessions of the last iterations end before cleanup.
+			deadline := time.Now().Add(3 * time.Second)
+			for r.e.Sessions() > 0 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// BenchmarkSpliceCopy: bulk transfer client → engine → server over one
+// connection; the server discards and finally reports the byte count.
+func BenchmarkSpliceCopy(b *testing.B) {
+	const chunk = 256 << 10
+	r := newBenchRig(b, slog.LevelWarn)
+	addr := r.benchServe(b, func(c *net.TCPConn) {
+		n, _ := io.Copy(io.Discard, c)
+		var buf [8]byte
+		binary.BigEndian.PutUint64(buf[:], uint64(n))
+		c.Write(buf[:])
+	})
+	r.benchRoute(b, addr)
+	target := net.TCPAddrFromAddrPort(r.engineAddrPort)
+	buf := make([]byte, chunk)
+	b.SetBytes(chunk)
+	b.ResetTimer()
+	// The timing covers the data still in flight at the end, too.
+	err := r.benchInA(func() error {
+		c, err := net.DialTCP("tcp", nil, target)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		var sent int64
+		for range b.N {
+			n, err := c.Write(buf)
+			sent += int64(n)
+			if err != nil {
+				return err
+			}
+		}
+		c.CloseWrite()
+		var got [8]byte
+		if _, err := io.ReadFull(c, got[:]); err != nil {
+			return err
+		}
+		if n := int64(binary.BigEndian.Uint64(got[:])); n != sent {
+			return fmt.Errorf("server received %d bytes, sent %d", n, sent)
+		}
+		return nil
+	})
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+}

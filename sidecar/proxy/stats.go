@@ -1,0 +1,193 @@
+package proxy
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Snapshot is a consistent-enough copy of every counter, taken at scrape
+// or query time; nothing on the hot path builds it.
+type Snapshot struct {
+	Frontends   []FrontendStats
+	Backends    []BackendStats
+	Namespaces  []NamespaceStats
+	Connections int
+}
+
+// FrontendStats are one frontend's counters and listeners.
+type FrontendStats struct {
+	Name, Tenant string
+	Backend      string
+	Current      int64
+	Total        uint64
+	BytesIn      uint64 // client to server
+	BytesOut     uint64 // server to client
+	// Refusals counts refused connections by reason: PROXY header errors
+	// (no_header, timeout, malformed, too_large), NETNS TLV rejections
+	// (bad_namespace, multiple_namespaces, netns_not_allowed,
+	// netns_unavailable), untrusted_source; and netns_tlv_ignored on
+	// lenient frontends.
+	Refusals  map[string]uint64
+	Listeners []ListenerState
+}
+
+// BackendStats are one backend's counters with its servers.
+type BackendStats struct {
+	Name          string
+	Total         uint64
+	ConnectErrors uint64
+	Servers       []ServerStats
+}
+
+// ServerStats are one server's counters and health.
+type ServerStats struct {
+	Name          string
+	Addr          string
+	Namespace     string // "*" for the client's namespace, "" default
+	Up            bool
+	Checked       bool // health checks run for it
+	Active        int64
+	Total         uint64
+	BytesIn       uint64
+	BytesOut      uint64
+	ConnectErrors uint64
+}
+
+// NamespaceStats count connections by the namespaces they used: a
+// connection counts once for its client namespace and once for its server
+// namespace when they differ.
+type NamespaceStats struct {
+	Name     string // "default" for the daemon's own
+	Current  int64
+	Total    uint64
+	BytesIn  uint64
+	BytesOut uint64
+}
+
+// nsCounters holds the per-namespace counters by label.
+type nsCounters struct{ m sync.Map } // string -> *Counters
+
+func (n *nsCounters) get(label string) *Counters {
+	if v, ok := n.m.Load(label); ok {
+		return v.(*Counters)
+	}
+	v, _ := n.m.LoadOrStore(label, new(Counters))
+	return v.(*Counters)
+}
+
+// Snapshot copies every counter.
+func (e *Engine) Snapshot() Snapshot {
+	var s Snapshot
+	e.mu.Lock()
+	for _, fe := range e.frontends {
+		spec := fe.spec.Load()
+		fs := FrontendStats{Name: fe.name, Tenant: spec.Tenant, Backend: spec.Backend,
+			Current: fe.stats.Current.Load(), Total: fe.stats.Total.Load(),
+			BytesIn: fe.stats.BytesIn.Load(), BytesOut: fe.stats.BytesOut.Load(),
+			Refusals: fe.refusals.snapshot()}
+		for _, l := range fe.listeners {
+			fs.Listeners = append(fs.Listeners, l.state())
+		}
+		slices.SortFunc(fs.Listeners, func(a, b ListenerState) int {
+			return strings.Compare(a.Bind.Addr.String()+a.Bind.Namespace, b.Bind.Addr.String()+b.Bind.Namespace)
+		})
+		s.Frontends = append(s.Frontends, fs)
+	}
+	e.mu.Unlock()
+	for _, b := range *e.backends.Load() {
+		bs := BackendStats{Name: b.name, Total: b.stats.Total.Load(), ConnectErrors: b.stats.ConnectErrors.Load()}
+		for _, sv := range b.snapshot() {
+			ns := sv.spec.Namespace
+			if sv.spec.ClientNamespace {
+				ns = "*"
+			}
+			bs.Servers = append(bs.Servers, ServerStats{Name: sv.spec.Name, Addr: serverAddrString(sv.spec),
+				Namespace: ns, Up: sv.up.Load(), Checked: sv.checker != nil, Active: sv.active.Load(),
+				Total: sv.stats.Total.Load(), BytesIn: sv.stats.BytesIn.Load(), BytesOut: sv.stats.BytesOut.Load(),
+				ConnectErrors: sv.stats.ConnectErrors.Load()})
+		}
+		s.Backends = append(s.Backends, bs)
+	}
+	e.ns.m.Range(func(k, v any) bool {
+		c := v.(*Counters)
+		s.Namespaces = append(s.Namespaces, NamespaceStats{Name: k.(string), Current: c.Current.Load(),
+			Total: c.Total.Load(), BytesIn: c.BytesIn.Load(), BytesOut: c.BytesOut.Load()})
+		return true
+	})
+	slices.SortFunc(s.Frontends, func(a, b FrontendStats) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(s.Backends, func(a, b BackendStats) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(s.Namespaces, func(a, b NamespaceStats) int { return strings.Compare(a.Name, b.Name) })
+	s.Connections = e.Sessions()
+	return s
+}
+
+func serverAddrString(sp ServerSpec) string {
+	host := "*"
+	if sp.Addr.IsValid() && !sp.Addr.IsUnspecified() {
+		host = sp.Addr.String()
+		if sp.Addr.Is6() {
+			host = "[" + host + "]"
+		}
+	}
+	switch sp.PortMode {
+	case PortFromClient:
+		return host
+	case PortOffset:
+		if sp.PortOffset >= 0 {
+			return host + ":+" + itoa(sp.PortOffset)
+		}
+		return host + ":" + itoa(sp.PortOffset)
+	}
+	return host + ":" + itoa(int(sp.Port))
+}
+
+func itoa(n int) string {
+	if n < 0 {
+		return "-" + itoa(-n)
+	}
+	if n < 10 {
+		return string(rune('0' + n))
+	}
+	return itoa(n/10) + string(rune('0'+n%10))
+}
+
+// ConnectionInfo describes one live connection.
+type ConnectionInfo struct {
+	ID                        uint64
+	Frontend, Backend, Server string
+	Client                    string
+	ClientNetns, ServerNetns  string
+	Start                     time.Time
+	BytesIn, BytesOut         uint64
+}
+
+// Connections lists the live connections.
+func (e *Engine) Connections() []ConnectionInfo {
+	e.sessMu.Lock()
+	ss := make([]*session, 0, len(e.sessions))
+	for s := range e.sessions {
+		ss = append(ss, s)
+	}
+	e.sessMu.Unlock()
+	out := make([]ConnectionInfo, 0, len(ss))
+	for _, s := range ss {
+		s.mu.Lock()
+		ci := ConnectionInfo{ID: s.id, Frontend: s.fe.Name, Backend: s.backend, Client: s.src.String(),
+			ClientNetns: s.clientNS.Label(), Start: s.start, BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load()}
+		if s.srv != nil {
+			ci.Server = s.srv.spec.Name
+		}
+		if s.serverNS != nil {
+			ci.ServerNetns = s.serverNS.Label()
+		}
+		s.mu.Unlock()
+		out = append(out, ci)
+	}
+	slices.SortFunc(out, func(a, b ConnectionInfo) int { return int(a.ID) - int(b.ID) })
+	return out
+}
+
+var _ = atomic.Int64{}
