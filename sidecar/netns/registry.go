@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -60,6 +62,39 @@ type slot struct {
 	h       *Handle       // nil while the namespace does not exist
 	changed chan struct{} // closed and replaced whenever h changes
 	missing bool          // already reported missing
+	config  bool          // named by the configuration files
+	entry   *Entry        // registered at run time (API, CNI, OCI)
+}
+
+// path is the file the slot's namespace is opened from.
+func (s *slot) path(dir, name string) string {
+	if s.entry != nil && s.entry.Path != "" {
+		return s.entry.Path
+	}
+	return filepath.Join(dir, name)
+}
+
+// Entry is a namespace registered at run time rather than named by the
+// configuration files.
+type Entry struct {
+	Name string
+	// Path of the namespace file; "" means Name in the netns directory.
+	Path   string
+	Source string // api, cni, oci
+	Tenant string
+	// Allowed puts the namespace on the allowlist (PROXY NETNS TLV,
+	// "namespace *").
+	Allowed  bool
+	Metadata map[string]string
+}
+
+// EntryStatus describes one registry name.
+type EntryStatus struct {
+	Entry
+	Config    bool // named by the configuration files
+	Allowed   bool // on the allowlist, by namespace_list or registration
+	Available bool
+	Identity  Identity
 }
 
 // NewRegistry opens the default namespace and prepares a registry for the
@@ -90,7 +125,6 @@ func (r *Registry) Default() *Handle { return r.def }
 func (r *Registry) SetNames(names []string) error {
 	var errs []error
 	r.mu.Lock()
-	var drop []*Handle
 	want := map[string]bool{}
 	for _, n := range names {
 		if !ValidName(n) {
@@ -98,26 +132,124 @@ func (r *Registry) SetNames(names []string) error {
 			continue
 		}
 		want[n] = true
-		if _, ok := r.slots[n]; !ok {
-			r.slots[n] = &slot{changed: make(chan struct{})}
-		}
+		r.slotLocked(n).config = true
 	}
+	var drop []*Handle
 	for n, s := range r.slots {
 		if !want[n] {
-			if s.h != nil {
-				drop = append(drop, s.h)
-			}
-			close(s.changed)
-			delete(r.slots, n)
+			s.config = false
+		}
+		if h := r.dropIfUnusedLocked(n, s); h != nil {
+			drop = append(drop, h)
 		}
 	}
 	r.mu.Unlock()
-	for _, h := range drop {
-		r.log.Info("namespace no longer used, closing", "netns", h.Name())
-		h.Close()
-	}
+	r.closeDropped(drop)
 	r.Resync()
 	return errors.Join(errs...)
+}
+
+func (r *Registry) slotLocked(name string) *slot {
+	s, ok := r.slots[name]
+	if !ok {
+		s = &slot{changed: make(chan struct{})}
+		r.slots[name] = s
+	}
+	return s
+}
+
+// dropIfUnusedLocked removes a slot nothing wants any more and returns its
+// handle for the caller to close outside the lock.
+func (r *Registry) dropIfUnusedLocked(name string, s *slot) *Handle {
+	if s.config || s.entry != nil {
+		return nil
+	}
+	close(s.changed)
+	delete(r.slots, name)
+	return s.h
+}
+
+func (r *Registry) closeDropped(hs []*Handle) {
+	for _, h := range hs {
+		if h != nil {
+			r.log.Info("namespace no longer used, closing", "netns", h.Name())
+			h.Close()
+		}
+	}
+}
+
+// ErrConflict: a registration would change a namespace another owner has.
+var ErrConflict = errors.New("nsproxy: namespace registered with another path")
+
+// Register adds or updates a run-time namespace. It returns without
+// waiting for the namespace to exist; a name that is also in the
+// configuration keeps serving the configuration's users. Registering a
+// name again with another path replaces the handle.
+func (r *Registry) Register(e Entry) error {
+	if !ValidName(e.Name) {
+		return fmt.Errorf("%w: %q", ErrInvalidName, e.Name)
+	}
+	if e.Path != "" && !filepath.IsAbs(e.Path) {
+		return fmt.Errorf("namespace %q: path %q must be absolute", e.Name, e.Path)
+	}
+	r.mu.Lock()
+	s := r.slotLocked(e.Name)
+	var drop *Handle
+	if s.h != nil && s.path(r.dir, e.Name) != (&slot{entry: &e}).path(r.dir, e.Name) {
+		drop, s.h = s.h, nil
+		close(s.changed)
+		s.changed = make(chan struct{})
+	}
+	cp := e
+	cp.Metadata = maps.Clone(e.Metadata)
+	s.entry = &cp
+	r.mu.Unlock()
+	if drop != nil {
+		drop.Close()
+	}
+	r.resyncOne(e.Name)
+	return nil
+}
+
+// Unregister removes a run-time namespace; its handle closes unless the
+// configuration still names it. It reports whether it was registered.
+func (r *Registry) Unregister(name string) bool {
+	r.mu.Lock()
+	s, ok := r.slots[name]
+	if !ok || s.entry == nil {
+		r.mu.Unlock()
+		return false
+	}
+	s.entry = nil
+	h := r.dropIfUnusedLocked(name, s)
+	r.mu.Unlock()
+	r.closeDropped([]*Handle{h})
+	if h == nil {
+		r.resyncOne(name) // the path may have changed back to the netns directory
+	}
+	return true
+}
+
+// Status lists every name with its state, sorted by name.
+func (r *Registry) Status() []EntryStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]EntryStatus, 0, len(r.slots))
+	for n, s := range r.slots {
+		st := EntryStatus{Entry: Entry{Name: n, Path: s.path(r.dir, n), Source: "config"}, Config: s.config,
+			Allowed: r.allowedLocked(n)}
+		if s.entry != nil {
+			st.Entry = *s.entry
+			st.Path = s.path(r.dir, n)
+			st.Metadata = maps.Clone(s.entry.Metadata)
+		}
+		if s.h != nil {
+			st.Available, st.Identity = true, s.h.Identity()
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b EntryStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // SetAllowed replaces the allowlist: the names a client may select through
@@ -137,7 +269,15 @@ func (r *Registry) SetAllowed(names []string) {
 func (r *Registry) Allowed(name string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.allowed[name]
+	return r.allowedLocked(name)
+}
+
+func (r *Registry) allowedLocked(name string) bool {
+	if r.allowed[name] {
+		return true
+	}
+	s, ok := r.slots[name]
+	return ok && s.entry != nil && s.entry.Allowed
 }
 
 // Names lists the names the registry keeps, sorted.
@@ -172,7 +312,7 @@ func (r *Registry) Get(name string) (*Handle, error) {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownNamespace, name)
 	}
 	if s.h == nil {
-		return nil, fmt.Errorf("%w: %q (no %s)", ErrUnavailable, name, filepath.Join(r.dir, name))
+		return nil, fmt.Errorf("%w: %q (no %s)", ErrUnavailable, name, s.path(r.dir, name))
 	}
 	return s.h, nil
 }
@@ -218,7 +358,6 @@ func (r *Registry) Resync() {
 }
 
 func (r *Registry) resyncOne(name string) {
-	path := filepath.Join(r.dir, name)
 	r.mu.Lock()
 	s, ok := r.slots[name]
 	if !ok {
@@ -226,9 +365,10 @@ func (r *Registry) resyncOne(name string) {
 		return
 	}
 	old := s.h
+	path := s.path(r.dir, name)
 	r.mu.Unlock()
 
-	if old != nil && !old.Stale() {
+	if old != nil && old.Path() == path && !old.Stale() {
 		return
 	}
 	var nh *Handle

@@ -1,0 +1,58 @@
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrExists: the name is already taken in the netns directory.
+var ErrExists = errors.New("nsproxy: a namespace of that name exists")
+
+// Attach gives the network namespace of pid a name in dir, as
+// `ip netns attach NAME PID` does: it bind-mounts /proc/PID/ns/net on
+// dir/NAME. The namespace then outlives the process until Detach.
+func Attach(dir, name string, pid int) (string, error) {
+	if !ValidName(name) {
+		return "", fmt.Errorf("%w: %q", ErrInvalidName, name)
+	}
+	if pid <= 0 {
+		return "", fmt.Errorf("attach %q: invalid pid %d", name, pid)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	target := filepath.Join(dir, name)
+	f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return "", fmt.Errorf("attach %q: %w (%s)", name, ErrExists, target)
+		}
+		return "", fmt.Errorf("attach %q: %w", name, err)
+	}
+	f.Close()
+	src := fmt.Sprintf("/proc/%d/ns/net", pid)
+	if err := unix.Mount(src, target, "none", unix.MS_BIND, ""); err != nil {
+		os.Remove(target)
+		return "", fmt.Errorf("attach %q: bind mount %s: %w", name, src, err)
+	}
+	return target, nil
+}
+
+// Detach undoes Attach (or `ip netns add`): unmount dir/NAME and remove it.
+func Detach(dir, name string) error {
+	if !ValidName(name) {
+		return fmt.Errorf("%w: %q", ErrInvalidName, name)
+	}
+	target := filepath.Join(dir, name)
+	if err := unix.Unmount(target, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("detach %q: %w", name, err)
+	}
+	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("detach %q: %w", name, err)
+	}
+	return nil
+}
