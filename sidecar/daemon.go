@@ -2,11 +2,18 @@ package sidecar
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net/netip"
+	"path/filepath"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/config"
 	"github.com/nsproxy/nsproxy/sidecar/netns"
 	"github.com/nsproxy/nsproxy/sidecar/proxy"
@@ -18,26 +25,45 @@ type Options struct {
 	ConfigFiles []string
 	// NetnsDir holds named namespaces; "": /var/run/netns.
 	NetnsDir string
+	// StateFile persists run-time objects; "": nothing persists.
+	StateFile string
 	// DrainTimeout is how long Shutdown lets connections finish; 0: 10s.
 	DrainTimeout time.Duration
 	// ResyncEvery is the period of the namespace resync; 0: 1s.
 	ResyncEvery time.Duration
+	// OnReconcile, when set, is told how long each reconcile took.
+	OnReconcile func(time.Duration, error)
 	Logger      *slog.Logger
 }
 
-// Daemon wires the registry, the engine and the configuration.
+// Daemon wires the registry, the engine, the configuration files and the
+// run-time state. Desired state = files + run-time objects + attachments;
+// every change recomputes it and reconciles the engine.
 type Daemon struct {
-	opt    Options
-	log    *slog.Logger
-	reg    *netns.Registry
-	engine *proxy.Engine
+	opt     Options
+	log     *slog.Logger
+	reg     *netns.Registry
+	engine  *proxy.Engine
+	store   *store
+	started time.Time
+	ready   atomic.Bool
 
-	mu  sync.Mutex // serialises reloads
-	cfg *config.Config
+	mu         sync.Mutex // serialises every change of desired state
+	file       *config.Config
+	state      State
+	merged     *config.Config
+	attStatus  map[api.AttachmentKey]attachmentStatus
+	registered map[string]bool // run-time names given to the registry
 }
 
-// New loads and validates the configuration and prepares the daemon; it
-// starts nothing. A config error is returned with every problem listed.
+type attachmentStatus struct {
+	exposed  []string
+	problems []string
+}
+
+// New loads and validates the configuration files and the saved state and
+// prepares the daemon; it starts nothing. A config error is returned with
+// every problem listed; a corrupt state file is quarantined and logged.
 func New(opt Options) (*Daemon, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
@@ -53,7 +79,15 @@ func New(opt Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Daemon{opt: opt, log: opt.Logger, reg: reg, cfg: cfg, engine: proxy.New(reg, opt.Logger)}, nil
+	d := &Daemon{opt: opt, log: opt.Logger, reg: reg, file: cfg, store: &store{path: opt.StateFile},
+		engine: proxy.New(reg, opt.Logger), started: time.Now(), registered: map[string]bool{},
+		attStatus: map[api.AttachmentKey]attachmentStatus{}}
+	st, err := d.store.load()
+	if err != nil {
+		d.log.Error("run-time state not restored", "err", err.Error())
+	}
+	d.state = st
+	return d, nil
 }
 
 // Engine exposes the engine for status queries.
@@ -62,11 +96,33 @@ func (d *Daemon) Engine() *proxy.Engine { return d.engine }
 // Registry exposes the namespace registry.
 func (d *Daemon) Registry() *netns.Registry { return d.reg }
 
-// Run applies the configuration and serves until ctx ends; reload receives
-// a value for every reload request (SIGHUP). Then it drains and returns.
-func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
-	if err := d.apply(d.cfg); err != nil {
+// Start restores the run-time state and applies everything. It returns an
+// error only when the files themselves cannot be applied.
+func (d *Daemon) Start() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := d.restore(d.state)
+	p, err := d.plan(d.file, st)
+	if err != nil {
 		return err
+	}
+	if err := d.commit(st, p); err != nil {
+		return err
+	}
+	if err := d.store.save(st); err != nil {
+		d.log.Error("cannot write state", "path", d.opt.StateFile, "err", err.Error())
+	}
+	d.ready.Store(true)
+	return nil
+}
+
+// Run starts the daemon and serves until ctx ends; reload receives a value
+// for every reload request (SIGHUP). Then it drains and returns.
+func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
+	if !d.ready.Load() {
+		if err := d.Start(); err != nil {
+			return err
+		}
 	}
 	wctx, stopWatch := context.WithCancel(context.Background())
 	watchDone := make(chan struct{})
@@ -75,10 +131,11 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		d.reg.Watch(wctx, d.opt.ResyncEvery)
 	}()
 	d.log.Info("nsproxy running", "config", d.opt.ConfigFiles, "netns_dir", d.reg.Dir(),
-		"frontends", len(d.cfg.Frontends), "backends", len(d.cfg.Backends))
+		"frontends", len(d.merged.Frontends), "backends", len(d.merged.Backends))
 	for {
 		select {
 		case <-ctx.Done():
+			d.ready.Store(false)
 			d.log.Info("shutting down: draining connections", "timeout", d.opt.DrainTimeout.String(),
 				"connections", d.engine.Sessions())
 			dctx, cancel := context.WithTimeout(context.Background(), d.opt.DrainTimeout)
@@ -97,34 +154,239 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	}
 }
 
-// Reload loads the configuration files again and, only if they are valid,
-// reconciles the engine with them.
+// Ready reports whether the desired state has been applied.
+func (d *Daemon) Ready() bool { return d.ready.Load() }
+
+// Reload loads the configuration files again and, only if they are valid
+// and fit with the run-time objects, reconciles the engine with them.
 func (d *Daemon) Reload() error {
 	cfg, err := config.Load(d.opt.ConfigFiles...)
 	if err != nil {
 		return err
 	}
-	if err := d.apply(cfg); err != nil {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, err := d.plan(cfg, d.state)
+	if err != nil {
+		return fmt.Errorf("the new files conflict with run-time objects: %w", err)
+	}
+	d.file = cfg
+	if err := d.commit(d.state, p); err != nil {
 		return err
 	}
-	d.log.Info("configuration reloaded", "frontends", len(cfg.Frontends), "backends", len(cfg.Backends))
+	d.log.Info("configuration reloaded", "frontends", len(p.merged.Frontends), "backends", len(p.merged.Backends))
 	return nil
 }
 
-func (d *Daemon) apply(cfg *config.Config) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.reg.SetNames(cfg.NamespaceNames()); err != nil {
-		return fmt.Errorf("namespaces: %w", err)
+// plan is a validated desired state, ready to commit.
+type plan struct {
+	file      *config.Config
+	merged    *config.Config
+	attStatus map[api.AttachmentKey]attachmentStatus
+}
+
+// plan merges files and state and validates the result. Attachments'
+// exposures that conflict with a port already in use are left out and
+// reported on the attachment, never overwrite anything.
+func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
+	base, err := merge(file, st, nil)
+	if err != nil {
+		return nil, err
 	}
+	used := map[bindKey][]netip.Addr{}
+	for _, f := range base.Frontends {
+		for _, b := range f.Binds {
+			k := bindKey{b.Namespace, b.Addr.Port()}
+			used[k] = append(used[k], b.Addr.Addr())
+		}
+	}
+	names := map[string]bool{}
+	for _, f := range base.Frontends {
+		names[f.Name] = true
+	}
+	for _, b := range base.Backends {
+		names[b.Name] = true
+	}
+	status := map[api.AttachmentKey]attachmentStatus{}
+	var exps []exposure
+	for _, a := range st.Attachments {
+		xs, problems := exposuresFor(a)
+		var exposed []string
+		for _, x := range xs {
+			switch {
+			case bindConflict(used, "", x.bind.Addr):
+				problems = append(problems, fmt.Sprintf("host port %s is already in use by another frontend or container; not exposed", x.bind.Addr))
+			case names[x.frontend.Name]:
+				problems = append(problems, fmt.Sprintf("name %q is taken; not exposed", x.frontend.Name))
+			default:
+				k := bindKey{"", x.bind.Addr.Port()}
+				used[k] = append(used[k], x.bind.Addr.Addr())
+				names[x.frontend.Name] = true
+				exps = append(exps, x)
+				exposed = append(exposed, x.frontend.Name)
+			}
+		}
+		status[a.AttachmentKey] = attachmentStatus{exposed: exposed, problems: problems}
+	}
+	merged, err := merge(file, st, exps)
+	if err != nil {
+		return nil, err
+	}
+	return &plan{file: file, merged: merged, attStatus: status}, nil
+}
+
+// runtimeEntries are the registry entries the state asks for.
+func (d *Daemon) runtimeEntries(st State) map[string]netns.Entry {
+	out := map[string]netns.Entry{}
+	for _, n := range st.Namespaces {
+		path := n.Path
+		if path == "" {
+			path = filepath.Join(d.reg.Dir(), n.Name)
+		}
+		out[n.Name] = netns.Entry{Name: n.Name, Path: path, Source: api.SourceAPI, Tenant: tenantOr(n.Tenant),
+			Allowed: true, Metadata: n.Metadata}
+	}
+	for _, a := range st.Attachments {
+		name := attachmentNamespace(a)
+		meta := maps.Clone(a.Metadata)
+		if meta == nil {
+			meta = map[string]string{}
+		}
+		meta["containerID"], meta["ifname"] = a.ContainerID, a.IfName
+		for i, ip := range a.IPs {
+			meta[fmt.Sprintf("ip%d", i)] = ip
+		}
+		src := a.Source
+		if src == "" {
+			src = api.SourceCNI
+		}
+		out[name] = netns.Entry{Name: name, Path: a.Netns, Source: src, Tenant: tenantOr(a.Tenant), Allowed: true, Metadata: meta}
+	}
+	return out
+}
+
+func tenantOr(t string) string {
+	if t == "" {
+		return DefaultTenant
+	}
+	return t
+}
+
+// commit makes a plan the running state.
+func (d *Daemon) commit(st State, p *plan) error {
+	start := time.Now()
+	entries := d.runtimeEntries(st)
+	for name := range d.registered {
+		if _, ok := entries[name]; !ok {
+			d.reg.Unregister(name)
+			delete(d.registered, name)
+		}
+	}
+	for name, e := range entries {
+		if err := d.reg.Register(e); err != nil {
+			d.log.Warn("namespace not registered", "netns", name, "err", err.Error())
+			continue
+		}
+		d.registered[name] = true
+	}
+	err := d.reg.SetNames(p.merged.NamespaceNames())
 	var allowed []string
-	for _, n := range cfg.Namespaces {
+	for _, n := range p.file.Namespaces {
 		allowed = append(allowed, n.Name)
 	}
 	d.reg.SetAllowed(allowed)
-	if err := d.engine.Apply(engineSpec(cfg)); err != nil {
+	if aerr := d.engine.Apply(engineSpec(p.merged)); aerr != nil {
+		err = errors.Join(err, aerr)
+	}
+	d.file, d.merged, d.attStatus = p.file, p.merged, p.attStatus
+	d.state = st
+	if d.opt.OnReconcile != nil {
+		d.opt.OnReconcile(time.Since(start), err)
+	}
+	return err
+}
+
+// restore drops saved objects that cannot come back: namespaces and
+// attachments whose namespace file is gone, and objects that no longer fit
+// the files. Each drop is logged.
+func (d *Daemon) restore(st State) State {
+	if len(st.Namespaces)+len(st.Backends)+len(st.Servers)+len(st.Frontends)+len(st.Attachments) == 0 {
+		return st
+	}
+	var out State
+	for _, n := range st.Namespaces {
+		path := n.Path
+		if path == "" {
+			path = filepath.Join(d.reg.Dir(), n.Name)
+		}
+		if !netns.Exists(path) {
+			d.log.Warn("restore: namespace dropped, its file is gone", "netns", n.Name, "path", path)
+			continue
+		}
+		out.Namespaces = append(out.Namespaces, n)
+	}
+	for _, a := range st.Attachments {
+		if !netns.Exists(a.Netns) {
+			d.log.Warn("restore: attachment dropped, its namespace is gone", "container", a.ContainerID,
+				"ifname", a.IfName, "netns", a.Netns)
+			continue
+		}
+		out.Attachments = append(out.Attachments, a)
+	}
+	try := func(what string, add func(*State)) {
+		next := out.clone()
+		add(&next)
+		if _, err := d.plan(d.file, next); err != nil {
+			d.log.Warn("restore: dropped, no longer valid", "object", what, "err", err.Error())
+			return
+		}
+		out = next
+	}
+	for _, b := range st.Backends {
+		try("backend "+b.Name, func(s *State) { s.Backends = append(s.Backends, b) })
+	}
+	for _, sv := range st.Servers {
+		try("server "+sv.Backend+"/"+sv.Name, func(s *State) { s.Servers = append(s.Servers, sv) })
+	}
+	for _, f := range st.Frontends {
+		try("frontend "+f.Name, func(s *State) { s.Frontends = append(s.Frontends, f) })
+	}
+	d.log.Info("restored run-time state", "namespaces", len(out.Namespaces), "backends", len(out.Backends),
+		"servers", len(out.Servers), "frontends", len(out.Frontends), "attachments", len(out.Attachments))
+	return out
+}
+
+// mutate applies fn to a copy of the state, validates the result,
+// persists it, then applies it: all of it or none. The returned error is
+// an *objectError (invalid), a config error (invalid) or a store error.
+func (d *Daemon) mutate(fn func(*State) error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	next := d.state.clone()
+	if err := fn(&next); err != nil {
 		return err
 	}
-	d.cfg = cfg
-	return nil
+	p, err := d.plan(d.file, next)
+	if err != nil {
+		return &validationError{err}
+	}
+	if err := d.store.save(next); err != nil {
+		return fmt.Errorf("not applied: %w", err)
+	}
+	return d.commit(next, p)
 }
+
+// validationError marks a desired state that failed validation.
+type validationError struct{ err error }
+
+func (e *validationError) Error() string { return e.err.Error() }
+func (e *validationError) Unwrap() error { return e.err }
+
+// snapshotState returns a copy of the state and the merged config.
+func (d *Daemon) snapshotState() (State, *config.Config, map[api.AttachmentKey]attachmentStatus) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.state.clone(), d.merged, maps.Clone(d.attStatus)
+}
+
+var _ = slices.Sort[[]string]

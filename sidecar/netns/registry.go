@@ -470,8 +470,15 @@ func (r *Registry) Watch(ctx context.Context, every time.Duration) {
 	}
 }
 
-// exists is used by tests and by Watch's directory bootstrap.
+// exists reports whether path exists at all.
 func exists(path string) bool {
 	_, err := os.Stat(path)
+	return err == nil
+}
+
+// Exists reports whether path is a namespace file now (an nsfs mount or
+// /proc/PID/ns/net), without opening it.
+func Exists(path string) bool {
+	_, err := statIdentity(path)
 	return err == nil
 }

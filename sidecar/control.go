@@ -1,0 +1,385 @@
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/sidecar/config"
+	"golang.org/x/sys/unix"
+)
+
+var (
+	errNotFound = errors.New("not found")
+	errConflict = errors.New("conflict")
+)
+
+// ControlOptions configure the control socket.
+type ControlOptions struct {
+	Socket string // "": api.DefaultSocket
+	// Group, when >= 0, may also use the socket (mode 0660, peer's group
+	// checked); otherwise only root and the daemon's own user (mode 0600).
+	Group int
+}
+
+// ListenControl opens the control socket: a unix socket that only root,
+// the daemon's user and (optionally) one group may use. A stale socket file
+// is replaced; a live one (another daemon) is an error.
+func ListenControl(opt ControlOptions) (net.Listener, error) {
+	path := opt.Socket
+	if path == "" {
+		path = api.DefaultSocket
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("control socket directory: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("control socket %s is in use: is another nsproxy running?", path)
+	}
+	os.Remove(path)
+	old := unix.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	unix.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	mode := os.FileMode(0o600)
+	if opt.Group >= 0 {
+		mode = 0o660
+		if err := os.Chown(path, -1, opt.Group); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("control socket group: %w", err)
+		}
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket mode: %w", err)
+	}
+	return ln, nil
+}
+
+type credKey struct{}
+
+// peerCred reads SO_PEERCRED of a unix connection.
+func peerCred(c net.Conn) (*unix.Ucred, error) {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return nil, errors.New("not a unix connection")
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+	return cred, cerr
+}
+
+// allowedPeer: root, the daemon's own user, or a member of group.
+func allowedPeer(cred *unix.Ucred, group int) bool {
+	if cred == nil {
+		return false
+	}
+	if cred.Uid == 0 || int(cred.Uid) == os.Geteuid() {
+		return true
+	}
+	if group < 0 {
+		return false
+	}
+	if int(cred.Gid) == group {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cred.Pid))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Groups:"); ok {
+			return slices.Contains(strings.Fields(rest), strconv.Itoa(group))
+		}
+	}
+	return false
+}
+
+// ServeControl serves the API on ln until ctx ends.
+func (d *Daemon) ServeControl(ctx context.Context, ln net.Listener, group int) error {
+	srv := &http.Server{
+		Handler:           d.controlHandler(group),
+		ReadHeaderTimeout: 5 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			cred, err := peerCred(c)
+			if err != nil {
+				return ctx
+			}
+			return context.WithValue(ctx, credKey{}, cred)
+		},
+		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// controlHandler is the /v1 API; group is as in ControlOptions.
+func (d *Daemon) controlHandler(group int) http.Handler {
+	mux := http.NewServeMux()
+	h := func(pattern string, f func(*http.Request) (int, any, error)) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			cred, _ := r.Context().Value(credKey{}).(*unix.Ucred)
+			if !allowedPeer(cred, group) {
+				writeJSON(w, http.StatusForbidden, api.Error{Error: "permission denied: the control socket is for root (or the configured group)"})
+				return
+			}
+			code, body, err := f(r)
+			if err != nil {
+				code, body = errorBody(err)
+				if r.Method != http.MethodGet {
+					d.log.Info("control request refused", "method", r.Method, "path", r.URL.Path, "code", code, "err", err.Error())
+				}
+			}
+			writeJSON(w, code, body)
+		})
+	}
+	h("GET /v1/healthz", func(*http.Request) (int, any, error) { return 200, map[string]string{"status": "ok"}, nil })
+	h("GET /v1/readyz", func(*http.Request) (int, any, error) {
+		if !d.Ready() {
+			return 503, api.Error{Error: "not ready"}, nil
+		}
+		return 200, map[string]string{"status": "ready"}, nil
+	})
+	h("GET /v1/namespaces", func(*http.Request) (int, any, error) { return 200, d.namespaces(), nil })
+	h("GET /v1/namespaces/{name}", func(r *http.Request) (int, any, error) {
+		for _, n := range d.namespaces() {
+			if n.Name == r.PathValue("name") {
+				return 200, n, nil
+			}
+		}
+		return 0, nil, fmt.Errorf("namespace %q: %w", r.PathValue("name"), errNotFound)
+	})
+	h("POST /v1/namespaces", func(r *http.Request) (int, any, error) {
+		var n api.Namespace
+		if err := decode(r, &n); err != nil {
+			return 0, nil, err
+		}
+		if err := d.AddNamespace(n); err != nil {
+			return 0, nil, err
+		}
+		for _, x := range d.namespaces() {
+			if x.Name == n.Name {
+				return 201, x, nil
+			}
+		}
+		return 201, n, nil
+	})
+	h("DELETE /v1/namespaces/{name}", func(r *http.Request) (int, any, error) {
+		return 204, nil, d.DeleteNamespace(r.PathValue("name"))
+	})
+	h("GET /v1/frontends", func(*http.Request) (int, any, error) { return 200, d.frontends(), nil })
+	h("GET /v1/frontends/{name}", func(r *http.Request) (int, any, error) {
+		return findNamed(d.frontends(), r.PathValue("name"), "frontend", func(f api.Frontend) string { return f.Name })
+	})
+	h("POST /v1/frontends", func(r *http.Request) (int, any, error) {
+		var f api.Frontend
+		if err := decode(r, &f); err != nil {
+			return 0, nil, err
+		}
+		if err := d.AddFrontend(f); err != nil {
+			return 0, nil, err
+		}
+		return created(findNamed(d.frontends(), f.Name, "frontend", func(f api.Frontend) string { return f.Name }))
+	})
+	h("DELETE /v1/frontends/{name}", func(r *http.Request) (int, any, error) {
+		return 204, nil, d.DeleteFrontend(r.PathValue("name"))
+	})
+	h("GET /v1/backends", func(*http.Request) (int, any, error) { return 200, d.backends(), nil })
+	h("GET /v1/backends/{name}", func(r *http.Request) (int, any, error) {
+		return findNamed(d.backends(), r.PathValue("name"), "backend", func(b api.Backend) string { return b.Name })
+	})
+	h("POST /v1/backends", func(r *http.Request) (int, any, error) {
+		var b api.Backend
+		if err := decode(r, &b); err != nil {
+			return 0, nil, err
+		}
+		if err := d.AddBackend(b); err != nil {
+			return 0, nil, err
+		}
+		return created(findNamed(d.backends(), b.Name, "backend", func(b api.Backend) string { return b.Name }))
+	})
+	h("DELETE /v1/backends/{name}", func(r *http.Request) (int, any, error) {
+		return 204, nil, d.DeleteBackend(r.PathValue("name"))
+	})
+	h("GET /v1/servers", func(*http.Request) (int, any, error) {
+		var out []api.Server
+		for _, b := range d.backends() {
+			out = append(out, b.Servers...)
+		}
+		return 200, nonNil(out), nil
+	})
+	h("POST /v1/backends/{backend}/servers", func(r *http.Request) (int, any, error) {
+		var s api.Server
+		if err := decode(r, &s); err != nil {
+			return 0, nil, err
+		}
+		s.Backend = r.PathValue("backend")
+		if err := d.AddServer(s); err != nil {
+			return 0, nil, err
+		}
+		for _, x := range d.servers() {
+			if x.Backend == s.Backend && x.Name == s.Name {
+				return 201, x, nil
+			}
+		}
+		return 201, s, nil
+	})
+	h("DELETE /v1/backends/{backend}/servers/{name}", func(r *http.Request) (int, any, error) {
+		return 204, nil, d.DeleteServer(r.PathValue("backend"), r.PathValue("name"))
+	})
+	h("GET /v1/connections", func(*http.Request) (int, any, error) { return 200, d.connections(), nil })
+	h("GET /v1/attachments", func(*http.Request) (int, any, error) { return 200, d.attachments(), nil })
+	h("GET /v1/attachments/{id}/{ifname}", func(r *http.Request) (int, any, error) {
+		k := api.AttachmentKey{ContainerID: r.PathValue("id"), IfName: r.PathValue("ifname")}
+		for _, a := range d.attachments() {
+			if a.AttachmentKey == k {
+				return 200, a, nil
+			}
+		}
+		return 0, nil, fmt.Errorf("attachment %s/%s: %w", k.ContainerID, k.IfName, errNotFound)
+	})
+	h("POST /v1/attachments", func(r *http.Request) (int, any, error) {
+		var a api.Attachment
+		if err := decode(r, &a); err != nil {
+			return 0, nil, err
+		}
+		updated, err := d.PutAttachment(a)
+		if err != nil {
+			return 0, nil, err
+		}
+		code := 201
+		if updated {
+			code = 200
+		}
+		for _, x := range d.attachments() {
+			if x.AttachmentKey == a.AttachmentKey {
+				return code, x, nil
+			}
+		}
+		return code, a, nil
+	})
+	h("DELETE /v1/attachments/{id}/{ifname}", func(r *http.Request) (int, any, error) {
+		return 204, nil, d.DeleteAttachment(api.AttachmentKey{ContainerID: r.PathValue("id"), IfName: r.PathValue("ifname")})
+	})
+	h("POST /v1/attachments/gc", func(r *http.Request) (int, any, error) {
+		var req api.GCRequest
+		if err := decode(r, &req); err != nil {
+			return 0, nil, err
+		}
+		removed, err := d.GCAttachments(req.Valid)
+		return 200, api.GCResult{Removed: nonNil(removed)}, err
+	})
+	h("GET /v1/stats", func(*http.Request) (int, any, error) { return 200, d.stats(), nil })
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 404, api.Error{Error: fmt.Sprintf("no such endpoint: %s %s (see the README's API table)", r.Method, r.URL.Path)})
+	})
+	return mux
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// created turns a 200 lookup answer into 201.
+func created(code int, body any, err error) (int, any, error) {
+	if err == nil {
+		code = http.StatusCreated
+	}
+	return code, body, err
+}
+
+func findNamed[T any](items []T, name, kind string, key func(T) string) (int, any, error) {
+	for _, it := range items {
+		if key(it) == name {
+			return 200, it, nil
+		}
+	}
+	return 0, nil, fmt.Errorf("%s %q: %w", kind, name, errNotFound)
+}
+
+// decode reads a JSON body strictly: unknown fields are errors.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &objectError{msg: "request body is not valid JSON for this endpoint", details: []string{err.Error()}}
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, body any) {
+	if code == http.StatusNoContent {
+		w.WriteHeader(code)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(body)
+}
+
+// errorBody maps an error to a status and an api.Error with one detail per
+// problem (config errors come joined, one per FILE:LINE).
+func errorBody(err error) (int, api.Error) {
+	code := http.StatusInternalServerError
+	var oe *objectError
+	var ve *validationError
+	switch {
+	case errors.Is(err, errNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, errConflict):
+		code = http.StatusConflict
+	case errors.As(err, &oe):
+		return http.StatusBadRequest, api.Error{Error: oe.msg, Details: oe.details}
+	case errors.As(err, &ve):
+		return http.StatusBadRequest, api.Error{Error: "the change does not validate; nothing was applied", Details: flatten(ve.err)}
+	case errors.Is(err, config.ErrSyntax), errors.Is(err, config.ErrInvalid), errors.Is(err, config.ErrUnsupported):
+		return http.StatusBadRequest, api.Error{Error: "invalid", Details: flatten(err)}
+	}
+	return code, api.Error{Error: err.Error()}
+}
+
+// flatten lists the leaves of a tree of joined errors.
+func flatten(err error) []string {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []string
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []string{err.Error()}
+}

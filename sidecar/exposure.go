@@ -1,0 +1,154 @@
+package sidecar
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/sidecar/config"
+)
+
+// Metadata keys an attachment may carry (from CNI args, annotations or
+// the OCI hook) to shape its exposures.
+const (
+	// MetaTarget "loopback" sends exposed ports to 127.0.0.1 inside the
+	// container's namespace instead of the container's IP.
+	MetaTarget = "nsproxy.io/target"
+	// MetaSendProxy "v1" or "v2" sends a PROXY header with the client's
+	// address to the container.
+	MetaSendProxy = "nsproxy.io/send-proxy"
+)
+
+// exposure is the frontend and backend that publish one TCP port mapping
+// of an attachment: a listener on hostIP:hostPort in the daemon's
+// namespace that forwards into the container's namespace.
+type exposure struct {
+	key      api.AttachmentKey
+	bind     config.Bind
+	frontend *config.Frontend
+	backend  *config.Backend
+}
+
+// attachmentNamespace is the registry name of an attachment's namespace.
+func attachmentNamespace(a api.Attachment) string {
+	if a.Name != "" {
+		return a.Name
+	}
+	id := a.ContainerID
+	if len(id) > 12 {
+		id = id[:12]
+	}
+	return sanitizeName("cni-" + id + "-" + a.IfName)
+}
+
+// sanitizeName maps anything outside [A-Za-z0-9._:-] to '-'.
+func sanitizeName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			b[i] = '-'
+		}
+	}
+	if len(b) > 200 {
+		b = b[:200]
+	}
+	return string(b)
+}
+
+// exposuresFor turns an attachment's port mappings into exposures. UDP and
+// other protocols are reported, not proxied.
+func exposuresFor(a api.Attachment) ([]exposure, []string) {
+	var out []exposure
+	var problems []string
+	ns := attachmentNamespace(a)
+	target := containerAddr(a)
+	sendProxy := 0
+	switch a.Metadata[MetaSendProxy] {
+	case "v1", "1":
+		sendProxy = 1
+	case "v2", "2":
+		sendProxy = 2
+	}
+	for _, pm := range a.PortMappings {
+		proto := strings.ToLower(pm.Protocol)
+		if proto != "" && proto != "tcp" {
+			problems = append(problems, fmt.Sprintf("%s mapping %d->%d not proxied: nsproxy handles TCP only; keep the portmap plugin for %s",
+				proto, pm.HostPort, pm.ContainerPort, proto))
+			continue
+		}
+		if pm.HostPort < 1 || pm.HostPort > 65535 || pm.ContainerPort < 1 || pm.ContainerPort > 65535 {
+			problems = append(problems, fmt.Sprintf("mapping %d->%d: ports must be 1..65535", pm.HostPort, pm.ContainerPort))
+			continue
+		}
+		host := netip.IPv4Unspecified()
+		if pm.HostIP != "" {
+			h, err := netip.ParseAddr(pm.HostIP)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("mapping %d->%d: hostIP %q is not an IP", pm.HostPort, pm.ContainerPort, pm.HostIP))
+				continue
+			}
+			host = h
+		}
+		name := sanitizeName(fmt.Sprintf("%s-%d", ns, pm.HostPort))
+		pos := config.Pos{File: "attachment " + a.ContainerID + "/" + a.IfName}
+		bind := config.Bind{Pos: pos, Addr: netip.AddrPortFrom(host, uint16(pm.HostPort))}
+		out = append(out, exposure{
+			key:      a.AttachmentKey,
+			bind:     bind,
+			frontend: &config.Frontend{Name: name, Pos: pos, Binds: []config.Bind{bind}, DefaultBackend: name},
+			backend: &config.Backend{Name: name, Pos: pos, Balance: config.BalanceRoundRobin, Servers: []*config.Server{{
+				Name: "c", Pos: pos, Addr: target, Port: uint16(pm.ContainerPort), PortMode: config.PortFixed,
+				Namespace: ns, Weight: 1, Inter: defaultInter, Rise: 2, Fall: 3, SendProxy: sendProxy}}},
+		})
+	}
+	return out, problems
+}
+
+const defaultInter = 2_000_000_000 // 2s, as config's default-server
+
+// containerAddr is where exposed ports are sent inside the container's
+// namespace: its first IPv4 address, else its first address, else (or
+// when asked) 127.0.0.1, which a service bound to loopback still answers.
+func containerAddr(a api.Attachment) netip.Addr {
+	if a.Metadata[MetaTarget] == "loopback" {
+		return netip.MustParseAddr("127.0.0.1")
+	}
+	var first netip.Addr
+	for _, s := range a.IPs {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			p, perr := netip.ParsePrefix(s)
+			if perr != nil {
+				continue
+			}
+			ip = p.Addr()
+		}
+		if ip.Is4() {
+			return ip
+		}
+		if !first.IsValid() {
+			first = ip
+		}
+	}
+	if first.IsValid() {
+		return first
+	}
+	return netip.MustParseAddr("127.0.0.1")
+}
+
+// bindKey identifies a listening port in the daemon's namespace for
+// conflict checks; a wildcard address conflicts with every address.
+type bindKey struct {
+	ns   string
+	port uint16
+}
+
+func bindConflict(used map[bindKey][]netip.Addr, ns string, ap netip.AddrPort) bool {
+	for _, a := range used[bindKey{ns, ap.Port()}] {
+		if a == ap.Addr() || a.IsUnspecified() || ap.Addr().IsUnspecified() {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,484 @@
+package sidecar
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/sidecar/config"
+	"github.com/nsproxy/nsproxy/sidecar/netns"
+	"github.com/nsproxy/nsproxy/sidecar/proxy"
+)
+
+// metaAttached marks a namespace the daemon bind-mounted itself (added by
+// pid), so that deleting it also undoes the mount.
+const metaAttached = "nsproxy.io/attached-pid"
+
+// AddNamespace registers a namespace by name, path or pid. A pid's
+// namespace is named in the netns directory, as `ip netns attach` does.
+func (d *Daemon) AddNamespace(n api.Namespace) error {
+	if err := validateNamespace(n); err != nil {
+		return err
+	}
+	st, _, _ := d.snapshotState()
+	if slices.ContainsFunc(st.Namespaces, func(x api.Namespace) bool { return x.Name == n.Name }) {
+		return fmt.Errorf("namespace %q is already registered: %w", n.Name, errConflict)
+	}
+	if slices.ContainsFunc(st.Attachments, func(a api.Attachment) bool { return attachmentNamespace(a) == n.Name }) {
+		return fmt.Errorf("namespace %q belongs to an attachment: %w", n.Name, errConflict)
+	}
+	attached := false
+	switch {
+	case n.Pid > 0:
+		path, err := netns.Attach(d.reg.Dir(), n.Name, n.Pid)
+		if err != nil {
+			return &objectError{msg: "namespace " + n.Name, details: []string{err.Error()}}
+		}
+		n.Path, attached = path, true
+		if n.Metadata == nil {
+			n.Metadata = map[string]string{}
+		}
+		n.Metadata[metaAttached] = fmt.Sprint(n.Pid)
+		n.Pid = 0
+	case n.Path != "":
+		if !netns.Exists(n.Path) {
+			return &objectError{msg: "namespace " + n.Name, details: []string{fmt.Sprintf("%s is not a network namespace file", n.Path)}}
+		}
+	}
+	n.Source, n.Tenant = api.SourceAPI, tenantOr(n.Tenant)
+	n.Allowed, n.State, n.Identity, n.UsedBy = true, "", nil, nil
+	err := d.mutate(func(s *State) error {
+		s.Namespaces = append(s.Namespaces, n)
+		return nil
+	})
+	if err != nil && attached {
+		netns.Detach(d.reg.Dir(), n.Name)
+	}
+	return err
+}
+
+// DeleteNamespace unregisters a run-time namespace: everything that ran
+// inside it closes, unless the configuration also names it.
+func (d *Daemon) DeleteNamespace(name string) error {
+	var removed api.Namespace
+	err := d.mutate(func(s *State) error {
+		i := slices.IndexFunc(s.Namespaces, func(x api.Namespace) bool { return x.Name == name })
+		if i < 0 {
+			if d.reg.Known(name) {
+				return fmt.Errorf("namespace %q comes from the configuration files or an attachment, not the API: %w", name, errConflict)
+			}
+			return fmt.Errorf("namespace %q: %w", name, errNotFound)
+		}
+		removed = s.Namespaces[i]
+		s.Namespaces = slices.Delete(s.Namespaces, i, i+1)
+		return nil
+	})
+	if err == nil && removed.Metadata[metaAttached] != "" {
+		if derr := netns.Detach(d.reg.Dir(), name); derr != nil {
+			d.log.Warn("cannot detach namespace", "netns", name, "err", derr.Error())
+		}
+	}
+	return err
+}
+
+// definedBy reports where a frontend or backend name is defined.
+func (d *Daemon) definedBy(kind, name string) (config.Pos, bool) {
+	_, merged, _ := d.snapshotState()
+	return definedIn(merged, kind, name)
+}
+
+func definedIn(merged *config.Config, kind, name string) (config.Pos, bool) {
+	if kind == "frontend" {
+		for _, f := range merged.Frontends {
+			if f.Name == name {
+				return f.Pos, true
+			}
+		}
+		return config.Pos{}, false
+	}
+	for _, b := range merged.Backends {
+		if b.Name == name {
+			return b.Pos, true
+		}
+	}
+	return config.Pos{}, false
+}
+
+func (d *Daemon) AddFrontend(f api.Frontend) error {
+	if pos, ok := d.definedBy("frontend", f.Name); ok {
+		return fmt.Errorf("frontend %q already exists (%s): %w", f.Name, pos, errConflict)
+	}
+	f.Source, f.Listeners, f.Current, f.Total, f.BytesIn, f.BytesOut = api.SourceAPI, nil, 0, 0, 0, 0
+	return d.mutate(func(s *State) error {
+		s.Frontends = append(s.Frontends, f)
+		return nil
+	})
+}
+
+func (d *Daemon) DeleteFrontend(name string) error {
+	return d.mutate(func(s *State) error {
+		i := slices.IndexFunc(s.Frontends, func(x api.Frontend) bool { return x.Name == name })
+		if i < 0 {
+			return d.notRuntime("frontend", name)
+		}
+		s.Frontends = slices.Delete(s.Frontends, i, i+1)
+		return nil
+	})
+}
+
+func (d *Daemon) AddBackend(b api.Backend) error {
+	if pos, ok := d.definedBy("backend", b.Name); ok {
+		return fmt.Errorf("backend %q already exists (%s): %w", b.Name, pos, errConflict)
+	}
+	b.Source = api.SourceAPI
+	for i := range b.Servers {
+		b.Servers[i].Backend = b.Name
+	}
+	return d.mutate(func(s *State) error {
+		s.Backends = append(s.Backends, b)
+		return nil
+	})
+}
+
+func (d *Daemon) DeleteBackend(name string) error {
+	return d.mutate(func(s *State) error {
+		i := slices.IndexFunc(s.Backends, func(x api.Backend) bool { return x.Name == name })
+		if i < 0 {
+			return d.notRuntime("backend", name)
+		}
+		s.Backends = slices.Delete(s.Backends, i, i+1)
+		s.Servers = slices.DeleteFunc(s.Servers, func(x api.Server) bool { return x.Backend == name })
+		return nil
+	})
+}
+
+// AddServer adds a server to any backend, from the files or the API.
+func (d *Daemon) AddServer(sv api.Server) error {
+	_, merged, _ := d.snapshotState()
+	bi := slices.IndexFunc(merged.Backends, func(b *config.Backend) bool { return b.Name == sv.Backend })
+	if bi < 0 {
+		return fmt.Errorf("backend %q: %w", sv.Backend, errNotFound)
+	}
+	if slices.ContainsFunc(merged.Backends[bi].Servers, func(s *config.Server) bool { return s.Name == sv.Name }) {
+		return fmt.Errorf("server %q already exists in backend %q: %w", sv.Name, sv.Backend, errConflict)
+	}
+	sv.Source = api.SourceAPI
+	return d.mutate(func(s *State) error {
+		if i := slices.IndexFunc(s.Backends, func(b api.Backend) bool { return b.Name == sv.Backend }); i >= 0 {
+			s.Backends[i].Servers = append(s.Backends[i].Servers, sv)
+			return nil
+		}
+		s.Servers = append(s.Servers, sv)
+		return nil
+	})
+}
+
+func (d *Daemon) DeleteServer(backend, name string) error {
+	return d.mutate(func(s *State) error {
+		match := func(x api.Server) bool { return x.Backend == backend && x.Name == name }
+		if i := slices.IndexFunc(s.Servers, match); i >= 0 {
+			s.Servers = slices.Delete(s.Servers, i, i+1)
+			return nil
+		}
+		for bi := range s.Backends {
+			if i := slices.IndexFunc(s.Backends[bi].Servers, func(x api.Server) bool { return x.Name == name }); i >= 0 && s.Backends[bi].Name == backend {
+				s.Backends[bi].Servers = slices.Delete(s.Backends[bi].Servers, i, i+1)
+				return nil
+			}
+		}
+		return d.notRuntime("server", backend+"/"+name)
+	})
+}
+
+// notRuntime explains why an object cannot be deleted through the API.
+// It runs inside mutate, with d.mu held: it reads d.merged directly.
+func (d *Daemon) notRuntime(kind, name string) error {
+	merged := d.merged
+	switch kind {
+	case "frontend", "backend":
+		if pos, ok := definedIn(merged, kind, name); ok {
+			if strings.HasPrefix(pos.File, "attachment ") {
+				return fmt.Errorf("%s %q exposes an attachment's port; delete the attachment: %w", kind, name, errConflict)
+			}
+			return fmt.Errorf("%s %q is defined in %s; edit the file and reload (SIGHUP): %w", kind, name, pos, errConflict)
+		}
+	case "server":
+		b, s, _ := strings.Cut(name, "/")
+		for _, cb := range merged.Backends {
+			for _, cs := range cb.Servers {
+				if cb.Name == b && cs.Name == s {
+					return fmt.Errorf("server %q is defined in %s; edit the file and reload (SIGHUP): %w", name, cs.Pos, errConflict)
+				}
+			}
+		}
+	}
+	return fmt.Errorf("%s %q: %w", kind, name, errNotFound)
+}
+
+// PutAttachment adds or updates (same container id and ifname) an
+// attachment; it reports whether it was an update.
+func (d *Daemon) PutAttachment(a api.Attachment) (bool, error) {
+	var bad []string
+	if a.ContainerID == "" || a.IfName == "" {
+		bad = append(bad, "containerID and ifname are required")
+	}
+	if a.Netns == "" || !strings.HasPrefix(a.Netns, "/") {
+		bad = append(bad, fmt.Sprintf("netns %q: an absolute path is required", a.Netns))
+	} else if !netns.Exists(a.Netns) {
+		bad = append(bad, fmt.Sprintf("netns %s is not a network namespace file", a.Netns))
+	}
+	if a.Name != "" && !config.ValidNamespaceName(a.Name) {
+		bad = append(bad, fmt.Sprintf("name %q: use [A-Za-z0-9._:-]", a.Name))
+	}
+	if len(bad) > 0 {
+		return false, detailsError("attachment "+a.ContainerID+"/"+a.IfName, bad)
+	}
+	if a.Source == "" {
+		a.Source = api.SourceCNI
+	}
+	a.Tenant = tenantOr(a.Tenant)
+	a.State, a.Exposed, a.Problems = "", nil, nil
+	updated := false
+	err := d.mutate(func(s *State) error {
+		name := attachmentNamespace(a)
+		if slices.ContainsFunc(s.Namespaces, func(n api.Namespace) bool { return n.Name == name }) {
+			return fmt.Errorf("namespace name %q is registered through the API: %w", name, errConflict)
+		}
+		for i, x := range s.Attachments {
+			if x.AttachmentKey == a.AttachmentKey {
+				s.Attachments[i], updated = a, true
+				return nil
+			}
+			if attachmentNamespace(x) == name {
+				return fmt.Errorf("namespace name %q is used by attachment %s/%s: %w", name, x.ContainerID, x.IfName, errConflict)
+			}
+		}
+		s.Attachments = append(s.Attachments, a)
+		return nil
+	})
+	if err == nil {
+		_, _, status := d.snapshotState()
+		d.log.Info("attachment registered", "container", a.ContainerID, "ifname", a.IfName, "netns", a.Netns,
+			"name", attachmentNamespace(a), "exposed", status[a.AttachmentKey].exposed, "problems", status[a.AttachmentKey].problems)
+	}
+	return updated, err
+}
+
+// DeleteAttachment removes an attachment; removing a missing one is fine
+// (CNI DEL must be idempotent).
+func (d *Daemon) DeleteAttachment(k api.AttachmentKey) error {
+	st, _, _ := d.snapshotState()
+	if !slices.ContainsFunc(st.Attachments, func(a api.Attachment) bool { return a.AttachmentKey == k }) {
+		return nil
+	}
+	err := d.mutate(func(s *State) error {
+		s.Attachments = slices.DeleteFunc(s.Attachments, func(a api.Attachment) bool { return a.AttachmentKey == k })
+		return nil
+	})
+	if err == nil {
+		d.log.Info("attachment removed", "container", k.ContainerID, "ifname", k.IfName)
+	}
+	return err
+}
+
+// GCAttachments keeps only the valid attachments.
+func (d *Daemon) GCAttachments(valid []api.AttachmentKey) ([]api.AttachmentKey, error) {
+	keep := map[api.AttachmentKey]bool{}
+	for _, k := range valid {
+		keep[k] = true
+	}
+	var removed []api.AttachmentKey
+	err := d.mutate(func(s *State) error {
+		s.Attachments = slices.DeleteFunc(s.Attachments, func(a api.Attachment) bool {
+			if !keep[a.AttachmentKey] {
+				removed = append(removed, a.AttachmentKey)
+				return true
+			}
+			return false
+		})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(removed) > 0 {
+		d.log.Info("attachments garbage-collected", "removed", len(removed))
+	}
+	return removed, nil
+}
+
+// Views: API objects built from the merged config, the registry and the
+// engine's snapshot.
+
+func (d *Daemon) namespaces() []api.Namespace {
+	st, merged, _ := d.snapshotState()
+	used := map[string][]string{}
+	for _, f := range merged.Frontends {
+		for _, b := range f.Binds {
+			if b.Namespace != "" {
+				used[b.Namespace] = append(used[b.Namespace], "frontend/"+f.Name)
+			}
+		}
+	}
+	for _, b := range merged.Backends {
+		for _, s := range b.Servers {
+			if s.Namespace != "" {
+				used[s.Namespace] = append(used[s.Namespace], "backend/"+b.Name+"/server/"+s.Name)
+			}
+		}
+	}
+	for _, a := range st.Attachments {
+		n := attachmentNamespace(a)
+		used[n] = append(used[n], "attachment/"+a.ContainerID+"/"+a.IfName)
+	}
+	out := []api.Namespace{}
+	for _, e := range d.reg.Status() {
+		n := api.Namespace{Name: e.Name, Path: e.Path, Source: e.Source, Tenant: tenantOr(e.Tenant), Allowed: e.Allowed,
+			State: api.StateMissing, Metadata: e.Metadata, UsedBy: slices.Compact(used[e.Name])}
+		if e.Available {
+			n.State = api.StateAvailable
+			n.Identity = &api.Identity{Dev: e.Identity.Dev, Ino: e.Identity.Ino, Cookie: e.Identity.Cookie}
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func (d *Daemon) sourceOf(pos config.Pos) string {
+	switch {
+	case strings.HasPrefix(pos.File, "attachment "):
+		return api.SourceCNI
+	case strings.HasPrefix(pos.File, "frontend "), strings.HasPrefix(pos.File, "backend "), strings.HasPrefix(pos.File, "server "):
+		return api.SourceAPI
+	}
+	return api.SourceConfig
+}
+
+func (d *Daemon) frontends() []api.Frontend {
+	_, merged, _ := d.snapshotState()
+	snap := d.engine.Snapshot()
+	stats := map[string]proxy.FrontendStats{}
+	for _, f := range snap.Frontends {
+		stats[f.Name] = f
+	}
+	out := []api.Frontend{}
+	for _, f := range merged.Frontends {
+		af := api.Frontend{Name: f.Name, Source: d.sourceOf(f.Pos), Backend: f.DefaultBackend, MaxConn: f.MaxConn}
+		if f.ClientTimeout > 0 {
+			af.ClientTimeout = f.ClientTimeout.String()
+		}
+		for _, b := range f.Binds {
+			af.Binds = append(af.Binds, api.Bind{Addr: b.Addr.String(), Namespace: b.Namespace, AcceptProxy: b.AcceptProxy})
+		}
+		fs := stats[f.Name]
+		af.Current, af.Total, af.BytesIn, af.BytesOut = fs.Current, fs.Total, fs.BytesIn, fs.BytesOut
+		for _, l := range fs.Listeners {
+			af.Listeners = append(af.Listeners, api.Listener{Addr: l.Bind.Addr.String(), Namespace: l.Netns,
+				Listening: l.Listening, Error: l.Err})
+		}
+		out = append(out, af)
+	}
+	return out
+}
+
+func (d *Daemon) backends() []api.Backend {
+	_, merged, _ := d.snapshotState()
+	snap := d.engine.Snapshot()
+	stats := map[string]map[string]proxy.ServerStats{}
+	for _, b := range snap.Backends {
+		stats[b.Name] = map[string]proxy.ServerStats{}
+		for _, s := range b.Servers {
+			stats[b.Name][s.Name] = s
+		}
+	}
+	out := []api.Backend{}
+	for _, b := range merged.Backends {
+		ab := api.Backend{Name: b.Name, Source: d.sourceOf(b.Pos), Balance: string(b.Balance)}
+		if b.ConnectTimeout > 0 {
+			ab.ConnectTimeout = b.ConnectTimeout.String()
+		}
+		if b.ServerTimeout > 0 {
+			ab.ServerTimeout = b.ServerTimeout.String()
+		}
+		for _, s := range b.Servers {
+			ss := stats[b.Name][s.Name]
+			ns := s.Namespace
+			if s.ClientNamespace {
+				ns = "*"
+			}
+			w := s.Weight
+			as := api.Server{Backend: b.Name, Name: s.Name, Source: d.sourceOf(s.Pos), Addr: ss.Addr, Namespace: ns,
+				Check: s.Check, Weight: &w, Backup: s.Backup, Disabled: s.Disabled, SendProxy: s.SendProxy,
+				Up: ss.Up, Active: ss.Active, Total: ss.Total, ConnectErrors: ss.ConnectErrors}
+			if s.Check {
+				as.Inter, as.Rise, as.Fall = s.Inter.String(), s.Rise, s.Fall
+			}
+			ab.Servers = append(ab.Servers, as)
+		}
+		out = append(out, ab)
+	}
+	return out
+}
+
+func (d *Daemon) servers() []api.Server {
+	var out []api.Server
+	for _, b := range d.backends() {
+		out = append(out, b.Servers...)
+	}
+	return out
+}
+
+func (d *Daemon) connections() []api.Connection {
+	out := []api.Connection{}
+	for _, c := range d.engine.Connections() {
+		out = append(out, api.Connection{ID: c.ID, Frontend: c.Frontend, Backend: c.Backend, Server: c.Server,
+			Client: c.Client, ClientNetns: c.ClientNetns, ServerNetns: c.ServerNetns, Start: c.Start,
+			BytesIn: c.BytesIn, BytesOut: c.BytesOut})
+	}
+	return out
+}
+
+func (d *Daemon) attachments() []api.Attachment {
+	st, _, status := d.snapshotState()
+	out := []api.Attachment{}
+	for _, a := range st.Attachments {
+		a.State = api.StateMissing
+		if _, err := d.reg.Get(attachmentNamespace(a)); err == nil {
+			a.State = api.StateAvailable
+		}
+		s := status[a.AttachmentKey]
+		a.Exposed, a.Problems = s.exposed, s.problems
+		out = append(out, a)
+	}
+	return out
+}
+
+// AttachmentCount is the number of attachments (for metrics).
+func (d *Daemon) AttachmentCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.state.Attachments)
+}
+
+func (d *Daemon) stats() api.Stats {
+	snap := d.engine.Snapshot()
+	st := api.Stats{Uptime: time.Since(d.started).Round(time.Second).String(), Namespaces: len(d.reg.Status()),
+		Frontends: len(snap.Frontends), Backends: len(snap.Backends), Connections: snap.Connections,
+		Attachments: d.AttachmentCount()}
+	for _, f := range snap.Frontends {
+		st.Total += f.Total
+		st.BytesIn += f.BytesIn
+		st.BytesOut += f.BytesOut
+	}
+	for _, b := range snap.Backends {
+		for _, s := range b.Servers {
+			st.Servers++
+			if s.Up {
+				st.ServersUp++
+			}
+		}
+	}
+	return st
+}

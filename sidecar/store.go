@@ -1,0 +1,120 @@
+package sidecar
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nsproxy/nsproxy/sidecar/api"
+)
+
+// State is everything created at run time (API objects and attachments).
+// It is written to disk before a change is acknowledged; configuration
+// file objects are never in it (the files are their source).
+type State struct {
+	Version     int              `json:"version"`
+	Namespaces  []api.Namespace  `json:"namespaces,omitempty"`
+	Backends    []api.Backend    `json:"backends,omitempty"`
+	Servers     []api.Server     `json:"servers,omitempty"` // added to any backend
+	Frontends   []api.Frontend   `json:"frontends,omitempty"`
+	Attachments []api.Attachment `json:"attachments,omitempty"`
+}
+
+const stateVersion = 1
+
+// ErrCorruptState: the state file could not be read back; it was moved
+// aside (quarantined) and the daemon starts without run-time objects.
+var ErrCorruptState = errors.New("nsproxy: state file is corrupt")
+
+// clone deep-copies the state through JSON: states are small and this
+// keeps every nested slice and map unshared.
+func (s State) clone() State {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(fmt.Sprintf("state is not serialisable: %v", err)) // our own types only
+	}
+	var out State
+	json.Unmarshal(b, &out)
+	return out
+}
+
+// store persists State as one JSON file, replaced atomically: write a
+// temporary file, fsync it, rename it over the old one, fsync the directory.
+// A crash leaves either the old or the new file, never a mix.
+type store struct {
+	path string
+}
+
+func (st *store) load() (State, error) {
+	var s State
+	if st.path == "" {
+		return s, nil
+	}
+	b, err := os.ReadFile(st.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return s, fmt.Errorf("read state %s: %w", st.path, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil || s.Version != stateVersion {
+		if err == nil {
+			err = fmt.Errorf("version %d, want %d", s.Version, stateVersion)
+		}
+		q := fmt.Sprintf("%s.corrupt-%s", st.path, time.Now().UTC().Format("20060102T150405.000000000"))
+		if rerr := os.Rename(st.path, q); rerr != nil {
+			return State{}, fmt.Errorf("%w: %s: %v; and it could not be moved aside: %v", ErrCorruptState, st.path, err, rerr)
+		}
+		return State{}, fmt.Errorf("%w: %s: %v; moved to %s, starting without run-time objects", ErrCorruptState, st.path, err, q)
+	}
+	return s, nil
+}
+
+func (st *store) save(s State) error {
+	if st.path == "" {
+		return nil
+	}
+	s.Version = stateVersion
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(st.path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".state-*.tmp")
+	if err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // gone after a successful rename
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write state: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("fsync state: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), st.path); err != nil {
+		return fmt.Errorf("replace state: %w", err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("fsync state directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync state directory: %w", err)
+	}
+	return nil
+}
