@@ -152,18 +152,29 @@ func TestDialTimeoutAndCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	// Inside a fresh namespace only lo exists: an address routed nowhere
-	// gives ENETUNREACH at once, and a blackhole route makes connect hang.
-	testns.Run(t, "ip", "-n", a, "route", "add", "blackhole", "198.51.100.0/24")
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	// A veth whose peer has no address: ARP for 198.51.100.2 is never
+	// answered, so connect hangs until its context ends.
+	testns.Run(t, "ip", "-n", a, "link", "add", "nsq0", "type", "veth", "peer", "name", "nsq1")
+	testns.Run(t, "ip", "-n", a, "addr", "add", "198.51.100.1/24", "dev", "nsq0")
+	testns.Run(t, "ip", "-n", a, "link", "set", "nsq0", "up")
+	testns.Run(t, "ip", "-n", a, "link", "set", "nsq1", "up")
+	target := netip.MustParseAddrPort("198.51.100.2:80")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err = h.Dial(ctx, netip.MustParseAddrPort("198.51.100.1:80"), DialOptions{})
-	if err == nil {
-		t.Fatal("dial to blackhole succeeded")
+	_, err = h.Dial(ctx, target, DialOptions{})
+	if el := time.Since(start); err == nil || el < 250*time.Millisecond || el > 2*time.Second {
+		t.Fatalf("dial with a 300ms deadline: err %v after %v", err, el)
 	}
-	if time.Since(start) > 3*time.Second {
-		t.Fatalf("dial took %v despite a 200ms deadline", time.Since(start))
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("deadline error: %v", err)
+	}
+	cctx, ccancel := context.WithCancel(context.Background())
+	time.AfterFunc(200*time.Millisecond, ccancel)
+	start = time.Now()
+	_, err = h.Dial(cctx, target, DialOptions{})
+	if el := time.Since(start); !errors.Is(err, context.Canceled) || el < 150*time.Millisecond || el > 2*time.Second {
+		t.Fatalf("cancelled dial: err %v after %v", err, el)
 	}
 	_, err = h.Dial(context.Background(), netip.MustParseAddrPort("127.0.0.1:1"), DialOptions{})
 	if !errors.Is(err, unix.ECONNREFUSED) {

@@ -237,7 +237,7 @@ func (r *Registry) Status() []EntryStatus {
 	out := make([]EntryStatus, 0, len(r.slots))
 	for n, s := range r.slots {
 		st := EntryStatus{Entry: Entry{Name: n, Path: s.path(r.dir, n), Source: "config"}, Config: s.config,
-			Allowed: r.allowedLocked(n)}
+			Allowed: r.allowed[n] || (s.entry != nil && s.entry.Allowed)}
 		if s.entry != nil {
 			st.Entry = *s.entry
 			st.Path = s.path(r.dir, n)
@@ -265,19 +265,32 @@ func (r *Registry) SetAllowed(names []string) {
 	r.mu.Unlock()
 }
 
-// Allowed reports whether name is on the allowlist.
-func (r *Registry) Allowed(name string) bool {
+// DefaultTenant owns the configuration files' namespace_list and every
+// registration that names no tenant.
+const DefaultTenant = "default"
+
+// Allowed reports whether a connection of tenant may select name: the
+// namespace_list of the files is the default tenant's; a run-time entry
+// belongs to its own tenant only.
+func (r *Registry) Allowed(tenant, name string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.allowedLocked(name)
+	return r.allowedLocked(tenantOr(tenant), name)
 }
 
-func (r *Registry) allowedLocked(name string) bool {
-	if r.allowed[name] {
+func tenantOr(t string) string {
+	if t == "" {
+		return DefaultTenant
+	}
+	return t
+}
+
+func (r *Registry) allowedLocked(tenant, name string) bool {
+	if tenant == DefaultTenant && r.allowed[name] {
 		return true
 	}
 	s, ok := r.slots[name]
-	return ok && s.entry != nil && s.entry.Allowed
+	return ok && s.entry != nil && s.entry.Allowed && tenantOr(s.entry.Tenant) == tenant
 }
 
 // Names lists the names the registry keeps, sorted.
@@ -463,9 +476,12 @@ func (r *Registry) Watch(ctx context.Context, every time.Duration) {
 				continue
 			}
 			// `ip netns add` creates the file before bind-mounting the
-			// namespace on it: resync now and once more shortly after.
+			// namespace on it, and the mount itself makes no inotify
+			// event: resync now and a few more times with backoff.
 			r.Resync()
-			time.AfterFunc(50*time.Millisecond, r.Resync)
+			for _, d := range []time.Duration{10, 50, 200, 1000} {
+				time.AfterFunc(d*time.Millisecond, r.Resync) // harmless after Close
+			}
 		}
 	}
 }

@@ -32,9 +32,14 @@ func TestRegisterByPathAndPid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.Allowed("web") || r.Allowed(a) {
+	if !r.Allowed("", "web") || r.Allowed("", a) {
 		t.Fatal("allowlist: registered entry must be allowed, others not")
 	}
+	r.Register(Entry{Name: "other", Path: filepath.Join(DefaultDir, a), Tenant: "blue", Allowed: true})
+	if r.Allowed("default", "other") || !r.Allowed("blue", "other") || r.Allowed("blue", "web") {
+		t.Fatal("allowlist must be per tenant")
+	}
+	r.Unregister("other")
 	st := r.Status()
 	if len(st) != 1 || st[0].Name != "web" || !st[0].Available || st[0].Metadata["pod"] != "web-0" || st[0].Source != "api" {
 		t.Fatalf("status %+v", st)

@@ -21,13 +21,9 @@ func sockaddr(ap netip.AddrPort) (unix.Sockaddr, int) {
 	if a.Is4() || a.Is4In6() {
 		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.Unmap().As4()}, unix.AF_INET
 	}
-	sa := &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
-	if z := a.Zone(); z != "" {
-		if ifi, err := net.InterfaceByName(z); err == nil {
-			sa.ZoneId = uint32(ifi.Index)
-		}
-	}
-	return sa, unix.AF_INET6
+	// Zones are refused by the config loader: interface indexes are per
+	// namespace, and resolving one here would use the daemon's.
+	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}, unix.AF_INET6
 }
 
 // Listen creates a TCP listening socket inside the namespace.

@@ -15,6 +15,7 @@ type backend struct {
 	spec    atomic.Pointer[BackendSpec]
 	mu      sync.Mutex // guards servers and the balancing state
 	servers []*server
+	next    int // leastconn: where the scan for ties starts
 	stats   Counters
 }
 
@@ -103,8 +104,14 @@ func (b *backend) pick(client netip.Addr, tried map[*server]bool, nsOK func(stri
 	case First:
 		return cands[0]
 	case LeastConn:
-		best := cands[0]
-		for _, s := range cands[1:] {
+		// Ties rotate, as HAProxy's leastconn round-robins equal loads; the
+		// caller counts the connection as active before it dials, so that a
+		// burst does not pile onto one server.
+		b.next++
+		start := b.next % len(cands)
+		best := cands[start]
+		for i := 1; i < len(cands); i++ {
+			s := cands[(start+i)%len(cands)]
 			// active/weight compared without division.
 			if s.active.Load()*int64(best.spec.Weight) < best.active.Load()*int64(s.spec.Weight) {
 				best = s

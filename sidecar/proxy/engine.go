@@ -98,9 +98,28 @@ func (e *Engine) Apply(spec Spec) error {
 	}
 	e.backends.Store(&next)
 
-	want := map[string]bool{}
+	// Stop what goes before starting what comes, so that a bind that
+	// moves between frontends or changes options finds its address free.
+	want := map[string]map[BindSpec]bool{}
 	for _, fs := range spec.Frontends {
-		want[fs.Name] = true
+		binds := map[BindSpec]bool{}
+		for _, bs := range fs.Binds {
+			binds[bs] = true
+		}
+		want[fs.Name] = binds
+	}
+	for name, fe := range e.frontends {
+		for bs, l := range fe.listeners {
+			if !want[name][bs] {
+				l.stop()
+				delete(fe.listeners, bs)
+			}
+		}
+		if want[name] == nil {
+			delete(e.frontends, name)
+		}
+	}
+	for _, fs := range spec.Frontends {
 		fe := e.frontends[fs.Name]
 		if fe == nil {
 			fe = &frontend{name: fs.Name, limit: newLimiter(fs.MaxConn), listeners: map[BindSpec]*listener{}}
@@ -108,26 +127,10 @@ func (e *Engine) Apply(spec Spec) error {
 		}
 		fe.spec.Store(&fs)
 		fe.limit.setLimit(fs.MaxConn)
-		binds := map[BindSpec]bool{}
 		for _, bs := range fs.Binds {
-			binds[bs] = true
 			if fe.listeners[bs] == nil {
 				fe.listeners[bs] = e.startListener(fe, bs)
 			}
-		}
-		for bs, l := range fe.listeners {
-			if !binds[bs] {
-				l.stop()
-				delete(fe.listeners, bs)
-			}
-		}
-	}
-	for name, fe := range e.frontends {
-		if !want[name] {
-			for _, l := range fe.listeners {
-				l.stop()
-			}
-			delete(e.frontends, name)
 		}
 	}
 	return nil

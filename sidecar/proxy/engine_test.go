@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -151,8 +152,11 @@ func (v *env) ask(ns, addr string) (string, error) {
 	}
 	io.WriteString(c, "ping\n")
 	echo, err := r.ReadString('\n')
-	if err != nil || echo != "ping\n" {
+	if err != nil {
 		return "", err
+	}
+	if echo != "ping\n" {
+		return "", fmt.Errorf("echo %q, want ping", echo)
 	}
 	return strings.TrimSpace(tag), nil
 }
@@ -326,6 +330,28 @@ func TestBalanceAlgorithms(t *testing.T) {
 		if b.pick(client, nil, ok) != first {
 			t.Error("source balance is not sticky")
 		}
+	}
+	spread := map[string]int{}
+	for i := 0; i < 300; i++ {
+		c := netip.AddrFrom4([4]byte{192, 0, 2, byte(i)})
+		if i >= 256 {
+			c = netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})
+		}
+		spread[b.pick(c, nil, ok).spec.Name]++
+	}
+	for _, n := range []string{"a", "b", "c"} {
+		if spread[n] < 50 {
+			t.Errorf("source hashing spreads badly over 300 clients: %v", spread)
+		}
+	}
+
+	b = mk(LeastConn, 1, 1, 1)
+	ties := map[string]int{}
+	for i := 0; i < 9; i++ {
+		ties[b.pick(client, nil, ok).spec.Name]++
+	}
+	if ties["a"] != 3 || ties["b"] != 3 || ties["c"] != 3 {
+		t.Errorf("leastconn ties must rotate: %v", ties)
 	}
 
 	b = mk(RoundRobin, 1, 0)

@@ -12,8 +12,8 @@ import (
 
 // checker runs active TCP health checks for one server, inside the
 // server's namespace, and flips server.up after Rise successes or Fall
-// failures in a row. Like HAProxy, a server starts up and needs Fall
-// failures to go down.
+// failures in a row. A server starts up and needs Fall failures in a row to
+// go down (HAProxy's default init-state goes down at the first failure).
 type checker struct {
 	cancel context.CancelFunc
 	done   chan struct{}

@@ -3,11 +3,14 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/nsproxy/nsproxy/sidecar/netns"
+	"golang.org/x/sys/unix"
 )
 
 // listener keeps one BindSpec listening: it waits for the namespace, binds,
@@ -110,17 +113,41 @@ func (l *listener) run(ctx context.Context) {
 	}
 }
 
-// serve accepts until ln fails. Slots (maxconn) are taken before accept, so
-// connections over the limit wait in the kernel backlog, as in HAProxy.
+// serve accepts until ln fails. It waits until a connection is pending,
+// then takes the maxconn slots, then accepts: connections over the limit
+// wait in the kernel backlog, as in HAProxy, and an idle listener holds no
+// slot that another listener of the frontend could use.
 func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListener) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stopNS := context.AfterFunc(h.Context(), cancel)
 	defer stopNS()
-	stopLn := context.AfterFunc(sctx, func() { ln.Close() })
+	// A listener's RawConn cannot wait for readability, so a duplicate of
+	// its fd, wrapped as a pollable os.File, does the waiting. It shares the
+	// socket: both are closed together.
+	wait, err := waiter(ln)
+	if err != nil {
+		ln.Close()
+		l.setErr(err)
+		return
+	}
+	closeBoth := func() { ln.Close(); wait.Close() }
+	stopLn := context.AfterFunc(sctx, closeBoth)
 	defer stopLn()
-	defer ln.Close()
+	defer closeBoth()
+	raw, err := wait.SyscallConn()
+	if err != nil {
+		return
+	}
+	pending := func(fd uintptr) bool {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, _ := unix.Poll(pfd, 0)
+		return n > 0
+	}
 	for {
+		if err := raw.Read(pending); err != nil {
+			return // closed
+		}
 		if err := l.fe.limit.acquire(sctx); err != nil {
 			return
 		}
@@ -146,4 +173,19 @@ func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListen
 		}
 		l.e.startSession(l, h, c)
 	}
+}
+
+// waiter duplicates ln's fd into a pollable file for readiness waits.
+func waiter(ln *net.TCPListener) (*os.File, error) {
+	raw, err := ln.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	nfd := -1
+	var derr error
+	raw.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) })
+	if derr != nil {
+		return nil, fmt.Errorf("dup listener: %w", derr)
+	}
+	return os.NewFile(uintptr(nfd), "listener-wait"), nil
 }

@@ -6,13 +6,13 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/nsproxy/nsproxy/sidecar/netns"
+	"golang.org/x/sys/unix"
 )
 
 // session is one proxied connection.
@@ -29,18 +29,20 @@ type session struct {
 	src, dst netip.AddrPort
 	proxyVer int
 
-	mu         sync.Mutex
-	server     *net.TCPConn
-	srv        *server
-	serverNS   *netns.Handle
-	backend    string
-	term       string // first reason the session ended abnormally
-	aborted    bool
-	lastActive atomic.Int64 // unix nanos of the last byte moved either way
-	clientFin  atomic.Bool  // client sent FIN
-	serverFin  atomic.Bool  // server sent FIN
-	bytesIn    atomic.Uint64
-	bytesOut   atomic.Uint64
+	ctx    context.Context // cancelled by abort: ends a dial in progress
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	server    *net.TCPConn
+	srv       *server
+	serverNS  *netns.Handle
+	backend   string
+	term      string // first reason the session ended abnormally
+	aborted   bool
+	clientFin atomic.Bool // client sent FIN
+	serverFin atomic.Bool // server sent FIN
+	bytesIn   atomic.Uint64
+	bytesOut  atomic.Uint64
 	// counters fed per chunk besides the session's own: the frontend's,
 	// the server's and the namespaces'. Set before the pump starts.
 	counters []*Counters
@@ -51,6 +53,7 @@ func (e *Engine) startSession(l *listener, h *netns.Handle, c *net.TCPConn) {
 		client: c, listenNS: h, clientNS: h, nsSource: "listener"}
 	s.src = addrPort(c.RemoteAddr())
 	s.dst = addrPort(c.LocalAddr())
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	e.sessMu.Lock()
 	e.sessions[s] = struct{}{}
 	e.sessWG.Add(1)
@@ -87,6 +90,7 @@ func (s *session) abort(reason string) {
 		s.term = reason
 	}
 	s.aborted = true
+	s.cancel()
 	s.client.Close()
 	if s.server != nil {
 		s.server.Close()
@@ -102,6 +106,7 @@ func (s *session) setTerm(reason string) {
 }
 
 func (s *session) run() {
+	defer s.cancel()
 	defer s.client.Close()
 	stopClientNS := context.AfterFunc(s.listenNS.Context(), func() { s.abort("client_netns_gone") })
 	defer stopClientNS()
@@ -163,15 +168,16 @@ func (s *session) connect() error {
 			break
 		}
 		tried[srv] = true
+		srv.active.Add(1)
 		c, h, err := s.dial(bs, srv)
 		if err != nil {
+			srv.active.Add(-1)
 			srv.stats.ConnectErrors.Add(1)
 			b.stats.ConnectErrors.Add(1)
 			lastErr = err
 			s.e.log.Debug("connect failed", "backend", b.name, "server", srv.spec.Name, "err", err)
 			continue
 		}
-		srv.active.Add(1)
 		srv.stats.Current.Add(1)
 		srv.stats.Total.Add(1)
 		b.stats.Total.Add(1)
@@ -209,8 +215,12 @@ func (s *session) dial(bs *BackendSpec, srv *server) (*net.TCPConn, *netns.Handl
 	if timeout <= 0 {
 		timeout = DefaultConnectTimeout
 	}
-	ctx, cancel := context.WithTimeout(s.clientNS.Context(), timeout)
+	// The dial ends with the session (abort, shutdown), the client's
+	// namespace (via abort) or the server's namespace.
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
+	stopNS := context.AfterFunc(h.Context(), cancel)
+	defer stopNS()
 	var opt netns.DialOptions
 	switch {
 	case bs.UseSrcClientIP:
@@ -263,14 +273,22 @@ func (s *session) destination(sp ServerSpec) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(addr, sp.Port), nil
 }
 
-// copyChunk bounds one splice call, so that deadlines are refreshed at
-// least this often while data flows.
+// copyChunk bounds one splice call, so that byte counters move during
+// long transfers.
 const copyChunk = 1 << 20
 
 // pump moves bytes both ways until both sides finished, with half-close:
 // a FIN from one side is passed on and the other direction goes on.
+//
+// Inactivity is watched by one timer per session, not by socket deadlines:
+// a write deadline that fires in the middle of a splice would throw away
+// the bytes already in the kernel pipe. The watchdog asks the kernel
+// (TCP_INFO) whether either socket received or had acknowledged a byte
+// since its last look, so a slow but moving transfer in one direction
+// keeps the whole connection alive, as HAProxy's default does.
 func (s *session) pump() {
-	s.lastActive.Store(time.Now().UnixNano())
+	w := s.startWatchdog()
+	defer w.stop()
 	done := make(chan struct{})
 	go func() {
 		s.copy(s.server, s.client, true)
@@ -301,9 +319,81 @@ func (s *session) idle() (time.Duration, string) {
 	return st, "server_timeout"
 }
 
+// watchdog aborts the session once nothing moved for the idle timeout.
+type watchdog struct {
+	s      *session
+	mu     sync.Mutex
+	t      *time.Timer
+	last   [4]uint64 // bytes received/acked on the client, then the server socket
+	change time.Time
+	done   bool
+}
+
+// watchdogMin keeps a timeout change (e.g. to a fin timeout) noticed soon.
+const watchdogMin = 100 * time.Millisecond
+
+func (s *session) startWatchdog() *watchdog {
+	w := &watchdog{s: s, change: time.Now()}
+	w.last = w.progress()
+	timeout, _ := s.idle()
+	if timeout <= 0 {
+		// Timeouts may be set by a later reload: look again now and then.
+		timeout = 30 * time.Second
+	}
+	w.t = time.AfterFunc(timeout, w.check)
+	return w
+}
+
+func (w *watchdog) stop() {
+	w.mu.Lock()
+	w.done = true
+	w.t.Stop()
+	w.mu.Unlock()
+}
+
+func (w *watchdog) progress() [4]uint64 {
+	var p [4]uint64
+	for i, c := range []*net.TCPConn{w.s.client, w.s.server} {
+		raw, err := c.SyscallConn()
+		if err != nil {
+			continue
+		}
+		raw.Control(func(fd uintptr) {
+			if ti, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+				p[2*i], p[2*i+1] = ti.Bytes_received, ti.Bytes_acked
+			}
+		})
+	}
+	return p
+}
+
+func (w *watchdog) check() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return
+	}
+	now := time.Now()
+	if p := w.progress(); p != w.last {
+		w.last, w.change = p, now
+	}
+	timeout, reason := w.s.idle()
+	if timeout <= 0 {
+		w.t.Reset(30 * time.Second)
+		return
+	}
+	idle := now.Sub(w.change)
+	if idle >= timeout {
+		w.done = true
+		go w.s.abort(reason) // abort closes sockets: not under w.mu
+		return
+	}
+	w.t.Reset(max(timeout-idle, watchdogMin))
+}
+
 // copy moves src to dst. dst.ReadFrom with a *net.TCPConn inside an
-// io.LimitedReader is spliced by the runtime; the loop exists only to
-// refresh the inactivity deadlines.
+// io.LimitedReader is spliced by the runtime; the loop only bounds each
+// call so that counters are fed while data flows.
 func (s *session) copy(dst, src *net.TCPConn, fromClient bool) {
 	count := &s.bytesOut
 	if fromClient {
@@ -311,12 +401,6 @@ func (s *session) copy(dst, src *net.TCPConn, fromClient bool) {
 	}
 	lr := &io.LimitedReader{R: src}
 	for {
-		timeout, reason := s.idle()
-		if timeout > 0 {
-			d := time.Now().Add(timeout)
-			src.SetReadDeadline(d)
-			dst.SetWriteDeadline(d)
-		}
 		lr.N = copyChunk
 		n, err := dst.ReadFrom(lr)
 		if n > 0 {
@@ -328,7 +412,6 @@ func (s *session) copy(dst, src *net.TCPConn, fromClient bool) {
 					c.BytesOut.Add(uint64(n))
 				}
 			}
-			s.lastActive.Store(time.Now().UnixNano())
 		}
 		if err == nil && lr.N > 0 {
 			// EOF from src: pass the FIN on, keep the other direction.
@@ -343,33 +426,47 @@ func (s *session) copy(dst, src *net.TCPConn, fromClient bool) {
 		if err == nil {
 			continue
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) && timeout > 0 {
-			last := time.Unix(0, s.lastActive.Load())
-			if time.Since(last) < timeout {
-				continue // the other direction is busy: not idle
-			}
-			s.abort(reason)
-			return
-		}
-		s.abort(classify(err, fromClient))
+		s.abort(classify(err, src, dst, fromClient))
 		return
 	}
 }
 
-func classify(err error, fromClient bool) string {
-	side := "server"
+// classify names the side that ended a direction with err. EPIPE comes
+// from writing, so it is dst's side; a reset is blamed on the socket the
+// kernel has closed.
+func classify(err error, src, dst *net.TCPConn, fromClient bool) string {
+	srcSide, dstSide := "server", "client"
 	if fromClient {
-		side = "client"
+		srcSide, dstSide = "client", "server"
 	}
 	switch {
 	case errors.Is(err, net.ErrClosed):
 		return "closed"
-	case errors.Is(err, syscall.ECONNRESET):
-		return side + "_reset"
 	case errors.Is(err, syscall.EPIPE):
-		return side + "_gone"
+		return dstSide + "_gone"
+	case errors.Is(err, syscall.ECONNRESET):
+		if tcpClosed(src) || !tcpClosed(dst) {
+			return srcSide + "_reset"
+		}
+		return dstSide + "_reset"
 	}
-	return side + "_error"
+	return srcSide + "_error"
+}
+
+// tcpClosed reports whether the kernel has moved c to TCP_CLOSE (as a
+// reset does).
+func tcpClosed(c *net.TCPConn) bool {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return true
+	}
+	closed := false
+	raw.Control(func(fd uintptr) {
+		if ti, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			closed = ti.State == 7 // TCP_CLOSE
+		}
+	})
+	return closed
 }
 
 // logEnd writes the one log line of a connection.
