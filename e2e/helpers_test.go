@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -261,7 +262,8 @@ func expectTag(t *testing.T, ns, addr, want string) {
 
 // daemon is a running nsproxy process.
 type daemon struct {
-	t    *testing.T
+	t      *testing.T
+	socket string // control socket
 	cmd  *exec.Cmd
 	mu   sync.Mutex
 	log  bytes.Buffer
@@ -284,8 +286,17 @@ func (d *daemon) logs() string {
 // startDaemon runs `nsproxy run` with args; it is killed when the test ends.
 func startDaemon(t *testing.T, prefix []string, args ...string) *daemon {
 	t.Helper()
-	all := append(append(append([]string{}, prefix...), nsproxyBin(t), "run"), args...)
 	d := &daemon{t: t, done: make(chan struct{})}
+	// Each daemon gets its own control socket and state file unless the
+	// test chose them, so that tests never share run-time state.
+	if !slices.Contains(args, "--socket") {
+		dir := t.TempDir()
+		args = append(args, "--socket", filepath.Join(dir, "ctl.sock"), "--state-file", filepath.Join(dir, "state.json"))
+	}
+	if i := slices.Index(args, "--socket"); i >= 0 {
+		d.socket = args[i+1]
+	}
+	all := append(append(append([]string{}, prefix...), nsproxyBin(t), "run"), args...)
 	d.cmd = exec.Command(all[0], all[1:]...)
 	d.cmd.Stdout, d.cmd.Stderr = d, d
 	// Own process group, so that cleanup also kills anything it started,
@@ -322,6 +333,12 @@ func (d *daemon) waitLog(s string) {
 }
 
 func (d *daemon) signal(s syscall.Signal) { d.cmd.Process.Signal(s) }
+
+// cli runs an nsproxy CLI command against this daemon's socket.
+func (d *daemon) cli(args ...string) (string, error) {
+	out, err := exec.Command(nsproxyBin(d.t), append(args, "--socket", d.socket)...).CombinedOutput()
+	return string(out), err
+}
 
 func (d *daemon) wait(timeout time.Duration) error {
 	select {

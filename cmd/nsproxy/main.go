@@ -10,12 +10,17 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"os/user"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/nsproxy/nsproxy/sidecar"
+	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/config"
+	"github.com/nsproxy/nsproxy/sidecar/metrics"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -52,14 +57,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
+	case "get", "ns", "server", "stats":
+		return cmdCLI(args, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "nsproxy", version)
 		return 0
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage+cliUsage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "nsproxy: unknown command %q\n\n%s", args[0], usage)
+	fmt.Fprintf(stderr, "nsproxy: unknown command %q\n\n%s%s", args[0], usage, cliUsage)
 	return 2
 }
 
@@ -106,6 +113,10 @@ func cmdRun(args []string, stderr io.Writer) int {
 	drain := fs.Duration("drain-timeout", 10*time.Second, "how long SIGTERM lets connections finish")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	socket := fs.String("socket", api.DefaultSocket, "control socket (\"\" or \"none\" disables it)")
+	socketGroup := fs.String("socket-group", "", "group (name or id) that may also use the control socket")
+	stateFile := fs.String("state-file", "/var/lib/nsproxy/state.json", "where run-time objects persist (\"\" or \"none\": not at all)")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on this TCP address, e.g. 127.0.0.1:9101 (off by default)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -118,13 +129,71 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "nsproxy run:", err)
 		return 2
 	}
-	d, err := sidecar.New(sidecar.Options{ConfigFiles: f, NetnsDir: *netnsDir, DrainTimeout: *drain, Logger: log})
+	group := -1
+	if *socketGroup != "" {
+		g, err := lookupGroup(*socketGroup)
+		if err != nil {
+			fmt.Fprintln(stderr, "nsproxy run:", err)
+			return 2
+		}
+		group = g
+	}
+	if *stateFile == "none" {
+		*stateFile = ""
+	}
+	var m *metrics.Metrics
+	var d *sidecar.Daemon
+	opt := sidecar.Options{ConfigFiles: f, NetnsDir: *netnsDir, DrainTimeout: *drain, StateFile: *stateFile, Logger: log}
+	if *metricsAddr != "" {
+		opt.OnReconcile = func(dur time.Duration, err error) {
+			if m != nil {
+				m.ObserveReconcile(dur, err)
+			}
+		}
+	}
+	d, err = sidecar.New(opt)
 	if err != nil {
 		printErrors(stderr, err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+
+	var bg sync.WaitGroup
+	defer bg.Wait()
+	if *metricsAddr != "" {
+		m = metrics.New(metrics.Source{Snapshot: d.Engine().Snapshot,
+			RegistrySize: func() int { return len(d.Registry().Status()) }, Attachments: d.AttachmentCount})
+		ln, err := metrics.Listen(*metricsAddr)
+		if err != nil {
+			fmt.Fprintln(stderr, "nsproxy run:", err)
+			return 1
+		}
+		log.Info("metrics listening", "addr", ln.Addr().String())
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			if err := m.Serve(ctx, ln); err != nil {
+				log.Error("metrics server stopped", "err", err.Error())
+			}
+		}()
+	}
+	if *socket != "" && *socket != "none" {
+		ln, err := sidecar.ListenControl(sidecar.ControlOptions{Socket: *socket, Group: group})
+		if err != nil {
+			fmt.Fprintln(stderr, "nsproxy run:", err)
+			return 1
+		}
+		log.Info("control socket listening", "socket", *socket)
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			defer os.Remove(*socket)
+			if err := d.ServeControl(ctx, ln, group); err != nil {
+				log.Error("control socket stopped", "err", err.Error())
+			}
+		}()
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	reload := make(chan struct{}, 1)
@@ -137,10 +206,23 @@ func cmdRun(args []string, stderr io.Writer) int {
 		}
 	}()
 	if err := d.Run(ctx, reload); err != nil {
+		stop()
 		printErrors(stderr, err)
 		return 1
 	}
 	return 0
+}
+
+// lookupGroup resolves a group name or numeric id.
+func lookupGroup(g string) (int, error) {
+	if n, err := strconv.Atoi(g); err == nil {
+		return n, nil
+	}
+	grp, err := user.LookupGroup(g)
+	if err != nil {
+		return 0, fmt.Errorf("--socket-group %q: %w", g, err)
+	}
+	return strconv.Atoi(grp.Gid)
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {

@@ -1,0 +1,418 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// DefaultTimeout bounds each request of a Client made without WithTimeout.
+const DefaultTimeout = 10 * time.Second
+
+// baseURL is what requests are addressed to; the transport ignores the host
+// and dials the socket.
+const baseURL = "http://nsproxy"
+
+// Limits on what the client reads, so a confused peer cannot make it buffer
+// without end. Lists of connections can be long; error bodies are short.
+const (
+	maxAnswer    = 256 << 20
+	maxErrorBody = 1 << 20
+)
+
+// ErrUnreachable matches (errors.Is) every error from a Client that could
+// not connect to the control socket.
+var ErrUnreachable = errors.New("nsproxy: control socket unreachable")
+
+// errEmptyAnswer says a 2xx answer had no body where one was expected.
+var errEmptyAnswer = errors.New("empty answer")
+
+// UnreachableError is returned when the socket cannot be dialled: the daemon
+// is not running, the path is wrong or the caller may not use the socket.
+// It unwraps to the dial error, so errors.Is(err, fs.ErrPermission) works.
+type UnreachableError struct {
+	Socket string
+	Err    error
+}
+
+func (e *UnreachableError) Error() string {
+	reason := e.Err
+	// "no such file or directory" says more to an operator than the full
+	// "dial unix /run/...: connect: ..." chain, which repeats the path.
+	var se *os.SyscallError
+	if errors.As(e.Err, &se) {
+		reason = se.Err
+	}
+	return fmt.Sprintf("cannot reach nsproxy at %s: %v; is the daemon running (nsproxy run) and are you root?", e.Socket, reason)
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrUnreachable) true.
+func (e *UnreachableError) Is(target error) bool { return target == ErrUnreachable }
+
+// StatusError is a non-2xx answer from the daemon.
+type StatusError struct {
+	Code int
+	Body Error
+}
+
+// Error is the daemon's error text followed by its details, one per line.
+func (e *StatusError) Error() string {
+	msg := e.Body.Error
+	if msg == "" {
+		msg = fmt.Sprintf("%d %s", e.Code, http.StatusText(e.Code))
+	}
+	return strings.Join(append([]string{msg}, e.Body.Details...), "\n")
+}
+
+// IsNotFound reports whether err is a 404 answer from the daemon.
+func IsNotFound(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Code == http.StatusNotFound
+}
+
+// Client talks to the daemon's control socket. It is safe for concurrent
+// use. Close releases its idle connections.
+type Client struct {
+	socket    string
+	timeout   time.Duration
+	transport *http.Transport
+	http      *http.Client
+}
+
+// ClientOption configures a Client.
+type ClientOption func(*Client)
+
+// WithTimeout bounds each request (dial, send, answer); 0 means no bound
+// other than the caller's context. The default is DefaultTimeout.
+func WithTimeout(d time.Duration) ClientOption {
+	return func(c *Client) { c.timeout = d }
+}
+
+// NewClient returns a client of the daemon listening on socket (empty:
+// DefaultSocket). It does not connect until the first request.
+func NewClient(socket string, opts ...ClientOption) *Client {
+	if socket == "" {
+		socket = DefaultSocket
+	}
+	c := &Client{socket: socket, timeout: DefaultTimeout}
+	for _, o := range opts {
+		o(c)
+	}
+	var d net.Dialer
+	c.transport = &http.Transport{
+		// No Proxy: HTTP_PROXY must not capture requests meant for a local socket.
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			conn, err := d.DialContext(ctx, "unix", c.socket)
+			if err != nil {
+				return nil, &UnreachableError{Socket: c.socket, Err: err}
+			}
+			return conn, nil
+		},
+		MaxIdleConns:    2,
+		IdleConnTimeout: 30 * time.Second,
+	}
+	c.http = &http.Client{
+		Transport: c.transport,
+		// The API never redirects; a redirect means a malformed path, and
+		// following it would turn a POST into a GET.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return c
+}
+
+// Socket is the path the client dials.
+func (c *Client) Socket() string { return c.socket }
+
+// Close releases idle connections. The client stays usable.
+func (c *Client) Close() { c.transport.CloseIdleConnections() }
+
+// do sends in (if not nil) as JSON and decodes a 2xx answer into out (if not
+// nil). It returns the status code of the answer.
+func (c *Client) do(ctx context.Context, method, path string, in, out any) (int, error) {
+	parent := ctx
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return 0, fmt.Errorf("%s %s: %w", method, path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, baseURL+path, body)
+	if err != nil {
+		return 0, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, c.transportError(parent, method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return resp.StatusCode, readStatusError(resp)
+	}
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		// Drain so the connection can be reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+		return resp.StatusCode, nil
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(out); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = errEmptyAnswer
+		}
+		return resp.StatusCode, fmt.Errorf("%s %s: bad answer from nsproxy at %s: %w", method, path, c.socket, err)
+	}
+	return resp.StatusCode, nil
+}
+
+// transportError explains a request that got no answer. parent is the
+// caller's context, without the client's own timeout.
+func (c *Client) transportError(parent context.Context, method, path string, err error) error {
+	var ue *UnreachableError
+	if errors.As(err, &ue) {
+		return ue
+	}
+	if errors.Is(err, context.DeadlineExceeded) && parent.Err() == nil && c.timeout > 0 {
+		return fmt.Errorf("nsproxy at %s did not answer %s %s within %v: %w", c.socket, method, path, c.timeout, err)
+	}
+	// url.Error repeats the made-up URL; keep the cause.
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		err = uerr.Err
+	}
+	return fmt.Errorf("nsproxy at %s: %s %s: %w", c.socket, method, path, err)
+}
+
+// readStatusError turns a non-2xx answer into a StatusError. A body that is
+// not an api.Error (a proxy, an older daemon) is kept as the message.
+func readStatusError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	se := &StatusError{Code: resp.StatusCode}
+	if err := json.Unmarshal(b, &se.Body); err != nil || se.Body.Error == "" {
+		se.Body = Error{Error: strings.TrimSpace(string(b))}
+	}
+	return se
+}
+
+// objectPath joins escaped segments under /v1: ("namespaces", "a/b") is
+// /v1/namespaces/a%2Fb.
+func objectPath(segments ...string) (string, error) {
+	p := "/" + Version
+	for _, s := range segments {
+		switch s {
+		case "", ".", "..":
+			// An empty segment would address the collection, and the dot
+			// segments would be cleaned away into another path.
+			return "", fmt.Errorf("nsproxy: bad name %q in path %s/...", s, p)
+		}
+		p += "/" + url.PathEscape(s)
+	}
+	return p, nil
+}
+
+// get fetches the object at the path of segments into out.
+func (c *Client) get(ctx context.Context, out any, segments ...string) error {
+	p, err := objectPath(segments...)
+	if err != nil {
+		return err
+	}
+	_, err = c.do(ctx, http.MethodGet, p, nil, out)
+	return err
+}
+
+// del deletes the object at the path of segments.
+func (c *Client) del(ctx context.Context, segments ...string) error {
+	p, err := objectPath(segments...)
+	if err != nil {
+		return err
+	}
+	_, err = c.do(ctx, http.MethodDelete, p, nil, nil)
+	return err
+}
+
+// create posts in to p and returns the daemon's view of the object, or in
+// itself when the daemon answers without a body. created is false when the
+// daemon answered 200 (updated) instead of 201.
+func create[T any](ctx context.Context, c *Client, p string, in T) (out T, created bool, err error) {
+	code, err := c.do(ctx, http.MethodPost, p, in, &out)
+	if errors.Is(err, errEmptyAnswer) {
+		return in, code == http.StatusCreated, nil
+	}
+	if err != nil {
+		var zero T
+		return zero, false, err
+	}
+	return out, code == http.StatusCreated, nil
+}
+
+// Healthz checks that the daemon answers.
+func (c *Client) Healthz(ctx context.Context) error {
+	return c.get(ctx, nil, "healthz")
+}
+
+// Readyz checks that the daemon is ready; a *StatusError (503) says why not.
+func (c *Client) Readyz(ctx context.Context) error {
+	return c.get(ctx, nil, "readyz")
+}
+
+// Namespaces lists the registry.
+func (c *Client) Namespaces(ctx context.Context) ([]Namespace, error) {
+	var l []Namespace
+	err := c.get(ctx, &l, "namespaces")
+	return l, err
+}
+
+// Namespace gets one registry entry.
+func (c *Client) Namespace(ctx context.Context, name string) (Namespace, error) {
+	var n Namespace
+	err := c.get(ctx, &n, "namespaces", name)
+	return n, err
+}
+
+// AddNamespace registers n (Name and at most one of Path or Pid).
+func (c *Client) AddNamespace(ctx context.Context, n Namespace) (Namespace, error) {
+	out, _, err := create(ctx, c, "/"+Version+"/namespaces", n)
+	return out, err
+}
+
+// DeleteNamespace removes a namespace from the registry.
+func (c *Client) DeleteNamespace(ctx context.Context, name string) error {
+	return c.del(ctx, "namespaces", name)
+}
+
+// Frontends lists frontends with their status.
+func (c *Client) Frontends(ctx context.Context) ([]Frontend, error) {
+	var l []Frontend
+	err := c.get(ctx, &l, "frontends")
+	return l, err
+}
+
+// Frontend gets one frontend.
+func (c *Client) Frontend(ctx context.Context, name string) (Frontend, error) {
+	var f Frontend
+	err := c.get(ctx, &f, "frontends", name)
+	return f, err
+}
+
+// AddFrontend creates a frontend.
+func (c *Client) AddFrontend(ctx context.Context, f Frontend) (Frontend, error) {
+	out, _, err := create(ctx, c, "/"+Version+"/frontends", f)
+	return out, err
+}
+
+// DeleteFrontend removes a frontend.
+func (c *Client) DeleteFrontend(ctx context.Context, name string) error {
+	return c.del(ctx, "frontends", name)
+}
+
+// Backends lists backends with their servers.
+func (c *Client) Backends(ctx context.Context) ([]Backend, error) {
+	var l []Backend
+	err := c.get(ctx, &l, "backends")
+	return l, err
+}
+
+// Backend gets one backend.
+func (c *Client) Backend(ctx context.Context, name string) (Backend, error) {
+	var b Backend
+	err := c.get(ctx, &b, "backends", name)
+	return b, err
+}
+
+// AddBackend creates a backend.
+func (c *Client) AddBackend(ctx context.Context, b Backend) (Backend, error) {
+	out, _, err := create(ctx, c, "/"+Version+"/backends", b)
+	return out, err
+}
+
+// DeleteBackend removes a backend.
+func (c *Client) DeleteBackend(ctx context.Context, name string) error {
+	return c.del(ctx, "backends", name)
+}
+
+// Servers lists the servers of every backend.
+func (c *Client) Servers(ctx context.Context) ([]Server, error) {
+	var l []Server
+	err := c.get(ctx, &l, "servers")
+	return l, err
+}
+
+// AddServer adds s to the backend s.Backend.
+func (c *Client) AddServer(ctx context.Context, s Server) (Server, error) {
+	p, err := objectPath("backends", s.Backend, "servers")
+	if err != nil {
+		return Server{}, err
+	}
+	out, _, err := create(ctx, c, p, s)
+	return out, err
+}
+
+// DeleteServer removes server name from backend.
+func (c *Client) DeleteServer(ctx context.Context, backend, name string) error {
+	return c.del(ctx, "backends", backend, "servers", name)
+}
+
+// Connections lists the proxied connections.
+func (c *Client) Connections(ctx context.Context) ([]Connection, error) {
+	var l []Connection
+	err := c.get(ctx, &l, "connections")
+	return l, err
+}
+
+// Attachments lists registered attachments.
+func (c *Client) Attachments(ctx context.Context) ([]Attachment, error) {
+	var l []Attachment
+	err := c.get(ctx, &l, "attachments")
+	return l, err
+}
+
+// Attachment gets one attachment.
+func (c *Client) Attachment(ctx context.Context, key AttachmentKey) (Attachment, error) {
+	var a Attachment
+	err := c.get(ctx, &a, "attachments", key.ContainerID, key.IfName)
+	return a, err
+}
+
+// PutAttachment registers a, or updates the attachment with its key;
+// created tells which.
+func (c *Client) PutAttachment(ctx context.Context, a Attachment) (out Attachment, created bool, err error) {
+	return create(ctx, c, "/"+Version+"/attachments", a)
+}
+
+// DeleteAttachment removes an attachment; removing an absent one succeeds.
+func (c *Client) DeleteAttachment(ctx context.Context, key AttachmentKey) error {
+	return c.del(ctx, "attachments", key.ContainerID, key.IfName)
+}
+
+// GCAttachments removes every attachment not listed in req.Valid.
+func (c *Client) GCAttachments(ctx context.Context, req GCRequest) (GCResult, error) {
+	var res GCResult
+	_, err := c.do(ctx, http.MethodPost, "/"+Version+"/attachments/gc", req, &res)
+	return res, err
+}
+
+// Stats gets the daemon-wide summary.
+func (c *Client) Stats(ctx context.Context) (Stats, error) {
+	var s Stats
+	err := c.get(ctx, &s, "stats")
+	return s, err
+}
