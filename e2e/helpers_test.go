@@ -264,11 +264,11 @@ func expectTag(t *testing.T, ns, addr, want string) {
 type daemon struct {
 	t      *testing.T
 	socket string // control socket
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	log  bytes.Buffer
-	done chan struct{}
-	err  error
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	log    bytes.Buffer
+	done   chan struct{}
+	err    error
 }
 
 func (d *daemon) Write(p []byte) (int, error) {
