@@ -1,4 +1,6 @@
-// Package cniplugin will hold the ADD/DEL/CHECK/STATUS/GC logic of the
+// Package cniplugin holds the ADD/DEL/CHECK/STATUS/GC logic of the
 // nsproxy-cni chained plugin, testable without exec. It imports hooks and
-// the CNI library only, never the daemon. Not built yet: see the CNI issue.
+// the CNI library only, never the daemon.
 package cniplugin
+
+import _ "github.com/containernetworking/cni/pkg/skel"
