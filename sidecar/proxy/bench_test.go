@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -241,5 +242,112 @@ func BenchmarkSpliceCopy(b *testing.B) {
 	b.StopTimer()
 	if err != nil {
 		b.Fatal(err)
+	}
+}
+
+// BenchmarkIdleSessions holds 1,000 idle connections through the engine and
+// reports what each costs the process: goroutines, stack and heap bytes
+// (runtime.MemStats after GC) and file descriptors. The client and server
+// ends live in this process too but hold no goroutine: their share is two
+// *net.TCPConn in the heap figure and two fds in the fd figure.
+func BenchmarkIdleSessions(b *testing.B) {
+	const n = 1000
+	r := newBenchRig(b, slog.LevelWarn)
+	ln, err := r.serverNS.Listen(netip.MustParseAddrPort("127.0.0.1:0"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var (
+		mu       sync.Mutex
+		accepted []*net.TCPConn
+		done     = make(chan struct{})
+	)
+	b.Cleanup(func() {
+		ln.Close()
+		<-done
+		mu.Lock()
+		for _, c := range accepted {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	go func() { // one goroutine for all: no per-connection stacks on this side
+		defer close(done)
+		for {
+			c, err := ln.AcceptTCP()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			accepted = append(accepted, c)
+			mu.Unlock()
+		}
+	}()
+	r.benchRoute(b, ln.Addr().(*net.TCPAddr).AddrPort())
+	target := net.TCPAddrFromAddrPort(r.engineAddrPort)
+	countFDs := func() int {
+		ents, _ := os.ReadDir("/proc/self/fd")
+		return len(ents)
+	}
+	for range b.N {
+		var clients []*net.TCPConn
+		var m0, m1 runtime.MemStats
+		// Empty sync.Pool's pipes of the previous iteration (their
+		// finalizers close the fds), so that every pipe is counted.
+		runtime.GC()
+		runtime.GC()
+		time.Sleep(50 * time.Millisecond)
+		runtime.GC()
+		runtime.ReadMemStats(&m0)
+		g0, fd0 := runtime.NumGoroutine(), countFDs()
+		err := r.benchInA(func() error {
+			for range n {
+				c, err := net.DialTCP("tcp", nil, target)
+				if err != nil {
+					return err
+				}
+				clients = append(clients, c)
+				if _, err := c.Write([]byte{'i'}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			mu.Lock()
+			got := len(accepted)
+			mu.Unlock()
+			if got >= n && r.e.Sessions() >= n {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("%d accepted, %d sessions; want %d", got, r.e.Sessions(), n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(200 * time.Millisecond) // every pump blocked in splice
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		g1, fd1 := runtime.NumGoroutine(), countFDs()
+		b.ReportMetric(float64(g1-g0)/n, "goroutines/conn")
+		b.ReportMetric(float64(int64(m1.StackInuse)-int64(m0.StackInuse))/n, "stack-B/conn")
+		b.ReportMetric(float64(int64(m1.HeapInuse)-int64(m0.HeapInuse))/n, "heap-B/conn")
+		b.ReportMetric(float64(fd1-fd0)/n, "fds/conn")
+		for _, c := range clients {
+			c.Close()
+		}
+		mu.Lock()
+		for _, c := range accepted {
+			c.Close()
+		}
+		accepted = accepted[:0]
+		mu.Unlock()
+		for deadline := time.Now().Add(10 * time.Second); r.e.Sessions() > 0 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 }
