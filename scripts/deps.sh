@@ -12,6 +12,11 @@ have curl     || need+=(curl)
 have iperf3   || need+=(iperf3)
 have socat    || need+=(socat)
 have iptables || need+=(iptables)
+have podman   || need+=(podman)
+have runc     || need+=(runc)
+have buildah  || need+=(buildah)
+[ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx httpd || need+=(busybox-static)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -30,3 +35,7 @@ fi
 have go || { echo "deps: Go 1.26 is required (https://go.dev/dl); not found on PATH" >&2; exit 1; }
 # Module downloads happen here so that later steps do not depend on timing.
 go mod download
+# CNI test tools (cnitool, reference plugins speaking CNI 1.1.0).
+if [ -x "$(dirname "$0")/deps-cni.sh" ]; then
+  "$(dirname "$0")/deps-cni.sh"
+fi

@@ -32,6 +32,7 @@ Usage:
   nsproxy run -f FILE [-f FILE ...] [flags]   run the daemon
   nsproxy validate -f FILE [-f FILE ...]      check configuration files, list every problem
   nsproxy version                             print the version
+  nsproxy hook oci [createRuntime|poststop]   OCI hook: container state on stdin (see manifests/)
 
 Signals (run): SIGHUP reloads the files (a bad configuration keeps the old one
 running), SIGTERM/SIGINT drain connections and stop.
@@ -59,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(args[1:], stdout, stderr)
 	case "get", "ns", "server", "stats":
 		return cmdCLI(args, stdout, stderr)
+	case "hook":
+		return cmdHook(args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "nsproxy", version)
 		return 0

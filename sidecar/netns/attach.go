@@ -16,11 +16,26 @@ var ErrExists = errors.New("nsproxy: a namespace of that name exists")
 // `ip netns attach NAME PID` does: it bind-mounts /proc/PID/ns/net on
 // dir/NAME. The namespace then outlives the process until Detach.
 func Attach(dir, name string, pid int) (string, error) {
-	if !ValidName(name) {
-		return "", fmt.Errorf("%w: %q", ErrInvalidName, name)
-	}
 	if pid <= 0 {
 		return "", fmt.Errorf("attach %q: invalid pid %d", name, pid)
+	}
+	return attach(dir, name, fmt.Sprintf("/proc/%d/ns/net", pid))
+}
+
+// AttachFD names the namespace behind an open fd in dir. Opening
+// /proc/PID/ns/net first and mounting the fd is race-free: the pid may
+// exit and be reused, the fd still names the namespace that was opened.
+func AttachFD(dir, name string, fd int) (string, error) {
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil || sfs.Type != nsfsMagic {
+		return "", fmt.Errorf("attach %q: fd %d: %w", name, fd, ErrNotNamespace)
+	}
+	return attach(dir, name, fmt.Sprintf("/proc/self/fd/%d", fd))
+}
+
+func attach(dir, name, src string) (string, error) {
+	if !ValidName(name) {
+		return "", fmt.Errorf("%w: %q", ErrInvalidName, name)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
@@ -34,7 +49,6 @@ func Attach(dir, name string, pid int) (string, error) {
 		return "", fmt.Errorf("attach %q: %w", name, err)
 	}
 	f.Close()
-	src := fmt.Sprintf("/proc/%d/ns/net", pid)
 	if err := unix.Mount(src, target, "none", unix.MS_BIND, ""); err != nil {
 		os.Remove(target)
 		return "", fmt.Errorf("attach %q: bind mount %s: %w", name, src, err)

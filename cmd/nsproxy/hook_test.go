@@ -1,0 +1,114 @@
+package main
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/nsproxy/nsproxy/sidecar/api"
+)
+
+func TestParseExpose(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []api.PortMapping
+		err  string
+	}{
+		{"", nil, ""},
+		{"8080:80", []api.PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}}, ""},
+		{"8080:80, 127.0.0.1:8443:443/TCP ,53:53/udp", []api.PortMapping{
+			{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"},
+			{HostPort: 8443, ContainerPort: 443, Protocol: "tcp", HostIP: "127.0.0.1"},
+			{HostPort: 53, ContainerPort: 53, Protocol: "udp"}}, ""},
+		{"[::1]:8080:80", []api.PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp", HostIP: "::1"}}, ""},
+		{"80", nil, "write HOSTPORT:CONTAINERPORT"},
+		{"1:2:3:4", nil, "write HOSTPORT"},
+		{"0:80", nil, "1 to 65535"},
+		{"8080:99999", nil, "1 to 65535"},
+		{"x:80", nil, "1 to 65535"},
+		{"host:8080:80", nil, "not an IP"},
+		{"8080:80/icmp", nil, "protocol"},
+		{"[::1:8080:80", nil, "unclosed"},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := parseExpose(tc.in)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseState(t *testing.T) {
+	for _, tc := range []struct {
+		in, err string
+		pid     int
+	}{
+		{`{"ociVersion":"1.0.2","id":"abc","status":"creating","pid":42,"bundle":"/b","annotations":{"nsproxy.io/expose":"8080:80"}}`, "", 42},
+		{`{"id":"abc","status":"stopped"}`, "", 0},
+		{`{"status":"created","pid":1}`, "no id", 0},
+		{`{"id":"a","pid":-1}`, "negative pid", 0},
+		{`not json`, "not OCI state", 0},
+	} {
+		st, err := parseState([]byte(tc.in))
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: err %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || st.Pid != tc.pid {
+			t.Errorf("%s: %+v %v", tc.in, st, err)
+		}
+	}
+}
+
+func TestHookNamespaceName(t *testing.T) {
+	if got := hookNamespaceName("0123456789abcdef"); got != "oci-0123456789ab" {
+		t.Fatal(got)
+	}
+	if got := hookNamespaceName("a/b c"); got != "oci-a-b-c" {
+		t.Fatal(got)
+	}
+}
+
+func FuzzParseExpose(f *testing.F) {
+	for _, s := range []string{"8080:80", "127.0.0.1:1:2/udp", "[::1]:1:2", "", ",,,", "[", "1:2:3:4/x", "65535:65535"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ms, err := parseExpose(s)
+		if err != nil {
+			return
+		}
+		for _, m := range ms {
+			if m.HostPort < 1 || m.HostPort > 65535 || m.ContainerPort < 1 || m.ContainerPort > 65535 {
+				t.Fatalf("%q gave out-of-range %+v", s, m)
+			}
+			if m.Protocol != "tcp" && m.Protocol != "udp" && m.Protocol != "sctp" {
+				t.Fatalf("%q gave protocol %q", s, m.Protocol)
+			}
+		}
+	})
+}
+
+func FuzzParseState(f *testing.F) {
+	f.Add([]byte(`{"id":"a","pid":1,"annotations":{"k":"v"}}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"id":"","pid":-5}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, err := parseState(b)
+		if err == nil && (st.ID == "" || st.Pid < 0) {
+			t.Fatalf("accepted %q", b)
+		}
+		if err == nil && !strings.HasPrefix(hookNamespaceName(st.ID), "oci-") {
+			t.Fatal("name without prefix")
+		}
+	})
+}
