@@ -163,6 +163,7 @@ func TestControlAPI(t *testing.T) {
 		{"get missing namespace", "GET", "/v1/namespaces/ghost", nil, 404, ""},
 		{"stats", "GET", "/v1/stats", nil, 200, ""},
 		{"connections", "GET", "/v1/connections", nil, 200, ""},
+		{"delete namespace in use", "DELETE", "/v1/namespaces/tenant-a", nil, 409, "in use by"},
 		{"delete api server", "DELETE", "/v1/backends/web/servers/s2", nil, 204, ""},
 		{"delete api backend in use", "DELETE", "/v1/backends/api-be", nil, 400, "does not validate"},
 		{"delete api frontend", "DELETE", "/v1/frontends/api-fe", nil, 204, ""},

@@ -62,6 +62,12 @@ func (d *Daemon) AddNamespace(n api.Namespace) error {
 // DeleteNamespace unregisters a run-time namespace: everything that ran
 // inside it closes, unless the configuration also names it.
 func (d *Daemon) DeleteNamespace(name string) error {
+	for _, n := range d.namespaces() {
+		if n.Name == name && len(n.UsedBy) > 0 && n.Source == api.SourceAPI {
+			return fmt.Errorf("namespace %q is in use by %s; delete or move those first: %w",
+				name, strings.Join(n.UsedBy, ", "), errConflict)
+		}
+	}
 	var removed api.Namespace
 	err := d.mutate(func(s *State) error {
 		i := slices.IndexFunc(s.Namespaces, func(x api.Namespace) bool { return x.Name == name })

@@ -154,13 +154,20 @@ func cmdRun(args []string, stderr io.Writer) int {
 			}
 		}
 	}
+	// Signals first: a SIGHUP while the files load must not kill us.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	// After the first SIGTERM/SIGINT, the default action is back: a second
+	// one ends the process at once instead of waiting for the drain.
+	context.AfterFunc(ctx, stop)
 	d, err = sidecar.New(opt)
 	if err != nil {
 		printErrors(stderr, err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 
 	var bg sync.WaitGroup
 	defer bg.Wait()
@@ -197,8 +204,6 @@ func cmdRun(args []string, stderr io.Writer) int {
 			}
 		}()
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
 	reload := make(chan struct{}, 1)
 	go func() {
 		for range hup {
