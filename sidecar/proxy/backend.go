@@ -60,8 +60,10 @@ func (b *backend) update(bs BackendSpec) (dropped []*server, added []*server) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	old := map[ServerSpec]*server{}
+	byName := map[string]*server{}
 	for _, s := range b.servers {
 		old[s.spec] = s
+		byName[s.spec.Name] = s
 	}
 	next := make([]*server, 0, len(bs.Servers))
 	for _, ss := range bs.Servers {
@@ -71,6 +73,12 @@ func (b *backend) update(bs BackendSpec) (dropped []*server, added []*server) {
 			continue
 		}
 		s := newServer(bs.Name, ss)
+		// A server edited in place (weight, backup, checks...) but still at
+		// the same address keeps its verdict: a DOWN server stays down.
+		if prev := byName[ss.Name]; prev != nil && prev.spec.Addr == ss.Addr && prev.spec.Port == ss.Port &&
+			prev.spec.Namespace == ss.Namespace && prev.spec.ClientNamespace == ss.ClientNamespace {
+			s.up.Store(prev.up.Load())
+		}
 		next = append(next, s)
 		added = append(added, s)
 	}

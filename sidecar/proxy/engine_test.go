@@ -365,6 +365,15 @@ func TestBalanceAlgorithms(t *testing.T) {
 	if b.pick(client, nil, ok) != nil {
 		t.Error("down server picked")
 	}
+	// Editing the weight of a down server keeps it down.
+	edited := b.spec.Load()
+	bs2 := *edited
+	bs2.Servers = append([]ServerSpec(nil), edited.Servers...)
+	bs2.Servers[0].Weight = 5
+	b.update(bs2)
+	if b.servers[0].up.Load() || b.servers[0].spec.Weight != 5 {
+		t.Error("a down server came back up when its weight changed")
+	}
 	b = mk(RoundRobin, 1)
 	b.servers[0].spec.Namespace = "gone"
 	if b.pick(client, nil, func(n string) bool { return n != "gone" }) != nil {
