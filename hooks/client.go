@@ -1,0 +1,285 @@
+package hooks
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// DefaultTimeout bounds each request of a Client made without WithTimeout.
+// Hooks run while a container starts: a daemon that does not answer within
+// it is treated as down (the attachment record keeps the request).
+const DefaultTimeout = 2 * time.Second
+
+// Limits on what the client reads from the daemon.
+const (
+	maxAnswer    = 16 << 20
+	maxErrorBody = 64 << 10
+)
+
+// ErrUnreachable matches (errors.Is) every error of a Client that could not
+// connect to the daemon's socket.
+var ErrUnreachable = errors.New("nsproxy: daemon unreachable")
+
+// UnreachableError is returned when the socket cannot be dialled: the
+// daemon is not running, the path is wrong or the caller may not use it.
+// It unwraps to the dial error.
+type UnreachableError struct {
+	Socket string
+	Err    error
+}
+
+func (e *UnreachableError) Error() string {
+	reason := e.Err
+	var se *os.SyscallError
+	if errors.As(e.Err, &se) {
+		reason = se.Err
+	}
+	return fmt.Sprintf("cannot reach nsproxy at %s: %v", e.Socket, reason)
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrUnreachable) true.
+func (e *UnreachableError) Is(target error) bool { return target == ErrUnreachable }
+
+// StatusError is a non-2xx answer of the daemon with its message.
+type StatusError struct {
+	Code    int
+	Message string
+	Details []string
+}
+
+// Error is the daemon's message followed by its details.
+func (e *StatusError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = fmt.Sprintf("%d %s", e.Code, http.StatusText(e.Code))
+	}
+	if len(e.Details) == 0 {
+		return "nsproxy: " + msg
+	}
+	return "nsproxy: " + msg + ": " + strings.Join(e.Details, "; ")
+}
+
+// IsNotFound reports whether err is a 404 answer of the daemon.
+func IsNotFound(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Code == http.StatusNotFound
+}
+
+// IsRejected reports whether the daemon answered err with a 4xx status:
+// it refused the request itself (invalid, conflicting), so repeating it
+// will not help. Everything else that fails (unreachable, timeout, 5xx,
+// a garbled answer) may be gone on the next try.
+func IsRejected(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Code >= 400 && se.Code < 500
+}
+
+// Client talks to the daemon's control socket. It is safe for concurrent
+// use.
+type Client struct {
+	socket  string
+	timeout time.Duration
+	http    *http.Client
+}
+
+// ClientOption configures a Client.
+type ClientOption func(*Client)
+
+// WithTimeout bounds each request (dial, send, answer); 0 means no bound
+// other than the caller's context. The default is DefaultTimeout.
+func WithTimeout(d time.Duration) ClientOption {
+	return func(c *Client) { c.timeout = d }
+}
+
+// NewClient returns a client of the daemon at socket (empty: DefaultSocket).
+// It does not connect until the first request, and keeps no connection
+// open between requests: hooks are short-lived processes.
+func NewClient(socket string, opts ...ClientOption) *Client {
+	if socket == "" {
+		socket = DefaultSocket
+	}
+	c := &Client{socket: socket, timeout: DefaultTimeout}
+	for _, o := range opts {
+		o(c)
+	}
+	var d net.Dialer
+	c.http = &http.Client{
+		Transport: &http.Transport{
+			// No Proxy: HTTP_PROXY must not capture a local socket.
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				conn, err := d.DialContext(ctx, "unix", c.socket)
+				if err != nil {
+					return nil, &UnreachableError{Socket: c.socket, Err: err}
+				}
+				return conn, nil
+			},
+			DisableKeepAlives: true,
+		},
+		// The API never redirects.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return c
+}
+
+// Socket is the path the client dials.
+func (c *Client) Socket() string { return c.socket }
+
+// PutAttachment registers a, or updates the attachment with its key, and
+// returns the daemon's view of it (with State, Exposed and Problems).
+func (c *Client) PutAttachment(ctx context.Context, a Attachment) (Attachment, error) {
+	var out Attachment
+	if err := c.do(ctx, http.MethodPost, "/v1/attachments", a.withoutStatus(), &out); err != nil {
+		return Attachment{}, err
+	}
+	return out, nil
+}
+
+// Attachment gets one attachment; IsNotFound(err) when the daemon has none
+// with that key.
+func (c *Client) Attachment(ctx context.Context, k AttachmentKey) (Attachment, error) {
+	p, err := attachmentPath(k)
+	if err != nil {
+		return Attachment{}, err
+	}
+	var out Attachment
+	if err := c.do(ctx, http.MethodGet, p, nil, &out); err != nil {
+		return Attachment{}, err
+	}
+	return out, nil
+}
+
+// Attachments lists every attachment the daemon has.
+func (c *Client) Attachments(ctx context.Context) ([]Attachment, error) {
+	var out []Attachment
+	err := c.do(ctx, http.MethodGet, "/v1/attachments", nil, &out)
+	return out, err
+}
+
+// DeleteAttachment removes an attachment; removing a missing one is not an
+// error.
+func (c *Client) DeleteAttachment(ctx context.Context, k AttachmentKey) error {
+	p, err := attachmentPath(k)
+	if err != nil {
+		return err
+	}
+	err = c.do(ctx, http.MethodDelete, p, nil, nil)
+	if IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// GC makes the daemon drop every attachment, of every source, that is not
+// in valid, and returns the keys it removed.
+func (c *Client) GC(ctx context.Context, valid []AttachmentKey) ([]AttachmentKey, error) {
+	if valid == nil {
+		valid = []AttachmentKey{}
+	}
+	var out struct {
+		Removed []AttachmentKey `json:"removed"`
+	}
+	err := c.do(ctx, http.MethodPost, "/v1/attachments/gc", struct {
+		Valid []AttachmentKey `json:"valid"`
+	}{valid}, &out)
+	return out.Removed, err
+}
+
+// Ready returns nil when the daemon is ready; a *StatusError (503) says why
+// not.
+func (c *Client) Ready(ctx context.Context) error {
+	return c.do(ctx, http.MethodGet, "/v1/readyz", nil, nil)
+}
+
+// attachmentPath is /v1/attachments/ID/IFNAME with both escaped.
+func attachmentPath(k AttachmentKey) (string, error) {
+	for _, s := range []string{k.ContainerID, k.IfName} {
+		if s == "" || s == "." || s == ".." {
+			// These would address another path once cleaned.
+			return "", fmt.Errorf("nsproxy: bad attachment key %q/%q", k.ContainerID, k.IfName)
+		}
+	}
+	return "/v1/attachments/" + url.PathEscape(k.ContainerID) + "/" + url.PathEscape(k.IfName), nil
+}
+
+// do sends in (if not nil) as JSON and decodes a 2xx answer into out (if
+// not nil).
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	parent := ctx
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", method, path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	// The host is ignored: the transport dials the socket.
+	req, err := http.NewRequestWithContext(ctx, method, "http://nsproxy"+path, body)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var ue *UnreachableError
+		if errors.As(err, &ue) {
+			return ue
+		}
+		if errors.Is(err, context.DeadlineExceeded) && parent.Err() == nil {
+			return fmt.Errorf("nsproxy at %s did not answer %s %s within %v: %w", c.socket, method, path, c.timeout, context.DeadlineExceeded)
+		}
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // it repeats the made-up URL
+		}
+		return fmt.Errorf("nsproxy at %s: %s %s: %w", c.socket, method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return readStatusError(resp)
+	}
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		return nil
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: bad answer from nsproxy at %s: %w", method, path, c.socket, err)
+	}
+	return nil
+}
+
+// readStatusError turns a non-2xx answer into a StatusError; a body that is
+// not the daemon's {"error","details"} is kept as the message.
+func readStatusError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	var body struct {
+		Error   string   `json:"error"`
+		Details []string `json:"details"`
+	}
+	se := &StatusError{Code: resp.StatusCode}
+	if err := json.Unmarshal(b, &body); err == nil && body.Error != "" {
+		se.Message, se.Details = body.Error, body.Details
+	} else {
+		se.Message = strings.TrimSpace(string(b))
+	}
+	return se
+}

@@ -1,0 +1,270 @@
+package hooks
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// RecordDir is the default directory of attachment records.
+const RecordDir = "/var/lib/nsproxy/attachments"
+
+// RecordVersion is the version of the record format that WriteRecord
+// writes and DecodeRecord accepts. A record is one JSON file per
+// attachment, named by RecordName, holding
+//
+//	{"version": 1, "attachment": {<Attachment without its status>}}
+const RecordVersion = 1
+
+// recordSuffix ends every record's file name; files without it (and hidden
+// files, such as the temporary files of WriteRecord) are not records.
+const recordSuffix = ".json"
+
+// maxRecordSize bounds what DecodeRecord reads: a record is a few hundred
+// bytes, and the daemon must not be made to buffer a huge file at start.
+const maxRecordSize = 1 << 20
+
+// maxNameLen bounds a record's file name; longer keys are hashed. Most
+// file systems allow 255 bytes.
+const maxNameLen = 200
+
+// ErrBadRecord matches (errors.Is) every error of DecodeRecord and the
+// per-file errors of ListRecords.
+var ErrBadRecord = errors.New("nsproxy: bad attachment record")
+
+// record is the file format: a version, so that a future format is
+// refused instead of misread, and the attachment without its status.
+type record struct {
+	Version    int        `json:"version"`
+	Attachment Attachment `json:"attachment"`
+}
+
+// RecordName is the file name of the record of k: the escaped container
+// ID and interface name joined by "+", or, when that would be too long,
+// "sha256-" and a hash of both. It is always a single, non-hidden path
+// element, and different keys get different names.
+func RecordName(k AttachmentKey) string {
+	n := escapeName(k.ContainerID) + "+" + escapeName(k.IfName) + recordSuffix
+	if len(n) <= maxNameLen {
+		return n
+	}
+	// A NUL cannot appear in either part (not in env values nor file
+	// names), so the join is unambiguous.
+	sum := sha256.Sum256([]byte(k.ContainerID + "\x00" + k.IfName))
+	return "sha256-" + hex.EncodeToString(sum[:]) + recordSuffix
+}
+
+// escapeName keeps [A-Za-z0-9_-] and non-leading dots, and writes every
+// other byte as %XX, so that "+" only ever separates and no name is "."
+// or "..", hidden or contains "/".
+func escapeName(s string) string {
+	const hexDigits = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' && i > 0 {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hexDigits[c>>4])
+		b.WriteByte(hexDigits[c&15])
+	}
+	return b.String()
+}
+
+// RecordPath is the path of the record of k in dir.
+func RecordPath(dir string, k AttachmentKey) string {
+	return filepath.Join(dir, RecordName(k))
+}
+
+// EncodeRecord is the content of the record of a (without its status).
+func EncodeRecord(a Attachment) ([]byte, error) {
+	if err := checkKey(a.AttachmentKey); err != nil {
+		return nil, err
+	}
+	b, err := json.MarshalIndent(record{Version: RecordVersion, Attachment: a.withoutStatus()}, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// DecodeRecord parses the content of a record. Unknown fields are ignored
+// (a newer writer may add some); an unknown version is an error.
+func DecodeRecord(b []byte) (Attachment, error) {
+	if len(b) > maxRecordSize {
+		return Attachment{}, fmt.Errorf("%w: larger than %d bytes", ErrBadRecord, maxRecordSize)
+	}
+	var r record
+	d := json.NewDecoder(bytes.NewReader(b))
+	if err := d.Decode(&r); err != nil {
+		return Attachment{}, fmt.Errorf("%w: %v", ErrBadRecord, err)
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return Attachment{}, fmt.Errorf("%w: data after the record", ErrBadRecord)
+	}
+	if r.Version != RecordVersion {
+		return Attachment{}, fmt.Errorf("%w: version %d, want %d", ErrBadRecord, r.Version, RecordVersion)
+	}
+	if err := checkKey(r.Attachment.AttachmentKey); err != nil {
+		return Attachment{}, err
+	}
+	return r.Attachment.withoutStatus(), nil
+}
+
+// checkKey refuses keys that cannot name an attachment.
+func checkKey(k AttachmentKey) error {
+	if k.ContainerID == "" || k.IfName == "" {
+		return fmt.Errorf("%w: containerID and ifname are required", ErrBadRecord)
+	}
+	if strings.ContainsRune(k.ContainerID, 0) || strings.ContainsRune(k.IfName, 0) {
+		return fmt.Errorf("%w: NUL in containerID or ifname", ErrBadRecord)
+	}
+	return nil
+}
+
+// WriteRecord writes the record of a into dir (created if needed),
+// replacing any record with the same key. The write is atomic and durable:
+// a temporary file is written and synced, renamed over the record and the
+// directory is synced, so that a crash leaves the old record or the new
+// one, never a torn file.
+func WriteRecord(dir string, a Attachment) error {
+	b, err := EncodeRecord(a)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("attachment records: %w", err)
+	}
+	// Hidden, so that ListRecords skips one left by a crash.
+	f, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("attachment records: %w", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // fails harmlessly once renamed
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Chmod(0o640)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("attachment record %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, RecordPath(dir, a.AttachmentKey)); err != nil {
+		return fmt.Errorf("attachment records: %w", err)
+	}
+	return syncDir(dir)
+}
+
+// RemoveRecord removes the record of k from dir; a missing record (or
+// directory) is not an error.
+func RemoveRecord(dir string, k AttachmentKey) error {
+	err := os.Remove(RecordPath(dir, k))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("attachment records: %w", err)
+	}
+	return syncDir(dir)
+}
+
+// ReadRecord reads the record of k from dir; errors.Is(err,
+// fs.ErrNotExist) when there is none.
+func ReadRecord(dir string, k AttachmentKey) (Attachment, error) {
+	a, err := readRecordFile(RecordPath(dir, k))
+	if err != nil {
+		return Attachment{}, err
+	}
+	if a.AttachmentKey != k {
+		return Attachment{}, fmt.Errorf("%w: %s holds %s/%s", ErrBadRecord, RecordPath(dir, k), a.ContainerID, a.IfName)
+	}
+	return a, nil
+}
+
+// ListRecords reads every record in dir, sorted by file name. A missing
+// directory has no records. A file that cannot be read or parsed, or whose
+// name does not match its key, is reported in the errors (one per file,
+// naming it) and skipped: one bad file must not hide the others.
+func ListRecords(dir string) ([]Attachment, []error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, []error{fmt.Errorf("attachment records: %w", err)}
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
+	var out []Attachment
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, recordSuffix) || e.IsDir() {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		a, err := readRecordFile(p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if want := RecordName(a.AttachmentKey); want != name {
+			errs = append(errs, fmt.Errorf("%w: %s holds %s/%s, whose record is %s", ErrBadRecord, p, a.ContainerID, a.IfName, want))
+			continue
+		}
+		out = append(out, a)
+	}
+	return out, errs
+}
+
+// readRecordFile reads and decodes one regular file.
+func readRecordFile(p string) (Attachment, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return Attachment{}, fmt.Errorf("attachment record: %w", err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return Attachment{}, fmt.Errorf("attachment record: %w", err)
+	} else if !st.Mode().IsRegular() {
+		return Attachment{}, fmt.Errorf("%w: %s is not a regular file", ErrBadRecord, p)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxRecordSize+1))
+	if err != nil {
+		return Attachment{}, fmt.Errorf("attachment record: %w", err)
+	}
+	a, err := DecodeRecord(b)
+	if err != nil {
+		return Attachment{}, fmt.Errorf("%s: %w", p, err)
+	}
+	return a, nil
+}
+
+// syncDir makes a rename or removal in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("attachment records: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("attachment records: sync %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,160 @@
+package hooks_test
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/nsproxy/nsproxy/hooks"
+)
+
+func TestRecordName(t *testing.T) {
+	long := strings.Repeat("a", 300)
+	tests := []struct {
+		key  hooks.AttachmentKey
+		want string
+	}{
+		{hooks.AttachmentKey{ContainerID: "abc123", IfName: "eth0"}, "abc123+eth0.json"},
+		{hooks.AttachmentKey{ContainerID: "cnitool-0123456789abcdef0123", IfName: "net1"}, "cnitool-0123456789abcdef0123+net1.json"},
+		{hooks.AttachmentKey{ContainerID: "a.b_c-d", IfName: "e.0"}, "a.b_c-d+e.0.json"},
+		{hooks.AttachmentKey{ContainerID: "..", IfName: "."}, "%2E.+%2E.json"},
+		{hooks.AttachmentKey{ContainerID: "a/b", IfName: "x+y"}, "a%2Fb+x%2By.json"},
+		{hooks.AttachmentKey{ContainerID: "a%2Fb", IfName: "é"}, "a%252Fb+%C3%A9.json"},
+		{hooks.AttachmentKey{ContainerID: long, IfName: "eth0"}, ""}, // hashed
+	}
+	seen := map[string]bool{}
+	for _, tt := range tests {
+		got := hooks.RecordName(tt.key)
+		if tt.want != "" && got != tt.want {
+			t.Errorf("RecordName(%q) = %q, want %q", tt.key, got, tt.want)
+		}
+		if tt.want == "" && (!strings.HasPrefix(got, "sha256-") || len(got) > 200) {
+			t.Errorf("RecordName(long) = %q, want a hash", got)
+		}
+		if seen[got] {
+			t.Errorf("RecordName(%q) = %q twice", tt.key, got)
+		}
+		seen[got] = true
+	}
+}
+
+func TestRecords(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "attachments") // created on first write
+	a := fullAttachment()
+	b := hooks.Attachment{AttachmentKey: hooks.AttachmentKey{ContainerID: "c2", IfName: "eth0"}, Netns: "/proc/1/ns/net"}
+
+	if l, errs := hooks.ListRecords(dir); l != nil || errs != nil {
+		t.Fatalf("missing dir: %v %v", l, errs)
+	}
+	for _, x := range []hooks.Attachment{a, b} {
+		if err := hooks.WriteRecord(dir, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := os.Stat(hooks.RecordPath(dir, a.AttachmentKey))
+	if err != nil || st.Mode().Perm() != 0o640 {
+		t.Fatalf("record %v %v", st, err)
+	}
+	wantA := a
+	wantA.State, wantA.Exposed, wantA.Problems = "", nil, nil // status is never recorded
+
+	got, err := hooks.ReadRecord(dir, a.AttachmentKey)
+	if err != nil || !reflect.DeepEqual(got, wantA) {
+		t.Fatalf("ReadRecord = %+v, %v; want %+v", got, err, wantA)
+	}
+	if _, err := hooks.ReadRecord(dir, hooks.AttachmentKey{ContainerID: "x", IfName: "y"}); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing record: %v", err)
+	}
+
+	// An update replaces the record.
+	a2 := wantA
+	a2.IPs = []string{"10.0.0.3/24"}
+	if err := hooks.WriteRecord(dir, a2); err != nil {
+		t.Fatal(err)
+	}
+
+	// Files that are not records, bad records and a misplaced record.
+	os.WriteFile(filepath.Join(dir, ".tmp-123"), []byte("{"), 0o600)
+	os.WriteFile(filepath.Join(dir, "README"), []byte("x"), 0o600)
+	os.Mkdir(filepath.Join(dir, "sub.json"), 0o700)
+	os.WriteFile(filepath.Join(dir, "garbage.json"), []byte("{not json"), 0o600)
+	os.WriteFile(filepath.Join(dir, "future.json"), []byte(`{"version":2,"attachment":{"containerID":"f","ifname":"eth0"}}`), 0o600)
+	os.WriteFile(filepath.Join(dir, "nokey.json"), []byte(`{"version":1,"attachment":{"netns":"/x"}}`), 0o600)
+	moved, _ := hooks.EncodeRecord(hooks.Attachment{AttachmentKey: hooks.AttachmentKey{ContainerID: "m", IfName: "eth0"}})
+	os.WriteFile(filepath.Join(dir, "elsewhere.json"), moved, 0o600)
+
+	list, errs := hooks.ListRecords(dir)
+	if len(list) != 2 || !reflect.DeepEqual(list[0], a2) || !reflect.DeepEqual(list[1], b) {
+		t.Errorf("ListRecords = %+v", list)
+	}
+	if len(errs) != 4 {
+		t.Errorf("errors %v, want 4 (garbage, future, nokey, elsewhere)", errs)
+	}
+	for _, e := range errs {
+		if !errors.Is(e, hooks.ErrBadRecord) {
+			t.Errorf("%v is not ErrBadRecord", e)
+		}
+		if !strings.Contains(e.Error(), dir) {
+			t.Errorf("%v does not name the file", e)
+		}
+	}
+
+	for range 2 { // removing twice is fine
+		if err := hooks.RemoveRecord(dir, a.AttachmentKey); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := hooks.RemoveRecord(filepath.Join(dir, "none"), a.AttachmentKey); err != nil {
+		t.Errorf("remove from a missing dir: %v", err)
+	}
+	if list, _ := hooks.ListRecords(dir); len(list) != 1 || list[0].ContainerID != "c2" {
+		t.Errorf("after remove: %+v", list)
+	}
+	if err := hooks.WriteRecord(dir, hooks.Attachment{}); !errors.Is(err, hooks.ErrBadRecord) {
+		t.Errorf("write without key: %v", err)
+	}
+	// No temporary file is left behind.
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".tmp-") && e.Name() != ".tmp-123" {
+			t.Errorf("left %s", e.Name())
+		}
+	}
+}
+
+func TestDecodeRecord(t *testing.T) {
+	tests := []struct {
+		name, in string
+		ok       bool
+	}{
+		{"minimal", `{"version":1,"attachment":{"containerID":"c","ifname":"eth0","netns":"/x"}}`, true},
+		{"unknown fields", `{"version":1,"writer":"x","attachment":{"containerID":"c","ifname":"eth0","future":1}}`, true},
+		{"status dropped", `{"version":1,"attachment":{"containerID":"c","ifname":"eth0","state":"available"}}`, true},
+		{"empty", ``, false},
+		{"null", `null`, false},
+		{"no version", `{"attachment":{"containerID":"c","ifname":"eth0"}}`, false},
+		{"trailing", `{"version":1,"attachment":{"containerID":"c","ifname":"eth0"}} {}`, false},
+		{"no ifname", `{"version":1,"attachment":{"containerID":"c"}}`, false},
+		{"NUL", `{"version":1,"attachment":{"containerID":"c\u0000","ifname":"eth0"}}`, false},
+		{"wrong type", `{"version":1,"attachment":{"containerID":1,"ifname":"eth0"}}`, false},
+		{"huge", `{"version":1,"attachment":{"containerID":"c","ifname":"eth0","name":"` + strings.Repeat("x", 1<<20) + `"}}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, err := hooks.DecodeRecord([]byte(tt.in))
+			if (err == nil) != tt.ok {
+				t.Fatalf("err %v, want ok=%v", err, tt.ok)
+			}
+			if err != nil && !errors.Is(err, hooks.ErrBadRecord) {
+				t.Errorf("%v is not ErrBadRecord", err)
+			}
+			if err == nil && a.State != "" {
+				t.Errorf("status kept: %+v", a)
+			}
+		})
+	}
+}

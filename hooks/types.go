@@ -1,0 +1,83 @@
+package hooks
+
+// DefaultSocket is where the daemon serves its control API.
+const DefaultSocket = "/run/nsproxy/nsproxy.sock"
+
+// Sources of an attachment: which hook registered it.
+const (
+	SourceCNI = "cni" // the nsproxy-cni plugin
+	SourceOCI = "oci" // the OCI hook
+)
+
+// StateAvailable is the State of an attachment whose namespace the daemon
+// holds open; anything else ("missing") means it could not open it.
+const StateAvailable = "available"
+
+// Metadata keys. The daemon reads MetaTarget and MetaSendProxy to shape
+// the exposures of an attachment; the others are set by the CNI plugin to
+// tell where an attachment came from (GC uses MetaNetwork).
+const (
+	// MetaTarget "loopback" sends exposed ports to 127.0.0.1 inside the
+	// container's namespace instead of the container's IP.
+	MetaTarget = "nsproxy.io/target"
+	// MetaSendProxy "v1" or "v2" sends a PROXY header with the client's
+	// address to the container.
+	MetaSendProxy = "nsproxy.io/send-proxy"
+	// MetaNetwork is the name of the CNI network the attachment belongs to.
+	MetaNetwork = "nsproxy.io/cni-network"
+	// Kubernetes identity of the pod, from CNI_ARGS.
+	MetaPodName      = "nsproxy.io/pod-name"
+	MetaPodNamespace = "nsproxy.io/pod-namespace"
+	MetaPodUID       = "nsproxy.io/pod-uid"
+)
+
+// MetaPrefix is the prefix of the annotation keys that become metadata.
+const MetaPrefix = "nsproxy.io/"
+
+// PortMapping is a CNI portMappings entry: a TCP HostPort on HostIP (empty:
+// every address) of the host is forwarded to ContainerPort in the
+// container. Protocols other than TCP are reported by the daemon, not
+// proxied.
+type PortMapping struct {
+	HostPort      int    `json:"hostPort"`
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol,omitempty"`
+	HostIP        string `json:"hostIP,omitempty"`
+}
+
+// AttachmentKey identifies an attachment: a container's interface, as CNI
+// does (CNI_CONTAINERID, CNI_IFNAME).
+type AttachmentKey struct {
+	ContainerID string `json:"containerID"`
+	IfName      string `json:"ifname"`
+}
+
+// Attachment is what a hook registers for a container network namespace.
+// Its JSON is the daemon's: keep it identical to sidecar/api.Attachment
+// (a test in this package checks the keys).
+type Attachment struct {
+	AttachmentKey
+	// Netns is the namespace's path (CNI_NETNS, /proc/PID/ns/net).
+	Netns string `json:"netns"`
+	// Name is the registry name; empty: the daemon's default,
+	// cni-<first 12 of the container ID>-<ifname>.
+	Name   string `json:"name,omitempty"`
+	Source string `json:"source,omitempty"`
+	Tenant string `json:"tenant,omitempty"`
+	// IPs of the container (an optional /prefix is ignored by the daemon).
+	IPs          []string          `json:"ips,omitempty"`
+	PortMappings []PortMapping     `json:"portMappings,omitempty"`
+	Metadata     map[string]string `json:"metadata,omitempty"`
+
+	// Status, set by the daemon in its answers; ignored on create and
+	// never written to a record.
+	State    string   `json:"state,omitempty"`
+	Exposed  []string `json:"exposed,omitempty"`  // frontends made for its port mappings
+	Problems []string `json:"problems,omitempty"` // e.g. port conflicts, UDP mappings
+}
+
+// withoutStatus is a with the daemon's status fields cleared.
+func (a Attachment) withoutStatus() Attachment {
+	a.State, a.Exposed, a.Problems = "", nil, nil
+	return a
+}
