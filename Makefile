@@ -1,4 +1,4 @@
-# nsproxy: make build test e2e bench bench-smoke fuzz lint install clean demo
+# nsproxy: make build test e2e bench bench-smoke fuzz lint install image clean demo
 SHELL := /bin/bash
 GO ?= go
 export GOTOOLCHAIN := local
@@ -7,9 +7,10 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN := bin
 PREFIX ?= /usr/local
+CNI_BIN_DIR ?= /opt/cni/bin
 FUZZTIME ?= 15s
 
-.PHONY: all build deps test unit e2e e2e-run bench bench-smoke fuzz lint install clean demo
+.PHONY: all build deps test unit e2e e2e-run bench bench-smoke fuzz lint install image clean demo
 
 all: build
 
@@ -18,6 +19,7 @@ deps:
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/nsproxy ./cmd/nsproxy
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/nsproxy-cni ./cmd/nsproxy-cni
 
 # The whole suite: unit tests (with the race detector) and the end-to-end
 # tests of the built binary, in real network namespaces (needs root).
@@ -54,6 +56,11 @@ bench-smoke: deps build
 
 install: build
 	install -D -m 0755 $(BIN)/nsproxy $(DESTDIR)$(PREFIX)/bin/nsproxy
+	install -D -m 0755 $(BIN)/nsproxy-cni $(DESTDIR)$(CNI_BIN_DIR)/nsproxy-cni
+
+IMAGE ?= localhost/nsproxy:dev
+image: build
+	NSPROXY_BIN=$(CURDIR)/$(BIN)/nsproxy VERSION=$(VERSION) scripts/image.sh $(IMAGE)
 
 demo: deps build
 	scripts/demo.sh

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/config"
 	"github.com/nsproxy/nsproxy/sidecar/netns"
@@ -27,6 +29,11 @@ type Options struct {
 	NetnsDir string
 	// StateFile persists run-time objects; "": nothing persists.
 	StateFile string
+	// AttachmentDir holds the CNI plugin's attachment records; "": none.
+	// They are the truth for CNI attachments at start: the plugin writes a
+	// record before it tells the daemon, so nothing done while the daemon
+	// was down is lost.
+	AttachmentDir string
 	// DrainTimeout is how long Shutdown lets connections finish; 0: 10s.
 	DrainTimeout time.Duration
 	// ResyncEvery is the period of the namespace resync; 0: 1s.
@@ -101,7 +108,7 @@ func (d *Daemon) Registry() *netns.Registry { return d.reg }
 func (d *Daemon) Start() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st := d.restore(d.state)
+	st := d.restore(d.replay(d.state))
 	p, err := d.plan(d.file, st)
 	if err != nil {
 		return err
@@ -354,6 +361,51 @@ func (d *Daemon) restore(st State) State {
 	d.log.Info("restored run-time state", "namespaces", len(out.Namespaces), "backends", len(out.Backends),
 		"servers", len(out.Servers), "frontends", len(out.Frontends), "attachments", len(out.Attachments))
 	return out
+}
+
+// replay replaces the state's CNI attachments with the plugin's records.
+func (d *Daemon) replay(st State) State {
+	if d.opt.AttachmentDir == "" {
+		return st
+	}
+	recs, errs := hooks.ListRecords(d.opt.AttachmentDir)
+	for _, err := range errs {
+		d.log.Warn("attachment record skipped", "dir", d.opt.AttachmentDir, "err", err.Error())
+	}
+	kept := st.Attachments[:0:0]
+	for _, a := range st.Attachments {
+		if a.Source != api.SourceCNI && a.Source != "" {
+			kept = append(kept, a)
+		}
+	}
+	for _, r := range recs {
+		b, err := json.Marshal(r)
+		if err != nil {
+			continue
+		}
+		var a api.Attachment
+		if err := json.Unmarshal(b, &a); err != nil {
+			continue
+		}
+		if a.Source == "" {
+			a.Source = api.SourceCNI
+		}
+		kept = append(kept, a)
+	}
+	d.log.Info("attachment records replayed", "dir", d.opt.AttachmentDir, "records", len(recs))
+	st.Attachments = kept
+	return st
+}
+
+// dropRecord removes the plugin's record of an attachment removed through
+// the API, so that a restart does not bring it back.
+func (d *Daemon) dropRecord(k api.AttachmentKey) {
+	if d.opt.AttachmentDir == "" {
+		return
+	}
+	if err := hooks.RemoveRecord(d.opt.AttachmentDir, hooks.AttachmentKey{ContainerID: k.ContainerID, IfName: k.IfName}); err != nil {
+		d.log.Warn("attachment record not removed", "container", k.ContainerID, "ifname", k.IfName, "err", err.Error())
+	}
 }
 
 // mutate applies fn to a copy of the state, validates the result,

@@ -284,6 +284,7 @@ func (d *Daemon) DeleteAttachment(k api.AttachmentKey) error {
 		return nil
 	})
 	if err == nil {
+		d.dropRecord(k)
 		d.log.Info("attachment removed", "container", k.ContainerID, "ifname", k.IfName)
 	}
 	return err
@@ -308,6 +309,9 @@ func (d *Daemon) GCAttachments(valid []api.AttachmentKey) ([]api.AttachmentKey, 
 	})
 	if err != nil {
 		return nil, err
+	}
+	for _, k := range removed {
+		d.dropRecord(k)
 	}
 	if len(removed) > 0 {
 		d.log.Info("attachments garbage-collected", "removed", len(removed))

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/sidecar"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/config"
@@ -62,14 +63,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCLI(args, stdout, stderr)
 	case "hook":
 		return cmdHook(args[1:], os.Stdin, stdout, stderr)
+	case "install-cni":
+		return cmdInstallCNI(args[1:], stdout, stderr)
+	case "uninstall-cni":
+		return cmdUninstallCNI(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "nsproxy", version)
 		return 0
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage+cliUsage)
+		fmt.Fprint(stdout, usage+cliUsage+installCNIUsage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "nsproxy: unknown command %q\n\n%s%s", args[0], usage, cliUsage)
+	fmt.Fprintf(stderr, "nsproxy: unknown command %q\n\n%s%s%s", args[0], usage, cliUsage, installCNIUsage)
 	return 2
 }
 
@@ -119,6 +124,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	socket := fs.String("socket", api.DefaultSocket, "control socket (\"\" or \"none\" disables it)")
 	socketGroup := fs.String("socket-group", "", "group (name or id) that may also use the control socket")
 	stateFile := fs.String("state-file", "/var/lib/nsproxy/state.json", "where run-time objects persist (\"\" or \"none\": not at all)")
+	attachmentDir := fs.String("attachment-dir", hooks.RecordDir, "attachment records of the CNI plugin, replayed at start (\"none\": off)")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on this TCP address, e.g. 127.0.0.1:9101 (off by default)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -144,9 +150,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if *stateFile == "none" {
 		*stateFile = ""
 	}
+	if *attachmentDir == "none" {
+		*attachmentDir = ""
+	}
 	var m *metrics.Metrics
 	var d *sidecar.Daemon
-	opt := sidecar.Options{ConfigFiles: f, NetnsDir: *netnsDir, DrainTimeout: *drain, StateFile: *stateFile, Logger: log}
+	opt := sidecar.Options{ConfigFiles: f, NetnsDir: *netnsDir, DrainTimeout: *drain, StateFile: *stateFile,
+		AttachmentDir: *attachmentDir, Logger: log}
 	if *metricsAddr != "" {
 		opt.OnReconcile = func(dur time.Duration, err error) {
 			if m != nil {
