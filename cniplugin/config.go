@@ -27,7 +27,7 @@ const (
 //	{"type": "nsproxy-cni", "capabilities": {"portMappings": true},
 //	 "socket": "/run/nsproxy/nsproxy.sock", "tenant": "web",
 //	 "nameTemplate": "{{.PodNamespace}}-{{.PodName}}", "strict": false,
-//	 "target": "ip", "sendProxy": "v2"}
+//	 "target": "ip", "sendProxy": "v2", "hostPorts": "bind"}
 //
 // Keys are matched case-insensitively (encoding/json), so containerd's
 // Go-cased portMappings (HostPort, ContainerPort, Protocol, HostIP) decode.
@@ -58,6 +58,10 @@ type Config struct {
 	Target string `json:"target"`
 	// SendProxy sends a PROXY header to the container: "", "v1" or "v2".
 	SendProxy string `json:"sendProxy"`
+	// HostPorts is "bind" (default: the daemon binds each host port) or
+	// "adopt" (the runtime reserves host ports itself, as rootful podman
+	// does: the daemon serves that reserved socket).
+	HostPorts string `json:"hostPorts"`
 
 	RuntimeConfig RuntimeConfig `json:"runtimeConfig"`
 
@@ -106,6 +110,11 @@ func ParseConfig(stdin []byte) (*Config, error) {
 	case "", "v1", "v2":
 	default:
 		errs = append(errs, fmt.Errorf("sendProxy %q: use \"\", \"v1\" or \"v2\"", c.SendProxy))
+	}
+	switch c.HostPorts {
+	case "", "bind", "adopt":
+	default:
+		errs = append(errs, fmt.Errorf("hostPorts %q: use \"bind\" or \"adopt\" (podman reserves host ports itself)", c.HostPorts))
 	}
 	if c.Socket != "" && !strings.HasPrefix(c.Socket, "/") {
 		errs = append(errs, fmt.Errorf("socket %q: an absolute path is required", c.Socket))

@@ -229,6 +229,9 @@ func metadata(conf *Config, ca CNIArgs) map[string]string {
 	if conf.SendProxy != "" {
 		m[hooks.MetaSendProxy] = conf.SendProxy
 	}
+	if conf.HostPorts == "adopt" {
+		m[hooks.MetaHostPorts] = "adopt"
+	}
 	for k, v := range conf.RuntimeConfig.PodAnnotations {
 		if strings.HasPrefix(k, hooks.MetaPrefix) {
 			m[k] = v

@@ -350,6 +350,9 @@ func TestAddRefused(t *testing.T) {
 		{"bad sendProxy", func(e *env, a *skel.CmdArgs) {
 			a.StdinData = e.conf("1.1.0", map[string]any{"sendProxy": "v3"})
 		}, types.ErrInvalidNetworkConfig, "sendProxy"},
+		{"bad hostPorts", func(e *env, a *skel.CmdArgs) {
+			a.StdinData = e.conf("1.1.0", map[string]any{"hostPorts": "steal"})
+		}, types.ErrInvalidNetworkConfig, "hostPorts"},
 		{"bad template", func(e *env, a *skel.CmdArgs) {
 			a.StdinData = e.conf("1.1.0", map[string]any{"nameTemplate": "{{.Pod}}"})
 		}, types.ErrInvalidNetworkConfig, "unknown field"},
@@ -802,6 +805,8 @@ func TestMetadata(t *testing.T) {
 		{"config", map[string]any{"target": "loopback", "sendProxy": "v2"},
 			map[string]string{hooks.MetaTarget: "loopback", hooks.MetaSendProxy: "v2"}},
 		{"target ip is the default", map[string]any{"target": "ip"}, map[string]string{}},
+		{"host ports adopted", map[string]any{"hostPorts": "adopt"}, map[string]string{hooks.MetaHostPorts: "adopt"}},
+		{"host ports bound is the default", map[string]any{"hostPorts": "bind"}, map[string]string{}},
 		{"annotations", map[string]any{"sendProxy": "v1", "runtimeConfig": map[string]any{"io.kubernetes.cri.pod-annotations": map[string]string{
 			"nsproxy.io/send-proxy": "v2", "nsproxy.io/expose": "8080:80", "other.io/x": "y",
 			hooks.MetaNetwork: "spoofed", hooks.MetaPodName: "spoofed"}}},

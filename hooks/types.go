@@ -23,6 +23,10 @@ const (
 	// MetaSendProxy "v1" or "v2" sends a PROXY header with the client's
 	// address to the container.
 	MetaSendProxy = "nsproxy.io/send-proxy"
+	// MetaHostPorts "adopt" makes the daemon serve the listening socket the
+	// runtime reserved for a host port (podman's conmon holds one for every
+	// -p mapping) instead of binding its own, which would collide with it.
+	MetaHostPorts = "nsproxy.io/host-ports"
 	// MetaNetwork is the name of the CNI network the attachment belongs to.
 	MetaNetwork = "nsproxy.io/cni-network"
 	// Kubernetes identity of the pod, from CNI_ARGS.

@@ -18,6 +18,8 @@ const (
 	// MetaSendProxy "v1" or "v2" sends a PROXY header with the client's
 	// address to the container.
 	MetaSendProxy = "nsproxy.io/send-proxy"
+	// MetaHostPorts "adopt": serve the host port the runtime reserved.
+	MetaHostPorts = "nsproxy.io/host-ports"
 )
 
 // exposure is the frontend and backend that publish one TCP port mapping
@@ -93,6 +95,9 @@ func exposuresFor(a api.Attachment) ([]exposure, []string) {
 		name := sanitizeName(fmt.Sprintf("%s-%d", ns, pm.HostPort))
 		pos := config.Pos{File: "attachment " + a.ContainerID + "/" + a.IfName}
 		bind := config.Bind{Pos: pos, Addr: netip.AddrPortFrom(host, uint16(pm.HostPort))}
+		if a.Metadata[MetaHostPorts] == "adopt" {
+			bind.AdoptFrom = a.ContainerID
+		}
 		out = append(out, exposure{
 			key:      a.AttachmentKey,
 			bind:     bind,

@@ -17,7 +17,8 @@ func engineSpec(c *config.Config) proxy.Spec {
 			Proxy: proxy.ProxyPolicy{HeaderTimeout: f.ProxyHeaderTimeout, LenientNamespace: f.LenientNetnsTLV,
 				Trusted: f.TrustedProxies}}
 		for _, b := range f.Binds {
-			fs.Binds = append(fs.Binds, proxy.BindSpec{Addr: b.Addr, Namespace: b.Namespace, AcceptProxy: b.AcceptProxy})
+			fs.Binds = append(fs.Binds, proxy.BindSpec{Addr: b.Addr, Namespace: b.Namespace, AcceptProxy: b.AcceptProxy,
+				AdoptFrom: b.AdoptFrom})
 		}
 		spec.Frontends = append(spec.Frontends, fs)
 	}

@@ -80,6 +80,10 @@ type Bind struct {
 	// empty means the daemon's default namespace.
 	Namespace   string
 	AcceptProxy bool
+	// AdoptFrom, set only for attachment exposures, is a container id:
+	// serve the listening socket its runtime reserved for this address
+	// (podman's conmon) instead of binding one. Never from a file.
+	AdoptFrom string
 }
 
 // Balance is a load-balancing algorithm.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -84,7 +85,7 @@ func (l *listener) run(ctx context.Context) {
 			}
 			return
 		}
-		ln, err := h.Listen(l.bind.Addr)
+		ln, err := l.listen(h)
 		if err != nil {
 			// The address may not exist in the namespace yet: retry until it
 			// does, the namespace changes or we are stopped.
@@ -94,7 +95,7 @@ func (l *listener) run(ctx context.Context) {
 			case <-h.Context().Done():
 			case <-time.After(backoff):
 			}
-			backoff = min(backoff*2, 2*time.Second)
+			backoff = min(backoff*2, l.maxBackoff())
 			continue
 		}
 		backoff = 100 * time.Millisecond
@@ -188,4 +189,50 @@ func waiter(ln *net.TCPListener) (*os.File, error) {
 		return nil, fmt.Errorf("dup listener: %w", derr)
 	}
 	return os.NewFile(uintptr(nfd), "listener-wait"), nil
+}
+
+// listen binds the listening socket, or adopts the runtime's reservation.
+func (l *listener) listen(h *netns.Handle) (*net.TCPListener, error) {
+	if l.bind.AdoptFrom == "" {
+		return h.Listen(l.bind.Addr)
+	}
+	if !h.IsDefault() {
+		return nil, fmt.Errorf("adopting a reserved port works only in the daemon's namespace")
+	}
+	ln, err := netns.AdoptListener(l.bind.Addr, conmonOf(l.bind.AdoptFrom))
+	if err != nil {
+		return nil, fmt.Errorf("waiting for the runtime to reserve %s for container %.12s: %w", l.bind.Addr, l.bind.AdoptFrom, err)
+	}
+	return ln, nil
+}
+
+// maxBackoff: a runtime reserves its ports right after CNI ADD returns, so
+// adoption polls faster than a failed bind retries.
+func (l *listener) maxBackoff() time.Duration {
+	if l.bind.AdoptFrom != "" {
+		return 250 * time.Millisecond
+	}
+	return 2 * time.Second
+}
+
+// conmonOf accepts the conmon process of one container: podman's conmon
+// holds the container's reserved host ports and is started with the
+// container id among its arguments.
+func conmonOf(containerID string) func(pid int) bool {
+	return func(pid int) bool {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil || strings.TrimSpace(string(comm)) != "conmon" {
+			return false
+		}
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			return false
+		}
+		for _, arg := range strings.Split(string(cmdline), "\x00") {
+			if arg == containerID {
+				return true
+			}
+		}
+		return false
+	}
 }

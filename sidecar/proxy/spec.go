@@ -53,6 +53,10 @@ type BindSpec struct {
 	Addr        netip.AddrPort
 	Namespace   string // "": the default namespace
 	AcceptProxy bool
+	// AdoptFrom is a container id: instead of binding Addr, serve the
+	// listening socket that container's runtime (podman's conmon) holds
+	// for it. Only in the default namespace.
+	AdoptFrom string
 }
 
 // Balance algorithms.
