@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -201,4 +202,81 @@ func BenchmarkDialDefault(b *testing.B) {
 // socket made there (socket thread, connect on Go's poller, FileConn).
 func BenchmarkDialInNamespace(b *testing.B) {
 	benchDial(b, benchHandle(b))
+}
+
+// benchDialInline is a sketch of a dial without the socket thread and
+// without net.FileConn: the calling goroutine's own thread enters the
+// namespace, net.Dialer creates the socket there, and Dialer.Control (which
+// runs after socket(2) and before connect(2), on the same thread) switches
+// back and unlocks, so the connect waits on Go's poller like any dial.
+// It exists to measure the idea (BenchmarkDialInline), not as the engine's code.
+func benchDialInline(h *Handle, addr string) (*net.TCPConn, error) {
+	runtime.LockOSThread()
+	if err := unix.Setns(h.fd, unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return nil, err
+	}
+	restored := false
+	d := net.Dialer{KeepAlive: -1, Control: func(string, string, syscall.RawConn) error {
+		if err := unix.Setns(homeFD, unix.CLONE_NEWNET); err != nil {
+			return err // the thread stays locked and dies with the goroutine
+		}
+		restored = true
+		runtime.UnlockOSThread()
+		return nil
+	}}
+	c, err := d.Dial("tcp4", addr)
+	if !restored { // socket(2) failed before Control ran
+		if unix.Setns(homeFD, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
+}
+
+// BenchmarkDialInline: BenchmarkDialInNamespace's work done the
+// benchDialInline way, to compare with Handle.Dial.
+func BenchmarkDialInline(b *testing.B) {
+	h := benchHandle(b)
+	ln, err := h.Listen(netip.MustParseAddrPort("127.0.0.1:0"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchAcceptAndClose(b, ln)
+	addr := ln.Addr().String()
+	one := make([]byte, 1)
+	for b.Loop() {
+		c, err := benchDialInline(h, addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.Read(one)
+		c.Close()
+	}
+}
+
+// BenchmarkSocketInline: socket(2) in the namespace on the caller's own
+// locked thread (setns there and back), the part of benchDialInline that
+// replaces the socket-thread hand-off of BenchmarkSocketInNamespace.
+func BenchmarkSocketInline(b *testing.B) {
+	h := benchHandle(b)
+	for b.Loop() {
+		runtime.LockOSThread()
+		if err := unix.Setns(h.fd, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			b.Fatal(err)
+		}
+		fd, serr := unix.Socket(unix.AF_INET, benchSockType|unix.SOCK_CLOEXEC, 0)
+		if err := unix.Setns(homeFD, unix.CLONE_NEWNET); err != nil {
+			b.Fatal(err) // leaves the thread locked: it dies with the goroutine
+		}
+		runtime.UnlockOSThread()
+		if serr != nil {
+			b.Fatal(serr)
+		}
+		unix.Close(fd)
+	}
 }

@@ -62,6 +62,7 @@ func newEnv(t *testing.T, names ...string) *env {
 	}
 	e := New(reg, log)
 	before := runtime.NumGoroutine()
+	fdsBefore := openFDs()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -75,8 +76,34 @@ func newEnv(t *testing.T, names ...string) *env {
 			buf := make([]byte, 1<<16)
 			t.Errorf("goroutine leak: %d before, %d after\n%s", before, n, buf[:runtime.Stack(buf, true)])
 		}
+		for openFDs() > fdsBefore+2 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if n := openFDs(); n > fdsBefore+2 {
+			var links []string
+			ents, _ := os.ReadDir("/proc/self/fd")
+			for _, e := range ents {
+				l, _ := os.Readlink("/proc/self/fd/" + e.Name())
+				links = append(links, e.Name()+"->"+l)
+			}
+			t.Errorf("fd leak: %d open before, %d after (pipes not counted): %v", fdsBefore, n, links)
+		}
 	})
 	return &env{t: t, reg: reg, e: e, log: lb}
+}
+
+// openFDs counts this process's open file descriptors, but pipes: the
+// runtime keeps spliced pipe pairs in a pool that is freed by the garbage
+// collector, not by us.
+func openFDs() int {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	n := 0
+	for _, e := range ents {
+		if l, _ := os.Readlink("/proc/self/fd/" + e.Name()); !strings.HasPrefix(l, "pipe:") {
+			n++
+		}
+	}
+	return n
 }
 
 func (v *env) handle(name string) *netns.Handle {
