@@ -55,6 +55,13 @@ func (l *limiter) setLimit(n int) {
 	l.mu.Unlock()
 }
 
+// limited reports whether a limit is set.
+func (l *limiter) limited() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.limit > 0
+}
+
 func (l *limiter) inUse() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -146,8 +146,12 @@ func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListen
 		return n > 0
 	}
 	for {
-		if err := raw.Read(pending); err != nil {
-			return // closed
+		// Without any maxconn there is no slot to hold: accept directly
+		// and save the readiness poll.
+		if l.fe.limit.limited() || l.e.global.limited() {
+			if err := raw.Read(pending); err != nil {
+				return // closed
+			}
 		}
 		if err := l.fe.limit.acquire(sctx); err != nil {
 			return
