@@ -119,34 +119,10 @@ func (v *env) handle(name string) *netns.Handle {
 // then echoes. It stops with the test.
 func (v *env) serve(ns, addr, tag string) {
 	v.t.Helper()
-	h, err := netns.OpenPath(filepath.Join(netns.DefaultDir, ns), ns)
-	if err != nil {
-		v.t.Fatal(err)
-	}
-	ln, err := h.Listen(netip.MustParseAddrPort(addr))
-	if err != nil {
-		h.Close()
-		v.t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	v.t.Cleanup(func() { ln.Close(); h.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				io.WriteString(c, tag+"\n")
-				io.Copy(c, c)
-			}()
-		}
-	}()
+	v.serveFunc(ns, addr, func(c net.Conn) {
+		io.WriteString(c, tag+"\n")
+		io.Copy(c, c)
+	})
 }
 
 // dial connects from inside ns ("" = default) and returns the conn.
