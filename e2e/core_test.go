@@ -3,8 +3,10 @@
 package e2e
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
+	"net/netip"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -271,70 +273,91 @@ backend be
 	}
 }
 
-// TestHotPathSplices runs the daemon under strace and moves 16 MiB through
-// it: the payload must go through splice(2), not read/write.
+// TestHotPathSplices attaches strace to the daemon and moves 16 MiB
+// through it, plain and with accept-proxy + send-proxy-v2: the payload must
+// go through splice(2), not read/write, on both paths.
 func TestHotPathSplices(t *testing.T) {
 	nsproxyBin(t)
 	if _, err := exec.LookPath("strace"); err != nil {
 		t.Skip("strace not installed (make deps installs it)")
 	}
-	b := newNS(t, "B")
-	// A sink that counts bytes and answers with the count.
-	stop := serveSink(t, b, "127.0.0.1:80")
-	defer stop()
-	trace := t.TempDir() + "/strace.out"
-	cfg := writeFile(t, t.TempDir(), "s.cfg", fmt.Sprintf(`
+	for _, tc := range []struct {
+		name, bind, server string
+		proxy              bool
+	}{
+		{"plain", "", "", false},
+		{"accept-proxy+send-proxy-v2", "accept-proxy", "send-proxy-v2", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newNS(t, "B")
+			// A sink that strips a PROXY v2 header when asked, counts the
+			// payload bytes and answers with the count.
+			serveFunc(t, b, "127.0.0.1:80", func(c io.ReadWriter) {
+				if tc.proxy {
+					fixed := make([]byte, 16)
+					if _, err := io.ReadFull(c, fixed); err != nil {
+						return
+					}
+					io.CopyN(io.Discard, c, int64(binary.BigEndian.Uint16(fixed[14:])))
+				}
+				n, _ := io.Copy(io.Discard, c)
+				fmt.Fprintf(c, "%d\n", n)
+			})
+			trace := t.TempDir() + "/strace.out"
+			cfg := writeFile(t, t.TempDir(), "s.cfg", fmt.Sprintf(`
 frontend fe
-    bind 127.0.0.1:17500
+    bind 127.0.0.1:17500 %s
     default_backend be
 backend be
-    server s 127.0.0.1:80 namespace %s
-`, b))
-	d := startDaemon(t, nil, "-f", cfg)
-	d.waitLog("msg=listening")
-	// Attach to every thread of the running daemon (-p with -f).
-	st := exec.Command("strace", "-f", "-qq", "-e", "trace=splice", "-o", trace, "-p", strconv.Itoa(d.cmd.Process.Pid))
-	if err := st.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Process.Kill(); st.Wait() })
-	time.Sleep(500 * time.Millisecond) // let strace attach
-	const size = 16 << 20
-	var got string
-	eventually(t, "transfer", func() error {
-		c, err := dialIn(t, "", "127.0.0.1:17500")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(20 * time.Second))
-		buf := make([]byte, 1<<16)
-		for sent := 0; sent < size; sent += len(buf) {
-			if _, err := c.Write(buf); err != nil {
-				return err
+    server s 127.0.0.1:80 namespace %s %s
+`, tc.bind, b, tc.server))
+			d := startDaemon(t, nil, "-f", cfg)
+			d.waitLog("msg=listening")
+			// Attach to every thread of the running daemon (-p with -f).
+			st := exec.Command("strace", "-f", "-qq", "-e", "trace=splice", "-o", trace, "-p", strconv.Itoa(d.cmd.Process.Pid))
+			if err := st.Start(); err != nil {
+				t.Fatal(err)
 			}
-		}
-		c.(interface{ CloseWrite() error }).CloseWrite()
-		b, err := io.ReadAll(c)
-		got = strings.TrimSpace(string(b))
-		return err
-	})
-	if got != strconv.Itoa(size) {
-		t.Fatalf("sink received %q bytes, want %d", got, size)
+			t.Cleanup(func() { st.Process.Kill(); st.Wait() })
+			time.Sleep(500 * time.Millisecond) // let strace attach
+			const size = 16 << 20
+			c, err := dialIn(t, "", "127.0.0.1:17500")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			if tc.proxy {
+				c.Write(v2Header(netip.MustParseAddrPort("192.0.2.1:1000"), netip.MustParseAddrPort("127.0.0.1:17500"), ""))
+			}
+			buf := make([]byte, 1<<16)
+			for sent := 0; sent < size; sent += len(buf) {
+				if _, err := c.Write(buf); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.(interface{ CloseWrite() error }).CloseWrite()
+			reply, _ := io.ReadAll(c)
+			if got := strings.TrimSpace(string(reply)); got != strconv.Itoa(size) {
+				t.Fatalf("sink received %q payload bytes, want %d", got, size)
+			}
+			st.Process.Signal(syscall.SIGINT) // detach and flush
+			st.Wait()
+			out := sh(t, "cat", trace)
+			spliced := 0
+			// With several threads strace splits calls into "splice(... <unfinished ...>"
+			// and "<... splice resumed>...) = N": count both forms.
+			for _, m := range regexp.MustCompile(`(?m)splice(?:\(| resumed>).*\) = (\d+)$`).FindAllStringSubmatch(out, -1) {
+				n, _ := strconv.Atoi(m[1])
+				spliced += n
+			}
+			// Each byte is spliced twice: socket to pipe, pipe to socket.
+			if spliced < 2*size {
+				t.Fatalf("splice moved %d bytes, want >= %d; strace:\n%.2000s", spliced, 2*size, out)
+			}
+			t.Logf("splice(2) moved %d bytes for a %d-byte payload", spliced, size)
+		})
 	}
-	st.Process.Signal(syscall.SIGINT) // detach and flush
-	st.Wait()
-	out := sh(t, "cat", trace)
-	spliced := 0
-	for _, m := range regexp.MustCompile(`splice\(.*\) = (\d+)`).FindAllStringSubmatch(out, -1) {
-		n, _ := strconv.Atoi(m[1])
-		spliced += n
-	}
-	// Each byte is spliced twice: socket to pipe, pipe to socket.
-	if spliced < 2*size {
-		t.Fatalf("splice moved %d bytes, want >= %d; strace:\n%.2000s", spliced, 2*size, out)
-	}
-	t.Logf("splice(2) moved %d bytes for a %d-byte payload", spliced, size)
 }
 
 // serveSink counts the bytes of each connection and answers with the count.
