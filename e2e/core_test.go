@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -319,40 +320,60 @@ backend be
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { st.Process.Kill(); st.Wait() })
-			time.Sleep(500 * time.Millisecond) // let strace attach
-			const size = 16 << 20
-			c, err := dialIn(t, "", "127.0.0.1:17500")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(30 * time.Second))
-			if tc.proxy {
-				c.Write(v2Header(netip.MustParseAddrPort("192.0.2.1:1000"), netip.MustParseAddrPort("127.0.0.1:17500"), ""))
-			}
-			buf := make([]byte, 1<<16)
-			for sent := 0; sent < size; sent += len(buf) {
-				if _, err := c.Write(buf); err != nil {
+			// transfer sends size payload bytes and checks the sink's count.
+			transfer := func(size int) {
+				t.Helper()
+				c, err := dialIn(t, "", "127.0.0.1:17500")
+				if err != nil {
 					t.Fatal(err)
 				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(30 * time.Second))
+				if tc.proxy {
+					c.Write(v2Header(netip.MustParseAddrPort("192.0.2.1:1000"), netip.MustParseAddrPort("127.0.0.1:17500"), ""))
+				}
+				buf := make([]byte, 1<<16)
+				for sent := 0; sent < size; sent += len(buf) {
+					if _, err := c.Write(buf); err != nil {
+						t.Fatal(err)
+					}
+				}
+				c.(interface{ CloseWrite() error }).CloseWrite()
+				reply, _ := io.ReadAll(c)
+				if got := strings.TrimSpace(string(reply)); got != strconv.Itoa(size) {
+					t.Fatalf("sink received %q payload bytes, want %d", got, size)
+				}
 			}
-			c.(interface{ CloseWrite() error }).CloseWrite()
-			reply, _ := io.ReadAll(c)
-			if got := strings.TrimSpace(string(reply)); got != strconv.Itoa(size) {
-				t.Fatalf("sink received %q payload bytes, want %d", got, size)
-			}
-			st.Process.Signal(syscall.SIGINT) // detach and flush
-			st.Wait()
-			out := sh(t, "cat", trace)
-			spliced := 0
 			// With several threads strace splits calls into "splice(... <unfinished ...>"
 			// and "<... splice resumed>...) = N": count both forms.
-			for _, m := range regexp.MustCompile(`(?m)splice(?:\(| resumed>).*\) = (\d+)$`).FindAllStringSubmatch(out, -1) {
-				n, _ := strconv.Atoi(m[1])
-				spliced += n
+			splicedRE := regexp.MustCompile(`(?m)splice(?:\(| resumed>).*\)\s+= (\d+)$`)
+			splicedSoFar := func() int {
+				b, _ := os.ReadFile(trace)
+				n := 0
+				for _, m := range splicedRE.FindAllSubmatch(b, -1) {
+					v, _ := strconv.Atoi(string(m[1]))
+					n += v
+				}
+				return n
 			}
+			// Warm up until strace demonstrably records, then measure only
+			// what the measured transfer adds.
+			eventually(t, "strace attached", func() error {
+				transfer(1 << 20)
+				if splicedSoFar() == 0 {
+					return fmt.Errorf("no splice recorded yet")
+				}
+				return nil
+			})
+			before := splicedSoFar()
+			const size = 16 << 20
+			transfer(size)
+			st.Process.Signal(syscall.SIGINT) // detach and flush
+			st.Wait()
+			spliced := splicedSoFar() - before
 			// Each byte is spliced twice: socket to pipe, pipe to socket.
 			if spliced < 2*size {
+				out, _ := os.ReadFile(trace)
 				t.Fatalf("splice moved %d bytes, want >= %d; strace:\n%.2000s", spliced, 2*size, out)
 			}
 			t.Logf("splice(2) moved %d bytes for a %d-byte payload", spliced, size)
