@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -277,6 +278,9 @@ func (s *session) destination(sp ServerSpec) (netip.AddrPort, error) {
 // long transfers.
 const copyChunk = 1 << 20
 
+// burstMax: less than this queued is spliced as one bounded call.
+const burstMax = 64 << 10
+
 // pump moves bytes both ways until both sides finished, with half-close:
 // a FIN from one side is passed on and the other direction goes on.
 //
@@ -400,9 +404,43 @@ func (s *session) copy(dst, src *net.TCPConn, fromClient bool) {
 	if fromClient {
 		count = &s.bytesIn
 	}
+	raw, err := src.SyscallConn()
+	if err != nil {
+		s.abort("closed")
+		return
+	}
+	// Wait for data before calling ReadFrom: the runtime takes a pipe pair
+	// from its pool for every splice call and holds it while the call
+	// waits, so an idle connection would pin 4 fds. A short burst (a
+	// request, a reply) is spliced with a limit of what is queued, so the
+	// call returns and gives the pipe back; bulk data keeps 1 MiB calls.
+	queued := 0
+	ready := func(fd uintptr) bool {
+		var b [1]byte
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		switch {
+		case err == unix.EAGAIN || err == unix.EINTR:
+			return false
+		case err != nil || n == 0:
+			queued = 0 // EOF or an error: ReadFrom reports it
+			return true
+		}
+		queued, err = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+		if err != nil {
+			queued = 0
+		}
+		return true
+	}
 	lr := &io.LimitedReader{R: src}
 	for {
+		if err := raw.Read(ready); err != nil {
+			s.abort("closed")
+			return
+		}
 		lr.N = copyChunk
+		if queued > 0 && queued < burstMax {
+			lr.N = int64(queued)
+		}
 		n, err := dst.ReadFrom(lr)
 		if n > 0 {
 			count.Add(uint64(n))
@@ -484,6 +522,13 @@ func (s *session) logEnd(err error) {
 	s.mu.Unlock()
 	if term == "" {
 		term = "normal"
+	}
+	level := slog.LevelInfo
+	if err != nil {
+		level = slog.LevelWarn
+	}
+	if !s.e.log.Enabled(context.Background(), level) {
+		return // build no arguments for a line nobody reads
 	}
 	args := []any{"tenant", s.fe.Tenant, "frontend", s.fe.Name, "backend", s.backend, "server", srvName,
 		"client", s.src.String(), "client_netns", s.clientNS.Label(), "client_netns_source", s.nsSource,
