@@ -293,6 +293,9 @@ func startDaemon(t *testing.T, prefix []string, args ...string) *daemon {
 		dir := t.TempDir()
 		args = append(args, "--socket", filepath.Join(dir, "ctl.sock"), "--state-file", filepath.Join(dir, "state.json"))
 	}
+	if !slices.Contains(args, "--attachment-dir") {
+		args = append(args, "--attachment-dir", "none") // never replay the host's records
+	}
 	if i := slices.Index(args, "--socket"); i >= 0 {
 		d.socket = args[i+1]
 	}

@@ -57,9 +57,11 @@ func RecordName(k AttachmentKey) string {
 	if len(n) <= maxNameLen {
 		return n
 	}
-	// A NUL cannot appear in either part (not in env values nor file
-	// names), so the join is unambiguous.
-	sum := sha256.Sum256([]byte(k.ContainerID + "\x00" + k.IfName))
+	// Hash the escaped name: escaping never yields "+", so the join is
+	// unambiguous for any bytes (a NUL in an id is unusual, not impossible:
+	// the fuzzer found two keys that collided when the raw parts were
+	// joined with NUL).
+	sum := sha256.Sum256([]byte(n))
 	return "sha256-" + hex.EncodeToString(sum[:]) + recordSuffix
 }
 
