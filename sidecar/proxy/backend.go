@@ -95,17 +95,19 @@ func (b *backend) pick(client netip.Addr, tried map[*server]bool, nsOK func(stri
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var cands []*server
-	for _, backup := range []bool{false, true} {
-		for _, s := range b.servers {
-			if s.spec.Backup == backup && !tried[s] && s.usable(nsOK) {
-				cands = append(cands, s)
-			}
-		}
-		if len(cands) > 0 {
-			break
+	for _, s := range b.servers {
+		if !s.spec.Backup && !tried[s] && s.usable(nsOK) {
+			cands = append(cands, s)
 		}
 	}
 	if len(cands) == 0 {
+		// As HAProxy without "option allbackups": the first usable backup
+		// takes everything while no active server is usable.
+		for _, s := range b.servers {
+			if s.spec.Backup && !tried[s] && s.usable(nsOK) {
+				return s
+			}
+		}
 		return nil
 	}
 	switch b.spec.Load().Balance {

@@ -357,6 +357,15 @@ func TestBalanceAlgorithms(t *testing.T) {
 		t.Errorf("leastconn ties must rotate: %v", ties)
 	}
 
+	b = mk(RoundRobin, 1, 1, 1)
+	b.servers[1].spec.Backup, b.servers[2].spec.Backup = true, true
+	b.servers[0].up.Store(false)
+	for i := 0; i < 4; i++ {
+		if n := b.pick(client, nil, ok).spec.Name; n != "b" {
+			t.Errorf("with the active server down, the first backup must take everything, got %s", n)
+		}
+	}
+
 	b = mk(RoundRobin, 1, 0)
 	for i := 0; i < 3; i++ {
 		if n := b.pick(client, nil, ok).spec.Name; n != "a" {
