@@ -44,7 +44,7 @@ func (e *UnreachableError) Error() string {
 	if errors.As(e.Err, &se) {
 		reason = se.Err
 	}
-	return fmt.Sprintf("cannot reach nsproxy at %s: %v", e.Socket, reason)
+	return fmt.Sprintf("cannot reach nsproxy at %s: %v; is the daemon running (nsproxy run) and are you root?", e.Socket, reason)
 }
 
 func (e *UnreachableError) Unwrap() error { return e.Err }

@@ -6,11 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nsproxy/nsproxy/hooks"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 )
@@ -30,8 +30,9 @@ const (
 )
 
 // ErrUnreachable matches (errors.Is) every error from a Client that could
-// not connect to the control socket.
-var ErrUnreachable = errors.New("nsproxy: control socket unreachable")
+// not connect to the control socket. The CNI plugin's client in package
+// hooks reports the same error, so callers test one value.
+var ErrUnreachable = hooks.ErrUnreachable
 
 // errEmptyAnswer says a 2xx answer had no body where one was expected.
 var errEmptyAnswer = errors.New("empty answer")
@@ -39,26 +40,7 @@ var errEmptyAnswer = errors.New("empty answer")
 // UnreachableError is returned when the socket cannot be dialled: the daemon
 // is not running, the path is wrong or the caller may not use the socket.
 // It unwraps to the dial error, so errors.Is(err, fs.ErrPermission) works.
-type UnreachableError struct {
-	Socket string
-	Err    error
-}
-
-func (e *UnreachableError) Error() string {
-	reason := e.Err
-	// "no such file or directory" says more to an operator than the full
-	// "dial unix /run/...: connect: ..." chain, which repeats the path.
-	var se *os.SyscallError
-	if errors.As(e.Err, &se) {
-		reason = se.Err
-	}
-	return fmt.Sprintf("cannot reach nsproxy at %s: %v; is the daemon running (nsproxy run) and are you root?", e.Socket, reason)
-}
-
-func (e *UnreachableError) Unwrap() error { return e.Err }
-
-// Is makes errors.Is(err, ErrUnreachable) true.
-func (e *UnreachableError) Is(target error) bool { return target == ErrUnreachable }
+type UnreachableError = hooks.UnreachableError
 
 // StatusError is a non-2xx answer from the daemon.
 type StatusError struct {
