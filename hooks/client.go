@@ -114,23 +114,35 @@ func NewClient(socket string, opts ...ClientOption) *Client {
 	for _, o := range opts {
 		o(c)
 	}
-	var d net.Dialer
 	c.http = &http.Client{
-		Transport: &http.Transport{
-			// No Proxy: HTTP_PROXY must not capture a local socket.
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				conn, err := d.DialContext(ctx, "unix", c.socket)
-				if err != nil {
-					return nil, &UnreachableError{Socket: c.socket, Err: err}
-				}
-				return conn, nil
-			},
-			DisableKeepAlives: true,
-		},
+		Transport: UnixTransport(c.socket, false),
 		// The API never redirects.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return c
+}
+
+// UnixTransport is an HTTP transport that reaches the daemon over its unix
+// socket; a failed dial is an *UnreachableError. It ignores HTTP_PROXY (a
+// proxy must never capture a local socket). keepAlive keeps up to two idle
+// connections for 30 s, for long-lived callers such as the CLI; hooks are
+// short-lived processes and keep none.
+func UnixTransport(socket string, keepAlive bool) *http.Transport {
+	var d net.Dialer
+	t := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			conn, err := d.DialContext(ctx, "unix", socket)
+			if err != nil {
+				return nil, &UnreachableError{Socket: socket, Err: err}
+			}
+			return conn, nil
+		},
+		DisableKeepAlives: !keepAlive,
+	}
+	if keepAlive {
+		t.MaxIdleConns, t.IdleConnTimeout = 2, 30*time.Second
+	}
+	return t
 }
 
 // Socket is the path the client dials.

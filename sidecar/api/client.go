@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"github.com/nsproxy/nsproxy/hooks"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -91,19 +90,7 @@ func NewClient(socket string, opts ...ClientOption) *Client {
 	for _, o := range opts {
 		o(c)
 	}
-	var d net.Dialer
-	c.transport = &http.Transport{
-		// No Proxy: HTTP_PROXY must not capture requests meant for a local socket.
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			conn, err := d.DialContext(ctx, "unix", c.socket)
-			if err != nil {
-				return nil, &UnreachableError{Socket: c.socket, Err: err}
-			}
-			return conn, nil
-		},
-		MaxIdleConns:    2,
-		IdleConnTimeout: 30 * time.Second,
-	}
+	c.transport = hooks.UnixTransport(c.socket, true)
 	c.http = &http.Client{
 		Transport: c.transport,
 		// The API never redirects; a redirect means a malformed path, and
