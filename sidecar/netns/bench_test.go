@@ -6,8 +6,9 @@ package netns
 //	go test -run '^$' -bench . -benchtime 1s ./sidecar/netns/
 //
 // BenchmarkSocketDefault is the floor: socket(2)+close(2) in the daemon's own
-// namespace. BenchmarkSocketInNamespace adds the hand-off to the namespace's
-// socket thread; the difference is what the hot path pays per socket.
+// namespace. BenchmarkSocketInNamespace makes it through Handle.Socket (a
+// locked goroutine that switches there and back); the engine's dials pay
+// less, only the two setns(2) of BenchmarkSetnsRoundTrip (Handle.Dial).
 // BenchmarkSetnsRoundTrip is the bare cost of two setns(2) calls, and
 // BenchmarkDoSetns the cost of Handle.Do (a goroutine on a locked thread that
 // switches there and back).
@@ -18,7 +19,6 @@ import (
 	"net/netip"
 	"path/filepath"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
@@ -53,7 +53,7 @@ func BenchmarkSocketDefault(b *testing.B) {
 
 func BenchmarkSocketInNamespace(b *testing.B) {
 	h := benchHandle(b)
-	// The first call starts the socket thread: keep it out of the timing.
+	// Warm up (thread creation) outside the timing.
 	if fd, err := h.Socket(unix.AF_INET, benchSockType, 0); err != nil {
 		b.Fatal(err)
 	} else {
@@ -68,8 +68,8 @@ func BenchmarkSocketInNamespace(b *testing.B) {
 	}
 }
 
-// BenchmarkSocketInNamespaceParallel: every goroutine asks the one socket
-// thread of the namespace, as concurrent dials to one server namespace do.
+// BenchmarkSocketInNamespaceParallel: Handle.Socket from several goroutines
+// at once.
 func BenchmarkSocketInNamespaceParallel(b *testing.B) {
 	h := benchHandle(b)
 	if fd, err := h.Socket(unix.AF_INET, benchSockType, 0); err != nil {
@@ -129,24 +129,6 @@ func BenchmarkDoSetns(b *testing.B) {
 	}
 }
 
-// BenchmarkDoSocket: a socket made through Handle.Do (the path without a
-// socket thread), to compare with BenchmarkSocketInNamespace.
-func BenchmarkDoSocket(b *testing.B) {
-	h := benchHandle(b)
-	for b.Loop() {
-		var fd int
-		err := h.Do(func() error {
-			var err error
-			fd, err = unix.Socket(unix.AF_INET, benchSockType|unix.SOCK_CLOEXEC, 0)
-			return err
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		unix.Close(fd)
-	}
-}
-
 // benchAcceptAndClose serves ln by closing every accepted connection.
 func benchAcceptAndClose(b *testing.B, ln *net.TCPListener) {
 	done := make(chan struct{})
@@ -199,84 +181,7 @@ func BenchmarkDialDefault(b *testing.B) {
 }
 
 // BenchmarkDialInNamespace: connect to a listener inside a namespace from a
-// socket made there (socket thread, connect on Go's poller, FileConn).
+// socket made there (Handle.Dial: socket(2) inside, connect on Go's poller).
 func BenchmarkDialInNamespace(b *testing.B) {
 	benchDial(b, benchHandle(b))
-}
-
-// benchDialInline is a sketch of a dial without the socket thread and
-// without net.FileConn: the calling goroutine's own thread enters the
-// namespace, net.Dialer creates the socket there, and Dialer.Control (which
-// runs after socket(2) and before connect(2), on the same thread) switches
-// back and unlocks, so the connect waits on Go's poller like any dial.
-// It exists to measure the idea (BenchmarkDialInline), not as the engine's code.
-func benchDialInline(h *Handle, addr string) (*net.TCPConn, error) {
-	runtime.LockOSThread()
-	if err := unix.Setns(h.fd, unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return nil, err
-	}
-	restored := false
-	d := net.Dialer{KeepAlive: -1, Control: func(string, string, syscall.RawConn) error {
-		if err := unix.Setns(homeFD, unix.CLONE_NEWNET); err != nil {
-			return err // the thread stays locked and dies with the goroutine
-		}
-		restored = true
-		runtime.UnlockOSThread()
-		return nil
-	}}
-	c, err := d.Dial("tcp4", addr)
-	if !restored { // socket(2) failed before Control ran
-		if unix.Setns(homeFD, unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	return c.(*net.TCPConn), nil
-}
-
-// BenchmarkDialInline: BenchmarkDialInNamespace's work done the
-// benchDialInline way, to compare with Handle.Dial.
-func BenchmarkDialInline(b *testing.B) {
-	h := benchHandle(b)
-	ln, err := h.Listen(netip.MustParseAddrPort("127.0.0.1:0"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	benchAcceptAndClose(b, ln)
-	addr := ln.Addr().String()
-	one := make([]byte, 1)
-	for b.Loop() {
-		c, err := benchDialInline(h, addr)
-		if err != nil {
-			b.Fatal(err)
-		}
-		c.Read(one)
-		c.Close()
-	}
-}
-
-// BenchmarkSocketInline: socket(2) in the namespace on the caller's own
-// locked thread (setns there and back), the part of benchDialInline that
-// replaces the socket-thread hand-off of BenchmarkSocketInNamespace.
-func BenchmarkSocketInline(b *testing.B) {
-	h := benchHandle(b)
-	for b.Loop() {
-		runtime.LockOSThread()
-		if err := unix.Setns(h.fd, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			b.Fatal(err)
-		}
-		fd, serr := unix.Socket(unix.AF_INET, benchSockType|unix.SOCK_CLOEXEC, 0)
-		if err := unix.Setns(homeFD, unix.CLONE_NEWNET); err != nil {
-			b.Fatal(err) // leaves the thread locked: it dies with the goroutine
-		}
-		runtime.UnlockOSThread()
-		if serr != nil {
-			b.Fatal(serr)
-		}
-		unix.Close(fd)
-	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -51,16 +50,15 @@ func (id Identity) String() string {
 // Handle is an open network namespace. Its Context is cancelled when the
 // handle is closed, so that everything created inside can be torn down with it.
 type Handle struct {
-	name    string
-	path    string
-	id      Identity
-	isHome  bool
-	ctx     context.Context
-	cancel  context.CancelFunc
-	mu      sync.RWMutex // held shared while fd is in use, exclusively to close it
-	fd      int
-	closed  bool
-	factory atomic.Pointer[factory]
+	name   string
+	path   string
+	id     Identity
+	isHome bool
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.RWMutex // held shared while fd is in use, exclusively to close it
+	fd     int
+	closed bool
 }
 
 // Name is the registry name ("" for the default namespace).
@@ -179,7 +177,7 @@ func statIdentity(path string) (Identity, error) {
 	return Identity{Dev: st.Dev, Ino: st.Ino}, nil
 }
 
-// Close cancels the handle's context, stops its socket thread and closes the fd.
+// Close cancels the handle's context and closes the fd.
 // It waits for sockets being created right now. Closing twice is harmless.
 func (h *Handle) Close() error {
 	h.cancel()
@@ -189,9 +187,6 @@ func (h *Handle) Close() error {
 		return nil
 	}
 	h.closed = true
-	if f := h.factory.Load(); f != nil {
-		f.stop()
-	}
 	return unix.Close(h.fd)
 }
 
@@ -250,18 +245,13 @@ func (h *Handle) Socket(domain, typ, proto int) (int, error) {
 	if h.isHome {
 		return unix.Socket(domain, typ|unix.SOCK_CLOEXEC, proto)
 	}
-	f := h.factory.Load()
-	if f == nil {
-		// Started on first use: most namespaces only ever get a listener.
-		nf := newFactory(h.fd)
-		if h.factory.CompareAndSwap(nil, nf) {
-			f = nf
-		} else {
-			nf.stop()
-			f = h.factory.Load()
-		}
-	}
-	return f.socket(domain, typ|unix.SOCK_CLOEXEC, proto)
+	fd := -1
+	err := h.do(func() error {
+		var err error
+		fd, err = unix.Socket(domain, typ|unix.SOCK_CLOEXEC, proto)
+		return err
+	})
+	return fd, err
 }
 
 // String describes the handle for logs.

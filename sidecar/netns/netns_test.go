@@ -208,7 +208,7 @@ func TestThreadsReturnHome(t *testing.T) {
 				c, _ := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
 				unix.Close(fd)
 				if c != h.Identity().Cookie {
-					errc <- errors.New("socket from factory is not in the namespace")
+					errc <- errors.New("socket from Handle.Socket is not in the namespace")
 				}
 				h.Do(func() error { return nil })
 				// The inline dial enters the namespace on the caller's

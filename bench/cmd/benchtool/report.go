@@ -46,7 +46,7 @@ var metrics = []metric{
 	{"ns_rss_mib", "daemon RSS after applying them", "MiB", true, false},
 	{"ns_threads", "daemon threads after applying them", "threads", true, false},
 	{"ns_count", "namespaces in that test", "namespaces", false, false},
-	{"ns_socket_extra_us", "extra cost of a socket made in another namespace (socket thread)", "µs", true, false},
+	{"ns_socket_extra_us", "extra cost of a socket made in another namespace (Handle.Socket)", "µs", true, false},
 }
 
 // Configuration display order; others follow in order of appearance.
