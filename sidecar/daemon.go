@@ -367,7 +367,7 @@ func (d *Daemon) restore(st State) State {
 	return out
 }
 
-// replay replaces the state's CNI attachments with the plugin's records.
+// replay replaces the state's CNI attachments with the hooks' records.
 func (d *Daemon) replay(st State) State {
 	if d.opt.AttachmentDir == "" {
 		return st
@@ -376,9 +376,16 @@ func (d *Daemon) replay(st State) State {
 	for _, err := range errs {
 		d.log.Warn("attachment record skipped", "dir", d.opt.AttachmentDir, "err", err.Error())
 	}
+	// The records are the truth for the CNI plugin's attachments and for
+	// every key they hold (the OCI hook writes them too); an OCI
+	// attachment saved without a record (an older hook) stays.
+	recorded := map[api.AttachmentKey]bool{}
+	for _, r := range recs {
+		recorded[api.AttachmentKey{ContainerID: r.ContainerID, IfName: r.IfName}] = true
+	}
 	kept := st.Attachments[:0:0]
 	for _, a := range st.Attachments {
-		if a.Source != api.SourceCNI && a.Source != "" {
+		if a.Source != api.SourceCNI && a.Source != "" && !recorded[a.AttachmentKey] {
 			kept = append(kept, a)
 		}
 	}
