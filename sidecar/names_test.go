@@ -3,6 +3,7 @@ package sidecar
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -177,5 +178,33 @@ func TestAddNamespaceOwnedName(t *testing.T) {
 	}
 	if id := td.registryIdentity(file); id != nsIdentity(t, file) {
 		t.Fatalf("the files' name %q was repointed", file)
+	}
+}
+
+// TestReloadTakesAttachmentName: files that start to name what an
+// attachment holds get the name; the attachment moves to its next name
+// and keeps pointing at its own namespace.
+func TestReloadTakesAttachmentName(t *testing.T) {
+	file, ctr := testns.New(t, "F"), testns.New(t, "C")
+	td := startTestDaemon(t, baseCfg, "")
+	if code, got, e := td.putAttachment("pod-1", file, ctr); code != http.StatusCreated || got.Name != file {
+		t.Fatalf("attachment: %d %+v %+v", code, got, e)
+	}
+	cfg := baseCfg + fmt.Sprintf("backend other\n    server s 127.0.0.1:80 namespace %s\n", file)
+	if err := os.WriteFile(td.d.opt.ConfigFiles[0], []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := td.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	given := td.d.attachmentName(api.AttachmentKey{ContainerID: "pod-1", IfName: "eth0"})
+	if given == file || given == "" {
+		t.Fatalf("after reload the attachment is named %q", given)
+	}
+	if id := td.registryIdentity(file); id != nsIdentity(t, file) {
+		t.Fatalf("the files' name %q points at %v, not the files' namespace", file, id)
+	}
+	if id := td.registryIdentity(given); id != nsIdentity(t, ctr) {
+		t.Fatalf("the attachment's name %q points at %v", given, id)
 	}
 }
