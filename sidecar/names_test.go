@@ -208,3 +208,36 @@ func TestReloadTakesAttachmentName(t *testing.T) {
 		t.Fatalf("the attachment's name %q points at %v", given, id)
 	}
 }
+
+// FuzzAssignNames: whatever the hooks ask for, every attachment gets a
+// valid name of its own that the files and the API do not own, and a
+// second pass with the names given changes nothing.
+func FuzzAssignNames(f *testing.F) {
+	f.Add("cnitool-0a1bffff", "cnitool-0a1b0000", "", "", "files")
+	f.Add("x", "y", "team-b-web", "team-b-web", "api")
+	f.Add("a", "b", "files", strings.Repeat("n", 255), "")
+	f.Add("a/b", "a-b", "", "../x", "cni-a-b-eth0")
+	f.Fuzz(func(t *testing.T, id1, id2, name1, name2, api1 string) {
+		file := &config.Config{Namespaces: []config.NamespaceRef{{Name: "files"}}}
+		st := State{Namespaces: []api.Namespace{{Name: api1}}}
+		for i, x := range [][2]string{{id1, name1}, {id2, name2}, {id1 + "z", name1}} {
+			st.Attachments = append(st.Attachments, api.Attachment{
+				AttachmentKey: api.AttachmentKey{ContainerID: x[0], IfName: fmt.Sprint("eth", i)}, Name: x[1]})
+		}
+		assignNames(file, &st, nil)
+		seen := map[string]bool{}
+		for _, a := range st.Attachments {
+			if !config.ValidNamespaceName(a.Name) || a.Name == "files" || a.Name == api1 || seen[a.Name] {
+				t.Fatalf("names %+v", st.Attachments)
+			}
+			seen[a.Name] = true
+		}
+		again := st.clone()
+		assignNames(file, &again, givenNames(st))
+		for i := range st.Attachments {
+			if again.Attachments[i].Name != st.Attachments[i].Name {
+				t.Fatalf("a second pass moved %q to %q", st.Attachments[i].Name, again.Attachments[i].Name)
+			}
+		}
+	})
+}

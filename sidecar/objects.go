@@ -24,8 +24,11 @@ func (d *Daemon) AddNamespace(n api.Namespace) error {
 	}
 	// Checked again in mutate, where the answer cannot change: this early
 	// check avoids a netns attach that would only be undone.
-	st, _, _ := d.snapshotState()
-	if err := d.namespaceNameFree(&st, n.Name); err != nil {
+	d.mu.Lock()
+	st := d.state.clone()
+	err := d.namespaceNameFree(&st, n.Name)
+	d.mu.Unlock()
+	if err != nil {
 		return err
 	}
 	attached := false
@@ -48,7 +51,7 @@ func (d *Daemon) AddNamespace(n api.Namespace) error {
 	}
 	n.Source, n.Tenant = api.SourceAPI, tenantOr(n.Tenant)
 	n.Allowed, n.State, n.Identity, n.UsedBy = true, "", nil, nil
-	err := d.mutate(func(s *State) error {
+	err = d.mutate(func(s *State) error {
 		if err := d.namespaceNameFree(s, n.Name); err != nil {
 			return err
 		}
@@ -63,8 +66,7 @@ func (d *Daemon) AddNamespace(n api.Namespace) error {
 
 // namespaceNameFree refuses a name the files, the API or an attachment
 // owns, saying which: the API's user chose the name, so picking another
-// is theirs to do. It reads d.file without d.mu: call it with d.mu held
-// (in mutate) or on a snapshot, where a stale answer is checked again.
+// is theirs to do. It reads d.file: call it with d.mu held.
 func (d *Daemon) namespaceNameFree(st *State, name string) error {
 	if slices.ContainsFunc(st.Namespaces, func(x api.Namespace) bool { return x.Name == name }) {
 		return fmt.Errorf("namespace %q is already registered: %w", name, errConflict)
