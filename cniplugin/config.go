@@ -26,7 +26,7 @@ const (
 //
 //	{"type": "nsproxy-cni", "capabilities": {"portMappings": true},
 //	 "socket": "/run/nsproxy/nsproxy.sock", "tenant": "web",
-//	 "nameTemplate": "{{.PodNamespace}}-{{.PodName}}", "strict": false,
+//	 "nameTemplate": "{{.PodNamespace}}_{{.PodName}}", "strict": false,
 //	 "target": "ip", "sendProxy": "v2", "hostPorts": "bind"}
 //
 // Keys are matched case-insensitively (encoding/json), so containerd's
@@ -46,9 +46,11 @@ type Config struct {
 	// daemon's default tenant.
 	Tenant string `json:"tenant"`
 	// NameTemplate names the registered namespace, e.g.
-	// "{{.PodNamespace}}-{{.PodName}}"; see NameFields for the fields.
+	// "{{.PodNamespace}}_{{.PodName}}" ("_" never occurs in Kubernetes
+	// names, so pods never share a name); see NameFields for the fields.
 	// Empty, or a result without a letter or digit: the daemon's default
-	// cni-<first 12 of the container ID>-<ifname>.
+	// cni-<first 12 of the container ID>-<ifname>. A name that is taken
+	// does not fail ADD: the daemon gives the attachment another one.
 	NameTemplate string `json:"nameTemplate"`
 	// Strict fails ADD when the daemon cannot be reached (error 11, try
 	// again later). By default ADD succeeds and the daemon picks the

@@ -3,6 +3,8 @@ package cniplugin
 import (
 	"fmt"
 	"strings"
+
+	"github.com/nsproxy/nsproxy/hooks"
 )
 
 // maxName bounds a generated namespace name. The daemon allows 255, but it
@@ -89,25 +91,15 @@ func (t nameTemplate) execute(f NameFields) string {
 	return sanitizeName(b.String())
 }
 
-// sanitizeName maps every byte outside [A-Za-z0-9._:-] to '-' and cuts the
-// result to maxName; a result without a letter or digit is "".
+// sanitizeName is hooks.SanitizeName cut to maxName; a result without a
+// letter or digit is "".
 func sanitizeName(s string) string {
 	if len(s) > maxName {
 		s = s[:maxName]
 	}
-	b := []byte(s)
-	alnum := false
-	for i, c := range b {
-		switch {
-		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9':
-			alnum = true
-		case c == '.' || c == '_' || c == ':' || c == '-':
-		default:
-			b[i] = '-'
-		}
-	}
-	if !alnum {
+	s = hooks.SanitizeName(s)
+	if !strings.ContainsFunc(s, func(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' }) {
 		return ""
 	}
-	return string(b)
+	return s
 }

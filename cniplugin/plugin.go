@@ -31,8 +31,9 @@ const About = "nsproxy-cni: registers container network namespaces and their por
 
 // Plugin-specific CNI error codes (the spec leaves 100 and up to plugins).
 const (
-	// CodeRejected: the daemon refused the attachment (ADD), e.g. a
-	// namespace name that another attachment uses.
+	// CodeRejected: the daemon refused the attachment (ADD) as invalid,
+	// e.g. a netns path that is not a namespace. A namespace name that is
+	// taken is no refusal: the daemon gives the attachment another one.
 	CodeRejected uint = 100
 	// CodeNotRegistered: CHECK found no attachment in the daemon, or no
 	// record of it.
@@ -148,7 +149,10 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 		for _, pr := range got.Problems {
 			log.Warn("attachment registered with a problem", "problem", pr)
 		}
-		log.Info("attachment registered", "netns", a.Netns, "exposed", strings.Join(got.Exposed, ","))
+		if got.Name != "" && a.Name != "" && got.Name != a.Name {
+			log.Warn("namespace name taken; the daemon registered the attachment under another", "requested", a.Name, "name", got.Name)
+		}
+		log.Info("attachment registered", "netns", a.Netns, "name", got.Name, "exposed", strings.Join(got.Exposed, ","))
 	case hooks.IsRejected(err):
 		_ = hooks.RemoveRecord(dir, a.AttachmentKey)
 		return types.NewError(CodeRejected, "nsproxy refused the attachment", err.Error())

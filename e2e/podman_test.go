@@ -101,13 +101,15 @@ func httpGet(url string) (string, error) {
 func TestPodmanOCIHook(t *testing.T) {
 	bin := nsproxyBin(t)
 	p := newPodman(t)
-	d := startDaemon(t, nil, "-f", writeFile(t, t.TempDir(), "empty.cfg", "# run-time objects only\n"))
+	records := filepath.Join(p.dir, "attachments") // never the host's
+	d := startDaemon(t, nil, "-f", writeFile(t, t.TempDir(), "empty.cfg", "# run-time objects only\n"),
+		"--attachment-dir", records)
 	d.waitLog("control socket listening")
 	for stage, file := range map[string]string{"createRuntime": "nsproxy-start.json", "poststop": "nsproxy-stop.json"} {
 		writeFile(t, p.hooksDir, file, fmt.Sprintf(`{"version":"1.0.0",
-  "hook":{"path":%q,"args":["nsproxy","hook","oci",%q,"--socket",%q]},
+  "hook":{"path":%q,"args":["nsproxy","hook","oci",%q,"--socket",%q,"--attachment-dir",%q]},
   "when":{"annotations":{"^nsproxy\\.io/expose$":".+"}},
-  "stages":[%q]}`, bin, stage, d.socket, stage))
+  "stages":[%q]}`, bin, stage, d.socket, records, stage))
 	}
 	name := name("hk")
 	t.Cleanup(func() { p.run("rm", "-f", "-t", "0", name) })

@@ -63,8 +63,10 @@ type Attachment struct {
 	AttachmentKey
 	// Netns is the namespace's path (CNI_NETNS, /proc/PID/ns/net).
 	Netns string `json:"netns"`
-	// Name is the registry name; empty: the daemon's default,
-	// cni-<first 12 of the container ID>-<ifname>.
+	// Name is the registry name asked for; empty: the daemon's default,
+	// cni-<first 12 of the container ID>-<ifname>. When it is taken, the
+	// daemon gives the attachment the name with a suffix derived from its
+	// key instead of refusing it; its answers carry the name given.
 	Name   string `json:"name,omitempty"`
 	Source string `json:"source,omitempty"`
 	Tenant string `json:"tenant,omitempty"`

@@ -109,6 +109,7 @@ func (d *Daemon) Start() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := d.restore(d.replay(d.state))
+	d.logNames(assignNames(d.file, &st, givenNames(d.state)))
 	p, err := d.plan(d.file, st)
 	if err != nil {
 		return err
@@ -173,12 +174,15 @@ func (d *Daemon) Reload() error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	p, err := d.plan(cfg, d.state)
+	st := d.state.clone() // the files may now name what an attachment holds
+	moved := assignNames(cfg, &st, givenNames(d.state))
+	p, err := d.plan(cfg, st)
 	if err != nil {
 		return fmt.Errorf("the new files conflict with run-time objects: %w", err)
 	}
 	d.file = cfg
-	if err := d.commit(d.state, p); err != nil {
+	d.logNames(moved)
+	if err := d.commit(st, p); err != nil {
 		return err
 	}
 	d.log.Info("configuration reloaded", "frontends", len(p.merged.Frontends), "backends", len(p.merged.Backends))
@@ -296,7 +300,7 @@ func (d *Daemon) commit(st State, p *plan) error {
 		}
 		d.registered[name] = true
 	}
-	err := d.reg.SetNames(p.merged.NamespaceNames())
+	err := d.reg.SetNames(configNames(p, entries))
 	var allowed []string
 	for _, n := range p.file.Namespaces {
 		allowed = append(allowed, n.Name)
@@ -363,7 +367,7 @@ func (d *Daemon) restore(st State) State {
 	return out
 }
 
-// replay replaces the state's CNI attachments with the plugin's records.
+// replay replaces the state's CNI attachments with the hooks' records.
 func (d *Daemon) replay(st State) State {
 	if d.opt.AttachmentDir == "" {
 		return st
@@ -372,9 +376,16 @@ func (d *Daemon) replay(st State) State {
 	for _, err := range errs {
 		d.log.Warn("attachment record skipped", "dir", d.opt.AttachmentDir, "err", err.Error())
 	}
+	// The records are the truth for the CNI plugin's attachments and for
+	// every key they hold (the OCI hook writes them too); an OCI
+	// attachment saved without a record (an older hook) stays.
+	recorded := map[api.AttachmentKey]bool{}
+	for _, r := range recs {
+		recorded[api.AttachmentKey{ContainerID: r.ContainerID, IfName: r.IfName}] = true
+	}
 	kept := st.Attachments[:0:0]
 	for _, a := range st.Attachments {
-		if a.Source != api.SourceCNI && a.Source != "" {
+		if a.Source != api.SourceCNI && a.Source != "" && !recorded[a.AttachmentKey] {
 			kept = append(kept, a)
 		}
 	}

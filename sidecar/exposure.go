@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/config"
 )
@@ -32,30 +33,22 @@ type exposure struct {
 	backend  *config.Backend
 }
 
-// attachmentNamespace is the registry name of an attachment's namespace.
+// attachmentNamespace is the registry name of an attachment's namespace:
+// the name the daemon gave it (see assignNames), or the one it asks for.
 func attachmentNamespace(a api.Attachment) string {
 	if a.Name != "" {
 		return a.Name
 	}
-	id := a.ContainerID
-	if len(id) > 12 {
-		id = id[:12]
-	}
-	return sanitizeName("cni-" + id + "-" + a.IfName)
+	return requestedName(a)
 }
 
-// sanitizeName maps anything outside [A-Za-z0-9._:-] to '-'.
+// sanitizeName maps anything outside [A-Za-z0-9._:-] to '-' and cuts at 200.
 func sanitizeName(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
-			b[i] = '-'
-		}
+	s = hooks.SanitizeName(s)
+	if len(s) > 200 {
+		s = s[:200]
 	}
-	if len(b) > 200 {
-		b = b[:200]
-	}
-	return string(b)
+	return s
 }
 
 // exposuresFor turns an attachment's port mappings into exposures. UDP and

@@ -22,12 +22,14 @@ func (d *Daemon) AddNamespace(n api.Namespace) error {
 	if err := validateNamespace(n); err != nil {
 		return err
 	}
-	st, _, _ := d.snapshotState()
-	if slices.ContainsFunc(st.Namespaces, func(x api.Namespace) bool { return x.Name == n.Name }) {
-		return fmt.Errorf("namespace %q is already registered: %w", n.Name, errConflict)
-	}
-	if slices.ContainsFunc(st.Attachments, func(a api.Attachment) bool { return attachmentNamespace(a) == n.Name }) {
-		return fmt.Errorf("namespace %q belongs to an attachment: %w", n.Name, errConflict)
+	// Checked again in mutate, where the answer cannot change: this early
+	// check avoids a netns attach that would only be undone.
+	d.mu.Lock()
+	st := d.state.clone()
+	err := d.namespaceNameFree(&st, n.Name)
+	d.mu.Unlock()
+	if err != nil {
+		return err
 	}
 	attached := false
 	switch {
@@ -49,7 +51,10 @@ func (d *Daemon) AddNamespace(n api.Namespace) error {
 	}
 	n.Source, n.Tenant = api.SourceAPI, tenantOr(n.Tenant)
 	n.Allowed, n.State, n.Identity, n.UsedBy = true, "", nil, nil
-	err := d.mutate(func(s *State) error {
+	err = d.mutate(func(s *State) error {
+		if err := d.namespaceNameFree(s, n.Name); err != nil {
+			return err
+		}
 		s.Namespaces = append(s.Namespaces, n)
 		return nil
 	})
@@ -57,6 +62,19 @@ func (d *Daemon) AddNamespace(n api.Namespace) error {
 		netns.Detach(d.reg.Dir(), n.Name)
 	}
 	return err
+}
+
+// namespaceNameFree refuses a name the files, the API or an attachment
+// owns, saying which: the API's user chose the name, so picking another
+// is theirs to do. It reads d.file: call it with d.mu held.
+func (d *Daemon) namespaceNameFree(st *State, name string) error {
+	if slices.ContainsFunc(st.Namespaces, func(x api.Namespace) bool { return x.Name == name }) {
+		return fmt.Errorf("namespace %q is already registered: %w", name, errConflict)
+	}
+	if owner := nameOwner(d.file, st, name); owner != "" {
+		return fmt.Errorf("namespace name %q is owned by %s; pick another name: %w", name, owner, errConflict)
+	}
+	return nil
 }
 
 // DeleteNamespace unregisters a run-time namespace: everything that ran
@@ -247,29 +265,36 @@ func (d *Daemon) PutAttachment(a api.Attachment) (bool, error) {
 	a.Tenant = tenantOr(a.Tenant)
 	a.State, a.Exposed, a.Problems = "", nil, nil
 	updated := false
+	var moved []movedName
 	err := d.mutate(func(s *State) error {
-		name := attachmentNamespace(a)
-		if slices.ContainsFunc(s.Namespaces, func(n api.Namespace) bool { return n.Name == name }) {
-			return fmt.Errorf("namespace name %q is registered through the API: %w", name, errConflict)
+		prev := givenNames(*s)
+		if i := slices.IndexFunc(s.Attachments, func(x api.Attachment) bool { return x.AttachmentKey == a.AttachmentKey }); i >= 0 {
+			s.Attachments[i], updated = a, true
+		} else {
+			s.Attachments = append(s.Attachments, a)
 		}
-		for i, x := range s.Attachments {
-			if x.AttachmentKey == a.AttachmentKey {
-				s.Attachments[i], updated = a, true
-				return nil
-			}
-			if attachmentNamespace(x) == name {
-				return fmt.Errorf("namespace name %q is used by attachment %s/%s: %w", name, x.ContainerID, x.IfName, errConflict)
-			}
-		}
-		s.Attachments = append(s.Attachments, a)
+		moved = assignNames(d.file, s, prev)
 		return nil
 	})
 	if err == nil {
 		_, _, status := d.snapshotState()
 		d.log.Info("attachment registered", "container", a.ContainerID, "ifname", a.IfName, "netns", a.Netns,
-			"name", attachmentNamespace(a), "exposed", status[a.AttachmentKey].exposed, "problems", status[a.AttachmentKey].problems)
+			"name", d.attachmentName(a.AttachmentKey), "exposed", status[a.AttachmentKey].exposed, "problems", status[a.AttachmentKey].problems)
+		d.logNames(moved)
 	}
 	return updated, err
+}
+
+// attachmentName is the name given to the attachment k ("" if none).
+func (d *Daemon) attachmentName(k api.AttachmentKey) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, a := range d.state.Attachments {
+		if a.AttachmentKey == k {
+			return attachmentNamespace(a)
+		}
+	}
+	return ""
 }
 
 // DeleteAttachment removes an attachment; removing a missing one is fine

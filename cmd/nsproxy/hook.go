@@ -14,16 +14,18 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/sidecar/netns"
 	"golang.org/x/sys/unix"
 )
 
 // The OCI hook: `nsproxy hook oci STAGE` reads the container state (OCI
 // runtime spec, "state") on stdin. At createRuntime (or any stage with a
-// pid) it names the container's network namespace in the netns directory
-// and registers it with the daemon as an attachment, exposing the ports of
-// the nsproxy.io/expose annotation; at poststop it unregisters it.
+// pid) it names the container's network namespace in the netns directory,
+// writes an attachment record, then registers it with the daemon, exposing
+// the ports of the nsproxy.io/expose annotation; a daemon that is down
+// replays the record when it starts, as it does the CNI plugin's. At
+// poststop it removes the record and unregisters it.
 
 // Annotations the hook reads.
 const (
@@ -60,8 +62,8 @@ func parseState(b []byte) (ociState, error) {
 
 // parseExpose reads "HOSTPORT:CONTAINERPORT[/PROTO]" or
 // "HOSTIP:HOSTPORT:CONTAINERPORT[/PROTO]", comma separated (like podman -p).
-func parseExpose(s string) ([]api.PortMapping, error) {
-	var out []api.PortMapping
+func parseExpose(s string) ([]hooks.PortMapping, error) {
+	var out []hooks.PortMapping
 	for _, item := range strings.Split(s, ",") {
 		item = strings.TrimSpace(item)
 		if item == "" {
@@ -102,34 +104,49 @@ func parseExpose(s string) ([]api.PortMapping, error) {
 		if err1 != nil || err2 != nil || h < 1 || h > 65535 || c < 1 || c > 65535 {
 			return nil, fmt.Errorf("%s %q: ports must be numbers from 1 to 65535", annExpose, item)
 		}
-		out = append(out, api.PortMapping{HostPort: h, ContainerPort: c, Protocol: proto, HostIP: hostIP})
+		out = append(out, hooks.PortMapping{HostPort: h, ContainerPort: c, Protocol: proto, HostIP: hostIP})
 	}
 	return out, nil
 }
 
-// hookNamespaceName is where the hook names the container's namespace.
+// hookNamespaceName is the registry name the hook asks for: short and
+// readable. Two IDs may share it; the daemon then gives one of them
+// another name (and the hook's file names stay apart, see hookFileName).
 func hookNamespaceName(id string) string {
 	if len(id) > 12 {
 		id = id[:12]
 	}
-	b := []byte("oci-" + id)
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			b[i] = '-'
-		}
+	return hooks.SanitizeName("oci-" + id)
+}
+
+// maxHookFile bounds the file name in the netns directory.
+const maxHookFile = 200
+
+// hookFileName is the file in the netns directory that holds the
+// container's namespace: one per container ID, so that containers whose
+// IDs share a prefix never detach each other. IDs that are not a name as
+// they are (other bytes, too long) get a hash of the whole ID.
+func hookFileName(id string) string {
+	n := "oci-" + hooks.SanitizeName(id)
+	if n == "oci-"+id && len(n) <= maxHookFile && id != "" {
+		return n
 	}
-	return string(b)
+	if len(n) > 40 {
+		n = n[:40]
+	}
+	return hooks.WithSuffix(n, hooks.KeyHash(hooks.AttachmentKey{ContainerID: id, IfName: hookIfName})[:32], maxHookFile)
 }
 
 func cmdHook(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "oci" {
-		fmt.Fprintln(stderr, "usage: nsproxy hook oci [createRuntime|poststop] [--socket S] [--netns-dir D]")
+		fmt.Fprintln(stderr, "usage: nsproxy hook oci [createRuntime|poststop] [--socket S] [--netns-dir D] [--attachment-dir D]")
 		return 2
 	}
 	fs := flag.NewFlagSet("hook oci", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	socket := fs.String("socket", envOr("NSPROXY_SOCKET", api.DefaultSocket), "daemon control socket")
+	socket := fs.String("socket", envOr("NSPROXY_SOCKET", hooks.DefaultSocket), "daemon control socket")
 	dir := fs.String("netns-dir", netns.DefaultDir, "where the container's namespace is named")
+	records := fs.String("attachment-dir", hooks.RecordDir, "attachment records, replayed by the daemon at start (its --attachment-dir; \"none\": off)")
 	stage := ""
 	rest := args[1:]
 	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
@@ -148,14 +165,16 @@ func cmdHook(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "nsproxy hook:", err)
 		return 1
 	}
-	c := api.NewClient(*socket, api.WithTimeout(5*time.Second))
-	defer c.Close()
+	h := ociHook{c: hooks.NewClient(*socket, hooks.WithTimeout(5*time.Second)), dir: *dir, records: *records, stderr: stderr}
+	if h.records == "none" {
+		h.records = ""
+	}
 	ctx := context.Background()
 	switch {
 	case stage == "poststop" || stage == "" && st.Status == "stopped":
-		err = hookStop(ctx, c, *dir, st)
+		err = h.stop(ctx, st)
 	case st.Pid > 0:
-		err = hookStart(ctx, c, *dir, st)
+		err = h.start(ctx, st)
 	default:
 		err = fmt.Errorf("stage %q with status %q and no pid: nothing to do (use createRuntime and poststop)", stage, st.Status)
 	}
@@ -173,7 +192,19 @@ func envOr(k, def string) string {
 	return def
 }
 
-func hookStart(ctx context.Context, c *api.Client, dir string, st ociState) error {
+// ociHook is one run of the hook.
+type ociHook struct {
+	c       *hooks.Client
+	dir     string // netns directory
+	records string // attachment records; "": none
+	stderr  io.Writer
+}
+
+// start names the container's namespace, records the attachment, then
+// tells the daemon. A daemon that cannot be reached does not fail the
+// container: it replays the record when it starts. A daemon that refuses
+// the attachment (invalid) does, and nothing is left behind.
+func (h ociHook) start(ctx context.Context, st ociState) error {
 	mappings, err := parseExpose(st.Annotations[annExpose])
 	if err != nil {
 		return err
@@ -185,38 +216,67 @@ func hookStart(ctx context.Context, c *api.Client, dir string, st ociState) erro
 		return fmt.Errorf("open the container's namespace: %w", err)
 	}
 	defer unix.Close(fd)
-	name := hookNamespaceName(st.ID)
-	netns.Detach(dir, name) // a leftover of a container that died without poststop
-	path, err := netns.AttachFD(dir, name, fd)
+	file := hookFileName(st.ID)
+	netns.Detach(h.dir, file) // a leftover of this very container, dead without poststop
+	path, err := netns.AttachFD(h.dir, file, fd)
 	if err != nil {
 		return err
 	}
-	ips := namespaceIPs(path)
 	meta := map[string]string{"bundle": st.Bundle}
 	for k, v := range st.Annotations {
-		if strings.HasPrefix(k, "nsproxy.io/") {
+		if strings.HasPrefix(k, hooks.MetaPrefix) {
 			meta[k] = v
 		}
 	}
-	a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: st.ID, IfName: hookIfName}, Netns: path,
-		Name: name, Source: api.SourceOCI, Tenant: st.Annotations[annTenant], IPs: ips, PortMappings: mappings, Metadata: meta}
-	got, _, err := c.PutAttachment(ctx, a)
-	if err != nil {
-		netns.Detach(dir, name)
+	a := hooks.Attachment{AttachmentKey: hooks.AttachmentKey{ContainerID: st.ID, IfName: hookIfName}, Netns: path,
+		Name: hookNamespaceName(st.ID), Source: hooks.SourceOCI, Tenant: st.Annotations[annTenant],
+		IPs: namespaceIPs(path), PortMappings: mappings, Metadata: meta}
+	recErr := errors.New("no --attachment-dir")
+	if h.records != "" {
+		recErr = hooks.WriteRecord(h.records, a)
+	}
+	got, err := h.c.PutAttachment(ctx, a)
+	switch {
+	case err == nil:
+		for _, p := range got.Problems {
+			fmt.Fprintln(h.stderr, "nsproxy hook: warning:", p)
+		}
+		if got.Name != "" && got.Name != a.Name {
+			fmt.Fprintf(h.stderr, "nsproxy hook: namespace name %s is taken; registered as %s\n", a.Name, got.Name)
+		}
+		return nil
+	case hooks.IsRejected(err):
+		h.forget(a.AttachmentKey)
+		netns.Detach(h.dir, file)
 		return err
+	case recErr != nil:
+		netns.Detach(h.dir, file)
+		return fmt.Errorf("the attachment was neither recorded (%v) nor registered: %w", recErr, err)
 	}
-	for _, p := range got.Problems {
-		fmt.Fprintln(os.Stderr, "nsproxy hook: warning:", p)
-	}
+	fmt.Fprintf(h.stderr, "nsproxy hook: daemon unavailable; it will pick the attachment up from %s when it starts: %v\n",
+		hooks.RecordPath(h.records, a.AttachmentKey), err)
 	return nil
 }
 
-func hookStop(ctx context.Context, c *api.Client, dir string, st ociState) error {
-	err := c.DeleteAttachment(ctx, api.AttachmentKey{ContainerID: st.ID, IfName: hookIfName})
-	if derr := netns.Detach(dir, hookNamespaceName(st.ID)); derr != nil && err == nil {
-		err = derr
+// stop removes the record, the daemon's attachment and the namespace's
+// name. Only a name that cannot be removed fails it: a daemon that is
+// down drops the attachment at start (no record, no namespace file).
+func (h ociHook) stop(ctx context.Context, st ociState) error {
+	k := hooks.AttachmentKey{ContainerID: st.ID, IfName: hookIfName}
+	h.forget(k)
+	if err := h.c.DeleteAttachment(ctx, k); err != nil {
+		fmt.Fprintln(h.stderr, "nsproxy hook: warning: cannot tell nsproxy to remove the attachment:", err)
 	}
-	return err
+	return netns.Detach(h.dir, hookFileName(st.ID))
+}
+
+func (h ociHook) forget(k hooks.AttachmentKey) {
+	if h.records == "" {
+		return
+	}
+	if err := hooks.RemoveRecord(h.records, k); err != nil {
+		fmt.Fprintln(h.stderr, "nsproxy hook: warning:", err)
+	}
 }
 
 // namespaceIPs lists the container's non-loopback addresses.

@@ -5,22 +5,23 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/hooks"
+	"github.com/nsproxy/nsproxy/sidecar/netns"
 )
 
 func TestParseExpose(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
-		want []api.PortMapping
+		want []hooks.PortMapping
 		err  string
 	}{
 		{"", nil, ""},
-		{"8080:80", []api.PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}}, ""},
-		{"8080:80, 127.0.0.1:8443:443/TCP ,53:53/udp", []api.PortMapping{
+		{"8080:80", []hooks.PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}}, ""},
+		{"8080:80, 127.0.0.1:8443:443/TCP ,53:53/udp", []hooks.PortMapping{
 			{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"},
 			{HostPort: 8443, ContainerPort: 443, Protocol: "tcp", HostIP: "127.0.0.1"},
 			{HostPort: 53, ContainerPort: 53, Protocol: "udp"}}, ""},
-		{"[::1]:8080:80", []api.PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp", HostIP: "::1"}}, ""},
+		{"[::1]:8080:80", []hooks.PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp", HostIP: "::1"}}, ""},
 		{"80", nil, "write HOSTPORT:CONTAINERPORT"},
 		{"1:2:3:4", nil, "write HOSTPORT"},
 		{"0:80", nil, "1 to 65535"},
@@ -78,6 +79,32 @@ func TestHookNamespaceName(t *testing.T) {
 	}
 }
 
+// TestHookFileName: one file per container ID, readable when the ID is a
+// name already; IDs sharing 12 characters (or differing only in bytes
+// outside the name rule) never share a file.
+func TestHookFileName(t *testing.T) {
+	for _, tc := range []struct{ id, want string }{
+		{"0123456789abcdef", "oci-0123456789abcdef"},
+		{"web.1_a:b", "oci-web.1_a:b"},
+	} {
+		if got := hookFileName(tc.id); got != tc.want {
+			t.Errorf("hookFileName(%q) = %q, want %q", tc.id, got, tc.want)
+		}
+	}
+	seen := map[string]string{}
+	for _, id := range []string{"0123456789abcdef", "0123456789abXXXX", "a/b", "a-b", "a+b", strings.Repeat("x", 300),
+		strings.Repeat("x", 301), "", "."} {
+		n := hookFileName(id)
+		if !netns.ValidName(n) || len(n) > maxHookFile || !strings.HasPrefix(n, "oci-") {
+			t.Errorf("hookFileName(%q) = %q: not a valid file name", id, n)
+		}
+		if other, ok := seen[n]; ok {
+			t.Errorf("ids %q and %q share the file %q", id, other, n)
+		}
+		seen[n] = id
+	}
+}
+
 func FuzzParseExpose(f *testing.F) {
 	for _, s := range []string{"8080:80", "127.0.0.1:1:2/udp", "[::1]:1:2", "", ",,,", "[", "1:2:3:4/x", "65535:65535"} {
 		f.Add(s)
@@ -109,6 +136,9 @@ func FuzzParseState(f *testing.F) {
 		}
 		if err == nil && !strings.HasPrefix(hookNamespaceName(st.ID), "oci-") {
 			t.Fatal("name without prefix")
+		}
+		if n := hookFileName(st.ID); err == nil && (!netns.ValidName(n) || len(n) > maxHookFile) {
+			t.Fatalf("id %q gives the file name %q", st.ID, n)
 		}
 	})
 }

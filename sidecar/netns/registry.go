@@ -132,7 +132,16 @@ func (r *Registry) SetNames(names []string) error {
 			continue
 		}
 		want[n] = true
-		r.slotLocked(n).config = true
+		s := r.slotLocked(n)
+		s.config = true
+		if s.entry != nil && s.path(r.dir, n) != filepath.Join(r.dir, n) {
+			// The files' name means the file: a run-time entry never
+			// repoints it, not even one registered before the files
+			// named it.
+			r.log.Warn("run-time namespace dropped: the configuration files name it", "netns", n,
+				"source", s.entry.Source, "path", s.entry.Path)
+			s.entry = nil
+		}
 	}
 	var drop []*Handle
 	for n, s := range r.slots {
@@ -182,8 +191,9 @@ func (r *Registry) closeDropped(hs []*Handle) {
 var ErrConflict = errors.New("nsproxy: namespace registered with another path")
 
 // Register adds or updates a run-time namespace. It returns without
-// waiting for the namespace to exist; a name that is also in the
-// configuration keeps serving the configuration's users. Registering a
+// waiting for the namespace to exist. A name the configuration files use
+// means the file of that name in the netns directory: registering it with
+// another path is ErrConflict and changes nothing. Registering a run-time
 // name again with another path replaces the handle.
 func (r *Registry) Register(e Entry) error {
 	if !ValidName(e.Name) {
@@ -193,6 +203,10 @@ func (r *Registry) Register(e Entry) error {
 		return fmt.Errorf("namespace %q: path %q must be absolute", e.Name, e.Path)
 	}
 	r.mu.Lock()
+	if s, ok := r.slots[e.Name]; ok && s.config && e.Path != "" && e.Path != filepath.Join(r.dir, e.Name) {
+		r.mu.Unlock()
+		return fmt.Errorf("namespace %q is named by the configuration files, %s is another path: %w", e.Name, e.Path, ErrConflict)
+	}
 	s := r.slotLocked(e.Name)
 	var drop *Handle
 	if s.h != nil && s.path(r.dir, e.Name) != (&slot{entry: &e}).path(r.dir, e.Name) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -103,5 +104,44 @@ func TestRegisterByPathAndPid(t *testing.T) {
 	r.Resync()
 	if hp.Context().Err() == nil {
 		t.Fatal("detached namespace still open after resync")
+	}
+}
+
+// TestRegisterNeverRepointsConfigName: a run-time entry whose name the
+// configuration files use, with another path, is refused and changes
+// nothing; a later SetNames that takes over a run-time entry's name with
+// another path drops the entry, so the name means the file again.
+func TestRegisterNeverRepointsConfigName(t *testing.T) {
+	a, b := testns.New(t, "F"), testns.New(t, "C")
+	r, err := NewRegistry(DefaultDir, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.SetNames([]string{a})
+	h, err := r.Get(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := h.Identity()
+	if err := r.Register(Entry{Name: a, Path: filepath.Join(DefaultDir, b), Source: "cni"}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("register over a config name: %v, want ErrConflict", err)
+	}
+	if h, err := r.Get(a); err != nil || h.Identity() != want {
+		t.Fatalf("config name %s repointed: %v %v", a, h, err)
+	}
+	// The same path is no repointing (ip netns attach by pid, then add).
+	if err := r.Register(Entry{Name: a, Source: "api"}); err != nil {
+		t.Fatalf("register with the config's own path: %v", err)
+	}
+	r.Unregister(a)
+
+	late := testns.Name("late")
+	if err := r.Register(Entry{Name: late, Path: filepath.Join(DefaultDir, b), Source: "cni"}); err != nil {
+		t.Fatal(err)
+	}
+	r.SetNames([]string{a, late})
+	if st := r.Status(); !slices.ContainsFunc(st, func(e EntryStatus) bool { return e.Name == late && e.Source == "config" && !e.Available }) {
+		t.Fatalf("a config name kept a run-time entry's other path: %+v", st)
 	}
 }
