@@ -64,7 +64,7 @@ func TestContainerdCRI(t *testing.T) {
 	})
 
 	t.Run("name template", func(t *testing.T) {
-		names := namespaceNames(t, d)
+		names := daemonNamespaceNames(t, d)
 		for _, want := range []string{"team-a-alpha", "team-a-beta", "team-a-lo"} {
 			if !slices.Contains(names, want) {
 				t.Errorf("nsproxy get namespaces: no %q in %v", want, names)
@@ -78,7 +78,7 @@ func TestContainerdCRI(t *testing.T) {
 		expectHTTP(t, at(criPortClashA), "team-b/web")
 		expectHTTP(t, at(criPortClashB), "team/b-web")
 		// Both attachments are registered, under two different names.
-		atts := attachments(t, d)
+		atts := daemonAttachments(t, d)
 		var clash []string
 		for _, a := range atts {
 			if a.ContainerID == clashA.id || a.ContainerID == clashB.id {
@@ -123,11 +123,11 @@ func TestContainerdCRI(t *testing.T) {
 		e.runPod(t, again, "0.0.0.0:80", "alpha-2")
 		expectHTTP(t, at(criPortAlpha), "alpha-2")
 		e.removePod(t, alpha)
-		if fileExists(alphaNetns) {
+		if pathExists(alphaNetns) {
 			t.Errorf("netns %s of the removed sandbox still exists", alphaNetns)
 		}
 		expectHTTP(t, at(criPortAlpha), "alpha-2")
-		if names := namespaceNames(t, d); !slices.Contains(names, "team-a-alpha") {
+		if names := daemonNamespaceNames(t, d); !slices.Contains(names, "team-a-alpha") {
 			t.Errorf("nsproxy get namespaces after the pod restart: no team-a-alpha in %v", names)
 		}
 		alpha = again
@@ -145,7 +145,7 @@ func TestContainerdCRI(t *testing.T) {
 			eventually(t, fmt.Sprintf("port %d released", port), func() error { return connRefused(at(port)) })
 		}
 		eventually(t, "no attachments in the daemon", func() error {
-			if atts := attachments(t, d); len(atts) > 0 {
+			if atts := daemonAttachments(t, d); len(atts) > 0 {
 				return fmt.Errorf("%d left: %+v", len(atts), atts)
 			}
 			return nil
@@ -163,7 +163,7 @@ func TestContainerdCRI(t *testing.T) {
 			t.Errorf("libcni results left: %v", r)
 		}
 		for ns := range e.netnses {
-			if fileExists(ns) {
+			if pathExists(ns) {
 				t.Errorf("netns %s left", ns)
 			}
 		}
@@ -188,19 +188,19 @@ type criAttachment struct {
 	Problems    []string `json:"problems"`
 }
 
-func attachments(t *testing.T, d *daemon) []criAttachment {
+func daemonAttachments(t *testing.T, d *daemon) []criAttachment {
 	t.Helper()
 	var v []criAttachment
-	getJSON(t, d, &v, "get", "attachments", "-o", "json")
+	daemonJSON(t, d, &v, "get", "attachments", "-o", "json")
 	return v
 }
 
-func namespaceNames(t *testing.T, d *daemon) []string {
+func daemonNamespaceNames(t *testing.T, d *daemon) []string {
 	t.Helper()
 	var v []struct {
 		Name string `json:"name"`
 	}
-	getJSON(t, d, &v, "get", "namespaces", "-o", "json")
+	daemonJSON(t, d, &v, "get", "namespaces", "-o", "json")
 	var names []string
 	for _, n := range v {
 		names = append(names, n.Name)
@@ -208,8 +208,8 @@ func namespaceNames(t *testing.T, d *daemon) []string {
 	return names
 }
 
-// getJSON decodes a CLI list: a JSON array, or an object with "items".
-func getJSON(t *testing.T, d *daemon, v any, args ...string) {
+// daemonJSON decodes a CLI list: a JSON array, or an object with "items".
+func daemonJSON(t *testing.T, d *daemon, v any, args ...string) {
 	t.Helper()
 	out, err := d.cli(args...)
 	if err != nil {

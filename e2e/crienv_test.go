@@ -79,13 +79,13 @@ func criTool(name string) (string, error) {
 	if dir == "" {
 		dir = "/usr/local/lib/nsproxy-test-cri"
 	}
-	if p := filepath.Join(dir, name); fileExists(p) {
+	if p := filepath.Join(dir, name); pathExists(p) {
 		return p, nil
 	}
 	return exec.LookPath(name)
 }
 
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+func pathExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // newCRIEnv starts containerd with nsproxy-cni chained as in the shipped
 // conflist, talking to the daemon at socket and writing records to
@@ -112,7 +112,7 @@ func newCRIEnv(t *testing.T, socket, recordDir string) *criEnv {
 		"loopback": filepath.Join(refDir, "loopback"), "firewall": "/usr/lib/cni/firewall", "nsproxy-cni": plugin,
 	}
 	for n, p := range cniBins {
-		if !fileExists(p) {
+		if !pathExists(p) {
 			t.Skipf("CNI plugin %s missing (%s): run scripts/deps.sh", n, p)
 		}
 	}
@@ -293,12 +293,12 @@ func (e *criEnv) crictlMust(t *testing.T, args ...string) string {
 	t.Helper()
 	out, err := e.crictlRun(args...)
 	if err != nil {
-		t.Fatalf("crictl %s: %v\n%s\ncontainerd log (tail):\n%s", strings.Join(args, " "), err, out, tail(e.logs(), 40))
+		t.Fatalf("crictl %s: %v\n%s\ncontainerd log (tail):\n%s", strings.Join(args, " "), err, out, logTail(e.logs(), 40))
 	}
 	return out
 }
 
-func tail(s string, n int) string {
+func logTail(s string, n int) string {
 	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(l) > n {
 		l = l[len(l)-n:]
@@ -518,7 +518,7 @@ func (e *criEnv) cleanup() {
 		}
 	}
 	if t.Failed() {
-		t.Logf("containerd log (tail):\n%s", tail(e.logs(), 80))
+		t.Logf("containerd log (tail):\n%s", logTail(e.logs(), 80))
 	}
 	// Shims outlive containerd; theirs name our socket or dir.
 	for _, pid := range processesMentioning(e.dir) {
@@ -536,7 +536,7 @@ func (e *criEnv) cleanup() {
 		os.Remove(r)
 	}
 	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*" + e.cgroup)
-	if fileExists("/sys/fs/cgroup/unified" + e.cgroup) {
+	if pathExists("/sys/fs/cgroup/unified" + e.cgroup) {
 		cgroups = append(cgroups, "/sys/fs/cgroup/unified"+e.cgroup)
 	}
 	for _, cg := range cgroups {
