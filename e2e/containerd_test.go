@@ -170,6 +170,10 @@ func TestContainerdCRI(t *testing.T) {
 		if p := e.bridgePorts(); p != "" {
 			t.Errorf("veths left on %s:\n%s", e.bridge, p)
 		}
+		if e.rulesRun == 0 {
+			t.Errorf("no iptables rule about the pods was seen while they ran: the leak check below would miss leaks")
+		}
+		t.Logf("iptables: up to %d rules and %d chains about the pods while they ran", e.rulesRun, len(e.chains))
 		if leaks := e.iptablesLeaks(t); len(leaks) > 0 {
 			// firewall's CNI-FORWARD pair outlives a failed ADD: containerd's
 			// cleanup DEL carries no prevResult (see an ADD error above).

@@ -55,10 +55,16 @@ type criEnv struct {
 	log  bytes.Buffer
 
 	ipt      []string        // iptables-save at start
+	shimRun  bool            // /run/containerd existed before (shims put sockets there)
 	chains   map[string]bool // iptables chains the chain's plugins made for our pods
+	rulesRun int             // most rules about our pods seen while pods ran
 	netnses  map[string]bool // every pod netns path seen
 	sandboxs []string        // every sandbox ID made
 }
+
+// criShimDir is where containerd 1.6's shims put their sockets, whatever
+// containerd's own state dir.
+const criShimDir = "/run/containerd"
 
 func (e *criEnv) Write(p []byte) (int, error) {
 	e.mu.Lock()
@@ -132,6 +138,7 @@ func newCRIEnv(t *testing.T, socket, recordDir string) *criEnv {
 		chains: map[string]bool{}, netnses: map[string]bool{},
 	}
 	e.ipt = iptablesSave(t)
+	e.shimRun = pathExists(criShimDir)
 
 	binDir := filepath.Join(dir, "cni-bin")
 	confDir := filepath.Join(dir, "net.d")
@@ -169,13 +176,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         BinaryName = %[6]q
+        Root = %[9]q
         SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = %[7]q
     conf_dir = %[8]q
     max_conf_num = 1
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), e.sock, filepath.Join(dir, "opt"),
-		criPauseImage, tools["runc"], binDir, confDir))
+		criPauseImage, tools["runc"], binDir, confDir, filepath.Join(dir, "runc")))
 	writeFile(t, dir, "crictl.yaml", fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 60\n", e.sock, e.sock))
 
 	e.cmd = exec.Command(tools["containerd"], "--config", cfg, "--log-level", "info")
@@ -417,15 +425,18 @@ func (e *criEnv) learnChains(t *testing.T) {
 			before[strings.Fields(l)[0][1:]] = true
 		}
 	}
+	n := 0
 	for _, l := range iptablesSave(t) {
 		if !strings.HasPrefix(l, "-A ") || !e.ours(l) {
 			continue
 		}
+		n++
 		if m := jumpRE.FindStringSubmatch(l); m != nil && !before[m[1]] && strings.HasPrefix(m[1], "CNI-") &&
 			m[1] != "CNI-FORWARD" && m[1] != "CNI-ADMIN" {
 			e.chains[m[1]] = true
 		}
 	}
+	e.rulesRun = max(e.rulesRun, n)
 }
 
 // iptablesLeaks is every rule or chain about this env's pods that exists
@@ -528,6 +539,12 @@ func (e *criEnv) cleanup() {
 		if err := syscall.Unmount(m, 0); err != nil {
 			syscall.Unmount(m, syscall.MNT_DETACH)
 		}
+	}
+	// containerd 1.6 puts shim sockets in /run/containerd/s whatever its
+	// state dir; take the directories away if they were ours and are empty.
+	if !e.shimRun {
+		os.Remove(filepath.Join(criShimDir, "s"))
+		os.Remove(criShimDir)
 	}
 	// A sandbox left without its teardown keeps its netns mount, veth and
 	// lease; the bridge goes, and with it the veths.
