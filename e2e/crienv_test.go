@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -531,9 +532,13 @@ func (e *criEnv) cleanup() {
 	if t.Failed() {
 		t.Logf("containerd log (tail):\n%s", logTail(e.logs(), 80))
 	}
-	// Shims outlive containerd; theirs name our socket or dir.
-	for _, pid := range processesMentioning(e.dir) {
+	// Containers whose sandbox was not removed still run in the pods'
+	// cgroup; shims outlive containerd, and theirs name our socket or dir.
+	for _, pid := range append(e.podProcesses(), processesMentioning(e.dir)...) {
 		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for end := time.Now().Add(5 * time.Second); len(e.podProcesses()) > 0 && time.Now().Before(end); {
+		time.Sleep(50 * time.Millisecond)
 	}
 	for _, m := range mountsUnder(e.dir) {
 		if err := syscall.Unmount(m, 0); err != nil {
@@ -542,6 +547,11 @@ func (e *criEnv) cleanup() {
 	}
 	// containerd 1.6 puts shim sockets in /run/containerd/s whatever its
 	// state dir; take the directories away if they were ours and are empty.
+	// A killed shim leaves its socket, named sha256(address/namespace/id);
+	// the shim's id is the sandbox's.
+	for _, id := range e.sandboxs {
+		os.Remove(filepath.Join(criShimDir, "s", fmt.Sprintf("%x", sha256.Sum256([]byte(e.sock+"/k8s.io/"+id)))))
+	}
 	if !e.shimRun {
 		os.Remove(filepath.Join(criShimDir, "s"))
 		os.Remove(criShimDir)
@@ -624,6 +634,25 @@ func splitRule(s string) []string {
 		args = append(args, cur.String())
 	}
 	return args
+}
+
+// podProcesses is the pids in the pods' cgroup parent (pids hierarchy).
+func (e *criEnv) podProcesses() []int {
+	var pids []int
+	filepath.WalkDir("/sys/fs/cgroup/pids"+e.cgroup, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.Name() != "cgroup.procs" {
+			return nil
+		}
+		b, _ := os.ReadFile(p)
+		for _, f := range strings.Fields(string(b)) {
+			var pid int
+			if _, err := fmt.Sscanf(f, "%d", &pid); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+		return nil
+	})
+	return pids
 }
 
 // mountsUnder is the mount points below dir, deepest first.
