@@ -102,6 +102,12 @@ func TestContainerdCRI(t *testing.T) {
 		expectHTTP(t, at(criPortAlpha), "alpha")
 		expectHTTP(t, at(criPortBeta), "beta")
 		expectHTTP(t, at(criPortLoopback), "loopback-only")
+		names := daemonNamespaceNames(t, d)
+		for _, want := range []string{"team-a-alpha", "team-a-beta", "team-a-lo"} {
+			if !slices.Contains(names, want) {
+				t.Errorf("nsproxy get namespaces after the restart: no %q in %v", want, names)
+			}
+		}
 		if clashOK {
 			expectHTTP(t, at(criPortClashA), "team-b/web")
 			expectHTTP(t, at(criPortClashB), "team/b-web")
