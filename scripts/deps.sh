@@ -39,3 +39,7 @@ go mod download
 if [ -x "$(dirname "$0")/deps-cni.sh" ]; then
   "$(dirname "$0")/deps-cni.sh"
 fi
+# containerd (CRI) test tools: containerd, crictl, the firewall plugin.
+if [ -x "$(dirname "$0")/deps-containerd.sh" ]; then
+  "$(dirname "$0")/deps-containerd.sh"
+fi
