@@ -65,7 +65,7 @@ func TestContainerdCRI(t *testing.T) {
 
 	t.Run("name template", func(t *testing.T) {
 		names := daemonNamespaceNames(t, d)
-		for _, want := range []string{"team-a-alpha", "team-a-beta", "team-a-lo"} {
+		for _, want := range []string{"team-a_alpha", "team-a_beta", "team-a_lo"} {
 			if !slices.Contains(names, want) {
 				t.Errorf("nsproxy get namespaces: no %q in %v", want, names)
 			}
@@ -103,7 +103,7 @@ func TestContainerdCRI(t *testing.T) {
 		expectHTTP(t, at(criPortBeta), "beta")
 		expectHTTP(t, at(criPortLoopback), "loopback-only")
 		names := daemonNamespaceNames(t, d)
-		for _, want := range []string{"team-a-alpha", "team-a-beta", "team-a-lo"} {
+		for _, want := range []string{"team-a_alpha", "team-a_beta", "team-a_lo"} {
 			if !slices.Contains(names, want) {
 				t.Errorf("nsproxy get namespaces after the restart: no %q in %v", want, names)
 			}
@@ -133,8 +133,8 @@ func TestContainerdCRI(t *testing.T) {
 			t.Errorf("netns %s of the removed sandbox still exists", alphaNetns)
 		}
 		expectHTTP(t, at(criPortAlpha), "alpha-2")
-		if names := daemonNamespaceNames(t, d); !slices.Contains(names, "team-a-alpha") {
-			t.Errorf("nsproxy get namespaces after the pod restart: no team-a-alpha in %v", names)
+		if names := daemonNamespaceNames(t, d); !slices.Contains(names, "team-a_alpha") {
+			t.Errorf("nsproxy get namespaces after the pod restart: no team-a_alpha in %v", names)
 		}
 		alpha = again
 	})
