@@ -35,7 +35,8 @@ Control a running daemon (over --socket PATH; default $NSPROXY_SOCKET or ` + api
                                                    --backup, --disabled, --send-proxy[-v2]
   nsproxy server del BACKEND NAME                  remove a server
   nsproxy stats [-o json|yaml]                     daemon-wide counters
-Every control command also takes --timeout D (default 10s).
+Every control command also takes --timeout D (default 10s). --socket and --timeout
+may also come before the command: nsproxy --socket PATH get fe.
 `
 
 // socketEnv overrides api.DefaultSocket as the default of --socket.
