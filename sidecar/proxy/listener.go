@@ -198,7 +198,7 @@ func waiter(ln *net.TCPListener) (*os.File, error) {
 // listen binds the listening socket, or adopts the runtime's reservation.
 func (l *listener) listen(h *netns.Handle) (*net.TCPListener, error) {
 	if l.bind.AdoptFrom == "" {
-		return h.Listen(l.bind.Addr)
+		return h.ListenWith(l.bind.Addr, netns.ListenOptions{V4V6: l.bind.V4V6})
 	}
 	if !h.IsDefault() {
 		return nil, fmt.Errorf("adopting a reserved port works only in the daemon's namespace")

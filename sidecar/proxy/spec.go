@@ -53,6 +53,9 @@ type BindSpec struct {
 	Addr        netip.AddrPort
 	Namespace   string // "": the default namespace
 	AcceptProxy bool
+	// V4V6 makes an IPv6 bind accept IPv4 too; otherwise a bind listens
+	// on its address's family only.
+	V4V6 bool
 	// AdoptFrom is a container id: instead of binding Addr, serve the
 	// listening socket that container's runtime (podman's conmon) holds
 	// for it. Only in the default namespace.

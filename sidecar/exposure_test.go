@@ -1,0 +1,73 @@
+package sidecar
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/sidecar/config"
+)
+
+// TestExposureFamilies: a mapping without hostIP listens on both families
+// ([::] v4v6); an explicit hostIP on its own family; an adopted port keeps
+// the runtime's socket.
+func TestExposureFamilies(t *testing.T) {
+	tests := []struct {
+		name   string
+		hostIP string
+		meta   map[string]string
+		want   string
+		v4v6   bool
+	}{
+		{name: "no hostIP", want: "[::]:8080", v4v6: true},
+		{name: "0.0.0.0", hostIP: "0.0.0.0", want: "0.0.0.0:8080"},
+		{name: "::", hostIP: "::", want: "[::]:8080"},
+		{name: "127.0.0.1", hostIP: "127.0.0.1", want: "127.0.0.1:8080"},
+		{name: "adopt", meta: map[string]string{MetaHostPorts: "adopt"}, want: "0.0.0.0:8080"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "c1", IfName: "eth0"}, Netns: "/x",
+				IPs: []string{"10.1.2.3/24"}, Metadata: tt.meta,
+				PortMappings: []api.PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp", HostIP: tt.hostIP}}}
+			xs, problems := exposuresFor(a)
+			if len(xs) != 1 || len(problems) != 0 {
+				t.Fatalf("exposures %v problems %v", xs, problems)
+			}
+			if b := xs[0].bind; b.Addr.String() != tt.want || b.V4V6 != tt.v4v6 {
+				t.Errorf("bind %s v4v6=%v, want %s v4v6=%v", b.Addr, b.V4V6, tt.want, tt.v4v6)
+			}
+		})
+	}
+}
+
+func TestBindConflict(t *testing.T) {
+	bind := func(s string, v4v6 bool) config.Bind {
+		return config.Bind{Addr: netip.MustParseAddrPort(s), V4V6: v4v6}
+	}
+	tests := []struct {
+		name string
+		used config.Bind
+		b    config.Bind
+		want bool
+	}{
+		{"same address", bind("127.0.0.1:80", false), bind("127.0.0.1:80", false), true},
+		{"other port", bind("127.0.0.1:80", false), bind("127.0.0.1:81", false), false},
+		{"two IPv4 addresses", bind("127.0.0.1:80", false), bind("127.0.0.2:80", false), false},
+		{"0.0.0.0 covers IPv4", bind("0.0.0.0:80", false), bind("127.0.0.1:80", false), true},
+		{"0.0.0.0 and ::", bind("0.0.0.0:80", false), bind("[::]:80", false), false},
+		{"0.0.0.0 and ::1", bind("0.0.0.0:80", false), bind("[::1]:80", false), false},
+		{":: covers IPv6", bind("[::]:80", false), bind("[::1]:80", false), true},
+		{":: v4v6 and 0.0.0.0", bind("[::]:80", true), bind("0.0.0.0:80", false), true},
+		{":: v4v6 and 127.0.0.1", bind("127.0.0.1:80", false), bind("[::]:80", true), true},
+		{":: v4v6 and ::1", bind("[::1]:80", false), bind("[::]:80", true), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			used := map[bindKey][]config.Bind{{"", tt.used.Addr.Port()}: {tt.used}}
+			if got := bindConflict(used, tt.b); got != tt.want {
+				t.Errorf("bindConflict = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
