@@ -104,6 +104,10 @@ func exposuresFor(a api.Attachment) ([]exposure, []string) {
 		bind := config.Bind{Pos: pos, Addr: netip.AddrPortFrom(host, uint16(pm.HostPort)), V4V6: v4v6}
 		if a.Metadata[MetaHostPorts] == "adopt" {
 			bind.AdoptFrom = a.ContainerID
+		} else {
+			// A port another program holds stays its own, also after it
+			// exits: sshd restarted on :22 must not find a container there.
+			bind.NoTakeover = true
 		}
 		out = append(out, exposure{
 			key:      a.AttachmentKey,
@@ -118,6 +122,24 @@ func exposuresFor(a api.Attachment) ([]exposure, []string) {
 }
 
 const defaultInter = 2_000_000_000 // 2s, as config's default-server
+
+// withConflicts moves the exposures whose host port another program holds
+// (the engine found it in use and will not retry) from exposed to problems.
+func withConflicts(s attachmentStatus, conflicts map[string]netip.AddrPort) attachmentStatus {
+	var out attachmentStatus
+	out.problems = s.problems
+	for _, name := range s.exposed {
+		addr, ok := conflicts[name]
+		if !ok {
+			out.exposed = append(out.exposed, name)
+			continue
+		}
+		out.problems = append(out.problems, fmt.Sprintf("host port %s: conflict: in use by another program; not exposed and "+
+			"never taken over, also after that program exits: free the port, then remove and re-add the container's network "+
+			"(CNI DEL and ADD, e.g. podman stop and start)", addr))
+	}
+	return out
+}
 
 // containerAddr is where exposed ports are sent inside the container's
 // namespace: its first IPv4 address, else its first address, else (or

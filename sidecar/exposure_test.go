@@ -1,8 +1,13 @@
 package sidecar
 
 import (
+	"net"
 	"net/netip"
+	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/nsproxy/nsproxy/internal/testns"
 
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/config"
@@ -69,5 +74,31 @@ func TestBindConflict(t *testing.T) {
 				t.Errorf("bindConflict = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestExposureConflictReported: the answer to the attachment's POST already
+// reports a host port that another program holds, and nothing is exposed.
+func TestExposureConflictReported(t *testing.T) {
+	td := startTestDaemon(t, "# attachments only\n", "")
+	ns := testns.New(t, "X")
+	holder, err := net.Listen("tcp4", "127.0.0.1:19551")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "c0ffee", IfName: "eth0"},
+		Netns: filepath.Join("/var/run/netns", ns), IPs: []string{"10.9.8.7/24"},
+		PortMappings: []api.PortMapping{{HostPort: 19551, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"},
+			{HostPort: 19552, ContainerPort: 81, Protocol: "tcp", HostIP: "127.0.0.1"}}}
+	var got api.Attachment
+	if code, e := td.call("POST", "/v1/attachments", a, &got); code != 201 {
+		t.Fatalf("POST: %d %+v", code, e)
+	}
+	if len(got.Exposed) != 1 || !strings.HasSuffix(got.Exposed[0], "-19552") {
+		t.Errorf("exposed %v, want only the free port 19552", got.Exposed)
+	}
+	if p := strings.Join(got.Problems, "; "); !strings.Contains(p, "127.0.0.1:19551: conflict: in use by another program") {
+		t.Errorf("problems %q, want the conflict on 19551", p)
 	}
 }

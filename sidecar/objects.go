@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -452,13 +453,19 @@ func (d *Daemon) connections() []api.Connection {
 
 func (d *Daemon) attachments() []api.Attachment {
 	st, _, status := d.snapshotState()
+	conflicts := map[string]netip.AddrPort{}
+	for _, l := range d.engine.Listeners() {
+		if l.Conflict {
+			conflicts[l.Frontend] = l.Bind.Addr
+		}
+	}
 	out := []api.Attachment{}
 	for _, a := range st.Attachments {
 		a.State = api.StateMissing
 		if _, err := d.reg.Get(attachmentNamespace(a)); err == nil {
 			a.State = api.StateAvailable
 		}
-		s := status[a.AttachmentKey]
+		s := withConflicts(status[a.AttachmentKey], conflicts)
 		a.Exposed, a.Problems = s.exposed, s.problems
 		out = append(out, a)
 	}
