@@ -168,3 +168,39 @@ func (n *cniNet) invokeIn(verb, ns string, extra map[string]any) (string, error)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
+
+// TestCNIHostPortFamilies: a mapping without hostIP is published on both
+// families (as podman -p), one with hostIP 0.0.0.0 on IPv4 only.
+func TestCNIHostPortFamilies(t *testing.T) {
+	nsproxyBin(t)
+	d := emptyDaemon(t)
+	n := newCNINet(t, d.socket)
+	ns := newNS(t, "fam")
+	t.Cleanup(func() { n.run("del", ns, "") })
+	caps := `{"portMappings":[{"hostPort":19532,"containerPort":80,"protocol":"tcp"},` +
+		`{"hostPort":19533,"containerPort":80,"protocol":"tcp","hostIP":"0.0.0.0"}]}`
+	out, errOut, err := n.run("add", ns, caps)
+	if err != nil {
+		t.Fatalf("cnitool add: %v\n%s%s", err, out, errOut)
+	}
+	var res struct {
+		IPs []struct {
+			Address string `json:"address"`
+		} `json:"ips"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.IPs) == 0 {
+		t.Fatalf("cnitool add printed %q: %v", out, err)
+	}
+	ip, _, _ := strings.Cut(res.IPs[0].Address, "/")
+	serveTag(t, ns, ip+":80", "in-container")
+	expectTag(t, "", "127.0.0.1:19532", "in-container")
+	expectTag(t, "", "[::1]:19532", "in-container")
+	expectTag(t, "", "127.0.0.1:19533", "in-container")
+	if err := refused("[::1]:19533"); err != nil {
+		t.Errorf("hostIP 0.0.0.0: %v", err)
+	}
+	out, _ = d.cli("get", "frontends")
+	if !strings.Contains(out, "[::]:19532/v4v6") || !strings.Contains(out, "0.0.0.0:19533") {
+		t.Errorf("get frontends does not show the families:\n%s", out)
+	}
+}

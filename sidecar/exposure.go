@@ -123,6 +123,18 @@ func exposuresFor(a api.Attachment) ([]exposure, []string) {
 
 const defaultInter = 2_000_000_000 // 2s, as config's default-server
 
+// listenerConflicts maps the frontends whose bind found its address in use
+// by another program to that address.
+func (d *Daemon) listenerConflicts() map[string]netip.AddrPort {
+	out := map[string]netip.AddrPort{}
+	for _, l := range d.engine.Listeners() {
+		if l.Conflict {
+			out[l.Frontend] = l.Bind.Addr
+		}
+	}
+	return out
+}
+
 // withConflicts moves the exposures whose host port another program holds
 // (the engine found it in use and will not retry) from exposed to problems.
 func withConflicts(s attachmentStatus, conflicts map[string]netip.AddrPort) attachmentStatus {

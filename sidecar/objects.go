@@ -2,7 +2,6 @@ package sidecar
 
 import (
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -267,8 +266,9 @@ func (d *Daemon) PutAttachment(a api.Attachment) (bool, error) {
 	})
 	if err == nil {
 		_, _, status := d.snapshotState()
+		s := withConflicts(status[a.AttachmentKey], d.listenerConflicts())
 		d.log.Info("attachment registered", "container", a.ContainerID, "ifname", a.IfName, "netns", a.Netns,
-			"name", attachmentNamespace(a), "exposed", status[a.AttachmentKey].exposed, "problems", status[a.AttachmentKey].problems)
+			"name", attachmentNamespace(a), "exposed", s.exposed, "problems", s.problems)
 	}
 	return updated, err
 }
@@ -453,12 +453,7 @@ func (d *Daemon) connections() []api.Connection {
 
 func (d *Daemon) attachments() []api.Attachment {
 	st, _, status := d.snapshotState()
-	conflicts := map[string]netip.AddrPort{}
-	for _, l := range d.engine.Listeners() {
-		if l.Conflict {
-			conflicts[l.Frontend] = l.Bind.Addr
-		}
-	}
+	conflicts := d.listenerConflicts()
 	out := []api.Attachment{}
 	for _, a := range st.Attachments {
 		a.State = api.StateMissing
