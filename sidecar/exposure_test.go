@@ -102,3 +102,21 @@ func TestExposureConflictReported(t *testing.T) {
 		t.Errorf("problems %q, want the conflict on 19551", p)
 	}
 }
+
+// TestFrontendV4V6RoundTrips: a frontend POSTed with a v4v6 bind is shown
+// with it by GET; v4v6 on an IPv4 address is refused.
+func TestFrontendV4V6RoundTrips(t *testing.T) {
+	td := startTestDaemon(t, "backend be\n    server s 127.0.0.1:19561\n", "")
+	f := api.Frontend{Name: "both", Binds: []api.Bind{{Addr: "[::1]:19560", V4V6: true}}, Backend: "be"}
+	if code, e := td.call("POST", "/v1/frontends", f, nil); code != 201 {
+		t.Fatalf("POST: %d %+v", code, e)
+	}
+	var got api.Frontend
+	if code, e := td.call("GET", "/v1/frontends/both", nil, &got); code != 200 || len(got.Binds) != 1 || !got.Binds[0].V4V6 {
+		t.Fatalf("GET: %d %+v %+v", code, e, got)
+	}
+	bad := api.Frontend{Name: "bad", Binds: []api.Bind{{Addr: "127.0.0.1:19562", V4V6: true}}, Backend: "be"}
+	if code, e := td.call("POST", "/v1/frontends", bad, nil); code != 400 || !strings.Contains(strings.Join(e.Details, ";"), "v4v6 applies to IPv6 addresses") {
+		t.Fatalf("POST v4v6 on IPv4: %d %+v", code, e)
+	}
+}
