@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net/netip"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -204,11 +203,11 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	used := map[bindKey][]netip.Addr{}
+	used := map[bindKey][]config.Bind{}
 	for _, f := range base.Frontends {
 		for _, b := range f.Binds {
 			k := bindKey{b.Namespace, b.Addr.Port()}
-			used[k] = append(used[k], b.Addr.Addr())
+			used[k] = append(used[k], b)
 		}
 	}
 	names := map[string]bool{}
@@ -225,13 +224,13 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 		var exposed []string
 		for _, x := range xs {
 			switch {
-			case bindConflict(used, "", x.bind.Addr):
+			case bindConflict(used, x.bind):
 				problems = append(problems, fmt.Sprintf("host port %s is already in use by another frontend or container; not exposed", x.bind.Addr))
 			case names[x.frontend.Name]:
 				problems = append(problems, fmt.Sprintf("name %q is taken; not exposed", x.frontend.Name))
 			default:
 				k := bindKey{"", x.bind.Addr.Port()}
-				used[k] = append(used[k], x.bind.Addr.Addr())
+				used[k] = append(used[k], x.bind)
 				names[x.frontend.Name] = true
 				exps = append(exps, x)
 				exposed = append(exposed, x.frontend.Name)

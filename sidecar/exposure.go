@@ -76,8 +76,15 @@ func exposuresFor(a api.Attachment) ([]exposure, []string) {
 			problems = append(problems, fmt.Sprintf("mapping %d->%d: ports must be 1..65535", pm.HostPort, pm.ContainerPort))
 			continue
 		}
-		host := netip.IPv4Unspecified()
+		// No hostIP: every address of both families, as podman and Docker
+		// publish -p, on one dual-stack socket ([::] v4v6); 0.0.0.0 or ::
+		// given explicitly listen on that family only.
+		host, v4v6 := netip.IPv6Unspecified(), true
+		if a.Metadata[MetaHostPorts] == "adopt" {
+			host, v4v6 = netip.IPv4Unspecified(), false // whatever the runtime bound
+		}
 		if pm.HostIP != "" {
+			v4v6 = false
 			h, err := netip.ParseAddr(pm.HostIP)
 			if err != nil {
 				problems = append(problems, fmt.Sprintf("mapping %d->%d: hostIP %q is not an IP", pm.HostPort, pm.ContainerPort, pm.HostIP))
@@ -87,9 +94,13 @@ func exposuresFor(a api.Attachment) ([]exposure, []string) {
 		}
 		name := sanitizeName(fmt.Sprintf("%s-%d", ns, pm.HostPort))
 		pos := config.Pos{File: "attachment " + a.ContainerID + "/" + a.IfName}
-		bind := config.Bind{Pos: pos, Addr: netip.AddrPortFrom(host, uint16(pm.HostPort))}
+		bind := config.Bind{Pos: pos, Addr: netip.AddrPortFrom(host, uint16(pm.HostPort)), V4V6: v4v6}
 		if a.Metadata[MetaHostPorts] == "adopt" {
 			bind.AdoptFrom = a.ContainerID
+		} else {
+			// A port another program holds stays its own, also after it
+			// exits: sshd restarted on :22 must not find a container there.
+			bind.NoTakeover = true
 		}
 		out = append(out, exposure{
 			key:      a.AttachmentKey,
@@ -104,6 +115,36 @@ func exposuresFor(a api.Attachment) ([]exposure, []string) {
 }
 
 const defaultInter = 2_000_000_000 // 2s, as config's default-server
+
+// listenerConflicts maps the frontends whose bind found its address in use
+// by another program to that address.
+func (d *Daemon) listenerConflicts() map[string]netip.AddrPort {
+	out := map[string]netip.AddrPort{}
+	for _, l := range d.engine.Listeners() {
+		if l.Conflict {
+			out[l.Frontend] = l.Bind.Addr
+		}
+	}
+	return out
+}
+
+// withConflicts moves the exposures whose host port another program holds
+// (the engine found it in use and will not retry) from exposed to problems.
+func withConflicts(s attachmentStatus, conflicts map[string]netip.AddrPort) attachmentStatus {
+	var out attachmentStatus
+	out.problems = s.problems
+	for _, name := range s.exposed {
+		addr, ok := conflicts[name]
+		if !ok {
+			out.exposed = append(out.exposed, name)
+			continue
+		}
+		out.problems = append(out.problems, fmt.Sprintf("host port %s: conflict: in use by another program; not exposed and "+
+			"never taken over, also after that program exits: free the port, then remove and re-add the container's network "+
+			"(CNI DEL and ADD, e.g. podman stop and start)", addr))
+	}
+	return out
+}
 
 // containerAddr is where exposed ports are sent inside the container's
 // namespace: its first IPv4 address, else its first address, else (or
@@ -136,17 +177,32 @@ func containerAddr(a api.Attachment) netip.Addr {
 }
 
 // bindKey identifies a listening port in the daemon's namespace for
-// conflict checks; a wildcard address conflicts with every address.
+// conflict checks.
 type bindKey struct {
 	ns   string
 	port uint16
 }
 
-func bindConflict(used map[bindKey][]netip.Addr, ns string, ap netip.AddrPort) bool {
-	for _, a := range used[bindKey{ns, ap.Port()}] {
-		if a == ap.Addr() || a.IsUnspecified() || ap.Addr().IsUnspecified() {
+// bindConflict reports whether b would take an address of a bind in used
+// on the same port: the same address, or a wildcard of a family the other
+// listens on (0.0.0.0 covers IPv4, :: IPv6, :: v4v6 both).
+func bindConflict(used map[bindKey][]config.Bind, b config.Bind) bool {
+	for _, u := range used[bindKey{b.Namespace, b.Addr.Port()}] {
+		x, y := u.Addr.Addr(), b.Addr.Addr()
+		if x == y || (x.IsUnspecified() || y.IsUnspecified()) && families(u)&families(b) != 0 {
 			return true
 		}
 	}
 	return false
+}
+
+// families is a bind's address families as bits: 1 IPv4, 2 IPv6.
+func families(b config.Bind) int {
+	switch {
+	case b.Addr.Addr().Is4():
+		return 1
+	case b.V4V6 && b.Addr.Addr().IsUnspecified():
+		return 3
+	}
+	return 2
 }

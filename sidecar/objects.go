@@ -278,8 +278,9 @@ func (d *Daemon) PutAttachment(a api.Attachment) (bool, error) {
 	})
 	if err == nil {
 		_, _, status := d.snapshotState()
+		s := withConflicts(status[a.AttachmentKey], d.listenerConflicts())
 		d.log.Info("attachment registered", "container", a.ContainerID, "ifname", a.IfName, "netns", a.Netns,
-			"name", d.attachmentName(a.AttachmentKey), "exposed", status[a.AttachmentKey].exposed, "problems", status[a.AttachmentKey].problems)
+			"name", d.attachmentName(a.AttachmentKey), "exposed", s.exposed, "problems", s.problems)
 		d.logNames(moved)
 	}
 	return updated, err
@@ -405,7 +406,7 @@ func (d *Daemon) frontends() []api.Frontend {
 			af.ClientTimeout = f.ClientTimeout.String()
 		}
 		for _, b := range f.Binds {
-			af.Binds = append(af.Binds, api.Bind{Addr: b.Addr.String(), Namespace: b.Namespace, AcceptProxy: b.AcceptProxy})
+			af.Binds = append(af.Binds, api.Bind{Addr: b.Addr.String(), Namespace: b.Namespace, AcceptProxy: b.AcceptProxy, V4V6: b.V4V6})
 		}
 		fs := stats[f.Name]
 		af.Current, af.Total, af.BytesIn, af.BytesOut = fs.Current, fs.Total, fs.BytesIn, fs.BytesOut
@@ -477,13 +478,14 @@ func (d *Daemon) connections() []api.Connection {
 
 func (d *Daemon) attachments() []api.Attachment {
 	st, _, status := d.snapshotState()
+	conflicts := d.listenerConflicts()
 	out := []api.Attachment{}
 	for _, a := range st.Attachments {
 		a.State = api.StateMissing
 		if _, err := d.reg.Get(attachmentNamespace(a)); err == nil {
 			a.State = api.StateAvailable
 		}
-		s := status[a.AttachmentKey]
+		s := withConflicts(status[a.AttachmentKey], conflicts)
 		a.Exposed, a.Problems = s.exposed, s.problems
 		out = append(out, a)
 	}

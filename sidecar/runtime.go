@@ -146,6 +146,9 @@ func frontendText(f api.Frontend) (string, []string) {
 		if b.AcceptProxy {
 			l.kw("accept-proxy")
 		}
+		if b.V4V6 {
+			l.kw("v4v6")
+		}
 		sb.WriteString(l.line())
 		bad = append(bad, l.bad...)
 	}

@@ -35,7 +35,8 @@ Control a running daemon (over --socket PATH; default $NSPROXY_SOCKET or ` + api
                                                    --backup, --disabled, --send-proxy[-v2]
   nsproxy server del BACKEND NAME                  remove a server
   nsproxy stats [-o json|yaml]                     daemon-wide counters
-Every control command also takes --timeout D (default 10s).
+Every control command also takes --timeout D (default 10s). --socket and --timeout
+may also come before the command: nsproxy --socket PATH get fe.
 `
 
 // socketEnv overrides api.DefaultSocket as the default of --socket.
@@ -773,11 +774,15 @@ func keyValues(m map[string]string) string {
 	return strings.Join(parts, ",")
 }
 
-// bindList prints each bind as ADDR, or ADDR@NAMESPACE.
+// bindList prints each bind as ADDR, or ADDR@NAMESPACE; "/v4v6" marks an
+// IPv6 bind that accepts IPv4 too.
 func bindList(f api.Frontend) string {
 	var parts []string
 	for _, b := range f.Binds {
 		s := b.Addr
+		if b.V4V6 {
+			s += "/v4v6"
+		}
 		if b.Namespace != "" {
 			s += "@" + b.Namespace
 		}

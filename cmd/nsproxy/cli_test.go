@@ -729,3 +729,53 @@ func TestCLIUsageMentionsEveryCommand(t *testing.T) {
 		})
 	}
 }
+
+// TestGlobalFlagsBeforeCommand: --socket and --timeout work before the
+// command as well as after it, as in kubectl and podman.
+func TestGlobalFlagsBeforeCommand(t *testing.T) {
+	d := startCLIDaemon(t, sampleCLIState())
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"socket before get", []string{"--socket", d.socket, "get", "ns"}},
+		{"socket= before get", []string{"--socket=" + d.socket, "get", "ns"}},
+		{"single dash", []string{"-socket", d.socket, "get", "ns"}},
+		{"timeout and socket before stats", []string{"--timeout", "5s", "--socket", d.socket, "stats"}},
+		{"socket before get with --", []string{"--socket", d.socket, "get", "--", "ns"}},
+		{"socket after get", []string{"get", "ns", "--socket", d.socket}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(d.requests())
+			var out, errOut bytes.Buffer
+			if code := run(tt.args, &out, &errOut); code != 0 {
+				t.Fatalf("exit %d, stderr %q", code, errOut.String())
+			}
+			if n := len(d.requests()) - before; n != 1 {
+				t.Errorf("%d requests reached the daemon, want 1", n)
+			}
+		})
+	}
+	bad := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"socket without value", []string{"--socket"}, "nsproxy: flag needs an argument: --socket"},
+		{"unknown global flag", []string{"--frob", "get", "ns"}, `nsproxy: unknown global flag "--frob"; global flags: --socket PATH, --timeout D`},
+		{"timeout for validate", []string{"--timeout", "1s", "validate", "-f", "x"}, "nsproxy: --timeout is not a flag of validate"},
+		{"only flags", []string{"--socket", d.socket}, "nsproxy: missing command after the global flags"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			if code := run(tt.args, &out, &errOut); code != 2 {
+				t.Errorf("exit %d, want 2", code)
+			}
+			if first, _, _ := strings.Cut(errOut.String(), "\n"); first != tt.want {
+				t.Errorf("stderr starts %q, want %q", first, tt.want)
+			}
+		})
+	}
+}

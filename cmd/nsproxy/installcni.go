@@ -79,7 +79,8 @@ var cniDefaultCapabilities = []string{"portMappings", "io.kubernetes.cri.pod-ann
 const installCNIUsage = `
 Chain the nsproxy-cni plugin into CNI network configuration lists:
   nsproxy install-cni [--conflist FILE | --all] [--dir DIR] [--plugin-config JSON]
-                      [--replace-portmap] [--plugin-binary FILE --bin-dir DIR] [--dry-run]
+                      [--replace-portmap] [--plugin-binary FILE --bin-dir DIR]
+                      [--cni-bin-dir DIR[:DIR...]] [--dry-run]
   nsproxy uninstall-cni [--conflist FILE | --all] [--dir DIR] [--dry-run]
 `
 
@@ -702,7 +703,7 @@ func (c *cniCommand) report(path string, res cniResult) {
 
 func cmdInstallCNI(args []string, stdout, stderr io.Writer) int {
 	c := newCNICommand("install-cni", "nsproxy install-cni [--conflist FILE | --all] [--dir DIR] "+
-		"[--plugin-config JSON] [--replace-portmap] [--plugin-binary FILE --bin-dir DIR] [--dry-run]", stdout, stderr)
+		"[--plugin-config JSON] [--replace-portmap] [--plugin-binary FILE --bin-dir DIR] [--cni-bin-dir DIR[:DIR]] [--dry-run]", stdout, stderr)
 	pluginConfig := c.fs.String("plugin-config", "", "`JSON` object of extra keys for the nsproxy-cni entry, e.g. "+
 		`'{"strict":true}'; its "capabilities" are merged over portMappings and io.kubernetes.cri.pod-annotations`)
 	replacePortmap := c.fs.Bool("replace-portmap", false, "take the portmap plugin out of the chain: nsproxy serves "+
@@ -710,8 +711,19 @@ func cmdInstallCNI(args []string, stdout, stderr io.Writer) int {
 	pluginBinary := c.fs.String("plugin-binary", "", "first copy this nsproxy-cni `FILE` into --bin-dir (atomically)")
 	binDir := c.fs.String("bin-dir", "", "the runtime's CNI plugin `DIR`; install refuses to reference nsproxy-cni "+
 		"when it is not there, since a missing plugin disables the whole network")
+	var searchDirs dirList
+	c.fs.Var(&searchDirs, "cni-bin-dir", "the runtime's CNI plugin `DIRs` (repeatable, or a colon list) where every "+
+		"chained plugin must be; a missing one is warned about on stderr (default: --bin-dir, else "+
+		strings.Join(cniDefaultBinDirs, ":")+")")
 	if code, ok := c.parse(args); !ok {
 		return code
+	}
+	switch {
+	case len(searchDirs) > 0:
+	case *binDir != "":
+		searchDirs = dirList{*binDir}
+	default:
+		searchDirs = cniDefaultBinDirs
 	}
 	if *pluginBinary != "" && *binDir == "" {
 		return c.usageError("--plugin-binary needs --bin-dir")
@@ -749,6 +761,15 @@ func cmdInstallCNI(args []string, stdout, stderr io.Writer) int {
 		if err == nil {
 			c.report(path, res)
 			changed = changed || res.out != nil
+			chain := res.out
+			if chain == nil {
+				chain, _ = os.ReadFile(path)
+			}
+			for _, p := range missingPlugins(chain, searchDirs) {
+				fmt.Fprintf(stderr, "nsproxy install-cni: warning: %s chains plugin %q, found in none of the CNI plugin "+
+					"directories (%s): the runtime drops the whole network (containerd leaves the sandbox SANDBOX_UNKNOWN, "+
+					"its veth and IP leaked); install it there or take it out of the chain\n", path, p, strings.Join(searchDirs, ", "))
+			}
 		}
 		return err
 	})
@@ -757,6 +778,58 @@ func cmdInstallCNI(args []string, stdout, stderr io.Writer) int {
 			"Debian's podman: /usr/lib/cni), or it drops the whole network\n", cniPluginType)
 	}
 	return code
+}
+
+// cniDefaultBinDirs are where runtimes look for CNI plugins by default:
+// containerd and the reference plugins' /opt/cni/bin, Debian's podman
+// /usr/lib/cni.
+var cniDefaultBinDirs = dirList{"/opt/cni/bin", "/usr/lib/cni"}
+
+// dirList collects a repeatable flag whose values may be colon lists.
+type dirList []string
+
+func (d *dirList) String() string { return strings.Join(*d, ":") }
+
+func (d *dirList) Set(v string) error {
+	for _, dir := range filepath.SplitList(v) {
+		if dir != "" {
+			*d = append(*d, dir)
+		}
+	}
+	return nil
+}
+
+// missingPlugins lists the plugin types of a conflist's chain, IPAM
+// plugins included, that no directory holds as an executable file. A
+// runtime that cannot find one of them fails every ADD of the network.
+func missingPlugins(data []byte, dirs []string) []string {
+	var c struct {
+		Plugins []struct {
+			Type string `json:"type"`
+			IPAM struct {
+				Type string `json:"type"`
+			} `json:"ipam"`
+		} `json:"plugins"`
+	}
+	if json.Unmarshal(data, &c) != nil {
+		return nil // install has already reported what is wrong with it
+	}
+	var missing []string
+	for _, p := range c.Plugins {
+		for _, typ := range []string{p.Type, p.IPAM.Type} {
+			if typ == "" || slices.Contains(missing, typ) {
+				continue
+			}
+			found := !strings.ContainsRune(typ, '/') && slices.ContainsFunc(dirs, func(dir string) bool {
+				fi, err := os.Stat(filepath.Join(dir, typ))
+				return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+			})
+			if !found {
+				missing = append(missing, typ)
+			}
+		}
+	}
+	return missing
 }
 
 func cmdUninstallCNI(args []string, stdout, stderr io.Writer) int {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"maps"
 	"os"
@@ -888,4 +889,94 @@ func containerArgs(c map[string]any) string {
 func yamlString(x any) string {
 	s, _ := x.(string)
 	return s
+}
+
+// TestInstallCNIWarnsMissingPlugins: a chained plugin (or IPAM plugin) that
+// none of the CNI plugin directories holds makes the runtime drop the whole
+// network, so install-cni warns on stderr, naming the plugin type and the
+// conflist; it still installs (exit 0).
+func TestInstallCNIWarnsMissingPlugins(t *testing.T) {
+	stub := func(dir string, names ...string) {
+		for _, n := range names {
+			if err := os.WriteFile(filepath.Join(dir, n), []byte("#!/bin/sh\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	a, b := t.TempDir(), t.TempDir()
+	stub(a, "bridge", "nsproxy-cni")
+	stub(b, "host-local", "tuning")
+	if err := os.WriteFile(filepath.Join(b, "firewall"), []byte("not executable"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		missing  []string // plugin types named in warnings
+		present  []string // never named
+		searched string
+	}{
+		{name: "colon list", args: []string{"--cni-bin-dir", a + ":" + b}, missing: []string{"portmap", "firewall"},
+			present: []string{"bridge", "host-local", "tuning", "nsproxy-cni"}, searched: a + ", " + b},
+		{name: "repeated", args: []string{"--cni-bin-dir", a, "--cni-bin-dir", b, "--replace-portmap"}, missing: []string{"firewall"},
+			present: []string{"bridge", "host-local", "tuning", "portmap", "nsproxy-cni"}, searched: a + ", " + b},
+		{name: "one dir", args: []string{"--cni-bin-dir", a}, missing: []string{"host-local", "portmap", "firewall", "tuning"},
+			present: []string{"bridge", "nsproxy-cni"}, searched: a},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := installCNIDir(t, "podman-network.conflist")
+			path := filepath.Join(dir, "podman-network.conflist")
+			code, out, errOut := runInstallCNI(installCNICmd, append([]string{"--conflist", path}, tt.args...)...)
+			if code != 0 || !strings.Contains(out, "installed nsproxy-cni") {
+				t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+			}
+			for _, p := range tt.missing {
+				want := fmt.Sprintf("nsproxy install-cni: warning: %s chains plugin %q, found in none of the CNI plugin directories (%s)", path, p, tt.searched)
+				if !strings.Contains(errOut, want) {
+					t.Errorf("stderr lacks %q:\n%s", want, errOut)
+				}
+			}
+			for _, p := range tt.present {
+				if strings.Contains(errOut, fmt.Sprintf("plugin %q", p)) {
+					t.Errorf("stderr warns about %s, which is there:\n%s", p, errOut)
+				}
+			}
+			if n := strings.Count(errOut, "warning:"); n != len(tt.missing) {
+				t.Errorf("%d warnings, want %d:\n%s", n, len(tt.missing), errOut)
+			}
+		})
+	}
+	// An already installed file is checked too.
+	dir := installCNIDir(t, "podman-network.conflist")
+	path := filepath.Join(dir, "podman-network.conflist")
+	runInstallCNI(installCNICmd, "--conflist", path, "--cni-bin-dir", a+":"+b)
+	_, out, errOut := runInstallCNI(installCNICmd, "--conflist", path, "--cni-bin-dir", a+":"+b)
+	if !strings.Contains(out, "already installed") || !strings.Contains(errOut, `plugin "firewall"`) {
+		t.Errorf("second run: stdout %q, stderr %q", out, errOut)
+	}
+}
+
+// FuzzMissingPlugins: never panics, names each type at most once, never an
+// empty type or one that is there.
+func FuzzMissingPlugins(f *testing.F) {
+	for _, s := range []string{``, `{}`, `{"plugins": null}`, `{"plugins": [{"type": "bridge", "ipam": {"type": "host-local"}}]}`,
+		`{"plugins": [{"type": "../../bin/sh"}, {"type": ""}, {"type": "x", "ipam": 7}]}`,
+		`{"plugins": [{"type": "a"}, {"type": "a", "ipam": {"type": "a"}}]}`, `{"plugins": [1, "x", {"type": 2}]}`} {
+		f.Add([]byte(s))
+	}
+	dir := f.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "bridge"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got := missingPlugins(data, []string{dir})
+		seen := map[string]bool{}
+		for _, p := range got {
+			if seen[p] || p == "" || p == "bridge" {
+				t.Fatalf("missing %q from %q", got, data)
+			}
+			seen[p] = true
+		}
+	})
 }

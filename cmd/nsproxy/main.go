@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,6 +55,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
+	args, err := hoistGlobalFlags(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "nsproxy: %v\n", err)
+		return 2
+	}
 	switch args[0] {
 	case "run":
 		return cmdRun(args[1:], stderr)
@@ -76,6 +82,60 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "nsproxy: unknown command %q\n\n%s%s%s", args[0], usage, cliUsage, installCNIUsage)
 	return 2
+}
+
+// globalFlags may come before the command, as in kubectl and podman; each
+// takes a value. The commands listed are those that define the flag.
+var globalFlags = map[string][]string{
+	"socket":  {"get", "ns", "server", "stats", "run", "hook"},
+	"timeout": {"get", "ns", "server", "stats"},
+}
+
+// hoistGlobalFlags moves global flags given before the command to the end
+// of the command's own arguments (before a "--", which ends the flags), so
+// that the command's flag set parses them like flags given after it.
+func hoistGlobalFlags(args []string) ([]string, error) {
+	var global []string
+	i := 0
+	for ; i < len(args) && strings.HasPrefix(args[i], "-") && len(args[i]) > 1; i++ {
+		switch args[i] {
+		case "-h", "-help", "--help", "--version":
+			if i == 0 {
+				return args, nil // a command of its own
+			}
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		if _, ok := globalFlags[name]; !ok || strings.HasPrefix(args[i], "---") {
+			return nil, fmt.Errorf("unknown global flag %q; global flags: --socket PATH, --timeout D", args[i])
+		}
+		if !hasValue {
+			if i+1 == len(args) {
+				return nil, fmt.Errorf("flag needs an argument: --%s", name)
+			}
+			i++
+			value = args[i]
+		}
+		global = append(global, "--"+name+"="+value)
+	}
+	if len(global) == 0 {
+		return args, nil
+	}
+	if i == len(args) {
+		return nil, errors.New("missing command after the global flags")
+	}
+	cmd := args[i]
+	for _, g := range global {
+		name, _, _ := strings.Cut(strings.TrimPrefix(g, "--"), "=")
+		if !slices.Contains(globalFlags[name], cmd) {
+			return nil, fmt.Errorf("--%s is not a flag of %s", name, cmd)
+		}
+	}
+	rest := slices.Clone(args[i:])
+	at := len(rest)
+	if j := slices.Index(rest, "--"); j >= 0 {
+		at = j
+	}
+	return slices.Insert(rest, at, global...), nil
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {

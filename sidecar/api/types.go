@@ -51,6 +51,8 @@ type Bind struct {
 	Addr        string `json:"addr"` // IP:PORT
 	Namespace   string `json:"namespace,omitempty"`
 	AcceptProxy bool   `json:"acceptProxy,omitempty"`
+	// V4V6: an IPv6 bind that accepts IPv4 too (HAProxy's "v4v6").
+	V4V6 bool `json:"v4v6,omitempty"`
 }
 
 // Frontend is a set of listeners and the backend they feed.

@@ -38,6 +38,8 @@ func FuzzParse(f *testing.F) {
 		"listen l\n\tbind :::\n",
 		"listen l\n\tbind [::1]\n",
 		"listen l\n\tbind [\n",
+		"listen l\n\tbind [::]:80 v4v6 v6only v4v6\n\tbind 0.0.0.0:80 v4v6\n\tbind 1.2.3.4:1 v6only\n",
+		"listen l\n\tbind :::80 v6only\n\tbind [::]:80 v4v6\n\tbind 0.0.0.0:80\n\tbind [::ffff:1.2.3.4]:1 v4v6\n",
 		"listen l\n\tbind ]:1\n",
 		"listen l\n\tbind *:0\n\tbind :65536\n\tbind :-1\n",
 		"backend b\n\tserver s [::1\n",

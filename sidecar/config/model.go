@@ -80,6 +80,13 @@ type Bind struct {
 	// empty means the daemon's default namespace.
 	Namespace   string
 	AcceptProxy bool
+	// V4V6 ("bind [::]:80 v4v6") makes an IPv6 bind accept IPv4 too. Without
+	// it a bind listens on its address's family only, as HAProxy's: 0.0.0.0
+	// on IPv4, :: on IPv6 ("v6only", the default for IPv6 addresses).
+	V4V6 bool
+	// NoTakeover, set only for attachment exposures: a port found in use
+	// belongs to another program; report it, never retry into it.
+	NoTakeover bool
 	// AdoptFrom, set only for attachment exposures, is a container id:
 	// serve the listening socket its runtime reserved for this address
 	// (podman's conmon) instead of binding one. Never from a file.

@@ -495,7 +495,7 @@ func (p *parser) source(args []string) {
 
 func (p *parser) bind(args []string) {
 	if len(args) == 0 {
-		p.argc(args, 1, "bind ADDR:PORT [namespace NAME] [accept-proxy]")
+		p.argc(args, 1, "bind ADDR:PORT [namespace NAME] [accept-proxy] [v4v6|v6only]")
 		p.incomplete[p.front] = true
 		return
 	}
@@ -506,11 +506,17 @@ func (p *parser) bind(args []string) {
 		ok = false
 	}
 	b := Bind{Pos: p.pos, Addr: netip.AddrPortFrom(pa.addr, pa.port)}
+	v6only := false
 options:
 	for i := 1; i < len(args); i++ {
 		switch args[i] {
 		case "accept-proxy":
 			b.AcceptProxy = true
+		case "v4v6":
+			b.V4V6 = true
+		case "v6only":
+			// The default for IPv6 addresses; accepted for HAProxy configs.
+			v6only = true
 		case "namespace":
 			if i+1 == len(args) {
 				p.errorf(ErrSyntax, "bind option namespace in %s needs a value; write: namespace NAME", p.where)
@@ -530,10 +536,18 @@ options:
 			}
 		default:
 			// What follows may be the option's arguments: stop here.
-			p.errorf(ErrUnsupported, "unsupported bind option %q in %s; supported: namespace, accept-proxy", args[i], p.where)
+			p.errorf(ErrUnsupported, "unsupported bind option %q in %s; supported: namespace, accept-proxy, v4v6, v6only", args[i], p.where)
 			ok = false
 			break options
 		}
+	}
+	switch {
+	case v6only && b.V4V6:
+		p.errorf(ErrInvalid, "bind in %s: v4v6 and v6only contradict each other; keep one (an IPv6 bind is v6only unless v4v6 is given)", p.where)
+		ok = false
+	case v6only && pr == nil && pa.addr.Is4():
+		p.errorf(ErrInvalid, "bind in %s: v6only applies to IPv6 addresses (%s is IPv4); remove it", p.where, b.Addr)
+		ok = false
 	}
 	if !ok {
 		p.incomplete[p.front] = true

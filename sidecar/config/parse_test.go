@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -225,6 +226,21 @@ func TestParse(t *testing.T) {
 			if c.Global.ProxyHeaderMaxSize != 512 || f.ProxyHeaderTimeout != 2*time.Second || !f.LenientNetnsTLV ||
 				!reflect.DeepEqual(f.TrustedProxies, want) || !f.Binds[0].AcceptProxy {
 				t.Fatalf("global %+v frontend %+v", c.Global, *f)
+			}
+		},
+	}, {
+		name: "bind address families",
+		src: frontendWith("bind 0.0.0.0:80", "bind [::]:80", "bind [::]:81 v4v6", "bind :::82 v6only namespace n1",
+			"bind [::1]:83 v4v6 accept-proxy", "default_backend b1"),
+		check: func(t *testing.T, c *Config) {
+			var got []string
+			for _, b := range c.Frontends[0].Binds {
+				got = append(got, fmt.Sprintf("%s v4v6=%v ns=%q", b.Addr, b.V4V6, b.Namespace))
+			}
+			want := []string{`0.0.0.0:80 v4v6=false ns=""`, `[::]:80 v4v6=false ns=""`, `[::]:81 v4v6=true ns=""`,
+				`[::]:82 v4v6=false ns="n1"`, `[::1]:83 v4v6=true ns=""`}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("binds\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 			}
 		},
 	}, {
@@ -598,9 +614,13 @@ func TestParseErrors(t *testing.T) {
 		{name: "bind port range", src: frontendWith("bind :8000-8010", "default_backend b1"),
 			want: []string{`t.cfg:2: bind in frontend "f1": address ":8000-8010": port ranges are not supported`}, is: ErrUnsupported},
 		{name: "bind ssl", src: frontendWith("bind :443 ssl crt /etc/x.pem", "default_backend b1"),
-			want: []string{`t.cfg:2: unsupported bind option "ssl" in frontend "f1"; supported: namespace, accept-proxy`}, is: ErrUnsupported},
-		{name: "bind v4v6", src: frontendWith("bind :::80 v4v6", "default_backend b1"),
-			want: []string{`t.cfg:2: unsupported bind option "v4v6"`}, is: ErrUnsupported},
+			want: []string{`t.cfg:2: unsupported bind option "ssl" in frontend "f1"; supported: namespace, accept-proxy, v4v6, v6only`}, is: ErrUnsupported},
+		{name: "bind v4v6 on IPv4", src: frontendWith("bind 0.0.0.0:80 v4v6", "default_backend b1"),
+			want: []string{`t.cfg:2: bind 0.0.0.0:80 in frontend "f1": v4v6 applies to IPv6 addresses; for both families write bind [::]:80 v4v6`}, is: ErrInvalid},
+		{name: "bind v6only on IPv4", src: frontendWith("bind 127.0.0.1:80 v6only", "default_backend b1"),
+			want: []string{`t.cfg:2: bind in frontend "f1": v6only applies to IPv6 addresses (127.0.0.1:80 is IPv4); remove it`}, is: ErrInvalid},
+		{name: "bind v4v6 and v6only", src: frontendWith("bind [::]:80 v4v6 v6only", "default_backend b1"),
+			want: []string{`t.cfg:2: bind in frontend "f1": v4v6 and v6only contradict each other; keep one (an IPv6 bind is v6only unless v4v6 is given)`}, is: ErrInvalid},
 		{name: "bind interface", src: frontendWith("bind :80 namespace n1 interface eth0", "default_backend b1"),
 			want: []string{`t.cfg:2: unsupported bind option "interface"`}, is: ErrUnsupported},
 		{name: "bind namespace without name", src: frontendWith("bind :80 namespace", "default_backend b1"),

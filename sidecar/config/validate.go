@@ -170,6 +170,10 @@ func (c *Config) checkFrontends(ch *checker, incomplete map[*Frontend]bool) map[
 				ch.add(b.Pos, ErrInvalid, "bind in %s: invalid namespace name %q; %s", where, b.Namespace, namespaceNameRule)
 				continue
 			}
+			if b.V4V6 && b.Addr.Addr().Is4() {
+				ch.add(b.Pos, ErrInvalid, "bind %s in %s: v4v6 applies to IPv6 addresses; for both families write bind [::]:%d v4v6", b.Addr, where, b.Addr.Port())
+				continue
+			}
 			key := listener{b.Namespace, b.Addr}
 			if first, dup := listeners[key]; dup {
 				ch.add(b.Pos, ErrDuplicate, "bind %s in %s of %s is already bound by %s at %s; use another address, port or namespace", b.Addr, describeNamespace(b.Namespace), where, first.describe(), bindPos[key])

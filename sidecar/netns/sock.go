@@ -12,15 +12,42 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Listen creates a TCP listening socket inside the namespace. Keepalive
-// is off: Go would otherwise set four socket options on every accepted
-// connection.
+// ListenOptions tune a listening socket.
+type ListenOptions struct {
+	// V4V6 makes an IPv6 socket accept IPv4 too (IPV6_V6ONLY off), as
+	// HAProxy's "v4v6"; without it an IPv6 socket is IPv6 only.
+	V4V6 bool
+}
+
+// Listen creates a TCP listening socket inside the namespace for addr's
+// family only: 0.0.0.0 listens on IPv4, :: on IPv6 (see ListenWith).
 func (h *Handle) Listen(addr netip.AddrPort) (*net.TCPListener, error) {
+	return h.ListenWith(addr, ListenOptions{})
+}
+
+// ListenWith creates a TCP listening socket inside the namespace. Go's
+// "tcp" would make every wildcard socket dual-stack (0.0.0.0 included), so
+// the network names the family: "tcp4" for IPv4, "tcp6" (IPV6_V6ONLY on,
+// whatever net.ipv6.bindv6only says) for IPv6, "tcp" (IPV6_V6ONLY off) for
+// IPv6 with V4V6. A V4V6 wildcard on a host without IPv6 falls back to
+// 0.0.0.0. Keepalive is off: Go would otherwise set four socket options on
+// every accepted connection.
+func (h *Handle) ListenWith(addr netip.AddrPort, opt ListenOptions) (*net.TCPListener, error) {
+	network := "tcp6"
+	switch {
+	case addr.Addr().Is4():
+		network = "tcp4"
+	case opt.V4V6:
+		network = "tcp"
+	}
 	var ln net.Listener
 	err := h.Do(func() error {
 		var err error
 		lc := net.ListenConfig{KeepAlive: -1}
-		ln, err = lc.Listen(context.Background(), "tcp", addr.String())
+		ln, err = lc.Listen(context.Background(), network, addr.String())
+		if err != nil && opt.V4V6 && addr.Addr() == netip.IPv6Unspecified() && errors.Is(err, unix.EAFNOSUPPORT) {
+			ln, err = lc.Listen(context.Background(), "tcp4", netip.AddrPortFrom(netip.IPv4Unspecified(), addr.Port()).String())
+		}
 		return err
 	})
 	if err != nil {

@@ -191,6 +191,9 @@ type ListenerState struct {
 	Addr      string // the bound address while listening
 	Netns     string
 	Err       string // why it is not listening
+	// Conflict: a NoTakeover bind found its address in use; it stays
+	// down until its frontend is removed.
+	Conflict bool
 }
 
 // Listeners lists every listener and whether it is up.

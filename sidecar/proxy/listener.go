@@ -24,17 +24,36 @@ type listener struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu      sync.Mutex
-	ln      *net.TCPListener
-	h       *netns.Handle
-	lastErr string
+	mu       sync.Mutex
+	ln       *net.TCPListener
+	h        *netns.Handle
+	lastErr  string
+	conflict bool
+	// first is bound by startListener in firstNS, then served by run.
+	first   *net.TCPListener
+	firstNS *netns.Handle
 }
 
 func (e *Engine) startListener(fe *frontend, bs BindSpec) *listener {
 	ctx, cancel := context.WithCancel(e.ctx)
 	l := &listener{e: e, fe: fe, bind: bs, cancel: cancel, done: make(chan struct{})}
+	if bs.NoTakeover && bs.AdoptFrom == "" {
+		if h, err := e.reg.Get(bs.Namespace); err == nil {
+			ln, err := l.listen(h)
+			if l.inUse(err) {
+				close(l.done)
+				return l
+			}
+			l.first, l.firstNS = ln, h
+		}
+	}
 	go func() {
 		defer close(l.done)
+		defer func() {
+			if l.first != nil { // stopped before run served it
+				l.first.Close()
+			}
+		}()
 		l.run(ctx)
 	}()
 	return l
@@ -48,7 +67,8 @@ func (l *listener) stop() {
 func (l *listener) state() ListenerState {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	st := ListenerState{Frontend: l.fe.name, Bind: l.bind, Netns: nsLabel(l.bind.Namespace), Err: l.lastErr}
+	st := ListenerState{Frontend: l.fe.name, Bind: l.bind, Netns: nsLabel(l.bind.Namespace), Err: l.lastErr,
+		Conflict: l.conflict}
 	if l.ln != nil {
 		st.Listening = true
 		st.Addr = l.ln.Addr().String()
@@ -70,6 +90,21 @@ func (l *listener) setErr(err error) {
 	l.lastErr = msg
 }
 
+// inUse records a NoTakeover bind's "address in use" as a conflict: the
+// caller stops, for good.
+func (l *listener) inUse(err error) bool {
+	if !l.bind.NoTakeover || !errors.Is(err, unix.EADDRINUSE) {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.conflict = true
+	l.lastErr = "address in use by another program; not retried, never taken over"
+	l.e.log.Warn("cannot listen: address in use by another program; not retried, never taken over",
+		"frontend", l.fe.name, "bind", l.bind.Addr.String(), "netns", nsLabel(l.bind.Namespace))
+	return true
+}
+
 func (l *listener) run(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
@@ -86,6 +121,9 @@ func (l *listener) run(ctx context.Context) {
 			return
 		}
 		ln, err := l.listen(h)
+		if l.inUse(err) {
+			return
+		}
 		if err != nil {
 			// The address may not exist in the namespace yet: retry until it
 			// does, the namespace changes or we are stopped.
@@ -197,8 +235,15 @@ func waiter(ln *net.TCPListener) (*os.File, error) {
 
 // listen binds the listening socket, or adopts the runtime's reservation.
 func (l *listener) listen(h *netns.Handle) (*net.TCPListener, error) {
+	if ln := l.first; ln != nil {
+		l.first = nil
+		if h == l.firstNS {
+			return ln, nil
+		}
+		ln.Close() // the namespace changed in between
+	}
 	if l.bind.AdoptFrom == "" {
-		return h.Listen(l.bind.Addr)
+		return h.ListenWith(l.bind.Addr, netns.ListenOptions{V4V6: l.bind.V4V6})
 	}
 	if !h.IsDefault() {
 		return nil, fmt.Errorf("adopting a reserved port works only in the daemon's namespace")

@@ -53,6 +53,15 @@ type BindSpec struct {
 	Addr        netip.AddrPort
 	Namespace   string // "": the default namespace
 	AcceptProxy bool
+	// V4V6 makes an IPv6 bind accept IPv4 too; otherwise a bind listens
+	// on its address's family only.
+	V4V6 bool
+	// NoTakeover makes "address in use" final: the port belongs to another
+	// program, so the listener reports a conflict and never retries (a
+	// retry would take the port over as soon as its owner exits). The
+	// first bind is tried during Apply, so the conflict is known when it
+	// returns. For attachments' exposures; files' binds retry.
+	NoTakeover bool
 	// AdoptFrom is a container id: instead of binding Addr, serve the
 	// listening socket that container's runtime (podman's conmon) holds
 	// for it. Only in the default namespace.

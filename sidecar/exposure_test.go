@@ -1,0 +1,122 @@
+package sidecar
+
+import (
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nsproxy/nsproxy/internal/testns"
+
+	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/sidecar/config"
+)
+
+// TestExposureFamilies: a mapping without hostIP listens on both families
+// ([::] v4v6); an explicit hostIP on its own family; an adopted port keeps
+// the runtime's socket.
+func TestExposureFamilies(t *testing.T) {
+	tests := []struct {
+		name   string
+		hostIP string
+		meta   map[string]string
+		want   string
+		v4v6   bool
+	}{
+		{name: "no hostIP", want: "[::]:8080", v4v6: true},
+		{name: "0.0.0.0", hostIP: "0.0.0.0", want: "0.0.0.0:8080"},
+		{name: "::", hostIP: "::", want: "[::]:8080"},
+		{name: "127.0.0.1", hostIP: "127.0.0.1", want: "127.0.0.1:8080"},
+		{name: "adopt", meta: map[string]string{MetaHostPorts: "adopt"}, want: "0.0.0.0:8080"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "c1", IfName: "eth0"}, Netns: "/x",
+				IPs: []string{"10.1.2.3/24"}, Metadata: tt.meta,
+				PortMappings: []api.PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp", HostIP: tt.hostIP}}}
+			xs, problems := exposuresFor(a)
+			if len(xs) != 1 || len(problems) != 0 {
+				t.Fatalf("exposures %v problems %v", xs, problems)
+			}
+			if b := xs[0].bind; b.Addr.String() != tt.want || b.V4V6 != tt.v4v6 {
+				t.Errorf("bind %s v4v6=%v, want %s v4v6=%v", b.Addr, b.V4V6, tt.want, tt.v4v6)
+			}
+		})
+	}
+}
+
+func TestBindConflict(t *testing.T) {
+	bind := func(s string, v4v6 bool) config.Bind {
+		return config.Bind{Addr: netip.MustParseAddrPort(s), V4V6: v4v6}
+	}
+	tests := []struct {
+		name string
+		used config.Bind
+		b    config.Bind
+		want bool
+	}{
+		{"same address", bind("127.0.0.1:80", false), bind("127.0.0.1:80", false), true},
+		{"other port", bind("127.0.0.1:80", false), bind("127.0.0.1:81", false), false},
+		{"two IPv4 addresses", bind("127.0.0.1:80", false), bind("127.0.0.2:80", false), false},
+		{"0.0.0.0 covers IPv4", bind("0.0.0.0:80", false), bind("127.0.0.1:80", false), true},
+		{"0.0.0.0 and ::", bind("0.0.0.0:80", false), bind("[::]:80", false), false},
+		{"0.0.0.0 and ::1", bind("0.0.0.0:80", false), bind("[::1]:80", false), false},
+		{":: covers IPv6", bind("[::]:80", false), bind("[::1]:80", false), true},
+		{":: v4v6 and 0.0.0.0", bind("[::]:80", true), bind("0.0.0.0:80", false), true},
+		{":: v4v6 and 127.0.0.1", bind("127.0.0.1:80", false), bind("[::]:80", true), true},
+		{":: v4v6 and ::1", bind("[::1]:80", false), bind("[::]:80", true), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			used := map[bindKey][]config.Bind{{"", tt.used.Addr.Port()}: {tt.used}}
+			if got := bindConflict(used, tt.b); got != tt.want {
+				t.Errorf("bindConflict = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestExposureConflictReported: the answer to the attachment's POST already
+// reports a host port that another program holds, and nothing is exposed.
+func TestExposureConflictReported(t *testing.T) {
+	td := startTestDaemon(t, "# attachments only\n", "")
+	ns := testns.New(t, "X")
+	holder, err := net.Listen("tcp4", "127.0.0.1:19551")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "c0ffee", IfName: "eth0"},
+		Netns: filepath.Join("/var/run/netns", ns), IPs: []string{"10.9.8.7/24"},
+		PortMappings: []api.PortMapping{{HostPort: 19551, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"},
+			{HostPort: 19552, ContainerPort: 81, Protocol: "tcp", HostIP: "127.0.0.1"}}}
+	var got api.Attachment
+	if code, e := td.call("POST", "/v1/attachments", a, &got); code != 201 {
+		t.Fatalf("POST: %d %+v", code, e)
+	}
+	if len(got.Exposed) != 1 || !strings.HasSuffix(got.Exposed[0], "-19552") {
+		t.Errorf("exposed %v, want only the free port 19552", got.Exposed)
+	}
+	if p := strings.Join(got.Problems, "; "); !strings.Contains(p, "127.0.0.1:19551: conflict: in use by another program") {
+		t.Errorf("problems %q, want the conflict on 19551", p)
+	}
+}
+
+// TestFrontendV4V6RoundTrips: a frontend POSTed with a v4v6 bind is shown
+// with it by GET; v4v6 on an IPv4 address is refused.
+func TestFrontendV4V6RoundTrips(t *testing.T) {
+	td := startTestDaemon(t, "backend be\n    server s 127.0.0.1:19561\n", "")
+	f := api.Frontend{Name: "both", Binds: []api.Bind{{Addr: "[::1]:19560", V4V6: true}}, Backend: "be"}
+	if code, e := td.call("POST", "/v1/frontends", f, nil); code != 201 {
+		t.Fatalf("POST: %d %+v", code, e)
+	}
+	var got api.Frontend
+	if code, e := td.call("GET", "/v1/frontends/both", nil, &got); code != 200 || len(got.Binds) != 1 || !got.Binds[0].V4V6 {
+		t.Fatalf("GET: %d %+v %+v", code, e, got)
+	}
+	bad := api.Frontend{Name: "bad", Binds: []api.Bind{{Addr: "127.0.0.1:19562", V4V6: true}}, Backend: "be"}
+	if code, e := td.call("POST", "/v1/frontends", bad, nil); code != 400 || !strings.Contains(strings.Join(e.Details, ";"), "v4v6 applies to IPv6 addresses") {
+		t.Fatalf("POST v4v6 on IPv4: %d %+v", code, e)
+	}
+}

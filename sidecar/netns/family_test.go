@@ -1,0 +1,101 @@
+package netns
+
+import (
+	"context"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nsproxy/nsproxy/internal/testns"
+)
+
+// TestListenFamilies: as in HAProxy, 0.0.0.0 listens on IPv4 only and ::
+// on IPv6 only, unless v4v6 asks for both (Go's "tcp" would make every
+// wildcard socket dual-stack). Checked in a fresh namespace, so the ports
+// are free and nothing else answers.
+func TestListenFamilies(t *testing.T) {
+	ns := testns.New(t, "fam")
+	h, err := OpenPath(filepath.Join(DefaultDir, ns), ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	tests := []struct {
+		name       string
+		addr       string
+		opt        ListenOptions
+		want4      bool // 127.0.0.1 answers
+		want6      bool // [::1] answers
+		wantListen string
+	}{
+		{name: "0.0.0.0", addr: "0.0.0.0:19501", want4: true, wantListen: "0.0.0.0:19501"},
+		{name: "::", addr: "[::]:19502", want6: true, wantListen: "[::]:19502"},
+		{name: ":: v4v6", addr: "[::]:19503", opt: ListenOptions{V4V6: true}, want4: true, want6: true, wantListen: "[::]:19503"},
+		{name: "127.0.0.1", addr: "127.0.0.1:19504", want4: true, wantListen: "127.0.0.1:19504"},
+		{name: "::1", addr: "[::1]:19505", want6: true, wantListen: "[::1]:19505"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ap := netip.MustParseAddrPort(tt.addr)
+			ln, err := h.ListenWith(ap, tt.opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					c.Close()
+				}
+			}()
+			if got := ln.Addr().String(); got != tt.wantListen {
+				t.Errorf("listening on %s, want %s", got, tt.wantListen)
+			}
+			answers := func(to string) bool {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				c, err := h.Dial(ctx, netip.AddrPortFrom(netip.MustParseAddr(to), ap.Port()), DialOptions{})
+				if err != nil {
+					return false
+				}
+				c.Close()
+				return true
+			}
+			if got := answers("127.0.0.1"); got != tt.want4 {
+				t.Errorf("127.0.0.1 answers: %v, want %v", got, tt.want4)
+			}
+			if got := answers("::1"); got != tt.want6 {
+				t.Errorf("[::1] answers: %v, want %v", got, tt.want6)
+			}
+		})
+	}
+}
+
+// TestListenFamilyConflicts: 0.0.0.0:P and [::]:P coexist (one per
+// family), and a dual-stack [::]:P v4v6 conflicts with 0.0.0.0:P.
+func TestListenFamilyConflicts(t *testing.T) {
+	ns := testns.New(t, "famc")
+	h, err := OpenPath(filepath.Join(DefaultDir, ns), ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	v4, err := h.Listen(netip.MustParseAddrPort("0.0.0.0:19510"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v4.Close()
+	v6, err := h.Listen(netip.MustParseAddrPort("[::]:19510"))
+	if err != nil {
+		t.Fatalf("[::]:19510 next to 0.0.0.0:19510: %v", err)
+	}
+	v6.Close()
+	if both, err := h.ListenWith(netip.MustParseAddrPort("[::]:19510"), ListenOptions{V4V6: true}); err == nil {
+		both.Close()
+		t.Fatal("[::]:19510 v4v6 next to 0.0.0.0:19510: no error, want address in use")
+	}
+}
