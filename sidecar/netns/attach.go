@@ -22,7 +22,7 @@ func Attach(dir, name string, pid int) (string, error) {
 	src := fmt.Sprintf("/proc/%d/ns/net", pid)
 	fd, err := unix.Open(src, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return "", fmt.Errorf("attach %q: %w", name, err)
+		return "", fmt.Errorf("attach %q: %s: %w", name, src, err)
 	}
 	defer unix.Close(fd)
 	return attachFD(dir, name, fd, src)
