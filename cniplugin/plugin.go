@@ -121,7 +121,8 @@ func firstOf(s ...string) string {
 // unchanged. A daemon that cannot be reached does not fail ADD unless the
 // config is strict (error 11): it replays the record when it starts. A
 // daemon that refuses the attachment fails ADD (error 100) and the record
-// is removed. Port conflicts are not refusals: the daemon reports them
+// is removed. An attachment larger than hooks.MaxAttachmentSize fails ADD
+// (error 7) and leaves no record. Port conflicts are not refusals: the daemon reports them
 // (logged here) and ADD succeeds, because a failed ADD makes the runtime
 // run a DEL without prevResult that leaks the other plugins' state.
 func (p *Plugin) Add(args *skel.CmdArgs) error {
@@ -139,6 +140,13 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	}
 	log := p.log(args)
 	dir := p.recordDir(conf)
+	// Too large for the daemon and the record reader alike: fail now,
+	// rather than record what the daemon cuts and its replay skips.
+	if _, err := hooks.EncodeRecord(a); errors.Is(err, hooks.ErrTooLarge) {
+		_ = hooks.RemoveRecord(dir, a.AttachmentKey) // an earlier ADD's
+		return types.NewError(types.ErrInvalidNetworkConfig, "nsproxy-cni: the attachment is too large",
+			err.Error()+"; publish fewer port mappings or shorten the nsproxy.io/ annotations")
+	}
 	recErr := hooks.WriteRecord(dir, a)
 	if recErr != nil {
 		log.Error("cannot write the attachment record", "dir", dir, "err", recErr)

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -128,10 +129,9 @@ func NewClient(socket string, opts ...ClientOption) *Client {
 // connections for 30 s, for long-lived callers such as the CLI; hooks are
 // short-lived processes and keep none.
 func UnixTransport(socket string, keepAlive bool) *http.Transport {
-	var d net.Dialer
 	t := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			conn, err := d.DialContext(ctx, "unix", socket)
+			conn, err := dialUnix(ctx, socket)
 			if err != nil {
 				return nil, &UnreachableError{Socket: socket, Err: err}
 			}
@@ -143,6 +143,29 @@ func UnixTransport(socket string, keepAlive bool) *http.Transport {
 		t.MaxIdleConns, t.IdleConnTimeout = 2, 30*time.Second
 	}
 	return t
+}
+
+// dialUnix dials socket, retrying while its accept queue is full: a unix
+// connect fails at once with EAGAIN then, where TCP would wait. The daemon
+// frees the queue quickly; a flood of other clients must not make a hook or
+// the CLI give up at the first try.
+func dialUnix(ctx context.Context, socket string) (net.Conn, error) {
+	var d net.Dialer
+	wait := 5 * time.Millisecond
+	for {
+		conn, err := d.DialContext(ctx, "unix", socket)
+		if err == nil || !errors.Is(err, syscall.EAGAIN) {
+			return conn, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
 }
 
 // Socket is the path the client dials.

@@ -29,9 +29,17 @@ const RecordVersion = 1
 // files, such as the temporary files of WriteRecord) are not records.
 const recordSuffix = ".json"
 
-// maxRecordSize bounds what DecodeRecord reads: a record is a few hundred
-// bytes, and the daemon must not be made to buffer a huge file at start.
-const maxRecordSize = 1 << 20
+// MaxAttachmentSize bounds an attachment wherever it travels: its record
+// (EncodeRecord and WriteRecord refuse a larger one, DecodeRecord and the
+// readers skip it) and every request body of the daemon's control socket
+// (413 above it). A record is the attachment's JSON wrapped and indented,
+// always longer than the compact request body, so an attachment whose
+// record fits is never cut by the daemon. A record is usually a few hundred
+// bytes; the bound keeps the daemon from buffering a huge file or body.
+const MaxAttachmentSize = 1 << 20
+
+// ErrTooLarge: an attachment's record would exceed MaxAttachmentSize.
+var ErrTooLarge = errors.New("nsproxy: attachment too large")
 
 // maxNameLen bounds a record's file name; longer keys are hashed. Most
 // file systems allow 255 bytes.
@@ -89,7 +97,8 @@ func RecordPath(dir string, k AttachmentKey) string {
 	return filepath.Join(dir, RecordName(k))
 }
 
-// EncodeRecord is the content of the record of a (without its status).
+// EncodeRecord is the content of the record of a (without its status);
+// ErrTooLarge when it would exceed MaxAttachmentSize.
 func EncodeRecord(a Attachment) ([]byte, error) {
 	if err := checkKey(a.AttachmentKey); err != nil {
 		return nil, err
@@ -98,14 +107,18 @@ func EncodeRecord(a Attachment) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(b, '\n'), nil
+	b = append(b, '\n')
+	if len(b) > MaxAttachmentSize {
+		return nil, fmt.Errorf("%w: its record is %d bytes, the limit is %d", ErrTooLarge, len(b), MaxAttachmentSize)
+	}
+	return b, nil
 }
 
 // DecodeRecord parses the content of a record. Unknown fields are ignored
 // (a newer writer may add some); an unknown version is an error.
 func DecodeRecord(b []byte) (Attachment, error) {
-	if len(b) > maxRecordSize {
-		return Attachment{}, fmt.Errorf("%w: larger than %d bytes", ErrBadRecord, maxRecordSize)
+	if len(b) > MaxAttachmentSize {
+		return Attachment{}, fmt.Errorf("%w: larger than %d bytes", ErrBadRecord, MaxAttachmentSize)
 	}
 	var r record
 	d := json.NewDecoder(bytes.NewReader(b))
@@ -247,7 +260,7 @@ func readRecordFile(p string) (Attachment, error) {
 	} else if !st.Mode().IsRegular() {
 		return Attachment{}, fmt.Errorf("%w: %s is not a regular file", ErrBadRecord, p)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, maxRecordSize+1))
+	b, err := io.ReadAll(io.LimitReader(f, MaxAttachmentSize+1))
 	if err != nil {
 		return Attachment{}, fmt.Errorf("attachment record: %w", err)
 	}

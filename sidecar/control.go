@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/config"
 	"golang.org/x/sys/unix"
@@ -32,11 +34,20 @@ type ControlOptions struct {
 	// Group, when >= 0, may also use the socket (mode 0660, peer's group
 	// checked); otherwise only root and the daemon's own user (mode 0600).
 	Group int
+	// MaxConns bounds the open connections (0: DefaultControlMaxConns). At
+	// the bound a new connection closes the oldest one that has no request
+	// being answered (see controlListener).
+	MaxConns int
+	// ReadTimeout bounds reading a request, headers and body; IdleTimeout
+	// closes a keep-alive connection that sends no next request;
+	// WriteTimeout bounds writing an answer. 0: the DefaultControl*Timeout.
+	ReadTimeout, IdleTimeout, WriteTimeout time.Duration
 }
 
 // ListenControl opens the control socket: a unix socket that only root,
 // the daemon's user and (optionally) one group may use. A stale socket file
-// is replaced; a live one (another daemon) is an error.
+// is replaced; a live one (another daemon) is an error. The listener
+// enforces opt's limits when given to ServeControl.
 func ListenControl(opt ControlOptions) (net.Listener, error) {
 	path := opt.Socket
 	if path == "" {
@@ -68,13 +79,16 @@ func ListenControl(opt ControlOptions) (net.Listener, error) {
 		ln.Close()
 		return nil, fmt.Errorf("control socket mode: %w", err)
 	}
-	return ln, nil
+	return newControlListener(ln, opt), nil
 }
 
 type credKey struct{}
 
 // peerCred reads SO_PEERCRED of a unix connection.
 func peerCred(c net.Conn) (*unix.Ucred, error) {
+	if cc, ok := c.(*controlConn); ok {
+		c = cc.Conn
+	}
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
 		return nil, errors.New("not a unix connection")
@@ -115,12 +129,23 @@ func allowedPeer(cred *unix.Ucred, group int) bool {
 	return false
 }
 
-// ServeControl serves the API on ln until ctx ends.
+// ServeControl serves the API on ln until ctx ends, with the limits of the
+// ControlOptions ln was made with (ListenControl), or the defaults.
 func (d *Daemon) ServeControl(ctx context.Context, ln net.Listener, group int) error {
+	cl, ok := ln.(*controlListener)
+	if !ok {
+		cl = newControlListener(ln, ControlOptions{})
+	}
+	cl.mu.Lock()
+	cl.log = d.log
+	cl.mu.Unlock()
 	srv := &http.Server{
-		Handler:           d.controlHandler(group),
-		ReadHeaderTimeout: 5 * time.Second,
+		Handler:     d.controlHandler(group),
+		ReadTimeout: cl.opt.ReadTimeout,
+		IdleTimeout: cl.opt.IdleTimeout,
+		ConnState:   cl.connState,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			ctx = withConn(ctx, c)
 			cred, err := peerCred(c)
 			if err != nil {
 				return ctx
@@ -135,7 +160,7 @@ func (d *Daemon) ServeControl(ctx context.Context, ln net.Listener, group int) e
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
-	err := srv.Serve(ln)
+	err := srv.Serve(cl)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -149,9 +174,20 @@ func (d *Daemon) controlHandler(group int) http.Handler {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			cred, _ := r.Context().Value(credKey{}).(*unix.Ucred)
 			if !allowedPeer(cred, group) {
+				startAnswer(r)
 				writeJSON(w, http.StatusForbidden, api.Error{Error: "permission denied: the control socket is for root (or the configured group)"})
 				return
 			}
+			if err := readBody(w, r); err != nil {
+				code, body := errorBody(err)
+				if errors.Is(err, errTooLarge) { // not a client that went away or was too slow
+					d.log.Info("control request refused", "method", r.Method, "path", r.URL.Path, "code", code, "err", err.Error())
+				}
+				startAnswer(r)
+				writeJSON(w, code, body)
+				return
+			}
+			startAnswer(r)
 			code, body, err := f(r)
 			if err != nil {
 				code, body = errorBody(err)
@@ -300,6 +336,7 @@ func (d *Daemon) controlHandler(group int) http.Handler {
 	})
 	h("GET /v1/stats", func(*http.Request) (int, any, error) { return 200, d.stats(), nil })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		startAnswer(r)
 		writeJSON(w, 404, api.Error{Error: fmt.Sprintf("no such endpoint: %s %s (see the README's API table)", r.Method, r.URL.Path)})
 	})
 	return mux
@@ -329,12 +366,55 @@ func findNamed[T any](items []T, name, kind string, key func(T) string) (int, an
 	return 0, nil, fmt.Errorf("%s %q: %w", kind, name, errNotFound)
 }
 
-// decode reads a JSON body strictly: unknown fields are errors.
+// maxBody bounds every request body: the largest is an attachment, and an
+// attachment whose record the hooks can write must fit (hooks checks that
+// its record, always longer than the body, fits the same bound).
+const maxBody = hooks.MaxAttachmentSize
+
+// errTooLarge maps to 413.
+var errTooLarge = errors.New("request body too large")
+
+// readBody reads the whole body (at most maxBody) before the request is
+// handled, so that a slow body is read while its connection may still
+// give way (controlListener), and replaces r.Body with what was read.
+func readBody(w http.ResponseWriter, r *http.Request) error {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return fmt.Errorf("%w: the limit is %d bytes", errTooLarge, mbe.Limit)
+	case err != nil:
+		return &objectError{msg: "cannot read the request body", details: []string{err.Error()}}
+	}
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	return nil
+}
+
+// decode decodes the request's body (read by readBody) into v with
+// decodeBody.
 func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return &objectError{msg: "cannot read the request body", details: []string{err.Error()}}
+	}
+	return decodeBody(b, v)
+}
+
+// decodeBody is the one decoder of request bodies: exactly one JSON value
+// of v's type, no unknown fields, and nothing but white space after it.
+func decodeBody(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if err == io.EOF {
+			return &objectError{msg: "request body is empty: send a JSON object"}
+		}
 		return &objectError{msg: "request body is not valid JSON for this endpoint", details: []string{err.Error()}}
+	}
+	off := dec.InputOffset()
+	if rest := bytes.TrimLeft(b[off:], " \t\r\n"); len(rest) > 0 {
+		return &objectError{msg: "request body is not valid JSON for this endpoint",
+			details: []string{fmt.Sprintf("data after the JSON value at byte %d: send exactly one object", off+int64(len(b[off:])-len(rest)))}}
 	}
 	return nil
 }
@@ -362,6 +442,8 @@ func errorBody(err error) (int, api.Error) {
 		code = http.StatusNotFound
 	case errors.Is(err, errConflict):
 		code = http.StatusConflict
+	case errors.Is(err, errTooLarge):
+		code = http.StatusRequestEntityTooLarge
 	case errors.As(err, &oe):
 		return http.StatusBadRequest, api.Error{Error: oe.msg, Details: oe.details}
 	case errors.As(err, &ve):

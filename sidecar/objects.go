@@ -45,8 +45,8 @@ func (d *Daemon) AddNamespace(n api.Namespace) error {
 		n.Metadata[metaAttached] = fmt.Sprint(n.Pid)
 		n.Pid = 0
 	case n.Path != "":
-		if !netns.Exists(n.Path) {
-			return &objectError{msg: "namespace " + n.Name, details: []string{fmt.Sprintf("%s is not a network namespace file", n.Path)}}
+		if err := netns.CheckPath(n.Path); err != nil {
+			return &objectError{msg: "namespace " + n.Name, details: []string{err.Error()}}
 		}
 	}
 	n.Source, n.Tenant = api.SourceAPI, tenantOr(n.Tenant)
@@ -250,8 +250,8 @@ func (d *Daemon) PutAttachment(a api.Attachment) (bool, error) {
 	}
 	if a.Netns == "" || !strings.HasPrefix(a.Netns, "/") {
 		bad = append(bad, fmt.Sprintf("netns %q: an absolute path is required", a.Netns))
-	} else if !netns.Exists(a.Netns) {
-		bad = append(bad, fmt.Sprintf("netns %s is not a network namespace file", a.Netns))
+	} else if err := netns.CheckPath(a.Netns); err != nil {
+		bad = append(bad, "netns "+err.Error())
 	}
 	if a.Name != "" && !config.ValidNamespaceName(a.Name) {
 		bad = append(bad, fmt.Sprintf("name %q: use [A-Za-z0-9._:-]", a.Name))

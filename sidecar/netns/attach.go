@@ -19,16 +19,26 @@ func Attach(dir, name string, pid int) (string, error) {
 	if pid <= 0 {
 		return "", fmt.Errorf("attach %q: invalid pid %d", name, pid)
 	}
-	return attach(dir, name, fmt.Sprintf("/proc/%d/ns/net", pid))
+	src := fmt.Sprintf("/proc/%d/ns/net", pid)
+	fd, err := unix.Open(src, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("attach %q: %s: %w", name, src, err)
+	}
+	defer unix.Close(fd)
+	return attachFD(dir, name, fd, src)
 }
 
 // AttachFD names the namespace behind an open fd in dir. Opening
 // /proc/PID/ns/net first and mounting the fd is race-free: the pid may
 // exit and be reused, the fd still names the namespace that was opened.
+// An fd of another namespace type is refused.
 func AttachFD(dir, name string, fd int) (string, error) {
-	var sfs unix.Statfs_t
-	if err := unix.Fstatfs(fd, &sfs); err != nil || sfs.Type != nsfsMagic {
-		return "", fmt.Errorf("attach %q: fd %d: %w", name, fd, ErrNotNamespace)
+	return attachFD(dir, name, fd, fmt.Sprintf("fd %d", fd))
+}
+
+func attachFD(dir, name string, fd int, what string) (string, error) {
+	if err := checkFD(fd, what); err != nil {
+		return "", fmt.Errorf("attach %q: %w", name, err)
 	}
 	return attach(dir, name, fmt.Sprintf("/proc/self/fd/%d", fd))
 }

@@ -17,9 +17,6 @@ var (
 	ErrNotNamespace = errors.New("nsproxy: not a network namespace")
 )
 
-// nsfsMagic is NSFS_MAGIC from linux/magic.h.
-const nsfsMagic = 0x6e736673
-
 // homeFD is the namespace the process started in: every thread returns to
 // it. It is opened in init, on the main thread before main runs and before
 // this package has moved any thread. "/proc/self/ns/net" would be wrong
@@ -115,14 +112,9 @@ func OpenPid(pid int, name string) (*Handle, error) {
 
 // newHandle takes ownership of fd.
 func newHandle(fd int, path, name string, isHome bool) (*Handle, error) {
-	var sfs unix.Statfs_t
-	if err := unix.Fstatfs(fd, &sfs); err != nil {
+	if err := checkFD(fd, path); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("statfs namespace %s: %w", path, err)
-	}
-	if sfs.Type != nsfsMagic {
-		unix.Close(fd)
-		return nil, fmt.Errorf("%s: %w", path, ErrNotNamespace)
+		return nil, err
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
@@ -132,8 +124,8 @@ func newHandle(fd int, path, name string, isHome bool) (*Handle, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Handle{name: name, path: path, fd: fd, ctx: ctx, cancel: cancel, isHome: isHome,
 		id: Identity{Dev: st.Dev, Ino: st.Ino}}
-	// A netns fd that is not a network namespace (e.g. a mount namespace
-	// file) fails here rather than at first use.
+	// On a kernel without NS_GET_NSTYPE, a namespace fd of another type
+	// (e.g. a mount namespace file) fails here rather than at first use.
 	if err := h.do(func() error {
 		s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
@@ -167,7 +159,7 @@ func statIdentity(path string) (Identity, error) {
 	if err := unix.Statfs(path, &sfs); err != nil {
 		return Identity{}, err
 	}
-	if sfs.Type != nsfsMagic {
+	if sfs.Type != unix.NSFS_MAGIC {
 		return Identity{}, ErrNotNamespace
 	}
 	var st unix.Stat_t

@@ -62,6 +62,7 @@ type slot struct {
 	h       *Handle       // nil while the namespace does not exist
 	changed chan struct{} // closed and replaced whenever h changes
 	missing bool          // already reported missing
+	openErr string        // last "present but cannot be opened" reported
 	config  bool          // named by the configuration files
 	entry   *Entry        // registered at run time (API, CNI, OCI)
 }
@@ -399,20 +400,28 @@ func (r *Registry) resyncOne(name string) {
 		return
 	}
 	var nh *Handle
+	var openErr error
 	if id, err := statIdentity(path); err == nil && (old == nil || id.Ino != old.id.Ino || id.Dev != old.id.Dev) {
-		h, err := OpenPath(path, name)
-		if err != nil {
-			r.log.Warn("namespace present but cannot be opened", "netns", name, "path", path, "err", err)
-		} else {
-			nh = h
-		}
+		nh, openErr = OpenPath(path, name)
+	}
+	// A file that stays unopenable (another namespace type, say) is
+	// reported once per error, not at every resync.
+	r.mu.Lock()
+	reportOpen := openErr != nil && s.openErr != openErr.Error()
+	s.openErr = ""
+	if openErr != nil {
+		s.openErr = openErr.Error()
+	}
+	r.mu.Unlock()
+	if reportOpen {
+		r.log.Warn("namespace present but cannot be opened", "netns", name, "path", path, "err", openErr)
 	}
 	if old == nil && nh == nil {
 		r.mu.Lock()
 		report := !s.missing
 		s.missing = true
 		r.mu.Unlock()
-		if report {
+		if report && openErr == nil {
 			r.log.Warn("namespace does not exist yet; its listeners and servers start when it appears",
 				"netns", name, "path", path)
 		}
@@ -506,9 +515,8 @@ func exists(path string) bool {
 	return err == nil
 }
 
-// Exists reports whether path is a namespace file now (an nsfs mount or
-// /proc/PID/ns/net), without opening it.
+// Exists reports whether path is a network namespace file now (an nsfs
+// mount or /proc/PID/ns/net); CheckPath says why not.
 func Exists(path string) bool {
-	_, err := statIdentity(path)
-	return err == nil
+	return CheckPath(path) == nil
 }

@@ -1,0 +1,105 @@
+package sidecar
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/nsproxy/nsproxy/sidecar/api"
+)
+
+// requestTypes are the bodies the control API decodes.
+func requestTypes() map[string]func() any {
+	return map[string]func() any{
+		"namespace":  func() any { return new(api.Namespace) },
+		"frontend":   func() any { return new(api.Frontend) },
+		"backend":    func() any { return new(api.Backend) },
+		"server":     func() any { return new(api.Server) },
+		"attachment": func() any { return new(api.Attachment) },
+		"gc":         func() any { return new(api.GCRequest) },
+	}
+}
+
+func TestDecodeBody(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		err  string // "" means accepted
+	}{
+		{`{"name":"a","path":"/x"}`, ""},
+		{"  {\"name\":\"a\"}\r\n\t ", ""},
+		{`null`, ""},
+		{``, "empty"},
+		{`   `, "empty"},
+		{`{"name":"a"} x`, "data after the JSON value at byte 13"},
+		{`{"name":"a"}{"name":"b"}`, "data after the JSON value at byte 12"},
+		{`{"name":"a"}}`, "data after the JSON value"},
+		{`{"name":"a"} null`, "data after the JSON value"},
+		{`{"name":"a","colour":"red"}`, `unknown field "colour"`},
+		{`{"name":1}`, "cannot unmarshal"},
+		{`{"name":"a"`, "unexpected EOF"},
+		{`[]`, "cannot unmarshal"},
+	} {
+		var n api.Namespace
+		err := decodeBody([]byte(tc.body), &n)
+		var oe *objectError
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%q: %v", tc.body, err)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%q: error %v, want one saying %q", tc.body, err, tc.err)
+		case err != nil && !errors.As(err, &oe):
+			t.Errorf("%q: %v is not a 400 objectError", tc.body, err)
+		}
+	}
+}
+
+// FuzzDecodeBody: for every request type, a body is accepted exactly when
+// it is one valid JSON value (white space around it) that strict
+// unmarshalling takes; an accepted value re-encodes to a body that is
+// accepted again, unchanged.
+func FuzzDecodeBody(f *testing.F) {
+	for _, s := range []string{
+		`{"name":"a","path":"/proc/1/ns/net"}`, `{"name":"a","pid":1}`,
+		`{"name":"f","binds":[{"addr":"127.0.0.1:80","namespace":"n"}],"backend":"b","maxconn":10}`,
+		`{"name":"b","servers":[{"name":"s","addr":"10.0.0.1:80","check":true}]}`,
+		`{"containerID":"c","ifname":"eth0","netns":"/x","portMappings":[{"hostPort":80,"containerPort":80}],"metadata":{"k":"v"}}`,
+		`{"valid":[{"containerID":"c","ifname":"eth0"}]}`,
+		`{"name":"a"} x`, `{"name":"a"}{"name":"b"}`, `{"name":"a"}}`, `{"name":"a"}` + "\n", ``, `null`, `[]`,
+		`{"name":"a","name":"b"}`, `{"NAME":"a"}`, `{"name":"\ud800"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	types := requestTypes()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for kind, mk := range types {
+			v := mk()
+			err := decodeBody(body, v)
+			strict := json.NewDecoder(bytes.NewReader(body))
+			strict.DisallowUnknownFields()
+			want := json.Valid(body) && strict.Decode(mk()) == nil
+			if (err == nil) != want {
+				t.Fatalf("%s %q: decodeBody error %v, but valid single value and strict decode: %v", kind, body, err, want)
+			}
+			if err != nil {
+				var oe *objectError
+				if !errors.As(err, &oe) {
+					t.Fatalf("%s %q: %v is not a 400 objectError", kind, body, err)
+				}
+				continue
+			}
+			again, merr := json.Marshal(v)
+			if merr != nil {
+				t.Fatalf("%s %q: accepted value does not encode: %v", kind, body, merr)
+			}
+			v2 := mk()
+			if err := decodeBody(again, v2); err != nil {
+				t.Fatalf("%s %q: re-encoded %q refused: %v", kind, body, again, err)
+			}
+			if third, _ := json.Marshal(v2); !bytes.Equal(third, again) {
+				t.Fatalf("%s %q: %q re-encodes as %q", kind, body, again, third)
+			}
+		}
+	})
+}
