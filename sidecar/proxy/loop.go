@@ -31,7 +31,8 @@ import (
 //     that catches loops through address translation, which the first
 //     check cannot see.
 //
-// The first check costs an atomic load and a map lookup per connection;
+// The first check costs an atomic load and a bit test per connection (a
+// map lookup when the port is one we listen on);
 // asking the kernel whether an address is local happens only when the
 // port matches a wildcard listener of the dialing namespace.
 
@@ -51,7 +52,15 @@ type listenKey struct {
 type ownListeners struct {
 	mu   sync.Mutex
 	refs map[listenKey]int
-	set  atomic.Pointer[map[listenKey]struct{}]
+	set  atomic.Pointer[ownSet]
+}
+
+// ownSet is an immutable snapshot of the listening addresses; ports has a
+// bit per port in use, so that most destinations are cleared without
+// hashing a key.
+type ownSet struct {
+	keys  map[listenKey]struct{}
+	ports [65536 / 64]uint64
 }
 
 func listenKeyOf(h *netns.Handle, a netip.AddrPort) listenKey {
@@ -74,11 +83,13 @@ func (o *ownListeners) change(k listenKey, d int) {
 	if o.refs[k] += d; o.refs[k] <= 0 {
 		delete(o.refs, k)
 	}
-	next := make(map[listenKey]struct{}, len(o.refs))
+	next := &ownSet{keys: make(map[listenKey]struct{}, len(o.refs))}
 	for k := range o.refs {
-		next[k] = struct{}{}
+		next.keys[k] = struct{}{}
+		p := k.addr.Port()
+		next.ports[p/64] |= 1 << (p % 64)
 	}
-	o.set.Store(&next)
+	o.set.Store(next)
 }
 
 // isOwn reports whether connecting to dst from inside h reaches one of our
@@ -86,7 +97,7 @@ func (o *ownListeners) change(k listenKey, d int) {
 // only when dst's port is a wildcard listener's.
 func (o *ownListeners) isOwn(h *netns.Handle, dst netip.AddrPort, isLocal func(netip.Addr) bool) bool {
 	set := o.set.Load()
-	if set == nil || len(*set) == 0 {
+	if p := dst.Port(); set == nil || set.ports[p/64]&(1<<(p%64)) == 0 {
 		return false
 	}
 	addr := dst.Addr().Unmap().WithZone("")
@@ -98,10 +109,10 @@ func (o *ownListeners) isOwn(h *netns.Handle, dst netip.AddrPort, isLocal func(n
 		}
 	}
 	id := h.Identity()
-	if _, ok := (*set)[listenKey{id, netip.AddrPortFrom(addr, dst.Port())}]; ok {
+	if _, ok := set.keys[listenKey{id, netip.AddrPortFrom(addr, dst.Port())}]; ok {
 		return true
 	}
-	if _, ok := (*set)[listenKey{id, netip.AddrPortFrom(netip.IPv6Unspecified(), dst.Port())}]; !ok {
+	if _, ok := set.keys[listenKey{id, netip.AddrPortFrom(netip.IPv6Unspecified(), dst.Port())}]; !ok {
 		return false
 	}
 	return addr.IsLoopback() || isLocal(addr)
