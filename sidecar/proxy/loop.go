@@ -31,10 +31,11 @@ import (
 //     that catches loops through address translation, which the first
 //     check cannot see.
 //
-// The first check costs an atomic load and a bit test per connection (a
-// map lookup when the port is one we listen on);
-// asking the kernel whether an address is local happens only when the
-// port matches a wildcard listener of the dialing namespace.
+// The first check costs an atomic load and a bit test per connection, a
+// map lookup when the port is one we listen on; the kernel is asked
+// whether an address is local only when the port is a wildcard listener's
+// in the dialing namespace. The marker only sees loops back into this
+// daemon: another daemon writes its own headers and its own marker.
 
 // ErrLoop: the destination is one of nsproxy's own listeners.
 var ErrLoop = errors.New("nsproxy: destination is one of nsproxy's own listeners (loop)")
