@@ -26,7 +26,7 @@ var (
 	frontendRefusals = desc("frontend_refusals_total",
 		"Connections the frontend refused (or, for netns_tlv_ignored, accepted while ignoring the TLV), by reason: "+
 			"PROXY header errors (no_header, timeout, malformed, too_large), NETNS TLV rejections "+
-			"(bad_namespace, multiple_namespaces, netns_not_allowed, netns_unavailable), untrusted_source.",
+			"(bad_namespace, multiple_namespaces, netns_not_allowed, netns_unavailable), untrusted_source, loop.",
 		refusalLabels)
 	frontendListenersUp = desc("frontend_listeners_up",
 		"Listeners of the frontend that are bound and accepting.", frontendLabels)

@@ -27,6 +27,7 @@ import (
 
 	"github.com/nsproxy/nsproxy/internal/testns"
 	"github.com/nsproxy/nsproxy/sidecar/netns"
+	"github.com/nsproxy/nsproxy/sidecar/proxyproto"
 	"golang.org/x/sys/unix"
 )
 
@@ -351,5 +352,94 @@ func BenchmarkIdleSessions(b *testing.B) {
 		for deadline := time.Now().Add(10 * time.Second); r.e.Sessions() > 0 && time.Now().Before(deadline); {
 			time.Sleep(10 * time.Millisecond)
 		}
+	}
+}
+
+// BenchmarkAcceptProxyStar: BenchmarkAcceptDialClose through an
+// accept-proxy listener whose server takes its address from the header
+// ("server * namespace B send-proxy-v2"): the path that checks for loops
+// (issue 9). The client sends a v2 header naming the server in B; the
+// server reads the engine's v2 header, then echoes.
+func BenchmarkAcceptProxyStar(b *testing.B) {
+	r := newBenchRig(b, slog.LevelWarn)
+	addr := r.benchServe(b, func(c *net.TCPConn) {
+		if _, err := proxyproto.ReadHeader(c, proxyproto.ReadOptions{}); err != nil {
+			return
+		}
+		io.Copy(c, c)
+	})
+	probe, err := r.clientNS.Listen(netip.MustParseAddrPort("127.0.0.1:0"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	port := probe.Addr().(*net.TCPAddr).AddrPort().Port()
+	probe.Close()
+	bind := BindSpec{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), Namespace: r.nsA, AcceptProxy: true}
+	star := ServerSpec{Name: "star", PortMode: PortFromClient, Namespace: r.nsB, Weight: 1, SendProxy: 2}
+	if err := r.e.Apply(spec1(bind, BackendSpec{Servers: []ServerSpec{star}})); err != nil {
+		b.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if ls := r.e.Listeners(); len(ls) == 1 && ls[0].Listening {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("listener not up")
+		}
+	}
+	target := net.TCPAddrFromAddrPort(bind.Addr)
+	msg := append(proxyproto.AppendV2(nil, netip.MustParseAddrPort("192.0.2.1:40000"), addr, ""), 'x')
+	b.ResetTimer()
+	err = r.benchInA(func() error {
+		one := []byte{0}
+		for range b.N {
+			c, err := net.DialTCP("tcp", nil, target)
+			if err != nil {
+				return err
+			}
+			if _, err := c.Write(msg); err != nil {
+				return err
+			}
+			if _, err := io.ReadFull(c, one); err != nil {
+				return err
+			}
+			c.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	deadline := time.Now().Add(3 * time.Second)
+	for r.e.Sessions() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// BenchmarkLoopCheck: the per-connection cost of the loop guard for a
+// server address taken from the client, with 1,000 listeners in the set:
+// destinations that are not ours, on a port we do not listen on (the
+// common case) and on one we do, and one that is ours.
+func BenchmarkLoopCheck(b *testing.B) {
+	testns.RequireRoot(b)
+	h, err := netns.OpenDefault()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	var o ownListeners
+	for i := range 1000 {
+		o.add(listenKeyOf(h, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 8080)))
+	}
+	local := func(netip.Addr) bool { return false }
+	for _, c := range []struct{ name, dst string }{
+		{"other port", "10.9.9.9:443"}, {"same port", "10.9.9.9:8080"}, {"hit", "10.1.3.3:8080"}} {
+		b.Run(c.name, func(b *testing.B) {
+			dst := netip.MustParseAddrPort(c.dst)
+			for range b.N {
+				o.isOwn(h, dst, local)
+			}
+		})
 	}
 }

@@ -30,6 +30,11 @@ type Engine struct {
 	global    *limiter
 	proxyMax  atomic.Int64 // Spec.ProxyHeaderMaxSize
 	ns        nsCounters   // per-namespace counters, by label
+	own       ownListeners // our listening sockets, for the loop guard
+	hop       []byte       // our v2 headers' loop marker (NOOP TLV value)
+	// nofile is RLIMIT_NOFILE: maxconn is kept below what it allows.
+	nofile  uint64
+	lastMax int // the effective global maxconn last applied
 
 	sessMu   sync.Mutex
 	sessions map[*session]struct{}
@@ -44,7 +49,8 @@ func New(reg *netns.Registry, log *slog.Logger) *Engine {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{reg: reg, log: log, ctx: ctx, cancel: cancel,
-		frontends: map[string]*frontend{}, global: newLimiter(0), sessions: map[*session]struct{}{}}
+		frontends: map[string]*frontend{}, global: newLimiter(0), sessions: map[*session]struct{}{},
+		hop: newHopMarker(), nofile: raiseNoFile()}
 	e.backends.Store(&map[string]*backend{})
 	return e
 }
@@ -57,6 +63,8 @@ type frontend struct {
 	listeners map[BindSpec]*listener
 	stats     Counters
 	refusals  reasonCounter // PROXY header and NETNS TLV refusals by reason
+	// acceptErrors counts failed accept(2) calls of its listeners.
+	acceptErrors atomic.Uint64
 }
 
 // Apply reconciles the running state with spec: listeners whose BindSpec is
@@ -69,7 +77,7 @@ func (e *Engine) Apply(spec Spec) error {
 	if e.stopped {
 		return ErrStopped
 	}
-	e.global.setLimit(spec.MaxConn)
+	e.global.setLimit(e.fitMaxConn(spec))
 	e.proxyMax.Store(int64(spec.ProxyHeaderMaxSize))
 
 	old := *e.backends.Load()

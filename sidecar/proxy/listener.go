@@ -141,7 +141,10 @@ func (l *listener) run(ctx context.Context) {
 		l.ln, l.h, l.lastErr = ln, h, ""
 		l.mu.Unlock()
 		l.e.log.Info("listening", "frontend", l.fe.name, "bind", ln.Addr().String(), "netns", h.Label())
+		own := listenKeyOf(h, addrPort(ln.Addr()))
+		l.e.own.add(own)
 		l.serve(ctx, h, ln)
+		l.e.own.remove(own)
 		l.mu.Lock()
 		l.ln, l.h = nil, nil
 		l.mu.Unlock()
@@ -183,6 +186,12 @@ func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListen
 		n, _ := unix.Poll(pfd, 0)
 		return n > 0
 	}
+	// Accept errors (EMFILE, ENFILE, ENOBUFS...) back off exponentially
+	// and are logged at most once per acceptLogEvery, with the number of
+	// those not logged; every one is counted.
+	var backoff time.Duration
+	var lastLog time.Time
+	suppressed := 0
 	for {
 		// Without any maxconn there is no slot to hold: accept directly
 		// and save the readiness poll.
@@ -205,18 +214,33 @@ func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListen
 			if sctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// EMFILE and friends: back off rather than spin.
-			l.e.log.Warn("accept failed", "frontend", l.fe.name, "netns", h.Label(), "err", err)
+			l.fe.acceptErrors.Add(1)
+			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
+			if now := time.Now(); now.Sub(lastLog) >= acceptLogEvery {
+				l.e.log.Warn("accept failed; backing off", "frontend", l.fe.name, "netns", h.Label(),
+					"err", err, "backoff", backoff, "not_logged_since_last", suppressed)
+				lastLog, suppressed = now, 0
+			} else {
+				suppressed++
+			}
 			select {
 			case <-sctx.Done():
 				return
-			case <-time.After(50 * time.Millisecond):
+			case <-time.After(backoff):
 			}
 			continue
 		}
+		backoff = 0
 		l.e.startSession(l, h, c)
 	}
 }
+
+// Accept error back-off and log rate.
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+	acceptLogEvery   = 10 * time.Second
+)
 
 // waiter duplicates ln's fd into a pollable file for readiness waits.
 func waiter(ln *net.TCPListener) (*os.File, error) {

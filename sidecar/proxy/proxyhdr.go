@@ -19,6 +19,7 @@ const (
 	reasonNotAllowed     = "netns_not_allowed"
 	reasonUnavailable    = "netns_unavailable"
 	reasonLenientIgnored = "netns_tlv_ignored" // lenient frontends: counted, not refused
+	reasonLoop           = "loop"              // the destination is one of our own listeners
 )
 
 var (
@@ -77,6 +78,9 @@ func (s *session) readProxyHeader() error {
 		s.dst = netip.AddrPortFrom(hdr.Destination.Addr().Unmap(), hdr.Destination.Port())
 	}
 	s.mu.Unlock()
+	if len(hdr.TLVs) > 0 && carriesHop(hdr, s.e.hop) {
+		return refuse(reasonLoop, "loop", fmt.Errorf("%w: the PROXY header carries this daemon's own hop marker", ErrLoop))
+	}
 	if err == nil && !hdr.HasNamespace {
 		return nil
 	}
@@ -119,9 +123,11 @@ func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
 
 // writeProxyHeader sends a PROXY header to a freshly connected server: the
 // client's addresses and, for v2, the client's namespace (never the
-// server's) when it is not the default one, as HAProxy does.
-func (s *session) writeProxyHeader(c *net.TCPConn, version int) error {
-	var buf [proxyproto.MaxV1Size + 16 + 36 + 3 + 255]byte
+// server's) when it is not the default one, as HAProxy does. A v2 header
+// towards an address that came from the client carries our loop marker
+// too.
+func (s *session) writeProxyHeader(c *net.TCPConn, version int, fromClient bool) error {
+	var buf [proxyproto.MaxV1Size + 16 + 36 + 3 + 255 + 3 + 32]byte
 	var b []byte
 	if version == 1 {
 		b = proxyproto.AppendV1(buf[:0], s.src, s.dst)
@@ -130,7 +136,11 @@ func (s *session) writeProxyHeader(c *net.TCPConn, version int) error {
 		if !s.clientNS.IsDefault() {
 			ns = s.clientNS.Name()
 		}
-		b = proxyproto.AppendV2(buf[:0], s.src, s.dst, ns)
+		if fromClient {
+			b = proxyproto.AppendV2(buf[:0], s.src, s.dst, ns, proxyproto.TLV{Type: proxyproto.TypeNoop, Value: s.e.hop})
+		} else {
+			b = proxyproto.AppendV2(buf[:0], s.src, s.dst, ns)
+		}
 	}
 	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	_, err := c.Write(b)

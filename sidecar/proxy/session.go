@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -44,6 +45,7 @@ type session struct {
 	serverFin atomic.Bool // server sent FIN
 	bytesIn   atomic.Uint64
 	bytesOut  atomic.Uint64
+	wd        *watchdog // set before the pump's goroutines start
 	// counters fed per chunk besides the session's own: the frontend's,
 	// the server's and the namespaces'. Set before the pump starts.
 	counters []*Counters
@@ -171,6 +173,12 @@ func (s *session) connect() error {
 		tried[srv] = true
 		srv.active.Add(1)
 		c, h, err := s.dial(bs, srv)
+		if errors.Is(err, ErrLoop) {
+			srv.active.Add(-1)
+			s.e.frontendRefusal(s.fe.Name, reasonLoop)
+			s.setTerm("loop")
+			return err
+		}
 		if err != nil {
 			srv.active.Add(-1)
 			srv.stats.ConnectErrors.Add(1)
@@ -212,6 +220,11 @@ func (s *session) dial(bs *BackendSpec, srv *server) (*net.TCPConn, *netns.Handl
 	if err != nil {
 		return nil, nil, err
 	}
+	// A destination from the client may be one of our own listeners.
+	fromClient := !srv.spec.Addr.IsValid() || srv.spec.Addr.IsUnspecified() || srv.spec.PortMode != PortFixed
+	if fromClient && s.e.own.isOwn(h, dst, func(a netip.Addr) bool { return localInNamespace(h, a) }) {
+		return nil, nil, fmt.Errorf("%w: %s in namespace %s", ErrLoop, dst, h.Label())
+	}
 	timeout := bs.ConnectTimeout
 	if timeout <= 0 {
 		timeout = DefaultConnectTimeout
@@ -234,7 +247,7 @@ func (s *session) dial(bs *BackendSpec, srv *server) (*net.TCPConn, *netns.Handl
 		return nil, nil, err
 	}
 	if srv.spec.SendProxy > 0 {
-		if err := s.writeProxyHeader(c, srv.spec.SendProxy); err != nil {
+		if err := s.writeProxyHeader(c, srv.spec.SendProxy, fromClient); err != nil {
 			c.Close()
 			return nil, nil, err
 		}
@@ -292,6 +305,7 @@ const burstMax = 64 << 10
 // keeps the whole connection alive, as HAProxy's default does.
 func (s *session) pump() {
 	w := s.startWatchdog()
+	s.wd = w
 	defer w.stop()
 	done := make(chan struct{})
 	go func() {
@@ -324,26 +338,37 @@ func (s *session) idle() (time.Duration, string) {
 }
 
 // watchdog aborts the session once nothing moved for the idle timeout.
+//
+// It measures idleness from when bytes last moved, as the kernel saw it
+// (TCP_INFO's last_data_recv and last_ack_recv), not from when the
+// watchdog noticed: counting from the look that saw progress let a
+// timeout fire up to twice its value (issue 9). A FIN is activity too, and
+// is reported at once (finSeen): the fin timeouts that may now apply are
+// usually shorter than the deadline already set.
 type watchdog struct {
 	s      *session
 	mu     sync.Mutex
 	t      *time.Timer
 	last   [4]uint64 // bytes received/acked on the client, then the server socket
-	change time.Time
+	active time.Time // when bytes last moved
 	done   bool
 }
 
-// watchdogMin keeps a timeout change (e.g. to a fin timeout) noticed soon.
-const watchdogMin = 100 * time.Millisecond
+// watchdogMin keeps a check that finds a few milliseconds of idleness
+// left (TCP_INFO counts in milliseconds) from firing in a tight loop.
+const watchdogMin = 5 * time.Millisecond
+
+// watchdogRecheck: how often a session without timeouts looks again,
+// since a reload may set some.
+const watchdogRecheck = 30 * time.Second
 
 func (s *session) startWatchdog() *watchdog {
 	// last starts at zero: the first check sees the handshake's bytes as
 	// progress, which costs nothing here on the hot path.
-	w := &watchdog{s: s, change: time.Now()}
+	w := &watchdog{s: s, active: time.Now()}
 	timeout, _ := s.idle()
 	if timeout <= 0 {
-		// Timeouts may be set by a later reload: look again now and then.
-		timeout = 30 * time.Second
+		timeout = watchdogRecheck
 	}
 	w.t = time.AfterFunc(timeout, w.check)
 	return w
@@ -356,8 +381,9 @@ func (w *watchdog) stop() {
 	w.mu.Unlock()
 }
 
-func (w *watchdog) progress() [4]uint64 {
-	var p [4]uint64
+// progress returns the byte counters of both sockets and, for each, how
+// long ago the kernel last saw it move.
+func (w *watchdog) progress() (p [4]uint64, age [4]time.Duration) {
 	for i, c := range []*net.TCPConn{w.s.client, w.s.server} {
 		raw, err := c.SyscallConn()
 		if err != nil {
@@ -366,10 +392,12 @@ func (w *watchdog) progress() [4]uint64 {
 		raw.Control(func(fd uintptr) {
 			if ti, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
 				p[2*i], p[2*i+1] = ti.Bytes_received, ti.Bytes_acked
+				age[2*i] = time.Duration(ti.Last_data_recv) * time.Millisecond
+				age[2*i+1] = time.Duration(ti.Last_ack_recv) * time.Millisecond
 			}
 		})
 	}
-	return p
+	return p, age
 }
 
 func (w *watchdog) check() {
@@ -379,15 +407,40 @@ func (w *watchdog) check() {
 		return
 	}
 	now := time.Now()
-	if p := w.progress(); p != w.last {
-		w.last, w.change = p, now
+	p, age := w.progress()
+	for i := range p {
+		if p[i] != w.last[i] {
+			if at := now.Add(-age[i]); at.After(w.active) {
+				w.active = at
+			}
+		}
 	}
-	timeout, reason := w.s.idle()
-	if timeout <= 0 {
-		w.t.Reset(30 * time.Second)
+	w.last = p
+	w.scheduleLocked(now)
+}
+
+// finSeen records a FIN as activity and re-arms the timer for the
+// timeouts that apply from now on.
+func (w *watchdog) finSeen() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
 		return
 	}
-	idle := now.Sub(w.change)
+	now := time.Now()
+	w.active = now
+	w.scheduleLocked(now)
+}
+
+// scheduleLocked aborts the session if it has been idle for its timeout,
+// else sets the timer to when it will have been.
+func (w *watchdog) scheduleLocked(now time.Time) {
+	timeout, reason := w.s.idle()
+	if timeout <= 0 {
+		w.t.Reset(watchdogRecheck)
+		return
+	}
+	idle := now.Sub(w.active)
 	if idle >= timeout {
 		w.done = true
 		go w.s.abort(reason) // abort closes sockets: not under w.mu
@@ -459,6 +512,7 @@ func (s *session) copy(dst, src *net.TCPConn, fromClient bool) {
 			} else {
 				s.serverFin.Store(true)
 			}
+			s.wd.finSeen()
 			dst.CloseWrite()
 			return
 		}

@@ -28,10 +28,14 @@ type FrontendStats struct {
 	// Refusals counts refused connections by reason: PROXY header errors
 	// (no_header, timeout, malformed, too_large), NETNS TLV rejections
 	// (bad_namespace, multiple_namespaces, netns_not_allowed,
-	// netns_unavailable), untrusted_source; and netns_tlv_ignored on
-	// lenient frontends.
-	Refusals  map[string]uint64
-	Listeners []ListenerState
+	// netns_unavailable), untrusted_source, loop (a destination that is
+	// one of our own listeners, or a header carrying our own hop); and
+	// netns_tlv_ignored on lenient frontends.
+	Refusals map[string]uint64
+	// AcceptErrors counts failed accepts (EMFILE and the like); the
+	// connection stays in the backlog and the listener backs off.
+	AcceptErrors uint64
+	Listeners    []ListenerState
 }
 
 // BackendStats are one backend's counters with its servers.
@@ -87,7 +91,7 @@ func (e *Engine) Snapshot() Snapshot {
 		fs := FrontendStats{Name: fe.name, Tenant: spec.Tenant, Backend: spec.Backend,
 			Current: fe.stats.Current.Load(), Total: fe.stats.Total.Load(),
 			BytesIn: fe.stats.BytesIn.Load(), BytesOut: fe.stats.BytesOut.Load(),
-			Refusals: fe.refusals.snapshot()}
+			Refusals: fe.refusals.snapshot(), AcceptErrors: fe.acceptErrors.Load()}
 		for _, l := range fe.listeners {
 			fs.Listeners = append(fs.Listeners, l.state())
 		}

@@ -72,7 +72,12 @@ func appendInet6(b []byte, a netip.Addr) []byte {
 // ValidNamespaceName (the registry guarantees it), or a receiver such as
 // ReadHeader will refuse the header. A name too long for the 16-bit length
 // field (over 65,496 bytes, never a valid name) is left out.
-func AppendV2(b []byte, src, dst netip.AddrPort, namespace string) []byte {
+//
+// tlvs, if any, are written in order after the address block and before
+// the NETNS TLV, which stays last as HAProxy writes it; one that would
+// overflow the length field is left out. Without tlvs the bytes are
+// HAProxy's.
+func AppendV2(b []byte, src, dst netip.AddrPort, namespace string, tlvs ...TLV) []byte {
 	start := len(b)
 	b = append(b, sigV2...)
 	switch {
@@ -90,6 +95,12 @@ func AppendV2(b []byte, src, dst netip.AddrPort, namespace string) []byte {
 		b = append(b, s[:]...)
 		b = append(b, d[:]...)
 		b = appendPorts(b, src.Port(), dst.Port())
+	}
+	for _, t := range tlvs {
+		if n := len(t.Value); len(b)-start-v2FixedLen+3+n <= 0xFFFF {
+			b = append(b, t.Type, byte(n>>8), byte(n))
+			b = append(b, t.Value...)
+		}
 	}
 	if n := len(namespace); n > 0 && len(b)-start-v2FixedLen+3+n <= 0xFFFF {
 		b = append(b, TypeNetns, byte(n>>8), byte(n))

@@ -49,6 +49,40 @@ func TestAppendV2(t *testing.T) {
 	}
 }
 
+// TestAppendV2ExtraTLVs: extra TLVs go before the NETNS TLV, which stays
+// last; one too long for the length field is left out; a reader sees them.
+func TestAppendV2ExtraTLVs(t *testing.T) {
+	sig := "0d0a0d0a000d0a515549540a"
+	noop := TLV{Type: TypeNoop, Value: []byte{0xaa, 0xbb}}
+	for _, tc := range []struct {
+		name string
+		ns   string
+		tlvs []TLV
+		want string // hex
+		read int    // TLVs a reader sees
+	}{
+		{"none", "n", nil, sig + "21 11 0010 0a000001 0a000002 0001 0002 30 0001 6e", 1},
+		{"before netns", "n", []TLV{noop}, sig + "21 11 0015 0a000001 0a000002 0001 0002 04 0002 aabb 30 0001 6e", 2},
+		{"without netns", "", []TLV{noop, {Type: 0xe0}}, sig + "21 11 0014 0a000001 0a000002 0001 0002 04 0002 aabb e0 0000", 2},
+		{"too long left out", "", []TLV{{Type: 0xe1, Value: make([]byte, 0xFFFF)}, noop},
+			sig + "21 11 0011 0a000001 0a000002 0001 0002 04 0002 aabb", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := AppendV2(nil, ap("10.0.0.1:1"), ap("10.0.0.2:2"), tc.ns, tc.tlvs...)
+			if want := unhex(tc.want); !bytes.Equal(got, want) {
+				t.Fatalf("got  %x\nwant %x", got, want)
+			}
+			h, err := parse(got)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(h.TLVs) != tc.read || h.Namespace != tc.ns {
+				t.Fatalf("read back %+v", h)
+			}
+		})
+	}
+}
+
 func TestAppendV2KeepsPrefix(t *testing.T) {
 	prefix := []byte("prefix")
 	got := AppendV2(append([]byte{}, prefix...), ap("127.0.0.1:40001"), ap("127.0.0.1:8082"), "hxA")
