@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +62,7 @@ type Daemon struct {
 	merged     *config.Config
 	attStatus  map[api.AttachmentKey]attachmentStatus
 	registered map[string]bool // run-time names given to the registry
+	plans      int             // plan calls, with mu held: restore must plan once, not per object
 }
 
 type attachmentStatus struct {
@@ -108,8 +110,7 @@ func (d *Daemon) Registry() *netns.Registry { return d.reg }
 func (d *Daemon) Start() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st := d.restore(d.replay(d.state))
-	p, err := d.plan(d.file, st)
+	st, p, err := d.restore(d.replay(d.state))
 	if err != nil {
 		return err
 	}
@@ -196,6 +197,7 @@ type plan struct {
 // exposures that conflict with a port already in use are left out and
 // reported on the attachment, never overwrite anything.
 func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
+	d.plans++
 	base, err := merge(file, st, nil)
 	if err != nil {
 		return nil, err
@@ -315,11 +317,14 @@ func (d *Daemon) commit(st State, p *plan) error {
 
 // restore drops saved objects that cannot come back: namespaces and
 // attachments whose namespace file is gone, and objects that no longer fit
-// the files. Each drop is logged.
-func (d *Daemon) restore(st State) State {
-	if len(st.Namespaces)+len(st.Backends)+len(st.Servers)+len(st.Frontends)+len(st.Attachments) == 0 {
-		return st
-	}
+// the files. Each drop is logged. It plans the whole state at once and
+// returns that plan: checking object by object re-planned everything per
+// object, and start time grew with the square of the objects. When the
+// whole does not validate, every object an error names is dropped and the
+// rest planned again; each pass drops at least one object, and a pass
+// rarely uncovers more than one more (a frontend whose backend was
+// dropped), so a few passes suffice.
+func (d *Daemon) restore(st State) (State, *plan, error) {
 	var out State
 	for _, n := range st.Namespaces {
 		path := n.Path
@@ -340,27 +345,59 @@ func (d *Daemon) restore(st State) State {
 		}
 		out.Attachments = append(out.Attachments, a)
 	}
-	try := func(what string, add func(*State)) {
-		next := out.clone()
-		add(&next)
-		if _, err := d.plan(d.file, next); err != nil {
-			d.log.Warn("restore: dropped, no longer valid", "object", what, "err", err.Error())
-			return
+	// A hand-edited state may hold an object twice: the first one wins,
+	// as it did when objects were added one by one.
+	seen := map[string]bool{}
+	first := func(key string) bool {
+		if seen[key] {
+			d.log.Warn("restore: dropped, defined twice in the state file", "object", key)
+			return false
 		}
-		out = next
+		seen[key] = true
+		return true
 	}
 	for _, b := range st.Backends {
-		try("backend "+b.Name, func(s *State) { s.Backends = append(s.Backends, b) })
+		if first(backendKey(b.Name)) {
+			out.Backends = append(out.Backends, b)
+		}
 	}
 	for _, sv := range st.Servers {
-		try("server "+sv.Backend+"/"+sv.Name, func(s *State) { s.Servers = append(s.Servers, sv) })
+		if first(serverKey(sv.Backend, sv.Name)) {
+			out.Servers = append(out.Servers, sv)
+		}
 	}
 	for _, f := range st.Frontends {
-		try("frontend "+f.Name, func(s *State) { s.Frontends = append(s.Frontends, f) })
+		if first(frontendKey(f.Name)) {
+			out.Frontends = append(out.Frontends, f)
+		}
 	}
-	d.log.Info("restored run-time state", "namespaces", len(out.Namespaces), "backends", len(out.Backends),
-		"servers", len(out.Servers), "frontends", len(out.Frontends), "attachments", len(out.Attachments))
-	return out
+	for {
+		p, err := d.plan(d.file, out)
+		if err == nil {
+			if len(st.Namespaces)+len(st.Backends)+len(st.Servers)+len(st.Frontends)+len(st.Attachments) > 0 {
+				d.log.Info("restored run-time state", "namespaces", len(out.Namespaces), "backends", len(out.Backends),
+					"servers", len(out.Servers), "frontends", len(out.Frontends), "attachments", len(out.Attachments))
+			}
+			return out, p, nil
+		}
+		blamed := map[string][]string{}
+		blame(err, blamed)
+		dropped := 0
+		keep := func(key string) bool {
+			problems, bad := blamed[key]
+			if bad {
+				d.log.Warn("restore: dropped, no longer valid", "object", key, "err", strings.Join(problems, "; "))
+				dropped++
+			}
+			return !bad
+		}
+		out.Backends = slices.DeleteFunc(out.Backends, func(b api.Backend) bool { return !keep(backendKey(b.Name)) })
+		out.Servers = slices.DeleteFunc(out.Servers, func(sv api.Server) bool { return !keep(serverKey(sv.Backend, sv.Name)) })
+		out.Frontends = slices.DeleteFunc(out.Frontends, func(f api.Frontend) bool { return !keep(frontendKey(f.Name)) })
+		if dropped == 0 {
+			return out, nil, err // not the saved objects' fault
+		}
+	}
 }
 
 // replay replaces the state's CNI attachments with the plugin's records.
@@ -440,5 +477,3 @@ func (d *Daemon) snapshotState() (State, *config.Config, map[api.AttachmentKey]a
 	defer d.mu.Unlock()
 	return d.state.clone(), d.merged, maps.Clone(d.attStatus)
 }
-
-var _ = slices.Sort[[]string]

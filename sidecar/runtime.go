@@ -165,10 +165,17 @@ func frontendText(f api.Frontend) (string, []string) {
 	return sb.String(), bad
 }
 
-// parseObject parses rendered text as a config file named what.
+// Keys of run-time objects: the names their problems carry, as the file
+// name of a config error's position or objectError.obj.
+func backendKey(name string) string         { return "backend " + name }
+func serverKey(backend, name string) string { return "server " + backend + "/" + name }
+func frontendKey(name string) string        { return "frontend " + name }
+
+// parseObject parses rendered text as a config file named what, the
+// object's key.
 func parseObject(what, text string, bad []string) (*config.Config, error) {
 	if len(bad) > 0 {
-		return nil, detailsError(what, bad)
+		return nil, &objectError{msg: what + " is invalid", details: bad, obj: what}
 	}
 	c, err := config.Parse(what, []byte(text))
 	if err != nil {
@@ -181,6 +188,7 @@ func parseObject(what, text string, bad []string) (*config.Config, error) {
 type objectError struct {
 	msg     string
 	details []string
+	obj     string // the key of the run-time object at fault, if one is
 }
 
 func (e *objectError) Error() string {
@@ -191,6 +199,25 @@ func (e *objectError) Error() string {
 }
 
 func (e *objectError) Unwrap() error { return ErrInvalidObject }
+
+// blame files every problem of a plan's error under the key of the
+// run-time object it is about; problems of the files have no such key.
+func blame(err error, out map[string][]string) {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			blame(e, out)
+		}
+		return
+	}
+	var oe *objectError
+	var ce *config.Error
+	switch {
+	case errors.As(err, &oe) && oe.obj != "":
+		out[oe.obj] = append(out[oe.obj], err.Error())
+	case errors.As(err, &ce):
+		out[ce.Pos.File] = append(out[ce.Pos.File], ce.Msg)
+	}
+}
 
 func detailsError(what string, details []string) error {
 	return &objectError{msg: what + " is invalid", details: details}
@@ -211,7 +238,7 @@ func merge(file *config.Config, st State, exposures []exposure) (*config.Config,
 	var errs []error
 	for _, b := range st.Backends {
 		text, bad := backendText(b)
-		c, err := parseObject("backend "+b.Name, text, bad)
+		c, err := parseObject(backendKey(b.Name), text, bad)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -224,11 +251,12 @@ func merge(file *config.Config, st State, exposures []exposure) (*config.Config,
 	for _, s := range st.Servers {
 		cb := backends[s.Backend]
 		if cb == nil {
-			errs = append(errs, &objectError{msg: fmt.Sprintf("server %s/%s: backend %q does not exist", s.Backend, s.Name, s.Backend)})
+			errs = append(errs, &objectError{msg: fmt.Sprintf("server %s/%s: backend %q does not exist", s.Backend, s.Name, s.Backend),
+				obj: serverKey(s.Backend, s.Name)})
 			continue
 		}
 		l, bad := serverLine(s)
-		c, err := parseObject("server "+s.Backend+"/"+s.Name, "backend x\n"+l, bad)
+		c, err := parseObject(serverKey(s.Backend, s.Name), "backend x\n"+l, bad)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -239,7 +267,7 @@ func merge(file *config.Config, st State, exposures []exposure) (*config.Config,
 		text, bad := frontendText(f)
 		// Parse with a stand-in backend so that a reference to a backend of
 		// the files or of the API validates in the merged check below.
-		c, err := parseObject("frontend "+f.Name, text+"backend "+f.Backend+"\n", append(bad, backendNameProblem(f.Backend)...))
+		c, err := parseObject(frontendKey(f.Name), text+"backend "+f.Backend+"\n", append(bad, backendNameProblem(f.Backend)...))
 		if err != nil {
 			errs = append(errs, err)
 			continue
