@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nsproxy/nsproxy/internal/testns"
+	"github.com/nsproxy/nsproxy/sidecar/api"
 )
 
 // BenchmarkRestore: the time from a daemon process having its state file
@@ -96,4 +97,74 @@ func answers(addr, want string, within time.Duration) error {
 		time.Sleep(time.Millisecond)
 	}
 	return fmt.Errorf("%s: no answer %q within %s (last: %s)", addr, want, within, last)
+}
+
+// BenchmarkWrite: the daemon time of one API write (add a server, then
+// delete it: two writes per iteration) and of one attachment ADD + DEL,
+// with n objects already live. Each write validates and persists the
+// whole state, so it grows with n; the churn target (per-ADD time not
+// growing with the live count) is measured here.
+//
+//	go test -run '^$' -bench BenchmarkWrite ./sidecar/
+func BenchmarkWrite(b *testing.B) {
+	testns.RequireRoot(b)
+	for _, n := range []int{100, 1000, 5000} {
+		b.Run(fmt.Sprintf("server/live=%d", n), func(b *testing.B) {
+			d := benchDaemon(b, State{Servers: apiServers(n, "127.0.0.1:19391")})
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				sv := api.Server{Backend: "be", Name: "extra", Addr: "127.0.0.1:19391"}
+				if err := d.AddServer(sv); err != nil {
+					b.Fatal(err)
+				}
+				if err := d.DeleteServer("be", "extra"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	ns := testns.New(b, "bw")
+	path := "/var/run/netns/" + ns
+	for _, n := range []int{100, 1000, 5000} {
+		b.Run(fmt.Sprintf("attachment/live=%d", n), func(b *testing.B) {
+			var st State
+			for i := 0; i < n; i++ {
+				st.Attachments = append(st.Attachments, api.Attachment{
+					AttachmentKey: api.AttachmentKey{ContainerID: fmt.Sprintf("live%d", i), IfName: "eth0"},
+					Netns:         path, Source: api.SourceCNI, Tenant: DefaultTenant})
+			}
+			d := benchDaemon(b, st)
+			a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "churn", IfName: "eth0"}, Netns: path}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := d.PutAttachment(a); err != nil {
+					b.Fatal(err)
+				}
+				if err := d.DeleteAttachment(a.AttachmentKey); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// benchDaemon starts a daemon on restoreCfg with st saved, for benchmarks.
+func benchDaemon(b *testing.B, st State) *Daemon {
+	dir := b.TempDir()
+	cfgPath := filepath.Join(dir, "n.cfg")
+	os.WriteFile(cfgPath, []byte(restoreCfg("127.0.0.1:19392", "127.0.0.1:19391")), 0o644)
+	stateFile := filepath.Join(dir, "state.json")
+	if err := (&store{path: stateFile}).save(st); err != nil {
+		b.Fatal(err)
+	}
+	d, err := New(Options{ConfigFiles: []string{cfgPath}, StateFile: stateFile,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := d.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { stopDaemon(d) })
+	return d
 }

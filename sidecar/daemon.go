@@ -61,8 +61,8 @@ type Daemon struct {
 	state      State
 	merged     *config.Config
 	attStatus  map[api.AttachmentKey]attachmentStatus
-	registered map[string]bool // run-time names given to the registry
-	plans      int             // plan calls, with mu held: restore must plan once, not per object
+	registered map[string]netns.Entry // run-time entries given to the registry
+	plans      int                    // plan calls, with mu held: restore must plan once, not per object
 }
 
 type attachmentStatus struct {
@@ -89,7 +89,7 @@ func New(opt Options) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{opt: opt, log: opt.Logger, reg: reg, file: cfg, store: &store{path: opt.StateFile},
-		engine: proxy.New(reg, opt.Logger), started: time.Now(), registered: map[string]bool{},
+		engine: proxy.New(reg, opt.Logger), started: time.Now(), registered: map[string]netns.Entry{},
 		attStatus: map[api.AttachmentKey]attachmentStatus{}}
 	st, err := d.store.load()
 	if err != nil {
@@ -274,6 +274,11 @@ func (d *Daemon) runtimeEntries(st State) map[string]netns.Entry {
 	return out
 }
 
+func sameEntry(a, b netns.Entry) bool {
+	return a.Name == b.Name && a.Path == b.Path && a.Source == b.Source && a.Tenant == b.Tenant &&
+		a.Allowed == b.Allowed && maps.Equal(a.Metadata, b.Metadata)
+}
+
 func tenantOr(t string) string {
 	if t == "" {
 		return DefaultTenant
@@ -292,11 +297,14 @@ func (d *Daemon) commit(st State, p *plan) error {
 		}
 	}
 	for name, e := range entries {
+		if old, ok := d.registered[name]; ok && sameEntry(old, e) {
+			continue // a change costs what it changes, not what is registered
+		}
 		if err := d.reg.Register(e); err != nil {
 			d.log.Warn("namespace not registered", "netns", name, "err", err.Error())
 			continue
 		}
-		d.registered[name] = true
+		d.registered[name] = e
 	}
 	err := d.reg.SetNames(p.merged.NamespaceNames())
 	var allowed []string
@@ -471,9 +479,11 @@ type validationError struct{ err error }
 func (e *validationError) Error() string { return e.err.Error() }
 func (e *validationError) Unwrap() error { return e.err }
 
-// snapshotState returns a copy of the state and the merged config.
+// snapshotState returns the current state, merged config and attachment
+// status. commit replaces them whole and never changes them in place, so
+// they are handed out without a copy: callers only read them.
 func (d *Daemon) snapshotState() (State, *config.Config, map[api.AttachmentKey]attachmentStatus) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.state.clone(), d.merged, maps.Clone(d.attStatus)
+	return d.state, d.merged, d.attStatus
 }

@@ -121,9 +121,12 @@ func (r *Registry) Default() *Handle { return r.def }
 
 // SetNames makes names the set of namespaces kept open: new names are opened
 // if they exist, names no longer wanted are closed. Names that are wanted
-// before and after keep their handle, so nothing in them is disturbed.
+// before and after keep their handle, so nothing in them is disturbed; only
+// the new names are looked at, so that a change costs what it changes, not
+// what is registered (Resync and the watcher look at the others).
 func (r *Registry) SetNames(names []string) error {
 	var errs []error
+	var added []string
 	r.mu.Lock()
 	want := map[string]bool{}
 	for _, n := range names {
@@ -132,7 +135,11 @@ func (r *Registry) SetNames(names []string) error {
 			continue
 		}
 		want[n] = true
-		r.slotLocked(n).config = true
+		s := r.slotLocked(n)
+		if !s.config {
+			added = append(added, n)
+		}
+		s.config = true
 	}
 	var drop []*Handle
 	for n, s := range r.slots {
@@ -145,7 +152,9 @@ func (r *Registry) SetNames(names []string) error {
 	}
 	r.mu.Unlock()
 	r.closeDropped(drop)
-	r.Resync()
+	for _, n := range added {
+		r.resyncOne(n)
+	}
 	return errors.Join(errs...)
 }
 
