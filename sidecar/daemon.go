@@ -63,6 +63,7 @@ type Daemon struct {
 	attStatus  map[api.AttachmentKey]attachmentStatus
 	registered map[string]netns.Entry // run-time entries given to the registry
 	plans      int                    // plan calls, with mu held: restore must plan once, not per object
+	parsed     parseCache             // run-time objects as the last plan parsed them
 }
 
 type attachmentStatus struct {
@@ -198,7 +199,7 @@ type plan struct {
 // reported on the attachment, never overwrite anything.
 func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 	d.plans++
-	base, err := merge(file, st, nil)
+	base, err := mergeWith(&d.parsed, file, st, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -237,9 +238,19 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 		}
 		status[a.AttachmentKey] = attachmentStatus{exposed: exposed, problems: problems}
 	}
-	merged, err := merge(file, st, exps)
-	if err != nil {
-		return nil, err
+	merged := base
+	if len(exps) > 0 {
+		// base is valid and new: add the exposures to it instead of
+		// merging everything a second time.
+		merged = &config.Config{Global: base.Global, Namespaces: base.Namespaces,
+			Frontends: slices.Clone(base.Frontends), Backends: slices.Clone(base.Backends)}
+		for _, x := range exps {
+			merged.Frontends = append(merged.Frontends, x.frontend)
+			merged.Backends = append(merged.Backends, x.backend)
+		}
+		if err := merged.Validate(); err != nil {
+			return nil, err
+		}
 	}
 	return &plan{file: file, merged: merged, attStatus: status}, nil
 }

@@ -223,9 +223,51 @@ func detailsError(what string, details []string) error {
 	return &objectError{msg: what + " is invalid", details: details}
 }
 
+// parseCache keeps the parse of each run-time object from one plan to the
+// next, keyed by its rendered text: re-parsing thousands of unchanged
+// objects made every write cost grow with the live objects. Entries the
+// last plan did not use are dropped. Parsed values are shared: merge copies
+// a backend before it adds servers to it.
+type parseCache struct{ prev, next map[string]*config.Config }
+
+func (pc *parseCache) parse(what, text string, bad []string) (*config.Config, error) {
+	if pc == nil || len(bad) > 0 {
+		return parseObject(what, text, bad)
+	}
+	key := what + "\x00" + text
+	if c, ok := pc.prev[key]; ok {
+		pc.next[key] = c
+		return c, nil
+	}
+	c, err := parseObject(what, text, bad)
+	if err == nil {
+		pc.next[key] = c
+	}
+	return c, err
+}
+
+func (pc *parseCache) start() {
+	if pc != nil {
+		pc.next = make(map[string]*config.Config, len(pc.prev))
+	}
+}
+
+func (pc *parseCache) done() {
+	if pc != nil {
+		pc.prev, pc.next = pc.next, nil
+	}
+}
+
 // merge builds the desired configuration: the files' model plus every
 // run-time object. Objects that do not fit are reported, with names.
 func merge(file *config.Config, st State, exposures []exposure) (*config.Config, error) {
+	return mergeWith(nil, file, st, exposures)
+}
+
+// mergeWith is merge with the parses of the last plan at hand (pc may be nil).
+func mergeWith(pc *parseCache, file *config.Config, st State, exposures []exposure) (*config.Config, error) {
+	pc.start()
+	defer pc.done()
 	m := &config.Config{Global: file.Global, Namespaces: slices.Clone(file.Namespaces)}
 	m.Frontends = slices.Clone(file.Frontends)
 	backends := map[string]*config.Backend{}
@@ -238,14 +280,16 @@ func merge(file *config.Config, st State, exposures []exposure) (*config.Config,
 	var errs []error
 	for _, b := range st.Backends {
 		text, bad := backendText(b)
-		c, err := parseObject(backendKey(b.Name), text, bad)
+		c, err := pc.parse(backendKey(b.Name), text, bad)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		for _, cb := range c.Backends {
-			m.Backends = append(m.Backends, cb)
-			backends[cb.Name] = cb
+			cp := *cb
+			cp.Servers = slices.Clone(cb.Servers)
+			m.Backends = append(m.Backends, &cp)
+			backends[cb.Name] = &cp
 		}
 	}
 	for _, s := range st.Servers {
@@ -256,7 +300,7 @@ func merge(file *config.Config, st State, exposures []exposure) (*config.Config,
 			continue
 		}
 		l, bad := serverLine(s)
-		c, err := parseObject(serverKey(s.Backend, s.Name), "backend x\n"+l, bad)
+		c, err := pc.parse(serverKey(s.Backend, s.Name), "backend x\n"+l, bad)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -267,7 +311,7 @@ func merge(file *config.Config, st State, exposures []exposure) (*config.Config,
 		text, bad := frontendText(f)
 		// Parse with a stand-in backend so that a reference to a backend of
 		// the files or of the API validates in the merged check below.
-		c, err := parseObject(frontendKey(f.Name), text+"backend "+f.Backend+"\n", append(bad, backendNameProblem(f.Backend)...))
+		c, err := pc.parse(frontendKey(f.Name), text+"backend "+f.Backend+"\n", append(bad, backendNameProblem(f.Backend)...))
 		if err != nil {
 			errs = append(errs, err)
 			continue

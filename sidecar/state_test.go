@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/sidecar/config"
 )
 
 // TestFailedWriteLeavesStateAlone: a change works on a copy of the state
@@ -50,6 +51,35 @@ func TestFailedWriteLeavesStateAlone(t *testing.T) {
 		}
 		if got := names(); !slices.Equal(got, []string{"a", "b", "c"}) || len(d.state.Backends) != 1 {
 			t.Fatalf("after a failed %s: servers %v", change.name, got)
+		}
+	}
+}
+
+// TestParseCacheKeepsParsesClean: parses are shared between plans, so a
+// server added to an API backend (restored from st.Servers) must not stick
+// to the shared parse and show up twice at the next plan.
+func TestParseCacheKeepsParsesClean(t *testing.T) {
+	file, err := config.Parse("f.cfg", []byte(restoreCfg("127.0.0.1:19394", "127.0.0.1:19395")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := State{
+		Backends: []api.Backend{{Name: "api", Servers: []api.Server{{Backend: "api", Name: "a", Addr: "127.0.0.1:19395"}}}},
+		Servers:  []api.Server{{Backend: "api", Name: "b", Addr: "127.0.0.1:19396"}},
+	}
+	var pc parseCache
+	for round := 1; round <= 3; round++ {
+		m, err := mergeWith(&pc, file, st, nil)
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		for _, b := range m.Backends {
+			if b.Name == "api" && len(b.Servers) != 2 {
+				t.Fatalf("round %d: backend api has %d servers, want 2", round, len(b.Servers))
+			}
+		}
+		if len(pc.prev) != 2 {
+			t.Fatalf("round %d: %d parses kept, want 2", round, len(pc.prev))
 		}
 	}
 }
