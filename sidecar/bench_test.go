@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/internal/testns"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 )
@@ -27,6 +28,40 @@ func BenchmarkRestore(b *testing.B) {
 	for _, n := range []int{500, 1000, 2000, 10000} {
 		b.Run(fmt.Sprintf("servers=%d", n), func(b *testing.B) {
 			benchRestore(b, n)
+		})
+	}
+	// Attachment records replayed at start, all in one namespace: each is
+	// a registry entry with its own handle.
+	ns := testns.New(b, "br")
+	for _, n := range []int{1000, 5000} {
+		b.Run(fmt.Sprintf("attachments=%d", n), func(b *testing.B) {
+			dir := b.TempDir()
+			for i := 0; i < n; i++ {
+				a := hooks.Attachment{AttachmentKey: hooks.AttachmentKey{ContainerID: fmt.Sprintf("rec%d", i), IfName: "eth0"},
+					Netns: "/var/run/netns/" + ns}
+				if err := hooks.WriteRecord(dir, a); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cfgPath := filepath.Join(dir, "n.cfg")
+			os.WriteFile(cfgPath, []byte(restoreCfg("127.0.0.1:19390", "127.0.0.1:19391")), 0o644)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				d, err := New(Options{ConfigFiles: []string{cfgPath}, AttachmentDir: dir,
+					Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := d.Start(); err != nil {
+					b.Fatal(err)
+				}
+				if got := len(d.state.Attachments); got != n {
+					b.Fatalf("replayed %d attachments, want %d", got, n)
+				}
+				b.StopTimer()
+				stopDaemon(d)
+				b.StartTimer()
+			}
 		})
 	}
 }

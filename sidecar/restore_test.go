@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/internal/testns"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 )
@@ -85,6 +86,36 @@ func TestRestorePlansOnce(t *testing.T) {
 		}
 		if got := len(d.state.Servers) + len(d.state.Backends) + len(d.state.Frontends); got != 400 {
 			t.Errorf("restored %d objects, want 400", got)
+		}
+	})
+	t.Run("attachment records replayed", func(t *testing.T) {
+		ns := testns.New(t, "rr")
+		dir := t.TempDir()
+		const n = 60
+		for i := 0; i < n+1; i++ {
+			port := 19300 + i%n // the last one asks for the first one's port
+			a := hooks.Attachment{AttachmentKey: hooks.AttachmentKey{ContainerID: fmt.Sprintf("rec%d", i), IfName: "eth0"},
+				Netns: "/var/run/netns/" + ns, PortMappings: []hooks.PortMapping{{HostPort: port, ContainerPort: 80, HostIP: "127.0.0.3"}}}
+			if err := hooks.WriteRecord(dir, a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cfgPath := filepath.Join(dir, "n.cfg")
+		os.WriteFile(cfgPath, []byte(restoreCfg("127.0.0.1:19300", "127.0.0.1:19301")), 0o644)
+		d, err := New(Options{ConfigFiles: []string{cfgPath}, AttachmentDir: dir,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { stopDaemon(d) })
+		if err := d.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if d.plans != 1 || len(d.state.Attachments) != n+1 {
+			t.Errorf("start planned %d times for %d records, restored %d attachments", d.plans, n+1, len(d.state.Attachments))
+		}
+		if st := d.attStatus[api.AttachmentKey{ContainerID: fmt.Sprintf("rec%d", n), IfName: "eth0"}]; len(st.exposed) != 0 || len(st.problems) != 1 {
+			t.Errorf("the record asking for a taken port: %+v", st)
 		}
 	})
 	t.Run("objects that no longer fit", func(t *testing.T) {
