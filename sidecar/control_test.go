@@ -221,7 +221,7 @@ func TestRuntimeObjectsServeAndPersist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := d2.restore(d2.state)
+	st, _, _ := d2.restore(d2.state)
 	if len(st.Namespaces) != 1 || st.Namespaces[0].Name != "ta" || len(st.Frontends) != 1 || len(st.Backends) != 1 {
 		t.Fatalf("restored %+v", st)
 	}

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,7 +60,9 @@ type Daemon struct {
 	state      State
 	merged     *config.Config
 	attStatus  map[api.AttachmentKey]attachmentStatus
-	registered map[string]bool // run-time names given to the registry
+	registered map[string]netns.Entry // run-time entries given to the registry
+	plans      int                    // plan calls, with mu held: restore must plan once, not per object
+	parsed     parseCache             // run-time objects as the last plan parsed them
 }
 
 type attachmentStatus struct {
@@ -86,7 +89,7 @@ func New(opt Options) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{opt: opt, log: opt.Logger, reg: reg, file: cfg, store: &store{path: opt.StateFile},
-		engine: proxy.New(reg, opt.Logger), started: time.Now(), registered: map[string]bool{},
+		engine: proxy.New(reg, opt.Logger), started: time.Now(), registered: map[string]netns.Entry{},
 		attStatus: map[api.AttachmentKey]attachmentStatus{}}
 	st, err := d.store.load()
 	if err != nil {
@@ -107,9 +110,7 @@ func (d *Daemon) Registry() *netns.Registry { return d.reg }
 func (d *Daemon) Start() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st := d.restore(d.replay(d.state))
-	d.logNames(assignNames(d.file, &st, givenNames(d.state)))
-	p, err := d.plan(d.file, st)
+	st, p, err := d.restore(d.replay(d.state))
 	if err != nil {
 		return err
 	}
@@ -199,7 +200,8 @@ type plan struct {
 // exposures that conflict with a port already in use are left out and
 // reported on the attachment, never overwrite anything.
 func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
-	base, err := merge(file, st, nil)
+	d.plans++
+	base, err := mergeWith(&d.parsed, file, st, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -238,9 +240,19 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 		}
 		status[a.AttachmentKey] = attachmentStatus{exposed: exposed, problems: problems}
 	}
-	merged, err := merge(file, st, exps)
-	if err != nil {
-		return nil, err
+	merged := base
+	if len(exps) > 0 {
+		// base is valid and new: add the exposures to it instead of
+		// merging everything a second time.
+		merged = &config.Config{Global: base.Global, Namespaces: base.Namespaces,
+			Frontends: slices.Clone(base.Frontends), Backends: slices.Clone(base.Backends)}
+		for _, x := range exps {
+			merged.Frontends = append(merged.Frontends, x.frontend)
+			merged.Backends = append(merged.Backends, x.backend)
+		}
+		if err := merged.Validate(); err != nil {
+			return nil, err
+		}
 	}
 	return &plan{file: file, merged: merged, attStatus: status}, nil
 }
@@ -275,6 +287,11 @@ func (d *Daemon) runtimeEntries(st State) map[string]netns.Entry {
 	return out
 }
 
+func sameEntry(a, b netns.Entry) bool {
+	return a.Name == b.Name && a.Path == b.Path && a.Source == b.Source && a.Tenant == b.Tenant &&
+		a.Allowed == b.Allowed && maps.Equal(a.Metadata, b.Metadata)
+}
+
 func tenantOr(t string) string {
 	if t == "" {
 		return DefaultTenant
@@ -293,11 +310,14 @@ func (d *Daemon) commit(st State, p *plan) error {
 		}
 	}
 	for name, e := range entries {
+		if old, ok := d.registered[name]; ok && sameEntry(old, e) {
+			continue // a change costs what it changes, not what is registered
+		}
 		if err := d.reg.Register(e); err != nil {
 			d.log.Warn("namespace not registered", "netns", name, "err", err.Error())
 			continue
 		}
-		d.registered[name] = true
+		d.registered[name] = e
 	}
 	err := d.reg.SetNames(configNames(p, entries))
 	var allowed []string
@@ -318,52 +338,89 @@ func (d *Daemon) commit(st State, p *plan) error {
 
 // restore drops saved objects that cannot come back: namespaces and
 // attachments whose namespace file is gone, and objects that no longer fit
-// the files. Each drop is logged.
-func (d *Daemon) restore(st State) State {
-	if len(st.Namespaces)+len(st.Backends)+len(st.Servers)+len(st.Frontends)+len(st.Attachments) == 0 {
-		return st
-	}
+// the files. Each drop is logged. It plans the whole state at once and
+// returns that plan: checking object by object re-planned everything per
+// object, and start time grew with the square of the objects. When the
+// whole does not validate, every object an error names is dropped and the
+// rest planned again; each pass drops at least one object, and a pass
+// rarely uncovers more than one more (a frontend whose backend was
+// dropped), so a few passes suffice.
+func (d *Daemon) restore(st State) (State, *plan, error) {
 	var out State
 	for _, n := range st.Namespaces {
 		path := n.Path
 		if path == "" {
 			path = filepath.Join(d.reg.Dir(), n.Name)
 		}
-		if !netns.Exists(path) {
-			d.log.Warn("restore: namespace dropped, its file is gone", "netns", n.Name, "path", path)
+		if err := netns.CheckPath(path); err != nil {
+			d.log.Warn("restore: namespace dropped", "netns", n.Name, "path", path, "err", err.Error())
 			continue
 		}
 		out.Namespaces = append(out.Namespaces, n)
 	}
 	for _, a := range st.Attachments {
-		if !netns.Exists(a.Netns) {
-			d.log.Warn("restore: attachment dropped, its namespace is gone", "container", a.ContainerID,
-				"ifname", a.IfName, "netns", a.Netns)
+		if err := netns.CheckPath(a.Netns); err != nil {
+			d.log.Warn("restore: attachment dropped", "container", a.ContainerID,
+				"ifname", a.IfName, "netns", a.Netns, "err", err.Error())
 			continue
 		}
 		out.Attachments = append(out.Attachments, a)
 	}
-	try := func(what string, add func(*State)) {
-		next := out.clone()
-		add(&next)
-		if _, err := d.plan(d.file, next); err != nil {
-			d.log.Warn("restore: dropped, no longer valid", "object", what, "err", err.Error())
-			return
+	// Names are given before the one plan, to the attachments that stay.
+	d.logNames(assignNames(d.file, &out, givenNames(d.state)))
+	// A hand-edited state may hold an object twice: the first one wins,
+	// as it did when objects were added one by one.
+	seen := map[string]bool{}
+	first := func(key string) bool {
+		if seen[key] {
+			d.log.Warn("restore: dropped, defined twice in the state file", "object", key)
+			return false
 		}
-		out = next
+		seen[key] = true
+		return true
 	}
 	for _, b := range st.Backends {
-		try("backend "+b.Name, func(s *State) { s.Backends = append(s.Backends, b) })
+		if first(backendKey(b.Name)) {
+			out.Backends = append(out.Backends, b)
+		}
 	}
 	for _, sv := range st.Servers {
-		try("server "+sv.Backend+"/"+sv.Name, func(s *State) { s.Servers = append(s.Servers, sv) })
+		if first(serverKey(sv.Backend, sv.Name)) {
+			out.Servers = append(out.Servers, sv)
+		}
 	}
 	for _, f := range st.Frontends {
-		try("frontend "+f.Name, func(s *State) { s.Frontends = append(s.Frontends, f) })
+		if first(frontendKey(f.Name)) {
+			out.Frontends = append(out.Frontends, f)
+		}
 	}
-	d.log.Info("restored run-time state", "namespaces", len(out.Namespaces), "backends", len(out.Backends),
-		"servers", len(out.Servers), "frontends", len(out.Frontends), "attachments", len(out.Attachments))
-	return out
+	for {
+		p, err := d.plan(d.file, out)
+		if err == nil {
+			if len(st.Namespaces)+len(st.Backends)+len(st.Servers)+len(st.Frontends)+len(st.Attachments) > 0 {
+				d.log.Info("restored run-time state", "namespaces", len(out.Namespaces), "backends", len(out.Backends),
+					"servers", len(out.Servers), "frontends", len(out.Frontends), "attachments", len(out.Attachments))
+			}
+			return out, p, nil
+		}
+		blamed := map[string][]string{}
+		blame(err, blamed)
+		dropped := 0
+		keep := func(key string) bool {
+			problems, bad := blamed[key]
+			if bad {
+				d.log.Warn("restore: dropped, no longer valid", "object", key, "err", strings.Join(problems, "; "))
+				dropped++
+			}
+			return !bad
+		}
+		out.Backends = slices.DeleteFunc(out.Backends, func(b api.Backend) bool { return !keep(backendKey(b.Name)) })
+		out.Servers = slices.DeleteFunc(out.Servers, func(sv api.Server) bool { return !keep(serverKey(sv.Backend, sv.Name)) })
+		out.Frontends = slices.DeleteFunc(out.Frontends, func(f api.Frontend) bool { return !keep(frontendKey(f.Name)) })
+		if dropped == 0 {
+			return out, nil, err // not the saved objects' fault
+		}
+	}
 }
 
 // replay replaces the state's CNI attachments with the hooks' records.
@@ -444,11 +501,11 @@ type validationError struct{ err error }
 func (e *validationError) Error() string { return e.err.Error() }
 func (e *validationError) Unwrap() error { return e.err }
 
-// snapshotState returns a copy of the state and the merged config.
+// snapshotState returns the current state, merged config and attachment
+// status. commit replaces them whole and never changes them in place, so
+// they are handed out without a copy: callers only read them.
 func (d *Daemon) snapshotState() (State, *config.Config, map[api.AttachmentKey]attachmentStatus) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.state.clone(), d.merged, maps.Clone(d.attStatus)
+	return d.state, d.merged, d.attStatus
 }
-
-var _ = slices.Sort[[]string]

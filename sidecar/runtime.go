@@ -168,10 +168,17 @@ func frontendText(f api.Frontend) (string, []string) {
 	return sb.String(), bad
 }
 
-// parseObject parses rendered text as a config file named what.
+// Keys of run-time objects: the names their problems carry, as the file
+// name of a config error's position or objectError.obj.
+func backendKey(name string) string         { return "backend " + name }
+func serverKey(backend, name string) string { return "server " + backend + "/" + name }
+func frontendKey(name string) string        { return "frontend " + name }
+
+// parseObject parses rendered text as a config file named what, the
+// object's key.
 func parseObject(what, text string, bad []string) (*config.Config, error) {
 	if len(bad) > 0 {
-		return nil, detailsError(what, bad)
+		return nil, &objectError{msg: what + " is invalid", details: bad, obj: what}
 	}
 	c, err := config.Parse(what, []byte(text))
 	if err != nil {
@@ -184,6 +191,7 @@ func parseObject(what, text string, bad []string) (*config.Config, error) {
 type objectError struct {
 	msg     string
 	details []string
+	obj     string // the key of the run-time object at fault, if one is
 }
 
 func (e *objectError) Error() string {
@@ -195,13 +203,74 @@ func (e *objectError) Error() string {
 
 func (e *objectError) Unwrap() error { return ErrInvalidObject }
 
+// blame files every problem of a plan's error under the key of the
+// run-time object it is about; problems of the files have no such key.
+func blame(err error, out map[string][]string) {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			blame(e, out)
+		}
+		return
+	}
+	var oe *objectError
+	var ce *config.Error
+	switch {
+	case errors.As(err, &oe) && oe.obj != "":
+		out[oe.obj] = append(out[oe.obj], err.Error())
+	case errors.As(err, &ce):
+		out[ce.Pos.File] = append(out[ce.Pos.File], ce.Msg)
+	}
+}
+
 func detailsError(what string, details []string) error {
 	return &objectError{msg: what + " is invalid", details: details}
+}
+
+// parseCache keeps the parse of each run-time object from one plan to the
+// next, keyed by its rendered text: re-parsing thousands of unchanged
+// objects made every write cost grow with the live objects. Entries the
+// last plan did not use are dropped. Parsed values are shared: merge copies
+// a backend before it adds servers to it.
+type parseCache struct{ prev, next map[string]*config.Config }
+
+func (pc *parseCache) parse(what, text string, bad []string) (*config.Config, error) {
+	if pc == nil || len(bad) > 0 {
+		return parseObject(what, text, bad)
+	}
+	key := what + "\x00" + text
+	if c, ok := pc.prev[key]; ok {
+		pc.next[key] = c
+		return c, nil
+	}
+	c, err := parseObject(what, text, bad)
+	if err == nil {
+		pc.next[key] = c
+	}
+	return c, err
+}
+
+func (pc *parseCache) start() {
+	if pc != nil {
+		pc.next = make(map[string]*config.Config, len(pc.prev))
+	}
+}
+
+func (pc *parseCache) done() {
+	if pc != nil {
+		pc.prev, pc.next = pc.next, nil
+	}
 }
 
 // merge builds the desired configuration: the files' model plus every
 // run-time object. Objects that do not fit are reported, with names.
 func merge(file *config.Config, st State, exposures []exposure) (*config.Config, error) {
+	return mergeWith(nil, file, st, exposures)
+}
+
+// mergeWith is merge with the parses of the last plan at hand (pc may be nil).
+func mergeWith(pc *parseCache, file *config.Config, st State, exposures []exposure) (*config.Config, error) {
+	pc.start()
+	defer pc.done()
 	m := &config.Config{Global: file.Global, Namespaces: slices.Clone(file.Namespaces)}
 	m.Frontends = slices.Clone(file.Frontends)
 	backends := map[string]*config.Backend{}
@@ -214,24 +283,27 @@ func merge(file *config.Config, st State, exposures []exposure) (*config.Config,
 	var errs []error
 	for _, b := range st.Backends {
 		text, bad := backendText(b)
-		c, err := parseObject("backend "+b.Name, text, bad)
+		c, err := pc.parse(backendKey(b.Name), text, bad)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		for _, cb := range c.Backends {
-			m.Backends = append(m.Backends, cb)
-			backends[cb.Name] = cb
+			cp := *cb
+			cp.Servers = slices.Clone(cb.Servers)
+			m.Backends = append(m.Backends, &cp)
+			backends[cb.Name] = &cp
 		}
 	}
 	for _, s := range st.Servers {
 		cb := backends[s.Backend]
 		if cb == nil {
-			errs = append(errs, &objectError{msg: fmt.Sprintf("server %s/%s: backend %q does not exist", s.Backend, s.Name, s.Backend)})
+			errs = append(errs, &objectError{msg: fmt.Sprintf("server %s/%s: backend %q does not exist", s.Backend, s.Name, s.Backend),
+				obj: serverKey(s.Backend, s.Name)})
 			continue
 		}
 		l, bad := serverLine(s)
-		c, err := parseObject("server "+s.Backend+"/"+s.Name, "backend x\n"+l, bad)
+		c, err := pc.parse(serverKey(s.Backend, s.Name), "backend x\n"+l, bad)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -242,7 +314,7 @@ func merge(file *config.Config, st State, exposures []exposure) (*config.Config,
 		text, bad := frontendText(f)
 		// Parse with a stand-in backend so that a reference to a backend of
 		// the files or of the API validates in the merged check below.
-		c, err := parseObject("frontend "+f.Name, text+"backend "+f.Backend+"\n", append(bad, backendNameProblem(f.Backend)...))
+		c, err := pc.parse(frontendKey(f.Name), text+"backend "+f.Backend+"\n", append(bad, backendNameProblem(f.Backend)...))
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/nsproxy/nsproxy/sidecar/api"
@@ -30,15 +31,21 @@ const stateVersion = 1
 // aside (quarantined) and the daemon starts without run-time objects.
 var ErrCorruptState = errors.New("nsproxy: state file is corrupt")
 
-// clone deep-copies the state through JSON: states are small and this
-// keeps every nested slice and map unshared.
+// clone copies the state for a change: its slices and each backend's
+// servers, which changes append to, delete from and assign into. Maps and
+// other nested slices are shared: a change replaces them, never modifies
+// them in place. A deep copy through JSON cost more than the rest of a
+// small change once thousands of objects were live.
 func (s State) clone() State {
-	b, err := json.Marshal(s)
-	if err != nil {
-		panic(fmt.Sprintf("state is not serialisable: %v", err)) // our own types only
+	out := s
+	out.Namespaces = slices.Clone(s.Namespaces)
+	out.Backends = slices.Clone(s.Backends)
+	for i := range out.Backends {
+		out.Backends[i].Servers = slices.Clone(out.Backends[i].Servers)
 	}
-	var out State
-	json.Unmarshal(b, &out)
+	out.Servers = slices.Clone(s.Servers)
+	out.Frontends = slices.Clone(s.Frontends)
+	out.Attachments = slices.Clone(s.Attachments)
 	return out
 }
 

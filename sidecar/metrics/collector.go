@@ -65,6 +65,17 @@ var (
 	netnsBytesOut = desc("namespace_bytes_out_total",
 		"Bytes copied from servers to clients by connections that used the namespace.", netnsLabels)
 
+	netnsRemoved = desc("namespace_removed_total",
+		"Namespaces whose nsproxy_namespace_* series were removed because the namespace left the registry "+
+			"(an attachment or API namespace deleted, a name dropped from the files); their totals are folded "+
+			"into the nsproxy_namespace_removed_* counters.", nil)
+	netnsRemovedTotal = desc("namespace_removed_connections_total",
+		"nsproxy_namespace_connections_total of the removed namespaces, summed.", nil)
+	netnsRemovedBytesIn = desc("namespace_removed_bytes_in_total",
+		"nsproxy_namespace_bytes_in_total of the removed namespaces, summed.", nil)
+	netnsRemovedBytesOut = desc("namespace_removed_bytes_out_total",
+		"nsproxy_namespace_bytes_out_total of the removed namespaces, summed.", nil)
+
 	connectionsCurrent = desc("connections_current",
 		"Connections open through the daemon, all frontends together.", nil)
 	registryNamespaces = desc("registry_namespaces",
@@ -95,6 +106,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 			backendTotal, backendConnectErrors,
 			serverUp, serverChecked, serverCurrent, serverTotal, serverBytesIn, serverBytesOut, serverConnectErrors,
 			netnsCurrent, netnsTotal, netnsBytesIn, netnsBytesOut,
+			netnsRemoved, netnsRemovedTotal, netnsRemovedBytesIn, netnsRemovedBytesOut,
 			connectionsCurrent,
 		} {
 			ch <- d
@@ -158,6 +170,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		e.counter(netnsBytesIn, n.BytesIn, n.Name)
 		e.counter(netnsBytesOut, n.BytesOut, n.Name)
 	}
+	r := s.RemovedNamespaces
+	e.counter(netnsRemoved, r.Namespaces)
+	e.counter(netnsRemovedTotal, r.Total)
+	e.counter(netnsRemovedBytesIn, r.BytesIn)
+	e.counter(netnsRemovedBytesOut, r.BytesOut)
 }
 
 // serverNetns labels a server's namespace as the namespace families do, so

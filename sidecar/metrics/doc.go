@@ -24,6 +24,9 @@
 //	frontends × (6 + refusal reasons seen) + backends × 2 + servers × 7 + namespaces × 4 + a few globals
 //
 // and shrinks again when objects are removed, because nothing is remembered
-// between scrapes. Client addresses, ports and connection ids are never
-// labels.
+// between scrapes. A namespace's series go once it has left the registry
+// and its last connection has ended; the engine folds its totals into the
+// unlabelled nsproxy_namespace_removed_* counters, so sums over namespaces
+// plus those stay monotonic. Client addresses, ports and connection ids are
+// never labels.
 package metrics

@@ -122,9 +122,12 @@ func (r *Registry) Default() *Handle { return r.def }
 
 // SetNames makes names the set of namespaces kept open: new names are opened
 // if they exist, names no longer wanted are closed. Names that are wanted
-// before and after keep their handle, so nothing in them is disturbed.
+// before and after keep their handle, so nothing in them is disturbed; only
+// the new names are looked at, so that a change costs what it changes, not
+// what is registered (Resync and the watcher look at the others).
 func (r *Registry) SetNames(names []string) error {
 	var errs []error
+	var added []string
 	r.mu.Lock()
 	want := map[string]bool{}
 	for _, n := range names {
@@ -134,6 +137,9 @@ func (r *Registry) SetNames(names []string) error {
 		}
 		want[n] = true
 		s := r.slotLocked(n)
+		if !s.config {
+			added = append(added, n)
+		}
 		s.config = true
 		if s.entry != nil && s.path(r.dir, n) != filepath.Join(r.dir, n) {
 			// The files' name means the file: a run-time entry never
@@ -155,7 +161,9 @@ func (r *Registry) SetNames(names []string) error {
 	}
 	r.mu.Unlock()
 	r.closeDropped(drop)
-	r.Resync()
+	for _, n := range added {
+		r.resyncOne(n)
+	}
 	return errors.Join(errs...)
 }
 

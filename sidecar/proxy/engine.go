@@ -141,6 +141,7 @@ func (e *Engine) Apply(spec Spec) error {
 			}
 		}
 	}
+	e.ns.prune(e.liveNamespace) // namespaces removed since the last Apply
 	return nil
 }
 

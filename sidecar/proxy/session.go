@@ -131,9 +131,7 @@ func (s *session) run() {
 	defer srv.stats.Current.Add(-1)
 	s.counters = append(s.counters, &srv.stats)
 	for _, label := range s.netnsLabels() {
-		c := s.e.ns.get(label)
-		c.Current.Add(1)
-		c.Total.Add(1)
+		c := s.e.ns.acquire(label)
 		defer c.Current.Add(-1)
 		s.counters = append(s.counters, c)
 	}

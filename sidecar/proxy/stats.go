@@ -4,17 +4,20 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
 // Snapshot is a consistent-enough copy of every counter, taken at scrape
 // or query time; nothing on the hot path builds it.
 type Snapshot struct {
-	Frontends   []FrontendStats
-	Backends    []BackendStats
-	Namespaces  []NamespaceStats
-	Connections int
+	Frontends  []FrontendStats
+	Backends   []BackendStats
+	Namespaces []NamespaceStats
+	// RemovedNamespaces are the totals of namespaces that are gone: a
+	// namespace's counters leave Namespaces once it has left the registry
+	// and its last connection has ended.
+	RemovedNamespaces RemovedNamespaces
+	Connections       int
 }
 
 // FrontendStats are one frontend's counters and listeners.
@@ -71,15 +74,82 @@ type NamespaceStats struct {
 	BytesOut uint64
 }
 
-// nsCounters holds the per-namespace counters by label.
-type nsCounters struct{ m sync.Map } // string -> *Counters
+// nsCounters holds the per-namespace counters by label, and the totals of
+// the namespaces that are gone. A namespace's entry goes with the
+// namespace (prune), so that container churn does not grow the map or the
+// metrics without bound.
+//
+// Current rises only under mu (acquire), and a connection counts its last
+// byte before it lowers Current: so an entry prune sees at Current 0
+// under mu has no connection that could still add to it, and folding it
+// loses nothing.
+type nsCounters struct {
+	mu      sync.Mutex
+	m       map[string]*Counters
+	removed RemovedNamespaces
+}
 
-func (n *nsCounters) get(label string) *Counters {
-	if v, ok := n.m.Load(label); ok {
-		return v.(*Counters)
+// RemovedNamespaces are the folded totals of namespaces that are gone.
+type RemovedNamespaces struct {
+	Namespaces uint64 // how many were folded
+	Total      uint64
+	BytesIn    uint64
+	BytesOut   uint64
+}
+
+// acquire counts a new connection in label's namespace and returns the
+// counters it feeds; the connection lowers Current when it ends, after it
+// counted its last byte.
+func (n *nsCounters) acquire(label string) *Counters {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c := n.m[label]
+	if c == nil {
+		if n.m == nil {
+			n.m = map[string]*Counters{}
+		}
+		c = new(Counters)
+		n.m[label] = c
 	}
-	v, _ := n.m.LoadOrStore(label, new(Counters))
-	return v.(*Counters)
+	c.Current.Add(1)
+	c.Total.Add(1)
+	return c
+}
+
+// prune folds into the removed totals every namespace that no connection
+// uses any more and that live no longer names.
+func (n *nsCounters) prune(live func(label string) bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for label, c := range n.m {
+		if c.Current.Load() != 0 || live(label) {
+			continue
+		}
+		n.removed.Namespaces++
+		n.removed.Total += c.Total.Load()
+		n.removed.BytesIn += c.BytesIn.Load()
+		n.removed.BytesOut += c.BytesOut.Load()
+		delete(n.m, label)
+	}
+}
+
+// snapshot prunes, then copies what is left and the removed totals.
+func (n *nsCounters) snapshot(live func(label string) bool) ([]NamespaceStats, RemovedNamespaces) {
+	n.prune(live)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]NamespaceStats, 0, len(n.m))
+	for label, c := range n.m {
+		out = append(out, NamespaceStats{Name: label, Current: c.Current.Load(),
+			Total: c.Total.Load(), BytesIn: c.BytesIn.Load(), BytesOut: c.BytesOut.Load()})
+	}
+	return out, n.removed
+}
+
+// liveNamespace reports whether a namespace label still stands for a
+// namespace: the daemon's own, or a name the registry holds.
+func (e *Engine) liveNamespace(label string) bool {
+	return label == "default" || e.reg.Known(label)
 }
 
 // Snapshot copies every counter.
@@ -115,12 +185,7 @@ func (e *Engine) Snapshot() Snapshot {
 		}
 		s.Backends = append(s.Backends, bs)
 	}
-	e.ns.m.Range(func(k, v any) bool {
-		c := v.(*Counters)
-		s.Namespaces = append(s.Namespaces, NamespaceStats{Name: k.(string), Current: c.Current.Load(),
-			Total: c.Total.Load(), BytesIn: c.BytesIn.Load(), BytesOut: c.BytesOut.Load()})
-		return true
-	})
+	s.Namespaces, s.RemovedNamespaces = e.ns.snapshot(e.liveNamespace)
 	slices.SortFunc(s.Frontends, func(a, b FrontendStats) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(s.Backends, func(a, b BackendStats) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(s.Namespaces, func(a, b NamespaceStats) int { return strings.Compare(a.Name, b.Name) })
@@ -193,5 +258,3 @@ func (e *Engine) Connections() []ConnectionInfo {
 	slices.SortFunc(out, func(a, b ConnectionInfo) int { return int(a.ID) - int(b.ID) })
 	return out
 }
-
-var _ = atomic.Int64{}

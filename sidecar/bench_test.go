@@ -1,0 +1,205 @@
+package sidecar
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nsproxy/nsproxy/hooks"
+	"github.com/nsproxy/nsproxy/internal/testns"
+	"github.com/nsproxy/nsproxy/sidecar/api"
+)
+
+// BenchmarkRestore: the time from a daemon process having its state file
+// to its frontend answering, for a state of n API servers (the shape of
+// issue 9's report: 500 / 1,000 / 2,000 servers took 1.3 / 4.9 / 22.8 s).
+// Each iteration is New (read the files and the state) + Start (restore,
+// plan, apply) + one connection through the restored frontend. Exposed
+// ports are down for that long after every restart.
+//
+//	go test -run '^$' -bench BenchmarkRestore -benchtime 3x ./sidecar/
+func BenchmarkRestore(b *testing.B) {
+	testns.RequireRoot(b)
+	for _, n := range []int{500, 1000, 2000, 10000} {
+		b.Run(fmt.Sprintf("servers=%d", n), func(b *testing.B) {
+			benchRestore(b, n)
+		})
+	}
+	// Attachment records replayed at start, all in one namespace: each is
+	// a registry entry with its own handle.
+	ns := testns.New(b, "br")
+	for _, n := range []int{1000, 5000} {
+		b.Run(fmt.Sprintf("attachments=%d", n), func(b *testing.B) {
+			dir := b.TempDir()
+			for i := 0; i < n; i++ {
+				a := hooks.Attachment{AttachmentKey: hooks.AttachmentKey{ContainerID: fmt.Sprintf("rec%d", i), IfName: "eth0"},
+					Netns: "/var/run/netns/" + ns}
+				if err := hooks.WriteRecord(dir, a); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cfgPath := filepath.Join(dir, "n.cfg")
+			os.WriteFile(cfgPath, []byte(restoreCfg("127.0.0.1:19390", "127.0.0.1:19391")), 0o644)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				d, err := New(Options{ConfigFiles: []string{cfgPath}, AttachmentDir: dir,
+					Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := d.Start(); err != nil {
+					b.Fatal(err)
+				}
+				if got := len(d.state.Attachments); got != n {
+					b.Fatalf("replayed %d attachments, want %d", got, n)
+				}
+				b.StopTimer()
+				stopDaemon(d)
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+func benchRestore(b *testing.B, n int) {
+	srv, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Close() })
+	go func() {
+		for {
+			c, err := srv.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("ok"))
+			c.Close()
+		}
+	}()
+	front := "127.0.0.1:19390"
+	dir := b.TempDir()
+	cfgPath := filepath.Join(dir, "n.cfg")
+	os.WriteFile(cfgPath, []byte(restoreCfg(front, srv.Addr().String())), 0o644)
+	stateFile := filepath.Join(dir, "state.json")
+	if err := (&store{path: stateFile}).save(State{Servers: apiServers(n, srv.Addr().String())}); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		d, err := New(Options{ConfigFiles: []string{cfgPath}, StateFile: stateFile,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := d.Start(); err != nil {
+			b.Fatal(err)
+		}
+		if got := len(d.state.Servers); got != n {
+			b.Fatalf("restored %d servers, want %d", got, n)
+		}
+		if err := answers(front, "ok", 5*time.Second); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		stopDaemon(d)
+		b.StartTimer()
+	}
+}
+
+// answers dials addr until it reads want or the time is up.
+func answers(addr, want string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	var last string
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.SetDeadline(time.Now().Add(time.Second))
+			got, _ := io.ReadAll(c)
+			c.Close()
+			if string(got) == want {
+				return nil
+			}
+			last = fmt.Sprintf("read %q", got)
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return fmt.Errorf("%s: no answer %q within %s (last: %s)", addr, want, within, last)
+}
+
+// BenchmarkWrite: the daemon time of one API write (add a server, then
+// delete it: two writes per iteration) and of one attachment ADD + DEL,
+// with n objects already live. Each write validates and persists the
+// whole state, so it grows with n; the churn target (per-ADD time not
+// growing with the live count) is measured here.
+//
+//	go test -run '^$' -bench BenchmarkWrite ./sidecar/
+func BenchmarkWrite(b *testing.B) {
+	testns.RequireRoot(b)
+	for _, n := range []int{100, 1000, 5000} {
+		b.Run(fmt.Sprintf("server/live=%d", n), func(b *testing.B) {
+			d := benchDaemon(b, State{Servers: apiServers(n, "127.0.0.1:19391")})
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				sv := api.Server{Backend: "be", Name: "extra", Addr: "127.0.0.1:19391"}
+				if err := d.AddServer(sv); err != nil {
+					b.Fatal(err)
+				}
+				if err := d.DeleteServer("be", "extra"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	ns := testns.New(b, "bw")
+	path := "/var/run/netns/" + ns
+	for _, n := range []int{100, 1000, 5000} {
+		b.Run(fmt.Sprintf("attachment/live=%d", n), func(b *testing.B) {
+			var st State
+			for i := 0; i < n; i++ {
+				st.Attachments = append(st.Attachments, api.Attachment{
+					AttachmentKey: api.AttachmentKey{ContainerID: fmt.Sprintf("live%d", i), IfName: "eth0"},
+					Netns:         path, Source: api.SourceCNI, Tenant: DefaultTenant})
+			}
+			d := benchDaemon(b, st)
+			a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "churn", IfName: "eth0"}, Netns: path}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := d.PutAttachment(a); err != nil {
+					b.Fatal(err)
+				}
+				if err := d.DeleteAttachment(a.AttachmentKey); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// benchDaemon starts a daemon on restoreCfg with st saved, for benchmarks.
+func benchDaemon(b *testing.B, st State) *Daemon {
+	dir := b.TempDir()
+	cfgPath := filepath.Join(dir, "n.cfg")
+	os.WriteFile(cfgPath, []byte(restoreCfg("127.0.0.1:19392", "127.0.0.1:19391")), 0o644)
+	stateFile := filepath.Join(dir, "state.json")
+	if err := (&store{path: stateFile}).save(st); err != nil {
+		b.Fatal(err)
+	}
+	d, err := New(Options{ConfigFiles: []string{cfgPath}, StateFile: stateFile,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := d.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { stopDaemon(d) })
+	return d
+}
