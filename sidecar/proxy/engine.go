@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,11 @@ type Engine struct {
 	global    *limiter
 	proxyMax  atomic.Int64 // Spec.ProxyHeaderMaxSize
 	ns        nsCounters   // per-namespace counters, by label
+
+	handedOver bool // StopAccepting: a successor serves the listeners
+
+	inheritMu sync.Mutex
+	inherited map[BindSpec][]*net.TCPListener // from the process this one replaces
 
 	sessMu   sync.Mutex
 	sessions map[*session]struct{}
@@ -66,7 +72,7 @@ type frontend struct {
 func (e *Engine) Apply(spec Spec) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.stopped {
+	if e.stopped || e.handedOver {
 		return ErrStopped
 	}
 	e.global.setLimit(spec.MaxConn)
@@ -133,6 +139,14 @@ func (e *Engine) Apply(spec Spec) error {
 			}
 		}
 	}
+	e.dropUnwantedInherited(func(bs BindSpec) bool {
+		for _, fs := range spec.Frontends {
+			if want[fs.Name][bs] {
+				return true
+			}
+		}
+		return false
+	})
 	return nil
 }
 

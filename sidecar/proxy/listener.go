@@ -197,6 +197,9 @@ func waiter(ln *net.TCPListener) (*os.File, error) {
 
 // listen binds the listening socket, or adopts the runtime's reservation.
 func (l *listener) listen(h *netns.Handle) (*net.TCPListener, error) {
+	if ln := l.e.takeInherited(l.bind, h); ln != nil {
+		return ln, nil
+	}
 	if l.bind.AdoptFrom == "" {
 		return h.Listen(l.bind.Addr)
 	}
