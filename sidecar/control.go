@@ -118,7 +118,7 @@ func allowedPeer(cred *unix.Ucred, group int) bool {
 // ServeControl serves the API on ln until ctx ends.
 func (d *Daemon) ServeControl(ctx context.Context, ln net.Listener, group int) error {
 	srv := &http.Server{
-		Handler:           d.controlHandler(group),
+		Handler:           d.withHandover(d.controlHandler(group)),
 		ReadHeaderTimeout: 5 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			cred, err := peerCred(c)
@@ -130,13 +130,16 @@ func (d *Daemon) ServeControl(ctx context.Context, ln net.Listener, group int) e
 		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 	}
 	go func() {
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-d.HandedOver():
+		}
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
 	err := srv.Serve(ln)
-	if errors.Is(err, http.ErrServerClosed) {
+	if errors.Is(err, http.ErrServerClosed) || d.handedOver() {
 		return nil
 	}
 	return err

@@ -1,0 +1,208 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nsproxy/nsproxy/internal/testns"
+	"github.com/nsproxy/nsproxy/sidecar/api"
+)
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// echoServer answers each connection with tag+"\n".
+func echoServer(t *testing.T, tag string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, tag+"\n")
+			c.Close()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func askTag(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	b, err := io.ReadAll(c)
+	return strings.TrimSpace(string(b)), err
+}
+
+func waitFor(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestHandoverProtocol: a successor receives the listening sockets; while
+// it holds them the old daemon refuses writes with 503 and a second
+// hand-over; an abort gives the old daemon its writes back; a commit makes
+// it stop accepting and return from Run, and the successor serves the
+// same socket.
+func TestHandoverProtocol(t *testing.T) {
+	port := freeTCPPort(t)
+	be := echoServer(t, "backend")
+	cfg := fmt.Sprintf("frontend web\n    bind 127.0.0.1:%d\n    default_backend web\nbackend web\n    server s1 127.0.0.1:%d\n", port, be)
+	td := startTestDaemon(t, cfg, "")
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	waitFor(t, "old daemon serves", func() error { _, err := askTag(addr); return err })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	tk, err := BeginTakeover(ctx, td.socket)
+	if err != nil || tk == nil {
+		t.Fatalf("BeginTakeover: %v, %v", tk, err)
+	}
+	if tk.OldPID != os.Getpid() || len(tk.Inherited) != 1 || tk.Inherited[0].Bind.Addr.String() != addr {
+		t.Fatalf("offer: pid %d, %+v", tk.OldPID, tk.Inherited)
+	}
+	code, e := td.call("POST", "/v1/namespaces", api.Namespace{Name: "x", Path: "/proc/1/ns/net"}, nil)
+	if code != 503 || !strings.Contains(e.Error, "upgrade in progress") {
+		t.Fatalf("write during hand-over: %d %q, want 503 upgrade in progress", code, e.Error)
+	}
+	if code, _ := td.call("GET", "/v1/frontends", nil, nil); code != 200 {
+		t.Fatalf("read during hand-over: %d", code)
+	}
+	if _, err := BeginTakeover(ctx, td.socket); !errors.Is(err, ErrHandoverRefused) {
+		t.Fatalf("second hand-over: %v, want ErrHandoverRefused", err)
+	}
+	if got, err := askTag(addr); err != nil || got != "backend" {
+		t.Fatalf("old daemon stopped serving during the hand-over: %q %v", got, err)
+	}
+	for _, x := range tk.Inherited {
+		x.Listener.Close()
+	}
+	tk.Abort()
+	waitFor(t, "writes accepted after abort", func() error {
+		if code, e := td.call("DELETE", "/v1/namespaces/none", nil, nil); code == 503 {
+			return errors.New(e.Error)
+		}
+		return nil
+	})
+	if got, err := askTag(addr); err != nil || got != "backend" {
+		t.Fatalf("old daemon does not serve after the abort: %q %v", got, err)
+	}
+
+	// Now for real: a second daemon takes over and commits.
+	tk, err = BeginTakeover(ctx, td.socket)
+	if err != nil || tk == nil {
+		t.Fatalf("BeginTakeover again: %v", err)
+	}
+	logB := &lockedBuffer{}
+	cfgPath := filepath.Join(t.TempDir(), "b.cfg")
+	os.WriteFile(cfgPath, []byte(cfg), 0o644)
+	b, err := New(Options{ConfigFiles: []string{cfgPath}, StateFile: td.state, Inherited: tk.Inherited,
+		Logger: slog.New(slog.NewTextHandler(logB, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	bctx, bcancel := context.WithCancel(context.Background())
+	bdone := make(chan struct{})
+	go func() { b.Run(bctx, nil); close(bdone) }()
+	t.Cleanup(func() { bcancel(); <-bdone })
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	if left := b.Engine().WaitInherited(wctx); left != 0 {
+		t.Fatalf("%d received listeners not served", left)
+	}
+	if err := tk.Commit(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-td.d.HandedOver():
+	case <-time.After(5 * time.Second):
+		t.Fatal("old daemon not handed over after commit")
+	}
+	for _, l := range td.d.Engine().Listeners() {
+		if l.Listening {
+			t.Fatalf("old daemon still listens: %+v", l)
+		}
+	}
+	for range 5 {
+		if got, err := askTag(addr); err != nil || got != "backend" {
+			t.Fatalf("successor does not serve the taken-over socket: %q %v\n%s", got, err, logB)
+		}
+	}
+	if !strings.Contains(logB.String(), "listener taken over") || strings.Contains(logB.String(), "cannot listen") {
+		t.Fatalf("successor bound instead of taking over:\n%s", logB)
+	}
+}
+
+// TestNewWithoutFiles: a daemon without configuration files is a valid
+// pure CNI/OCI host daemon, and it reloads.
+func TestNewWithoutFiles(t *testing.T) {
+	testns.RequireRoot(t)
+	d, err := New(Options{StateFile: filepath.Join(t.TempDir(), "state.json"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("New without files: %v", err)
+	}
+	defer d.Registry().Close()
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reload(); err != nil {
+		t.Fatalf("Reload without files: %v", err)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
