@@ -412,7 +412,7 @@ func BeginTakeover(ctx context.Context, socket string) (*Takeover, error) {
 			continue
 		}
 		switch {
-		case l.Role == RoleFrontend && l.Bind != nil:
+		case l.Role == RoleFrontend:
 			tl, isTCP := ln.(*net.TCPListener)
 			if !isTCP {
 				ln.Close()
@@ -436,21 +436,9 @@ func BeginTakeover(ctx context.Context, socket string) (*Takeover, error) {
 
 // receiveOffer reads the JSON offer, then exactly one fd per listener.
 func receiveOffer(c *net.UnixConn) (handoverOffer, []int, error) {
-	var offer handoverOffer
-	var hdr [4]byte
-	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+	offer, err := decodeOffer(c)
+	if err != nil {
 		return offer, nil, err
-	}
-	n := binary.BigEndian.Uint32(hdr[:])
-	if n > maxOffer {
-		return offer, nil, fmt.Errorf("offer of %d bytes is too large", n)
-	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(c, b); err != nil {
-		return offer, nil, err
-	}
-	if err := json.Unmarshal(b, &offer); err != nil {
-		return offer, nil, fmt.Errorf("bad offer: %w", err)
 	}
 	var fds []int
 	oob := make([]byte, unix.CmsgSpace(maxFDsPerMsg*4))
@@ -473,6 +461,36 @@ func receiveOffer(c *net.UnixConn) (handoverOffer, []int, error) {
 		return offer, nil, fmt.Errorf("%d sockets for %d listeners", len(fds), len(offer.Listeners))
 	}
 	return offer, fds, nil
+}
+
+// decodeOffer reads a length-prefixed JSON offer and checks that every
+// entry can be matched: a known role, and a bind for each frontend.
+func decodeOffer(r io.Reader) (handoverOffer, error) {
+	var offer handoverOffer
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return offer, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > maxOffer {
+		return offer, fmt.Errorf("offer of %d bytes is too large (at most %d)", n, maxOffer)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return offer, err
+	}
+	if err := json.Unmarshal(b, &offer); err != nil {
+		return offer, fmt.Errorf("bad offer: %w", err)
+	}
+	for i, l := range offer.Listeners {
+		switch {
+		case l.Role == RoleFrontend && (l.Bind == nil || !l.Bind.Addr.IsValid()):
+			return offer, fmt.Errorf("bad offer: listener %d of frontend %q has no bind address", i, l.Frontend)
+		case l.Role != RoleFrontend && l.Role != RoleControl && l.Role != RoleMetrics:
+			return offer, fmt.Errorf("bad offer: listener %d has unknown role %q", i, l.Role)
+		}
+	}
+	return offer, nil
 }
 
 func parseRights(oob []byte) ([]int, error) {

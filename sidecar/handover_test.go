@@ -17,6 +17,7 @@ import (
 
 	"github.com/nsproxy/nsproxy/internal/testns"
 	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/sidecar/sdnotify"
 )
 
 func freeTCPPort(t *testing.T) int {
@@ -205,4 +206,80 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestUpgradeSuccessorFails: a successor that exits before taking over
+// fails the upgrade request with its reason, and the old daemon serves on
+// and accepts writes.
+func TestUpgradeSuccessorFails(t *testing.T) {
+	td := startTestDaemon(t, "", "")
+	code, e := td.call("POST", api.UpgradePath, api.UpgradeRequest{}, nil)
+	if code != 409 || !strings.Contains(e.Error, "--takeover") {
+		t.Fatalf("upgrade without successor options: %d %q", code, e.Error)
+	}
+	td.d.opt.Successor = &SuccessorOptions{Binary: "/bin/false"}
+	code, e = td.call("POST", api.UpgradePath, api.UpgradeRequest{}, nil)
+	if code != 500 || !strings.Contains(e.Error, "exited before taking over") {
+		t.Fatalf("failing successor: %d %q", code, e.Error)
+	}
+	code, e = td.call("POST", api.UpgradePath, api.UpgradeRequest{Binary: "/nonexistent/nsproxy"}, nil)
+	if code != 400 || !strings.Contains(e.Error, "not an executable") {
+		t.Fatalf("missing binary: %d %q", code, e.Error)
+	}
+	if code, e := td.call("DELETE", "/v1/namespaces/none", nil, nil); code == 503 {
+		t.Fatalf("writes refused after a failed upgrade: %q", e.Error)
+	}
+	if td.d.handedOver() {
+		t.Fatal("handed over to nobody")
+	}
+}
+
+// TestDaemonNotifiesSystemd: READY=1 once the state is applied,
+// RELOADING=1 (with MONOTONIC_USEC) then READY=1 around a reload,
+// STOPPING=1 on shutdown, on a test-owned notification socket.
+func TestDaemonNotifiesSystemd(t *testing.T) {
+	testns.RequireRoot(t)
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Net: "unixgram", Name: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	n, err := sdnotify.New(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(Options{Notifier: n, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	reload := make(chan struct{})
+	done := make(chan struct{})
+	go func() { d.Run(ctx, reload); close(done) }()
+	next := func() string {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 1024)
+		k, err := c.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(buf[:k])
+	}
+	if got := next(); got != "READY=1\n" {
+		t.Fatalf("start: %q", got)
+	}
+	reload <- struct{}{}
+	if got := next(); !strings.HasPrefix(got, "RELOADING=1\nMONOTONIC_USEC=") {
+		t.Fatalf("reload: %q", got)
+	}
+	if got := next(); got != "READY=1\n" {
+		t.Fatalf("after reload: %q", got)
+	}
+	cancel()
+	if got := next(); got != "STOPPING=1\n" {
+		t.Fatalf("stop: %q", got)
+	}
+	<-done
 }

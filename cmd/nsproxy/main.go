@@ -134,7 +134,12 @@ func cmdRun(args []string, stderr io.Writer) int {
 	attachmentDir := fs.String("attachment-dir", hooks.RecordDir, "attachment records of the CNI plugin, replayed at start (\"none\": off)")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on this TCP address, e.g. 127.0.0.1:9101 (off by default)")
 	takeover := fs.Bool("takeover", false, "take over every listening socket of the daemon running on --socket, then tell it to drain and exit (zero-downtime upgrade); without one running, start normally")
+	afterHandover := fs.String("after-handover", "exit", "once a successor took over and the connections drained: exit, or wait for SIGTERM (for supervisors that restart an exited process, e.g. a Kubernetes container)")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *afterHandover != "exit" && *afterHandover != "wait" {
+		fmt.Fprintf(stderr, "nsproxy run: bad --after-handover %q: use exit or wait\n", *afterHandover)
 		return 2
 	}
 	if fs.NArg() > 0 {
@@ -287,6 +292,10 @@ func cmdRun(args []string, stderr io.Writer) int {
 		stop()
 		printErrors(stderr, err)
 		return 1
+	}
+	if isClosed(d.HandedOver()) && *afterHandover == "wait" {
+		log.Info("handed over and drained; waiting for SIGTERM (--after-handover=wait)")
+		<-ctx.Done()
 	}
 	return 0
 }
