@@ -351,15 +351,7 @@ backend echo
 		return nil
 	})
 	// A frontend made through the API lives in the state file.
-	body := fmt.Sprintf(`{"name":"api","binds":[{"addr":%q}],"backend":"echo"}`, apiAddr)
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", socket)
-	}}}
-	resp, err := hc.Post("http://nsproxy/v1/frontends", "application/json", strings.NewReader(body))
-	if err != nil || resp.StatusCode != 201 {
-		t.Fatalf("create API frontend: %v %v", resp, err)
-	}
-	resp.Body.Close()
+	post(t, socket, "/v1/frontends", fmt.Sprintf(`{"name":"api","binds":[{"addr":%q}],"backend":"echo"}`, apiAddr))
 	targets := []struct{ ns, addr string }{{"", hostAddr}, {"", apiAddr}, {l, nsAddr}}
 	for _, tg := range targets {
 		eventually(t, "serve "+tg.addr, func() error { return shortConn(t, tg.ns, tg.addr) })
@@ -506,4 +498,84 @@ backend echo
 		}
 		return nil
 	})
+}
+
+// TestTakeoverDirect: `nsproxy run --takeover` started by hand (not by
+// `nsproxy upgrade`) takes over too; an established connection through
+// the old daemon keeps working until it ends, then the old daemon exits.
+// Without -f the daemon is a pure host daemon for CNI/OCI and API objects.
+func TestTakeoverDirect(t *testing.T) {
+	l, s := newNS(t, "L"), newNS(t, "S")
+	serveFunc(t, s, "127.0.0.1:7000", func(c io.ReadWriter) { io.Copy(c, c) })
+	dir := t.TempDir()
+	socket, state := filepath.Join(dir, "ctl.sock"), filepath.Join(dir, "state.json")
+	args := []string{"--socket", socket, "--state-file", state, "--attachment-dir", "none"}
+	a := startDaemon(t, nil, args...) // no -f
+	a.waitLog("nsproxy running")
+	for _, body := range []string{
+		fmt.Sprintf(`{"name":%q,"path":"/var/run/netns/%s"}`, l, l),
+		fmt.Sprintf(`{"name":%q,"path":"/var/run/netns/%s"}`, s, s),
+	} {
+		post(t, socket, "/v1/namespaces", body)
+	}
+	post(t, socket, "/v1/backends", fmt.Sprintf(`{"name":"echo","servers":[{"backend":"echo","name":"s1","addr":"127.0.0.1:7000","namespace":%q}]}`, s))
+	post(t, socket, "/v1/frontends", fmt.Sprintf(`{"name":"inns","binds":[{"addr":"127.0.0.1:8000","namespace":%q}],"backend":"echo"}`, l))
+	eventually(t, "API frontend in L serves", func() error { return shortConn(t, l, "127.0.0.1:8000") })
+	old, err := dialIn(t, l, "127.0.0.1:8000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	r := bufio.NewReader(old)
+	echo := func(msg string) error {
+		old.SetDeadline(time.Now().Add(3 * time.Second))
+		if _, err := io.WriteString(old, msg+"\n"); err != nil {
+			return err
+		}
+		got, err := r.ReadString('\n')
+		if err == nil && got != msg+"\n" {
+			err = fmt.Errorf("echo %q", got)
+		}
+		return err
+	}
+	if err := echo("before"); err != nil {
+		t.Fatal(err)
+	}
+	b := startDaemon(t, nil, append(args, "--takeover")...)
+	b.waitLog("takeover: the old daemon stopped accepting")
+	if strings.Contains(b.logs(), "cannot listen") {
+		t.Fatalf("successor bound instead of taking over:\n%s", b.logs())
+	}
+	if err := shortConn(t, l, "127.0.0.1:8000"); err != nil {
+		t.Fatalf("successor does not serve: %v", err)
+	}
+	if err := echo("after"); err != nil {
+		t.Fatalf("established connection broken by the takeover: %v", err)
+	}
+	if err := a.wait(200 * time.Millisecond); err == nil {
+		t.Fatal("old daemon exited while a connection was open")
+	}
+	old.Close()
+	if err := a.wait(10 * time.Second); err != nil {
+		t.Fatalf("old daemon after its last connection: %v", err)
+	}
+	if out, err := b.cli("get", "frontends"); err != nil || !strings.Contains(out, "inns") {
+		t.Fatalf("successor's API: %v\n%s", err, out)
+	}
+}
+
+func post(t *testing.T, socket, path, body string) {
+	t.Helper()
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+	}}}
+	resp, err := hc.Post("http://nsproxy"+path, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("POST %s: %d %s", path, resp.StatusCode, b)
+	}
 }
