@@ -208,7 +208,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return 1
 	}
 	if tk != nil {
-		if err := finishTakeover(d, tk, log); err != nil {
+		if err := finishTakeover(d, tk, notifier, log); err != nil {
 			fmt.Fprintln(stderr, "nsproxy run:", err)
 			return 1
 		}
@@ -275,12 +275,6 @@ func cmdRun(args []string, stderr io.Writer) int {
 			}
 		}
 	}()
-	if tk != nil {
-		// Ready only now: the successor serves every listener and the API.
-		if err := notifier.Notify(sdnotify.MainPID(os.Getpid()), sdnotify.Ready); err != nil {
-			log.Warn("systemd notification failed", "err", err.Error())
-		}
-	}
 	if every, err := sdnotify.WatchdogInterval(); err != nil {
 		log.Warn("systemd watchdog off", "err", err.Error())
 	} else if every > 0 {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nsproxy/nsproxy/sidecar"
 	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/sidecar/sdnotify"
 )
 
 const upgradeUsage = `  nsproxy upgrade [--binary PATH] [--socket PATH] [--timeout 5m]
@@ -57,7 +58,7 @@ func beginTakeover(ctx context.Context, socket string, log *slog.Logger) (*sidec
 // finishTakeover applies the state with the received sockets, waits until
 // each is served, then tells the old daemon to stop accepting. A failure
 // before the commit leaves the old daemon serving.
-func finishTakeover(d *sidecar.Daemon, tk *sidecar.Takeover, log *slog.Logger) error {
+func finishTakeover(d *sidecar.Daemon, tk *sidecar.Takeover, notifier *sdnotify.Notifier, log *slog.Logger) error {
 	start := time.Now()
 	if err := d.Start(); err != nil {
 		tk.Abort()
@@ -68,6 +69,12 @@ func finishTakeover(d *sidecar.Daemon, tk *sidecar.Takeover, log *slog.Logger) e
 	cancel()
 	if left > 0 {
 		log.Warn("takeover: some received listeners were not served (their namespace is missing); closed", "count", left)
+	}
+	// Name ourselves systemd's main process before the old one may exit:
+	// systemd reads notifications before it reaps, and an exit of the main
+	// process it still knows would stop the service.
+	if err := notifier.Notify(sdnotify.MainPID(os.Getpid()), sdnotify.Ready); err != nil {
+		log.Warn("systemd notification failed", "err", err.Error())
 	}
 	if err := tk.Commit(30 * time.Second); err != nil {
 		// Every listener is served here already: serve on, but say so.
