@@ -365,6 +365,8 @@ func errorBody(err error) (int, api.Error) {
 		code = http.StatusNotFound
 	case errors.Is(err, errConflict):
 		code = http.StatusConflict
+	case errors.Is(err, errUpgrading):
+		code = http.StatusServiceUnavailable
 	case errors.As(err, &oe):
 		return http.StatusBadRequest, api.Error{Error: oe.msg, Details: oe.details}
 	case errors.As(err, &ve):

@@ -432,6 +432,9 @@ func (d *Daemon) dropRecord(k api.AttachmentKey) {
 func (d *Daemon) mutate(fn func(*State) error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.ho.inProgress() {
+		return errUpgrading
+	}
 	next := d.state.clone()
 	if err := fn(&next); err != nil {
 		return err

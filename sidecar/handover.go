@@ -58,6 +58,10 @@ const (
 	RoleMetrics  = "metrics"
 )
 
+// errUpgrading refuses a change of state while a successor takes over:
+// it reads the state files, which must stay as they are.
+var errUpgrading = errors.New("upgrade in progress: the daemon is handing over to its successor; retry in a moment")
+
 // ErrHandoverRefused: the running daemon answered the hand-over request
 // with an error (another hand-over runs, it is too old, permission).
 var ErrHandoverRefused = errors.New("nsproxy: the running daemon refused the hand-over")
@@ -164,8 +168,7 @@ func (d *Daemon) withHandover(next http.Handler) http.Handler {
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead && d.ho.inProgress() {
-			writeJSON(w, http.StatusServiceUnavailable, api.Error{
-				Error: "upgrade in progress: the daemon is handing over to its successor; retry in a moment"})
+			writeJSON(w, http.StatusServiceUnavailable, api.Error{Error: errUpgrading.Error()})
 			return
 		}
 		next.ServeHTTP(w, r)

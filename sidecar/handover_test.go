@@ -283,3 +283,23 @@ func TestDaemonNotifiesSystemd(t *testing.T) {
 	}
 	<-done
 }
+
+// TestMutateRefusedDuringHandover: a write that passed the HTTP check just
+// before a hand-over began is refused where the state changes, so the
+// files the successor reads cannot change under it.
+func TestMutateRefusedDuringHandover(t *testing.T) {
+	td := startTestDaemon(t, "", "")
+	td.d.ho.mu.Lock()
+	td.d.ho.active = true
+	td.d.ho.mu.Unlock()
+	err := td.d.DeleteFrontend("none")
+	if !errors.Is(err, errUpgrading) {
+		t.Fatalf("DeleteFrontend during a hand-over: %v", err)
+	}
+	if code, _ := errorBody(err); code != 503 {
+		t.Fatalf("status %d, want 503", code)
+	}
+	td.d.ho.mu.Lock()
+	td.d.ho.active = false
+	td.d.ho.mu.Unlock()
+}
