@@ -503,7 +503,8 @@ backend echo
 // TestTakeoverDirect: `nsproxy run --takeover` started by hand (not by
 // `nsproxy upgrade`) takes over too; an established connection through
 // the old daemon keeps working until it ends, then the old daemon exits.
-// Without -f the daemon is a pure host daemon for CNI/OCI and API objects.
+// Without -f the daemon is a pure host daemon for CNI/OCI and API objects;
+// a CNI exposure's host port is handed over like any listener.
 func TestTakeoverDirect(t *testing.T) {
 	l, s := newNS(t, "L"), newNS(t, "S")
 	serveFunc(t, s, "127.0.0.1:7000", func(c io.ReadWriter) { io.Copy(c, c) })
@@ -520,7 +521,13 @@ func TestTakeoverDirect(t *testing.T) {
 	}
 	post(t, socket, "/v1/backends", fmt.Sprintf(`{"name":"echo","servers":[{"backend":"echo","name":"s1","addr":"127.0.0.1:7000","namespace":%q}]}`, s))
 	post(t, socket, "/v1/frontends", fmt.Sprintf(`{"name":"inns","binds":[{"addr":"127.0.0.1:8000","namespace":%q}],"backend":"echo"}`, l))
+	// A container's port mapping, as the CNI plugin reports it: a host
+	// port listener that forwards into the container's namespace S.
+	post(t, socket, "/v1/attachments", fmt.Sprintf(`{"containerID":"upgradetest0001","ifname":"eth0","netns":"/var/run/netns/%s",`+
+		`"portMappings":[{"hostPort":19704,"containerPort":7000,"protocol":"tcp","hostIP":"127.0.0.1"}],`+
+		`"metadata":{"nsproxy.io/target":"loopback"}}`, s))
 	eventually(t, "API frontend in L serves", func() error { return shortConn(t, l, "127.0.0.1:8000") })
+	eventually(t, "CNI exposure serves", func() error { return shortConn(t, "", "127.0.0.1:19704") })
 	old, err := dialIn(t, l, "127.0.0.1:8000")
 	if err != nil {
 		t.Fatal(err)
@@ -546,8 +553,13 @@ func TestTakeoverDirect(t *testing.T) {
 	if strings.Contains(b.logs(), "cannot listen") {
 		t.Fatalf("successor bound instead of taking over:\n%s", b.logs())
 	}
-	if err := shortConn(t, l, "127.0.0.1:8000"); err != nil {
-		t.Fatalf("successor does not serve: %v", err)
+	for _, tg := range []struct{ ns, addr string }{{l, "127.0.0.1:8000"}, {"", "127.0.0.1:19704"}} {
+		if err := shortConn(t, tg.ns, tg.addr); err != nil {
+			t.Fatalf("successor does not serve %s: %v", tg.addr, err)
+		}
+	}
+	if n := strings.Count(b.logs(), "listener taken over"); n != 2 {
+		t.Fatalf("%d listeners taken over, want 2 (namespace listener, CNI exposure):\n%s", n, b.logs())
 	}
 	if err := echo("after"); err != nil {
 		t.Fatalf("established connection broken by the takeover: %v", err)
