@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -44,6 +45,13 @@ func beginTakeover(ctx context.Context, socket string, log *slog.Logger) (*sidec
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	tk, err := sidecar.BeginTakeover(tctx, socket)
+	// A daemon that stops while we ask (SIGTERM) cuts the connection and
+	// removes its socket: ask again, and start normally once it is gone.
+	for try := 0; err != nil && !errors.Is(err, sidecar.ErrHandoverRefused) && try < 3 && tctx.Err() == nil; try++ {
+		log.Warn("takeover: asking again", "err", err.Error())
+		time.Sleep(500 * time.Millisecond)
+		tk, err = sidecar.BeginTakeover(tctx, socket)
+	}
 	if err != nil {
 		return nil, err
 	}
