@@ -498,6 +498,29 @@ backend echo
 		}
 		return nil
 	})
+
+	// The successor upgrades again, back to the first file.
+	out, err = exec.Command(bin2, "upgrade", "--binary", bin1, "--socket", socket).CombinedOutput()
+	if err != nil {
+		t.Fatalf("second upgrade: %v\n%s", err, out)
+	}
+	f = strings.Fields(string(out))
+	third, _ := strconv.Atoi(f[2])
+	if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", third)); exe != bin1 {
+		t.Fatalf("second successor runs %q, want %q (%s)", exe, bin1, out)
+	}
+	t.Cleanup(func() { syscall.Kill(third, syscall.SIGKILL) })
+	for _, tg := range targets {
+		if err := shortConn(t, tg.ns, tg.addr); err != nil {
+			t.Errorf("after the second upgrade: %s: %v", tg.addr, err)
+		}
+	}
+	eventually(t, "the first successor exits", func() error {
+		if !exited(newPID) {
+			return errors.New("still running")
+		}
+		return nil
+	})
 }
 
 // TestTakeoverDirect: `nsproxy run --takeover` started by hand (not by
@@ -590,4 +613,53 @@ func post(t *testing.T, socket, path, body string) {
 		b, _ := io.ReadAll(resp.Body)
 		t.Fatalf("POST %s: %d %s", path, resp.StatusCode, b)
 	}
+}
+
+// TestTakeoverDrainTimeout: the old daemon's drain after a hand-over is
+// bounded by its --drain-timeout: a connection that never ends is closed
+// and the old daemon exits.
+func TestTakeoverDrainTimeout(t *testing.T) {
+	s := newNS(t, "S")
+	serveFunc(t, s, "127.0.0.1:7000", func(c io.ReadWriter) { io.Copy(c, c) })
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "d.cfg", fmt.Sprintf(`
+namespace_list
+    namespace %[1]s
+frontend host
+    bind 127.0.0.1:19705
+    default_backend echo
+backend echo
+    server s1 127.0.0.1:7000 namespace %[1]s
+`, s))
+	args := []string{"-f", cfg, "--socket", filepath.Join(dir, "ctl.sock"), "--state-file", "none", "--drain-timeout", "1s"}
+	a := startDaemon(t, nil, args...)
+	eventually(t, "old daemon serves", func() error { return shortConn(t, "", "127.0.0.1:19705") })
+	idle, err := net.Dial("tcp", "127.0.0.1:19705")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	idle.SetDeadline(time.Now().Add(3 * time.Second))
+	io.WriteString(idle, "x\n")
+	if _, err := bufio.NewReader(idle).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	b := startDaemon(t, nil, append(args, "--takeover")...)
+	b.waitLog("takeover: the old daemon stopped accepting")
+	if err := a.wait(10 * time.Second); err != nil {
+		t.Fatalf("old daemon with an endless connection: %v", err)
+	}
+	took := time.Since(start)
+	if !strings.Contains(a.logs(), "forced_closed=1") {
+		t.Fatalf("old daemon did not force-close the endless connection:\n%s", a.logs())
+	}
+	idle.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := idle.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the endless connection is still open after the old daemon exited")
+	}
+	if err := shortConn(t, "", "127.0.0.1:19705"); err != nil {
+		t.Fatalf("successor: %v", err)
+	}
+	t.Logf("old daemon exited %v after the takeover began (--drain-timeout 1s)", took.Round(10*time.Millisecond))
 }
