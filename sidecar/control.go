@@ -140,7 +140,7 @@ func (d *Daemon) ServeControl(ctx context.Context, ln net.Listener, group int) e
 	cl.log = d.log
 	cl.mu.Unlock()
 	srv := &http.Server{
-		Handler:     d.controlHandler(group),
+		Handler:     d.withHandover(d.controlHandler(group)),
 		ReadTimeout: cl.opt.ReadTimeout,
 		IdleTimeout: cl.opt.IdleTimeout,
 		ConnState:   cl.connState,
@@ -155,13 +155,16 @@ func (d *Daemon) ServeControl(ctx context.Context, ln net.Listener, group int) e
 		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 	}
 	go func() {
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-d.HandedOver():
+		}
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
 	err := srv.Serve(cl)
-	if errors.Is(err, http.ErrServerClosed) {
+	if errors.Is(err, http.ErrServerClosed) || d.handedOver() {
 		return nil
 	}
 	return err
@@ -444,6 +447,8 @@ func errorBody(err error) (int, api.Error) {
 		code = http.StatusConflict
 	case errors.Is(err, errTooLarge):
 		code = http.StatusRequestEntityTooLarge
+	case errors.Is(err, errUpgrading):
+		code = http.StatusServiceUnavailable
 	case errors.As(err, &oe):
 		return http.StatusBadRequest, api.Error{Error: oe.msg, Details: oe.details}
 	case errors.As(err, &ve):

@@ -165,3 +165,25 @@ func startAnswer(r *http.Request) {
 func withConn(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, connKey{}, c)
 }
+
+// rawListener is the socket under a controlListener: the hand-over passes
+// and closes the socket itself, not the bound around it.
+func rawListener(ln net.Listener) net.Listener {
+	if cl, ok := ln.(*controlListener); ok {
+		return cl.Listener
+	}
+	return ln
+}
+
+// hijacked takes a connection out of the bound for good (the hand-over
+// keeps it for minutes) and returns the socket under it.
+func hijacked(c net.Conn) net.Conn {
+	cc, ok := c.(*controlConn)
+	if !ok {
+		return c
+	}
+	cc.l.mu.Lock()
+	delete(cc.l.conns, cc)
+	cc.l.mu.Unlock()
+	return cc.Conn
+}

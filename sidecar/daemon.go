@@ -19,6 +19,7 @@ import (
 	"github.com/nsproxy/nsproxy/sidecar/config"
 	"github.com/nsproxy/nsproxy/sidecar/netns"
 	"github.com/nsproxy/nsproxy/sidecar/proxy"
+	"github.com/nsproxy/nsproxy/sidecar/sdnotify"
 )
 
 // Options configure a Daemon. Zero values are documented defaults.
@@ -41,6 +42,13 @@ type Options struct {
 	// OnReconcile, when set, is told how long each reconcile took.
 	OnReconcile func(time.Duration, error)
 	Logger      *slog.Logger
+	// Inherited are listening sockets taken over from the daemon this one
+	// replaces (BeginTakeover): served instead of bound.
+	Inherited []proxy.InheritedListener
+	// Notifier tells systemd about readiness, reloads and stopping; nil: nobody.
+	Notifier *sdnotify.Notifier
+	// Successor, when set, lets `nsproxy upgrade` start a successor.
+	Successor *SuccessorOptions
 }
 
 // Daemon wires the registry, the engine, the configuration files and the
@@ -63,6 +71,8 @@ type Daemon struct {
 	registered map[string]netns.Entry // run-time entries given to the registry
 	plans      int                    // plan calls, with mu held: restore must plan once, not per object
 	parsed     parseCache             // run-time objects as the last plan parsed them
+
+	ho handover // zero-downtime upgrade to a successor process
 }
 
 type attachmentStatus struct {
@@ -80,7 +90,7 @@ func New(opt Options) (*Daemon, error) {
 	if opt.DrainTimeout <= 0 {
 		opt.DrainTimeout = 10 * time.Second
 	}
-	cfg, err := config.Load(opt.ConfigFiles...)
+	cfg, err := loadFiles(opt.ConfigFiles)
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +101,7 @@ func New(opt Options) (*Daemon, error) {
 	d := &Daemon{opt: opt, log: opt.Logger, reg: reg, file: cfg, store: &store{path: opt.StateFile},
 		engine: proxy.New(reg, opt.Logger), started: time.Now(), registered: map[string]netns.Entry{},
 		attStatus: map[api.AttachmentKey]attachmentStatus{}}
+	d.engine.Inherit(opt.Inherited)
 	st, err := d.store.load()
 	if err != nil {
 		d.log.Error("run-time state not restored", "err", err.Error())
@@ -131,6 +142,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		if err := d.Start(); err != nil {
 			return err
 		}
+		d.notify(sdnotify.Ready)
 	}
 	wctx, stopWatch := context.WithCancel(context.Background())
 	watchDone := make(chan struct{})
@@ -143,22 +155,28 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	for {
 		select {
 		case <-ctx.Done():
-			d.ready.Store(false)
-			d.log.Info("shutting down: draining connections", "timeout", d.opt.DrainTimeout.String(),
-				"connections", d.engine.Sessions())
-			dctx, cancel := context.WithTimeout(context.Background(), d.opt.DrainTimeout)
-			forced := d.engine.Shutdown(dctx)
-			cancel()
-			stopWatch()
-			<-watchDone
-			d.reg.Close()
-			d.log.Info("stopped", "forced_closed", forced)
-			return nil
+			d.notify(sdnotify.Stopping)
+		case <-d.HandedOver():
+			// The successor is systemd's main process now: no STOPPING=1.
 		case <-reload:
+			d.notify(sdnotify.ReloadingNow()...)
 			if err := d.Reload(); err != nil {
 				d.log.Error("reload refused: the running configuration stays", "err", err.Error())
 			}
+			d.notify(sdnotify.Ready)
+			continue
 		}
+		d.ready.Store(false)
+		d.log.Info("shutting down: draining connections", "timeout", d.opt.DrainTimeout.String(),
+			"connections", d.engine.Sessions())
+		dctx, cancel := context.WithTimeout(context.Background(), d.opt.DrainTimeout)
+		forced := d.engine.Shutdown(dctx)
+		cancel()
+		stopWatch()
+		<-watchDone
+		d.reg.Close()
+		d.log.Info("stopped", "forced_closed", forced)
+		return nil
 	}
 }
 
@@ -168,7 +186,7 @@ func (d *Daemon) Ready() bool { return d.ready.Load() }
 // Reload loads the configuration files again and, only if they are valid
 // and fit with the run-time objects, reconciles the engine with them.
 func (d *Daemon) Reload() error {
-	cfg, err := config.Load(d.opt.ConfigFiles...)
+	cfg, err := loadFiles(d.opt.ConfigFiles)
 	if err != nil {
 		return err
 	}
@@ -481,6 +499,9 @@ func (d *Daemon) dropRecord(k api.AttachmentKey) {
 func (d *Daemon) mutate(fn func(*State) error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.ho.inProgress() {
+		return errUpgrading
+	}
 	next := d.state.clone()
 	if err := fn(&next); err != nil {
 		return err

@@ -790,7 +790,14 @@ func TestManifests(t *testing.T) {
 		if daemonC == nil || initC == nil {
 			t.Fatalf("want a main container running `nsproxy run` and an install-cni init container")
 		}
-		for _, want := range []string{"run -f /etc/nsproxy/nsproxy.cfg", "--socket /run/nsproxy/nsproxy.sock", "--metrics-addr 127.0.0.1:9101"} {
+		// A surge rollout: the new pod takes the sockets over, the old one
+		// waits for its deletion instead of being restarted.
+		if yamlDig(ds, "spec", "updateStrategy", "rollingUpdate", "maxSurge") != 1 ||
+			yamlDig(ds, "spec", "updateStrategy", "rollingUpdate", "maxUnavailable") != 0 {
+			t.Errorf("DaemonSet updateStrategy %v, want maxSurge 1, maxUnavailable 0", yamlDig(ds, "spec", "updateStrategy"))
+		}
+		for _, want := range []string{"run -f /etc/nsproxy/nsproxy.cfg", "--socket /run/nsproxy/nsproxy.sock", "--metrics-addr 127.0.0.1:9101",
+			"--takeover", "--after-handover wait"} {
 			if !strings.Contains(containerArgs(daemonC), want) {
 				t.Errorf("main container args %q lack %q", containerArgs(daemonC), want)
 			}
@@ -833,7 +840,7 @@ func TestManifests(t *testing.T) {
 	})
 	t.Run("systemd", func(t *testing.T) {
 		unit := string(readFileT(t, filepath.Join(root, "systemd", "nsproxy.service")))
-		for _, want := range []string{"Type=simple", "ExecStart=/usr/local/bin/nsproxy run -f /etc/nsproxy/nsproxy.cfg",
+		for _, want := range []string{"Type=notify", "NotifyAccess=all", "ExecStart=/usr/local/bin/nsproxy run -f /etc/nsproxy/nsproxy.cfg",
 			"ExecReload=/bin/kill -HUP $MAINPID", "Restart=on-failure", "StateDirectory=nsproxy", "RuntimeDirectory=nsproxy",
 			"CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW"} {
 			if !strings.Contains(unit, want) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"os/user"
@@ -23,6 +24,7 @@ import (
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/config"
 	"github.com/nsproxy/nsproxy/sidecar/metrics"
+	"github.com/nsproxy/nsproxy/sidecar/sdnotify"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -31,13 +33,16 @@ var version = "dev"
 const usage = `nsproxy: a namespace-aware TCP proxy
 
 Usage:
-  nsproxy run -f FILE [-f FILE ...] [flags]   run the daemon
+  nsproxy run [-f FILE ...] [flags]           run the daemon (without -f: objects from the API and CNI only)
+  nsproxy upgrade [--binary PATH]             hand every listener to a new daemon binary, without downtime
   nsproxy validate -f FILE [-f FILE ...]      check configuration files, list every problem
   nsproxy version                             print the version
   nsproxy hook oci [createRuntime|poststop]   OCI hook: container state on stdin (see manifests/)
 
 Signals (run): SIGHUP reloads the files (a bad configuration keeps the old one
-running), SIGTERM/SIGINT drain connections and stop.
+running), SIGTERM/SIGINT drain connections and stop. With $NOTIFY_SOCKET set
+(systemd Type=notify) it sends READY=1, RELOADING=1, STOPPING=1 and, when
+$WATCHDOG_USEC is set, WATCHDOG=1 every half period.
 `
 
 // files collects repeated -f flags.
@@ -63,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return cmdRun(args[1:], stderr)
+	case "upgrade":
+		return cmdUpgrade(args[1:], stdout, stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
 	case "get", "ns", "server", "stats":
@@ -77,7 +84,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "nsproxy", version)
 		return 0
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage+cliUsage+installCNIUsage)
+		fmt.Fprint(stdout, usage+cliUsage+installCNIUsage+upgradeUsage)
 		return 0
 	}
 	fmt.Fprintf(stderr, "nsproxy: unknown command %q\n\n%s%s%s", args[0], usage, cliUsage, installCNIUsage)
@@ -186,11 +193,17 @@ func cmdRun(args []string, stderr io.Writer) int {
 	stateFile := fs.String("state-file", "/var/lib/nsproxy/state.json", "where run-time objects persist (\"\" or \"none\": not at all)")
 	attachmentDir := fs.String("attachment-dir", hooks.RecordDir, "attachment records of the CNI plugin, replayed at start (\"none\": off)")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on this TCP address, e.g. 127.0.0.1:9101 (off by default)")
+	takeover := fs.Bool("takeover", false, "take over every listening socket of the daemon running on --socket, then tell it to drain and exit (zero-downtime upgrade); without one running, start normally")
+	afterHandover := fs.String("after-handover", "exit", "once a successor took over and the connections drained: exit, or wait for SIGTERM (for supervisors that restart an exited process, e.g. a Kubernetes container)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if len(f) == 0 {
-		fmt.Fprintln(stderr, "nsproxy run: give at least one -f FILE")
+	if *afterHandover != "exit" && *afterHandover != "wait" {
+		fmt.Fprintf(stderr, "nsproxy run: bad --after-handover %q: use exit or wait\n", *afterHandover)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "nsproxy run: unexpected argument %q (configuration files go after -f)\n", fs.Arg(0))
 		return 2
 	}
 	log, err := newLogger(stderr, *logFormat, *logLevel)
@@ -213,10 +226,15 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if *attachmentDir == "none" {
 		*attachmentDir = ""
 	}
+	notifier, err := sdnotify.FromEnv()
+	if err != nil {
+		fmt.Fprintln(stderr, "nsproxy run:", err)
+		return 2
+	}
 	var m *metrics.Metrics
 	var d *sidecar.Daemon
 	opt := sidecar.Options{ConfigFiles: f, NetnsDir: *netnsDir, DrainTimeout: *drain, StateFile: *stateFile,
-		AttachmentDir: *attachmentDir, Logger: log}
+		AttachmentDir: *attachmentDir, Logger: log, Notifier: notifier, Successor: successorOptions(args)}
 	if *metricsAddr != "" {
 		opt.OnReconcile = func(dur time.Duration, err error) {
 			if m != nil {
@@ -233,10 +251,27 @@ func cmdRun(args []string, stderr io.Writer) int {
 	// After the first SIGTERM/SIGINT, the default action is back: a second
 	// one ends the process at once instead of waiting for the drain.
 	context.AfterFunc(ctx, stop)
+	var tk *sidecar.Takeover
+	if *takeover && *socket != "" && *socket != "none" {
+		if tk, err = beginTakeover(ctx, *socket, log); err != nil {
+			fmt.Fprintln(stderr, "nsproxy run:", err)
+			return 1
+		}
+		if tk != nil {
+			opt.Inherited = tk.Inherited
+		}
+	}
 	d, err = sidecar.New(opt)
 	if err != nil {
+		tk.Abort()
 		printErrors(stderr, err)
 		return 1
+	}
+	if tk != nil {
+		if err := finishTakeover(d, tk, notifier, log); err != nil {
+			fmt.Fprintln(stderr, "nsproxy run:", err)
+			return 1
+		}
 	}
 
 	var bg sync.WaitGroup
@@ -244,31 +279,48 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if *metricsAddr != "" {
 		m = metrics.New(metrics.Source{Snapshot: d.Engine().Snapshot,
 			RegistrySize: func() int { return len(d.Registry().Status()) }, Attachments: d.AttachmentCount})
-		ln, err := metrics.Listen(*metricsAddr)
-		if err != nil {
-			fmt.Fprintln(stderr, "nsproxy run:", err)
-			return 1
+		var ln net.Listener
+		if tk != nil {
+			ln = tk.Listener(sidecar.RoleMetrics)
 		}
+		if ln == nil {
+			if ln, err = metrics.Listen(*metricsAddr); err != nil {
+				fmt.Fprintln(stderr, "nsproxy run:", err)
+				return 1
+			}
+		}
+		d.ShareListener(sidecar.RoleMetrics, ln)
 		log.Info("metrics listening", "addr", ln.Addr().String())
 		bg.Add(1)
 		go func() {
 			defer bg.Done()
-			if err := m.Serve(ctx, ln); err != nil {
+			if err := m.Serve(ctx, ln); err != nil && !isClosed(d.HandedOver()) {
 				log.Error("metrics server stopped", "err", err.Error())
 			}
 		}()
 	}
 	if *socket != "" && *socket != "none" {
-		ln, err := sidecar.ListenControl(sidecar.ControlOptions{Socket: *socket, Group: group})
-		if err != nil {
-			fmt.Fprintln(stderr, "nsproxy run:", err)
-			return 1
+		var ln net.Listener
+		if tk != nil {
+			ln = tk.Listener(sidecar.RoleControl)
 		}
+		if ln == nil {
+			if ln, err = sidecar.ListenControl(sidecar.ControlOptions{Socket: *socket, Group: group}); err != nil {
+				fmt.Fprintln(stderr, "nsproxy run:", err)
+				return 1
+			}
+		}
+		d.ShareListener(sidecar.RoleControl, ln)
 		log.Info("control socket listening", "socket", *socket)
 		bg.Add(1)
 		go func() {
 			defer bg.Done()
-			defer os.Remove(*socket)
+			defer func() {
+				// After a hand-over the path is the successor's.
+				if !isClosed(d.HandedOver()) {
+					os.Remove(*socket)
+				}
+			}()
 			if err := d.ServeControl(ctx, ln, group); err != nil {
 				log.Error("control socket stopped", "err", err.Error())
 			}
@@ -283,10 +335,21 @@ func cmdRun(args []string, stderr io.Writer) int {
 			}
 		}
 	}()
+	if every, err := sdnotify.WatchdogInterval(); err != nil {
+		log.Warn("systemd watchdog off", "err", err.Error())
+	} else if every > 0 {
+		stopWD := make(chan struct{})
+		defer close(stopWD)
+		go notifier.RunWatchdog(stopWD, every)
+	}
 	if err := d.Run(ctx, reload); err != nil {
 		stop()
 		printErrors(stderr, err)
 		return 1
+	}
+	if isClosed(d.HandedOver()) && *afterHandover == "wait" {
+		log.Info("handed over and drained; waiting for SIGTERM (--after-handover=wait)")
+		<-ctx.Done()
 	}
 	return 0
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,11 @@ type Engine struct {
 	// nofile is RLIMIT_NOFILE: maxconn is kept below what it allows.
 	nofile  uint64
 	lastMax int // the effective global maxconn last applied
+
+	handedOver bool // StopAccepting: a successor serves the listeners
+
+	inheritMu sync.Mutex
+	inherited map[BindSpec][]*net.TCPListener // from the process this one replaces
 
 	sessMu   sync.Mutex
 	sessions map[*session]struct{}
@@ -74,7 +80,7 @@ type frontend struct {
 func (e *Engine) Apply(spec Spec) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.stopped {
+	if e.stopped || e.handedOver {
 		return ErrStopped
 	}
 	e.global.setLimit(e.fitMaxConn(spec))
@@ -142,6 +148,14 @@ func (e *Engine) Apply(spec Spec) error {
 		}
 	}
 	e.ns.prune(e.liveNamespace) // namespaces removed since the last Apply
+	e.dropUnwantedInherited(func(bs BindSpec) bool {
+		for _, fs := range spec.Frontends {
+			if want[fs.Name][bs] {
+				return true
+			}
+		}
+		return false
+	})
 	return nil
 }
 

@@ -266,6 +266,9 @@ func (l *listener) listen(h *netns.Handle) (*net.TCPListener, error) {
 		}
 		ln.Close() // the namespace changed in between
 	}
+	if ln := l.e.takeInherited(l.bind, h); ln != nil {
+		return ln, nil
+	}
 	if l.bind.AdoptFrom == "" {
 		return h.ListenWith(l.bind.Addr, netns.ListenOptions{V4V6: l.bind.V4V6})
 	}

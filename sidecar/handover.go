@@ -1,0 +1,335 @@
+package sidecar
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/sidecar/netns"
+	"github.com/nsproxy/nsproxy/sidecar/proxy"
+	"github.com/nsproxy/nsproxy/sidecar/sdnotify"
+	"golang.org/x/sys/unix"
+)
+
+// The hand-over protocol between a running daemon (old) and its successor
+// (new), on the old one's control socket:
+//
+//	new → old  POST /v1/handover, Upgrade: nsproxy-handover/1
+//	old → new  101 Switching Protocols; from now on the old daemon refuses
+//	           API writes (503) so that the state files stay as they are
+//	new → old  "send\n"
+//	old → new  4-byte length + JSON offer (one entry per socket), then the
+//	           sockets themselves: 1-byte messages with SCM_RIGHTS, in order
+//	new        loads the state files, serves the received sockets instead
+//	           of binding, waits until each is served
+//	new → old  "commit\n"
+//	old → new  "stopped\n" once it no longer accepts anywhere (its fds are
+//	           closed; the sockets live on in the successor, nothing is
+//	           unlinked); it then drains and exits
+//
+// If the connection ends before "commit", the old daemon serves on as if
+// nothing happened and accepts writes again.
+const (
+	HandoverPath  = "/v1/handover"
+	handoverProto = "nsproxy-handover/1"
+	// maxFDsPerMsg stays under the kernel's SCM_MAX_FD (253).
+	maxFDsPerMsg = 200
+	// maxOffer bounds the JSON offer a successor reads.
+	maxOffer = 16 << 20
+)
+
+// Roles of handed-over sockets besides frontends' listeners.
+const (
+	RoleFrontend = "frontend"
+	RoleControl  = "control"
+	RoleMetrics  = "metrics"
+)
+
+// errUpgrading refuses a change of state while a successor takes over:
+// it reads the state files, which must stay as they are.
+var errUpgrading = errors.New("upgrade in progress: the daemon is handing over to its successor; retry in a moment")
+
+// ErrHandoverRefused: the running daemon answered the hand-over request
+// with an error (another hand-over runs, it is too old, permission).
+var ErrHandoverRefused = errors.New("nsproxy: the running daemon refused the hand-over")
+
+// handoverOffer is what the old daemon sends before the sockets.
+type handoverOffer struct {
+	PID       int                `json:"pid"`
+	Listeners []handoverListener `json:"listeners"`
+}
+
+// handoverListener describes the socket at the same position: the bind's
+// identity (namespace name, address, options) and the identity of the
+// namespace the old daemon served it in.
+type handoverListener struct {
+	Role     string          `json:"role"`
+	Frontend string          `json:"frontend,omitempty"`
+	Bind     *proxy.BindSpec `json:"bind,omitempty"`
+	Netns    *netns.Identity `json:"netns,omitempty"`
+}
+
+// handover is the daemon's side of a hand-over.
+type handover struct {
+	mu     sync.Mutex
+	active bool          // a successor is taking over: writes are refused
+	done   chan struct{} // closed once the successor serves
+	shared map[string]net.Listener
+	count  int // sockets handed over
+}
+
+func (h *handover) doneCh() chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.done == nil {
+		h.done = make(chan struct{})
+	}
+	return h.done
+}
+
+func (h *handover) inProgress() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.active
+}
+
+// ShareListener registers a listener of the daemon's own (the control
+// socket, the metrics port) to be handed to a successor with the frontends'.
+func (d *Daemon) ShareListener(role string, ln net.Listener) {
+	d.ho.mu.Lock()
+	defer d.ho.mu.Unlock()
+	if d.ho.shared == nil {
+		d.ho.shared = map[string]net.Listener{}
+	}
+	d.ho.shared[role] = ln
+}
+
+// HandedOver is closed once a successor serves every listener; the daemon
+// then drains and Run returns.
+func (d *Daemon) HandedOver() <-chan struct{} { return d.ho.doneCh() }
+
+func (d *Daemon) handedOver() bool {
+	select {
+	case <-d.HandedOver():
+		return true
+	default:
+		return false
+	}
+}
+
+func (d *Daemon) notify(states ...string) {
+	if err := d.opt.Notifier.Notify(states...); err != nil {
+		d.log.Warn("systemd notification failed", "state", strings.Join(states, " "), "err", err.Error())
+	}
+}
+
+// withHandover serves the hand-over endpoints and refuses API writes while
+// a hand-over runs.
+func (d *Daemon) withHandover(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case HandoverPath, api.UpgradePath:
+			cred, _ := r.Context().Value(credKey{}).(*unix.Ucred)
+			if cred == nil || (cred.Uid != 0 && int(cred.Uid) != os.Geteuid()) {
+				writeJSON(w, http.StatusForbidden, api.Error{Error: "permission denied: only root or the daemon's user may upgrade it"})
+				return
+			}
+			if r.Method != http.MethodPost {
+				writeJSON(w, http.StatusMethodNotAllowed, api.Error{Error: "use POST " + r.URL.Path})
+				return
+			}
+			if r.URL.Path == HandoverPath {
+				d.serveHandover(w, r)
+			} else {
+				d.serveUpgrade(w, r)
+			}
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && d.ho.inProgress() {
+			writeJSON(w, http.StatusServiceUnavailable, api.Error{Error: errUpgrading.Error()})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// serveHandover is the old daemon's side of the protocol.
+func (d *Daemon) serveHandover(w http.ResponseWriter, r *http.Request) {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), handoverProto) {
+		writeJSON(w, http.StatusBadRequest, api.Error{Error: "this endpoint is for `nsproxy run --takeover` (Upgrade: " + handoverProto + ")"})
+		return
+	}
+	d.ho.mu.Lock()
+	busy := d.ho.active
+	d.ho.active = true
+	d.ho.mu.Unlock()
+	if busy {
+		writeJSON(w, http.StatusConflict, api.Error{Error: "a hand-over is already in progress or done"})
+		return
+	}
+	committed := false
+	peer := 0
+	if cred, _ := r.Context().Value(credKey{}).(*unix.Ucred); cred != nil {
+		peer = int(cred.Pid)
+	}
+	defer func() {
+		if committed {
+			return
+		}
+		d.ho.mu.Lock()
+		d.ho.active = false
+		d.ho.mu.Unlock()
+		d.notify(sdnotify.Ready)
+		d.log.Warn("hand-over aborted: serving on", "successor_pid", peer)
+	}()
+	d.notify(sdnotify.ReloadingNow()...)
+	d.log.Info("hand-over requested: API writes refused until it ends", "successor_pid", peer)
+	// A write that got in before the flag finishes (and is saved) before
+	// the successor reads the state files.
+	d.mu.Lock()
+	d.mu.Unlock() //nolint:staticcheck // an empty critical section waits for mutate
+
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		writeJSON(w, http.StatusInternalServerError, api.Error{Error: "connection cannot be taken over"})
+		return
+	}
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		d.log.Error("hand-over: hijack", "err", err.Error())
+		return
+	}
+	conn = hijacked(conn)
+	defer conn.Close()
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		d.log.Error("hand-over: not a unix connection", "type", fmt.Sprintf("%T", conn))
+		return
+	}
+	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + handoverProto + "\r\n\r\n")
+	if err := brw.Flush(); err != nil {
+		return
+	}
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	if line, err := brw.ReadString('\n'); err != nil || line != "send\n" {
+		d.log.Warn("hand-over: successor went away before asking for the sockets", "err", err)
+		return
+	}
+	offer, files, err := d.handoverOffer()
+	if err != nil {
+		d.log.Error("hand-over: cannot duplicate listeners", "err", err.Error())
+		return
+	}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	if err := sendOffer(uc, offer, files); err != nil {
+		d.log.Warn("hand-over: sending the sockets failed", "err", err.Error())
+		return
+	}
+	// The successor now loads the state and starts serving; that may take
+	// a while with many namespaces.
+	conn.SetDeadline(time.Now().Add(5 * time.Minute))
+	if line, err := brw.ReadString('\n'); err != nil || line != "commit\n" {
+		d.log.Warn("hand-over: successor did not commit", "err", err)
+		return
+	}
+	committed = true
+	d.stopAccepting(len(files))
+	io.WriteString(conn, "stopped\n")
+	d.log.Info("handed over: no longer accepting; draining established connections",
+		"successor_pid", peer, "listeners", len(files), "connections", d.engine.Sessions(),
+		"drain_timeout", d.opt.DrainTimeout.String())
+}
+
+// handoverOffer duplicates every listening socket and describes it.
+func (d *Daemon) handoverOffer() (handoverOffer, []*os.File, error) {
+	offer := handoverOffer{PID: os.Getpid()}
+	handed, err := d.engine.HandOver()
+	if err != nil {
+		return offer, nil, err
+	}
+	var files []*os.File
+	for _, h := range handed {
+		bind, id := h.Bind, h.Netns
+		offer.Listeners = append(offer.Listeners, handoverListener{Role: RoleFrontend, Frontend: h.Frontend, Bind: &bind, Netns: &id})
+		files = append(files, h.File)
+	}
+	d.ho.mu.Lock()
+	defer d.ho.mu.Unlock()
+	for _, role := range []string{RoleControl, RoleMetrics} {
+		ln := d.ho.shared[role]
+		if ln == nil {
+			continue
+		}
+		f, err := listenerFile(ln)
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+			return offer, nil, fmt.Errorf("%s listener: %w", role, err)
+		}
+		offer.Listeners = append(offer.Listeners, handoverListener{Role: role})
+		files = append(files, f)
+	}
+	return offer, files, nil
+}
+
+func listenerFile(ln net.Listener) (*os.File, error) {
+	switch l := rawListener(ln).(type) {
+	case *net.UnixListener:
+		return l.File()
+	case *net.TCPListener:
+		return l.File()
+	}
+	return nil, fmt.Errorf("cannot hand over a %T", ln)
+}
+
+// stopAccepting closes every listening fd of this process without
+// unlinking anything: the successor holds the same sockets.
+func (d *Daemon) stopAccepting(n int) {
+	d.engine.StopAccepting()
+	d.ho.mu.Lock()
+	for _, ln := range d.ho.shared {
+		ln = rawListener(ln)
+		if ul, ok := ln.(*net.UnixListener); ok {
+			ul.SetUnlinkOnClose(false)
+		}
+		ln.Close()
+	}
+	d.ho.count = n
+	d.ho.mu.Unlock()
+	close(d.ho.doneCh())
+}
+
+func sendOffer(c *net.UnixConn, offer handoverOffer, files []*os.File) error {
+	b, err := json.Marshal(offer)
+	if err != nil {
+		return err
+	}
+	msg := binary.BigEndian.AppendUint32(nil, uint32(len(b)))
+	if _, err := c.Write(append(msg, b...)); err != nil {
+		return err
+	}
+	for start := 0; start < len(files); start += maxFDsPerMsg {
+		var fds []int
+		for _, f := range files[start:min(start+maxFDsPerMsg, len(files))] {
+			fds = append(fds, int(f.Fd()))
+		}
+		if _, _, err := c.WriteMsgUnix([]byte{'F'}, unix.UnixRights(fds...), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,305 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nsproxy/nsproxy/internal/testns"
+	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/sidecar/sdnotify"
+)
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// echoServer answers each connection with tag+"\n".
+func echoServer(t *testing.T, tag string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, tag+"\n")
+			c.Close()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func askTag(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	b, err := io.ReadAll(c)
+	return strings.TrimSpace(string(b)), err
+}
+
+func waitFor(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestHandoverProtocol: a successor receives the listening sockets; while
+// it holds them the old daemon refuses writes with 503 and a second
+// hand-over; an abort gives the old daemon its writes back; a commit makes
+// it stop accepting and return from Run, and the successor serves the
+// same socket.
+func TestHandoverProtocol(t *testing.T) {
+	port := freeTCPPort(t)
+	be := echoServer(t, "backend")
+	cfg := fmt.Sprintf("frontend web\n    bind 127.0.0.1:%d\n    default_backend web\nbackend web\n    server s1 127.0.0.1:%d\n", port, be)
+	td := startTestDaemon(t, cfg, "")
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	waitFor(t, "old daemon serves", func() error { _, err := askTag(addr); return err })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	tk, err := BeginTakeover(ctx, td.socket)
+	if err != nil || tk == nil {
+		t.Fatalf("BeginTakeover: %v, %v", tk, err)
+	}
+	if tk.OldPID != os.Getpid() || len(tk.Inherited) != 1 || tk.Inherited[0].Bind.Addr.String() != addr {
+		t.Fatalf("offer: pid %d, %+v", tk.OldPID, tk.Inherited)
+	}
+	code, e := td.call("POST", "/v1/namespaces", api.Namespace{Name: "x", Path: "/proc/1/ns/net"}, nil)
+	if code != 503 || !strings.Contains(e.Error, "upgrade in progress") {
+		t.Fatalf("write during hand-over: %d %q, want 503 upgrade in progress", code, e.Error)
+	}
+	if code, _ := td.call("GET", "/v1/frontends", nil, nil); code != 200 {
+		t.Fatalf("read during hand-over: %d", code)
+	}
+	if _, err := BeginTakeover(ctx, td.socket); !errors.Is(err, ErrHandoverRefused) {
+		t.Fatalf("second hand-over: %v, want ErrHandoverRefused", err)
+	}
+	if got, err := askTag(addr); err != nil || got != "backend" {
+		t.Fatalf("old daemon stopped serving during the hand-over: %q %v", got, err)
+	}
+	for _, x := range tk.Inherited {
+		x.Listener.Close()
+	}
+	tk.Abort()
+	waitFor(t, "writes accepted after abort", func() error {
+		if code, e := td.call("DELETE", "/v1/namespaces/none", nil, nil); code == 503 {
+			return errors.New(e.Error)
+		}
+		return nil
+	})
+	if got, err := askTag(addr); err != nil || got != "backend" {
+		t.Fatalf("old daemon does not serve after the abort: %q %v", got, err)
+	}
+
+	// Now for real: a second daemon takes over and commits.
+	tk, err = BeginTakeover(ctx, td.socket)
+	if err != nil || tk == nil {
+		t.Fatalf("BeginTakeover again: %v", err)
+	}
+	logB := &lockedBuffer{}
+	cfgPath := filepath.Join(t.TempDir(), "b.cfg")
+	os.WriteFile(cfgPath, []byte(cfg), 0o644)
+	b, err := New(Options{ConfigFiles: []string{cfgPath}, StateFile: td.state, Inherited: tk.Inherited,
+		Logger: slog.New(slog.NewTextHandler(logB, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	bctx, bcancel := context.WithCancel(context.Background())
+	bdone := make(chan struct{})
+	go func() { b.Run(bctx, nil); close(bdone) }()
+	t.Cleanup(func() { bcancel(); <-bdone })
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	if left := b.Engine().WaitInherited(wctx); left != 0 {
+		t.Fatalf("%d received listeners not served", left)
+	}
+	if err := tk.Commit(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-td.d.HandedOver():
+	case <-time.After(5 * time.Second):
+		t.Fatal("old daemon not handed over after commit")
+	}
+	for _, l := range td.d.Engine().Listeners() {
+		if l.Listening {
+			t.Fatalf("old daemon still listens: %+v", l)
+		}
+	}
+	for range 5 {
+		if got, err := askTag(addr); err != nil || got != "backend" {
+			t.Fatalf("successor does not serve the taken-over socket: %q %v\n%s", got, err, logB)
+		}
+	}
+	if !strings.Contains(logB.String(), "listener taken over") || strings.Contains(logB.String(), "cannot listen") {
+		t.Fatalf("successor bound instead of taking over:\n%s", logB)
+	}
+}
+
+// TestNewWithoutFiles: a daemon without configuration files is a valid
+// pure CNI/OCI host daemon, and it reloads.
+func TestNewWithoutFiles(t *testing.T) {
+	testns.RequireRoot(t)
+	d, err := New(Options{StateFile: filepath.Join(t.TempDir(), "state.json"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("New without files: %v", err)
+	}
+	defer d.Registry().Close()
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reload(); err != nil {
+		t.Fatalf("Reload without files: %v", err)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestUpgradeSuccessorFails: a successor that exits before taking over
+// fails the upgrade request with its reason, and the old daemon serves on
+// and accepts writes.
+func TestUpgradeSuccessorFails(t *testing.T) {
+	td := startTestDaemon(t, "", "")
+	code, e := td.call("POST", api.UpgradePath, api.UpgradeRequest{}, nil)
+	if code != 409 || !strings.Contains(e.Error, "--takeover") {
+		t.Fatalf("upgrade without successor options: %d %q", code, e.Error)
+	}
+	td.d.opt.Successor = &SuccessorOptions{Binary: "/bin/false"}
+	code, e = td.call("POST", api.UpgradePath, api.UpgradeRequest{}, nil)
+	if code != 500 || !strings.Contains(e.Error, "exited before taking over") {
+		t.Fatalf("failing successor: %d %q", code, e.Error)
+	}
+	code, e = td.call("POST", api.UpgradePath, api.UpgradeRequest{Binary: "/nonexistent/nsproxy"}, nil)
+	if code != 400 || !strings.Contains(e.Error, "not an executable") {
+		t.Fatalf("missing binary: %d %q", code, e.Error)
+	}
+	if code, e := td.call("DELETE", "/v1/namespaces/none", nil, nil); code == 503 {
+		t.Fatalf("writes refused after a failed upgrade: %q", e.Error)
+	}
+	if td.d.handedOver() {
+		t.Fatal("handed over to nobody")
+	}
+}
+
+// TestDaemonNotifiesSystemd: READY=1 once the state is applied,
+// RELOADING=1 (with MONOTONIC_USEC) then READY=1 around a reload,
+// STOPPING=1 on shutdown, on a test-owned notification socket.
+func TestDaemonNotifiesSystemd(t *testing.T) {
+	testns.RequireRoot(t)
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Net: "unixgram", Name: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	n, err := sdnotify.New(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(Options{Notifier: n, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	reload := make(chan struct{})
+	done := make(chan struct{})
+	go func() { d.Run(ctx, reload); close(done) }()
+	next := func() string {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 1024)
+		k, err := c.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(buf[:k])
+	}
+	if got := next(); got != "READY=1\n" {
+		t.Fatalf("start: %q", got)
+	}
+	reload <- struct{}{}
+	if got := next(); !strings.HasPrefix(got, "RELOADING=1\nMONOTONIC_USEC=") {
+		t.Fatalf("reload: %q", got)
+	}
+	if got := next(); got != "READY=1\n" {
+		t.Fatalf("after reload: %q", got)
+	}
+	cancel()
+	if got := next(); got != "STOPPING=1\n" {
+		t.Fatalf("stop: %q", got)
+	}
+	<-done
+}
+
+// TestMutateRefusedDuringHandover: a write that passed the HTTP check just
+// before a hand-over began is refused where the state changes, so the
+// files the successor reads cannot change under it.
+func TestMutateRefusedDuringHandover(t *testing.T) {
+	td := startTestDaemon(t, "", "")
+	td.d.ho.mu.Lock()
+	td.d.ho.active = true
+	td.d.ho.mu.Unlock()
+	err := td.d.DeleteFrontend("none")
+	if !errors.Is(err, errUpgrading) {
+		t.Fatalf("DeleteFrontend during a hand-over: %v", err)
+	}
+	if code, _ := errorBody(err); code != 503 {
+		t.Fatalf("status %d, want 503", code)
+	}
+	td.d.ho.mu.Lock()
+	td.d.ho.active = false
+	td.d.ho.mu.Unlock()
+}
