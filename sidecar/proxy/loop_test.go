@@ -33,11 +33,12 @@ func TestLoopRefused(t *testing.T) {
 		loopDst string
 		// setup runs before the loop is tried (for the NAT case).
 		setup func()
+		v4v6  bool // a dual-stack [::] bind: IPv4 destinations reach it too
 	}{
 		{name: "exact address", bind: "127.0.0.1:7101", loopDst: "127.0.0.1:7101"},
 		{name: "wildcard, loopback destination", bind: "0.0.0.0:7102", loopDst: "127.0.0.1:7102"},
 		{name: "wildcard, other local address", bind: "0.0.0.0:7103", loopDst: "10.56.0.1:7103"},
-		{name: "ipv6 wildcard, ipv4 destination", bind: "[::]:7104", loopDst: "127.0.0.1:7104"},
+		{name: "dual-stack wildcard, ipv4 destination", bind: "[::]:7104", loopDst: "127.0.0.1:7104", v4v6: true},
 		{name: "no header: the socket's own address", bind: "127.0.0.1:7105"},
 		// A destination that is not ours, translated to our listener: only
 		// the hop marker in our own v2 header can tell.
@@ -49,7 +50,7 @@ func TestLoopRefused(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			bind := BindSpec{Addr: netip.MustParseAddrPort(tc.bind), Namespace: a, AcceptProxy: tc.loopDst != ""}
+			bind := BindSpec{Addr: netip.MustParseAddrPort(tc.bind), Namespace: a, AcceptProxy: tc.loopDst != "", V4V6: tc.v4v6}
 			sp := spec1(bind, BackendSpec{Servers: []ServerSpec{star}})
 			sp.MaxConn = 20
 			if err := v.e.Apply(sp); err != nil {
