@@ -28,6 +28,9 @@ var (
 			"PROXY header errors (no_header, timeout, malformed, too_large), NETNS TLV rejections "+
 			"(bad_namespace, multiple_namespaces, netns_not_allowed, netns_unavailable), untrusted_source, loop.",
 		refusalLabels)
+	frontendAcceptErrors = desc("frontend_accept_errors_total",
+		"Failed accepts on the frontend's listeners (EMFILE, ENFILE, ENOBUFS and the like); each backs the listener off.",
+		frontendLabels)
 	frontendListenersUp = desc("frontend_listeners_up",
 		"Listeners of the frontend that are bound and accepting.", frontendLabels)
 	frontendListeners = desc("frontend_listeners_configured",
@@ -102,7 +105,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	if c.src.Snapshot != nil {
 		for _, d := range []*prometheus.Desc{
 			frontendCurrent, frontendTotal, frontendBytesIn, frontendBytesOut, frontendRefusals,
-			frontendListenersUp, frontendListeners,
+			frontendAcceptErrors, frontendListenersUp, frontendListeners,
 			backendTotal, backendConnectErrors,
 			serverUp, serverChecked, serverCurrent, serverTotal, serverBytesIn, serverBytesOut, serverConnectErrors,
 			netnsCurrent, netnsTotal, netnsBytesIn, netnsBytesOut,
@@ -141,6 +144,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		for reason, n := range f.Refusals {
 			e.counter(frontendRefusals, n, f.Name, f.Tenant, reason)
 		}
+		e.counter(frontendAcceptErrors, f.AcceptErrors, f.Name, f.Tenant)
 		up := 0
 		for _, l := range f.Listeners {
 			if l.Listening {

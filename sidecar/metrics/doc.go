@@ -21,7 +21,7 @@
 // fixed set of refusal reasons (see proxy.FrontendStats.Refusals). The number
 // of series is therefore bounded by
 //
-//	frontends × (6 + refusal reasons seen) + backends × 2 + servers × 7 + namespaces × 4 + a few globals
+//	frontends × (7 + refusal reasons seen) + backends × 2 + servers × 7 + namespaces × 4 + a few globals
 //
 // and shrinks again when objects are removed, because nothing is remembered
 // between scrapes. A namespace's series go once it has left the registry
