@@ -141,10 +141,14 @@ func (l *listener) run(ctx context.Context) {
 		l.ln, l.h, l.lastErr = ln, h, ""
 		l.mu.Unlock()
 		l.e.log.Info("listening", "frontend", l.fe.name, "bind", ln.Addr().String(), "netns", h.Label())
-		own := listenKeyOf(h, addrPort(ln.Addr()))
-		l.e.own.add(own)
+		own := listenKeysOf(h, ln)
+		for _, k := range own {
+			l.e.own.add(k)
+		}
 		l.serve(ctx, h, ln)
-		l.e.own.remove(own)
+		for _, k := range own {
+			l.e.own.remove(k)
+		}
 		l.mu.Lock()
 		l.ln, l.h = nil, nil
 		l.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -64,12 +65,34 @@ type ownSet struct {
 	ports [65536 / 64]uint64
 }
 
+// listenKeyOf is the key of a socket listening on a in h. A wildcard keeps
+// its family: 0.0.0.0 is reached by IPv4 destinations only, :: by IPv6
+// ones; a dual-stack [::] socket is added under both (see listenKeysOf).
 func listenKeyOf(h *netns.Handle, a netip.AddrPort) listenKey {
-	addr := a.Addr().Unmap().WithZone("")
-	if addr.IsUnspecified() {
-		addr = netip.IPv6Unspecified()
+	return listenKey{ns: h.Identity(), addr: netip.AddrPortFrom(a.Addr().Unmap().WithZone(""), a.Port())}
+}
+
+// listenKeysOf is every key under which ln's socket is reached: a [::]
+// socket without IPV6_V6ONLY (a v4v6 bind, or an adopted or inherited
+// socket made that way) also takes IPv4 destinations.
+func listenKeysOf(h *netns.Handle, ln *net.TCPListener) []listenKey {
+	a := addrPort(ln.Addr())
+	keys := []listenKey{listenKeyOf(h, a)}
+	if !a.Addr().Is6() || a.Addr().Is4In6() || !a.Addr().IsUnspecified() {
+		return keys
 	}
-	return listenKey{ns: h.Identity(), addr: netip.AddrPortFrom(addr, a.Port())}
+	v6only := true
+	if raw, err := ln.SyscallConn(); err == nil {
+		raw.Control(func(fd uintptr) {
+			if v, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_V6ONLY); err == nil {
+				v6only = v != 0
+			}
+		})
+	}
+	if !v6only {
+		keys = append(keys, listenKeyOf(h, netip.AddrPortFrom(netip.IPv4Unspecified(), a.Port())))
+	}
+	return keys
 }
 
 func (o *ownListeners) add(k listenKey)    { o.change(k, 1) }
@@ -113,7 +136,11 @@ func (o *ownListeners) isOwn(h *netns.Handle, dst netip.AddrPort, isLocal func(n
 	if _, ok := set.keys[listenKey{id, netip.AddrPortFrom(addr, dst.Port())}]; ok {
 		return true
 	}
-	if _, ok := set.keys[listenKey{id, netip.AddrPortFrom(netip.IPv6Unspecified(), dst.Port())}]; !ok {
+	wildcard := netip.IPv6Unspecified()
+	if addr.Is4() {
+		wildcard = netip.IPv4Unspecified()
+	}
+	if _, ok := set.keys[listenKey{id, netip.AddrPortFrom(wildcard, dst.Port())}]; !ok {
 		return false
 	}
 	return addr.IsLoopback() || isLocal(addr)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/nsproxy/nsproxy/internal/testns"
@@ -172,7 +173,9 @@ func TestOwnListeners(t *testing.T) {
 	o.add(listenKeyOf(ha, ap("127.0.0.1:80")))
 	o.add(listenKeyOf(ha, ap("0.0.0.0:81")))
 	o.add(listenKeyOf(hb, ap("[::]:82")))
-	o.add(listenKeyOf(hb, ap("[::]:82"))) // a second listener on it
+	o.add(listenKeyOf(hb, ap("[::]:82")))    // a second listener on it
+	o.add(listenKeyOf(hb, ap("[::]:84")))    // IPv6 only
+	o.add(listenKeyOf(hb, ap("0.0.0.0:82"))) // [::]:82 is dual-stack
 	for _, tc := range []struct {
 		h    *netns.Handle
 		dst  string
@@ -190,6 +193,9 @@ func TestOwnListeners(t *testing.T) {
 		{ha, "10.0.0.1:83", false, false},
 		{hb, "[::1]:82", true, false},
 		{hb, "10.0.0.1:82", true, true}, // dual-stack wildcard
+		{hb, "[::1]:84", true, false},
+		{hb, "127.0.0.1:84", false, false}, // a v6-only wildcard is not reached over IPv4
+		{ha, "[::1]:81", false, false},     // nor 0.0.0.0 over IPv6
 	} {
 		asked = 0
 		if got := o.isOwn(tc.h, ap(tc.dst), local); got != tc.want || (asked > 0) != tc.ask {
@@ -203,6 +209,37 @@ func TestOwnListeners(t *testing.T) {
 	o.remove(listenKeyOf(hb, ap("[::]:82")))
 	if o.isOwn(hb, ap("[::1]:82"), local) {
 		t.Error("still there after the last remove")
+	}
+}
+
+// TestListenKeysOf: a [::] socket is reached over IPv4 only when it is
+// dual-stack, whatever made it (a v4v6 bind, an inherited socket).
+func TestListenKeysOf(t *testing.T) {
+	a := testns.New(t, "A")
+	v := newEnv(t, a)
+	h := v.handle(a)
+	for _, tc := range []struct {
+		bind string
+		v4v6 bool
+		want []string
+	}{
+		{"127.0.0.1:0", false, []string{"127.0.0.1"}},
+		{"0.0.0.0:0", false, []string{"0.0.0.0"}},
+		{"[::]:0", false, []string{"::"}},
+		{"[::]:0", true, []string{"::", "0.0.0.0"}},
+	} {
+		ln, err := h.ListenWith(netip.MustParseAddrPort(tc.bind), netns.ListenOptions{V4V6: tc.v4v6})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, k := range listenKeysOf(h, ln) {
+			got = append(got, k.addr.Addr().String())
+		}
+		ln.Close()
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s v4v6=%v: keys %v, want %v", tc.bind, tc.v4v6, got, tc.want)
+		}
 	}
 }
 
