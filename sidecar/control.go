@@ -23,11 +23,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var (
-	errNotFound = errors.New("not found")
-	errConflict = errors.New("conflict")
-)
-
 // ControlOptions configure the control socket.
 type ControlOptions struct {
 	Socket string // "": api.DefaultSocket
@@ -140,7 +135,7 @@ func (d *Daemon) ServeControl(ctx context.Context, ln net.Listener, group int) e
 	cl.log = d.log
 	cl.mu.Unlock()
 	srv := &http.Server{
-		Handler:     d.withHandover(d.controlHandler(group)),
+		Handler:     d.withHandover(controlHandler(d, d.log, group)),
 		ReadTimeout: cl.opt.ReadTimeout,
 		IdleTimeout: cl.opt.IdleTimeout,
 		ConnState:   cl.connState,
@@ -170,8 +165,35 @@ func (d *Daemon) ServeControl(ctx context.Context, ln net.Listener, group int) e
 	return err
 }
 
+// controlPlane is what the control API serves: the daemon's domain
+// operations and views (objects.go). The HTTP layer maps requests onto it
+// and its errors onto status codes, and knows nothing else of the daemon.
+type controlPlane interface {
+	Ready() bool
+	namespaces() []api.Namespace
+	AddNamespace(api.Namespace) error
+	DeleteNamespace(name string) error
+	frontends() []api.Frontend
+	AddFrontend(api.Frontend) error
+	DeleteFrontend(name string) error
+	backends() []api.Backend
+	AddBackend(api.Backend) error
+	DeleteBackend(name string) error
+	servers() []api.Server
+	AddServer(api.Server) error
+	DeleteServer(backend, name string) error
+	connections() []api.Connection
+	attachments() []api.Attachment
+	PutAttachment(api.Attachment) (updated bool, err error)
+	DeleteAttachment(api.AttachmentKey) error
+	GCAttachments(valid []api.AttachmentKey) ([]api.AttachmentKey, error)
+	stats() api.Stats
+}
+
+var _ controlPlane = (*Daemon)(nil)
+
 // controlHandler is the /v1 API; group is as in ControlOptions.
-func (d *Daemon) controlHandler(group int) http.Handler {
+func controlHandler(cp controlPlane, log *slog.Logger, group int) http.Handler {
 	mux := http.NewServeMux()
 	h := func(pattern string, f func(*http.Request) (int, any, error)) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
@@ -184,7 +206,7 @@ func (d *Daemon) controlHandler(group int) http.Handler {
 			if err := readBody(w, r); err != nil {
 				code, body := errorBody(err)
 				if errors.Is(err, errTooLarge) { // not a client that went away or was too slow
-					d.log.Info("control request refused", "method", r.Method, "path", r.URL.Path, "code", code, "err", err.Error())
+					log.Info("control request refused", "method", r.Method, "path", r.URL.Path, "code", code, "err", err.Error())
 				}
 				startAnswer(r)
 				writeJSON(w, code, body)
@@ -195,7 +217,7 @@ func (d *Daemon) controlHandler(group int) http.Handler {
 			if err != nil {
 				code, body = errorBody(err)
 				if r.Method != http.MethodGet {
-					d.log.Info("control request refused", "method", r.Method, "path", r.URL.Path, "code", code, "err", err.Error())
+					log.Info("control request refused", "method", r.Method, "path", r.URL.Path, "code", code, "err", err.Error())
 				}
 			}
 			writeJSON(w, code, body)
@@ -203,14 +225,14 @@ func (d *Daemon) controlHandler(group int) http.Handler {
 	}
 	h("GET /v1/healthz", func(*http.Request) (int, any, error) { return 200, map[string]string{"status": "ok"}, nil })
 	h("GET /v1/readyz", func(*http.Request) (int, any, error) {
-		if !d.Ready() {
+		if !cp.Ready() {
 			return 503, api.Error{Error: "not ready"}, nil
 		}
 		return 200, map[string]string{"status": "ready"}, nil
 	})
-	h("GET /v1/namespaces", func(*http.Request) (int, any, error) { return 200, d.namespaces(), nil })
+	h("GET /v1/namespaces", func(*http.Request) (int, any, error) { return 200, cp.namespaces(), nil })
 	h("GET /v1/namespaces/{name}", func(r *http.Request) (int, any, error) {
-		for _, n := range d.namespaces() {
+		for _, n := range cp.namespaces() {
 			if n.Name == r.PathValue("name") {
 				return 200, n, nil
 			}
@@ -222,10 +244,10 @@ func (d *Daemon) controlHandler(group int) http.Handler {
 		if err := decode(r, &n); err != nil {
 			return 0, nil, err
 		}
-		if err := d.AddNamespace(n); err != nil {
+		if err := cp.AddNamespace(n); err != nil {
 			return 0, nil, err
 		}
-		for _, x := range d.namespaces() {
+		for _, x := range cp.namespaces() {
 			if x.Name == n.Name {
 				return 201, x, nil
 			}
@@ -233,45 +255,45 @@ func (d *Daemon) controlHandler(group int) http.Handler {
 		return 201, n, nil
 	})
 	h("DELETE /v1/namespaces/{name}", func(r *http.Request) (int, any, error) {
-		return 204, nil, d.DeleteNamespace(r.PathValue("name"))
+		return 204, nil, cp.DeleteNamespace(r.PathValue("name"))
 	})
-	h("GET /v1/frontends", func(*http.Request) (int, any, error) { return 200, d.frontends(), nil })
+	h("GET /v1/frontends", func(*http.Request) (int, any, error) { return 200, cp.frontends(), nil })
 	h("GET /v1/frontends/{name}", func(r *http.Request) (int, any, error) {
-		return findNamed(d.frontends(), r.PathValue("name"), "frontend", func(f api.Frontend) string { return f.Name })
+		return findNamed(cp.frontends(), r.PathValue("name"), "frontend", func(f api.Frontend) string { return f.Name })
 	})
 	h("POST /v1/frontends", func(r *http.Request) (int, any, error) {
 		var f api.Frontend
 		if err := decode(r, &f); err != nil {
 			return 0, nil, err
 		}
-		if err := d.AddFrontend(f); err != nil {
+		if err := cp.AddFrontend(f); err != nil {
 			return 0, nil, err
 		}
-		return created(findNamed(d.frontends(), f.Name, "frontend", func(f api.Frontend) string { return f.Name }))
+		return created(findNamed(cp.frontends(), f.Name, "frontend", func(f api.Frontend) string { return f.Name }))
 	})
 	h("DELETE /v1/frontends/{name}", func(r *http.Request) (int, any, error) {
-		return 204, nil, d.DeleteFrontend(r.PathValue("name"))
+		return 204, nil, cp.DeleteFrontend(r.PathValue("name"))
 	})
-	h("GET /v1/backends", func(*http.Request) (int, any, error) { return 200, d.backends(), nil })
+	h("GET /v1/backends", func(*http.Request) (int, any, error) { return 200, cp.backends(), nil })
 	h("GET /v1/backends/{name}", func(r *http.Request) (int, any, error) {
-		return findNamed(d.backends(), r.PathValue("name"), "backend", func(b api.Backend) string { return b.Name })
+		return findNamed(cp.backends(), r.PathValue("name"), "backend", func(b api.Backend) string { return b.Name })
 	})
 	h("POST /v1/backends", func(r *http.Request) (int, any, error) {
 		var b api.Backend
 		if err := decode(r, &b); err != nil {
 			return 0, nil, err
 		}
-		if err := d.AddBackend(b); err != nil {
+		if err := cp.AddBackend(b); err != nil {
 			return 0, nil, err
 		}
-		return created(findNamed(d.backends(), b.Name, "backend", func(b api.Backend) string { return b.Name }))
+		return created(findNamed(cp.backends(), b.Name, "backend", func(b api.Backend) string { return b.Name }))
 	})
 	h("DELETE /v1/backends/{name}", func(r *http.Request) (int, any, error) {
-		return 204, nil, d.DeleteBackend(r.PathValue("name"))
+		return 204, nil, cp.DeleteBackend(r.PathValue("name"))
 	})
 	h("GET /v1/servers", func(*http.Request) (int, any, error) {
 		var out []api.Server
-		for _, b := range d.backends() {
+		for _, b := range cp.backends() {
 			out = append(out, b.Servers...)
 		}
 		return 200, nonNil(out), nil
@@ -282,10 +304,10 @@ func (d *Daemon) controlHandler(group int) http.Handler {
 			return 0, nil, err
 		}
 		s.Backend = r.PathValue("backend")
-		if err := d.AddServer(s); err != nil {
+		if err := cp.AddServer(s); err != nil {
 			return 0, nil, err
 		}
-		for _, x := range d.servers() {
+		for _, x := range cp.servers() {
 			if x.Backend == s.Backend && x.Name == s.Name {
 				return 201, x, nil
 			}
@@ -293,13 +315,13 @@ func (d *Daemon) controlHandler(group int) http.Handler {
 		return 201, s, nil
 	})
 	h("DELETE /v1/backends/{backend}/servers/{name}", func(r *http.Request) (int, any, error) {
-		return 204, nil, d.DeleteServer(r.PathValue("backend"), r.PathValue("name"))
+		return 204, nil, cp.DeleteServer(r.PathValue("backend"), r.PathValue("name"))
 	})
-	h("GET /v1/connections", func(*http.Request) (int, any, error) { return 200, d.connections(), nil })
-	h("GET /v1/attachments", func(*http.Request) (int, any, error) { return 200, d.attachments(), nil })
+	h("GET /v1/connections", func(*http.Request) (int, any, error) { return 200, cp.connections(), nil })
+	h("GET /v1/attachments", func(*http.Request) (int, any, error) { return 200, cp.attachments(), nil })
 	h("GET /v1/attachments/{id}/{ifname}", func(r *http.Request) (int, any, error) {
 		k := api.AttachmentKey{ContainerID: r.PathValue("id"), IfName: r.PathValue("ifname")}
-		for _, a := range d.attachments() {
+		for _, a := range cp.attachments() {
 			if a.AttachmentKey == k {
 				return 200, a, nil
 			}
@@ -311,7 +333,7 @@ func (d *Daemon) controlHandler(group int) http.Handler {
 		if err := decode(r, &a); err != nil {
 			return 0, nil, err
 		}
-		updated, err := d.PutAttachment(a)
+		updated, err := cp.PutAttachment(a)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -319,7 +341,7 @@ func (d *Daemon) controlHandler(group int) http.Handler {
 		if updated {
 			code = 200
 		}
-		for _, x := range d.attachments() {
+		for _, x := range cp.attachments() {
 			if x.AttachmentKey == a.AttachmentKey {
 				return code, x, nil
 			}
@@ -327,17 +349,17 @@ func (d *Daemon) controlHandler(group int) http.Handler {
 		return code, a, nil
 	})
 	h("DELETE /v1/attachments/{id}/{ifname}", func(r *http.Request) (int, any, error) {
-		return 204, nil, d.DeleteAttachment(api.AttachmentKey{ContainerID: r.PathValue("id"), IfName: r.PathValue("ifname")})
+		return 204, nil, cp.DeleteAttachment(api.AttachmentKey{ContainerID: r.PathValue("id"), IfName: r.PathValue("ifname")})
 	})
 	h("POST /v1/attachments/gc", func(r *http.Request) (int, any, error) {
 		var req api.GCRequest
 		if err := decode(r, &req); err != nil {
 			return 0, nil, err
 		}
-		removed, err := d.GCAttachments(req.Valid)
+		removed, err := cp.GCAttachments(req.Valid)
 		return 200, api.GCResult{Removed: nonNil(removed)}, err
 	})
-	h("GET /v1/stats", func(*http.Request) (int, any, error) { return 200, d.stats(), nil })
+	h("GET /v1/stats", func(*http.Request) (int, any, error) { return 200, cp.stats(), nil })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		startAnswer(r)
 		writeJSON(w, 404, api.Error{Error: fmt.Sprintf("no such endpoint: %s %s (see the README's API table)", r.Method, r.URL.Path)})

@@ -17,9 +17,6 @@ import (
 // is rendered as the config lines it stands for and parsed by package
 // config, then merged with the files' model and validated as a whole.
 
-// ErrInvalidObject: an API object is not acceptable; the details say why.
-var ErrInvalidObject = errors.New("invalid object")
-
 // safeWord: what a rendered config word may contain. Anything else (spaces,
 // quotes, '#', backslashes) could smuggle extra keywords into the line.
 func safeWord(s string) bool {
