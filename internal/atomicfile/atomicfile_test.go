@@ -222,3 +222,30 @@ func TestFailedWriteKeepsOldContent(t *testing.T) {
 		checkDir(t, dir, oldFile)
 	}
 }
+
+func TestRemove(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		setup   setup
+		wantErr bool
+	}{
+		{"file", oldFile, false},
+		{"missing", absent, false},
+		{"link, not its target", danglingLn, false},
+		{"non-empty directory", directory, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := prepare(t, tt.setup)
+			err := atomicfile.Remove(path)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Remove = %v, want error %v", err, tt.wantErr)
+			}
+			if _, lerr := os.Lstat(path); !tt.wantErr && lerr == nil {
+				t.Error("still there")
+			}
+		})
+	}
+	if err := atomicfile.Remove(filepath.Join(t.TempDir(), "no", "dir")); err != nil {
+		t.Errorf("missing directory: %v", err)
+	}
+}
