@@ -80,7 +80,7 @@ func TestInstallFileWaitsForLock(t *testing.T) {
 	case <-time.After(lockWait):
 		t.Fatal("still waiting after the lock was released")
 	}
-	if types := pluginTypes(t, readFileT(t, filepath.Join(dir, "containerd.conflist"))); types[len(types)-1] != PluginType {
+	if types := pluginTypes(t, content(filepath.Join(dir, "containerd.conflist"))); types[len(types)-1] != PluginType {
 		t.Errorf("not installed: %q", types)
 	}
 }
