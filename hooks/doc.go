@@ -12,6 +12,7 @@
 //     is down, restarting or slow loses nothing: it replays them at start
 //     (ListRecords).
 //
-// It uses the standard library only, so that the CNI plugin stays small,
-// and it must never import the daemon's packages: the daemon imports it.
+// It uses the standard library only (and internal/atomicfile, which does
+// too), so that the CNI plugin stays small, and it must never import the
+// daemon's packages: the daemon imports it.
 package hooks

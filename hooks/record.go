@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/nsproxy/nsproxy/internal/atomicfile"
 )
 
 // RecordDir is the default directory of attachment records.
@@ -149,10 +151,10 @@ func checkKey(k AttachmentKey) error {
 }
 
 // WriteRecord writes the record of a into dir (created if needed),
-// replacing any record with the same key. The write is atomic and durable:
-// a temporary file is written and synced, renamed over the record and the
-// directory is synced, so that a crash leaves the old record or the new
-// one, never a torn file.
+// replacing any record with the same key. The write is atomic and durable
+// (atomicfile.Write): a crash leaves the old record or the new one, never
+// a torn file, and ListRecords skips the hidden temporary file it may
+// leave.
 func WriteRecord(dir string, a Attachment) error {
 	b, err := EncodeRecord(a)
 	if err != nil {
@@ -161,43 +163,19 @@ func WriteRecord(dir string, a Attachment) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("attachment records: %w", err)
 	}
-	// Hidden, so that ListRecords skips one left by a crash.
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
+	if err := atomicfile.Write(RecordPath(dir, a.AttachmentKey), b, atomicfile.WithMode(0o640)); err != nil {
 		return fmt.Errorf("attachment records: %w", err)
 	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // fails harmlessly once renamed
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Chmod(0o640)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("attachment record %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, RecordPath(dir, a.AttachmentKey)); err != nil {
-		return fmt.Errorf("attachment records: %w", err)
-	}
-	return syncDir(dir)
+	return nil
 }
 
 // RemoveRecord removes the record of k from dir; a missing record (or
 // directory) is not an error.
 func RemoveRecord(dir string, k AttachmentKey) error {
-	err := os.Remove(RecordPath(dir, k))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
+	if err := atomicfile.Remove(RecordPath(dir, k)); err != nil {
 		return fmt.Errorf("attachment records: %w", err)
 	}
-	return syncDir(dir)
+	return nil
 }
 
 // ReadRecord reads the record of k from dir; errors.Is(err,
@@ -269,17 +247,4 @@ func readRecordFile(p string) (Attachment, error) {
 		return Attachment{}, fmt.Errorf("%s: %w", p, err)
 	}
 	return a, nil
-}
-
-// syncDir makes a rename or removal in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("attachment records: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("attachment records: sync %s: %w", dir, err)
-	}
-	return nil
 }

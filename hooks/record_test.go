@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/nsproxy/nsproxy/hooks"
+	"github.com/nsproxy/nsproxy/internal/atomicfile"
 )
 
 func TestRecordName(t *testing.T) {
@@ -78,7 +79,8 @@ func TestRecords(t *testing.T) {
 	}
 
 	// Files that are not records, bad records and a misplaced record.
-	os.WriteFile(filepath.Join(dir, ".tmp-123"), []byte("{"), 0o600)
+	stray := "." + hooks.RecordName(a.AttachmentKey) + atomicfile.TempInfix + "123" // left by a crash
+	os.WriteFile(filepath.Join(dir, stray), []byte("{"), 0o600)
 	os.WriteFile(filepath.Join(dir, "README"), []byte("x"), 0o600)
 	os.Mkdir(filepath.Join(dir, "sub.json"), 0o700)
 	os.WriteFile(filepath.Join(dir, "garbage.json"), []byte("{not json"), 0o600)
@@ -120,7 +122,7 @@ func TestRecords(t *testing.T) {
 	// No temporary file is left behind.
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".tmp-") && e.Name() != ".tmp-123" {
+		if strings.Contains(e.Name(), atomicfile.TempInfix) && e.Name() != stray {
 			t.Errorf("left %s", e.Name())
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nsproxy/nsproxy/internal/atomicfile"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 )
 
@@ -49,9 +50,9 @@ func (s State) clone() State {
 	return out
 }
 
-// store persists State as one JSON file, replaced atomically: write a
-// temporary file, fsync it, rename it over the old one, fsync the directory.
-// A crash leaves either the old or the new file, never a mix.
+// store persists State as one JSON file, replaced atomically
+// (atomicfile.Write, mode 0600): a crash leaves either the old or the new
+// file, never a mix.
 type store struct {
 	path string
 }
@@ -92,36 +93,11 @@ func (st *store) save(s State) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(st.path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(st.path), 0o700); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, ".state-*.tmp")
-	if err != nil {
+	if err := atomicfile.Write(st.path, append(b, '\n')); err != nil {
 		return fmt.Errorf("write state: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // gone after a successful rename
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write state: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("fsync state: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write state: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), st.path); err != nil {
-		return fmt.Errorf("replace state: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("fsync state directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync state directory: %w", err)
 	}
 	return nil
 }

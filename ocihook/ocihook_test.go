@@ -1,4 +1,4 @@
-package main
+package ocihook
 
 import (
 	"reflect"
@@ -32,7 +32,7 @@ func TestParseExpose(t *testing.T) {
 		{"[::1:8080:80", nil, "unclosed"},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
-			got, err := parseExpose(tc.in)
+			got, err := ParseExpose(tc.in)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err %v, want %q", err, tc.err)
@@ -57,7 +57,7 @@ func TestParseState(t *testing.T) {
 		{`{"id":"a","pid":-1}`, "negative pid", 0},
 		{`not json`, "not OCI state", 0},
 	} {
-		st, err := parseState([]byte(tc.in))
+		st, err := ParseState([]byte(tc.in))
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("%s: err %v, want %q", tc.in, err, tc.err)
@@ -70,33 +70,33 @@ func TestParseState(t *testing.T) {
 	}
 }
 
-func TestHookNamespaceName(t *testing.T) {
-	if got := hookNamespaceName("0123456789abcdef"); got != "oci-0123456789ab" {
+func TestNamespaceName(t *testing.T) {
+	if got := namespaceName("0123456789abcdef"); got != "oci-0123456789ab" {
 		t.Fatal(got)
 	}
-	if got := hookNamespaceName("a/b c"); got != "oci-a-b-c" {
+	if got := namespaceName("a/b c"); got != "oci-a-b-c" {
 		t.Fatal(got)
 	}
 }
 
-// TestHookFileName: one file per container ID, readable when the ID is a
+// TestFileName: one file per container ID, readable when the ID is a
 // name already; IDs sharing 12 characters (or differing only in bytes
 // outside the name rule) never share a file.
-func TestHookFileName(t *testing.T) {
+func TestFileName(t *testing.T) {
 	for _, tc := range []struct{ id, want string }{
 		{"0123456789abcdef", "oci-0123456789abcdef"},
 		{"web.1_a:b", "oci-web.1_a:b"},
 	} {
-		if got := hookFileName(tc.id); got != tc.want {
-			t.Errorf("hookFileName(%q) = %q, want %q", tc.id, got, tc.want)
+		if got := fileName(tc.id); got != tc.want {
+			t.Errorf("fileName(%q) = %q, want %q", tc.id, got, tc.want)
 		}
 	}
 	seen := map[string]string{}
 	for _, id := range []string{"0123456789abcdef", "0123456789abXXXX", "a/b", "a-b", "a+b", strings.Repeat("x", 300),
 		strings.Repeat("x", 301), "", "."} {
-		n := hookFileName(id)
-		if !netns.ValidName(n) || len(n) > maxHookFile || !strings.HasPrefix(n, "oci-") {
-			t.Errorf("hookFileName(%q) = %q: not a valid file name", id, n)
+		n := fileName(id)
+		if !netns.ValidName(n) || len(n) > maxFileName || !strings.HasPrefix(n, "oci-") {
+			t.Errorf("fileName(%q) = %q: not a valid file name", id, n)
 		}
 		if other, ok := seen[n]; ok {
 			t.Errorf("ids %q and %q share the file %q", id, other, n)
@@ -110,7 +110,7 @@ func FuzzParseExpose(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		ms, err := parseExpose(s)
+		ms, err := ParseExpose(s)
 		if err != nil {
 			return
 		}
@@ -130,14 +130,14 @@ func FuzzParseState(f *testing.F) {
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`{"id":"","pid":-5}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		st, err := parseState(b)
+		st, err := ParseState(b)
 		if err == nil && (st.ID == "" || st.Pid < 0) {
 			t.Fatalf("accepted %q", b)
 		}
-		if err == nil && !strings.HasPrefix(hookNamespaceName(st.ID), "oci-") {
+		if err == nil && !strings.HasPrefix(namespaceName(st.ID), "oci-") {
 			t.Fatal("name without prefix")
 		}
-		if n := hookFileName(st.ID); err == nil && (!netns.ValidName(n) || len(n) > maxHookFile) {
+		if n := fileName(st.ID); err == nil && (!netns.ValidName(n) || len(n) > maxFileName) {
 			t.Fatalf("id %q gives the file name %q", st.ID, n)
 		}
 	})

@@ -1,0 +1,25 @@
+// Package ocihook is the OCI hook of `nsproxy hook oci STAGE`: the
+// counterpart of the CNI plugin (package cniplugin) for runtimes that run
+// OCI hooks instead of, or besides, CNI.
+//
+// At createRuntime (or any stage whose state has a pid) it names the
+// container's network namespace in the netns directory, writes an
+// attachment record, then registers it with the daemon, exposing the ports
+// of the AnnExpose annotation; a daemon that is down replays the record
+// when it starts, as it does the CNI plugin's. At poststop it removes the
+// record and unregisters it. Annotations under hooks.MetaPrefix (e.g.
+// hooks.MetaTarget, hooks.MetaSendProxy) travel to the daemon as metadata.
+//
+// It owns the hook's logic and its parsers (State, ParseExpose); it must
+// not read flags, stdin or the environment: cmd/nsproxy does.
+package ocihook
+
+// Annotations the hook reads itself.
+const (
+	AnnExpose = "nsproxy.io/expose" // "8080:80,127.0.0.1:8443:443/tcp"
+	AnnTenant = "nsproxy.io/tenant"
+)
+
+// IfName is the interface name of the hook's attachments, which have no
+// interface of their own.
+const IfName = "oci"
