@@ -5,7 +5,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -374,5 +373,3 @@ func netnsDir(t *testing.T, aliases map[string]string) string {
 	}
 	return dir
 }
-
-var _ = context.Background

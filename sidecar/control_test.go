@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -304,13 +303,11 @@ func TestControlRefusesOtherUsers(t *testing.T) {
 // serveIn runs a tag server inside ns.
 func serveIn(t *testing.T, ns, addr, tag string) {
 	t.Helper()
-	out := make(chan error, 1)
 	cmd := exec.Command("ip", "netns", "exec", ns, "socat", "TCP-LISTEN:"+strings.Split(addr, ":")[1]+",bind="+strings.Split(addr, ":")[0]+",reuseaddr,fork", "SYSTEM:echo "+tag)
 	if err := cmd.Start(); err != nil {
 		t.Skipf("socat: %v", err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	close(out)
 }
 
 func expectAnswer(t *testing.T, addr, want string) {
@@ -334,5 +331,3 @@ func expectAnswer(t *testing.T, addr, want string) {
 	}
 	t.Fatalf("%s answered %q, want %q", addr, last, want)
 }
-
-var _ = fmt.Sprint

@@ -105,11 +105,6 @@ func OpenPath(path, name string) (*Handle, error) {
 	return newHandle(fd, path, name, false)
 }
 
-// OpenPid opens the network namespace of process pid.
-func OpenPid(pid int, name string) (*Handle, error) {
-	return OpenPath(fmt.Sprintf("/proc/%d/ns/net", pid), name)
-}
-
 // newHandle takes ownership of fd.
 func newHandle(fd int, path, name string, isHome bool) (*Handle, error) {
 	if err := checkFD(fd, path); err != nil {
