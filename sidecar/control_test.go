@@ -26,57 +26,56 @@ type testDaemon struct {
 	socket string
 	state  string
 	http   *http.Client
-	log    *bytes.Buffer
+	log    *lockedBuffer
 }
 
 // startTestDaemon runs a daemon on cfg with a control socket in a temp dir.
+// The daemon is started (the files applied, the state restored) before it
+// returns: a daemon that cannot start fails the test here, not later in a
+// request that finds nothing.
 func startTestDaemon(t *testing.T, cfg, stateFile string) *testDaemon {
 	t.Helper()
 	testns.RequireRoot(t)
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "n.cfg")
-	os.WriteFile(cfgPath, []byte(cfg), 0o644)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if stateFile == "" {
 		stateFile = filepath.Join(dir, "state.json")
 	}
-	logBuf := &bytes.Buffer{}
+	logBuf := &lockedBuffer{}
 	d, err := New(Options{ConfigFiles: []string{cfgPath}, StateFile: stateFile,
-		Logger: slog.New(slog.NewTextHandler(&syncWriter{w: logBuf}, nil))})
+		Logger: slog.New(slog.NewTextHandler(logBuf, nil))})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if err := d.Start(); err != nil {
+		d.reg.Close()
+		t.Fatalf("daemon did not start: %v\n%s", err, logBuf)
+	}
+	if !d.Ready() {
+		t.Fatalf("daemon started but is not ready\n%s", logBuf)
 	}
 	sock := filepath.Join(dir, "ctl.sock")
 	ln, err := ListenControl(ControlOptions{Socket: sock, Group: -1})
 	if err != nil {
+		stopDaemon(d)
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
-	go func() { d.Run(ctx, nil); done <- struct{}{} }()
-	go func() { d.ServeControl(ctx, ln, -1); done <- struct{}{} }()
-	t.Cleanup(func() { cancel(); <-done; <-done })
-	td := &testDaemon{t: t, d: d, socket: sock, state: stateFile, log: logBuf, http: unixClient(sock)}
-	deadline := time.Now().Add(5 * time.Second)
-	for !d.Ready() && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	return td
-}
-
-type syncWriter struct {
-	w io.Writer
-	m chanMutex
-}
-
-type chanMutex struct{ c chan struct{} }
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	if s.m.c == nil {
-		s.m.c = make(chan struct{}, 1)
-	}
-	s.m.c <- struct{}{}
-	defer func() { <-s.m.c }()
-	return s.w.Write(p)
+	runErr := make(chan error, 1)
+	served := make(chan struct{})
+	go func() { runErr <- d.Run(ctx, nil) }()
+	go func() { d.ServeControl(ctx, ln, -1); close(served) }()
+	t.Cleanup(func() {
+		cancel()
+		<-served
+		if err := <-runErr; err != nil {
+			t.Errorf("daemon run: %v", err)
+		}
+	})
+	return &testDaemon{t: t, d: d, socket: sock, state: stateFile, log: logBuf, http: unixClient(sock)}
 }
 
 func unixClient(sock string) *http.Client {

@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -133,8 +132,7 @@ func TestRestorePlansOnce(t *testing.T) {
 			{Name: "dangling", Binds: []api.Bind{{Addr: "127.0.0.2:19303"}}, Backend: "nothing"},
 			{Name: "fine", Binds: []api.Bind{{Addr: "127.0.0.2:19304"}}, Backend: "ok"},
 		}
-		var buf bytes.Buffer
-		log := &syncWriter{w: &buf}
+		log := &lockedBuffer{}
 		d := newRestoreDaemon(t, restoreCfg("127.0.0.1:19300", "127.0.0.1:19301"), st, log)
 		t.Cleanup(func() { stopDaemon(d) })
 		if err := d.Start(); err != nil {
@@ -163,14 +161,4 @@ func TestRestorePlansOnce(t *testing.T) {
 			}
 		}
 	})
-}
-
-// String reads what was written so far, safe against concurrent writers.
-func (s *syncWriter) String() string {
-	if s.m.c == nil {
-		s.m.c = make(chan struct{}, 1)
-	}
-	s.m.c <- struct{}{}
-	defer func() { <-s.m.c }()
-	return s.w.(*bytes.Buffer).String()
 }
