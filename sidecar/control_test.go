@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,6 +28,7 @@ type testDaemon struct {
 	state  string
 	http   *http.Client
 	log    *lockedBuffer
+	stop   func() // shuts the daemon down as SIGTERM would; also run at cleanup
 }
 
 // startTestDaemon runs a daemon on cfg with a control socket in a temp dir.
@@ -68,14 +70,15 @@ func startTestDaemon(t *testing.T, cfg, stateFile string) *testDaemon {
 	served := make(chan struct{})
 	go func() { runErr <- d.Run(ctx, nil) }()
 	go func() { d.ServeControl(ctx, ln, -1); close(served) }()
-	t.Cleanup(func() {
+	stop := sync.OnceFunc(func() {
 		cancel()
 		<-served
 		if err := <-runErr; err != nil {
 			t.Errorf("daemon run: %v", err)
 		}
 	})
-	return &testDaemon{t: t, d: d, socket: sock, state: stateFile, log: logBuf, http: unixClient(sock)}
+	t.Cleanup(stop)
+	return &testDaemon{t: t, d: d, socket: sock, state: stateFile, log: logBuf, http: unixClient(sock), stop: stop}
 }
 
 func unixClient(sock string) *http.Client {
@@ -324,8 +327,9 @@ func TestControlAPI(t *testing.T) {
 }
 
 // TestRuntimeObjectsServeAndPersist: objects added through the API serve
-// traffic, survive a restart from the state file, and a namespace whose
-// file is gone is dropped at restore.
+// traffic and survive a restart: the daemon stops, a new one starts on the
+// same files, and serves them again. A namespace whose file is gone by then
+// is dropped at restore, with a log line.
 func TestRuntimeObjectsServeAndPersist(t *testing.T) {
 	a := testns.New(t, "A")
 	gone := testns.New(t, "G")
@@ -348,24 +352,40 @@ func TestRuntimeObjectsServeAndPersist(t *testing.T) {
 	}
 	expectAnswer(t, "127.0.0.1:17910", "in-A")
 	var saved State
-	b, _ := os.ReadFile(stateFile)
-	if err := json.Unmarshal(b, &saved); err != nil || len(saved.Frontends) != 1 || len(saved.Namespaces) != 2 {
-		t.Fatalf("state file: %v %s", err, b)
-	}
-	// Restart: a second daemon on the same state file, with tg deleted.
-	testns.Delete(gone)
-	ctl := td // stop the first one by test cleanup order: start a new one after closing
-	_ = ctl
-	d2, err := New(Options{ConfigFiles: td.d.opt.ConfigFiles, StateFile: stateFile,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	b, err := os.ReadFile(stateFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, _, _ := d2.restore(d2.state)
-	if len(st.Namespaces) != 1 || st.Namespaces[0].Name != "ta" || len(st.Frontends) != 1 || len(st.Backends) != 1 {
-		t.Fatalf("restored %+v", st)
+	if err := json.Unmarshal(b, &saved); err != nil || len(saved.Frontends) != 1 || len(saved.Namespaces) != 2 {
+		t.Fatalf("state file: %v %s", err, b)
 	}
-	d2.reg.Close()
+
+	// Restart: stop the daemon (its listener closes), delete tg's
+	// namespace, start a new daemon on the same state file.
+	td.stop()
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:17910", time.Second); err == nil {
+		c.Close()
+		t.Fatal("127.0.0.1:17910 still accepts after the daemon stopped")
+	}
+	testns.Delete(gone)
+	td2 := startTestDaemon(t, baseCfg, stateFile)
+	var nss []api.Namespace
+	td2.call("GET", "/v1/namespaces", nil, &nss)
+	if len(nss) != 1 || nss[0].Name != "ta" || nss[0].State != api.StateAvailable {
+		t.Fatalf("namespaces after restart: %+v", nss)
+	}
+	var fe api.Frontend
+	if code, e := td2.call("GET", "/v1/frontends/fe", nil, &fe); code != 200 || fe.Backend != "be" || fe.Source != api.SourceAPI {
+		t.Fatalf("frontend fe after restart: %d %+v %+v", code, e, fe)
+	}
+	var be api.Backend
+	if code, e := td2.call("GET", "/v1/backends/be", nil, &be); code != 200 || len(be.Servers) != 1 || be.Servers[0].Namespace != "ta" {
+		t.Fatalf("backend be after restart: %d %+v %+v", code, e, be)
+	}
+	expectAnswer(t, "127.0.0.1:17910", "in-A")
+	if !strings.Contains(td2.log.String(), "restore: namespace dropped") || !strings.Contains(td2.log.String(), "netns=tg") {
+		t.Fatalf("no log line for the dropped namespace tg:\n%s", td2.log)
+	}
 }
 
 func TestStateFileCrashAndCorruption(t *testing.T) {
