@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -20,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	cnins "github.com/containernetworking/plugins/pkg/ns"
 )
 
 var seq atomic.Int64
@@ -78,40 +77,14 @@ func veth(t *testing.T, a, cidrA, b, cidrB string) {
 }
 
 // inNS runs f on a thread inside namespace ns ("" = own); sockets made
-// by f stay in ns.
+// by f stay in ns. The plugins library's ns.Do locks a fresh goroutine's
+// thread, enters ns, and leaves the thread to die if it cannot return.
 func inNS(t *testing.T, ns string, f func() error) error {
 	t.Helper()
 	if ns == "" {
 		return f()
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(self)
-		fd, err := unix.Open("/var/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		ferr := f()
-		if err := unix.Setns(self, unix.CLONE_NEWNET); err != nil {
-			errc <- err // thread stays locked and dies
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return cnins.WithNetNSPath("/var/run/netns/"+ns, func(cnins.NetNS) error { return f() })
 }
 
 func dialIn(t *testing.T, ns, addr string) (net.Conn, error) {

@@ -1,7 +1,17 @@
 // Package testns creates throw-away network namespaces and veth pairs for
 // tests, and removes them with t.Cleanup even when the test fails. Every
 // name carries the "nspt" prefix and the test process id, so that a crashed
-// run's leftovers can be found and removed (see Sweep).
+// run's leftovers can be found and removed (see Sweep and .ci/run).
+//
+// It does more than containernetworking/plugins' testutils.NewNS, which is
+// why it stays: NewNS names its namespaces cnitest-<random>, which neither
+// says which project or process made them (a sweep could only delete every
+// cnitest-* namespace on the machine, other projects' included) nor fits
+// the 15-byte interface names the same Name gives veths and bridges; it
+// leaves lo down, and tests here address namespaces by name (ip -n NAME,
+// bind mounts of /var/run/netns/NAME), not by an open NetNS. To run code
+// inside a namespace, tests use the plugins library's pkg/ns (e2e) or
+// netns.Handle.Do.
 package testns
 
 import (
