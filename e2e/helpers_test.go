@@ -20,6 +20,8 @@ import (
 	"time"
 
 	cnins "github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/nsproxy/nsproxy/internal/testns"
 )
 
 var seq atomic.Int64
@@ -42,38 +44,15 @@ func name(tag string) string {
 
 func sh(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return testns.Run(t, args...)
 }
 
-// newNS creates a namespace with lo up, removed when the test ends.
+// newNS creates a namespace with lo up, removed when the test ends. Its
+// name carries the e2e prefix, so that .ci/run's sweep finds a crashed
+// run's leftovers.
 func newNS(t *testing.T, tag string) string {
 	t.Helper()
-	n := name(tag)
-	sh(t, "ip", "netns", "add", n)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", n).Run() })
-	sh(t, "ip", "-n", n, "link", "set", "lo", "up")
-	return n
-}
-
-// veth links namespace a and b ("" = this test's own namespace).
-func veth(t *testing.T, a, cidrA, b, cidrB string) {
-	t.Helper()
-	la, lb := name("va"), name("vb")
-	sh(t, "ip", "link", "add", la, "type", "veth", "peer", "name", lb)
-	t.Cleanup(func() { exec.Command("ip", "link", "del", la).Run() })
-	for _, x := range []struct{ link, ns, cidr string }{{la, a, cidrA}, {lb, b, cidrB}} {
-		ipc := []string{"ip"}
-		if x.ns != "" {
-			sh(t, "ip", "link", "set", x.link, "netns", x.ns)
-			ipc = append(ipc, "-n", x.ns)
-		}
-		sh(t, append(ipc, "addr", "add", x.cidr, "dev", x.link)...)
-		sh(t, append(ipc, "link", "set", x.link, "up")...)
-	}
+	return testns.Add(t, name(tag))
 }
 
 // inNS runs f on a thread inside namespace ns ("" = own); sockets made

@@ -55,11 +55,19 @@ func Run(t testing.TB, args ...string) string {
 	return string(out)
 }
 
-// New creates a named namespace with lo up and deletes it on cleanup.
+// New creates a namespace named Name(tag) with lo up and deletes it on
+// cleanup.
 func New(t testing.TB, tag string) string {
 	t.Helper()
+	return Add(t, Name(tag))
+}
+
+// Add creates the namespace name (/var/run/netns/name) with lo up and
+// deletes it on cleanup. The caller chooses the name: give it a prefix the
+// sweep knows.
+func Add(t testing.TB, name string) string {
+	t.Helper()
 	RequireRoot(t)
-	name := Name(tag)
 	Run(t, "ip", "netns", "add", name)
 	t.Cleanup(func() { Delete(name) })
 	Run(t, "ip", "-n", name, "link", "set", "lo", "up")
