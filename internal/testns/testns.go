@@ -1,7 +1,8 @@
 // Package testns creates throw-away network namespaces and veth pairs for
-// tests, and removes them with t.Cleanup even when the test fails. Every
-// name carries the "nspt" prefix and the test process id, so that a crashed
-// run's leftovers can be found and removed (see Sweep and .ci/run).
+// tests, and removes them with t.Cleanup even when the test fails. Names
+// from Name carry the "nspt" prefix and the test process id (e2e tests pass
+// their own "nspe" names to Add), so that a crashed run's leftovers can be
+// found and removed by .ci/run's sweep.
 //
 // It does more than containernetworking/plugins' testutils.NewNS, which is
 // why it stays: NewNS names its namespaces cnitest-<random>, which neither
@@ -112,15 +113,4 @@ func Veth(t testing.TB, a, cidrA, b, cidrB string) {
 func Exec(t testing.TB, ns string, args ...string) string {
 	t.Helper()
 	return Run(t, append([]string{"ip", "netns", "exec", ns}, args...)...)
-}
-
-// Sweep deletes namespaces left by earlier crashed runs of this package.
-func Sweep() {
-	out, _ := exec.Command("ip", "netns", "list").Output()
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 0 && strings.HasPrefix(f[0], Prefix) {
-			Delete(f[0])
-		}
-	}
 }
