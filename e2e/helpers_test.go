@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +20,7 @@ import (
 
 	cnins "github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/nsproxy/nsproxy/internal/testlog"
 	"github.com/nsproxy/nsproxy/internal/testns"
 )
 
@@ -216,23 +216,12 @@ type daemon struct {
 	t      *testing.T
 	socket string // control socket
 	cmd    *exec.Cmd
-	mu     sync.Mutex
-	log    bytes.Buffer
+	log    testlog.Buffer // its stdout and stderr
 	done   chan struct{}
 	err    error
 }
 
-func (d *daemon) Write(p []byte) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.log.Write(p)
-}
-
-func (d *daemon) logs() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.log.String()
-}
+func (d *daemon) logs() string { return d.log.String() }
 
 // startDaemon runs `nsproxy run` with args; it is killed when the test ends.
 func startDaemon(t *testing.T, prefix []string, args ...string) *daemon {
@@ -252,7 +241,7 @@ func startDaemon(t *testing.T, prefix []string, args ...string) *daemon {
 	}
 	all := append(append(append([]string{}, prefix...), nsproxyBin(t), "run"), args...)
 	d.cmd = exec.Command(all[0], all[1:]...)
-	d.cmd.Stdout, d.cmd.Stderr = d, d
+	d.cmd.Stdout, d.cmd.Stderr = &d.log, &d.log
 	// Own process group, so that cleanup also kills anything it started,
 	// and a bounded wait for output pipes held by strays.
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

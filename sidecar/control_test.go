@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsproxy/nsproxy/internal/testlog"
 	"github.com/nsproxy/nsproxy/internal/testns"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 )
@@ -27,7 +28,7 @@ type testDaemon struct {
 	socket string
 	state  string
 	http   *http.Client
-	log    *lockedBuffer
+	log    *testlog.Buffer
 	stop   func() // shuts the daemon down as SIGTERM would; also run at cleanup
 }
 
@@ -46,7 +47,7 @@ func startTestDaemon(t *testing.T, cfg, stateFile string) *testDaemon {
 	if stateFile == "" {
 		stateFile = filepath.Join(dir, "state.json")
 	}
-	logBuf := &lockedBuffer{}
+	logBuf := &testlog.Buffer{}
 	d, err := New(Options{ConfigFiles: []string{cfgPath}, StateFile: stateFile,
 		Logger: slog.New(slog.NewTextHandler(logBuf, nil))})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nsproxy/nsproxy/hooks"
+	"github.com/nsproxy/nsproxy/internal/testlog"
 	"github.com/nsproxy/nsproxy/internal/testns"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 )
@@ -132,7 +133,7 @@ func TestRestorePlansOnce(t *testing.T) {
 			{Name: "dangling", Binds: []api.Bind{{Addr: "127.0.0.2:19303"}}, Backend: "nothing"},
 			{Name: "fine", Binds: []api.Bind{{Addr: "127.0.0.2:19304"}}, Backend: "ok"},
 		}
-		log := &lockedBuffer{}
+		log := &testlog.Buffer{}
 		d := newRestoreDaemon(t, restoreCfg("127.0.0.1:19300", "127.0.0.1:19301"), st, log)
 		t.Cleanup(func() { stopDaemon(d) })
 		if err := d.Start(); err != nil {
