@@ -41,9 +41,7 @@ func startTestDaemon(t *testing.T, cfg, stateFile string) *testDaemon {
 	testns.RequireRoot(t)
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "n.cfg")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, cfgPath, cfg)
 	if stateFile == "" {
 		stateFile = filepath.Join(dir, "state.json")
 	}
@@ -80,6 +78,14 @@ func startTestDaemon(t *testing.T, cfg, stateFile string) *testDaemon {
 	})
 	t.Cleanup(stop)
 	return &testDaemon{t: t, d: d, socket: sock, state: stateFile, log: logBuf, http: unixClient(sock), stop: stop}
+}
+
+// mustWrite writes a test's file or fails the test.
+func mustWrite(tb testing.TB, path, content string) {
+	tb.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 func unixClient(sock string) *http.Client {
@@ -399,7 +405,7 @@ func TestStateFileCrashAndCorruption(t *testing.T) {
 	}
 	// A crash between writing the temporary file and the rename leaves a
 	// stray temp file and the old state: load returns the old state.
-	os.WriteFile(filepath.Join(dir, ".state-123.tmp"), []byte(`{"version":1,"namespaces":[{"name":"half`), 0o600)
+	mustWrite(t, filepath.Join(dir, ".state-123.tmp"), `{"version":1,"namespaces":[{"name":"half`)
 	got, err := st.load()
 	if err != nil || len(got.Namespaces) != 1 || got.Namespaces[0].Name != "a" {
 		t.Fatalf("after crash: %+v, %v", got, err)
@@ -411,7 +417,7 @@ func TestStateFileCrashAndCorruption(t *testing.T) {
 		{"unknown field", `{"version":1,"extra":true}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			os.WriteFile(path, []byte(tc.content), 0o600)
+			mustWrite(t, path, tc.content)
 			got, err := st.load()
 			if err == nil || !strings.Contains(err.Error(), "moved to") || len(got.Namespaces) != 0 {
 				t.Fatalf("corrupt state: %+v, %v", got, err)

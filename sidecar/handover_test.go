@@ -132,7 +132,7 @@ func TestHandoverProtocol(t *testing.T) {
 	}
 	logB := &testlog.Buffer{}
 	cfgPath := filepath.Join(t.TempDir(), "b.cfg")
-	os.WriteFile(cfgPath, []byte(cfg), 0o644)
+	mustWrite(t, cfgPath, cfg)
 	b, err := New(Options{ConfigFiles: []string{cfgPath}, StateFile: td.state, Inherited: tk.Inherited,
 		Logger: slog.New(slog.NewTextHandler(logB, nil))})
 	if err != nil {

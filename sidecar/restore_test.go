@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,9 +29,7 @@ func newRestoreDaemon(tb testing.TB, cfg string, st State, log io.Writer) *Daemo
 	testns.RequireRoot(tb)
 	dir := tb.TempDir()
 	cfgPath := filepath.Join(dir, "n.cfg")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		tb.Fatal(err)
-	}
+	mustWrite(tb, cfgPath, cfg)
 	stateFile := filepath.Join(dir, "state.json")
 	if err := (&store{path: stateFile}).save(st); err != nil {
 		tb.Fatal(err)
@@ -101,7 +98,7 @@ func TestRestorePlansOnce(t *testing.T) {
 			}
 		}
 		cfgPath := filepath.Join(dir, "n.cfg")
-		os.WriteFile(cfgPath, []byte(restoreCfg("127.0.0.1:19300", "127.0.0.1:19301")), 0o644)
+		mustWrite(t, cfgPath, restoreCfg("127.0.0.1:19300", "127.0.0.1:19301"))
 		d, err := New(Options{ConfigFiles: []string{cfgPath}, AttachmentDir: dir,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
