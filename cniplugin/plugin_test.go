@@ -9,7 +9,6 @@ import (
 	"maps"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/nsproxy/nsproxy/cniplugin"
 	"github.com/nsproxy/nsproxy/hooks"
+	"github.com/nsproxy/nsproxy/internal/testns"
 )
 
 var specVersions = []string{"0.4.0", "1.0.0", "1.1.0"}
@@ -868,14 +868,7 @@ func TestContainerIPs(t *testing.T) {
 
 // Real namespaces: a named one is accepted, the plugin's own refused.
 func TestNetnsAsRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace (ip netns add)")
-	}
-	name := fmt.Sprintf("nspt%dcni", os.Getpid()%10000)
-	if out, err := runCmd("ip", "netns", "add", name); err != nil {
-		t.Skipf("ip netns add: %v %s", err, out)
-	}
-	t.Cleanup(func() { runCmd("ip", "netns", "del", name) })
+	name := testns.New(t, "cni")
 	e := newEnv(t)
 	a := e.args(e.conf("1.1.0", withPorts(portMappings)))
 	a.Netns, a.NetnsOverride = "/var/run/netns/"+name, ""
@@ -885,16 +878,11 @@ func TestNetnsAsRoot(t *testing.T) {
 	if err := e.p.Check(a); err != nil {
 		t.Fatal(err)
 	}
-	runCmd("ip", "netns", "del", name)
+	testns.Delete(name)
 	if err := e.p.Del(a); err != nil {
 		t.Fatalf("DEL after the namespace is gone: %v", err)
 	}
 	own := e.args(e.conf("1.1.0", nil))
 	own.Netns, own.NetnsOverride = "/proc/self/ns/net", ""
 	wantCode(t, e.p.Add(own), types.ErrInvalidEnvironmentVariables)
-}
-
-func runCmd(args ...string) (string, error) {
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	return string(out), err
 }

@@ -17,6 +17,7 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/nsproxy/nsproxy/hooks"
+	"github.com/nsproxy/nsproxy/internal/testns"
 )
 
 // testPluginDir is where scripts/deps-cni.sh installs the reference
@@ -61,17 +62,10 @@ func TestLibcniRuntime(t *testing.T) {
 		t.Run(v, func(t *testing.T) {
 			d := newFakeDaemon(t)
 			tmp := t.TempDir()
-			id := os.Getpid() % 10000
-			ns := fmt.Sprintf("nspt%dcni%d", id, i)
-			bridge := fmt.Sprintf("nspt%db%d", id, i)
+			ns := testns.New(t, "cni")
+			bridge := testns.Name("b") // the bridge plugin makes it on the host
+			t.Cleanup(func() { exec.Command("ip", "link", "del", bridge).Run() })
 			subnet := fmt.Sprintf("10.233.%d.0/24", 200+i)
-			if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-				t.Fatalf("ip netns add: %v %s", err, out)
-			}
-			t.Cleanup(func() {
-				exec.Command("ip", "netns", "del", ns).Run()
-				exec.Command("ip", "link", "del", bridge).Run()
-			})
 			records := filepath.Join(tmp, "attachments")
 			conflist := map[string]any{
 				"cniVersion": v, "name": "nsptnet" + fmt.Sprint(i),
@@ -163,7 +157,7 @@ func TestLibcniRuntime(t *testing.T) {
 			if _, err := cni.AddNetworkList(ctx, list, rt); err != nil {
 				t.Fatalf("ADD again: %v", err)
 			}
-			exec.Command("ip", "netns", "del", ns).Run()
+			testns.Delete(ns)
 			d.stop()
 			if err := cni.DelNetworkList(ctx, list, rt); err != nil {
 				t.Fatalf("DEL without namespace and daemon: %v", err)

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nsproxy/nsproxy/internal/testns"
 )
 
 // TestReferenceNamespaceExample runs the reference document's first
@@ -63,9 +65,9 @@ backend http
 func TestListenerToServerAcrossVeths(t *testing.T) {
 	nsproxyBin(t)
 	a, r1, r2, b, c := newNS(t, "A"), newNS(t, "R1"), newNS(t, "R2"), newNS(t, "B"), newNS(t, "C")
-	veth(t, "", "10.98.0.1/24", a, "10.98.0.2/24")
-	veth(t, r1, "10.99.1.1/24", b, "10.99.1.2/24")
-	veth(t, r2, "10.99.1.1/24", c, "10.99.1.2/24")
+	testns.Veth(t, "", "10.98.0.1/24", a, "10.98.0.2/24")
+	testns.Veth(t, r1, "10.99.1.1/24", b, "10.99.1.2/24")
+	testns.Veth(t, r2, "10.99.1.1/24", c, "10.99.1.2/24")
 	serveTag(t, b, "10.99.1.2:80", "B")
 	serveTag(t, c, "10.99.1.2:80", "C")
 	cfg := writeFile(t, t.TempDir(), "veth.cfg", fmt.Sprintf(`

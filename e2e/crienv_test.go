@@ -19,10 +19,11 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nsproxy/nsproxy/internal/testlog"
 )
 
 // Images the private containerd gets from an OCI archive (no registry).
@@ -52,8 +53,7 @@ type criEnv struct {
 
 	cmd  *exec.Cmd
 	done chan struct{}
-	mu   sync.Mutex
-	log  bytes.Buffer
+	log  testlog.Buffer // containerd's stdout and stderr
 
 	ipt      []string        // iptables-save at start
 	shimRun  bool            // /run/containerd existed before (shims put sockets there)
@@ -67,17 +67,7 @@ type criEnv struct {
 // containerd's own state dir.
 const criShimDir = "/run/containerd"
 
-func (e *criEnv) Write(p []byte) (int, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.log.Write(p)
-}
-
-func (e *criEnv) logs() string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.log.String()
-}
+func (e *criEnv) logs() string { return e.log.String() }
 
 // criTool finds a test tool: $NSPROXY_TEST_CRI_DIR (scripts/deps-containerd.sh
 // puts crictl there), then PATH.
@@ -188,7 +178,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 	writeFile(t, dir, "crictl.yaml", fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 60\n", e.sock, e.sock))
 
 	e.cmd = exec.Command(tools["containerd"], "--config", cfg, "--log-level", "info")
-	e.cmd.Stdout, e.cmd.Stderr = e, e
+	e.cmd.Stdout, e.cmd.Stderr = &e.log, &e.log
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	e.cmd.WaitDelay = 2 * time.Second
 	// containerd finds its shim on PATH.

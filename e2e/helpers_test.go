@@ -4,15 +4,12 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -21,7 +18,10 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	cnins "github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/nsproxy/nsproxy/internal/testlog"
+	"github.com/nsproxy/nsproxy/internal/testns"
 )
 
 var seq atomic.Int64
@@ -44,75 +44,26 @@ func name(tag string) string {
 
 func sh(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return testns.Run(t, args...)
 }
 
-// newNS creates a namespace with lo up, removed when the test ends.
+// newNS creates a namespace with lo up, removed when the test ends. Its
+// name carries the e2e prefix, so that .ci/run's sweep finds a crashed
+// run's leftovers.
 func newNS(t *testing.T, tag string) string {
 	t.Helper()
-	n := name(tag)
-	sh(t, "ip", "netns", "add", n)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", n).Run() })
-	sh(t, "ip", "-n", n, "link", "set", "lo", "up")
-	return n
-}
-
-// veth links namespace a and b ("" = this test's own namespace).
-func veth(t *testing.T, a, cidrA, b, cidrB string) {
-	t.Helper()
-	la, lb := name("va"), name("vb")
-	sh(t, "ip", "link", "add", la, "type", "veth", "peer", "name", lb)
-	t.Cleanup(func() { exec.Command("ip", "link", "del", la).Run() })
-	for _, x := range []struct{ link, ns, cidr string }{{la, a, cidrA}, {lb, b, cidrB}} {
-		ipc := []string{"ip"}
-		if x.ns != "" {
-			sh(t, "ip", "link", "set", x.link, "netns", x.ns)
-			ipc = append(ipc, "-n", x.ns)
-		}
-		sh(t, append(ipc, "addr", "add", x.cidr, "dev", x.link)...)
-		sh(t, append(ipc, "link", "set", x.link, "up")...)
-	}
+	return testns.Add(t, name(tag))
 }
 
 // inNS runs f on a thread inside namespace ns ("" = own); sockets made
-// by f stay in ns.
+// by f stay in ns. The plugins library's ns.Do locks a fresh goroutine's
+// thread, enters ns, and leaves the thread to die if it cannot return.
 func inNS(t *testing.T, ns string, f func() error) error {
 	t.Helper()
 	if ns == "" {
 		return f()
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(self)
-		fd, err := unix.Open("/var/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		ferr := f()
-		if err := unix.Setns(self, unix.CLONE_NEWNET); err != nil {
-			errc <- err // thread stays locked and dies
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return cnins.WithNetNSPath("/var/run/netns/"+ns, func(cnins.NetNS) error { return f() })
 }
 
 func dialIn(t *testing.T, ns, addr string) (net.Conn, error) {
@@ -265,23 +216,12 @@ type daemon struct {
 	t      *testing.T
 	socket string // control socket
 	cmd    *exec.Cmd
-	mu     sync.Mutex
-	log    bytes.Buffer
+	log    testlog.Buffer // its stdout and stderr
 	done   chan struct{}
 	err    error
 }
 
-func (d *daemon) Write(p []byte) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.log.Write(p)
-}
-
-func (d *daemon) logs() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.log.String()
-}
+func (d *daemon) logs() string { return d.log.String() }
 
 // startDaemon runs `nsproxy run` with args; it is killed when the test ends.
 func startDaemon(t *testing.T, prefix []string, args ...string) *daemon {
@@ -301,7 +241,7 @@ func startDaemon(t *testing.T, prefix []string, args ...string) *daemon {
 	}
 	all := append(append(append([]string{}, prefix...), nsproxyBin(t), "run"), args...)
 	d.cmd = exec.Command(all[0], all[1:]...)
-	d.cmd.Stdout, d.cmd.Stderr = d, d
+	d.cmd.Stdout, d.cmd.Stderr = &d.log, &d.log
 	// Own process group, so that cleanup also kills anything it started,
 	// and a bounded wait for output pipes held by strays.
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -374,5 +314,3 @@ func netnsDir(t *testing.T, aliases map[string]string) string {
 	}
 	return dir
 }
-
-var _ = context.Background

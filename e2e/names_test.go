@@ -12,19 +12,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nsproxy/nsproxy/internal/testns"
 )
 
 // Names of registered namespaces are labels a hook chooses; a clash must
 // never fail a container's start nor move a name someone else owns.
-
-// nsNamed creates namespace n with lo up, removed when the test ends.
-func nsNamed(t *testing.T, n string) string {
-	t.Helper()
-	sh(t, "ip", "netns", "add", n)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", n).Run() })
-	sh(t, "ip", "-n", n, "link", "set", "lo", "up")
-	return n
-}
 
 // clashingNetns returns two namespace names whose cnitool container IDs
 // ("cnitool-" + hex of the path's hash) share their first 12 characters.
@@ -143,8 +136,8 @@ func TestNamesCnitoolClash(t *testing.T) {
 	n := newCNINet(t, sock)
 	d := emptyDaemon(t, "--socket", sock, "--state-file", filepath.Join(dir, "state.json"), replayDirFlag, n.recordDir)
 	a, b := clashingNetns(t)
-	nsNamed(t, a)
-	nsNamed(t, b)
+	testns.Add(t, a)
+	testns.Add(t, b)
 	for i, ns := range []string{a, b} {
 		ip := n.add(ns, 19400+i)
 		serveTag(t, ns, ip+":80", "in-"+ns)

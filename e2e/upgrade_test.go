@@ -324,7 +324,7 @@ backend echo
 	a.cmd = exec.Command(bin1, "run", "-f", cfg, "--socket", socket, "--state-file", filepath.Join(dir, "state.json"),
 		"--attachment-dir", "none", "--drain-timeout", "60s", "--metrics-addr", metricsAddr)
 	a.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify.path, "WATCHDOG_USEC=400000")
-	a.cmd.Stdout, a.cmd.Stderr = a, a
+	a.cmd.Stdout, a.cmd.Stderr = &a.log, &a.log
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	a.cmd.WaitDelay = 2 * time.Second
 	if err := a.cmd.Start(); err != nil {

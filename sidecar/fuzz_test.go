@@ -62,7 +62,7 @@ func FuzzStateFile(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "state.json")
-		os.WriteFile(path, b, 0o600)
+		mustWrite(t, path, string(b))
 		st, err := (&store{path: path}).load()
 		if err != nil {
 			if len(st.Namespaces)+len(st.Backends)+len(st.Frontends)+len(st.Servers)+len(st.Attachments) != 0 {

@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,10 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/nsproxy/nsproxy/internal/testlog"
 	"github.com/nsproxy/nsproxy/internal/testns"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/sdnotify"
@@ -131,9 +130,9 @@ func TestHandoverProtocol(t *testing.T) {
 	if err != nil || tk == nil {
 		t.Fatalf("BeginTakeover again: %v", err)
 	}
-	logB := &lockedBuffer{}
+	logB := &testlog.Buffer{}
 	cfgPath := filepath.Join(t.TempDir(), "b.cfg")
-	os.WriteFile(cfgPath, []byte(cfg), 0o644)
+	mustWrite(t, cfgPath, cfg)
 	b, err := New(Options{ConfigFiles: []string{cfgPath}, StateFile: td.state, Inherited: tk.Inherited,
 		Logger: slog.New(slog.NewTextHandler(logB, nil))})
 	if err != nil {
@@ -189,23 +188,6 @@ func TestNewWithoutFiles(t *testing.T) {
 	if err := d.Reload(); err != nil {
 		t.Fatalf("Reload without files: %v", err)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestUpgradeSuccessorFails: a successor that exits before taking over

@@ -3,7 +3,6 @@ package sidecar
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"path"
 	"slices"
 	"strconv"
@@ -358,5 +357,3 @@ func validateNamespace(n api.Namespace) error {
 	}
 	return nil
 }
-
-var _ = netip.Addr{}

@@ -1,18 +1,17 @@
 package sidecar
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nsproxy/nsproxy/hooks"
+	"github.com/nsproxy/nsproxy/internal/testlog"
 	"github.com/nsproxy/nsproxy/internal/testns"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 )
@@ -30,9 +29,7 @@ func newRestoreDaemon(tb testing.TB, cfg string, st State, log io.Writer) *Daemo
 	testns.RequireRoot(tb)
 	dir := tb.TempDir()
 	cfgPath := filepath.Join(dir, "n.cfg")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		tb.Fatal(err)
-	}
+	mustWrite(tb, cfgPath, cfg)
 	stateFile := filepath.Join(dir, "state.json")
 	if err := (&store{path: stateFile}).save(st); err != nil {
 		tb.Fatal(err)
@@ -101,7 +98,7 @@ func TestRestorePlansOnce(t *testing.T) {
 			}
 		}
 		cfgPath := filepath.Join(dir, "n.cfg")
-		os.WriteFile(cfgPath, []byte(restoreCfg("127.0.0.1:19300", "127.0.0.1:19301")), 0o644)
+		mustWrite(t, cfgPath, restoreCfg("127.0.0.1:19300", "127.0.0.1:19301"))
 		d, err := New(Options{ConfigFiles: []string{cfgPath}, AttachmentDir: dir,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
@@ -133,8 +130,7 @@ func TestRestorePlansOnce(t *testing.T) {
 			{Name: "dangling", Binds: []api.Bind{{Addr: "127.0.0.2:19303"}}, Backend: "nothing"},
 			{Name: "fine", Binds: []api.Bind{{Addr: "127.0.0.2:19304"}}, Backend: "ok"},
 		}
-		var buf bytes.Buffer
-		log := &syncWriter{w: &buf}
+		log := &testlog.Buffer{}
 		d := newRestoreDaemon(t, restoreCfg("127.0.0.1:19300", "127.0.0.1:19301"), st, log)
 		t.Cleanup(func() { stopDaemon(d) })
 		if err := d.Start(); err != nil {
@@ -163,14 +159,4 @@ func TestRestorePlansOnce(t *testing.T) {
 			}
 		}
 	})
-}
-
-// String reads what was written so far, safe against concurrent writers.
-func (s *syncWriter) String() string {
-	if s.m.c == nil {
-		s.m.c = make(chan struct{}, 1)
-	}
-	s.m.c <- struct{}{}
-	defer func() { <-s.m.c }()
-	return s.w.(*bytes.Buffer).String()
 }

@@ -1,7 +1,18 @@
 // Package testns creates throw-away network namespaces and veth pairs for
-// tests, and removes them with t.Cleanup even when the test fails. Every
-// name carries the "nspt" prefix and the test process id, so that a crashed
-// run's leftovers can be found and removed (see Sweep).
+// tests, and removes them with t.Cleanup even when the test fails. Names
+// from Name carry the "nspt" prefix and the test process id (e2e tests pass
+// their own "nspe" names to Add), so that a crashed run's leftovers can be
+// found and removed by .ci/run's sweep.
+//
+// It does more than containernetworking/plugins' testutils.NewNS, which is
+// why it stays: NewNS names its namespaces cnitest-<random>, which neither
+// says which project or process made them (a sweep could only delete every
+// cnitest-* namespace on the machine, other projects' included) nor fits
+// the 15-byte interface names the same Name gives veths and bridges; it
+// leaves lo down, and tests here address namespaces by name (ip -n NAME,
+// bind mounts of /var/run/netns/NAME), not by an open NetNS. To run code
+// inside a namespace, tests use the plugins library's pkg/ns (e2e) or
+// netns.Handle.Do.
 package testns
 
 import (
@@ -45,11 +56,19 @@ func Run(t testing.TB, args ...string) string {
 	return string(out)
 }
 
-// New creates a named namespace with lo up and deletes it on cleanup.
+// New creates a namespace named Name(tag) with lo up and deletes it on
+// cleanup.
 func New(t testing.TB, tag string) string {
 	t.Helper()
+	return Add(t, Name(tag))
+}
+
+// Add creates the namespace name (/var/run/netns/name) with lo up and
+// deletes it on cleanup. The caller chooses the name: give it a prefix the
+// sweep knows.
+func Add(t testing.TB, name string) string {
+	t.Helper()
 	RequireRoot(t)
-	name := Name(tag)
 	Run(t, "ip", "netns", "add", name)
 	t.Cleanup(func() { Delete(name) })
 	Run(t, "ip", "-n", name, "link", "set", "lo", "up")
@@ -94,15 +113,4 @@ func Veth(t testing.TB, a, cidrA, b, cidrB string) {
 func Exec(t testing.TB, ns string, args ...string) string {
 	t.Helper()
 	return Run(t, append([]string{"ip", "netns", "exec", ns}, args...)...)
-}
-
-// Sweep deletes namespaces left by earlier crashed runs of this package.
-func Sweep() {
-	out, _ := exec.Command("ip", "netns", "list").Output()
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 0 && strings.HasPrefix(f[0], Prefix) {
-			Delete(f[0])
-		}
-	}
 }

@@ -1,16 +1,15 @@
 package netns
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/nsproxy/nsproxy/internal/testlog"
 	"github.com/nsproxy/nsproxy/internal/testns"
 	"golang.org/x/sys/unix"
 )
@@ -101,7 +100,7 @@ func TestAttachRefusesOtherNamespaceTypes(t *testing.T) {
 // not at every resync.
 func TestResyncLogsAnUnopenableNamespaceOnce(t *testing.T) {
 	testns.RequireRoot(t)
-	var buf syncBuffer
+	var buf testlog.Buffer
 	r, err := NewRegistry(t.TempDir(), newTextLogger(&buf))
 	if err != nil {
 		t.Fatal(err)
@@ -123,24 +122,6 @@ func TestResyncLogsAnUnopenableNamespaceOnce(t *testing.T) {
 	if _, err := r.Get("m"); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Get: %v, want ErrUnavailable", err)
 	}
-}
-
-// syncBuffer is a log sink safe for the registry's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newTextLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"hash/fnv"
 	"net/netip"
 	"sync"
@@ -176,5 +175,3 @@ func (s *server) stopCheck() {
 		s.checker.stop()
 	}
 }
-
-var _ = context.Background

@@ -28,7 +28,6 @@ import (
 	"github.com/nsproxy/nsproxy/internal/testns"
 	"github.com/nsproxy/nsproxy/sidecar/netns"
 	"github.com/nsproxy/nsproxy/sidecar/proxyproto"
-	"golang.org/x/sys/unix"
 )
 
 // benchRig is an engine between a client namespace and a server namespace.
@@ -130,29 +129,10 @@ func (r *benchRig) benchRoute(b *testing.B, server netip.AddrPort) {
 	r.engineAddrPort = bind.Addr
 }
 
-// benchInA runs fn on a goroutine whose thread is inside A, so that the
-// client's sockets are plain net.Dial sockets made there (no socket-thread
-// hand-off on the client side). The thread never leaves A: it stays locked
-// and ends with the goroutine.
-func (r *benchRig) benchInA(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		fd, err := unix.Open(r.clientNS.Path(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		err = unix.Setns(fd, unix.CLONE_NEWNET)
-		unix.Close(fd)
-		if err != nil {
-			errc <- err
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
+// benchInA runs fn on a thread inside A, so that the client's sockets are
+// plain net.Dial sockets made there (no socket-thread hand-off on the
+// client side).
+func (r *benchRig) benchInA(fn func() error) error { return r.clientNS.Do(fn) }
 
 // BenchmarkAcceptDialClose: one whole connection through the engine per
 // iteration: the client dials the listener in A, the engine accepts and

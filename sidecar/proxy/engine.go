@@ -7,7 +7,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/nsproxy/nsproxy/sidecar/netns"
 )
@@ -258,5 +257,3 @@ func (e *Engine) Sessions() int {
 	defer e.sessMu.Unlock()
 	return len(e.sessions)
 }
-
-var _ = time.Second

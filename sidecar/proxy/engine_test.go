@@ -12,10 +12,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/nsproxy/nsproxy/internal/testlog"
 	"github.com/nsproxy/nsproxy/internal/testns"
 	"github.com/nsproxy/nsproxy/sidecar/netns"
 )
@@ -25,33 +25,16 @@ type env struct {
 	t   *testing.T
 	reg *netns.Registry
 	e   *Engine
-	log *logBuffer
-}
-
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if testing.Verbose() {
-		os.Stderr.Write(p)
-	}
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	log *testlog.Buffer
 }
 
 func newEnv(t *testing.T, names ...string) *env {
 	t.Helper()
 	testns.RequireRoot(t)
-	lb := &logBuffer{}
+	lb := &testlog.Buffer{}
+	if testing.Verbose() {
+		lb.Echo = os.Stderr
+	}
 	log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg, err := netns.NewRegistry("", log)
 	if err != nil {

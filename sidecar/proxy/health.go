@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"log/slog"
 	"math/rand/v2"
 	"net/netip"
 	"time"
@@ -123,5 +122,3 @@ func nsLabel(name string) string {
 	}
 	return name
 }
-
-var _ = slog.Default

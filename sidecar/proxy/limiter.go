@@ -62,12 +62,6 @@ func (l *limiter) limited() bool {
 	return l.limit > 0
 }
 
-func (l *limiter) inUse() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.used
-}
-
 func (l *limiter) broadcastLocked() {
 	if l.waiters > 0 {
 		close(l.wake)
