@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/config"
 	"github.com/nsproxy/nsproxy/sidecar/netns"
@@ -253,7 +254,7 @@ func (d *Daemon) PutAttachment(a api.Attachment) (bool, error) {
 	} else if err := netns.CheckPath(a.Netns); err != nil {
 		bad = append(bad, "netns "+err.Error())
 	}
-	if a.Name != "" && !config.ValidNamespaceName(a.Name) {
+	if a.Name != "" && !hooks.ValidName(a.Name) {
 		bad = append(bad, fmt.Sprintf("name %q: use [A-Za-z0-9._:-]", a.Name))
 	}
 	if len(bad) > 0 {

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/nsproxy/nsproxy/hooks"
 )
 
 // Validate checks a whole, merged Config, whichever syntax it came from:
@@ -99,8 +101,8 @@ func (c *Config) check(incomplete map[*Frontend]bool) []error {
 
 	namespaces := map[string]Pos{}
 	for _, n := range c.Namespaces {
-		if !ValidNamespaceName(n.Name) {
-			ch.add(n.Pos, ErrInvalid, "invalid namespace name %q in namespace_list; %s", n.Name, namespaceNameRule)
+		if !hooks.ValidName(n.Name) {
+			ch.add(n.Pos, ErrInvalid, "invalid namespace name %q in namespace_list; %s", n.Name, hooks.NameRule)
 		} else if first, dup := namespaces[n.Name]; dup {
 			ch.add(n.Pos, ErrDuplicate, "namespace %q is listed twice in namespace_list (first at %s); remove one", n.Name, first)
 		} else {
@@ -166,8 +168,8 @@ func (c *Config) checkFrontends(ch *checker, incomplete map[*Frontend]bool) map[
 				ch.add(b.Pos, ErrInvalid, "bind in %s: IPv6 zones are not supported; remove the zone of %q", where, b.Addr)
 				continue
 			}
-			if b.Namespace != "" && !ValidNamespaceName(b.Namespace) {
-				ch.add(b.Pos, ErrInvalid, "bind in %s: invalid namespace name %q; %s", where, b.Namespace, namespaceNameRule)
+			if b.Namespace != "" && !hooks.ValidName(b.Namespace) {
+				ch.add(b.Pos, ErrInvalid, "bind in %s: invalid namespace name %q; %s", where, b.Namespace, hooks.NameRule)
 				continue
 			}
 			if b.V4V6 && b.Addr.Addr().Is4() {
@@ -243,8 +245,8 @@ func checkServers(ch *checker, b *Backend, where string) {
 		if s.Addr.Zone() != "" {
 			ch.add(s.Pos, ErrInvalid, "%s: IPv6 zones are not supported; remove the zone of %q", what, s.Addr)
 		}
-		if s.Namespace != "" && !ValidNamespaceName(s.Namespace) {
-			ch.add(s.Pos, ErrInvalid, "%s: invalid namespace name %q; %s", what, s.Namespace, namespaceNameRule)
+		if s.Namespace != "" && !hooks.ValidName(s.Namespace) {
+			ch.add(s.Pos, ErrInvalid, "%s: invalid namespace name %q; %s", what, s.Namespace, hooks.NameRule)
 		}
 		if s.Namespace != "" && s.ClientNamespace {
 			ch.add(s.Pos, ErrInvalid, "%s has both namespace %q and namespace *; keep one", what, s.Namespace)

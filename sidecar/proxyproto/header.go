@@ -3,6 +3,8 @@ package proxyproto
 import (
 	"net/netip"
 	"time"
+
+	"github.com/nsproxy/nsproxy/hooks"
 )
 
 const (
@@ -17,7 +19,7 @@ const (
 	// MaxV1Size is the longest v1 line the spec allows, CRLF included.
 	MaxV1Size = 107
 	// MaxNamespaceLen is the longest namespace name accepted.
-	MaxNamespaceLen = 255
+	MaxNamespaceLen = hooks.MaxNameLen
 
 	// TypeCRC32C is the PP2_TYPE_CRC32C TLV type.
 	TypeCRC32C byte = 0x03
