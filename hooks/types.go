@@ -57,8 +57,9 @@ type AttachmentKey struct {
 }
 
 // Attachment is what a hook registers for a container network namespace.
-// Its JSON is the daemon's: keep it identical to sidecar/api.Attachment
-// (a test in this package checks the keys).
+// It is the daemon's API type too (sidecar/api.Attachment is this type):
+// fields are only ever added, so that an older plugin and the records it
+// wrote stay understood.
 type Attachment struct {
 	AttachmentKey
 	// Netns is the namespace's path (CNI_NETNS, /proc/PID/ns/net).
@@ -82,8 +83,19 @@ type Attachment struct {
 	Problems []string `json:"problems,omitempty"` // e.g. port conflicts, UDP mappings
 }
 
-// withoutStatus is a with the daemon's status fields cleared.
-func (a Attachment) withoutStatus() Attachment {
+// WithoutStatus is a with the daemon's status fields cleared: what a hook
+// sends and records.
+func (a Attachment) WithoutStatus() Attachment {
 	a.State, a.Exposed, a.Problems = "", nil, nil
 	return a
+}
+
+// GCRequest lists the attachments that are still valid; the rest go.
+type GCRequest struct {
+	Valid []AttachmentKey `json:"valid"`
+}
+
+// GCResult lists what a GC removed.
+type GCResult struct {
+	Removed []AttachmentKey `json:"removed"`
 }

@@ -2,12 +2,13 @@ package hooks_test
 
 import (
 	"encoding/json"
-	"reflect"
+	"errors"
+	"fmt"
+	"io/fs"
 	"slices"
 	"testing"
 
 	"github.com/nsproxy/nsproxy/hooks"
-	"github.com/nsproxy/nsproxy/sidecar/api"
 )
 
 func fullAttachment() hooks.Attachment {
@@ -74,58 +75,32 @@ func TestAttachmentJSONKeys(t *testing.T) {
 	}
 }
 
-// The daemon's API types and these must be the same on the wire.
-func TestAttachmentMatchesAPI(t *testing.T) {
+func TestStatusError(t *testing.T) {
 	tests := []struct {
-		name string
-		in   hooks.Attachment
+		name               string
+		err                error
+		text, msg          string
+		notFound, rejected bool
 	}{
-		{"full", fullAttachment()},
-		{"zero", hooks.Attachment{}},
-		{"key only", hooks.Attachment{AttachmentKey: hooks.AttachmentKey{ContainerID: "a", IfName: "b"}}},
+		{"message", &hooks.StatusError{Code: 400, Message: "bad server"}, "bad server", "nsproxy: bad server", false, true},
+		{"details", &hooks.StatusError{Code: 409, Message: "in use", Details: []string{"a", "b"}}, "in use", "nsproxy: in use: a; b", false, true},
+		{"no message", &hooks.StatusError{Code: 503}, "503 Service Unavailable", "nsproxy: 503 Service Unavailable", false, false},
+		{"404", &hooks.StatusError{Code: 404, Message: "no x"}, "no x", "nsproxy: no x", true, true},
+		{"wrapped 404", fmt.Errorf("get: %w", &hooks.StatusError{Code: 404}), "404 Not Found", "get: nsproxy: 404 Not Found", true, true},
+		{"other error", fs.ErrNotExist, "", "file does not exist", false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hb, err := json.Marshal(tt.in)
-			if err != nil {
-				t.Fatal(err)
+			if got := tt.err.Error(); got != tt.msg {
+				t.Errorf("Error() = %q, want %q", got, tt.msg)
 			}
-			var a api.Attachment
-			if err := json.Unmarshal(hb, &a); err != nil {
-				t.Fatal(err)
+			var se *hooks.StatusError
+			if errors.As(tt.err, &se) && se.Text() != tt.text {
+				t.Errorf("Text() = %q, want %q", se.Text(), tt.text)
 			}
-			ab, err := json.Marshal(a)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(ab) != string(hb) {
-				t.Errorf("api round trip\n got %s\nwant %s", ab, hb)
-			}
-			var back hooks.Attachment
-			if err := json.Unmarshal(ab, &back); err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(back, tt.in) {
-				t.Errorf("hooks round trip %+v, want %+v", back, tt.in)
+			if hooks.IsNotFound(tt.err) != tt.notFound || hooks.IsRejected(tt.err) != tt.rejected {
+				t.Errorf("IsNotFound %v IsRejected %v, want %v %v", hooks.IsNotFound(tt.err), hooks.IsRejected(tt.err), tt.notFound, tt.rejected)
 			}
 		})
-	}
-	// Same fields, in the same order, with the same tags.
-	for _, pair := range [][2]reflect.Type{
-		{reflect.TypeFor[hooks.Attachment](), reflect.TypeFor[api.Attachment]()},
-		{reflect.TypeFor[hooks.AttachmentKey](), reflect.TypeFor[api.AttachmentKey]()},
-		{reflect.TypeFor[hooks.PortMapping](), reflect.TypeFor[api.PortMapping]()},
-	} {
-		h, a := pair[0], pair[1]
-		if h.NumField() != a.NumField() {
-			t.Errorf("%v has %d fields, %v %d", h, h.NumField(), a, a.NumField())
-			continue
-		}
-		for i := range h.NumField() {
-			hf, af := h.Field(i), a.Field(i)
-			if hf.Name != af.Name || hf.Tag != af.Tag || hf.Type.Kind() != af.Type.Kind() {
-				t.Errorf("%v field %d: %s %s %q, api has %s %s %q", h, i, hf.Name, hf.Type, hf.Tag, af.Name, af.Type, af.Tag)
-			}
-		}
 	}
 }

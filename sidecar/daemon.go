@@ -312,7 +312,7 @@ func sameEntry(a, b netns.Entry) bool {
 
 func tenantOr(t string) string {
 	if t == "" {
-		return DefaultTenant
+		return netns.DefaultTenant
 	}
 	return t
 }

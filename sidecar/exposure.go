@@ -10,19 +10,6 @@ import (
 	"github.com/nsproxy/nsproxy/sidecar/config"
 )
 
-// Metadata keys an attachment may carry (from CNI args, annotations or
-// the OCI hook) to shape its exposures.
-const (
-	// MetaTarget "loopback" sends exposed ports to 127.0.0.1 inside the
-	// container's namespace instead of the container's IP.
-	MetaTarget = "nsproxy.io/target"
-	// MetaSendProxy "v1" or "v2" sends a PROXY header with the client's
-	// address to the container.
-	MetaSendProxy = "nsproxy.io/send-proxy"
-	// MetaHostPorts "adopt": serve the host port the runtime reserved.
-	MetaHostPorts = "nsproxy.io/host-ports"
-)
-
 // exposure is the frontend and backend that publish one TCP port mapping
 // of an attachment: a listener on hostIP:hostPort in the daemon's
 // namespace that forwards into the container's namespace.
@@ -59,7 +46,7 @@ func exposuresFor(a api.Attachment) ([]exposure, []string) {
 	ns := attachmentNamespace(a)
 	target := containerAddr(a)
 	sendProxy := 0
-	switch a.Metadata[MetaSendProxy] {
+	switch a.Metadata[hooks.MetaSendProxy] {
 	case "v1", "1":
 		sendProxy = 1
 	case "v2", "2":
@@ -80,7 +67,7 @@ func exposuresFor(a api.Attachment) ([]exposure, []string) {
 		// publish -p, on one dual-stack socket ([::] v4v6); 0.0.0.0 or ::
 		// given explicitly listen on that family only.
 		host, v4v6 := netip.IPv6Unspecified(), true
-		if a.Metadata[MetaHostPorts] == "adopt" {
+		if a.Metadata[hooks.MetaHostPorts] == "adopt" {
 			host, v4v6 = netip.IPv4Unspecified(), false // whatever the runtime bound
 		}
 		if pm.HostIP != "" {
@@ -95,7 +82,7 @@ func exposuresFor(a api.Attachment) ([]exposure, []string) {
 		name := sanitizeName(fmt.Sprintf("%s-%d", ns, pm.HostPort))
 		pos := config.Pos{File: "attachment " + a.ContainerID + "/" + a.IfName}
 		bind := config.Bind{Pos: pos, Addr: netip.AddrPortFrom(host, uint16(pm.HostPort)), V4V6: v4v6}
-		if a.Metadata[MetaHostPorts] == "adopt" {
+		if a.Metadata[hooks.MetaHostPorts] == "adopt" {
 			bind.AdoptFrom = a.ContainerID
 		} else {
 			// A port another program holds stays its own, also after it
@@ -150,7 +137,7 @@ func withConflicts(s attachmentStatus, conflicts map[string]netip.AddrPort) atta
 // namespace: its first IPv4 address, else its first address, else (or
 // when asked) 127.0.0.1, which a service bound to loopback still answers.
 func containerAddr(a api.Attachment) netip.Addr {
-	if a.Metadata[MetaTarget] == "loopback" {
+	if a.Metadata[hooks.MetaTarget] == "loopback" {
 		return netip.MustParseAddr("127.0.0.1")
 	}
 	var first netip.Addr

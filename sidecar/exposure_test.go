@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/internal/testns"
 
 	"github.com/nsproxy/nsproxy/sidecar/api"
@@ -28,7 +29,7 @@ func TestExposureFamilies(t *testing.T) {
 		{name: "0.0.0.0", hostIP: "0.0.0.0", want: "0.0.0.0:8080"},
 		{name: "::", hostIP: "::", want: "[::]:8080"},
 		{name: "127.0.0.1", hostIP: "127.0.0.1", want: "127.0.0.1:8080"},
-		{name: "adopt", meta: map[string]string{MetaHostPorts: "adopt"}, want: "0.0.0.0:8080"},
+		{name: "adopt", meta: map[string]string{hooks.MetaHostPorts: "adopt"}, want: "0.0.0.0:8080"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -264,7 +264,7 @@ func (d *Daemon) PutAttachment(a api.Attachment) (bool, error) {
 		a.Source = api.SourceCNI
 	}
 	a.Tenant = tenantOr(a.Tenant)
-	a.State, a.Exposed, a.Problems = "", nil, nil
+	a = a.WithoutStatus()
 	updated := false
 	var moved []movedName
 	err := d.mutate(func(s *State) error {

@@ -27,13 +27,12 @@ import (
 // replays the record when it starts, as it does the CNI plugin's. At
 // poststop it removes the record and unregisters it.
 
-// Annotations the hook reads.
+// Annotations the hook reads besides the hooks.MetaPrefix ones, which
+// become the attachment's metadata (hooks.MetaTarget, hooks.MetaSendProxy).
 const (
-	annExpose    = "nsproxy.io/expose"     // "8080:80,127.0.0.1:8443:443/tcp"
-	annTarget    = "nsproxy.io/target"     // "loopback": expose 127.0.0.1 inside the container
-	annSendProxy = "nsproxy.io/send-proxy" // "v2": send PROXY v2 to the container
-	annTenant    = "nsproxy.io/tenant"
-	hookIfName   = "oci" // attachments from the hook have no interface
+	annExpose  = hooks.MetaPrefix + "expose" // "8080:80,127.0.0.1:8443:443/tcp"
+	annTenant  = hooks.MetaPrefix + "tenant"
+	hookIfName = "oci" // attachments from the hook have no interface
 )
 
 type ociState struct {
