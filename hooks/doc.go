@@ -3,7 +3,7 @@
 //
 // It owns, once for all of them:
 //   - the wire types of an attachment (Attachment, AttachmentKey,
-//     PortMapping, GCRequest, GCResult), the error body and the
+//     PortMapping, Exposure, GCRequest, GCResult), the error body and the
 //     constants they carry (DefaultSocket, Source*, StateAvailable,
 //     Meta*); the daemon's API (sidecar/api) uses these types as they are;
 //   - the namespace-name rule (ValidName) and the one name sanitiser

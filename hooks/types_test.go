@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/nsproxy/nsproxy/hooks"
@@ -22,8 +25,10 @@ func fullAttachment() hooks.Attachment {
 		PortMappings:  []hooks.PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}},
 		Metadata:      map[string]string{hooks.MetaTarget: "loopback"},
 		State:         hooks.StateAvailable,
-		Exposed:       []string{"pod-8080"},
-		Problems:      []string{"p"},
+		Exposures: []hooks.Exposure{{Frontend: "pod-8080",
+			PortMapping: hooks.PortMapping{HostPort: 8080, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}}},
+		Exposed:  []string{"pod-8080"},
+		Problems: []string{"p"},
 	}
 }
 
@@ -61,7 +66,8 @@ func TestAttachmentJSONKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"containerID", "exposed", "ifname", "ips", "metadata", "metadata.nsproxy.io/target", "name", "netns",
+		"containerID", "exposed", "exposures", "exposures.[].containerPort", "exposures.[].frontend",
+		"exposures.[].hostIP", "exposures.[].hostPort", "exposures.[].protocol", "ifname", "ips", "metadata", "metadata.nsproxy.io/target", "name", "netns",
 		"portMappings", "portMappings.[].containerPort", "portMappings.[].hostIP", "portMappings.[].hostPort",
 		"portMappings.[].protocol", "problems", "source", "state", "tenant",
 	}
@@ -72,6 +78,80 @@ func TestAttachmentJSONKeys(t *testing.T) {
 	b, _ = json.Marshal(hooks.Attachment{})
 	if got, want := string(b), `{"containerID":"","ifname":"","netns":""}`; got != want {
 		t.Errorf("zero value %s, want %s", got, want)
+	}
+}
+
+// TestPreviousVersion: what the previous version wrote, before Exposures,
+// is still read the same: its records replay, and its daemon's answers
+// decode (with Exposed only). The fixtures are that version's output.
+func TestPreviousVersion(t *testing.T) {
+	want := fullAttachment()
+	want.Exposures = nil
+
+	b, err := os.ReadFile("testdata/answer-v1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got hooks.Attachment
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("answer\n got %+v\nwant %+v", got, want)
+	}
+	// Written again, it is the same bytes: nothing was renamed.
+	if again, _ := json.Marshal(got); string(again) != strings.TrimSpace(string(b)) {
+		t.Errorf("re-encoded\n got %s\nwant %s", again, b)
+	}
+
+	recs, errs := hooks.ListRecords("testdata/records-v1")
+	if len(errs) > 0 || len(recs) != 1 {
+		t.Fatalf("ListRecords: %v %v", recs, errs)
+	}
+	if w := want.WithoutStatus(); !reflect.DeepEqual(recs[0], w) {
+		t.Errorf("record\n got %+v\nwant %+v", recs[0], w)
+	}
+	enc, err := hooks.EncodeRecord(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old, _ := os.ReadFile("testdata/records-v1/" + hooks.RecordName(want.AttachmentKey)); string(enc) != string(old) {
+		t.Errorf("a record written now differs from the previous version's\n got %s\nwant %s", enc, old)
+	}
+}
+
+func TestAttachmentExposes(t *testing.T) {
+	pm := func(host, ctr int, ip string) hooks.PortMapping {
+		return hooks.PortMapping{HostPort: host, ContainerPort: ctr, Protocol: "tcp", HostIP: ip}
+	}
+	a := hooks.Attachment{Exposures: []hooks.Exposure{
+		{PortMapping: pm(8080, 80, ""), Frontend: "pod-8080"},
+		{PortMapping: pm(8443, 443, "127.0.0.1"), Frontend: "pod-8443"},
+	}}
+	tests := []struct {
+		name string
+		pm   hooks.PortMapping
+		want bool
+	}{
+		{"exposed", pm(8080, 80, ""), true},
+		{"protocol case ignored", hooks.PortMapping{HostPort: 8080, ContainerPort: 80}, true},
+		{"exposed on an address", pm(8443, 443, "127.0.0.1"), true},
+		{"other host port", pm(9080, 80, ""), false},
+		{"other container port", pm(8080, 81, ""), false},
+		{"other host address", pm(8443, 443, "10.0.0.1"), false},
+		// The old rule matched the frontend name's "-<port>" suffix: a
+		// namespace named "x-8080" made port 8080 look exposed.
+		{"suffix alone is not enough", pm(80, 8080, ""), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := a.Exposes(tt.pm); got != tt.want {
+				t.Errorf("Exposes(%+v) = %v, want %v", tt.pm, got, tt.want)
+			}
+		})
+	}
+	if (hooks.Attachment{Exposed: []string{"pod-8080"}}).Exposes(pm(8080, 80, "")) {
+		t.Error("names alone count as an exposure")
 	}
 }
 

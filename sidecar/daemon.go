@@ -76,8 +76,8 @@ type Daemon struct {
 }
 
 type attachmentStatus struct {
-	exposed  []string
-	problems []string
+	exposures []api.Exposure
+	problems  []string
 }
 
 // New loads and validates the configuration files and the saved state and
@@ -241,7 +241,7 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 	var exps []exposure
 	for _, a := range st.Attachments {
 		xs, problems := exposuresFor(a)
-		var exposed []string
+		var exposed []api.Exposure
 		for _, x := range xs {
 			switch {
 			case bindConflict(used, x.bind):
@@ -253,10 +253,10 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 				used[k] = append(used[k], x.bind)
 				names[x.frontend.Name] = true
 				exps = append(exps, x)
-				exposed = append(exposed, x.frontend.Name)
+				exposed = append(exposed, api.Exposure{PortMapping: x.mapping, Frontend: x.frontend.Name})
 			}
 		}
-		status[a.AttachmentKey] = attachmentStatus{exposed: exposed, problems: problems}
+		status[a.AttachmentKey] = attachmentStatus{exposures: exposed, problems: problems}
 	}
 	merged := base
 	if len(exps) > 0 {

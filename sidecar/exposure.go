@@ -15,6 +15,7 @@ import (
 // namespace that forwards into the container's namespace.
 type exposure struct {
 	key      api.AttachmentKey
+	mapping  api.PortMapping
 	bind     config.Bind
 	frontend *config.Frontend
 	backend  *config.Backend
@@ -91,6 +92,7 @@ func exposuresFor(a api.Attachment) ([]exposure, []string) {
 		}
 		out = append(out, exposure{
 			key:      a.AttachmentKey,
+			mapping:  pm,
 			bind:     bind,
 			frontend: &config.Frontend{Name: name, Pos: pos, Binds: []config.Bind{bind}, DefaultBackend: name},
 			backend: &config.Backend{Name: name, Pos: pos, Balance: config.BalanceRoundRobin, Servers: []*config.Server{{
@@ -115,15 +117,25 @@ func (d *Daemon) listenerConflicts() map[string]netip.AddrPort {
 	return out
 }
 
+// exposedNames are the frontends of the exposures in s, for the API's
+// Exposed.
+func (s attachmentStatus) exposedNames() []string {
+	var out []string
+	for _, x := range s.exposures {
+		out = append(out, x.Frontend)
+	}
+	return out
+}
+
 // withConflicts moves the exposures whose host port another program holds
 // (the engine found it in use and will not retry) from exposed to problems.
 func withConflicts(s attachmentStatus, conflicts map[string]netip.AddrPort) attachmentStatus {
 	var out attachmentStatus
 	out.problems = s.problems
-	for _, name := range s.exposed {
-		addr, ok := conflicts[name]
+	for _, x := range s.exposures {
+		addr, ok := conflicts[x.Frontend]
 		if !ok {
-			out.exposed = append(out.exposed, name)
+			out.exposures = append(out.exposures, x)
 			continue
 		}
 		out.problems = append(out.problems, fmt.Sprintf("host port %s: conflict: in use by another program; not exposed and "+

@@ -99,6 +99,9 @@ func TestExposureConflictReported(t *testing.T) {
 	if len(got.Exposed) != 1 || !strings.HasSuffix(got.Exposed[0], "-19552") {
 		t.Errorf("exposed %v, want only the free port 19552", got.Exposed)
 	}
+	if x := got.Exposures; len(x) != 1 || x[0].PortMapping != a.PortMappings[1] || len(got.Exposed) != 1 || x[0].Frontend != got.Exposed[0] {
+		t.Errorf("exposures %+v, want only the mapping of 19552 and its frontend %v", x, got.Exposed)
+	}
 	if p := strings.Join(got.Problems, "; "); !strings.Contains(p, "127.0.0.1:19551: conflict: in use by another program") {
 		t.Errorf("problems %q, want the conflict on 19551", p)
 	}

@@ -281,7 +281,7 @@ func (d *Daemon) PutAttachment(a api.Attachment) (bool, error) {
 		_, _, status := d.snapshotState()
 		s := withConflicts(status[a.AttachmentKey], d.listenerConflicts())
 		d.log.Info("attachment registered", "container", a.ContainerID, "ifname", a.IfName, "netns", a.Netns,
-			"name", d.attachmentName(a.AttachmentKey), "exposed", s.exposed, "problems", s.problems)
+			"name", d.attachmentName(a.AttachmentKey), "exposed", s.exposedNames(), "problems", s.problems)
 		d.logNames(moved)
 	}
 	return updated, err
@@ -487,7 +487,7 @@ func (d *Daemon) attachments() []api.Attachment {
 			a.State = api.StateAvailable
 		}
 		s := withConflicts(status[a.AttachmentKey], conflicts)
-		a.Exposed, a.Problems = s.exposed, s.problems
+		a.Exposures, a.Exposed, a.Problems = s.exposures, s.exposedNames(), s.problems
 		out = append(out, a)
 	}
 	return out

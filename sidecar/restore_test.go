@@ -114,7 +114,7 @@ func TestRestorePlansOnce(t *testing.T) {
 		if d.plans != 1 || len(d.state.Attachments) != n+1 {
 			t.Errorf("start planned %d times for %d records, restored %d attachments", d.plans, n+1, len(d.state.Attachments))
 		}
-		if st := d.attStatus[api.AttachmentKey{ContainerID: fmt.Sprintf("rec%d", n), IfName: "eth0"}]; len(st.exposed) != 0 || len(st.problems) != 1 {
+		if st := d.attStatus[api.AttachmentKey{ContainerID: fmt.Sprintf("rec%d", n), IfName: "eth0"}]; len(st.exposures) != 0 || len(st.problems) != 1 {
 			t.Errorf("the record asking for a taken port: %+v", st)
 		}
 	})

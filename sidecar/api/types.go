@@ -137,6 +137,7 @@ type (
 	PortMapping   = hooks.PortMapping
 	AttachmentKey = hooks.AttachmentKey
 	Attachment    = hooks.Attachment
+	Exposure      = hooks.Exposure
 	GCRequest     = hooks.GCRequest
 	GCResult      = hooks.GCResult
 )
