@@ -3,6 +3,7 @@ package sidecar
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/nsproxy/nsproxy/hooks"
@@ -30,13 +31,13 @@ func attachmentNamespace(a api.Attachment) string {
 	return requestedName(a)
 }
 
-// sanitizeName maps anything outside [A-Za-z0-9._:-] to '-' and cuts at 200.
-func sanitizeName(s string) string {
-	s = hooks.SanitizeName(s)
-	if len(s) > 200 {
-		s = s[:200]
-	}
-	return s
+// maxExposureName bounds the names of an exposure's frontend and backend.
+const maxExposureName = 200
+
+// exposureName is "<namespace>-<hostPort>", the namespace cut so that the
+// port, which tells the exposures of one attachment apart, survives.
+func exposureName(ns string, hostPort int) string {
+	return hooks.WithSuffix(hooks.SanitizeName(ns), strconv.Itoa(hostPort), maxExposureName)
 }
 
 // exposuresFor turns an attachment's port mappings into exposures. UDP and
@@ -80,7 +81,7 @@ func exposuresFor(a api.Attachment) ([]exposure, []string) {
 			}
 			host = h
 		}
-		name := sanitizeName(fmt.Sprintf("%s-%d", ns, pm.HostPort))
+		name := exposureName(ns, pm.HostPort)
 		pos := config.Pos{File: "attachment " + a.ContainerID + "/" + a.IfName}
 		bind := config.Bind{Pos: pos, Addr: netip.AddrPortFrom(host, uint16(pm.HostPort)), V4V6: v4v6}
 		if a.Metadata[hooks.MetaHostPorts] == "adopt" {

@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -122,5 +123,26 @@ func TestFrontendV4V6RoundTrips(t *testing.T) {
 	bad := api.Frontend{Name: "bad", Binds: []api.Bind{{Addr: "127.0.0.1:19562", V4V6: true}}, Backend: "be"}
 	if code, e := td.call("POST", "/v1/frontends", bad, nil); code != 400 || !strings.Contains(strings.Join(e.Details, ";"), "v4v6 applies to IPv6 addresses") {
 		t.Fatalf("POST v4v6 on IPv4: %d %+v", code, e)
+	}
+}
+
+// TestExposureNamesKeepThePort: an attachment may ask for a name of up to
+// 255 bytes; its exposures' names are cut to 200, and each keeps its host
+// port, so two mappings never share a frontend name.
+func TestExposureNamesKeepThePort(t *testing.T) {
+	for _, n := range []int{10, 195, 200, hooks.MaxNameLen} {
+		a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "c1", IfName: "eth0"}, Netns: "/x",
+			Name: strings.Repeat("n", n), IPs: []string{"10.1.2.3"},
+			PortMappings: []api.PortMapping{{HostPort: 8080, ContainerPort: 80}, {HostPort: 8081, ContainerPort: 81}}}
+		xs, problems := exposuresFor(a)
+		if len(xs) != 2 || len(problems) != 0 {
+			t.Fatalf("name of %d: exposures %v problems %v", n, xs, problems)
+		}
+		for i, x := range xs {
+			name, port := x.frontend.Name, a.PortMappings[i].HostPort
+			if len(name) > 200 || !strings.HasSuffix(name, fmt.Sprintf("-%d", port)) || !hooks.ValidName(name) {
+				t.Errorf("name of %d: exposure of %d is named %q (%d bytes)", n, port, name, len(name))
+			}
+		}
 	}
 }
