@@ -175,34 +175,3 @@ func containerAddr(a api.Attachment) netip.Addr {
 	}
 	return netip.MustParseAddr("127.0.0.1")
 }
-
-// bindKey identifies a listening port in the daemon's namespace for
-// conflict checks.
-type bindKey struct {
-	ns   string
-	port uint16
-}
-
-// bindConflict reports whether b would take an address of a bind in used
-// on the same port: the same address, or a wildcard of a family the other
-// listens on (0.0.0.0 covers IPv4, :: IPv6, :: v4v6 both).
-func bindConflict(used map[bindKey][]config.Bind, b config.Bind) bool {
-	for _, u := range used[bindKey{b.Namespace, b.Addr.Port()}] {
-		x, y := u.Addr.Addr(), b.Addr.Addr()
-		if x == y || (x.IsUnspecified() || y.IsUnspecified()) && families(u)&families(b) != 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// families is a bind's address families as bits: 1 IPv4, 2 IPv6.
-func families(b config.Bind) int {
-	switch {
-	case b.Addr.Addr().Is4():
-		return 1
-	case b.V4V6 && b.Addr.Addr().IsUnspecified():
-		return 3
-	}
-	return 2
-}

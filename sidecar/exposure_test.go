@@ -3,7 +3,6 @@ package sidecar
 import (
 	"fmt"
 	"net"
-	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,7 +11,6 @@ import (
 	"github.com/nsproxy/nsproxy/internal/testns"
 
 	"github.com/nsproxy/nsproxy/sidecar/api"
-	"github.com/nsproxy/nsproxy/sidecar/config"
 )
 
 // TestExposureFamilies: a mapping without hostIP listens on both families
@@ -43,37 +41,6 @@ func TestExposureFamilies(t *testing.T) {
 			}
 			if b := xs[0].bind; b.Addr.String() != tt.want || b.V4V6 != tt.v4v6 {
 				t.Errorf("bind %s v4v6=%v, want %s v4v6=%v", b.Addr, b.V4V6, tt.want, tt.v4v6)
-			}
-		})
-	}
-}
-
-func TestBindConflict(t *testing.T) {
-	bind := func(s string, v4v6 bool) config.Bind {
-		return config.Bind{Addr: netip.MustParseAddrPort(s), V4V6: v4v6}
-	}
-	tests := []struct {
-		name string
-		used config.Bind
-		b    config.Bind
-		want bool
-	}{
-		{"same address", bind("127.0.0.1:80", false), bind("127.0.0.1:80", false), true},
-		{"other port", bind("127.0.0.1:80", false), bind("127.0.0.1:81", false), false},
-		{"two IPv4 addresses", bind("127.0.0.1:80", false), bind("127.0.0.2:80", false), false},
-		{"0.0.0.0 covers IPv4", bind("0.0.0.0:80", false), bind("127.0.0.1:80", false), true},
-		{"0.0.0.0 and ::", bind("0.0.0.0:80", false), bind("[::]:80", false), false},
-		{"0.0.0.0 and ::1", bind("0.0.0.0:80", false), bind("[::1]:80", false), false},
-		{":: covers IPv6", bind("[::]:80", false), bind("[::1]:80", false), true},
-		{":: v4v6 and 0.0.0.0", bind("[::]:80", true), bind("0.0.0.0:80", false), true},
-		{":: v4v6 and 127.0.0.1", bind("127.0.0.1:80", false), bind("[::]:80", true), true},
-		{":: v4v6 and ::1", bind("[::1]:80", false), bind("[::]:80", true), true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			used := map[bindKey][]config.Bind{{"", tt.used.Addr.Port()}: {tt.used}}
-			if got := bindConflict(used, tt.b); got != tt.want {
-				t.Errorf("bindConflict = %v, want %v", got, tt.want)
 			}
 		})
 	}

@@ -131,13 +131,8 @@ func (c *Config) check(incomplete map[*Frontend]bool) []error {
 
 // checkFrontends checks the frontends on their own and returns them by name.
 func (c *Config) checkFrontends(ch *checker, incomplete map[*Frontend]bool) map[string]*Frontend {
-	type listener struct {
-		ns   string
-		addr netip.AddrPort
-	}
 	byName := map[string]*Frontend{}
-	listeners := map[listener]*Frontend{}
-	bindPos := map[listener]Pos{}
+	var listeners BindSet
 	for i, f := range c.Frontends {
 		if f == nil {
 			ch.add(Pos{}, ErrInvalid, "frontend #%d is nil; remove it", i)
@@ -176,12 +171,15 @@ func (c *Config) checkFrontends(ch *checker, incomplete map[*Frontend]bool) map[
 				ch.add(b.Pos, ErrInvalid, "bind %s in %s: v4v6 applies to IPv6 addresses; for both families write bind [::]:%d v4v6", b.Addr, where, b.Addr.Port())
 				continue
 			}
-			key := listener{b.Namespace, b.Addr}
-			if first, dup := listeners[key]; dup {
-				ch.add(b.Pos, ErrDuplicate, "bind %s in %s of %s is already bound by %s at %s; use another address, port or namespace", b.Addr, describeNamespace(b.Namespace), where, first.describe(), bindPos[key])
+			if u, first, dup := listeners.Conflict(b); dup {
+				if u.sameAddr(b) {
+					ch.add(b.Pos, ErrDuplicate, "bind %s in %s of %s is already bound by %s at %s; use another address, port or namespace", b.Addr, describeNamespace(b.Namespace), where, first.describe(), u.Pos)
+				} else {
+					ch.add(b.Pos, ErrDuplicate, "bind %s in %s of %s overlaps bind %s of %s at %s (a wildcard address takes the port on every address of its family); use another address, port or namespace", b.Addr, describeNamespace(b.Namespace), where, u.Addr, first.describe(), u.Pos)
+				}
 				continue
 			}
-			listeners[key], bindPos[key] = f, b.Pos
+			listeners.Add(b, f)
 		}
 		if f.DefaultBackend == "" && !incomplete[f] {
 			ch.add(f.Pos, ErrIncomplete, "%s has no default_backend; add default_backend NAME", where)
