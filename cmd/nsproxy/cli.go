@@ -133,10 +133,11 @@ func (c *cliCommand) fail(err error) int {
 }
 
 // errorText is err for a person: a daemon's answer is its message and one
-// line per detail (a StatusError's Error is one line, for logs).
+// line per detail (a StatusError's Error is one line, for logs). A wrapped
+// answer keeps its context on one line.
 func errorText(err error) string {
-	var se *api.StatusError
-	if !errors.As(err, &se) {
+	se, ok := err.(*api.StatusError)
+	if !ok {
 		return err.Error()
 	}
 	return strings.Join(append([]string{se.Text()}, se.Details...), "\n")
