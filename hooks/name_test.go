@@ -19,6 +19,10 @@ func TestSanitizeName(t *testing.T) {
 			t.Errorf("SanitizeName(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
+	// The validator checks every section name with it.
+	if n := testing.AllocsPerRun(100, func() { _ = SanitizeName("web-0.team_b:x") }); n != 0 {
+		t.Errorf("SanitizeName of a valid name allocates %v times", n)
+	}
 }
 
 func TestWithSuffix(t *testing.T) {
