@@ -110,7 +110,7 @@ func nsName(a hooks.Attachment) string {
 	return "cni-" + id + "-" + a.IfName
 }
 
-// status fills in State, Exposed and Problems of a; earlier attachments
+// status fills in the status fields of a; earlier attachments
 // win host ports. d.mu is held.
 func (d *fakeDaemon) status(a hooks.Attachment) hooks.Attachment {
 	a.State = hooks.StateAvailable
@@ -133,7 +133,9 @@ func (d *fakeDaemon) status(a hooks.Attachment) hooks.Attachment {
 		case used[pm.HostPort]:
 			a.Problems = append(a.Problems, fmt.Sprintf("host port %d is already in use; not exposed", pm.HostPort))
 		default:
-			a.Exposed = append(a.Exposed, fmt.Sprintf("%s-%d", nsName(a), pm.HostPort))
+			name := fmt.Sprintf("%s-%d", nsName(a), pm.HostPort)
+			a.Exposures = append(a.Exposures, hooks.Exposure{PortMapping: pm, Frontend: name})
+			a.Exposed = append(a.Exposed, name)
 		}
 	}
 	return a
@@ -185,7 +187,7 @@ func (d *fakeDaemon) handler() http.Handler {
 			fail(w, 400, "attachment is invalid")
 			return
 		}
-		if a.State != "" || a.Exposed != nil || a.Problems != nil {
+		if a.State != "" || a.Exposures != nil || a.Exposed != nil || a.Problems != nil {
 			fail(w, 400, "status fields sent")
 			return
 		}

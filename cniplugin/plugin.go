@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -362,7 +361,7 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 		}
 	}
 	for _, pm := range want.PortMappings {
-		if isTCP(pm) && !exposes(got.Exposed, pm.HostPort) {
+		if isTCP(pm) && !got.Exposes(pm) {
 			bad = append(bad, fmt.Sprintf("TCP host port %d is not exposed", pm.HostPort))
 		}
 	}
@@ -377,13 +376,6 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 
 func isTCP(pm hooks.PortMapping) bool {
 	return pm.Protocol == "" || strings.EqualFold(pm.Protocol, "tcp")
-}
-
-// exposes reports whether one of the daemon's exposure names is for
-// hostPort: it names them "<namespace>-<hostPort>".
-func exposes(exposed []string, hostPort int) bool {
-	suffix := "-" + strconv.Itoa(hostPort)
-	return slices.ContainsFunc(exposed, func(n string) bool { return strings.HasSuffix(n, suffix) })
 }
 
 // sameSet compares addresses ignoring order and an optional /prefix.

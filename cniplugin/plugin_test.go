@@ -551,6 +551,11 @@ func TestCheckFails(t *testing.T) {
 		{"new mapping", func(e *env, a *skel.CmdArgs) *skel.CmdArgs {
 			return with(a, e.conf("1.1.0", withPorts(append(portMappings, map[string]any{"hostPort": 18090, "containerPort": 90}))))
 		}, cniplugin.CodeNotExposed, "18090 is not exposed"},
+		// The daemon serves 18080 to port 80; a mapping to 8080 on the same
+		// host port is not exposed, whatever the frontend is called.
+		{"other container port", func(e *env, a *skel.CmdArgs) *skel.CmdArgs {
+			return with(a, e.conf("1.1.0", withPorts([]any{map[string]any{"hostPort": 18080, "containerPort": 8080, "protocol": "tcp"}})))
+		}, cniplugin.CodeNotExposed, "18080 is not exposed"},
 		{"no prevResult", func(e *env, a *skel.CmdArgs) *skel.CmdArgs {
 			return with(a, e.conf("1.1.0", map[string]any{"prevResult": nil}))
 		}, types.ErrInvalidNetworkConfig, "chained"},

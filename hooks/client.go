@@ -21,11 +21,16 @@ import (
 // it is treated as down (the attachment record keeps the request).
 const DefaultTimeout = 2 * time.Second
 
-// Limits on what the client reads from the daemon.
+// Limits on what the client reads from the daemon: a confused peer cannot
+// make it buffer without end. A hook reads one attachment; callers that
+// list more raise the first with WithAnswerLimit.
 const (
-	maxAnswer    = 16 << 20
-	maxErrorBody = 64 << 10
+	defaultMaxAnswer = 16 << 20
+	maxErrorBody     = 1 << 20
 )
+
+// ErrEmptyAnswer says that a 2xx answer had no body where one was expected.
+var ErrEmptyAnswer = errors.New("nsproxy: empty answer")
 
 // ErrUnreachable matches (errors.Is) every error of a Client that could not
 // connect to the daemon's socket.
@@ -53,19 +58,32 @@ func (e *UnreachableError) Unwrap() error { return e.Err }
 // Is makes errors.Is(err, ErrUnreachable) true.
 func (e *UnreachableError) Is(target error) bool { return target == ErrUnreachable }
 
-// StatusError is a non-2xx answer of the daemon with its message.
+// ErrorBody is the body of every non-2xx answer of the daemon.
+type ErrorBody struct {
+	Error   string   `json:"error"`
+	Details []string `json:"details,omitempty"`
+}
+
+// StatusError is a non-2xx answer of the daemon with its message. It is
+// the one error type of every client of the daemon (hooks, CLI).
 type StatusError struct {
 	Code    int
 	Message string
 	Details []string
 }
 
-// Error is the daemon's message followed by its details.
-func (e *StatusError) Error() string {
-	msg := e.Message
-	if msg == "" {
-		msg = fmt.Sprintf("%d %s", e.Code, http.StatusText(e.Code))
+// Text is the daemon's message, or the status when it sent none.
+func (e *StatusError) Text() string {
+	if e.Message == "" {
+		return fmt.Sprintf("%d %s", e.Code, http.StatusText(e.Code))
 	}
+	return e.Message
+}
+
+// Error is the daemon's message followed by its details, on one line (it
+// goes into CNI errors and logs).
+func (e *StatusError) Error() string {
+	msg := e.Text()
 	if len(e.Details) == 0 {
 		return "nsproxy: " + msg
 	}
@@ -90,9 +108,12 @@ func IsRejected(err error) bool {
 // Client talks to the daemon's control socket. It is safe for concurrent
 // use.
 type Client struct {
-	socket  string
-	timeout time.Duration
-	http    *http.Client
+	socket    string
+	timeout   time.Duration
+	keepAlive bool
+	maxAnswer int64
+	transport *http.Transport
+	http      *http.Client
 }
 
 // ClientOption configures a Client.
@@ -104,6 +125,19 @@ func WithTimeout(d time.Duration) ClientOption {
 	return func(c *Client) { c.timeout = d }
 }
 
+// WithKeepAlive keeps up to two idle connections for 30 s between
+// requests, for long-lived callers such as the CLI; CloseIdleConnections
+// releases them. Hooks are short-lived processes and keep none.
+func WithKeepAlive() ClientOption {
+	return func(c *Client) { c.keepAlive = true }
+}
+
+// WithAnswerLimit bounds the size of a 2xx answer the client decodes; the
+// default, 16 MiB, is ample for attachments but not for long lists.
+func WithAnswerLimit(n int64) ClientOption {
+	return func(c *Client) { c.maxAnswer = n }
+}
+
 // NewClient returns a client of the daemon at socket (empty: DefaultSocket).
 // It does not connect until the first request, and keeps no connection
 // open between requests: hooks are short-lived processes.
@@ -111,24 +145,28 @@ func NewClient(socket string, opts ...ClientOption) *Client {
 	if socket == "" {
 		socket = DefaultSocket
 	}
-	c := &Client{socket: socket, timeout: DefaultTimeout}
+	c := &Client{socket: socket, timeout: DefaultTimeout, maxAnswer: defaultMaxAnswer}
 	for _, o := range opts {
 		o(c)
 	}
+	c.transport = unixTransport(c.socket, c.keepAlive)
 	c.http = &http.Client{
-		Transport: UnixTransport(c.socket, false),
-		// The API never redirects.
+		Transport: c.transport,
+		// The API never redirects; a redirect means a malformed path, and
+		// following it would turn a POST into a GET.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return c
 }
 
-// UnixTransport is an HTTP transport that reaches the daemon over its unix
+// CloseIdleConnections releases the connections WithKeepAlive keeps. The
+// client stays usable.
+func (c *Client) CloseIdleConnections() { c.transport.CloseIdleConnections() }
+
+// unixTransport is an HTTP transport that reaches the daemon over its unix
 // socket; a failed dial is an *UnreachableError. It ignores HTTP_PROXY (a
-// proxy must never capture a local socket). keepAlive keeps up to two idle
-// connections for 30 s, for long-lived callers such as the CLI; hooks are
-// short-lived processes and keep none.
-func UnixTransport(socket string, keepAlive bool) *http.Transport {
+// proxy must never capture a local socket).
+func unixTransport(socket string, keepAlive bool) *http.Transport {
 	t := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			conn, err := dialUnix(ctx, socket)
@@ -172,10 +210,10 @@ func dialUnix(ctx context.Context, socket string) (net.Conn, error) {
 func (c *Client) Socket() string { return c.socket }
 
 // PutAttachment registers a, or updates the attachment with its key, and
-// returns the daemon's view of it (with State, Exposed and Problems).
+// returns the daemon's view of it (with its status fields).
 func (c *Client) PutAttachment(ctx context.Context, a Attachment) (Attachment, error) {
 	var out Attachment
-	if err := c.do(ctx, http.MethodPost, "/v1/attachments", a.withoutStatus(), &out); err != nil {
+	if _, err := c.Do(ctx, http.MethodPost, "/v1/attachments", a.WithoutStatus(), &out); err != nil {
 		return Attachment{}, err
 	}
 	return out, nil
@@ -189,7 +227,7 @@ func (c *Client) Attachment(ctx context.Context, k AttachmentKey) (Attachment, e
 		return Attachment{}, err
 	}
 	var out Attachment
-	if err := c.do(ctx, http.MethodGet, p, nil, &out); err != nil {
+	if _, err := c.Do(ctx, http.MethodGet, p, nil, &out); err != nil {
 		return Attachment{}, err
 	}
 	return out, nil
@@ -198,7 +236,7 @@ func (c *Client) Attachment(ctx context.Context, k AttachmentKey) (Attachment, e
 // Attachments lists every attachment the daemon has.
 func (c *Client) Attachments(ctx context.Context) ([]Attachment, error) {
 	var out []Attachment
-	err := c.do(ctx, http.MethodGet, "/v1/attachments", nil, &out)
+	_, err := c.Do(ctx, http.MethodGet, "/v1/attachments", nil, &out)
 	return out, err
 }
 
@@ -209,7 +247,7 @@ func (c *Client) DeleteAttachment(ctx context.Context, k AttachmentKey) error {
 	if err != nil {
 		return err
 	}
-	err = c.do(ctx, http.MethodDelete, p, nil, nil)
+	_, err = c.Do(ctx, http.MethodDelete, p, nil, nil)
 	if IsNotFound(err) {
 		return nil
 	}
@@ -222,19 +260,16 @@ func (c *Client) GC(ctx context.Context, valid []AttachmentKey) ([]AttachmentKey
 	if valid == nil {
 		valid = []AttachmentKey{}
 	}
-	var out struct {
-		Removed []AttachmentKey `json:"removed"`
-	}
-	err := c.do(ctx, http.MethodPost, "/v1/attachments/gc", struct {
-		Valid []AttachmentKey `json:"valid"`
-	}{valid}, &out)
+	var out GCResult
+	_, err := c.Do(ctx, http.MethodPost, "/v1/attachments/gc", GCRequest{Valid: valid}, &out)
 	return out.Removed, err
 }
 
 // Ready returns nil when the daemon is ready; a *StatusError (503) says why
 // not.
 func (c *Client) Ready(ctx context.Context) error {
-	return c.do(ctx, http.MethodGet, "/v1/readyz", nil, nil)
+	_, err := c.Do(ctx, http.MethodGet, "/v1/readyz", nil, nil)
+	return err
 }
 
 // attachmentPath is /v1/attachments/ID/IFNAME with both escaped.
@@ -248,9 +283,11 @@ func attachmentPath(k AttachmentKey) (string, error) {
 	return "/v1/attachments/" + url.PathEscape(k.ContainerID) + "/" + url.PathEscape(k.IfName), nil
 }
 
-// do sends in (if not nil) as JSON and decodes a 2xx answer into out (if
-// not nil).
-func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+// Do sends in (if not nil) as JSON to path (/v1/...) and decodes a 2xx
+// answer into out (if not nil). It returns the answer's status code. A
+// non-2xx answer is a *StatusError; a 2xx answer without a body where out
+// wants one is ErrEmptyAnswer.
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) (int, error) {
 	parent := ctx
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
@@ -261,14 +298,14 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return fmt.Errorf("%s %s: %w", method, path, err)
+			return 0, fmt.Errorf("%s %s: %w", method, path, err)
 		}
 		body = bytes.NewReader(b)
 	}
 	// The host is ignored: the transport dials the socket.
 	req, err := http.NewRequestWithContext(ctx, method, "http://nsproxy"+path, body)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return 0, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -276,40 +313,49 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		var ue *UnreachableError
-		if errors.As(err, &ue) {
-			return ue
-		}
-		if errors.Is(err, context.DeadlineExceeded) && parent.Err() == nil {
-			return fmt.Errorf("nsproxy at %s did not answer %s %s within %v: %w", c.socket, method, path, c.timeout, context.DeadlineExceeded)
-		}
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err // it repeats the made-up URL
-		}
-		return fmt.Errorf("nsproxy at %s: %s %s: %w", c.socket, method, path, err)
+		return 0, c.transportError(parent, method, path, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return readStatusError(resp)
+		return resp.StatusCode, readStatusError(resp)
 	}
 	if out == nil || resp.StatusCode == http.StatusNoContent {
-		return nil
+		// Drain so that a kept connection can be reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+		return resp.StatusCode, nil
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(out); err != nil {
-		return fmt.Errorf("%s %s: bad answer from nsproxy at %s: %w", method, path, c.socket, err)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, c.maxAnswer)).Decode(out); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = ErrEmptyAnswer
+		}
+		return resp.StatusCode, fmt.Errorf("%s %s: bad answer from nsproxy at %s: %w", method, path, c.socket, err)
 	}
-	return nil
+	return resp.StatusCode, nil
+}
+
+// transportError explains a request that got no answer. parent is the
+// caller's context, without the client's own timeout.
+func (c *Client) transportError(parent context.Context, method, path string, err error) error {
+	var ue *UnreachableError
+	if errors.As(err, &ue) {
+		return ue
+	}
+	if errors.Is(err, context.DeadlineExceeded) && parent.Err() == nil && c.timeout > 0 {
+		return fmt.Errorf("nsproxy at %s did not answer %s %s within %v: %w", c.socket, method, path, c.timeout, context.DeadlineExceeded)
+	}
+	// url.Error repeats the made-up URL; keep the cause.
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		err = uerr.Err
+	}
+	return fmt.Errorf("nsproxy at %s: %s %s: %w", c.socket, method, path, err)
 }
 
 // readStatusError turns a non-2xx answer into a StatusError; a body that is
 // not the daemon's {"error","details"} is kept as the message.
 func readStatusError(resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	var body struct {
-		Error   string   `json:"error"`
-		Details []string `json:"details"`
-	}
+	var body ErrorBody
 	se := &StatusError{Code: resp.StatusCode}
 	if err := json.Unmarshal(b, &body); err == nil && body.Error != "" {
 		se.Message, se.Details = body.Error, body.Details

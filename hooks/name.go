@@ -9,14 +9,41 @@ import (
 // [A-Za-z0-9._:-]{1,MaxNameLen}, never "." or "..".
 const MaxNameLen = 255
 
+// ValidName reports whether name can name a network namespace:
+// [A-Za-z0-9._:-]{1,MaxNameLen}, and neither "." nor "..". Such a name is
+// never a path, so joining it to the netns directory stays in it. It is
+// the one namespace-name rule: of the configuration, the registry, the
+// control API, the hooks and PROXY NETNS TLVs.
+func ValidName(name string) bool {
+	if len(name) == 0 || len(name) > MaxNameLen || name == "." || name == ".." {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if !nameByte(name[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// NameRule says ValidName's rule in words, for error messages.
+const NameRule = `namespace names are 1 to 255 characters of A-Z a-z 0-9 . _ : - and not "." or ".."`
+
 // SanitizeName maps every byte outside [A-Za-z0-9._:-] to '-'. It is the
-// one name rule of the hooks and the daemon: a name built from a container
-// ID, an interface or a pod name goes through it. It does not cut: callers
-// bound the length where they add their own parts.
+// one name sanitiser of the hooks and the daemon: a name built from a
+// container ID, an interface or a pod name goes through it. It does not
+// cut: callers bound the length where they add their own parts.
 func SanitizeName(s string) string {
+	i := 0
+	for i < len(s) && nameByte(s[i]) {
+		i++
+	}
+	if i == len(s) {
+		return s // the common case, and a check (s == SanitizeName(s)) allocates nothing
+	}
 	b := []byte(s)
-	for i, c := range b {
-		if !nameByte(c) {
+	for ; i < len(b); i++ {
+		if !nameByte(b[i]) {
 			b[i] = '-'
 		}
 	}

@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -17,6 +18,10 @@ func TestSanitizeName(t *testing.T) {
 		if got := SanitizeName(tc.in); got != tc.want {
 			t.Errorf("SanitizeName(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+	}
+	// The validator checks every section name with it.
+	if n := testing.AllocsPerRun(100, func() { _ = SanitizeName("web-0.team_b:x") }); n != 0 {
+		t.Errorf("SanitizeName of a valid name allocates %v times", n)
 	}
 }
 
@@ -65,6 +70,58 @@ func FuzzSanitizeName(f *testing.F) {
 		}
 		if w := WithSuffix(n, suffix, MaxNameLen); len(w) > MaxNameLen && len(suffix) < MaxNameLen || !strings.HasSuffix(w, "-"+suffix) {
 			t.Fatalf("WithSuffix(%q, %q) = %q", n, suffix, w)
+		}
+	})
+}
+
+// TestValidName is the one namespace-name rule, as the configuration, the
+// registry, the control API and PROXY NETNS TLVs apply it.
+func TestValidName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"netns1", true},
+		{"a", true},
+		{"cni-1234abcd-5678", true},
+		{"tenant-a.b_c:1", true},
+		{"a..b", true},
+		{"...", true},
+		{".hidden", true},
+		{strings.Repeat("x", MaxNameLen), true},
+		{"", false},
+		{".", false},
+		{"..", false},
+		{strings.Repeat("x", MaxNameLen+1), false},
+		{"a/b", false},
+		{"/var/run/netns/x", false},
+		{"../x", false},
+		{"*", false},
+		{"x\x00", false},
+		{"a b", false},
+		{"é", false},
+		{"a\nb", false},
+		{"a%b", false},
+	} {
+		if got := ValidName(tc.name); got != tc.ok {
+			t.Errorf("ValidName(%q) = %v, want %v", tc.name, got, tc.ok)
+		}
+	}
+}
+
+// FuzzValidName: a valid name is what SanitizeName keeps, of the right
+// length, and never a path element that leaves its directory.
+func FuzzValidName(f *testing.F) {
+	for _, s := range []string{"", ".", "..", "a/b", "netns1", "é", strings.Repeat("x", 256)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want := s != "" && len(s) <= MaxNameLen && s != "." && s != ".." && SanitizeName(s) == s
+		if got := ValidName(s); got != want {
+			t.Fatalf("ValidName(%q) = %v, want %v", s, got, want)
+		}
+		if ValidName(s) && (strings.Contains(s, "/") || filepath.Base(s) != s) {
+			t.Fatalf("valid name %q is a path", s)
 		}
 	})
 }

@@ -105,7 +105,7 @@ func EncodeRecord(a Attachment) ([]byte, error) {
 	if err := checkKey(a.AttachmentKey); err != nil {
 		return nil, err
 	}
-	b, err := json.MarshalIndent(record{Version: RecordVersion, Attachment: a.withoutStatus()}, "", "  ")
+	b, err := json.MarshalIndent(record{Version: RecordVersion, Attachment: a.WithoutStatus()}, "", "  ")
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +136,7 @@ func DecodeRecord(b []byte) (Attachment, error) {
 	if err := checkKey(r.Attachment.AttachmentKey); err != nil {
 		return Attachment{}, err
 	}
-	return r.Attachment.withoutStatus(), nil
+	return r.Attachment.WithoutStatus(), nil
 }
 
 // checkKey refuses keys that cannot name an attachment.

@@ -61,7 +61,7 @@ func TestRecords(t *testing.T) {
 		t.Fatalf("record %v %v", st, err)
 	}
 	wantA := a
-	wantA.State, wantA.Exposed, wantA.Problems = "", nil, nil // status is never recorded
+	wantA.State, wantA.Exposures, wantA.Exposed, wantA.Problems = "", nil, nil, nil // status is never recorded
 
 	got, err := hooks.ReadRecord(dir, a.AttachmentKey)
 	if err != nil || !reflect.DeepEqual(got, wantA) {

@@ -57,8 +57,9 @@ type AttachmentKey struct {
 }
 
 // Attachment is what a hook registers for a container network namespace.
-// Its JSON is the daemon's: keep it identical to sidecar/api.Attachment
-// (a test in this package checks the keys).
+// It is the daemon's API type too (sidecar/api.Attachment is this type):
+// fields are only ever added, so that an older plugin and the records it
+// wrote stay understood.
 type Attachment struct {
 	AttachmentKey
 	// Netns is the namespace's path (CNI_NETNS, /proc/PID/ns/net).
@@ -77,13 +78,48 @@ type Attachment struct {
 
 	// Status, set by the daemon in its answers; ignored on create and
 	// never written to a record.
-	State    string   `json:"state,omitempty"`
-	Exposed  []string `json:"exposed,omitempty"`  // frontends made for its port mappings
+	State string `json:"state,omitempty"`
+	// Exposures are the port mappings the daemon serves, each with the
+	// frontend it made for it.
+	Exposures []Exposure `json:"exposures,omitempty"`
+	// Exposed names the frontends of Exposures; plugins older than
+	// Exposures found a mapping's frontend by its "-<hostPort>" suffix.
+	Exposed  []string `json:"exposed,omitempty"`
 	Problems []string `json:"problems,omitempty"` // e.g. port conflicts, UDP mappings
 }
 
-// withoutStatus is a with the daemon's status fields cleared.
-func (a Attachment) withoutStatus() Attachment {
-	a.State, a.Exposed, a.Problems = "", nil, nil
+// Exposure is a TCP port mapping of an attachment that the daemon serves:
+// the mapping as the attachment gave it, and the frontend listening on its
+// host port.
+type Exposure struct {
+	PortMapping
+	Frontend string `json:"frontend"`
+}
+
+// Exposes reports whether the daemon serves pm for a: an exposure with the
+// same host address, host port and container port.
+func (a Attachment) Exposes(pm PortMapping) bool {
+	for _, x := range a.Exposures {
+		if x.HostPort == pm.HostPort && x.ContainerPort == pm.ContainerPort && x.HostIP == pm.HostIP {
+			return true
+		}
+	}
+	return false
+}
+
+// WithoutStatus is a with the daemon's status fields cleared: what a hook
+// sends and records.
+func (a Attachment) WithoutStatus() Attachment {
+	a.State, a.Exposures, a.Exposed, a.Problems = "", nil, nil, nil
 	return a
+}
+
+// GCRequest lists the attachments that are still valid; the rest go.
+type GCRequest struct {
+	Valid []AttachmentKey `json:"valid"`
+}
+
+// GCResult lists what a GC removed.
+type GCResult struct {
+	Removed []AttachmentKey `json:"removed"`
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/nsproxy/nsproxy/hooks"
-	"github.com/nsproxy/nsproxy/sidecar/netns"
 )
 
 func TestParseExpose(t *testing.T) {
@@ -95,7 +94,7 @@ func TestFileName(t *testing.T) {
 	for _, id := range []string{"0123456789abcdef", "0123456789abXXXX", "a/b", "a-b", "a+b", strings.Repeat("x", 300),
 		strings.Repeat("x", 301), "", "."} {
 		n := fileName(id)
-		if !netns.ValidName(n) || len(n) > maxFileName || !strings.HasPrefix(n, "oci-") {
+		if !hooks.ValidName(n) || len(n) > maxFileName || !strings.HasPrefix(n, "oci-") {
 			t.Errorf("fileName(%q) = %q: not a valid file name", id, n)
 		}
 		if other, ok := seen[n]; ok {
@@ -137,7 +136,7 @@ func FuzzParseState(f *testing.F) {
 		if err == nil && !strings.HasPrefix(namespaceName(st.ID), "oci-") {
 			t.Fatal("name without prefix")
 		}
-		if n := fileName(st.ID); err == nil && (!netns.ValidName(n) || len(n) > maxFileName) {
+		if n := fileName(st.ID); err == nil && (!hooks.ValidName(n) || len(n) > maxFileName) {
 			t.Fatalf("id %q gives the file name %q", st.ID, n)
 		}
 	})

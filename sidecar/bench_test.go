@@ -13,6 +13,7 @@ import (
 	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/internal/testns"
 	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/sidecar/netns"
 )
 
 // BenchmarkRestore: the time from a daemon process having its state file
@@ -166,7 +167,7 @@ func BenchmarkWrite(b *testing.B) {
 			for i := 0; i < n; i++ {
 				st.Attachments = append(st.Attachments, api.Attachment{
 					AttachmentKey: api.AttachmentKey{ContainerID: fmt.Sprintf("live%d", i), IfName: "eth0"},
-					Netns:         path, Source: api.SourceCNI, Tenant: DefaultTenant})
+					Netns:         path, Source: api.SourceCNI, Tenant: netns.DefaultTenant})
 			}
 			d := benchDaemon(b, st)
 			a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "churn", IfName: "eth0"}, Netns: path}

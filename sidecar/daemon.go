@@ -76,8 +76,8 @@ type Daemon struct {
 }
 
 type attachmentStatus struct {
-	exposed  []string
-	problems []string
+	exposures []api.Exposure
+	problems  []string
 }
 
 // New loads and validates the configuration files and the saved state and
@@ -223,11 +223,10 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	used := map[bindKey][]config.Bind{}
+	var used config.BindSet
 	for _, f := range base.Frontends {
 		for _, b := range f.Binds {
-			k := bindKey{b.Namespace, b.Addr.Port()}
-			used[k] = append(used[k], b)
+			used.Add(b, f)
 		}
 	}
 	names := map[string]bool{}
@@ -241,22 +240,22 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 	var exps []exposure
 	for _, a := range st.Attachments {
 		xs, problems := exposuresFor(a)
-		var exposed []string
+		var exposed []api.Exposure
 		for _, x := range xs {
+			_, _, taken := used.Conflict(x.bind)
 			switch {
-			case bindConflict(used, x.bind):
+			case taken:
 				problems = append(problems, fmt.Sprintf("host port %s is already in use by another frontend or container; not exposed", x.bind.Addr))
 			case names[x.frontend.Name]:
 				problems = append(problems, fmt.Sprintf("name %q is taken; not exposed", x.frontend.Name))
 			default:
-				k := bindKey{"", x.bind.Addr.Port()}
-				used[k] = append(used[k], x.bind)
+				used.Add(x.bind, x.frontend)
 				names[x.frontend.Name] = true
 				exps = append(exps, x)
-				exposed = append(exposed, x.frontend.Name)
+				exposed = append(exposed, api.Exposure{PortMapping: x.mapping, Frontend: x.frontend.Name})
 			}
 		}
-		status[a.AttachmentKey] = attachmentStatus{exposed: exposed, problems: problems}
+		status[a.AttachmentKey] = attachmentStatus{exposures: exposed, problems: problems}
 	}
 	merged := base
 	if len(exps) > 0 {
@@ -312,7 +311,7 @@ func sameEntry(a, b netns.Entry) bool {
 
 func tenantOr(t string) string {
 	if t == "" {
-		return DefaultTenant
+		return netns.DefaultTenant
 	}
 	return t
 }

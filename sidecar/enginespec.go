@@ -2,17 +2,15 @@ package sidecar
 
 import (
 	"github.com/nsproxy/nsproxy/sidecar/config"
+	"github.com/nsproxy/nsproxy/sidecar/netns"
 	"github.com/nsproxy/nsproxy/sidecar/proxy"
 )
-
-// DefaultTenant owns everything until tenant manifests exist.
-const DefaultTenant = "default"
 
 // engineSpec resolves a validated config into the engine's plain spec.
 func engineSpec(c *config.Config) proxy.Spec {
 	spec := proxy.Spec{MaxConn: c.Global.MaxConn, ProxyHeaderMaxSize: c.Global.ProxyHeaderMaxSize}
 	for _, f := range c.Frontends {
-		fs := proxy.FrontendSpec{Name: f.Name, Tenant: DefaultTenant, Backend: f.DefaultBackend,
+		fs := proxy.FrontendSpec{Name: f.Name, Tenant: netns.DefaultTenant, Backend: f.DefaultBackend,
 			MaxConn: f.MaxConn, ClientTimeout: f.ClientTimeout, ClientFinTimeout: f.ClientFinTimeout,
 			Proxy: proxy.ProxyPolicy{HeaderTimeout: f.ProxyHeaderTimeout, LenientNamespace: f.LenientNetnsTLV,
 				Trusted: f.TrustedProxies}}

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/nsproxy/nsproxy/hooks"
@@ -10,24 +11,12 @@ import (
 	"github.com/nsproxy/nsproxy/sidecar/config"
 )
 
-// Metadata keys an attachment may carry (from CNI args, annotations or
-// the OCI hook) to shape its exposures.
-const (
-	// MetaTarget "loopback" sends exposed ports to 127.0.0.1 inside the
-	// container's namespace instead of the container's IP.
-	MetaTarget = "nsproxy.io/target"
-	// MetaSendProxy "v1" or "v2" sends a PROXY header with the client's
-	// address to the container.
-	MetaSendProxy = "nsproxy.io/send-proxy"
-	// MetaHostPorts "adopt": serve the host port the runtime reserved.
-	MetaHostPorts = "nsproxy.io/host-ports"
-)
-
 // exposure is the frontend and backend that publish one TCP port mapping
 // of an attachment: a listener on hostIP:hostPort in the daemon's
 // namespace that forwards into the container's namespace.
 type exposure struct {
 	key      api.AttachmentKey
+	mapping  api.PortMapping
 	bind     config.Bind
 	frontend *config.Frontend
 	backend  *config.Backend
@@ -42,13 +31,13 @@ func attachmentNamespace(a api.Attachment) string {
 	return requestedName(a)
 }
 
-// sanitizeName maps anything outside [A-Za-z0-9._:-] to '-' and cuts at 200.
-func sanitizeName(s string) string {
-	s = hooks.SanitizeName(s)
-	if len(s) > 200 {
-		s = s[:200]
-	}
-	return s
+// maxExposureName bounds the names of an exposure's frontend and backend.
+const maxExposureName = 200
+
+// exposureName is "<namespace>-<hostPort>", the namespace cut so that the
+// port, which tells the exposures of one attachment apart, survives.
+func exposureName(ns string, hostPort int) string {
+	return hooks.WithSuffix(hooks.SanitizeName(ns), strconv.Itoa(hostPort), maxExposureName)
 }
 
 // exposuresFor turns an attachment's port mappings into exposures. UDP and
@@ -59,7 +48,7 @@ func exposuresFor(a api.Attachment) ([]exposure, []string) {
 	ns := attachmentNamespace(a)
 	target := containerAddr(a)
 	sendProxy := 0
-	switch a.Metadata[MetaSendProxy] {
+	switch a.Metadata[hooks.MetaSendProxy] {
 	case "v1", "1":
 		sendProxy = 1
 	case "v2", "2":
@@ -80,7 +69,7 @@ func exposuresFor(a api.Attachment) ([]exposure, []string) {
 		// publish -p, on one dual-stack socket ([::] v4v6); 0.0.0.0 or ::
 		// given explicitly listen on that family only.
 		host, v4v6 := netip.IPv6Unspecified(), true
-		if a.Metadata[MetaHostPorts] == "adopt" {
+		if a.Metadata[hooks.MetaHostPorts] == "adopt" {
 			host, v4v6 = netip.IPv4Unspecified(), false // whatever the runtime bound
 		}
 		if pm.HostIP != "" {
@@ -92,10 +81,10 @@ func exposuresFor(a api.Attachment) ([]exposure, []string) {
 			}
 			host = h
 		}
-		name := sanitizeName(fmt.Sprintf("%s-%d", ns, pm.HostPort))
+		name := exposureName(ns, pm.HostPort)
 		pos := config.Pos{File: "attachment " + a.ContainerID + "/" + a.IfName}
 		bind := config.Bind{Pos: pos, Addr: netip.AddrPortFrom(host, uint16(pm.HostPort)), V4V6: v4v6}
-		if a.Metadata[MetaHostPorts] == "adopt" {
+		if a.Metadata[hooks.MetaHostPorts] == "adopt" {
 			bind.AdoptFrom = a.ContainerID
 		} else {
 			// A port another program holds stays its own, also after it
@@ -104,6 +93,7 @@ func exposuresFor(a api.Attachment) ([]exposure, []string) {
 		}
 		out = append(out, exposure{
 			key:      a.AttachmentKey,
+			mapping:  pm,
 			bind:     bind,
 			frontend: &config.Frontend{Name: name, Pos: pos, Binds: []config.Bind{bind}, DefaultBackend: name},
 			backend: &config.Backend{Name: name, Pos: pos, Balance: config.BalanceRoundRobin, Servers: []*config.Server{{
@@ -128,15 +118,25 @@ func (d *Daemon) listenerConflicts() map[string]netip.AddrPort {
 	return out
 }
 
+// exposedNames are the frontends of the exposures in s, for the API's
+// Exposed.
+func (s attachmentStatus) exposedNames() []string {
+	var out []string
+	for _, x := range s.exposures {
+		out = append(out, x.Frontend)
+	}
+	return out
+}
+
 // withConflicts moves the exposures whose host port another program holds
 // (the engine found it in use and will not retry) from exposed to problems.
 func withConflicts(s attachmentStatus, conflicts map[string]netip.AddrPort) attachmentStatus {
 	var out attachmentStatus
 	out.problems = s.problems
-	for _, name := range s.exposed {
-		addr, ok := conflicts[name]
+	for _, x := range s.exposures {
+		addr, ok := conflicts[x.Frontend]
 		if !ok {
-			out.exposed = append(out.exposed, name)
+			out.exposures = append(out.exposures, x)
 			continue
 		}
 		out.problems = append(out.problems, fmt.Sprintf("host port %s: conflict: in use by another program; not exposed and "+
@@ -150,7 +150,7 @@ func withConflicts(s attachmentStatus, conflicts map[string]netip.AddrPort) atta
 // namespace: its first IPv4 address, else its first address, else (or
 // when asked) 127.0.0.1, which a service bound to loopback still answers.
 func containerAddr(a api.Attachment) netip.Addr {
-	if a.Metadata[MetaTarget] == "loopback" {
+	if a.Metadata[hooks.MetaTarget] == "loopback" {
 		return netip.MustParseAddr("127.0.0.1")
 	}
 	var first netip.Addr
@@ -174,35 +174,4 @@ func containerAddr(a api.Attachment) netip.Addr {
 		return first
 	}
 	return netip.MustParseAddr("127.0.0.1")
-}
-
-// bindKey identifies a listening port in the daemon's namespace for
-// conflict checks.
-type bindKey struct {
-	ns   string
-	port uint16
-}
-
-// bindConflict reports whether b would take an address of a bind in used
-// on the same port: the same address, or a wildcard of a family the other
-// listens on (0.0.0.0 covers IPv4, :: IPv6, :: v4v6 both).
-func bindConflict(used map[bindKey][]config.Bind, b config.Bind) bool {
-	for _, u := range used[bindKey{b.Namespace, b.Addr.Port()}] {
-		x, y := u.Addr.Addr(), b.Addr.Addr()
-		if x == y || (x.IsUnspecified() || y.IsUnspecified()) && families(u)&families(b) != 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// families is a bind's address families as bits: 1 IPv4, 2 IPv6.
-func families(b config.Bind) int {
-	switch {
-	case b.Addr.Addr().Is4():
-		return 1
-	case b.V4V6 && b.Addr.Addr().IsUnspecified():
-		return 3
-	}
-	return 2
 }

@@ -1,16 +1,16 @@
 package sidecar
 
 import (
+	"fmt"
 	"net"
-	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/internal/testns"
 
 	"github.com/nsproxy/nsproxy/sidecar/api"
-	"github.com/nsproxy/nsproxy/sidecar/config"
 )
 
 // TestExposureFamilies: a mapping without hostIP listens on both families
@@ -28,7 +28,7 @@ func TestExposureFamilies(t *testing.T) {
 		{name: "0.0.0.0", hostIP: "0.0.0.0", want: "0.0.0.0:8080"},
 		{name: "::", hostIP: "::", want: "[::]:8080"},
 		{name: "127.0.0.1", hostIP: "127.0.0.1", want: "127.0.0.1:8080"},
-		{name: "adopt", meta: map[string]string{MetaHostPorts: "adopt"}, want: "0.0.0.0:8080"},
+		{name: "adopt", meta: map[string]string{hooks.MetaHostPorts: "adopt"}, want: "0.0.0.0:8080"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -41,37 +41,6 @@ func TestExposureFamilies(t *testing.T) {
 			}
 			if b := xs[0].bind; b.Addr.String() != tt.want || b.V4V6 != tt.v4v6 {
 				t.Errorf("bind %s v4v6=%v, want %s v4v6=%v", b.Addr, b.V4V6, tt.want, tt.v4v6)
-			}
-		})
-	}
-}
-
-func TestBindConflict(t *testing.T) {
-	bind := func(s string, v4v6 bool) config.Bind {
-		return config.Bind{Addr: netip.MustParseAddrPort(s), V4V6: v4v6}
-	}
-	tests := []struct {
-		name string
-		used config.Bind
-		b    config.Bind
-		want bool
-	}{
-		{"same address", bind("127.0.0.1:80", false), bind("127.0.0.1:80", false), true},
-		{"other port", bind("127.0.0.1:80", false), bind("127.0.0.1:81", false), false},
-		{"two IPv4 addresses", bind("127.0.0.1:80", false), bind("127.0.0.2:80", false), false},
-		{"0.0.0.0 covers IPv4", bind("0.0.0.0:80", false), bind("127.0.0.1:80", false), true},
-		{"0.0.0.0 and ::", bind("0.0.0.0:80", false), bind("[::]:80", false), false},
-		{"0.0.0.0 and ::1", bind("0.0.0.0:80", false), bind("[::1]:80", false), false},
-		{":: covers IPv6", bind("[::]:80", false), bind("[::1]:80", false), true},
-		{":: v4v6 and 0.0.0.0", bind("[::]:80", true), bind("0.0.0.0:80", false), true},
-		{":: v4v6 and 127.0.0.1", bind("127.0.0.1:80", false), bind("[::]:80", true), true},
-		{":: v4v6 and ::1", bind("[::1]:80", false), bind("[::]:80", true), true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			used := map[bindKey][]config.Bind{{"", tt.used.Addr.Port()}: {tt.used}}
-			if got := bindConflict(used, tt.b); got != tt.want {
-				t.Errorf("bindConflict = %v, want %v", got, tt.want)
 			}
 		})
 	}
@@ -98,6 +67,9 @@ func TestExposureConflictReported(t *testing.T) {
 	if len(got.Exposed) != 1 || !strings.HasSuffix(got.Exposed[0], "-19552") {
 		t.Errorf("exposed %v, want only the free port 19552", got.Exposed)
 	}
+	if x := got.Exposures; len(x) != 1 || x[0].PortMapping != a.PortMappings[1] || len(got.Exposed) != 1 || x[0].Frontend != got.Exposed[0] {
+		t.Errorf("exposures %+v, want only the mapping of 19552 and its frontend %v", x, got.Exposed)
+	}
 	if p := strings.Join(got.Problems, "; "); !strings.Contains(p, "127.0.0.1:19551: conflict: in use by another program") {
 		t.Errorf("problems %q, want the conflict on 19551", p)
 	}
@@ -118,5 +90,26 @@ func TestFrontendV4V6RoundTrips(t *testing.T) {
 	bad := api.Frontend{Name: "bad", Binds: []api.Bind{{Addr: "127.0.0.1:19562", V4V6: true}}, Backend: "be"}
 	if code, e := td.call("POST", "/v1/frontends", bad, nil); code != 400 || !strings.Contains(strings.Join(e.Details, ";"), "v4v6 applies to IPv6 addresses") {
 		t.Fatalf("POST v4v6 on IPv4: %d %+v", code, e)
+	}
+}
+
+// TestExposureNamesKeepThePort: an attachment may ask for a name of up to
+// 255 bytes; its exposures' names are cut to 200, and each keeps its host
+// port, so two mappings never share a frontend name.
+func TestExposureNamesKeepThePort(t *testing.T) {
+	for _, n := range []int{10, 195, 200, hooks.MaxNameLen} {
+		a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "c1", IfName: "eth0"}, Netns: "/x",
+			Name: strings.Repeat("n", n), IPs: []string{"10.1.2.3"},
+			PortMappings: []api.PortMapping{{HostPort: 8080, ContainerPort: 80}, {HostPort: 8081, ContainerPort: 81}}}
+		xs, problems := exposuresFor(a)
+		if len(xs) != 2 || len(problems) != 0 {
+			t.Fatalf("name of %d: exposures %v problems %v", n, xs, problems)
+		}
+		for i, x := range xs {
+			name, port := x.frontend.Name, a.PortMappings[i].HostPort
+			if len(name) > 200 || !strings.HasSuffix(name, fmt.Sprintf("-%d", port)) || !hooks.ValidName(name) {
+				t.Errorf("name of %d: exposure of %d is named %q (%d bytes)", n, port, name, len(name))
+			}
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/config"
 )
@@ -340,7 +341,7 @@ func backendNameProblem(name string) []string {
 // namespaceEntry validates an API namespace.
 func validateNamespace(n api.Namespace) error {
 	var bad []string
-	if !config.ValidNamespaceName(n.Name) {
+	if !hooks.ValidName(n.Name) {
 		bad = append(bad, fmt.Sprintf("name %q: use [A-Za-z0-9._:-], at most 255 characters", n.Name))
 	}
 	if n.Path != "" && n.Pid != 0 {

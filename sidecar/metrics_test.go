@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/internal/testns"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/metrics"
@@ -76,7 +77,7 @@ func TestMetricsForgetRemovedNamespaces(t *testing.T) {
 		ns := testns.New(t, fmt.Sprintf("m%d", i))
 		serveTagIn(t, ns, 80, "hello")
 		a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: fmt.Sprintf("churn%d", i), IfName: "eth0"},
-			Netns: "/var/run/netns/" + ns, Metadata: map[string]string{MetaTarget: "loopback"},
+			Netns: "/var/run/netns/" + ns, Metadata: map[string]string{hooks.MetaTarget: "loopback"},
 			PortMappings: []api.PortMapping{{HostPort: 19372 + i, ContainerPort: 80, Protocol: "tcp"}}}
 		if _, err := d.PutAttachment(a); err != nil {
 			t.Fatal(err)

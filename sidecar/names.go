@@ -30,7 +30,7 @@ const fallbackNames = 3
 // requestedName is the name an attachment asks for: its Name, or the
 // default cni-<first 12 of the container ID>-<ifname>.
 func requestedName(a api.Attachment) string {
-	if a.Name != "" && config.ValidNamespaceName(a.Name) {
+	if a.Name != "" && hooks.ValidName(a.Name) {
 		return a.Name
 	}
 	id := a.ContainerID

@@ -50,7 +50,7 @@ func TestAssignNames(t *testing.T) {
 			var got []string
 			for _, x := range tc.st.Attachments {
 				got = append(got, x.Name)
-				if !config.ValidNamespaceName(x.Name) {
+				if !hooks.ValidName(x.Name) {
 					t.Errorf("invalid name %q", x.Name)
 				}
 			}
@@ -227,7 +227,7 @@ func FuzzAssignNames(f *testing.F) {
 		assignNames(file, &st, nil)
 		seen := map[string]bool{}
 		for _, a := range st.Attachments {
-			if !config.ValidNamespaceName(a.Name) || a.Name == "files" || a.Name == api1 || seen[a.Name] {
+			if !hooks.ValidName(a.Name) || a.Name == "files" || a.Name == api1 || seen[a.Name] {
 				t.Fatalf("names %+v", st.Attachments)
 			}
 			seen[a.Name] = true

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/config"
 	"github.com/nsproxy/nsproxy/sidecar/netns"
@@ -253,7 +254,7 @@ func (d *Daemon) PutAttachment(a api.Attachment) (bool, error) {
 	} else if err := netns.CheckPath(a.Netns); err != nil {
 		bad = append(bad, "netns "+err.Error())
 	}
-	if a.Name != "" && !config.ValidNamespaceName(a.Name) {
+	if a.Name != "" && !hooks.ValidName(a.Name) {
 		bad = append(bad, fmt.Sprintf("name %q: use [A-Za-z0-9._:-]", a.Name))
 	}
 	if len(bad) > 0 {
@@ -263,7 +264,7 @@ func (d *Daemon) PutAttachment(a api.Attachment) (bool, error) {
 		a.Source = api.SourceCNI
 	}
 	a.Tenant = tenantOr(a.Tenant)
-	a.State, a.Exposed, a.Problems = "", nil, nil
+	a = a.WithoutStatus()
 	updated := false
 	var moved []movedName
 	err := d.mutate(func(s *State) error {
@@ -280,7 +281,7 @@ func (d *Daemon) PutAttachment(a api.Attachment) (bool, error) {
 		_, _, status := d.snapshotState()
 		s := withConflicts(status[a.AttachmentKey], d.listenerConflicts())
 		d.log.Info("attachment registered", "container", a.ContainerID, "ifname", a.IfName, "netns", a.Netns,
-			"name", d.attachmentName(a.AttachmentKey), "exposed", s.exposed, "problems", s.problems)
+			"name", d.attachmentName(a.AttachmentKey), "exposed", s.exposedNames(), "problems", s.problems)
 		d.logNames(moved)
 	}
 	return updated, err
@@ -486,7 +487,7 @@ func (d *Daemon) attachments() []api.Attachment {
 			a.State = api.StateAvailable
 		}
 		s := withConflicts(status[a.AttachmentKey], conflicts)
-		a.Exposed, a.Problems = s.exposed, s.problems
+		a.Exposures, a.Exposed, a.Problems = s.exposures, s.exposedNames(), s.problems
 		out = append(out, a)
 	}
 	return out

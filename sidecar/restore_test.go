@@ -111,7 +111,7 @@ func TestRestorePlansOnce(t *testing.T) {
 		if d.plans != 1 || len(d.state.Attachments) != n+1 {
 			t.Errorf("start planned %d times for %d records, restored %d attachments", d.plans, n+1, len(d.state.Attachments))
 		}
-		if st := d.attStatus[api.AttachmentKey{ContainerID: fmt.Sprintf("rec%d", n), IfName: "eth0"}]; len(st.exposed) != 0 || len(st.problems) != 1 {
+		if st := d.attStatus[api.AttachmentKey{ContainerID: fmt.Sprintf("rec%d", n), IfName: "eth0"}]; len(st.exposures) != 0 || len(st.problems) != 1 {
 			t.Errorf("the record asking for a taken port: %+v", st)
 		}
 	})
@@ -127,6 +127,8 @@ func TestRestorePlansOnce(t *testing.T) {
 		st.Frontends = []api.Frontend{
 			{Name: "web", Binds: []api.Bind{{Addr: "127.0.0.2:19302"}}, Backend: "ok"},   // the files define it now
 			{Name: "clash", Binds: []api.Bind{{Addr: "127.0.0.1:19300"}}, Backend: "ok"}, // the files' port
+			// The previous version took it; the wildcard overlaps the files' bind.
+			{Name: "overlap", Binds: []api.Bind{{Addr: "0.0.0.0:19300"}}, Backend: "ok"},
 			{Name: "dangling", Binds: []api.Bind{{Addr: "127.0.0.2:19303"}}, Backend: "nothing"},
 			{Name: "fine", Binds: []api.Bind{{Addr: "127.0.0.2:19304"}}, Backend: "ok"},
 		}
@@ -153,7 +155,7 @@ func TestRestorePlansOnce(t *testing.T) {
 			t.Errorf("restored %d servers, want the 200 valid ones", len(d.state.Servers))
 		}
 		for _, dropped := range []string{"backend be", "server gone/orphan", "server be/bad addr", "frontend web",
-			"frontend clash", "frontend dangling"} {
+			"frontend clash", "frontend overlap", "frontend dangling"} {
 			if !strings.Contains(log.String(), fmt.Sprintf("object=%q", dropped)) {
 				t.Errorf("no log line for the dropped %s in\n%s", dropped, log.String())
 			}

@@ -128,8 +128,19 @@ func (c *cliCommand) usageError(format string, a ...any) int {
 
 // fail prints an error, the daemon's text as it is, and returns exit code 1.
 func (c *cliCommand) fail(err error) int {
-	fmt.Fprintln(c.stderr, err)
+	fmt.Fprintln(c.stderr, errorText(err))
 	return 1
+}
+
+// errorText is err for a person: a daemon's answer is its message and one
+// line per detail (a StatusError's Error is one line, for logs). A wrapped
+// answer keeps its context on one line.
+func errorText(err error) string {
+	se, ok := err.(*api.StatusError)
+	if !ok {
+		return err.Error()
+	}
+	return strings.Join(append([]string{se.Text()}, se.Details...), "\n")
 }
 
 func (c *cliCommand) client() *api.Client {

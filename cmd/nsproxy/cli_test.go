@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -775,6 +776,26 @@ func TestGlobalFlagsBeforeCommand(t *testing.T) {
 			}
 			if first, _, _ := strings.Cut(errOut.String(), "\n"); first != tt.want {
 				t.Errorf("stderr starts %q, want %q", first, tt.want)
+			}
+		})
+	}
+}
+
+func TestErrorText(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"details one per line", &api.StatusError{Code: 409, Message: "in use", Details: []string{"frontend/web", "backend/app"}}, "in use\nfrontend/web\nbackend/app"},
+		{"no message", &api.StatusError{Code: 503}, "503 Service Unavailable"},
+		{"wrapped keeps its context", fmt.Errorf("apply x.yaml: %w", &api.StatusError{Code: 400, Message: "bad", Details: []string{"a"}}), "apply x.yaml: nsproxy: bad: a"},
+		{"other error", errors.New("connection refused"), "connection refused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := errorText(tt.err); got != tt.want {
+				t.Errorf("errorText = %q, want %q", got, tt.want)
 			}
 		})
 	}

@@ -131,7 +131,7 @@ func cmdUpgrade(args []string, stdout, stderr io.Writer) int {
 	defer c.Close()
 	res, err := c.Upgrade(context.Background(), req)
 	if err != nil {
-		fmt.Fprintln(stderr, "nsproxy upgrade:", err)
+		fmt.Fprintln(stderr, "nsproxy upgrade:", errorText(err))
 		return 1
 	}
 	fmt.Fprintf(stdout, "upgraded: pid %d (%s) serves %d listeners; pid %d drains its connections and exits\n",

@@ -1,185 +1,70 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/nsproxy/nsproxy/hooks"
-	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
+
+	"github.com/nsproxy/nsproxy/hooks"
 )
 
 // DefaultTimeout bounds each request of a Client made without WithTimeout.
 const DefaultTimeout = 10 * time.Second
 
-// baseURL is what requests are addressed to; the transport ignores the host
-// and dials the socket.
-const baseURL = "http://nsproxy"
-
-// Limits on what the client reads, so a confused peer cannot make it buffer
-// without end. Lists of connections can be long; error bodies are short.
-const (
-	maxAnswer    = 256 << 20
-	maxErrorBody = 1 << 20
-)
+// maxAnswer bounds what the client decodes: lists of connections can be
+// long.
+const maxAnswer = 256 << 20
 
 // ErrUnreachable matches (errors.Is) every error from a Client that could
-// not connect to the control socket. The CNI plugin's client in package
-// hooks reports the same error, so callers test one value.
+// not connect to the control socket. The client's errors are the hooks'
+// client's: the CLI, the CNI plugin and the OCI hook test the same values.
 var ErrUnreachable = hooks.ErrUnreachable
 
-// errEmptyAnswer says a 2xx answer had no body where one was expected.
-var errEmptyAnswer = errors.New("empty answer")
-
-// UnreachableError is returned when the socket cannot be dialled: the daemon
-// is not running, the path is wrong or the caller may not use the socket.
-// It unwraps to the dial error, so errors.Is(err, fs.ErrPermission) works.
-type UnreachableError = hooks.UnreachableError
-
-// StatusError is a non-2xx answer from the daemon.
-type StatusError struct {
-	Code int
-	Body Error
-}
-
-// Error is the daemon's error text followed by its details, one per line.
-func (e *StatusError) Error() string {
-	msg := e.Body.Error
-	if msg == "" {
-		msg = fmt.Sprintf("%d %s", e.Code, http.StatusText(e.Code))
-	}
-	return strings.Join(append([]string{msg}, e.Body.Details...), "\n")
-}
-
 // IsNotFound reports whether err is a 404 answer from the daemon.
-func IsNotFound(err error) bool {
-	var se *StatusError
-	return errors.As(err, &se) && se.Code == http.StatusNotFound
-}
+func IsNotFound(err error) bool { return hooks.IsNotFound(err) }
 
-// Client talks to the daemon's control socket. It is safe for concurrent
-// use. Close releases its idle connections.
-type Client struct {
-	socket    string
-	timeout   time.Duration
-	transport *http.Transport
-	http      *http.Client
-}
-
-// ClientOption configures a Client.
-type ClientOption func(*Client)
+type (
+	// UnreachableError is returned when the socket cannot be dialled: the
+	// daemon is not running, the path is wrong or the caller may not use
+	// the socket. It unwraps to the dial error.
+	UnreachableError = hooks.UnreachableError
+	// StatusError is a non-2xx answer from the daemon.
+	StatusError = hooks.StatusError
+	// ClientOption configures a Client.
+	ClientOption = hooks.ClientOption
+)
 
 // WithTimeout bounds each request (dial, send, answer); 0 means no bound
 // other than the caller's context. The default is DefaultTimeout.
-func WithTimeout(d time.Duration) ClientOption {
-	return func(c *Client) { c.timeout = d }
+func WithTimeout(d time.Duration) ClientOption { return hooks.WithTimeout(d) }
+
+// Client talks to the daemon's control socket: the hooks' client, kept
+// alive between requests, with the whole API. It is safe for concurrent
+// use. Close releases its idle connections.
+type Client struct {
+	c *hooks.Client
 }
 
 // NewClient returns a client of the daemon listening on socket (empty:
 // DefaultSocket). It does not connect until the first request.
 func NewClient(socket string, opts ...ClientOption) *Client {
-	if socket == "" {
-		socket = DefaultSocket
-	}
-	c := &Client{socket: socket, timeout: DefaultTimeout}
-	for _, o := range opts {
-		o(c)
-	}
-	c.transport = hooks.UnixTransport(c.socket, true)
-	c.http = &http.Client{
-		Transport: c.transport,
-		// The API never redirects; a redirect means a malformed path, and
-		// following it would turn a POST into a GET.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	return c
+	base := []ClientOption{hooks.WithTimeout(DefaultTimeout), hooks.WithKeepAlive(), hooks.WithAnswerLimit(maxAnswer)}
+	return &Client{c: hooks.NewClient(socket, append(base, opts...)...)}
 }
 
 // Socket is the path the client dials.
-func (c *Client) Socket() string { return c.socket }
+func (c *Client) Socket() string { return c.c.Socket() }
 
 // Close releases idle connections. The client stays usable.
-func (c *Client) Close() { c.transport.CloseIdleConnections() }
+func (c *Client) Close() { c.c.CloseIdleConnections() }
 
-// do sends in (if not nil) as JSON and decodes a 2xx answer into out (if not
-// nil). It returns the status code of the answer.
+// do sends in (if not nil) as JSON and decodes a 2xx answer into out (if
+// not nil). It returns the status code of the answer.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) (int, error) {
-	parent := ctx
-	if c.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.timeout)
-		defer cancel()
-	}
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return 0, fmt.Errorf("%s %s: %w", method, path, err)
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, baseURL+path, body)
-	if err != nil {
-		return 0, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, c.transportError(parent, method, path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return resp.StatusCode, readStatusError(resp)
-	}
-	if out == nil || resp.StatusCode == http.StatusNoContent {
-		// Drain so the connection can be reused.
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
-		return resp.StatusCode, nil
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(out); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = errEmptyAnswer
-		}
-		return resp.StatusCode, fmt.Errorf("%s %s: bad answer from nsproxy at %s: %w", method, path, c.socket, err)
-	}
-	return resp.StatusCode, nil
-}
-
-// transportError explains a request that got no answer. parent is the
-// caller's context, without the client's own timeout.
-func (c *Client) transportError(parent context.Context, method, path string, err error) error {
-	var ue *UnreachableError
-	if errors.As(err, &ue) {
-		return ue
-	}
-	if errors.Is(err, context.DeadlineExceeded) && parent.Err() == nil && c.timeout > 0 {
-		return fmt.Errorf("nsproxy at %s did not answer %s %s within %v: %w", c.socket, method, path, c.timeout, err)
-	}
-	// url.Error repeats the made-up URL; keep the cause.
-	var uerr *url.Error
-	if errors.As(err, &uerr) {
-		err = uerr.Err
-	}
-	return fmt.Errorf("nsproxy at %s: %s %s: %w", c.socket, method, path, err)
-}
-
-// readStatusError turns a non-2xx answer into a StatusError. A body that is
-// not an api.Error (a proxy, an older daemon) is kept as the message.
-func readStatusError(resp *http.Response) error {
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	se := &StatusError{Code: resp.StatusCode}
-	if err := json.Unmarshal(b, &se.Body); err != nil || se.Body.Error == "" {
-		se.Body = Error{Error: strings.TrimSpace(string(b))}
-	}
-	return se
+	return c.c.Do(ctx, method, path, in, out)
 }
 
 // objectPath joins escaped segments under /v1: ("namespaces", "a/b") is
@@ -223,7 +108,7 @@ func (c *Client) del(ctx context.Context, segments ...string) error {
 // daemon answered 200 (updated) instead of 201.
 func create[T any](ctx context.Context, c *Client, p string, in T) (out T, created bool, err error) {
 	code, err := c.do(ctx, http.MethodPost, p, in, &out)
-	if errors.Is(err, errEmptyAnswer) {
+	if errors.Is(err, hooks.ErrEmptyAnswer) {
 		return in, code == http.StatusCreated, nil
 	}
 	if err != nil {

@@ -100,7 +100,7 @@ func TestClientMethods(t *testing.T) {
 			name: "readyz not ready", pattern: "GET /v1/readyz", status: 503,
 			answer:  `{"error":"not ready","details":["frontend web: listener 1 not up","namespace blue missing"]}`,
 			call:    func(ctx context.Context, c *Client) (any, error) { return nil, c.Readyz(ctx) },
-			wantErr: "not ready\nfrontend web: listener 1 not up\nnamespace blue missing",
+			wantErr: "nsproxy: not ready: frontend web: listener 1 not up; namespace blue missing",
 		},
 		{
 			name: "namespaces", pattern: "GET /v1/namespaces", status: 200,
@@ -124,7 +124,7 @@ func TestClientMethods(t *testing.T) {
 			name: "namespace not found", pattern: "GET /v1/namespaces/{name}", wantPath: "/v1/namespaces/nope",
 			status: 404, answer: notFound,
 			call: func(ctx context.Context, c *Client) (any, error) { return c.Namespace(ctx, "nope") },
-			want: Namespace{}, wantErr: `namespace "nope" not found`, notFound: true,
+			want: Namespace{}, wantErr: `nsproxy: namespace "nope" not found`, notFound: true,
 		},
 		{
 			name: "add namespace by pid", pattern: "POST /v1/namespaces", wantBody: `{"name":"web","pid":42,"allowed":false}`,
@@ -149,7 +149,7 @@ func TestClientMethods(t *testing.T) {
 				return c.AddNamespace(ctx, Namespace{Name: "web", Path: "/x", Pid: 1})
 			},
 			want:    Namespace{},
-			wantErr: "namespace \"web\": invalid\ngive path or pid, not both",
+			wantErr: "nsproxy: namespace \"web\": invalid: give path or pid, not both",
 		},
 		{
 			name: "delete namespace", pattern: "DELETE /v1/namespaces/{name}", wantPath: "/v1/namespaces/web", status: 204,
@@ -159,7 +159,7 @@ func TestClientMethods(t *testing.T) {
 			name: "delete namespace in use", pattern: "DELETE /v1/namespaces/{name}", wantPath: "/v1/namespaces/web", status: 409,
 			answer:  `{"error":"namespace \"web\" is in use","details":["frontend/web","backend/app/server/s1"]}`,
 			call:    func(ctx context.Context, c *Client) (any, error) { return nil, c.DeleteNamespace(ctx, "web") },
-			wantErr: "namespace \"web\" is in use\nfrontend/web\nbackend/app/server/s1",
+			wantErr: "nsproxy: namespace \"web\" is in use: frontend/web; backend/app/server/s1",
 		},
 		{
 			name: "frontends", pattern: "GET /v1/frontends", status: 200,
@@ -236,7 +236,7 @@ func TestClientMethods(t *testing.T) {
 			call: func(ctx context.Context, c *Client) (any, error) {
 				return c.AddServer(ctx, Server{Backend: "nope", Name: "s1", Addr: "10.0.0.1:80"})
 			},
-			want: Server{}, wantErr: `backend "nope" not found`, notFound: true,
+			want: Server{}, wantErr: `nsproxy: backend "nope" not found`, notFound: true,
 		},
 		{
 			name: "delete server", pattern: "DELETE /v1/backends/{backend}/servers/{name}", wantPath: "/v1/backends/app/servers/s%2F1",
@@ -271,7 +271,7 @@ func TestClientMethods(t *testing.T) {
 			call: func(ctx context.Context, c *Client) (any, error) {
 				return c.Attachment(ctx, AttachmentKey{ContainerID: "c1", IfName: "eth9"})
 			},
-			want: Attachment{}, wantErr: "attachment c1/eth9 not found", notFound: true,
+			want: Attachment{}, wantErr: "nsproxy: attachment c1/eth9 not found", notFound: true,
 		},
 		{
 			name: "put attachment creates", pattern: "POST /v1/attachments",
@@ -321,13 +321,13 @@ func TestClientMethods(t *testing.T) {
 			name: "error body that is not JSON", pattern: "GET /v1/stats", status: 502, answer: "bad gateway\n",
 			call:    func(ctx context.Context, c *Client) (any, error) { return c.Stats(ctx) },
 			want:    Stats{},
-			wantErr: "bad gateway",
+			wantErr: "nsproxy: bad gateway",
 		},
 		{
 			name: "empty error body", pattern: "GET /v1/stats", status: 500,
 			call:    func(ctx context.Context, c *Client) (any, error) { return c.Stats(ctx) },
 			want:    Stats{},
-			wantErr: "500 Internal Server Error",
+			wantErr: "nsproxy: 500 Internal Server Error",
 		},
 		{
 			name: "answer that is not JSON", pattern: "GET /v1/stats", status: 200, answer: "<html>",
@@ -564,46 +564,6 @@ func TestUnreachableErrorMessage(t *testing.T) {
 			}
 			if tt.is != nil && !errors.Is(err, tt.is) {
 				t.Errorf("errors.Is(err, %v) is false", tt.is)
-			}
-		})
-	}
-}
-
-func TestStatusError(t *testing.T) {
-	tests := []struct {
-		name string
-		err  *StatusError
-		want string
-	}{
-		{"message", &StatusError{Code: 400, Body: Error{Error: "bad server"}}, "bad server"},
-		{"details", &StatusError{Code: 400, Body: Error{Error: "config invalid", Details: []string{"a: x", "b: y"}}}, "config invalid\na: x\nb: y"},
-		{"no message", &StatusError{Code: 503}, "503 Service Unavailable"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.err.Error(); got != tt.want {
-				t.Errorf("got %q, want %q", got, tt.want)
-			}
-		})
-	}
-}
-
-func TestIsNotFound(t *testing.T) {
-	tests := []struct {
-		name string
-		err  error
-		want bool
-	}{
-		{"nil", nil, false},
-		{"404", &StatusError{Code: 404}, true},
-		{"wrapped 404", errors.Join(errors.New("x"), &StatusError{Code: 404}), true},
-		{"409", &StatusError{Code: 409}, false},
-		{"other error", fs.ErrNotExist, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := IsNotFound(tt.err); got != tt.want {
-				t.Errorf("IsNotFound = %v, want %v", got, tt.want)
 			}
 		})
 	}

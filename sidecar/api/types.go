@@ -1,19 +1,24 @@
 package api
 
-import "time"
+import (
+	"time"
+
+	"github.com/nsproxy/nsproxy/hooks"
+)
 
 // Version prefixes every path: /v1/...
 const Version = "v1"
 
 // DefaultSocket is where the daemon listens for control requests.
-const DefaultSocket = "/run/nsproxy/nsproxy.sock"
+const DefaultSocket = hooks.DefaultSocket
 
-// Sources of objects and namespaces.
+// Sources of objects and namespaces. The hooks' own are defined in package
+// hooks, the contract with them.
 const (
 	SourceConfig = "config" // a -f file; read-only through the API
 	SourceAPI    = "api"    // created through the control socket
-	SourceCNI    = "cni"    // registered by the nsproxy-cni plugin
-	SourceOCI    = "oci"    // registered by the OCI hook
+	SourceCNI    = hooks.SourceCNI
+	SourceOCI    = hooks.SourceOCI
 )
 
 // Namespace is a registry entry. On POST /v1/namespaces give Name and at
@@ -35,7 +40,7 @@ type Namespace struct {
 
 // Namespace states.
 const (
-	StateAvailable = "available"
+	StateAvailable = hooks.StateAvailable
 	StateMissing   = "missing"
 )
 
@@ -126,46 +131,16 @@ type Connection struct {
 	BytesOut    uint64    `json:"bytesOut"`
 }
 
-// PortMapping is a CNI portMappings entry (keys are matched
-// case-insensitively when decoded from CNI input).
-type PortMapping struct {
-	HostPort      int    `json:"hostPort"`
-	ContainerPort int    `json:"containerPort"`
-	Protocol      string `json:"protocol,omitempty"`
-	HostIP        string `json:"hostIP,omitempty"`
-}
-
-// AttachmentKey identifies an attachment: a container's interface.
-type AttachmentKey struct {
-	ContainerID string `json:"containerID"`
-	IfName      string `json:"ifname"`
-}
-
-// Attachment is what a hook registers for a container network namespace.
-type Attachment struct {
-	AttachmentKey
-	Netns        string            `json:"netns"`          // path (CNI_NETNS, /proc/PID/ns/net)
-	Name         string            `json:"name,omitempty"` // registry name; default from a template
-	Source       string            `json:"source,omitempty"`
-	Tenant       string            `json:"tenant,omitempty"`
-	IPs          []string          `json:"ips,omitempty"`
-	PortMappings []PortMapping     `json:"portMappings,omitempty"`
-	Metadata     map[string]string `json:"metadata,omitempty"`
-	// Status (ignored on create).
-	State    string   `json:"state,omitempty"`
-	Exposed  []string `json:"exposed,omitempty"`  // frontends made for its port mappings
-	Problems []string `json:"problems,omitempty"` // e.g. port conflicts
-}
-
-// GCRequest lists the attachments that are still valid; the rest go.
-type GCRequest struct {
-	Valid []AttachmentKey `json:"valid"`
-}
-
-// GCResult lists what a GC removed.
-type GCResult struct {
-	Removed []AttachmentKey `json:"removed"`
-}
+// The attachment types are the hooks' contract, defined once in package
+// hooks (which the CNI plugin uses without the daemon's packages).
+type (
+	PortMapping   = hooks.PortMapping
+	AttachmentKey = hooks.AttachmentKey
+	Attachment    = hooks.Attachment
+	Exposure      = hooks.Exposure
+	GCRequest     = hooks.GCRequest
+	GCResult      = hooks.GCResult
+)
 
 // Stats is the daemon-wide summary.
 type Stats struct {
@@ -183,7 +158,4 @@ type Stats struct {
 }
 
 // Error is the body of every non-2xx answer.
-type Error struct {
-	Error   string   `json:"error"`
-	Details []string `json:"details,omitempty"`
-}
+type Error = hooks.ErrorBody

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nsproxy/nsproxy/hooks"
 )
 
 func FuzzParse(f *testing.F) {
@@ -115,7 +117,7 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("NamespaceNames not sorted and unique: %q", names)
 		}
 		for _, n := range names {
-			if !ValidNamespaceName(n) {
+			if !hooks.ValidName(n) {
 				t.Fatalf("invalid namespace name %q accepted", n)
 			}
 		}

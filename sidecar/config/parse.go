@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/nsproxy/nsproxy/hooks"
 )
 
 // Load reads the files in order and merges them into one Config, like
@@ -389,8 +391,8 @@ func (p *parser) namespaceEntry(args []string) {
 	if !p.argc(args, 1, "namespace NAME") {
 		return
 	}
-	if !ValidNamespaceName(args[0]) {
-		p.errorf(ErrInvalid, "invalid namespace name %q in namespace_list; %s", args[0], namespaceNameRule)
+	if !hooks.ValidName(args[0]) {
+		p.errorf(ErrInvalid, "invalid namespace name %q in namespace_list; %s", args[0], hooks.NameRule)
 		return
 	}
 	// Duplicates, also across files, are found by check.
@@ -528,8 +530,8 @@ options:
 			case name == "*":
 				p.errorf(ErrInvalid, "bind in %s: namespace * is only for servers; a listener needs a named namespace", p.where)
 				ok = false
-			case !ValidNamespaceName(name):
-				p.errorf(ErrInvalid, "bind in %s: invalid namespace name %q; %s", p.where, name, namespaceNameRule)
+			case !hooks.ValidName(name):
+				p.errorf(ErrInvalid, "bind in %s: invalid namespace name %q; %s", p.where, name, hooks.NameRule)
 				ok = false
 			default:
 				b.Namespace = name
@@ -633,10 +635,10 @@ func (p *parser) serverOptions(s *Server, opts []string, what string) bool {
 			switch {
 			case v == "*":
 				s.Namespace, s.ClientNamespace = "", true
-			case ValidNamespaceName(v):
+			case hooks.ValidName(v):
 				s.Namespace, s.ClientNamespace = v, false
 			default:
-				p.errorf(ErrInvalid, "%s: invalid namespace name %q; %s, or * for the client's namespace", what, v, namespaceNameRule)
+				p.errorf(ErrInvalid, "%s: invalid namespace name %q; %s, or * for the client's namespace", what, v, hooks.NameRule)
 				ok = false
 			}
 		case "inter":

@@ -640,6 +640,16 @@ func TestParseErrors(t *testing.T) {
 		{name: "bind used twice in one frontend", src: frontendWith("bind :80", "bind *:80", "default_backend b1"),
 			want: []string{`t.cfg:3: bind 0.0.0.0:80 in the default namespace of frontend "f1" is already bound by frontend "f1" at t.cfg:2`},
 			is:   ErrDuplicate},
+		// A wildcard takes the port on every address of its family: the
+		// second bind would fail with EADDRINUSE when the daemon starts.
+		{name: "bind inside a wildcard of its family", src: frontendWith("bind 0.0.0.0:80", "bind 127.0.0.1:80", "default_backend b1"),
+			want: []string{`t.cfg:3: bind 127.0.0.1:80 in the default namespace of frontend "f1" overlaps bind 0.0.0.0:80 of frontend "f1" at t.cfg:2`},
+			is:   ErrDuplicate},
+		{name: "bind IPv4 wildcard under v4v6",
+			src: "frontend f1\n\tbind [::]:80 v4v6 namespace n1\n\tdefault_backend b1\n" +
+				"frontend f2\n\tbind 0.0.0.0:80 namespace n1\n\tdefault_backend b1\nbackend b1\n",
+			want: []string{`t.cfg:5: bind 0.0.0.0:80 in namespace "n1" of frontend "f2" overlaps bind [::]:80 of frontend "f1" at t.cfg:2`},
+			is:   ErrDuplicate},
 
 		// default_backend and required lines.
 		{name: "frontend without bind", src: frontendWith("default_backend b1"),

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/nsproxy/nsproxy/hooks"
 )
 
 // Validate checks a whole, merged Config, whichever syntax it came from:
@@ -99,8 +101,8 @@ func (c *Config) check(incomplete map[*Frontend]bool) []error {
 
 	namespaces := map[string]Pos{}
 	for _, n := range c.Namespaces {
-		if !ValidNamespaceName(n.Name) {
-			ch.add(n.Pos, ErrInvalid, "invalid namespace name %q in namespace_list; %s", n.Name, namespaceNameRule)
+		if !hooks.ValidName(n.Name) {
+			ch.add(n.Pos, ErrInvalid, "invalid namespace name %q in namespace_list; %s", n.Name, hooks.NameRule)
 		} else if first, dup := namespaces[n.Name]; dup {
 			ch.add(n.Pos, ErrDuplicate, "namespace %q is listed twice in namespace_list (first at %s); remove one", n.Name, first)
 		} else {
@@ -129,13 +131,8 @@ func (c *Config) check(incomplete map[*Frontend]bool) []error {
 
 // checkFrontends checks the frontends on their own and returns them by name.
 func (c *Config) checkFrontends(ch *checker, incomplete map[*Frontend]bool) map[string]*Frontend {
-	type listener struct {
-		ns   string
-		addr netip.AddrPort
-	}
 	byName := map[string]*Frontend{}
-	listeners := map[listener]*Frontend{}
-	bindPos := map[listener]Pos{}
+	var listeners BindSet
 	for i, f := range c.Frontends {
 		if f == nil {
 			ch.add(Pos{}, ErrInvalid, "frontend #%d is nil; remove it", i)
@@ -166,20 +163,23 @@ func (c *Config) checkFrontends(ch *checker, incomplete map[*Frontend]bool) map[
 				ch.add(b.Pos, ErrInvalid, "bind in %s: IPv6 zones are not supported; remove the zone of %q", where, b.Addr)
 				continue
 			}
-			if b.Namespace != "" && !ValidNamespaceName(b.Namespace) {
-				ch.add(b.Pos, ErrInvalid, "bind in %s: invalid namespace name %q; %s", where, b.Namespace, namespaceNameRule)
+			if b.Namespace != "" && !hooks.ValidName(b.Namespace) {
+				ch.add(b.Pos, ErrInvalid, "bind in %s: invalid namespace name %q; %s", where, b.Namespace, hooks.NameRule)
 				continue
 			}
 			if b.V4V6 && b.Addr.Addr().Is4() {
 				ch.add(b.Pos, ErrInvalid, "bind %s in %s: v4v6 applies to IPv6 addresses; for both families write bind [::]:%d v4v6", b.Addr, where, b.Addr.Port())
 				continue
 			}
-			key := listener{b.Namespace, b.Addr}
-			if first, dup := listeners[key]; dup {
-				ch.add(b.Pos, ErrDuplicate, "bind %s in %s of %s is already bound by %s at %s; use another address, port or namespace", b.Addr, describeNamespace(b.Namespace), where, first.describe(), bindPos[key])
+			if u, first, dup := listeners.Conflict(b); dup {
+				if u.sameAddr(b) {
+					ch.add(b.Pos, ErrDuplicate, "bind %s in %s of %s is already bound by %s at %s; use another address, port or namespace", b.Addr, describeNamespace(b.Namespace), where, first.describe(), u.Pos)
+				} else {
+					ch.add(b.Pos, ErrDuplicate, "bind %s in %s of %s overlaps bind %s of %s at %s (a wildcard address takes the port on every address of its family); use another address, port or namespace", b.Addr, describeNamespace(b.Namespace), where, u.Addr, first.describe(), u.Pos)
+				}
 				continue
 			}
-			listeners[key], bindPos[key] = f, b.Pos
+			listeners.Add(b, f)
 		}
 		if f.DefaultBackend == "" && !incomplete[f] {
 			ch.add(f.Pos, ErrIncomplete, "%s has no default_backend; add default_backend NAME", where)
@@ -243,8 +243,8 @@ func checkServers(ch *checker, b *Backend, where string) {
 		if s.Addr.Zone() != "" {
 			ch.add(s.Pos, ErrInvalid, "%s: IPv6 zones are not supported; remove the zone of %q", what, s.Addr)
 		}
-		if s.Namespace != "" && !ValidNamespaceName(s.Namespace) {
-			ch.add(s.Pos, ErrInvalid, "%s: invalid namespace name %q; %s", what, s.Namespace, namespaceNameRule)
+		if s.Namespace != "" && !hooks.ValidName(s.Namespace) {
+			ch.add(s.Pos, ErrInvalid, "%s: invalid namespace name %q; %s", what, s.Namespace, hooks.NameRule)
 		}
 		if s.Namespace != "" && s.ClientNamespace {
 			ch.add(s.Pos, ErrInvalid, "%s has both namespace %q and namespace *; keep one", what, s.Namespace)

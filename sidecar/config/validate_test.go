@@ -185,3 +185,60 @@ func TestErrorString(t *testing.T) {
 		t.Fatalf("Error() without position = %q", e.Error())
 	}
 }
+
+// TestBindConflicts is the one bind-conflict rule, which the validator and
+// the daemon's exposure planner share.
+func TestBindConflicts(t *testing.T) {
+	bind := func(s string, v4v6 bool) Bind {
+		return Bind{Addr: netip.MustParseAddrPort(s), V4V6: v4v6}
+	}
+	in := func(ns string, b Bind) Bind { b.Namespace = ns; return b }
+	tests := []struct {
+		name string
+		used Bind
+		b    Bind
+		want bool
+	}{
+		{"same address", bind("127.0.0.1:80", false), bind("127.0.0.1:80", false), true},
+		{"other port", bind("127.0.0.1:80", false), bind("127.0.0.1:81", false), false},
+		{"two IPv4 addresses", bind("127.0.0.1:80", false), bind("127.0.0.2:80", false), false},
+		{"0.0.0.0 covers IPv4", bind("0.0.0.0:80", false), bind("127.0.0.1:80", false), true},
+		{"IPv4 under 0.0.0.0", bind("127.0.0.1:80", false), bind("0.0.0.0:80", false), true},
+		{"0.0.0.0 and ::", bind("0.0.0.0:80", false), bind("[::]:80", false), false},
+		{"0.0.0.0 and ::1", bind("0.0.0.0:80", false), bind("[::1]:80", false), false},
+		{":: covers IPv6", bind("[::]:80", false), bind("[::1]:80", false), true},
+		{":: and 127.0.0.1", bind("[::]:80", false), bind("127.0.0.1:80", false), false},
+		{":: v4v6 and 0.0.0.0", bind("[::]:80", true), bind("0.0.0.0:80", false), true},
+		{":: v4v6 and 127.0.0.1", bind("127.0.0.1:80", false), bind("[::]:80", true), true},
+		{":: v4v6 and ::1", bind("[::1]:80", false), bind("[::]:80", true), true},
+		{":: v4v6 and ::", bind("[::]:80", true), bind("[::]:80", false), true},
+		{"::1 v4v6 is IPv6 only", bind("[::1]:80", true), bind("127.0.0.1:80", false), false},
+		{"other namespace", in("n1", bind("0.0.0.0:80", false)), in("n2", bind("0.0.0.0:80", false)), false},
+		{"namespace and default", in("n1", bind("0.0.0.0:80", false)), bind("127.0.0.1:80", false), false},
+		{"same namespace", in("n1", bind("0.0.0.0:80", false)), in("n1", bind("10.0.0.1:80", false)), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.used.Conflicts(tt.b); got != tt.want {
+				t.Errorf("Conflicts = %v, want %v", got, tt.want)
+			}
+			if got := tt.b.Conflicts(tt.used); got != tt.want {
+				t.Errorf("Conflicts is not symmetric: %v", got)
+			}
+			var s BindSet
+			f := &Frontend{Name: "f"}
+			s.Add(tt.used, f)
+			u, by, ok := s.Conflict(tt.b)
+			if ok != tt.want || ok && (by != f || u != tt.used) {
+				t.Errorf("BindSet.Conflict = %v, %v, %v", u, by, ok)
+			}
+		})
+	}
+	// What the rule lets through, a whole config takes.
+	c := validConfig()
+	c.Frontends[0].Binds = []Bind{in("n1", bind("0.0.0.0:80", false)), in("n1", bind("[::]:80", false)),
+		bind("0.0.0.0:80", false), in("n2", bind("[::]:80", true))}
+	if err := c.Validate(); err != nil {
+		t.Errorf("binds that do not overlap: %v", err)
+	}
+}

@@ -6,30 +6,15 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/nsproxy/nsproxy/hooks"
 )
 
-// ValidNamespaceName reports whether name can name a network namespace:
-// 1 to 255 characters of [A-Za-z0-9._:-], and not "." or "..". Names are
-// never paths, so they cannot escape the namespace directory.
-func ValidNamespaceName(name string) bool {
-	return len(name) <= 255 && name != "." && name != ".." && validName(name)
-}
-
-const namespaceNameRule = `namespace names are 1 to 255 characters of A-Z a-z 0-9 . _ : - and not "." or ".."`
-
 // validName reports whether name is a valid section or server name:
-// [A-Za-z0-9._:-]+, the characters HAProxy accepts in proxy names.
+// [A-Za-z0-9._:-]+, the characters HAProxy accepts in proxy names and the
+// namespace names' (hooks.SanitizeName keeps exactly these), of any length.
 func validName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !isLetter(c) && !isDigit(c) && c != '.' && c != '_' && c != ':' && c != '-' {
-			return false
-		}
-	}
-	return true
+	return name != "" && hooks.SanitizeName(name) == name
 }
 
 const nameRule = "names are made of A-Z a-z 0-9 . _ : -"

@@ -7,35 +7,6 @@ import (
 	"time"
 )
 
-func TestValidNamespaceName(t *testing.T) {
-	tests := []struct {
-		name string
-		want bool
-	}{
-		{"netns1", true},
-		{"a", true},
-		{"tenant-a.b_c:1", true},
-		{"...", true},
-		{strings.Repeat("n", 255), true},
-		{strings.Repeat("n", 256), false},
-		{"", false},
-		{".", false},
-		{"..", false},
-		{"a/b", false},
-		{"/var/run/netns/x", false},
-		{"*", false},
-		{"a b", false},
-		{"é", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := ValidNamespaceName(tt.name); got != tt.want {
-				t.Fatalf("ValidNamespaceName(%q) = %v, want %v", tt.name, got, tt.want)
-			}
-		})
-	}
-}
-
 func TestParseDuration(t *testing.T) {
 	tests := []struct {
 		in      string

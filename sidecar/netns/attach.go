@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/nsproxy/nsproxy/hooks"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,7 +45,7 @@ func attachFD(dir, name string, fd int, what string) (string, error) {
 }
 
 func attach(dir, name, src string) (string, error) {
-	if !ValidName(name) {
+	if !hooks.ValidName(name) {
 		return "", fmt.Errorf("%w: %q", ErrInvalidName, name)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -68,7 +69,7 @@ func attach(dir, name, src string) (string, error) {
 
 // Detach undoes Attach (or `ip netns add`): unmount dir/NAME and remove it.
 func Detach(dir, name string) error {
-	if !ValidName(name) {
+	if !hooks.ValidName(name) {
 		return fmt.Errorf("%w: %q", ErrInvalidName, name)
 	}
 	target := filepath.Join(dir, name)

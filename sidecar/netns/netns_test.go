@@ -21,28 +21,6 @@ import (
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func TestValidName(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		ok   bool
-	}{
-		{"netns1", true}, {"a.b_c:d-e", true}, {"", false}, {".", false}, {"..", false},
-		{"../x", false}, {"a/b", false}, {"a b", false}, {"a\x00", false},
-		{string(make([]byte, 256)), false}, {"é", false},
-	} {
-		if got := ValidName(tc.name); got != tc.ok {
-			t.Errorf("ValidName(%q) = %v, want %v", tc.name, got, tc.ok)
-		}
-	}
-	long := make([]byte, 255)
-	for i := range long {
-		long[i] = 'a'
-	}
-	if !ValidName(string(long)) {
-		t.Error("255-byte name should be valid")
-	}
-}
-
 func cookieOf(t *testing.T, fd int) uint64 {
 	t.Helper()
 	c, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)

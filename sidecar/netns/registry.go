@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nsproxy/nsproxy/hooks"
 )
 
 var (
@@ -25,24 +27,6 @@ var (
 
 // DefaultDir is where `ip netns` keeps named namespaces.
 const DefaultDir = "/var/run/netns"
-
-// ValidName reports whether name can name a namespace: [A-Za-z0-9._:-]{1,255},
-// and neither "." nor "..", so that it can never escape the netns directory.
-func ValidName(name string) bool {
-	if len(name) == 0 || len(name) > 255 || name == "." || name == ".." {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
-			c == '.', c == '_', c == ':', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
 
 // Registry keeps every namespace the daemon may use open by name, and
 // notices namespaces appearing, disappearing and being recreated. Users
@@ -131,7 +115,7 @@ func (r *Registry) SetNames(names []string) error {
 	r.mu.Lock()
 	want := map[string]bool{}
 	for _, n := range names {
-		if !ValidName(n) {
+		if !hooks.ValidName(n) {
 			errs = append(errs, fmt.Errorf("%w: %q", ErrInvalidName, n))
 			continue
 		}
@@ -205,7 +189,7 @@ var ErrConflict = errors.New("nsproxy: namespace registered with another path")
 // another path is ErrConflict and changes nothing. Registering a run-time
 // name again with another path replaces the handle.
 func (r *Registry) Register(e Entry) error {
-	if !ValidName(e.Name) {
+	if !hooks.ValidName(e.Name) {
 		return fmt.Errorf("%w: %q", ErrInvalidName, e.Name)
 	}
 	if e.Path != "" && !filepath.IsAbs(e.Path) {

@@ -8,7 +8,7 @@
 //     connection, within a deadline and a size limit, and report what it said
 //     as a Header with plain netip values.
 //   - The NETNS TLV policy: at most one NETNS TLV, whose value must satisfy
-//     ValidNamespaceName. A header breaking that is refused with
+//     hooks.ValidName, the one namespace-name rule. A header breaking that is refused with
 //     ErrBadNamespace or ErrMultipleNamespaces (HAProxy silently ignores such
 //     values, or lets the last one win; we refuse and say why). Whether a valid
 //     name may be used by the listener's tenant is not decided here: that is

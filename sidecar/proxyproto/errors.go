@@ -23,7 +23,7 @@ var (
 	// ErrTooLarge: the header is longer than ReadOptions.MaxSize.
 	ErrTooLarge = errors.New("proxyproto: PROXY header too large")
 	// ErrBadNamespace: the NETNS TLV is not a valid namespace name (see
-	// ValidNamespaceName).
+	// hooks.ValidName).
 	ErrBadNamespace = errors.New("proxyproto: invalid NETNS TLV")
 	// ErrMultipleNamespaces: the header carries more than one NETNS TLV.
 	ErrMultipleNamespaces = errors.New("proxyproto: more than one NETNS TLV")

@@ -82,15 +82,3 @@ func ExampleAppendV1() {
 	// "PROXY TCP6 ::ffff:192.0.2.10 2001:db8::1 40001 443\r\n"
 	// "PROXY UNKNOWN\r\n"
 }
-
-func ExampleValidNamespaceName() {
-	for _, name := range []string{"hxA", "cni-1f2e:eth0", "..", "a/b", ""} {
-		fmt.Printf("%q %v\n", name, proxyproto.ValidNamespaceName(name))
-	}
-	// Output:
-	// "hxA" true
-	// "cni-1f2e:eth0" true
-	// ".." false
-	// "a/b" false
-	// "" false
-}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsproxy/nsproxy/hooks"
 	pp "github.com/pires/go-proxyproto"
 )
 
@@ -84,7 +85,7 @@ func FuzzReadHeader(f *testing.F) {
 			if h.Version != 1 && h.Version != 2 {
 				t.Fatalf("%s: version %d", name, h.Version)
 			}
-			if h.Namespace != "" && !ValidNamespaceName(h.Namespace) {
+			if h.Namespace != "" && !hooks.ValidName(h.Namespace) {
 				t.Fatalf("%s: invalid namespace %q accepted", name, h.Namespace)
 			}
 			if (o.err != nil || h.Namespace != "") && !h.HasNamespace {
@@ -153,7 +154,7 @@ func FuzzAppendV2RoundTrip(f *testing.F) {
 			if err != nil || h.HasNamespace || len(h.TLVs) != 0 {
 				t.Fatalf("no namespace sent: %+v, %v", h, err)
 			}
-		case ValidNamespaceName(ns):
+		case hooks.ValidName(ns):
 			if err != nil || h.Namespace != ns || len(h.TLVs) != 1 {
 				t.Fatalf("namespace %q sent: %+v, %v", ns, h, err)
 			}

@@ -16,8 +16,6 @@ const (
 	MinMaxSize = v2FixedLen
 	// MaxV1Size is the longest v1 line the spec allows, CRLF included.
 	MaxV1Size = 107
-	// MaxNamespaceLen is the longest namespace name accepted.
-	MaxNamespaceLen = 255
 
 	// TypeCRC32C is the PP2_TYPE_CRC32C TLV type.
 	TypeCRC32C byte = 0x03

@@ -440,35 +440,3 @@ func TestReason(t *testing.T) {
 		}
 	}
 }
-
-func TestValidNamespaceName(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		ok   bool
-	}{
-		{"hxA", true},
-		{"a", true},
-		{"cni-1234abcd-5678", true},
-		{"a.b_c:d-E9", true},
-		{"a..b", true},
-		{"...", true},
-		{".hidden", true},
-		{strings.Repeat("x", 255), true},
-		{"", false},
-		{".", false},
-		{"..", false},
-		{strings.Repeat("x", 256), false},
-		{"a/b", false},
-		{"/var/run/netns/x", false},
-		{"../x", false},
-		{"x\x00", false},
-		{"hx A", false},
-		{"hé", false},
-		{"a\nb", false},
-		{"a%b", false},
-	} {
-		if got := ValidNamespaceName(tc.name); got != tc.ok {
-			t.Errorf("ValidNamespaceName(%q) = %v, want %v", tc.name, got, tc.ok)
-		}
-	}
-}

@@ -69,7 +69,7 @@ func appendInet6(b []byte, a netip.Addr) []byte {
 //     does.
 //
 // namespace is written verbatim: pass only names that satisfy
-// ValidNamespaceName (the registry guarantees it), or a receiver such as
+// hooks.ValidName (the registry guarantees it), or a receiver such as
 // ReadHeader will refuse the header. A name too long for the 16-bit length
 // field (over 65,496 bytes, never a valid name) is left out.
 //

@@ -1,0 +1,69 @@
+package config
+
+// Conflicts reports whether b and o cannot both listen: the same namespace
+// and port, and addresses that overlap. Two addresses overlap when they are
+// equal, or when one is a wildcard of a family the other listens on:
+// 0.0.0.0 covers IPv4, :: IPv6, and :: v4v6 both. Linux refuses the second
+// of two such listening sockets (EADDRINUSE) even with SO_REUSEADDR; the
+// daemon sets no SO_REUSEPORT. It is the one bind-conflict rule: of the
+// validator and of the daemon's planner for attachment exposures.
+func (b Bind) Conflicts(o Bind) bool {
+	if b.Namespace != o.Namespace || b.Addr.Port() != o.Addr.Port() {
+		return false
+	}
+	x, y := b.Addr.Addr(), o.Addr.Addr()
+	return x == y || (x.IsUnspecified() || y.IsUnspecified()) && b.families()&o.families() != 0
+}
+
+// families is a bind's address families as bits: 1 IPv4, 2 IPv6.
+func (b Bind) families() int {
+	switch {
+	case b.Addr.Addr().Is4():
+		return 1
+	case b.V4V6 && b.Addr.Addr().IsUnspecified():
+		return 3
+	}
+	return 2
+}
+
+// BindSet holds binds, each with the frontend it belongs to, and finds the
+// one a new bind conflicts with. The zero value is empty and ready.
+type BindSet struct {
+	byPort map[bindPort][]boundBy
+}
+
+type bindPort struct {
+	ns   string
+	port uint16
+}
+
+type boundBy struct {
+	bind     Bind
+	frontend *Frontend
+}
+
+// Add records that f listens on b.
+func (s *BindSet) Add(b Bind, f *Frontend) {
+	if s.byPort == nil {
+		s.byPort = map[bindPort][]boundBy{}
+	}
+	k := bindPort{b.Namespace, b.Addr.Port()}
+	s.byPort[k] = append(s.byPort[k], boundBy{b, f})
+}
+
+// Conflict returns the first bind added that conflicts with b (see
+// Bind.Conflicts), and its frontend.
+func (s *BindSet) Conflict(b Bind) (Bind, *Frontend, bool) {
+	for _, u := range s.byPort[bindPort{b.Namespace, b.Addr.Port()}] {
+		if u.bind.Conflicts(b) {
+			return u.bind, u.frontend, true
+		}
+	}
+	return Bind{}, nil, false
+}
+
+// sameAddr reports whether b and o are the same listening address, not
+// merely overlapping ones.
+func (b Bind) sameAddr(o Bind) bool {
+	return b.Namespace == o.Namespace && b.Addr == o.Addr
+}
