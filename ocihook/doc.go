@@ -14,10 +14,12 @@
 // not read flags, stdin or the environment: cmd/nsproxy does.
 package ocihook
 
+import "github.com/nsproxy/nsproxy/hooks"
+
 // Annotations the hook reads itself.
 const (
-	AnnExpose = "nsproxy.io/expose" // "8080:80,127.0.0.1:8443:443/tcp"
-	AnnTenant = "nsproxy.io/tenant"
+	AnnExpose = hooks.MetaPrefix + "expose" // "8080:80,127.0.0.1:8443:443/tcp"
+	AnnTenant = hooks.MetaPrefix + "tenant"
 )
 
 // IfName is the interface name of the hook's attachments, which have no
