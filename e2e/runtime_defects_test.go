@@ -54,15 +54,18 @@ func answersIn(t *testing.T, ns, addr string) bool {
 }
 
 // TestBindFamilyOnly: as in HAProxy, bind 0.0.0.0:P listens on IPv4 only
-// ([::1] does not answer) and bind [::]:P on IPv6 only.
+// ([::1] does not answer), bind [::]:P v6only on IPv6 only, and bind [::]:P
+// without keywords follows net.ipv6.bindv6only (0: both families).
 func TestBindFamilyOnly(t *testing.T) {
-	l := familyDaemon(t, "0.0.0.0:19520", "[::]:19521")
+	l := familyDaemon(t, "0.0.0.0:19520", "[::]:19521 v6only", "[::]:19523")
 	for _, tt := range []struct {
 		addr string
 		want bool
 	}{
 		{"127.0.0.1:19520", true}, {"[::1]:19520", false},
 		{"[::1]:19521", true}, {"127.0.0.1:19521", false},
+		// :: without keywords follows net.ipv6.bindv6only (0 here), as HAProxy.
+		{"[::1]:19523", true}, {"127.0.0.1:19523", true},
 	} {
 		if got := answersIn(t, l, tt.addr); got != tt.want {
 			t.Errorf("%s answers: %v, want %v", tt.addr, got, tt.want)

@@ -16,7 +16,7 @@ func engineSpec(c *config.Config) proxy.Spec {
 				Trusted: f.TrustedProxies}}
 		for _, b := range f.Binds {
 			fs.Binds = append(fs.Binds, proxy.BindSpec{Addr: b.Addr, Namespace: b.Namespace, AcceptProxy: b.AcceptProxy,
-				V4V6: b.V4V6, NoTakeover: b.NoTakeover, AdoptFrom: b.AdoptFrom})
+				V4V6: b.V4V6, V6Only: b.V6Only, NoTakeover: b.NoTakeover, AdoptFrom: b.AdoptFrom})
 		}
 		spec.Frontends = append(spec.Frontends, fs)
 	}

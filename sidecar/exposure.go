@@ -83,7 +83,8 @@ func exposuresFor(a api.Attachment) ([]exposure, []string) {
 		}
 		name := exposureName(ns, pm.HostPort)
 		pos := config.Pos{File: "attachment " + a.ContainerID + "/" + a.IfName}
-		bind := config.Bind{Pos: pos, Addr: netip.AddrPortFrom(host, uint16(pm.HostPort)), V4V6: v4v6}
+		bind := config.Bind{Pos: pos, Addr: netip.AddrPortFrom(host, uint16(pm.HostPort)), V4V6: v4v6,
+			V6Only: pm.HostIP != "" && host.Is6() && host.IsUnspecified()}
 		if a.Metadata[hooks.MetaHostPorts] == "adopt" {
 			bind.AdoptFrom = a.ContainerID
 		} else {

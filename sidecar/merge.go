@@ -146,6 +146,9 @@ func frontendText(f api.Frontend) (string, []string) {
 		if b.V4V6 {
 			l.kw("v4v6")
 		}
+		if b.V6Only {
+			l.kw("v6only")
+		}
 		sb.WriteString(l.line())
 		bad = append(bad, l.bad...)
 	}

@@ -407,7 +407,7 @@ func (d *Daemon) frontends() []api.Frontend {
 			af.ClientTimeout = f.ClientTimeout.String()
 		}
 		for _, b := range f.Binds {
-			af.Binds = append(af.Binds, api.Bind{Addr: b.Addr.String(), Namespace: b.Namespace, AcceptProxy: b.AcceptProxy, V4V6: b.V4V6})
+			af.Binds = append(af.Binds, api.Bind{Addr: b.Addr.String(), Namespace: b.Namespace, AcceptProxy: b.AcceptProxy, V4V6: b.V4V6, V6Only: b.V6Only})
 		}
 		fs := stats[f.Name]
 		af.Current, af.Total, af.BytesIn, af.BytesOut = fs.Current, fs.Total, fs.BytesIn, fs.BytesOut

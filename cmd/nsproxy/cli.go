@@ -785,14 +785,17 @@ func keyValues(m map[string]string) string {
 	return strings.Join(parts, ",")
 }
 
-// bindList prints each bind as ADDR, or ADDR@NAMESPACE; "/v4v6" marks an
-// IPv6 bind that accepts IPv4 too.
+// bindList prints each bind as ADDR, or ADDR@NAMESPACE; "/v4v6" and
+// "/v6only" mark the family keywords of a :: bind.
 func bindList(f api.Frontend) string {
 	var parts []string
 	for _, b := range f.Binds {
 		s := b.Addr
 		if b.V4V6 {
 			s += "/v4v6"
+		}
+		if b.V6Only {
+			s += "/v6only"
 		}
 		if b.Namespace != "" {
 			s += "@" + b.Namespace

@@ -56,8 +56,10 @@ type Bind struct {
 	Addr        string `json:"addr"` // IP:PORT
 	Namespace   string `json:"namespace,omitempty"`
 	AcceptProxy bool   `json:"acceptProxy,omitempty"`
-	// V4V6: an IPv6 bind that accepts IPv4 too (HAProxy's "v4v6").
-	V4V6 bool `json:"v4v6,omitempty"`
+	// V4V6 / V6Only: a :: bind on both families / on IPv6 only (HAProxy's
+	// "v4v6" and "v6only"); with neither, :: follows net.ipv6.bindv6only.
+	V4V6   bool `json:"v4v6,omitempty"`
+	V6Only bool `json:"v6only,omitempty"`
 }
 
 // Frontend is a set of listeners and the backend they feed.

@@ -3,7 +3,9 @@ package config
 // Conflicts reports whether b and o cannot both listen: the same namespace
 // and port, and addresses that overlap. Two addresses overlap when they are
 // equal, or when one is a wildcard of a family the other listens on:
-// 0.0.0.0 covers IPv4, :: IPv6, and :: v4v6 both. Linux refuses the second
+// 0.0.0.0 covers IPv4, :: v6only IPv6, and :: both (v4v6, or by default:
+// net.ipv6.bindv6only is 0 unless the host says otherwise, and the rule
+// must hold for the default). Linux refuses the second
 // of two such listening sockets (EADDRINUSE) even with SO_REUSEADDR; the
 // daemon sets no SO_REUSEPORT. It is the one bind-conflict rule: of the
 // validator and of the daemon's planner for attachment exposures.
@@ -20,7 +22,7 @@ func (b Bind) families() int {
 	switch {
 	case b.Addr.Addr().Is4():
 		return 1
-	case b.V4V6 && b.Addr.Addr().IsUnspecified():
+	case b.Addr.Addr().IsUnspecified() && !b.V6Only:
 		return 3
 	}
 	return 2

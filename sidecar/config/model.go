@@ -80,10 +80,12 @@ type Bind struct {
 	// empty means the daemon's default namespace.
 	Namespace   string
 	AcceptProxy bool
-	// V4V6 ("bind [::]:80 v4v6") makes an IPv6 bind accept IPv4 too. Without
-	// it a bind listens on its address's family only, as HAProxy's: 0.0.0.0
-	// on IPv4, :: on IPv6 ("v6only", the default for IPv6 addresses).
-	V4V6 bool
+	// V4V6 ("bind :::80 v4v6") makes an IPv6 wildcard bind accept IPv4
+	// too; V6Only ("v6only") keeps it IPv6 only. With neither, HAProxy's
+	// rule: 0.0.0.0 listens on IPv4 only, and :: follows the namespace's
+	// net.ipv6.bindv6only (0, the Linux default: both families).
+	V4V6   bool
+	V6Only bool
 	// NoTakeover, set only for attachment exposures: a port found in use
 	// belongs to another program; report it, never retry into it.
 	NoTakeover bool

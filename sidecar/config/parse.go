@@ -508,7 +508,6 @@ func (p *parser) bind(args []string) {
 		ok = false
 	}
 	b := Bind{Pos: p.pos, Addr: netip.AddrPortFrom(pa.addr, pa.port)}
-	v6only := false
 options:
 	for i := 1; i < len(args); i++ {
 		switch args[i] {
@@ -517,8 +516,7 @@ options:
 		case "v4v6":
 			b.V4V6 = true
 		case "v6only":
-			// The default for IPv6 addresses; accepted for HAProxy configs.
-			v6only = true
+			b.V6Only = true
 		case "namespace":
 			if i+1 == len(args) {
 				p.errorf(ErrSyntax, "bind option namespace in %s needs a value; write: namespace NAME", p.where)
@@ -544,10 +542,10 @@ options:
 		}
 	}
 	switch {
-	case v6only && b.V4V6:
-		p.errorf(ErrInvalid, "bind in %s: v4v6 and v6only contradict each other; keep one (an IPv6 bind is v6only unless v4v6 is given)", p.where)
+	case b.V6Only && b.V4V6:
+		p.errorf(ErrInvalid, "bind in %s: v4v6 and v6only contradict each other; keep one (without either, :: follows net.ipv6.bindv6only)", p.where)
 		ok = false
-	case v6only && pr == nil && pa.addr.Is4():
+	case b.V6Only && pr == nil && pa.addr.Is4():
 		p.errorf(ErrInvalid, "bind in %s: v6only applies to IPv6 addresses (%s is IPv4); remove it", p.where, b.Addr)
 		ok = false
 	}

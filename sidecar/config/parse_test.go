@@ -230,15 +230,16 @@ func TestParse(t *testing.T) {
 		},
 	}, {
 		name: "bind address families",
-		src: frontendWith("bind 0.0.0.0:80", "bind [::]:80", "bind [::]:81 v4v6", "bind :::82 v6only namespace n1",
-			"bind [::1]:83 v4v6 accept-proxy", "default_backend b1"),
+		src: frontendWith("bind 0.0.0.0:80", "bind [::]:80 v6only", "bind [::]:81 v4v6", "bind :::82 v6only namespace n1",
+			"bind [::1]:83 v4v6 accept-proxy", "bind :::84", "default_backend b1"),
 		check: func(t *testing.T, c *Config) {
 			var got []string
 			for _, b := range c.Frontends[0].Binds {
-				got = append(got, fmt.Sprintf("%s v4v6=%v ns=%q", b.Addr, b.V4V6, b.Namespace))
+				got = append(got, fmt.Sprintf("%s v4v6=%v v6only=%v ns=%q", b.Addr, b.V4V6, b.V6Only, b.Namespace))
 			}
-			want := []string{`0.0.0.0:80 v4v6=false ns=""`, `[::]:80 v4v6=false ns=""`, `[::]:81 v4v6=true ns=""`,
-				`[::]:82 v4v6=false ns="n1"`, `[::1]:83 v4v6=true ns=""`}
+			want := []string{`0.0.0.0:80 v4v6=false v6only=false ns=""`, `[::]:80 v4v6=false v6only=true ns=""`,
+				`[::]:81 v4v6=true v6only=false ns=""`, `[::]:82 v4v6=false v6only=true ns="n1"`,
+				`[::1]:83 v4v6=true v6only=false ns=""`, `[::]:84 v4v6=false v6only=false ns=""`}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("binds\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 			}
@@ -365,7 +366,7 @@ func TestParse(t *testing.T) {
 		},
 	}, {
 		name: "same address in different namespaces",
-		src: "frontend f1\n\tbind :80\n\tbind :80 namespace a\n\tbind :80 namespace b\n\tbind [::]:80\n\tdefault_backend b1\n" +
+		src: "frontend f1\n\tbind :80\n\tbind :80 namespace a\n\tbind :80 namespace b\n\tbind [::]:80 v6only\n\tdefault_backend b1\n" +
 			"backend b1\n",
 		check: func(t *testing.T, c *Config) {
 			if len(c.Frontends[0].Binds) != 4 {
@@ -620,7 +621,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "bind v6only on IPv4", src: frontendWith("bind 127.0.0.1:80 v6only", "default_backend b1"),
 			want: []string{`t.cfg:2: bind in frontend "f1": v6only applies to IPv6 addresses (127.0.0.1:80 is IPv4); remove it`}, is: ErrInvalid},
 		{name: "bind v4v6 and v6only", src: frontendWith("bind [::]:80 v4v6 v6only", "default_backend b1"),
-			want: []string{`t.cfg:2: bind in frontend "f1": v4v6 and v6only contradict each other; keep one (an IPv6 bind is v6only unless v4v6 is given)`}, is: ErrInvalid},
+			want: []string{`t.cfg:2: bind in frontend "f1": v4v6 and v6only contradict each other; keep one (without either, :: follows net.ipv6.bindv6only)`}, is: ErrInvalid},
 		{name: "bind interface", src: frontendWith("bind :80 namespace n1 interface eth0", "default_backend b1"),
 			want: []string{`t.cfg:2: unsupported bind option "interface"`}, is: ErrUnsupported},
 		{name: "bind namespace without name", src: frontendWith("bind :80 namespace", "default_backend b1"),

@@ -193,6 +193,7 @@ func TestBindConflicts(t *testing.T) {
 		return Bind{Addr: netip.MustParseAddrPort(s), V4V6: v4v6}
 	}
 	in := func(ns string, b Bind) Bind { b.Namespace = ns; return b }
+	v6only := func(s string) Bind { return Bind{Addr: netip.MustParseAddrPort(s), V6Only: true} }
 	tests := []struct {
 		name string
 		used Bind
@@ -204,10 +205,13 @@ func TestBindConflicts(t *testing.T) {
 		{"two IPv4 addresses", bind("127.0.0.1:80", false), bind("127.0.0.2:80", false), false},
 		{"0.0.0.0 covers IPv4", bind("0.0.0.0:80", false), bind("127.0.0.1:80", false), true},
 		{"IPv4 under 0.0.0.0", bind("127.0.0.1:80", false), bind("0.0.0.0:80", false), true},
-		{"0.0.0.0 and ::", bind("0.0.0.0:80", false), bind("[::]:80", false), false},
+		{"0.0.0.0 and :: (both families by default)", bind("0.0.0.0:80", false), bind("[::]:80", false), true},
+		{"0.0.0.0 and :: v6only", bind("0.0.0.0:80", false), v6only("[::]:80"), false},
 		{"0.0.0.0 and ::1", bind("0.0.0.0:80", false), bind("[::1]:80", false), false},
 		{":: covers IPv6", bind("[::]:80", false), bind("[::1]:80", false), true},
-		{":: and 127.0.0.1", bind("[::]:80", false), bind("127.0.0.1:80", false), false},
+		{":: and 127.0.0.1", bind("[::]:80", false), bind("127.0.0.1:80", false), true},
+		{":: v6only and 127.0.0.1", v6only("[::]:80"), bind("127.0.0.1:80", false), false},
+		{":: v6only covers IPv6", v6only("[::]:80"), bind("[::1]:80", false), true},
 		{":: v4v6 and 0.0.0.0", bind("[::]:80", true), bind("0.0.0.0:80", false), true},
 		{":: v4v6 and 127.0.0.1", bind("127.0.0.1:80", false), bind("[::]:80", true), true},
 		{":: v4v6 and ::1", bind("[::1]:80", false), bind("[::]:80", true), true},
@@ -236,7 +240,7 @@ func TestBindConflicts(t *testing.T) {
 	}
 	// What the rule lets through, a whole config takes.
 	c := validConfig()
-	c.Frontends[0].Binds = []Bind{in("n1", bind("0.0.0.0:80", false)), in("n1", bind("[::]:80", false)),
+	c.Frontends[0].Binds = []Bind{in("n1", bind("0.0.0.0:80", false)), in("n1", v6only("[::]:80")),
 		bind("0.0.0.0:80", false), in("n2", bind("[::]:80", true))}
 	if err := c.Validate(); err != nil {
 		t.Errorf("binds that do not overlap: %v", err)

@@ -30,7 +30,9 @@ func TestListenFamilies(t *testing.T) {
 		wantListen string
 	}{
 		{name: "0.0.0.0", addr: "0.0.0.0:19501", want4: true, wantListen: "0.0.0.0:19501"},
-		{name: "::", addr: "[::]:19502", want6: true, wantListen: "[::]:19502"},
+		// HAProxy's rule: :: follows net.ipv6.bindv6only, 0 in a new namespace.
+		{name: "::", addr: "[::]:19502", want4: true, want6: true, wantListen: "[::]:19502"},
+		{name: ":: v6only", addr: "[::]:19506", opt: ListenOptions{V6Only: true}, want6: true, wantListen: "[::]:19506"},
 		{name: ":: v4v6", addr: "[::]:19503", opt: ListenOptions{V4V6: true}, want4: true, want6: true, wantListen: "[::]:19503"},
 		{name: "127.0.0.1", addr: "127.0.0.1:19504", want4: true, wantListen: "127.0.0.1:19504"},
 		{name: "::1", addr: "[::1]:19505", want6: true, wantListen: "[::1]:19505"},
@@ -75,8 +77,31 @@ func TestListenFamilies(t *testing.T) {
 	}
 }
 
-// TestListenFamilyConflicts: 0.0.0.0:P and [::]:P coexist (one per
-// family), and a dual-stack [::]:P v4v6 conflicts with 0.0.0.0:P.
+// TestListenBindV6Only: a :: bind without keywords follows the namespace's
+// net.ipv6.bindv6only, as HAProxy's does.
+func TestListenBindV6Only(t *testing.T) {
+	ns := testns.New(t, "v6o")
+	testns.Run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.bindv6only=1")
+	h, err := OpenPath(filepath.Join(DefaultDir, ns), ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	v6, err := h.Listen(netip.MustParseAddrPort("[::]:19507"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v6.Close()
+	v4, err := h.Listen(netip.MustParseAddrPort("0.0.0.0:19507"))
+	if err != nil {
+		t.Fatalf("0.0.0.0:19507 next to [::]:19507 with bindv6only=1: %v (the :: socket took IPv4 too)", err)
+	}
+	v4.Close()
+}
+
+// TestListenFamilyConflicts: 0.0.0.0:P and [::]:P v6only coexist (one per
+// family), and a dual-stack [::]:P (v4v6, or by default) conflicts with
+// 0.0.0.0:P.
 func TestListenFamilyConflicts(t *testing.T) {
 	ns := testns.New(t, "famc")
 	h, err := OpenPath(filepath.Join(DefaultDir, ns), ns)
@@ -89,7 +114,7 @@ func TestListenFamilyConflicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v4.Close()
-	v6, err := h.Listen(netip.MustParseAddrPort("[::]:19510"))
+	v6, err := h.ListenWith(netip.MustParseAddrPort("[::]:19510"), ListenOptions{V6Only: true})
 	if err != nil {
 		t.Fatalf("[::]:19510 next to 0.0.0.0:19510: %v", err)
 	}
@@ -97,5 +122,9 @@ func TestListenFamilyConflicts(t *testing.T) {
 	if both, err := h.ListenWith(netip.MustParseAddrPort("[::]:19510"), ListenOptions{V4V6: true}); err == nil {
 		both.Close()
 		t.Fatal("[::]:19510 v4v6 next to 0.0.0.0:19510: no error, want address in use")
+	}
+	if both, err := h.Listen(netip.MustParseAddrPort("[::]:19510")); err == nil {
+		both.Close()
+		t.Fatal("[::]:19510 (bindv6only 0: both families) next to 0.0.0.0:19510: no error, want address in use")
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -14,9 +16,12 @@ import (
 
 // ListenOptions tune a listening socket.
 type ListenOptions struct {
-	// V4V6 makes an IPv6 socket accept IPv4 too (IPV6_V6ONLY off), as
-	// HAProxy's "v4v6"; without it an IPv6 socket is IPv6 only.
-	V4V6 bool
+	// V4V6 makes an IPv6 wildcard socket accept IPv4 too (IPV6_V6ONLY
+	// off), as HAProxy's "v4v6"; V6Only keeps it IPv6 only ("v6only").
+	// With neither, the namespace's net.ipv6.bindv6only decides, as for
+	// HAProxy (0, the Linux default: both families).
+	V4V6   bool
+	V6Only bool
 }
 
 // Listen creates a TCP listening socket inside the namespace for addr's
@@ -27,25 +32,28 @@ func (h *Handle) Listen(addr netip.AddrPort) (*net.TCPListener, error) {
 
 // ListenWith creates a TCP listening socket inside the namespace. Go's
 // "tcp" would make every wildcard socket dual-stack (0.0.0.0 included), so
-// the network names the family: "tcp4" for IPv4, "tcp6" (IPV6_V6ONLY on,
-// whatever net.ipv6.bindv6only says) for IPv6, "tcp" (IPV6_V6ONLY off) for
-// IPv6 with V4V6. A V4V6 wildcard on a host without IPv6 falls back to
-// 0.0.0.0. Keepalive is off: Go would otherwise set four socket options on
-// every accepted connection.
+// the network names the family: "tcp4" for IPv4, "tcp6" (IPV6_V6ONLY on)
+// for IPv6 addresses and for :: with V6Only, "tcp" (IPV6_V6ONLY off) for ::
+// with V4V6; :: with neither reads net.ipv6.bindv6only inside the namespace.
+// A dual-stack wildcard on a host without IPv6 falls back to 0.0.0.0.
+// Keepalive is off: Go would otherwise set four socket options on every
+// accepted connection.
 func (h *Handle) ListenWith(addr netip.AddrPort, opt ListenOptions) (*net.TCPListener, error) {
-	network := "tcp6"
-	switch {
-	case addr.Addr().Is4():
-		network = "tcp4"
-	case opt.V4V6:
-		network = "tcp"
-	}
+	wildcard6 := addr.Addr() == netip.IPv6Unspecified()
 	var ln net.Listener
 	err := h.Do(func() error {
+		network := "tcp6"
+		switch {
+		case addr.Addr().Is4():
+			network = "tcp4"
+		case !wildcard6 || opt.V6Only:
+		case opt.V4V6 || !bindV6Only():
+			network = "tcp"
+		}
 		var err error
 		lc := net.ListenConfig{KeepAlive: -1}
 		ln, err = lc.Listen(context.Background(), network, addr.String())
-		if err != nil && opt.V4V6 && addr.Addr() == netip.IPv6Unspecified() && errors.Is(err, unix.EAFNOSUPPORT) {
+		if err != nil && network == "tcp" && errors.Is(err, unix.EAFNOSUPPORT) {
 			ln, err = lc.Listen(context.Background(), "tcp4", netip.AddrPortFrom(netip.IPv4Unspecified(), addr.Port()).String())
 		}
 		return err
@@ -54,6 +62,14 @@ func (h *Handle) ListenWith(addr netip.AddrPort, opt ListenOptions) (*net.TCPLis
 		return nil, fmt.Errorf("listen %s in %s: %w", addr, h.Label(), err)
 	}
 	return ln.(*net.TCPListener), nil
+}
+
+// bindV6Only reads net.ipv6.bindv6only of the calling thread's namespace
+// (sysctls under /proc/sys/net are those of the opener's namespace).
+// Unreadable (no IPv6): false, the kernel's default.
+func bindV6Only() bool {
+	b, err := os.ReadFile("/proc/sys/net/ipv6/bindv6only")
+	return err == nil && strings.TrimSpace(string(b)) == "1"
 }
 
 // DialOptions tune an outgoing connection.

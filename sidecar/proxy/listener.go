@@ -274,7 +274,7 @@ func (l *listener) listen(h *netns.Handle) (*net.TCPListener, error) {
 		return ln, nil
 	}
 	if l.bind.AdoptFrom == "" {
-		return h.ListenWith(l.bind.Addr, netns.ListenOptions{V4V6: l.bind.V4V6})
+		return h.ListenWith(l.bind.Addr, netns.ListenOptions{V4V6: l.bind.V4V6, V6Only: l.bind.V6Only})
 	}
 	if !h.IsDefault() {
 		return nil, fmt.Errorf("adopting a reserved port works only in the daemon's namespace")

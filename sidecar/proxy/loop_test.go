@@ -220,15 +220,16 @@ func TestListenKeysOf(t *testing.T) {
 	h := v.handle(a)
 	for _, tc := range []struct {
 		bind string
-		v4v6 bool
+		opt  netns.ListenOptions
 		want []string
 	}{
-		{"127.0.0.1:0", false, []string{"127.0.0.1"}},
-		{"0.0.0.0:0", false, []string{"0.0.0.0"}},
-		{"[::]:0", false, []string{"::"}},
-		{"[::]:0", true, []string{"::", "0.0.0.0"}},
+		{"127.0.0.1:0", netns.ListenOptions{}, []string{"127.0.0.1"}},
+		{"0.0.0.0:0", netns.ListenOptions{}, []string{"0.0.0.0"}},
+		{"[::]:0", netns.ListenOptions{V6Only: true}, []string{"::"}},
+		{"[::]:0", netns.ListenOptions{V4V6: true}, []string{"::", "0.0.0.0"}},
+		{"[::]:0", netns.ListenOptions{}, []string{"::", "0.0.0.0"}}, // bindv6only 0
 	} {
-		ln, err := h.ListenWith(netip.MustParseAddrPort(tc.bind), netns.ListenOptions{V4V6: tc.v4v6})
+		ln, err := h.ListenWith(netip.MustParseAddrPort(tc.bind), tc.opt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -238,7 +239,7 @@ func TestListenKeysOf(t *testing.T) {
 		}
 		ln.Close()
 		if !slices.Equal(got, tc.want) {
-			t.Errorf("%s v4v6=%v: keys %v, want %v", tc.bind, tc.v4v6, got, tc.want)
+			t.Errorf("%s %+v: keys %v, want %v", tc.bind, tc.opt, got, tc.want)
 		}
 	}
 }

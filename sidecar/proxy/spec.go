@@ -53,9 +53,9 @@ type BindSpec struct {
 	Addr        netip.AddrPort
 	Namespace   string // "": the default namespace
 	AcceptProxy bool
-	// V4V6 makes an IPv6 bind accept IPv4 too; otherwise a bind listens
-	// on its address's family only.
-	V4V6 bool
+	// V4V6 and V6Only: the family of a :: bind (netns.ListenOptions).
+	V4V6   bool
+	V6Only bool
 	// NoTakeover makes "address in use" final: the port belongs to another
 	// program, so the listener reports a conflict and never retries (a
 	// retry would take the port over as soon as its owner exits). The
