@@ -200,7 +200,7 @@ func controlHandler(cp controlPlane, log *slog.Logger, group int) http.Handler {
 			cred, _ := r.Context().Value(credKey{}).(*unix.Ucred)
 			if !allowedPeer(cred, group) {
 				startAnswer(r)
-				writeJSON(w, http.StatusForbidden, api.Error{Error: "permission denied: the control socket is for root (or the configured group)"})
+				writeAnswer(w, r, http.StatusForbidden, api.Error{Error: "permission denied: the control socket is for root (or the configured group)"})
 				return
 			}
 			if err := readBody(w, r); err != nil {
@@ -209,7 +209,7 @@ func controlHandler(cp controlPlane, log *slog.Logger, group int) http.Handler {
 					log.Info("control request refused", "method", r.Method, "path", r.URL.Path, "code", code, "err", err.Error())
 				}
 				startAnswer(r)
-				writeJSON(w, code, body)
+				writeAnswer(w, r, code, body)
 				return
 			}
 			startAnswer(r)
@@ -220,7 +220,7 @@ func controlHandler(cp controlPlane, log *slog.Logger, group int) http.Handler {
 					log.Info("control request refused", "method", r.Method, "path", r.URL.Path, "code", code, "err", err.Error())
 				}
 			}
-			writeJSON(w, code, body)
+			writeAnswer(w, r, code, body)
 		})
 	}
 	h("GET /v1/healthz", func(*http.Request) (int, any, error) { return 200, map[string]string{"status": "ok"}, nil })
@@ -362,7 +362,7 @@ func controlHandler(cp controlPlane, log *slog.Logger, group int) http.Handler {
 	h("GET /v1/stats", func(*http.Request) (int, any, error) { return 200, cp.stats(), nil })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		startAnswer(r)
-		writeJSON(w, 404, api.Error{Error: fmt.Sprintf("no such endpoint: %s %s (see the README's API table)", r.Method, r.URL.Path)})
+		writeAnswer(w, r, 404, api.Error{Error: fmt.Sprintf("no such endpoint: %s %s (see the README's API table)", r.Method, r.URL.Path)})
 	})
 	return mux
 }

@@ -148,8 +148,7 @@ func (l *controlListener) connState(c net.Conn, st http.ConnState) {
 type connKey struct{}
 
 // startAnswer marks the request's connection as being answered: its
-// request has been read whole, so it is no longer closed to make room,
-// and writing the answer gets WriteTimeout.
+// request has been read whole, so it is no longer closed to make room.
 func startAnswer(r *http.Request) {
 	cc, ok := r.Context().Value(connKey{}).(*controlConn)
 	if !ok {
@@ -158,7 +157,16 @@ func startAnswer(r *http.Request) {
 	cc.l.mu.Lock()
 	cc.answering = true
 	cc.l.mu.Unlock()
-	cc.SetWriteDeadline(time.Now().Add(cc.l.opt.WriteTimeout))
+}
+
+// writeAnswer writes the answer within WriteTimeout, counted from now: a
+// write that waited for the state lock longer than that has been applied,
+// and its client must still hear so.
+func writeAnswer(w http.ResponseWriter, r *http.Request, code int, body any) {
+	if cc, ok := r.Context().Value(connKey{}).(*controlConn); ok {
+		cc.SetWriteDeadline(time.Now().Add(cc.l.opt.WriteTimeout))
+	}
+	writeJSON(w, code, body)
 }
 
 // withConn is the http.Server's ConnContext part that startAnswer needs.

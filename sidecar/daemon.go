@@ -459,6 +459,13 @@ func (d *Daemon) replay(st State) State {
 	kept := st.Attachments[:0:0]
 	for _, a := range st.Attachments {
 		if a.Source != api.SourceCNI && a.Source != "" && !recorded[a.AttachmentKey] {
+			// Without a record, its namespace file is the only sign it
+			// still runs (a hook's DELETE refused during a hand-over).
+			if err := netns.CheckPath(a.Netns); err != nil {
+				d.log.Warn("attachment dropped: no record and its namespace is gone", "container", a.ContainerID,
+					"ifname", a.IfName, "netns", a.Netns, "err", err.Error())
+				continue
+			}
 			kept = append(kept, a)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -81,10 +82,14 @@ type handoverListener struct {
 // handover is the daemon's side of a hand-over.
 type handover struct {
 	mu     sync.Mutex
-	active bool          // a successor is taking over: writes are refused
-	done   chan struct{} // closed once the successor serves
-	shared map[string]net.Listener
-	count  int // sockets handed over
+	active bool // a successor is taking over: writes are refused
+	// offered: the sockets were sent. From then on the control socket's
+	// path is the successor's too: this process must not unlink it, even
+	// if it is stopped before the successor commits.
+	offered bool
+	done    chan struct{} // closed once the successor serves
+	shared  map[string]net.Listener
+	count   int // sockets handed over
 }
 
 func (h *handover) doneCh() chan struct{} {
@@ -186,10 +191,15 @@ func (d *Daemon) serveHandover(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		d.ho.mu.Lock()
-		d.ho.active = false
+		d.ho.active, d.ho.offered = false, false
 		d.ho.mu.Unlock()
 		d.notify(sdnotify.Ready)
 		d.log.Warn("hand-over aborted: serving on", "successor_pid", peer)
+		// Hooks that met a 503 in the window wrote their records and went
+		// on: take them now, as the successor would have.
+		if err := d.ReplayAttachments(); err != nil {
+			d.log.Error("attachment records written during the hand-over not applied", "err", err.Error())
+		}
 	}()
 	d.notify(sdnotify.ReloadingNow()...)
 	d.log.Info("hand-over requested: API writes refused until it ends", "successor_pid", peer)
@@ -234,6 +244,12 @@ func (d *Daemon) serveHandover(w http.ResponseWriter, r *http.Request) {
 			f.Close()
 		}
 	}()
+	d.ho.mu.Lock()
+	d.ho.offered = true
+	if ul, ok := rawListener(d.ho.shared[RoleControl]).(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false)
+	}
+	d.ho.mu.Unlock()
 	if err := sendOffer(uc, offer, files); err != nil {
 		d.log.Warn("hand-over: sending the sockets failed", "err", err.Error())
 		return
@@ -298,19 +314,31 @@ func listenerFile(ln net.Listener) (*os.File, error) {
 
 // stopAccepting closes every listening fd of this process without
 // unlinking anything: the successor holds the same sockets.
+// HandedOver is closed first, so that the control and metrics servers see
+// their listeners close as the hand-over's doing, not as a failure.
 func (d *Daemon) stopAccepting(n int) {
 	d.engine.StopAccepting()
 	d.ho.mu.Lock()
-	for _, ln := range d.ho.shared {
+	d.ho.count = n
+	shared := maps.Clone(d.ho.shared)
+	d.ho.mu.Unlock()
+	close(d.ho.doneCh())
+	for _, ln := range shared {
 		ln = rawListener(ln)
 		if ul, ok := ln.(*net.UnixListener); ok {
 			ul.SetUnlinkOnClose(false)
 		}
 		ln.Close()
 	}
-	d.ho.count = n
-	d.ho.mu.Unlock()
-	close(d.ho.doneCh())
+}
+
+// ControlSocketGivenAway reports whether the control socket's path belongs
+// to a successor (the sockets were sent, or the hand-over is done): the
+// daemon must not remove it when it stops.
+func (d *Daemon) ControlSocketGivenAway() bool {
+	d.ho.mu.Lock()
+	defer d.ho.mu.Unlock()
+	return d.ho.offered
 }
 
 func sendOffer(c *net.UnixConn, offer handoverOffer, files []*os.File) error {

@@ -223,6 +223,10 @@ func (t *Takeover) Abort() {
 		return
 	}
 	t.conn.Close()
+	for _, il := range t.Inherited {
+		il.Listener.Close()
+	}
+	t.Inherited = nil
 	for _, ln := range t.shared {
 		if ul, ok := ln.(*net.UnixListener); ok {
 			ul.SetUnlinkOnClose(false)

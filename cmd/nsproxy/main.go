@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"os/user"
@@ -276,13 +277,19 @@ func cmdRun(args []string, stderr io.Writer) int {
 
 	var bg sync.WaitGroup
 	defer bg.Wait()
+	var inheritedMetrics net.Listener
+	if tk != nil {
+		inheritedMetrics = tk.Listener(sidecar.RoleMetrics)
+		if inheritedMetrics != nil && !sameListenAddr(inheritedMetrics.Addr(), *metricsAddr) {
+			// The new flags move (or drop) the metrics port: bind afresh.
+			inheritedMetrics.Close()
+			inheritedMetrics = nil
+		}
+	}
 	if *metricsAddr != "" {
 		m = metrics.New(metrics.Source{Snapshot: d.Engine().Snapshot,
 			RegistrySize: func() int { return len(d.Registry().Status()) }, Attachments: d.AttachmentCount})
-		var ln net.Listener
-		if tk != nil {
-			ln = tk.Listener(sidecar.RoleMetrics)
-		}
+		ln := inheritedMetrics
 		if ln == nil {
 			if ln, err = metrics.Listen(*metricsAddr); err != nil {
 				fmt.Fprintln(stderr, "nsproxy run:", err)
@@ -316,8 +323,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 		go func() {
 			defer bg.Done()
 			defer func() {
-				// After a hand-over the path is the successor's.
-				if !isClosed(d.HandedOver()) {
+				// Once the sockets were offered, the path is the successor's.
+				if !d.ControlSocketGivenAway() {
 					os.Remove(*socket)
 				}
 			}()
@@ -379,4 +386,22 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opt)), nil
 	}
 	return nil, fmt.Errorf("bad -log-format %q: use text or json", format)
+}
+
+// sameListenAddr reports whether a listening socket's address is the one a
+// --metrics-addr flag asks for ("HOST:PORT"; an empty host is any address).
+func sameListenAddr(a net.Addr, flag string) bool {
+	host, port, err := net.SplitHostPort(flag)
+	if flag == "" || err != nil {
+		return false
+	}
+	ta, ok := a.(*net.TCPAddr)
+	if !ok || strconv.Itoa(ta.Port) != port {
+		return false
+	}
+	if host == "" {
+		return ta.IP.IsUnspecified()
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ta.AddrPort().Addr().Unmap() == ip.Unmap()
 }
