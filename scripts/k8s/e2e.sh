@@ -217,7 +217,8 @@ cleanup() {
     done
   fi
   mkdir -p "$ROOT/bin"
-  cp -r "$DIR/logs" "$ROOT/bin/e2e-k8s-logs" 2>/dev/null
+  rm -rf "$ROOT/bin/e2e-k8s-logs"
+  cp -r "$DIR/logs" "$ROOT/bin/e2e-k8s-logs" 2>/dev/null # kept for a look after the run
   rm -rf "$DIR"
   say "total $(( $(date +%s) - t0 ))s (build/cache $(( t_build - t0 ))s)"
   exit $rc
