@@ -404,7 +404,7 @@ func (d *Daemon) frontends() []api.Frontend {
 	for _, f := range merged.Frontends {
 		af := api.Frontend{Name: f.Name, Source: d.sourceOf(f.Pos), Backend: f.DefaultBackend, MaxConn: f.MaxConn}
 		if f.ClientTimeout > 0 {
-			af.ClientTimeout = f.ClientTimeout.String()
+			af.ClientTimeout = config.FormatDuration(f.ClientTimeout)
 		}
 		for _, b := range f.Binds {
 			af.Binds = append(af.Binds, api.Bind{Addr: b.Addr.String(), Namespace: b.Namespace, AcceptProxy: b.AcceptProxy, V4V6: b.V4V6, V6Only: b.V6Only})
@@ -434,10 +434,10 @@ func (d *Daemon) backends() []api.Backend {
 	for _, b := range merged.Backends {
 		ab := api.Backend{Name: b.Name, Source: d.sourceOf(b.Pos), Balance: string(b.Balance)}
 		if b.ConnectTimeout > 0 {
-			ab.ConnectTimeout = b.ConnectTimeout.String()
+			ab.ConnectTimeout = config.FormatDuration(b.ConnectTimeout)
 		}
 		if b.ServerTimeout > 0 {
-			ab.ServerTimeout = b.ServerTimeout.String()
+			ab.ServerTimeout = config.FormatDuration(b.ServerTimeout)
 		}
 		for _, s := range b.Servers {
 			ss := stats[b.Name][s.Name]
@@ -450,7 +450,7 @@ func (d *Daemon) backends() []api.Backend {
 				Check: s.Check, Weight: &w, Backup: s.Backup, Disabled: s.Disabled, SendProxy: s.SendProxy,
 				Up: ss.Up, Active: ss.Active, Total: ss.Total, ConnectErrors: ss.ConnectErrors}
 			if s.Check {
-				as.Inter, as.Rise, as.Fall = s.Inter.String(), s.Rise, s.Fall
+				as.Inter, as.Rise, as.Fall = config.FormatDuration(s.Inter), s.Rise, s.Fall
 			}
 			ab.Servers = append(ab.Servers, as)
 		}

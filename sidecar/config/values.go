@@ -51,6 +51,26 @@ func parseDuration(s string) (time.Duration, string) {
 	return time.Duration(n) * unit, ""
 }
 
+// FormatDuration writes d in the time format parseDuration reads, with the
+// largest unit that keeps it whole ("90s", "1500ms", "2h"), so that what the
+// API and the CLI print is valid input again (Go's "1m30s" is not). A
+// duration that is not a whole number of microseconds is rounded down to
+// one; 0 and below give "".
+func FormatDuration(d time.Duration) string {
+	if d < time.Microsecond {
+		return ""
+	}
+	for _, u := range []struct {
+		unit time.Duration
+		name string
+	}{{24 * time.Hour, "d"}, {time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}, {time.Millisecond, "ms"}} {
+		if d%u.unit == 0 {
+			return fmt.Sprintf("%d%s", d/u.unit, u.name)
+		}
+	}
+	return fmt.Sprintf("%dus", d/time.Microsecond)
+}
+
 // parseDigits parses a non-empty string of decimal digits (no sign) that is
 // at most max.
 func parseDigits(s string, max int64) (int64, bool) {

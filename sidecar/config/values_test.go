@@ -122,3 +122,47 @@ func TestParseAddr(t *testing.T) {
 		})
 	}
 }
+
+// TestFormatDuration: what GET prints is what POST and the files accept.
+func TestFormatDuration(t *testing.T) {
+	for _, tt := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{90 * time.Second, "90s"},
+		{time.Minute, "1m"},
+		{1500 * time.Millisecond, "1500ms"},
+		{2 * time.Hour, "2h"},
+		{48 * time.Hour, "2d"},
+		{1500 * time.Microsecond, "1500us"},
+		{time.Microsecond + 500, "1us"},
+		{0, ""},
+		{-time.Second, ""},
+	} {
+		if got := FormatDuration(tt.d); got != tt.want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", tt.d, got, tt.want)
+		}
+	}
+}
+
+// FuzzFormatDuration: every duration the parser accepts prints back to a
+// string it parses to the same duration.
+func FuzzFormatDuration(f *testing.F) {
+	for _, s := range []string{"90s", "1500", "1m", "2d", "7us", "2147483647ms", "24d"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if s == "" {
+			return
+		}
+		d, problem := parseDuration(s)
+		if problem != "" {
+			return
+		}
+		out := FormatDuration(d)
+		back, problem := parseDuration(out)
+		if problem != "" || back != d {
+			t.Fatalf("%q = %v prints %q, which parses to %v (%s)", s, d, out, back, problem)
+		}
+	})
+}
