@@ -49,11 +49,12 @@ lint:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/
 
+# Both parts run; the target fails when either failed.
 bench: deps build
-	bench/run.sh
+	bench/run.sh; r=$$?; bench/churn.sh && exit $$r
 
 bench-smoke: deps build
-	bench/run.sh --smoke
+	bench/run.sh --smoke; r=$$?; bench/churn.sh --smoke && exit $$r
 
 install: build
 	install -D -m 0755 $(BIN)/nsproxy $(DESTDIR)$(PREFIX)/bin/nsproxy
