@@ -53,7 +53,7 @@ type Config struct {
 	// Nsproxy and Plugin are the binaries; CNITool is cnitool; PluginDir
 	// holds the reference bridge and host-local plugins.
 	Nsproxy, Plugin, CNITool, PluginDir string
-	// Prefix starts every namespace, bridge and network name (at most 5
+	// Prefix starts every namespace, bridge and network name (at most 9
 	// characters: interface names are short).
 	Prefix string
 	// Subnet is the second octet of the 10.x.0.0/16 the bridges use.
@@ -118,8 +118,8 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
-	if len(cfg.Prefix) == 0 || len(cfg.Prefix) > 5 {
-		return nil, fmt.Errorf("prefix %q: give 1 to 5 characters", cfg.Prefix)
+	if len(cfg.Prefix) == 0 || len(cfg.Prefix) > 9 {
+		return nil, fmt.Errorf("prefix %q: give 1 to 9 characters (bridge names are short)", cfg.Prefix)
 	}
 	if cfg.N > 60*PerBridge {
 		return nil, fmt.Errorf("%d containers: at most %d", cfg.N, 60*PerBridge)
@@ -362,24 +362,56 @@ func loUp() error {
 	return nil
 }
 
-// hostPorts asks the kernel for count free loopback ports.
-func hostPorts(count int) ([]int, error) {
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
+// portHolds asks the kernel for count free loopback ports and keeps each
+// bound until its container's ADD (release), so that no other program
+// takes it in the meantime.
+type portHolds struct {
+	mu  sync.Mutex
+	lns map[int]net.Listener
+}
+
+func holdPorts(count int) (*portHolds, []int, error) {
+	h := &portHolds{lns: map[int]net.Listener{}}
 	var ports []int
 	for i := 0; i < count; i++ {
 		l, err := net.Listen("tcp4", "127.0.0.1:0")
 		if err != nil {
-			return nil, fmt.Errorf("free port %d of %d: %w", i+1, count, err)
+			h.releaseAll()
+			return nil, nil, fmt.Errorf("free port %d of %d: %w", i+1, count, err)
 		}
-		lns = append(lns, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		p := l.Addr().(*net.TCPAddr).Port
+		h.lns[p] = l
+		ports = append(ports, p)
 	}
-	return ports, nil
+	return h, ports, nil
+}
+
+func (h *portHolds) release(port int) {
+	h.mu.Lock()
+	l := h.lns[port]
+	delete(h.lns, port)
+	h.mu.Unlock()
+	if l != nil {
+		l.Close()
+	}
+}
+
+func (h *portHolds) releaseAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for p, l := range h.lns {
+		l.Close()
+		delete(h.lns, p)
+	}
+}
+
+// clientAddr is the source of every probe: not 127.0.0.1, so that a probe's
+// ephemeral port never holds a host port the daemon is about to bind.
+var clientAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
+
+func dial(addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: time.Second, LocalAddr: clientAddr}
+	return d.Dial("tcp4", addr)
 }
 
 // cnitool runs `cnitool verb net /var/run/netns/ns`.
@@ -410,7 +442,7 @@ func answers(port int, want string, within time.Duration) (time.Time, error) {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	var last string
 	for {
-		c, err := net.DialTimeout("tcp4", addr, time.Second)
+		c, err := dial(addr)
 		if err == nil {
 			c.SetDeadline(time.Now().Add(time.Second))
 			b, _ := io.ReadAll(c)
@@ -434,7 +466,7 @@ func refused(port int, within time.Duration) (time.Time, error) {
 	deadline := time.Now().Add(within)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	for {
-		c, err := net.DialTimeout("tcp4", addr, time.Second)
+		c, err := dial(addr)
 		if err != nil && errors.Is(err, syscall.ECONNREFUSED) {
 			return time.Now(), nil
 		}
@@ -489,10 +521,11 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	ports, err := hostPorts(cfg.N)
+	holds, ports, err := holdPorts(cfg.N)
 	if err != nil {
 		return nil, err
 	}
+	defer holds.releaseAll()
 	cs := make([]container, cfg.N)
 	for i := range cs {
 		cs[i] = container{i: i, ns: names[i], net: r.netName(i / PerBridge), hostPort: ports[i], reply: fmt.Sprintf("c%d\n", i)}
@@ -512,6 +545,7 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	var markMu sync.Mutex
 	r.parallel(ctx, cfg.N, func(i int) {
 		c := cs[i]
+		holds.release(c.hostPort)
 		t0 := time.Now()
 		if err := r.cnitool("add", c.net, c.ns, c.hostPort); err != nil {
 			fail(err)
@@ -664,6 +698,24 @@ func (r *Runner) leftover(names []string) ([]string, error) {
 	for _, f := range fes {
 		out = append(out, "frontend "+f.Name)
 	}
+	// A namespace handle the daemon kept would keep the namespace alive.
+	inos := map[string]string{}
+	for _, n := range names {
+		var st unix.Stat_t
+		if unix.Stat("/var/run/netns/"+n, &st) == nil {
+			inos[fmt.Sprintf("net:[%d]", st.Ino)] = n
+		}
+	}
+	r.mu.Lock()
+	pid := r.daemon.Process.Pid
+	r.mu.Unlock()
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, fd := range fds {
+		link, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if n, ok := inos[link]; ok {
+			out = append(out, "fd "+fd.Name()+" on namespace "+n)
+		}
+	}
 	return out, nil
 }
 
@@ -696,10 +748,11 @@ func (r *Runner) compareAdds(ctx context.Context, res *Result) error {
 	if err != nil {
 		return err
 	}
-	ports, err := hostPorts(n)
+	holds, ports, err := holdPorts(n)
 	if err != nil {
 		return err
 	}
+	defer holds.releaseAll()
 	timed := func(network, ns string, port int) (time.Duration, error) {
 		t0 := time.Now()
 		err := r.cnitool("add", network, ns, port)
@@ -714,6 +767,7 @@ func (r *Runner) compareAdds(ctx context.Context, res *Result) error {
 				return err
 			},
 			func() error {
+				holds.release(ports[i])
 				d, err := timed(r.netName(-2), with, ports[i])
 				res.AddNsproxy = append(res.AddNsproxy, d)
 				return err
