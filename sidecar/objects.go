@@ -266,7 +266,7 @@ func (d *Daemon) PutAttachment(a api.Attachment) (bool, error) {
 	a.State, a.Exposed, a.Problems = "", nil, nil
 	updated := false
 	var moved []movedName
-	err := d.mutate(func(s *State) error {
+	err := d.mutateAttachments(func(s *State) error {
 		prev := givenNames(*s)
 		if i := slices.IndexFunc(s.Attachments, func(x api.Attachment) bool { return x.AttachmentKey == a.AttachmentKey }); i >= 0 {
 			s.Attachments[i], updated = a, true
@@ -305,7 +305,7 @@ func (d *Daemon) DeleteAttachment(k api.AttachmentKey) error {
 	if !slices.ContainsFunc(st.Attachments, func(a api.Attachment) bool { return a.AttachmentKey == k }) {
 		return nil
 	}
-	err := d.mutate(func(s *State) error {
+	err := d.mutateAttachments(func(s *State) error {
 		s.Attachments = slices.DeleteFunc(s.Attachments, func(a api.Attachment) bool { return a.AttachmentKey == k })
 		return nil
 	})
@@ -323,7 +323,7 @@ func (d *Daemon) GCAttachments(valid []api.AttachmentKey) ([]api.AttachmentKey, 
 		keep[k] = true
 	}
 	var removed []api.AttachmentKey
-	err := d.mutate(func(s *State) error {
+	err := d.mutateAttachments(func(s *State) error {
 		s.Attachments = slices.DeleteFunc(s.Attachments, func(a api.Attachment) bool {
 			if !keep[a.AttachmentKey] {
 				removed = append(removed, a.AttachmentKey)
