@@ -299,10 +299,8 @@ func (d *Daemon) controlHandler(group int) http.Handler {
 	h("GET /v1/attachments", func(*http.Request) (int, any, error) { return 200, d.attachments(), nil })
 	h("GET /v1/attachments/{id}/{ifname}", func(r *http.Request) (int, any, error) {
 		k := api.AttachmentKey{ContainerID: r.PathValue("id"), IfName: r.PathValue("ifname")}
-		for _, a := range d.attachments() {
-			if a.AttachmentKey == k {
-				return 200, a, nil
-			}
+		if a, ok := d.attachmentView(k); ok {
+			return 200, a, nil
 		}
 		return 0, nil, fmt.Errorf("attachment %s/%s: %w", k.ContainerID, k.IfName, errNotFound)
 	})
@@ -319,10 +317,8 @@ func (d *Daemon) controlHandler(group int) http.Handler {
 		if updated {
 			code = 200
 		}
-		for _, x := range d.attachments() {
-			if x.AttachmentKey == a.AttachmentKey {
-				return code, x, nil
-			}
+		if x, ok := d.attachmentView(a.AttachmentKey); ok {
+			return code, x, nil
 		}
 		return code, a, nil
 	})

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -277,13 +278,43 @@ func (d *Daemon) PutAttachment(a api.Attachment) (bool, error) {
 		return nil
 	})
 	if err == nil {
-		_, _, status := d.snapshotState()
-		s := withConflicts(status[a.AttachmentKey], d.listenerConflicts())
+		v, _ := d.attachmentView(a.AttachmentKey)
 		d.log.Info("attachment registered", "container", a.ContainerID, "ifname", a.IfName, "netns", a.Netns,
-			"name", d.attachmentName(a.AttachmentKey), "exposed", s.exposed, "problems", s.problems)
+			"name", attachmentNamespace(v), "exposed", v.Exposed, "problems", v.Problems)
 		d.logNames(moved)
 	}
 	return updated, err
+}
+
+// attachmentView is what GET /v1/attachments shows of the attachment k,
+// built for that one only: the answer to every ADD used to build the view
+// of every live attachment.
+func (d *Daemon) attachmentView(k api.AttachmentKey) (api.Attachment, bool) {
+	st, _, status := d.snapshotState()
+	i := slices.IndexFunc(st.Attachments, func(a api.Attachment) bool { return a.AttachmentKey == k })
+	if i < 0 {
+		return api.Attachment{}, false
+	}
+	conflicts := map[string]netip.AddrPort{}
+	for _, name := range status[k].exposed {
+		for _, l := range d.engine.ListenersOf(name) {
+			if l.Conflict {
+				conflicts[l.Frontend] = l.Bind.Addr
+			}
+		}
+	}
+	return d.view(st.Attachments[i], status[k], conflicts), true
+}
+
+// view is an attachment with its status, as the API shows it.
+func (d *Daemon) view(a api.Attachment, status attachmentStatus, conflicts map[string]netip.AddrPort) api.Attachment {
+	a.State = api.StateMissing
+	if _, err := d.reg.Get(attachmentNamespace(a)); err == nil {
+		a.State = api.StateAvailable
+	}
+	s := withConflicts(status, conflicts)
+	a.Exposed, a.Problems = s.exposed, s.problems
+	return a
 }
 
 // attachmentName is the name given to the attachment k ("" if none).
@@ -481,13 +512,7 @@ func (d *Daemon) attachments() []api.Attachment {
 	conflicts := d.listenerConflicts()
 	out := []api.Attachment{}
 	for _, a := range st.Attachments {
-		a.State = api.StateMissing
-		if _, err := d.reg.Get(attachmentNamespace(a)); err == nil {
-			a.State = api.StateAvailable
-		}
-		s := withConflicts(status[a.AttachmentKey], conflicts)
-		a.Exposed, a.Problems = s.exposed, s.problems
-		out = append(out, a)
+		out = append(out, d.view(a, status[a.AttachmentKey], conflicts))
 	}
 	return out
 }
