@@ -461,8 +461,10 @@ func answers(port int, want string, within time.Duration) (time.Time, error) {
 	}
 }
 
-// refused dials 127.0.0.1:port until the connection is refused.
-func refused(port int, within time.Duration) (time.Time, error) {
+// released dials 127.0.0.1:port until it no longer answers with reply:
+// the connection is refused, or (the kernel gave the freed port to another
+// program at once) something else answers.
+func released(port int, reply string, within time.Duration) (time.Time, error) {
 	deadline := time.Now().Add(within)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	for {
@@ -471,10 +473,15 @@ func refused(port int, within time.Duration) (time.Time, error) {
 			return time.Now(), nil
 		}
 		if c != nil {
+			c.SetDeadline(time.Now().Add(time.Second))
+			b, _ := io.ReadAll(c)
 			c.Close()
+			if string(b) != reply && len(b) > 0 {
+				return time.Now(), nil
+			}
 		}
 		if time.Now().After(deadline) {
-			return time.Time{}, fmt.Errorf("%s: still accepting %s after DEL", addr, within)
+			return time.Time{}, fmt.Errorf("%s: still answering %s after DEL", addr, within)
 		}
 		time.Sleep(200 * time.Microsecond)
 	}
@@ -636,7 +643,7 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 		}
 		t1 := time.Now()
 		res.Del[i] = t1.Sub(t0)
-		at, err := refused(c.hostPort, 10*time.Second)
+		at, err := released(c.hostPort, c.reply, 10*time.Second)
 		if err != nil {
 			fail(fmt.Errorf("container %d release: %w", i, err))
 			return
