@@ -72,6 +72,7 @@ type Daemon struct {
 	plans      int                       // plan calls, with mu held: restore must plan once, not per object
 	parsed     parseCache                // run-time objects as the last plan parsed them
 	exposed    exposureCache             // attachments' exposures as the last plan made them
+	batch      attachmentBatch           // attachment writes waiting for mu
 	builtFrom  map[string]api.Attachment // the attachment each registered entry was made from
 
 	ho handover // zero-downtime upgrade to a successor process
@@ -524,22 +525,26 @@ func (d *Daemon) mutate(fn func(*State) error) error {
 	return d.change(fn, true)
 }
 
-// mutateAttachments is mutate for a change of attachments only: the state
-// file is written only when an attachment it holds changed (see saved).
-// A CNI ADD or DEL then costs no state write, whatever else is live.
-func (d *Daemon) mutateAttachments(fn func(*State) error) error {
-	return d.change(fn, false)
-}
-
+// change is mutate; objects false: a change of attachments only, which
+// writes the state file only when an attachment it holds changed (see
+// saved). A CNI ADD or DEL then costs no state write.
 func (d *Daemon) change(fn func(*State) error, objects bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.changeLocked(objects, fn)
+}
+
+// changeLocked applies fns in order to one copy of the state, then plans,
+// persists and commits once. Call it with d.mu held.
+func (d *Daemon) changeLocked(objects bool, fns ...func(*State) error) error {
 	if d.ho.inProgress() {
 		return errUpgrading
 	}
 	next := d.state.clone()
-	if err := fn(&next); err != nil {
-		return err
+	for _, fn := range fns {
+		if err := fn(&next); err != nil {
+			return err
+		}
 	}
 	p, err := d.plan(d.file, next)
 	if err != nil {

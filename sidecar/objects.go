@@ -354,7 +354,7 @@ func (d *Daemon) GCAttachments(valid []api.AttachmentKey) ([]api.AttachmentKey, 
 		keep[k] = true
 	}
 	var removed []api.AttachmentKey
-	err := d.mutateAttachments(func(s *State) error {
+	err := d.change(func(s *State) error { // not batched: it appends to removed
 		s.Attachments = slices.DeleteFunc(s.Attachments, func(a api.Attachment) bool {
 			if !keep[a.AttachmentKey] {
 				removed = append(removed, a.AttachmentKey)
@@ -363,7 +363,7 @@ func (d *Daemon) GCAttachments(valid []api.AttachmentKey) ([]api.AttachmentKey, 
 			return false
 		})
 		return nil
-	})
+	}, false)
 	if err != nil {
 		return nil, err
 	}

@@ -1,12 +1,14 @@
 package sidecar
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/internal/testns"
@@ -191,5 +193,52 @@ func TestSameAttachmentFields(t *testing.T) {
 		if sameAttachment(a, b) {
 			t.Errorf("a changed %s is taken for unchanged", name)
 		}
+	}
+}
+
+// TestAttachmentWritesBatched: attachment writes that wait for the lock
+// are applied together, with one plan, and each gets its answer.
+func TestAttachmentWritesBatched(t *testing.T) {
+	ns := testns.New(t, "ab")
+	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:19394", "127.0.0.1:19395"), State{}, io.Discard)
+	d.opt.AttachmentDir = t.TempDir()
+	t.Cleanup(func() { stopDaemon(d) })
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	d.mu.Lock() // a write in progress
+	plans := d.plans
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			_, err := d.PutAttachment(api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: fmt.Sprintf("b%d", i), IfName: "eth0"},
+				Netns: "/var/run/netns/" + ns})
+			errs <- err
+		}()
+	}
+	for waited := 0; ; waited++ {
+		d.batch.mu.Lock()
+		q := len(d.batch.queue)
+		d.batch.mu.Unlock()
+		if q == n {
+			break
+		}
+		if waited > 5000 {
+			d.mu.Unlock()
+			t.Fatalf("%d of %d writes queued", q, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	d.mu.Unlock()
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if got := d.plans - plans; got != 1 || len(d.state.Attachments) != n {
+		t.Errorf("%d queued writes: %d plans, %d attachments; want 1 plan and %d", n, got, len(d.state.Attachments), n)
 	}
 }
