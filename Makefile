@@ -56,11 +56,12 @@ lint:
 	$(GO) vet -tags e2e ./e2e/
 	$(GO) vet -tags e2ek8s ./e2e/k8s/
 
+# Both parts run; the target fails when either failed.
 bench: deps build
-	bench/run.sh
+	bench/run.sh; r=$$?; bench/churn.sh && exit $$r
 
 bench-smoke: deps build
-	bench/run.sh --smoke
+	bench/run.sh --smoke; r=$$?; bench/churn.sh --smoke && exit $$r
 
 install: build
 	install -D -m 0755 $(BIN)/nsproxy $(DESTDIR)$(PREFIX)/bin/nsproxy

@@ -184,6 +184,7 @@ type controlPlane interface {
 	DeleteServer(backend, name string) error
 	connections() []api.Connection
 	attachments() []api.Attachment
+	attachmentView(api.AttachmentKey) (api.Attachment, bool)
 	PutAttachment(api.Attachment) (updated bool, err error)
 	DeleteAttachment(api.AttachmentKey) error
 	GCAttachments(valid []api.AttachmentKey) ([]api.AttachmentKey, error)
@@ -321,10 +322,8 @@ func controlHandler(cp controlPlane, log *slog.Logger, group int) http.Handler {
 	h("GET /v1/attachments", func(*http.Request) (int, any, error) { return 200, cp.attachments(), nil })
 	h("GET /v1/attachments/{id}/{ifname}", func(r *http.Request) (int, any, error) {
 		k := api.AttachmentKey{ContainerID: r.PathValue("id"), IfName: r.PathValue("ifname")}
-		for _, a := range cp.attachments() {
-			if a.AttachmentKey == k {
-				return 200, a, nil
-			}
+		if a, ok := cp.attachmentView(k); ok {
+			return 200, a, nil
 		}
 		return 0, nil, fmt.Errorf("attachment %s/%s: %w", k.ContainerID, k.IfName, errNotFound)
 	})
@@ -341,10 +340,8 @@ func controlHandler(cp controlPlane, log *slog.Logger, group int) http.Handler {
 		if updated {
 			code = 200
 		}
-		for _, x := range cp.attachments() {
-			if x.AttachmentKey == a.AttachmentKey {
-				return code, x, nil
-			}
+		if x, ok := cp.attachmentView(a.AttachmentKey); ok {
+			return code, x, nil
 		}
 		return code, a, nil
 	})

@@ -68,9 +68,12 @@ type Daemon struct {
 	state      State
 	merged     *config.Config
 	attStatus  map[api.AttachmentKey]attachmentStatus
-	registered map[string]netns.Entry // run-time entries given to the registry
-	plans      int                    // plan calls, with mu held: restore must plan once, not per object
-	parsed     parseCache             // run-time objects as the last plan parsed them
+	registered map[string]netns.Entry    // run-time entries given to the registry
+	plans      int                       // plan calls, with mu held: restore must plan once, not per object
+	parsed     parseCache                // run-time objects as the last plan parsed them
+	exposed    exposureCache             // attachments' exposures as the last plan made them
+	batch      attachmentBatch           // attachment writes waiting for mu
+	builtFrom  map[string]api.Attachment // the attachment each registered entry was made from
 
 	ho handover // zero-downtime upgrade to a successor process
 }
@@ -100,7 +103,7 @@ func New(opt Options) (*Daemon, error) {
 	}
 	d := &Daemon{opt: opt, log: opt.Logger, reg: reg, file: cfg, store: &store{path: opt.StateFile},
 		engine: proxy.New(reg, opt.Logger), started: time.Now(), registered: map[string]netns.Entry{},
-		attStatus: map[api.AttachmentKey]attachmentStatus{}}
+		attStatus: map[api.AttachmentKey]attachmentStatus{}, builtFrom: map[string]api.Attachment{}}
 	d.engine.Inherit(opt.Inherited)
 	st, err := d.store.load()
 	if err != nil {
@@ -128,7 +131,7 @@ func (d *Daemon) Start() error {
 	if err := d.commit(st, p); err != nil {
 		return err
 	}
-	if err := d.store.save(st); err != nil {
+	if err := d.store.save(d.saved(st)); err != nil {
 		d.log.Error("cannot write state", "path", d.opt.StateFile, "err", err.Error())
 	}
 	d.ready.Store(true)
@@ -238,8 +241,14 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 	}
 	status := map[api.AttachmentKey]attachmentStatus{}
 	var exps []exposure
+	d.exposed.start()
+	defer d.exposed.done()
 	for _, a := range st.Attachments {
-		xs, problems := exposuresFor(a)
+		xs, problems, err := d.exposed.exposuresFor(a)
+		if err != nil {
+			return nil, err
+		}
+		problems = slices.Clone(problems)
 		var exposed []api.Exposure
 		for _, x := range xs {
 			_, _, taken := used.Conflict(x.bind)
@@ -267,16 +276,19 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 			merged.Frontends = append(merged.Frontends, x.frontend)
 			merged.Backends = append(merged.Backends, x.backend)
 		}
-		if err := merged.Validate(); err != nil {
-			return nil, err
-		}
+		// No Validate of the whole: each exposure was validated on its
+		// own when it was made (exposureCache), and what Validate checks
+		// across objects (unique names, binds) is checked above. A whole
+		// Validate made every ADD cost grow with the live containers.
 	}
 	return &plan{file: file, merged: merged, attStatus: status}, nil
 }
 
-// runtimeEntries are the registry entries the state asks for.
-func (d *Daemon) runtimeEntries(st State) map[string]netns.Entry {
-	out := map[string]netns.Entry{}
+// runtimeEntries are the registry entries the state asks for, and the
+// attachments of the entries it had to build (not reused).
+func (d *Daemon) runtimeEntries(st State) (map[string]netns.Entry, map[string]api.Attachment) {
+	out := make(map[string]netns.Entry, len(st.Namespaces)+len(st.Attachments))
+	built := map[string]api.Attachment{}
 	for _, n := range st.Namespaces {
 		path := n.Path
 		if path == "" {
@@ -287,6 +299,10 @@ func (d *Daemon) runtimeEntries(st State) map[string]netns.Entry {
 	}
 	for _, a := range st.Attachments {
 		name := attachmentNamespace(a)
+		if e, ok := d.registered[name]; ok && d.builtFrom[name].Netns != "" && sameAttachment(d.builtFrom[name], a) {
+			out[name] = e // unchanged: building and comparing it again cost O(live) per write
+			continue
+		}
 		meta := maps.Clone(a.Metadata)
 		if meta == nil {
 			meta = map[string]string{}
@@ -300,13 +316,14 @@ func (d *Daemon) runtimeEntries(st State) map[string]netns.Entry {
 			src = api.SourceCNI
 		}
 		out[name] = netns.Entry{Name: name, Path: a.Netns, Source: src, Tenant: tenantOr(a.Tenant), Allowed: true, Metadata: meta}
+		built[name] = a
 	}
-	return out
+	return out, built
 }
 
 func sameEntry(a, b netns.Entry) bool {
 	return a.Name == b.Name && a.Path == b.Path && a.Source == b.Source && a.Tenant == b.Tenant &&
-		a.Allowed == b.Allowed && maps.Equal(a.Metadata, b.Metadata)
+		a.Allowed == b.Allowed && (sameMap(a.Metadata, b.Metadata) || maps.Equal(a.Metadata, b.Metadata))
 }
 
 func tenantOr(t string) string {
@@ -319,11 +336,12 @@ func tenantOr(t string) string {
 // commit makes a plan the running state.
 func (d *Daemon) commit(st State, p *plan) error {
 	start := time.Now()
-	entries := d.runtimeEntries(st)
+	entries, built := d.runtimeEntries(st)
 	for name := range d.registered {
 		if _, ok := entries[name]; !ok {
 			d.reg.Unregister(name)
 			delete(d.registered, name)
+			delete(d.builtFrom, name)
 		}
 	}
 	for name, e := range entries {
@@ -335,6 +353,13 @@ func (d *Daemon) commit(st State, p *plan) error {
 			continue
 		}
 		d.registered[name] = e
+	}
+	for name, a := range built {
+		if e, ok := d.registered[name]; ok && sameEntry(e, entries[name]) {
+			d.builtFrom[name] = a
+		} else {
+			delete(d.builtFrom, name)
+		}
 	}
 	err := d.reg.SetNames(configNames(p, entries))
 	var allowed []string
@@ -503,21 +528,38 @@ func (d *Daemon) dropRecord(k api.AttachmentKey) {
 // persists it, then applies it: all of it or none. The returned error is
 // an *objectError (invalid), a config error (invalid) or a store error.
 func (d *Daemon) mutate(fn func(*State) error) error {
+	return d.change(fn, true)
+}
+
+// change is mutate; objects false: a change of attachments only, which
+// writes the state file only when an attachment it holds changed (see
+// saved). A CNI ADD or DEL then costs no state write.
+func (d *Daemon) change(fn func(*State) error, objects bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.changeLocked(objects, fn)
+}
+
+// changeLocked applies fns in order to one copy of the state, then plans,
+// persists and commits once. Call it with d.mu held.
+func (d *Daemon) changeLocked(objects bool, fns ...func(*State) error) error {
 	if d.ho.inProgress() {
 		return errUpgrading
 	}
 	next := d.state.clone()
-	if err := fn(&next); err != nil {
-		return err
+	for _, fn := range fns {
+		if err := fn(&next); err != nil {
+			return err
+		}
 	}
 	p, err := d.plan(d.file, next)
 	if err != nil {
 		return &validationError{err}
 	}
-	if err := d.store.save(next); err != nil {
-		return fmt.Errorf("not applied: %w", err)
+	if objects || !slices.EqualFunc(d.saved(d.state).Attachments, d.saved(next).Attachments, sameAttachment) {
+		if err := d.store.save(d.saved(next)); err != nil {
+			return fmt.Errorf("not applied: %w", err)
+		}
 	}
 	return d.commit(next, p)
 }

@@ -49,10 +49,11 @@ func requestedName(a api.Attachment) string {
 // 8 digits and a counter.
 func nameCandidate(a api.Attachment, i int) string {
 	base := requestedName(a)
+	if i == 0 {
+		return base // no hash: every write checks every live attachment's name
+	}
 	h := hooks.KeyHash(hooks.AttachmentKey{ContainerID: a.ContainerID, IfName: a.IfName})
 	switch {
-	case i == 0:
-		return base
 	case i == 1:
 		return hooks.WithSuffix(base, h[:8], maxGivenName)
 	case i == 2:

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -267,7 +268,7 @@ func (d *Daemon) PutAttachment(a api.Attachment) (bool, error) {
 	a = a.WithoutStatus()
 	updated := false
 	var moved []movedName
-	err := d.mutate(func(s *State) error {
+	err := d.mutateAttachments(func(s *State) error {
 		prev := givenNames(*s)
 		if i := slices.IndexFunc(s.Attachments, func(x api.Attachment) bool { return x.AttachmentKey == a.AttachmentKey }); i >= 0 {
 			s.Attachments[i], updated = a, true
@@ -278,13 +279,43 @@ func (d *Daemon) PutAttachment(a api.Attachment) (bool, error) {
 		return nil
 	})
 	if err == nil {
-		_, _, status := d.snapshotState()
-		s := withConflicts(status[a.AttachmentKey], d.listenerConflicts())
+		v, _ := d.attachmentView(a.AttachmentKey)
 		d.log.Info("attachment registered", "container", a.ContainerID, "ifname", a.IfName, "netns", a.Netns,
-			"name", d.attachmentName(a.AttachmentKey), "exposed", s.exposedNames(), "problems", s.problems)
+			"name", attachmentNamespace(v), "exposed", v.Exposed, "problems", v.Problems)
 		d.logNames(moved)
 	}
 	return updated, err
+}
+
+// attachmentView is what GET /v1/attachments shows of the attachment k,
+// built for that one only: the answer to every ADD used to build the view
+// of every live attachment.
+func (d *Daemon) attachmentView(k api.AttachmentKey) (api.Attachment, bool) {
+	st, _, status := d.snapshotState()
+	i := slices.IndexFunc(st.Attachments, func(a api.Attachment) bool { return a.AttachmentKey == k })
+	if i < 0 {
+		return api.Attachment{}, false
+	}
+	conflicts := map[string]netip.AddrPort{}
+	for _, name := range status[k].exposedNames() {
+		for _, l := range d.engine.ListenersOf(name) {
+			if l.Conflict {
+				conflicts[l.Frontend] = l.Bind.Addr
+			}
+		}
+	}
+	return d.view(st.Attachments[i], status[k], conflicts), true
+}
+
+// view is an attachment with its status, as the API shows it.
+func (d *Daemon) view(a api.Attachment, status attachmentStatus, conflicts map[string]netip.AddrPort) api.Attachment {
+	a.State = api.StateMissing
+	if _, err := d.reg.Get(attachmentNamespace(a)); err == nil {
+		a.State = api.StateAvailable
+	}
+	s := withConflicts(status, conflicts)
+	a.Exposures, a.Exposed, a.Problems = s.exposures, s.exposedNames(), s.problems
+	return a
 }
 
 // attachmentName is the name given to the attachment k ("" if none).
@@ -306,7 +337,7 @@ func (d *Daemon) DeleteAttachment(k api.AttachmentKey) error {
 	if !slices.ContainsFunc(st.Attachments, func(a api.Attachment) bool { return a.AttachmentKey == k }) {
 		return nil
 	}
-	err := d.mutate(func(s *State) error {
+	err := d.mutateAttachments(func(s *State) error {
 		s.Attachments = slices.DeleteFunc(s.Attachments, func(a api.Attachment) bool { return a.AttachmentKey == k })
 		return nil
 	})
@@ -324,7 +355,7 @@ func (d *Daemon) GCAttachments(valid []api.AttachmentKey) ([]api.AttachmentKey, 
 		keep[k] = true
 	}
 	var removed []api.AttachmentKey
-	err := d.mutate(func(s *State) error {
+	err := d.change(func(s *State) error { // not batched: it appends to removed
 		s.Attachments = slices.DeleteFunc(s.Attachments, func(a api.Attachment) bool {
 			if !keep[a.AttachmentKey] {
 				removed = append(removed, a.AttachmentKey)
@@ -333,7 +364,7 @@ func (d *Daemon) GCAttachments(valid []api.AttachmentKey) ([]api.AttachmentKey, 
 			return false
 		})
 		return nil
-	})
+	}, false)
 	if err != nil {
 		return nil, err
 	}
@@ -482,13 +513,7 @@ func (d *Daemon) attachments() []api.Attachment {
 	conflicts := d.listenerConflicts()
 	out := []api.Attachment{}
 	for _, a := range st.Attachments {
-		a.State = api.StateMissing
-		if _, err := d.reg.Get(attachmentNamespace(a)); err == nil {
-			a.State = api.StateAvailable
-		}
-		s := withConflicts(status[a.AttachmentKey], conflicts)
-		a.Exposures, a.Exposed, a.Problems = s.exposures, s.exposedNames(), s.problems
-		out = append(out, a)
+		out = append(out, d.view(a, status[a.AttachmentKey], conflicts))
 	}
 	return out
 }

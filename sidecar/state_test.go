@@ -1,14 +1,20 @@
 package sidecar
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
+	"time"
 
+	"github.com/nsproxy/nsproxy/hooks"
+	"github.com/nsproxy/nsproxy/internal/testns"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/config"
+	"golang.org/x/sys/unix"
 )
 
 // TestFailedWriteLeavesStateAlone: a change works on a copy of the state
@@ -81,5 +87,158 @@ func TestParseCacheKeepsParsesClean(t *testing.T) {
 		if len(pc.prev) != 2 {
 			t.Fatalf("round %d: %d parses kept, want 2", round, len(pc.prev))
 		}
+	}
+}
+
+// TestCNIAttachmentWritesNoState: with a record directory, CNI attachments
+// are durable as the plugin's records (written and synced before the
+// plugin calls the daemon, replayed at start), so an ADD or DEL must not
+// rewrite and fsync the whole state file: that made every ADD cost grow
+// with the live objects. An attachment without that guarantee (source
+// "oci") is still written to the state file, and both come back after a
+// restart.
+func TestCNIAttachmentWritesNoState(t *testing.T) {
+	ns := testns.New(t, "cw")
+	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:19394", "127.0.0.1:19395"), State{}, io.Discard)
+	d.opt.AttachmentDir = t.TempDir()
+	t.Cleanup(func() { stopDaemon(d) })
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ino := func() uint64 {
+		var st unix.Stat_t
+		if err := unix.Stat(d.opt.StateFile, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	before := ino()
+	cni := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "cni1", IfName: "eth0"}, Netns: "/var/run/netns/" + ns}
+	// As the plugin does: the record first.
+	if err := hooks.WriteRecord(d.opt.AttachmentDir, hooks.Attachment{AttachmentKey: hooks.AttachmentKey{ContainerID: "cni1", IfName: "eth0"},
+		Netns: cni.Netns}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.PutAttachment(cni); err != nil {
+		t.Fatal(err)
+	}
+	if ino() != before {
+		t.Errorf("a CNI attachment's ADD rewrote the state file")
+	}
+	oci := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "oci1", IfName: "eth0"}, Netns: cni.Netns, Source: api.SourceOCI}
+	if _, err := d.PutAttachment(oci); err != nil {
+		t.Fatal(err)
+	}
+	if ino() == before {
+		t.Errorf("an OCI attachment without a record was not written to the state file")
+	}
+	// A successor restores both: one from its record, one from the state.
+	d2, err := New(Options{ConfigFiles: d.opt.ConfigFiles, StateFile: d.opt.StateFile, AttachmentDir: d.opt.AttachmentDir,
+		Logger: d.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopDaemon(d)
+	t.Cleanup(func() { stopDaemon(d2) })
+	if err := d2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, a := range d2.state.Attachments {
+		keys = append(keys, a.ContainerID)
+	}
+	slices.Sort(keys)
+	if !slices.Equal(keys, []string{"cni1", "oci1"}) {
+		t.Errorf("restored attachments %v, want cni1 and oci1", keys)
+	}
+	before = ino()
+	if err := d2.DeleteAttachment(cni.AttachmentKey); err != nil {
+		t.Fatal(err)
+	}
+	if ino() != before {
+		t.Errorf("a CNI attachment's DEL rewrote the state file")
+	}
+}
+
+// TestSameAttachmentFields: sameAttachment compares api.Attachment field
+// by field; a new field must be added there, or a changed attachment
+// would be taken for unchanged and keep its old exposures.
+func TestSameAttachmentFields(t *testing.T) {
+	known := []string{"AttachmentKey", "Netns", "Name", "Source", "Tenant", "IPs", "PortMappings", "Metadata", "State", "Exposed", "Exposures", "Problems"}
+	typ := reflect.TypeOf(api.Attachment{})
+	var got []string
+	for i := 0; i < typ.NumField(); i++ {
+		got = append(got, typ.Field(i).Name)
+	}
+	slices.Sort(got)
+	slices.Sort(known)
+	if !slices.Equal(got, known) {
+		t.Fatalf("api.Attachment has fields %v; sameAttachment knows %v: update it", got, known)
+	}
+	a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "c", IfName: "eth0"}, Netns: "/n",
+		IPs: []string{"10.0.0.2"}, PortMappings: []api.PortMapping{{HostPort: 1, ContainerPort: 2}}, Metadata: map[string]string{"k": "v"}}
+	if !sameAttachment(a, a) {
+		t.Error("an attachment differs from itself")
+	}
+	for name, change := range map[string]func(*api.Attachment){
+		"netns":        func(b *api.Attachment) { b.Netns = "/m" },
+		"name":         func(b *api.Attachment) { b.Name = "x" },
+		"ips":          func(b *api.Attachment) { b.IPs = []string{"10.0.0.3"} },
+		"portMappings": func(b *api.Attachment) { b.PortMappings = []api.PortMapping{{HostPort: 1, ContainerPort: 3}} },
+		"metadata":     func(b *api.Attachment) { b.Metadata = map[string]string{"k": "w"} },
+		"tenant":       func(b *api.Attachment) { b.Tenant = "t" },
+	} {
+		b := a
+		change(&b)
+		if sameAttachment(a, b) {
+			t.Errorf("a changed %s is taken for unchanged", name)
+		}
+	}
+}
+
+// TestAttachmentWritesBatched: attachment writes that wait for the lock
+// are applied together, with one plan, and each gets its answer.
+func TestAttachmentWritesBatched(t *testing.T) {
+	ns := testns.New(t, "ab")
+	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:19394", "127.0.0.1:19395"), State{}, io.Discard)
+	d.opt.AttachmentDir = t.TempDir()
+	t.Cleanup(func() { stopDaemon(d) })
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	d.mu.Lock() // a write in progress
+	plans := d.plans
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			_, err := d.PutAttachment(api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: fmt.Sprintf("b%d", i), IfName: "eth0"},
+				Netns: "/var/run/netns/" + ns})
+			errs <- err
+		}()
+	}
+	for waited := 0; ; waited++ {
+		d.batch.mu.Lock()
+		q := len(d.batch.queue)
+		d.batch.mu.Unlock()
+		if q == n {
+			break
+		}
+		if waited > 5000 {
+			d.mu.Unlock()
+			t.Fatalf("%d of %d writes queued", q, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	d.mu.Unlock()
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if got := d.plans - plans; got != 1 || len(d.state.Attachments) != n {
+		t.Errorf("%d queued writes: %d plans, %d attachments; want 1 plan and %d", n, got, len(d.state.Attachments), n)
 	}
 }

@@ -50,6 +50,30 @@ func (s State) clone() State {
 	return out
 }
 
+// saved is the part of st the state file holds. With an attachment
+// directory, CNI attachments are left out: the plugin writes and syncs its
+// record before it calls the daemon, and replay (at start) takes CNI
+// attachments from the records only, so the state file's copy was never
+// read back. Writing it made every ADD and DEL rewrite and fsync a file
+// that grows with the live containers. Other attachments (the OCI hook's)
+// stay in the file: an older hook writes no record.
+func (d *Daemon) saved(st State) State {
+	if d.opt.AttachmentDir == "" {
+		return st
+	}
+	out := st
+	out.Attachments = nil
+	for _, a := range st.Attachments {
+		if !recordedSource(a.Source) {
+			out.Attachments = append(out.Attachments, a)
+		}
+	}
+	return out
+}
+
+// recordedSource: attachments of this source are durable as records.
+func recordedSource(source string) bool { return source == api.SourceCNI || source == "" }
+
 // store persists State as one JSON file, replaced atomically
 // (atomicfile.Write, mode 0600): a crash leaves either the old or the new
 // file, never a mix.

@@ -312,6 +312,13 @@ func (r *Registry) Names() []string {
 	return out
 }
 
+// Count is the number of names, without listing them.
+func (r *Registry) Count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.slots)
+}
+
 // Known reports whether name is one of the registry's names (the allowlist).
 func (r *Registry) Known(name string) bool {
 	r.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -94,6 +95,9 @@ func (e *Engine) Apply(spec Spec) error {
 		b := old[bs.Name]
 		if b == nil {
 			b = &backend{name: bs.Name}
+		} else if sameBackendSpec(*b.spec.Load(), bs) {
+			next[bs.Name] = b // unchanged: an Apply costs what changed
+			continue
 		}
 		dropped, added := b.update(bs)
 		for _, s := range dropped {
@@ -113,22 +117,20 @@ func (e *Engine) Apply(spec Spec) error {
 
 	// Stop what goes before starting what comes, so that a bind that
 	// moves between frontends or changes options finds its address free.
-	want := map[string]map[BindSpec]bool{}
+	// A frontend has a bind or two: a slice, not a map per frontend.
+	want := make(map[string][]BindSpec, len(spec.Frontends))
 	for _, fs := range spec.Frontends {
-		binds := map[BindSpec]bool{}
-		for _, bs := range fs.Binds {
-			binds[bs] = true
-		}
-		want[fs.Name] = binds
+		want[fs.Name] = fs.Binds
 	}
 	for name, fe := range e.frontends {
+		binds, wanted := want[name]
 		for bs, l := range fe.listeners {
-			if !want[name][bs] {
+			if !slices.Contains(binds, bs) {
 				l.stop()
 				delete(fe.listeners, bs)
 			}
 		}
-		if want[name] == nil {
+		if !wanted {
 			delete(e.frontends, name)
 		}
 	}
@@ -138,7 +140,9 @@ func (e *Engine) Apply(spec Spec) error {
 			fe = &frontend{name: fs.Name, limit: newLimiter(fs.MaxConn), listeners: map[BindSpec]*listener{}}
 			e.frontends[fs.Name] = fe
 		}
-		fe.spec.Store(&fs)
+		if cur := fe.spec.Load(); cur == nil || !sameFrontendSpec(*cur, fs) {
+			fe.spec.Store(&fs)
+		}
 		fe.limit.setLimit(fs.MaxConn)
 		for _, bs := range fs.Binds {
 			if fe.listeners[bs] == nil {
@@ -149,13 +153,31 @@ func (e *Engine) Apply(spec Spec) error {
 	e.ns.prune(e.liveNamespace) // namespaces removed since the last Apply
 	e.dropUnwantedInherited(func(bs BindSpec) bool {
 		for _, fs := range spec.Frontends {
-			if want[fs.Name][bs] {
+			if slices.Contains(fs.Binds, bs) {
 				return true
 			}
 		}
 		return false
 	})
 	return nil
+}
+
+// sameBackendSpec: a and b are equal, servers included.
+// TestSpecCompareFields keeps it in step with BackendSpec's fields.
+func sameBackendSpec(a, b BackendSpec) bool {
+	return a.Name == b.Name && a.Balance == b.Balance && a.ConnectTimeout == b.ConnectTimeout &&
+		a.ServerTimeout == b.ServerTimeout && a.ServerFinTimeout == b.ServerFinTimeout &&
+		a.CheckTimeout == b.CheckTimeout && a.Source == b.Source && a.UseSrcClientIP == b.UseSrcClientIP &&
+		slices.Equal(a.Servers, b.Servers)
+}
+
+// sameFrontendSpec: a and b are equal, binds and trusted networks included.
+// TestSpecCompareFields keeps it in step with FrontendSpec's fields.
+func sameFrontendSpec(a, b FrontendSpec) bool {
+	return a.Name == b.Name && a.Tenant == b.Tenant && a.Backend == b.Backend && a.MaxConn == b.MaxConn &&
+		a.ClientTimeout == b.ClientTimeout && a.ClientFinTimeout == b.ClientFinTimeout &&
+		a.Proxy.HeaderTimeout == b.Proxy.HeaderTimeout && a.Proxy.LenientNamespace == b.Proxy.LenientNamespace &&
+		slices.Equal(a.Binds, b.Binds) && slices.Equal(a.Proxy.Trusted, b.Proxy.Trusted)
 }
 
 func (e *Engine) backend(name string) *backend { return (*e.backends.Load())[name] }
@@ -224,6 +246,20 @@ func (e *Engine) Listeners() []ListenerState {
 	defer e.mu.Unlock()
 	var out []ListenerState
 	for _, fe := range e.frontends {
+		for _, l := range fe.listeners {
+			out = append(out, l.state())
+		}
+	}
+	return out
+}
+
+// ListenersOf lists the listeners of one frontend: a look-up that costs
+// what one frontend has, not what the engine has.
+func (e *Engine) ListenersOf(frontend string) []ListenerState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []ListenerState
+	if fe := e.frontends[frontend]; fe != nil {
 		for _, l := range fe.listeners {
 			out = append(out, l.state())
 		}

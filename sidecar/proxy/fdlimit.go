@@ -71,7 +71,7 @@ func (e *Engine) fitMaxConn(spec Spec) int {
 	if e.nofile == 0 {
 		return spec.MaxConn
 	}
-	reserved := fdsReserved + len(e.reg.Names())
+	reserved := fdsReserved + e.reg.Count()
 	for _, fs := range spec.Frontends {
 		reserved += 2 * len(fs.Binds) // the socket and its readiness twin
 	}
