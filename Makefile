@@ -28,6 +28,7 @@ test: deps build
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory e2e-run
 	bench/run.sh --smoke
+	bench/churn.sh --smoke
 
 unit:
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
