@@ -3,6 +3,7 @@ package sdnotify
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -101,6 +102,10 @@ func watchdogInterval(usec, pid string, self int) (time.Duration, error) {
 	u, err := strconv.ParseUint(usec, 10, 63)
 	if err != nil || u == 0 {
 		return 0, fmt.Errorf("sdnotify: WATCHDOG_USEC %q is not a positive number of microseconds", usec)
+	}
+	if u > uint64(math.MaxInt64/int64(time.Microsecond)) {
+		// As a Duration it would overflow into a negative period.
+		return 0, fmt.Errorf("sdnotify: WATCHDOG_USEC %q is too large (over 292 years)", usec)
 	}
 	return time.Duration(u) * time.Microsecond / 2, nil
 }
