@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/nsproxy/nsproxy/internal/testlog"
+	"github.com/nsproxy/nsproxy/internal/testwait"
 )
 
 // Images the private containerd gets from an OCI archive (no registry).
@@ -734,15 +735,5 @@ func connRefused(addr string) error {
 
 func eventuallyFor(t *testing.T, d time.Duration, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testwait.For(t, d, what, f)
 }

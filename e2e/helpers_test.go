@@ -22,6 +22,7 @@ import (
 
 	"github.com/nsproxy/nsproxy/internal/testlog"
 	"github.com/nsproxy/nsproxy/internal/testns"
+	"github.com/nsproxy/nsproxy/internal/testwait"
 )
 
 var seq atomic.Int64
@@ -184,17 +185,7 @@ func ask(t *testing.T, ns, addr string) (string, error) {
 
 func eventually(t *testing.T, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(8 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testwait.For(t, 8*time.Second, what, f)
 }
 
 func expectTag(t *testing.T, ns, addr, want string) {

@@ -48,14 +48,7 @@ func BenchmarkRestore(b *testing.B) {
 			os.WriteFile(cfgPath, []byte(restoreCfg("127.0.0.1:19390", "127.0.0.1:19391")), 0o644)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				d, err := New(Options{ConfigFiles: []string{cfgPath}, AttachmentDir: dir,
-					Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := d.Start(); err != nil {
-					b.Fatal(err)
-				}
+				d := startedDaemon(b, Options{ConfigFiles: []string{cfgPath}, AttachmentDir: dir})
 				if got := len(d.state.Attachments); got != n {
 					b.Fatalf("replayed %d attachments, want %d", got, n)
 				}
@@ -68,49 +61,46 @@ func BenchmarkRestore(b *testing.B) {
 }
 
 func benchRestore(b *testing.B, n int) {
-	srv, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { srv.Close() })
-	go func() {
-		for {
-			c, err := srv.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("ok"))
-			c.Close()
-		}
-	}()
+	srv := fmt.Sprintf("127.0.0.1:%d", echoServer(b, "ok"))
 	front := "127.0.0.1:19390"
 	dir := b.TempDir()
 	cfgPath := filepath.Join(dir, "n.cfg")
-	os.WriteFile(cfgPath, []byte(restoreCfg(front, srv.Addr().String())), 0o644)
+	os.WriteFile(cfgPath, []byte(restoreCfg(front, srv)), 0o644)
 	stateFile := filepath.Join(dir, "state.json")
-	if err := (&store{path: stateFile}).save(State{Servers: apiServers(n, srv.Addr().String())}); err != nil {
+	if err := (&store{path: stateFile}).save(State{Servers: apiServers(n, srv)}); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		d, err := New(Options{ConfigFiles: []string{cfgPath}, StateFile: stateFile,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := d.Start(); err != nil {
-			b.Fatal(err)
-		}
+		d := startedDaemon(b, Options{ConfigFiles: []string{cfgPath}, StateFile: stateFile})
 		if got := len(d.state.Servers); got != n {
 			b.Fatalf("restored %d servers, want %d", got, n)
 		}
-		if err := answers(front, "ok", 5*time.Second); err != nil {
+		if err := answers(front, "ok\n", 5*time.Second); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
 		stopDaemon(d)
 		b.StartTimer()
 	}
+}
+
+// startedDaemon makes and starts a daemon with opt, silent unless opt
+// brings a logger, or fails tb. The caller stops it (stopDaemon).
+func startedDaemon(tb testing.TB, opt Options) *Daemon {
+	tb.Helper()
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	d, err := New(opt)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := d.Start(); err != nil {
+		stopDaemon(d)
+		tb.Fatal(err)
+	}
+	return d
 }
 
 // answers dials addr until it reads want or the time is up.
@@ -197,14 +187,7 @@ func benchDaemon(b testing.TB, st State) *Daemon {
 	if err := (&store{path: stateFile}).save(st); err != nil {
 		b.Fatal(err)
 	}
-	d, err := New(Options{ConfigFiles: []string{cfgPath}, StateFile: stateFile,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := d.Start(); err != nil {
-		b.Fatal(err)
-	}
+	d := startedDaemon(b, Options{ConfigFiles: []string{cfgPath}, StateFile: stateFile})
 	b.Cleanup(func() { stopDaemon(d) })
 	return d
 }

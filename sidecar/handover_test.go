@@ -15,6 +15,7 @@ import (
 
 	"github.com/nsproxy/nsproxy/internal/testlog"
 	"github.com/nsproxy/nsproxy/internal/testns"
+	"github.com/nsproxy/nsproxy/internal/testwait"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/sdnotify"
 )
@@ -30,7 +31,7 @@ func freeTCPPort(t *testing.T) int {
 }
 
 // echoServer answers each connection with tag+"\n".
-func echoServer(t *testing.T, tag string) int {
+func echoServer(t testing.TB, tag string) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -63,17 +64,7 @@ func askTag(addr string) (string, error) {
 
 func waitFor(t *testing.T, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.For(t, 5*time.Second, what, f)
 }
 
 // TestHandoverProtocol: a successor receives the listening sockets; while

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nsproxy/nsproxy/internal/testwait"
 )
 
 // The pods' host ports (scripts/k8s/e2e.sh checks that they are free).
@@ -78,17 +80,7 @@ func cli(t *testing.T, args ...string) (string, error) {
 
 func eventually(t *testing.T, d time.Duration, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	testwait.For(t, d, what, f)
 }
 
 // ensureDaemonSet applies the remapped manifest and waits for the rollout.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nsproxy/nsproxy/internal/testlog"
 	"github.com/nsproxy/nsproxy/internal/testns"
+	"github.com/nsproxy/nsproxy/internal/testwait"
 	"github.com/nsproxy/nsproxy/sidecar/netns"
 )
 
@@ -150,17 +151,7 @@ func (v *env) ask(ns, addr string) (string, error) {
 // eventually retries f until it returns nil or 5s pass.
 func eventually(t *testing.T, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	testwait.For(t, 5*time.Second, what, f)
 }
 
 func expectTag(v *env, ns, addr, want string) {
