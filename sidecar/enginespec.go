@@ -2,7 +2,6 @@ package sidecar
 
 import (
 	"github.com/nsproxy/nsproxy/sidecar/config"
-	"github.com/nsproxy/nsproxy/sidecar/netns"
 	"github.com/nsproxy/nsproxy/sidecar/proxy"
 )
 
@@ -10,7 +9,7 @@ import (
 func engineSpec(c *config.Config) proxy.Spec {
 	spec := proxy.Spec{MaxConn: c.Global.MaxConn, ProxyHeaderMaxSize: c.Global.ProxyHeaderMaxSize}
 	for _, f := range c.Frontends {
-		fs := proxy.FrontendSpec{Name: f.Name, Tenant: netns.DefaultTenant, Backend: f.DefaultBackend,
+		fs := proxy.FrontendSpec{Name: f.Name, Tenant: tenantOr(f.Tenant), Backend: f.DefaultBackend,
 			MaxConn: f.MaxConn, ClientTimeout: f.ClientTimeout, ClientFinTimeout: f.ClientFinTimeout,
 			Proxy: proxy.ProxyPolicy{HeaderTimeout: f.ProxyHeaderTimeout, LenientNamespace: f.LenientNetnsTLV,
 				Trusted: f.TrustedProxies}}

@@ -48,6 +48,10 @@ type NamespaceRef struct {
 type Frontend struct {
 	Name string
 	Pos  Pos
+	// Tenant owns the frontend; "" is the default tenant (every object of
+	// the HAProxy-style files). A connection reaches only its tenant's
+	// namespaces.
+	Tenant string
 	// Listen is true when the frontend came from a listen section.
 	Listen         bool
 	Binds          []Bind
@@ -109,6 +113,7 @@ const (
 type Backend struct {
 	Name    string
 	Pos     Pos
+	Tenant  string // "" is the default tenant
 	Listen  bool
 	Balance Balance // never empty after loading: roundrobin by default
 	// ConnectTimeout bounds a connection attempt to a server; 0: the OS limit.
