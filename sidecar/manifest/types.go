@@ -10,7 +10,12 @@
 // field. Fields are only added.
 package manifest
 
-import "github.com/nsproxy/nsproxy/sidecar/api"
+import (
+	"fmt"
+	"strings"
+
+	"github.com/nsproxy/nsproxy/sidecar/api"
+)
 
 // APIVersion is the only apiVersion this package reads.
 const APIVersion = "nsproxy.io/v1alpha1"
@@ -34,6 +39,41 @@ type Set struct {
 	Tenants   []Tenant
 	Exposures []Exposure
 	Services  []Service
+	// Positions maps a field path to where the decoder read it. A path is
+	// "KIND/NAME" (the document) followed by the JSON path of a field:
+	// "Tenant/acme.spec.frontends[0].binds[1].addr". Filled by the
+	// decoder; not persisted.
+	Positions map[string]Pos `yaml:"-" json:"-"`
+}
+
+// Where is the position of a field path, or of its nearest ancestor the
+// decoder recorded ("Tenant/acme.spec.frontends[0].binds[9]" falls back to
+// "Tenant/acme.spec.frontends[0]", then to the document).
+func (s *Set) Where(path string) Pos {
+	for path != "" {
+		if p, ok := s.Positions[path]; ok {
+			return p
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return Pos{}
+}
+
+// String prints FILE:LINE:COLUMN (parts that are unknown are left out).
+func (p Pos) String() string {
+	switch {
+	case p.File == "" && p.Line == 0:
+		return ""
+	case p.Line == 0:
+		return p.File
+	case p.Col == 0:
+		return fmt.Sprintf("%s:%d", p.File, p.Line)
+	}
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
 }
 
 // Meta is a document's metadata.
