@@ -17,6 +17,7 @@ import (
 	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/config"
+	"github.com/nsproxy/nsproxy/sidecar/manifest"
 	"github.com/nsproxy/nsproxy/sidecar/netns"
 	"github.com/nsproxy/nsproxy/sidecar/proxy"
 	"github.com/nsproxy/nsproxy/sidecar/sdnotify"
@@ -49,6 +50,11 @@ type Options struct {
 	Notifier *sdnotify.Notifier
 	// Successor, when set, lets `nsproxy upgrade` start a successor.
 	Successor *SuccessorOptions
+	// ManifestDir holds tenant manifests (*.yaml, *.yml) that the daemon
+	// applies and keeps applied (manifestdir.go); "": none.
+	ManifestDir string
+	// ManifestResync is the period of the directory's resync; 0: 30s.
+	ManifestResync time.Duration
 }
 
 // Daemon wires the registry, the engine, the configuration files and the
@@ -74,6 +80,7 @@ type Daemon struct {
 	exposed    exposureCache             // attachments' exposures as the last plan made them
 	batch      attachmentBatch           // attachment writes waiting for mu
 	builtFrom  map[string]api.Attachment // the attachment each registered entry was made from
+	dirSet     manifest.Set              // the --manifests directory as New read it, for Start
 
 	ho handover // zero-downtime upgrade to a successor process
 }
@@ -97,13 +104,19 @@ func New(opt Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	var dirSet manifest.Set
+	if opt.ManifestDir != "" {
+		if dirSet, err = loadManifestDir(opt.ManifestDir); err != nil {
+			return nil, err
+		}
+	}
 	reg, err := netns.NewRegistry(opt.NetnsDir, opt.Logger)
 	if err != nil {
 		return nil, err
 	}
 	d := &Daemon{opt: opt, log: opt.Logger, reg: reg, file: cfg, store: &store{path: opt.StateFile},
 		engine: proxy.New(reg, opt.Logger), started: time.Now(), registered: map[string]netns.Entry{},
-		attStatus: map[api.AttachmentKey]attachmentStatus{}, builtFrom: map[string]api.Attachment{}}
+		attStatus: map[api.AttachmentKey]attachmentStatus{}, builtFrom: map[string]api.Attachment{}, dirSet: dirSet}
 	d.engine.Inherit(opt.Inherited)
 	st, err := d.store.load()
 	if err != nil {
@@ -124,7 +137,13 @@ func (d *Daemon) Registry() *netns.Registry { return d.reg }
 func (d *Daemon) Start() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st, p, err := d.restore(d.replay(d.state))
+	st := d.replay(d.state)
+	if d.opt.ManifestDir != "" {
+		var moved []string
+		st, moved = withDirectory(st, d.dirSet)
+		d.logMoved(moved)
+	}
+	st, p, err := d.restore(st)
 	if err != nil {
 		return err
 	}
@@ -153,6 +172,13 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		defer close(watchDone)
 		d.reg.Watch(wctx, d.opt.ResyncEvery)
 	}()
+	manifestsDone := make(chan struct{})
+	go func() {
+		defer close(manifestsDone)
+		if d.opt.ManifestDir != "" {
+			d.watchManifests(wctx)
+		}
+	}()
 	d.log.Info("nsproxy running", "config", d.opt.ConfigFiles, "netns_dir", d.reg.Dir(),
 		"frontends", len(d.merged.Frontends), "backends", len(d.merged.Backends))
 	for {
@@ -166,6 +192,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			if err := d.Reload(); err != nil {
 				d.log.Error("reload refused: the running configuration stays", "err", err.Error())
 			}
+			d.reloadManifestsLogged()
 			d.notify(sdnotify.Ready)
 			continue
 		}
@@ -177,6 +204,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		cancel()
 		stopWatch()
 		<-watchDone
+		<-manifestsDone
 		d.reg.Close()
 		d.log.Info("stopped", "forced_closed", forced)
 		return nil

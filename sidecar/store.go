@@ -12,6 +12,7 @@ import (
 
 	"github.com/nsproxy/nsproxy/internal/atomicfile"
 	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/sidecar/manifest"
 )
 
 // State is everything created at run time (API objects and attachments).
@@ -24,6 +25,13 @@ type State struct {
 	Servers     []api.Server     `json:"servers,omitempty"` // added to any backend
 	Frontends   []api.Frontend   `json:"frontends,omitempty"`
 	Attachments []api.Attachment `json:"attachments,omitempty"`
+	// Manifests are the tenant manifests' documents: those applied through
+	// the API and those of the --manifests directory (dirOwned).
+	Manifests manifest.Set `json:"manifests,omitzero"`
+	// dirOwned holds the KIND/NAME of the documents the --manifests
+	// directory owns: not written (the directory is their source; see
+	// saved), never changed through the API.
+	dirOwned map[string]bool
 }
 
 const stateVersion = 1
@@ -47,6 +55,9 @@ func (s State) clone() State {
 	out.Servers = slices.Clone(s.Servers)
 	out.Frontends = slices.Clone(s.Frontends)
 	out.Attachments = slices.Clone(s.Attachments)
+	out.Manifests.Tenants = slices.Clone(s.Manifests.Tenants)
+	out.Manifests.Exposures = slices.Clone(s.Manifests.Exposures)
+	out.Manifests.Services = slices.Clone(s.Manifests.Services)
 	return out
 }
 
@@ -57,7 +68,19 @@ func (s State) clone() State {
 // read back. Writing it made every ADD and DEL rewrite and fsync a file
 // that grows with the live containers. Other attachments (the OCI hook's)
 // stay in the file: an older hook writes no record.
+//
+// The --manifests directory's documents are left out too: the directory
+// is their source, read again at start.
 func (d *Daemon) saved(st State) State {
+	if len(st.dirOwned) > 0 {
+		var dir []string
+		for k := range st.dirOwned {
+			dir = append(dir, k)
+		}
+		st.Manifests.Positions = nil // not written; and not worth filtering
+		st.Manifests = withoutDocs(st.Manifests, dir)
+		st.dirOwned = nil
+	}
 	if d.opt.AttachmentDir == "" {
 		return st
 	}
