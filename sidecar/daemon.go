@@ -417,6 +417,7 @@ func (d *Daemon) commit(st State, p *plan) error {
 // dropped), so a few passes suffice.
 func (d *Daemon) restore(st State) (State, *plan, error) {
 	var out State
+	out.Manifests, out.dirOwned = st.Manifests, st.dirOwned
 	for _, n := range st.Namespaces {
 		path := n.Path
 		if path == "" {

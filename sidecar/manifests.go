@@ -138,10 +138,23 @@ func decodeManifests(files []api.ManifestFile) (manifest.Set, error) {
 	return out, nil
 }
 
-// ofDoc reports whether a position path belongs to the document key.
+// ofDoc reports whether a position path belongs to the document key:
+// the key itself or a field under one of a document's top-level fields
+// (names may hold dots: "Tenant/a.spec" is Tenant/a's, "Tenant/a.b" is not).
 func ofDoc(path, key string) bool {
 	rest, ok := strings.CutPrefix(path, key)
-	return ok && (rest == "" || rest[0] == '.' || rest[0] == '[')
+	if !ok {
+		return false
+	}
+	if rest == "" {
+		return true
+	}
+	for _, top := range []string{".spec", ".metadata", ".apiVersion", ".kind"} {
+		if r, ok := strings.CutPrefix(rest, top); ok && (r == "" || r[0] == '.' || r[0] == '[') {
+			return true
+		}
+	}
+	return false
 }
 
 // withoutDocs is cur without the documents keys names.
