@@ -38,6 +38,9 @@ func (a access) may(tenant string) bool {
 
 // forbidden says what the peer may do instead.
 func (a access) forbidden(what, tenant string) error {
+	if tenant == "" {
+		return fmt.Errorf("permission denied: %s names no tenant (metadata.tenant), and only root may change such documents: %w", what, errForbidden)
+	}
 	mine := "no tenant"
 	if len(a.tenants) > 0 {
 		mine = "tenant " + strings.Join(a.tenants, ", ")

@@ -498,3 +498,35 @@ func TestTenantAccessSocketMode(t *testing.T) {
 		t.Fatalf("mode %v, want 0666", fi.Mode().Perm())
 	}
 }
+
+// FuzzDecodeManifests: any two files decode without a panic; accepted
+// documents have unique KIND/NAMEs, each placed in one of the two files;
+// every problem of a refused pair names one of the files.
+func FuzzDecodeManifests(f *testing.F) {
+	f.Add(tenantDoc("a", 1), exposureDoc("x", "a", 20003))
+	f.Add(tenantDoc("a", 1), tenantDoc("a", 2))
+	f.Add("apiVersion: v9\nkind: Tenant\n", "--- [\n")
+	f.Add("", "# nothing\n---\n")
+	f.Fuzz(func(t *testing.T, one, two string) {
+		files := []api.ManifestFile{{Name: "one.yaml", Data: one}, {Name: "two.yaml", Data: two}}
+		s, err := decodeManifests(files)
+		if err != nil {
+			for _, p := range flatten(err) {
+				if !strings.HasPrefix(p, "one.yaml") && !strings.HasPrefix(p, "two.yaml") {
+					t.Fatalf("problem names no file: %q", p)
+				}
+			}
+			return
+		}
+		seen := map[string]bool{}
+		for _, r := range docRefs(s) {
+			if seen[r.key] {
+				t.Fatalf("%s accepted twice", r.key)
+			}
+			seen[r.key] = true
+			if r.pos.File != "one.yaml" && r.pos.File != "two.yaml" {
+				t.Fatalf("%s placed in %q", r.key, r.pos.File)
+			}
+		}
+	})
+}
