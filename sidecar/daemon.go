@@ -147,6 +147,9 @@ func (d *Daemon) Start() error {
 	if err != nil {
 		return err
 	}
+	if err := dirDocsKept(st); err != nil {
+		return err
+	}
 	if err := d.commit(st, p); err != nil {
 		return err
 	}

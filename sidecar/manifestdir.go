@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nsproxy/nsproxy/sidecar/manifest"
@@ -170,4 +171,26 @@ func watchManifestDir(dir string) (<-chan struct{}, func()) {
 		}
 	}()
 	return events, func() { f.Close(); <-done }
+}
+
+// dirDocsKept fails a start whose restore dropped a document of the
+// --manifests directory: the directory is the operator's, and an invalid
+// one stops the start as an invalid -f file does (restore drops only
+// saved run-time objects silently, with a log line each).
+func dirDocsKept(st State) error {
+	have := map[string]bool{}
+	for _, r := range docRefs(st.Manifests) {
+		have[r.key] = true
+	}
+	var lost []string
+	for k := range st.dirOwned {
+		if !have[k] {
+			lost = append(lost, k)
+		}
+	}
+	if len(lost) > 0 {
+		slices.Sort(lost)
+		return fmt.Errorf("--manifests: %s did not validate with the rest of the desired state (see the log); fix the directory", strings.Join(lost, ", "))
+	}
+	return nil
 }

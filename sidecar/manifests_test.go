@@ -384,7 +384,7 @@ func TestManifestDir(t *testing.T) {
 	os.Mkdir(bad, 0o755)
 	mustWrite(t, filepath.Join(bad, "x.yml"), "apiVersion: nsproxy.io/v1alpha1\nkind: Nope\nmetadata:\n  name: x\n")
 	opt.ManifestDir, opt.StateFile = bad, ""
-	if _, err := New(opt); err == nil || !strings.Contains(err.Error(), "x.yml:1:1") {
+	if _, err := New(opt); err == nil || !strings.Contains(err.Error(), filepath.Join(bad, "x.yml")+":") || !strings.Contains(err.Error(), "Nope") {
 		t.Fatalf("New with an invalid directory: %v", err)
 	}
 }
