@@ -23,7 +23,8 @@ import (
 //     ~ Tenant/a: spec.backends[b].servers: order s1, s2 -> s2, s1
 //
 // Lists of named objects (namespaces, frontends, backends, servers) are
-// compared by name, other lists by position. Strings are quoted, values
+// compared by name (their order only where it matters: servers), other
+// lists by position. Strings are quoted, values
 // that are not set print as <unset>, whole values as flow YAML. Positions
 // and status fields are not compared. changed reports whether there is a
 // line; text ends with a newline unless empty.
@@ -93,7 +94,11 @@ func diffValue(out *[]string, path string, a, b reflect.Value) {
 			}
 			return
 		}
-		diffValue(out, path, a.Elem(), b.Elem())
+		if k := t.Elem().Kind(); k == reflect.Struct || k == reflect.Slice || k == reflect.Map {
+			diffValue(out, path, a.Elem(), b.Elem())
+		} else if !reflect.DeepEqual(a.Elem().Interface(), b.Elem().Interface()) {
+			*out = append(*out, path+": "+showSet(a.Elem())+" -> "+showSet(b.Elem())) // set, even to zero
+		}
 		return
 	case reflect.Struct:
 		if t == reflect.TypeOf(Pos{}) {
@@ -197,7 +202,7 @@ func diffNamed(out *[]string, path string, a, b reflect.Value, key []int) {
 			bOrder = append(bOrder, n)
 		}
 	}
-	if !slices.Equal(aOrder, bOrder) {
+	if orderMatters[path[strings.LastIndexByte(path, '.')+1:]] && !slices.Equal(aOrder, bOrder) {
 		*out = append(*out, path+": order "+strings.Join(aOrder, ", ")+" -> "+strings.Join(bOrder, ", "))
 	}
 	for _, n := range names {
@@ -215,17 +220,29 @@ func diffNamed(out *[]string, path string, a, b reflect.Value, key []int) {
 	}
 }
 
+// orderMatters names the lists of named elements whose order is part of
+// their meaning: servers (balance first, round-robin order). The order of
+// namespaces, frontends and backends changes nothing.
+var orderMatters = map[string]bool{"servers": true}
+
 func hasKey(m map[string]int, k string) bool { _, ok := m[k]; return ok }
 
 // show prints a value for Diff: strings quoted, <unset> for what is not
 // set, lists and mappings as flow YAML.
 func show(v reflect.Value) string {
-	if !v.IsValid() || v.Kind() != reflect.Bool && v.IsZero() {
+	switch {
+	case !v.IsValid() || v.Kind() != reflect.Bool && v.IsZero():
 		return "<unset>"
+	case v.Kind() == reflect.Pointer:
+		return showSet(v.Elem()) // set, even to a zero value
 	}
+	return showSet(v)
+}
+
+func showSet(v reflect.Value) string {
 	switch v.Kind() {
 	case reflect.Pointer:
-		return show(v.Elem())
+		return show(v)
 	case reflect.String:
 		return strconv.Quote(v.String())
 	case reflect.Bool:
