@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -26,13 +27,22 @@ const manifestDebounce = 200 * time.Millisecond
 // catches what inotify missed (a watch that failed, an NFS directory).
 const defaultManifestResync = 30 * time.Second
 
-// loadManifestDir decodes every manifest file of dir.
+// loadManifestDir decodes every manifest file of dir (manifest.Load). A
+// directory without manifest files is an empty set: an operator may start
+// with an empty directory and fill it later.
 func loadManifestDir(dir string) (manifest.Set, error) {
-	files, err := ManifestFiles(dir)
+	fi, err := os.Stat(dir)
+	if err == nil && !fi.IsDir() {
+		err = errors.New("not a directory")
+	}
 	if err != nil {
 		return manifest.Set{}, fmt.Errorf("--manifests %s: %w", dir, err)
 	}
-	return decodeManifests(files)
+	s, err := manifest.Load(dir)
+	if errors.Is(err, manifest.ErrNoDocuments) {
+		return manifest.Set{Positions: map[string]manifest.Pos{}}, nil
+	}
+	return s, err
 }
 
 // withDirectory is st with the directory's documents replaced by set's. An

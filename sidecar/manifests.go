@@ -68,9 +68,10 @@ func refKeys(refs []docRef) []string {
 	return out
 }
 
-// ManifestFiles lists what -f PATH (nsproxy apply/delete/diff) or
-// --manifests DIR means: the file itself, or a directory's *.yaml and *.yml
-// files (not its subdirectories, not hidden files) in name order.
+// ManifestFiles reads what -f PATH (nsproxy apply/delete/diff) means: the
+// file itself, or a directory's *.yaml and *.yml files (not its
+// subdirectories) in name order, as manifest.Load reads --manifests DIR.
+// The CLI sends them as they are, so that the daemon's errors name them.
 func ManifestFiles(path string) ([]api.ManifestFile, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -86,7 +87,7 @@ func ManifestFiles(path string) ([]api.ManifestFile, error) {
 		for _, e := range ents {
 			n := e.Name()
 			ext := filepath.Ext(n)
-			if e.IsDir() || strings.HasPrefix(n, ".") || (ext != ".yaml" && ext != ".yml") {
+			if e.IsDir() || (ext != ".yaml" && ext != ".yml") {
 				continue
 			}
 			names = append(names, filepath.Join(path, n))

@@ -379,6 +379,20 @@ func TestManifestDir(t *testing.T) {
 		t.Fatalf("after removing c.yaml: %v", ts)
 	}
 
+	// An empty directory is no error (it may be filled later); a missing
+	// one is.
+	empty := filepath.Join(dir, "empty")
+	os.Mkdir(empty, 0o755)
+	opt.ManifestDir, opt.StateFile = empty, ""
+	if d2, err := New(opt); err != nil {
+		t.Fatalf("New with an empty directory: %v", err)
+	} else {
+		d2.reg.Close()
+	}
+	opt.ManifestDir = filepath.Join(dir, "missing")
+	if _, err := New(opt); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("New with a missing directory: %v", err)
+	}
 	// An invalid directory at start: New says which file and line.
 	bad := filepath.Join(dir, "bad")
 	os.Mkdir(bad, 0o755)

@@ -66,7 +66,7 @@ func runMain(args ...string) (code int, stdout, stderr string) {
 func TestCLIManifestsSendFiles(t *testing.T) {
 	d := startManifestDaemon(t, 200, api.ManifestResult{Changed: true, Diff: "+ Tenant/a\n", Documents: []string{"Tenant/a"}})
 	dir := t.TempDir()
-	for name, text := range map[string]string{"b.yml": "kind: B\n", "a.yaml": "kind: A\n", "notes.txt": "x", ".hidden.yaml": "x"} {
+	for name, text := range map[string]string{"b.yml": "kind: B\n", "a.yaml": "kind: A\n", "notes.txt": "x"} {
 		mustWriteCLI(t, filepath.Join(dir, name), text)
 	}
 	os.Mkdir(filepath.Join(dir, "sub.yaml"), 0o755)
