@@ -12,7 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nsproxy/nsproxy/hooks"
@@ -386,7 +386,8 @@ func controlHandler(cp controlPlane, log *slog.Logger, group int) http.Handler {
 		name := r.PathValue("name")
 		acc := requestAccess(r)
 		if !acc.may(name) {
-			return 0, nil, acc.forbidden("tenant "+strconv.Quote(name), name)
+			return 0, nil, fmt.Errorf("permission denied: %s may see only tenant %s, not %q (spec.access of the Tenant): %w",
+				acc.who, strings.Join(acc.tenants, ", "), name, errForbidden)
 		}
 		return findNamed(cp.tenantViews(acc), name, "tenant", func(t api.Tenant) string { return t.Name })
 	})
