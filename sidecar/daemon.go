@@ -175,11 +175,14 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		defer close(watchDone)
 		d.reg.Watch(wctx, d.opt.ResyncEvery)
 	}()
+	// The manifest directory's watch stops before the drain: a reload
+	// must not apply anything to an engine that is shutting down.
+	mctx, stopManifests := context.WithCancel(context.Background())
 	manifestsDone := make(chan struct{})
 	go func() {
 		defer close(manifestsDone)
 		if d.opt.ManifestDir != "" {
-			d.watchManifests(wctx)
+			d.watchManifests(mctx)
 		}
 	}()
 	d.log.Info("nsproxy running", "config", d.opt.ConfigFiles, "netns_dir", d.reg.Dir(),
@@ -200,6 +203,8 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			continue
 		}
 		d.ready.Store(false)
+		stopManifests()
+		<-manifestsDone
 		d.log.Info("shutting down: draining connections", "timeout", d.opt.DrainTimeout.String(),
 			"connections", d.engine.Sessions())
 		dctx, cancel := context.WithTimeout(context.Background(), d.opt.DrainTimeout)
@@ -207,7 +212,6 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		cancel()
 		stopWatch()
 		<-watchDone
-		<-manifestsDone
 		d.reg.Close()
 		d.log.Info("stopped", "forced_closed", forced)
 		return nil
