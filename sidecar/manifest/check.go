@@ -213,7 +213,7 @@ func (d *decoder) checkGlob(q, glob string) {
 func (d *decoder) checkPort(q string, port int, required bool) {
 	switch {
 	case port == 0 && required:
-		d.need(q, "missing; give a port 1-65535")
+		d.fail(q, "missing; give a port 1-65535")
 	case port < 0 || port > 65535:
 		d.fail(q, "%d is not a port; give a port 1-65535", port)
 	}
