@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/nsproxy/nsproxy/sidecar/api"
@@ -322,6 +323,14 @@ func TestLoadDirectory(t *testing.T) {
 	write("b.yml", tenant("b", ""))
 	write("a.yaml", tenant("a", ""))
 	write("c.txt", "not a manifest")
+	write(".#a.yaml", "an editor's lock file")
+	if err := syscall.Mkfifo(filepath.Join(dir, "z.yaml"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "z.yaml: not a regular file") {
+		t.Fatalf("a FIFO: %v, want not a regular file", err)
+	}
+	os.Remove(filepath.Join(dir, "z.yaml"))
 	if err := os.Mkdir(filepath.Join(dir, "sub.yaml"), 0o755); err != nil {
 		t.Fatal(err)
 	}
