@@ -372,3 +372,23 @@ func TestSuggest(t *testing.T) {
 		}
 	}
 }
+
+// An API object type with a tenant field (should the API gain one): in a
+// manifest it must be the enclosing Tenant's, and is cleared.
+func TestImpliedTenant(t *testing.T) {
+	type object struct {
+		Name   string `json:"name"`
+		Tenant string `json:"tenant,omitempty"`
+	}
+	d := newDecoder()
+	d.prefix = "Tenant/a"
+	same, other := object{Name: "f", Tenant: "a"}, object{Name: "g", Tenant: "b"}
+	d.impliedTenant("Tenant/a.spec.frontends[0]", "a", &same)
+	if same.Tenant != "" || len(d.probs) != 0 {
+		t.Errorf("same tenant: %+v, %v", same, d.probs.err())
+	}
+	d.impliedTenant("Tenant/a.spec.frontends[1]", "a", &other)
+	if err := d.probs.err(); err == nil || err.Error() != `spec.frontends[1].tenant: the object is listed under Tenant "a" but names tenant "b"; remove tenant:` {
+		t.Errorf("other tenant: %v", err)
+	}
+}
