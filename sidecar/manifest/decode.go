@@ -117,9 +117,9 @@ func tooLarge(file string) error {
 
 // decoder builds one Set from the documents of one or more files.
 type decoder struct {
-	set   Set
-	probs problems
-	file_ string
+	set      Set
+	probs    problems
+	fileName string
 	// prefix is the current document's path prefix, KIND/NAME.
 	prefix string
 	// defined: where each KIND/NAME was first defined.
@@ -143,7 +143,7 @@ func (d *decoder) finish() (Set, error) {
 	return d.set, nil
 }
 
-func (d *decoder) pos(n *yaml.Node) Pos { return Pos{File: d.file_, Line: n.Line, Col: n.Column} }
+func (d *decoder) pos(n *yaml.Node) Pos { return Pos{File: d.fileName, Line: n.Line, Col: n.Column} }
 
 func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
 	d.probs.add(d.pos(n), format, args...)
@@ -163,7 +163,7 @@ var bigInt = regexp.MustCompile(`^[-+]?[0-9]+$`)
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 func (d *decoder) file(name string, data []byte) {
-	d.file_ = name
+	d.fileName = name
 	if len(data) > MaxSize {
 		d.probs = append(d.probs, tooLarge(name).(*Error))
 		return
@@ -420,13 +420,12 @@ var (
 // of path and of everything below it.
 func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	d.set.Positions[path] = d.pos(n)
-	if before := len(d.probs); true {
-		defer func() {
-			if len(d.probs) > before {
-				d.bad[path] = true
-			}
-		}()
-	}
+	before := len(d.probs)
+	defer func() {
+		if len(d.probs) > before {
+			d.bad[path] = true
+		}
+	}()
 	if isNull(n) {
 		return // not set: the zero value
 	}
