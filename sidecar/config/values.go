@@ -201,7 +201,7 @@ func parsePort(pa *parsedAddr, s, port string, kind addrKind) *problem {
 		}
 		return nil
 	}
-	if i := strings.IndexByte(port, '-'); i > 0 && isDigit(port[0]) {
+	if lo, hi, ok := strings.Cut(port, "-"); ok && isDigits(lo) && isDigits(hi) {
 		return problemf(ErrUnsupported, "address %q: port ranges are not supported; write one port", s)
 	}
 	n, ok := parseCount(port, 1, 65535)
@@ -382,4 +382,9 @@ func CheckBindFamily(b Bind) error {
 		return problemf(ErrInvalid, "v6only applies to IPv6 addresses (%s is IPv4); remove it", b.Addr)
 	}
 	return nil
+}
+
+func isDigits(s string) bool {
+	_, ok := parseDigits(s, math.MaxInt64)
+	return ok
 }
