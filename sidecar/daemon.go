@@ -441,9 +441,10 @@ func (d *Daemon) restore(st State) (State, *plan, error) {
 	for {
 		p, err := d.plan(d.file, out)
 		if err == nil {
-			if len(st.Namespaces)+len(st.Backends)+len(st.Servers)+len(st.Frontends)+len(st.Attachments) > 0 {
+			if len(st.Namespaces)+len(st.Backends)+len(st.Servers)+len(st.Frontends)+len(st.Attachments)+len(st.Manifests.Tenants) > 0 {
 				d.log.Info("restored run-time state", "namespaces", len(out.Namespaces), "backends", len(out.Backends),
-					"servers", len(out.Servers), "frontends", len(out.Frontends), "attachments", len(out.Attachments))
+					"servers", len(out.Servers), "frontends", len(out.Frontends), "attachments", len(out.Attachments),
+					"tenants", len(out.Manifests.Tenants))
 			}
 			return out, p, nil
 		}

@@ -444,3 +444,41 @@ func FuzzAPIObject(f *testing.F) {
 		}
 	})
 }
+
+// TestManifestsPersistAndRestore: applied manifests are saved in the state
+// file and come back at start; a tenant whose objects no longer fit the
+// files is dropped whole (with a log line naming it), the others stay.
+func TestManifestsPersistAndRestore(t *testing.T) {
+	tenant := func(name, bind string) manifest.Tenant {
+		return manifest.Tenant{Meta: manifest.Meta{Name: name}, Spec: manifest.TenantSpec{
+			Backends:  []api.Backend{{Name: name + "-be", Servers: []api.Server{{Name: "s", Addr: "127.0.0.1:19551"}}}},
+			Frontends: []api.Frontend{{Name: name + "-fe", Backend: name + "-be", Binds: []api.Bind{{Addr: bind}}}},
+		}}
+	}
+	// "clash" binds the files' own address: it no longer fits.
+	st := State{Manifests: manifest.Set{Tenants: []manifest.Tenant{tenant("acme", "127.0.0.1:19552"), tenant("clash", "127.0.0.1:19550")}}}
+	var log strings.Builder
+	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:19550", "127.0.0.1:19551"), st, &log)
+	t.Cleanup(func() { stopDaemon(d) })
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.state.Manifests.Tenants; len(got) != 1 || got[0].Meta.Name != "acme" {
+		t.Fatalf("restored tenants %+v, want acme only", got)
+	}
+	if !strings.Contains(log.String(), "object=Tenant/clash") {
+		t.Errorf("no log line for the dropped tenant:\n%s", log.String())
+	}
+	var fe *config.Frontend
+	for _, f := range d.merged.Frontends {
+		if f.Name == "acme-fe" {
+			fe = f
+		}
+	}
+	if fe == nil || fe.Tenant != "acme" || fe.Pos.Origin != config.OriginManifest {
+		t.Fatalf("acme's frontend after restore: %+v", fe)
+	}
+	if err := d.DeleteFrontend("acme-fe"); err == nil || !strings.Contains(err.Error(), "belongs to Tenant/acme") {
+		t.Errorf("deleting a manifest's frontend through the API: %v", err)
+	}
+}

@@ -136,7 +136,7 @@ func (d *Daemon) AddFrontend(f api.Frontend) error {
 	if pos, ok := d.definedBy("frontend", f.Name); ok {
 		return fmt.Errorf("frontend %q already exists (%s): %w", f.Name, pos, errConflict)
 	}
-	f.Source, f.Listeners, f.Current, f.Total, f.BytesIn, f.BytesOut = api.SourceAPI, nil, 0, 0, 0, 0
+	f.Source, f.Tenant, f.Listeners, f.Current, f.Total, f.BytesIn, f.BytesOut = api.SourceAPI, "", nil, 0, 0, 0, 0
 	return d.mutate(func(s *State) error {
 		s.Frontends = append(s.Frontends, f)
 		return nil
@@ -158,7 +158,7 @@ func (d *Daemon) AddBackend(b api.Backend) error {
 	if pos, ok := d.definedBy("backend", b.Name); ok {
 		return fmt.Errorf("backend %q already exists (%s): %w", b.Name, pos, errConflict)
 	}
-	b.Source = api.SourceAPI
+	b.Source, b.Tenant = api.SourceAPI, ""
 	for i := range b.Servers {
 		b.Servers[i].Backend = b.Name
 	}
