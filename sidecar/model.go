@@ -6,6 +6,7 @@ import (
 	"math"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,20 +60,24 @@ func serverKey(backend, name string) string { return "server " + backend + "/" +
 func frontendKey(name string) string        { return "frontend " + name }
 
 // converter turns one object into the model and collects its problems.
+// Field paths are relative to prefix ("servers[2]." while converting a
+// backend's server), joined only for a problem: a plan converts every live
+// object, and most have none.
 type converter struct {
-	o    origin
-	errs []error
+	o      origin
+	prefix string
+	errs   []error
 }
 
 func (c *converter) fail(field string, kind error, format string, args ...any) {
-	c.errs = append(c.errs, config.Errorf(c.o.pos(field), kind, format, args...))
+	c.errs = append(c.errs, config.Errorf(c.o.pos(c.prefix+field), kind, format, args...))
 }
 
 // value records the error of a config value parser, if any, and reports
 // whether there was none.
 func (c *converter) value(field string, err error) bool {
 	if err != nil {
-		c.errs = append(c.errs, config.ErrorAt(c.o.pos(field), err))
+		c.errs = append(c.errs, config.ErrorAt(c.o.pos(c.prefix+field), err))
 	}
 	return err == nil
 }
@@ -190,14 +195,15 @@ func backendModel(b api.Backend, o origin, defs config.Defaults) (*config.Backen
 		}
 	}
 	for i, s := range b.Servers {
-		field := fmt.Sprintf("servers[%d]", i)
+		c.prefix = "servers[" + strconv.Itoa(i) + "]."
 		if s.Backend != "" && s.Backend != b.Name {
-			c.fail(field+".backend", config.ErrInvalid, "names backend %q inside backend %q; leave it out", s.Backend, b.Name)
+			c.fail("backend", config.ErrInvalid, "names backend %q inside backend %q; leave it out", s.Backend, b.Name)
 		}
-		if cs := c.server(s, field+".", cb.DefaultServer); cs != nil {
+		if cs := c.server(s, cb.DefaultServer); cs != nil {
 			cb.Servers = append(cb.Servers, cs)
 		}
 	}
+	c.prefix = ""
 	if err := c.err(); err != nil {
 		return nil, err
 	}
@@ -208,44 +214,44 @@ func backendModel(b api.Backend, o origin, defs config.Defaults) (*config.Backen
 // from that backend's default-server options (tmpl).
 func serverModel(s api.Server, o origin, tmpl config.Server) (*config.Server, error) {
 	c := converter{o: o}
-	cs := c.server(s, "", tmpl)
+	cs := c.server(s, tmpl)
 	if err := c.err(); err != nil {
 		return nil, err
 	}
 	return cs, nil
 }
 
-// server converts s, whose fields are at prefix in the object. It returns
-// nil when s has a problem.
-func (c *converter) server(s api.Server, prefix string, tmpl config.Server) *config.Server {
+// server converts s, whose fields are at c.prefix in the object. It
+// returns nil when s has a problem.
+func (c *converter) server(s api.Server, tmpl config.Server) *config.Server {
 	before := len(c.errs)
 	if tmpl.Inter == 0 { // a backend built in code: no default-server
 		tmpl = config.BuiltinDefaults().Server
 	}
 	cs := tmpl
-	cs.Name, cs.Pos = s.Name, c.o.pos(strings.TrimSuffix(prefix, "."))
-	c.name(prefix+"name", "server", s.Name)
-	if sa, err := config.ParseServerAddr(s.Addr); c.value(prefix+"addr", err) {
+	cs.Name, cs.Pos = s.Name, c.o.pos(strings.TrimSuffix(c.prefix, "."))
+	c.name("name", "server", s.Name)
+	if sa, err := config.ParseServerAddr(s.Addr); c.value("addr", err) {
 		cs.Addr, cs.PortMode, cs.Port, cs.PortOffset = sa.Addr, sa.Mode, sa.Port, sa.Offset
 	}
 	if s.Namespace != "" {
-		if ns, client, err := config.ParseServerNamespace(s.Namespace); c.value(prefix+"namespace", err) {
+		if ns, client, err := config.ParseServerNamespace(s.Namespace); c.value("namespace", err) {
 			cs.Namespace, cs.ClientNamespace = ns, client
 		}
 	}
 	if s.Check {
 		cs.Check = true
 	}
-	c.duration(prefix+"inter", s.Inter, &cs.Inter)
-	if c.count(prefix+"rise", s.Rise, math.MaxInt32) {
+	c.duration("inter", s.Inter, &cs.Inter)
+	if c.count("rise", s.Rise, math.MaxInt32) {
 		cs.Rise = s.Rise
 	}
-	if c.count(prefix+"fall", s.Fall, math.MaxInt32) {
+	if c.count("fall", s.Fall, math.MaxInt32) {
 		cs.Fall = s.Fall
 	}
 	if s.Weight != nil {
 		if *s.Weight < 0 || *s.Weight > 256 {
-			c.fail(prefix+"weight", config.ErrInvalid, "%d out of range; write 0 to 256", *s.Weight)
+			c.fail("weight", config.ErrInvalid, "%d out of range; write 0 to 256", *s.Weight)
 		} else {
 			cs.Weight = *s.Weight
 		}
@@ -261,7 +267,7 @@ func (c *converter) server(s api.Server, prefix string, tmpl config.Server) *con
 	case 1, 2:
 		cs.SendProxy = s.SendProxy
 	default:
-		c.fail(prefix+"sendProxy", config.ErrInvalid, "%d: write 1 (PROXY v1), 2 (PROXY v2), or leave it out (0) to inherit", s.SendProxy)
+		c.fail("sendProxy", config.ErrInvalid, "%d: write 1 (PROXY v1), 2 (PROXY v2), or leave it out (0) to inherit", s.SendProxy)
 	}
 	if len(c.errs) > before {
 		return nil
