@@ -25,9 +25,12 @@ type State struct {
 	Servers     []api.Server     `json:"servers,omitempty"` // added to any backend
 	Frontends   []api.Frontend   `json:"frontends,omitempty"`
 	Attachments []api.Attachment `json:"attachments,omitempty"`
-	// Manifests are the tenant manifests' documents: those applied through
-	// the API and those of the --manifests directory (dirOwned).
-	Manifests manifest.Set `json:"manifests,omitzero"`
+	// Manifests are the applied tenant manifests; their frontends and
+	// backends join the merge like API objects (origin manifest). A change
+	// replaces the Set's slices, never modifies them in place. They are
+	// those applied through the API and those of the --manifests directory
+	// (dirOwned).
+	Manifests manifest.Set `json:"manifests"`
 	// dirOwned holds the KIND/NAME of the documents the --manifests
 	// directory owns: not written (the directory is their source; see
 	// saved), never changed through the API.
@@ -55,9 +58,6 @@ func (s State) clone() State {
 	out.Servers = slices.Clone(s.Servers)
 	out.Frontends = slices.Clone(s.Frontends)
 	out.Attachments = slices.Clone(s.Attachments)
-	out.Manifests.Tenants = slices.Clone(s.Manifests.Tenants)
-	out.Manifests.Exposures = slices.Clone(s.Manifests.Exposures)
-	out.Manifests.Services = slices.Clone(s.Manifests.Services)
 	return out
 }
 
