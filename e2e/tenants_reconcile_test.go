@@ -3,7 +3,9 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -90,6 +92,32 @@ func TestTenantsManifestEditKeepsConnection(t *testing.T) {
 		t.Fatalf("API apply of a directory tenant: %v\n%s", err, out)
 	}
 	alive("after a refused API apply")
+
+	// get tenants: each tenant with its frontends and who owns it.
+	out, err := d.cli("get", "tenants", "-o", "json")
+	if err != nil {
+		t.Fatalf("get tenants: %v\n%s", err, out)
+	}
+	var ts []struct {
+		Name      string   `json:"name"`
+		Source    string   `json:"source"`
+		Owner     string   `json:"owner"`
+		Frontends []string `json:"frontends"`
+	}
+	if err := json.Unmarshal([]byte(out), &ts); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	got := map[string]string{}
+	for _, x := range ts {
+		got[x.Name] = fmt.Sprintf("%s %s %v", x.Source, x.Owner, x.Frontends)
+	}
+	want := map[string]string{
+		"a": "manifest-dir " + mdir + " [a-web]", "b": "manifest-dir " + mdir + " [b-web]",
+		"c": "api  [c-web]", "default": "  []",
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("tenants %v, want %v", got, want)
+	}
 }
 
 // TestTenantsManifestDirInvalidAtStart: run --manifests with a directory
