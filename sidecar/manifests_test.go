@@ -184,6 +184,24 @@ func TestManifestsInvalidChangeNothing(t *testing.T) {
 		{"twice", manifestReq("one.yaml", tenantDoc("c", 1), "two.yaml", "\n"+tenantDoc("c", 2)),
 			[]string{"two.yaml:2:1", "one.yaml:1:1", "Tenant/c"}},
 		{"no documents", manifestReq("empty.yaml", "# nothing\n"), []string{"empty.yaml"}},
+		// Valid YAML, but its frontend takes the files' address: the plan
+		// refuses it, positioned in the user's file.
+		{"bind taken", manifestReq("taken.yaml", `apiVersion: nsproxy.io/v1alpha1
+kind: Tenant
+metadata:
+  name: c
+spec:
+  frontends:
+  - name: c-web
+    binds:
+    - addr: 127.0.0.1:20001
+    backend: c-app
+  backends:
+  - name: c-app
+    servers:
+    - name: s1
+      addr: 127.0.0.1:20002
+`), []string{"taken.yaml:9:"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
