@@ -198,7 +198,7 @@ func controlHandler(cp controlPlane, log *slog.Logger, group int) http.Handler {
 			groups, _ := r.Context().Value(groupsKey{}).([]uint32)
 			var acc access
 			if allowedPeer(cred, groups, group) {
-				acc = access{all: true, who: "root"}
+				acc = access{all: true, who: peerIdentity{uid: cred.Uid, gid: cred.Gid, groups: groups}.String()}
 			} else if tenantRoutes[pattern] {
 				acc = cp.accessOf(cred, groups, group)
 			}
