@@ -93,6 +93,30 @@ func TestTenantsManifestEditKeepsConnection(t *testing.T) {
 	}
 	alive("after a refused API apply")
 
+	// A refused connection counts on its frontend's tenant: d's bind
+	// expects a PROXY header and gets garbage.
+	dDoc := strings.Replace(tenantWithFrontend("d", 20069, 20066), "    - addr: 127.0.0.1:20069\n",
+		"    - addr: 127.0.0.1:20069\n      acceptProxy: true\n", 1)
+	if out, err := d.cli("apply", "-f", writeFile(t, t.TempDir(), "d.yaml", dDoc)); err != nil {
+		t.Fatalf("apply d: %v\n%s", err, out)
+	}
+	eventually(t, "d's refusal in get tenants", func() error {
+		if g, err := dialIn(t, "", "127.0.0.1:20069"); err == nil {
+			g.Write([]byte("GARBAGE GARBAGE GARBAGE\r\n"))
+			g.Close()
+		}
+		out, err := d.cli("get", "tenants", "d")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 2 || strings.Fields(lines[1])[5] == "0" {
+			return fmt.Errorf("no refusal yet:\n%s", out)
+		}
+		return nil
+	})
+	alive("after d's refusals")
+
 	// get tenants: each tenant with its frontends and who owns it.
 	out, err := d.cli("get", "tenants", "-o", "json")
 	if err != nil {
@@ -113,7 +137,7 @@ func TestTenantsManifestEditKeepsConnection(t *testing.T) {
 	}
 	want := map[string]string{
 		"a": "manifest-dir " + mdir + " [a-web]", "b": "manifest-dir " + mdir + " [b-web]",
-		"c": "api  [c-web]", "default": "  []",
+		"c": "api  [c-web]", "d": "api  [d-web]", "default": "  []",
 	}
 	if !maps.Equal(got, want) {
 		t.Fatalf("tenants %v, want %v", got, want)
