@@ -27,8 +27,10 @@ type State struct {
 	Attachments []api.Attachment `json:"attachments,omitempty"`
 	// Manifests are the applied tenant manifests; their frontends and
 	// backends join the merge like API objects (origin manifest). A change
-	// replaces the Set's slices, never modifies them in place.
-	Manifests manifest.Set `json:"manifests"`
+	// replaces the Set's slices, never modifies them in place. Left out of
+	// the file when empty, so a state without manifests stays readable by
+	// a daemon that predates them.
+	Manifests manifest.Set `json:"manifests,omitzero"`
 }
 
 const stateVersion = 1
