@@ -458,8 +458,8 @@ func TestManifestsPersistAndRestore(t *testing.T) {
 	}
 	// "clash" binds the files' own address: it no longer fits.
 	st := State{Manifests: manifest.Set{Tenants: []manifest.Tenant{tenant("acme", "127.0.0.1:19552"), tenant("clash", "127.0.0.1:19550")}}}
-	log := &testlog.Buffer{} // the listeners log while the test reads
-	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:19550", "127.0.0.1:19551"), st, log)
+	var log testlog.Buffer
+	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:19550", "127.0.0.1:19551"), st, &log)
 	t.Cleanup(func() { stopDaemon(d) })
 	if err := d.Start(); err != nil {
 		t.Fatal(err)
