@@ -174,7 +174,7 @@ func TestConverterErrors(t *testing.T) {
 		{"bind twice", fe(func(f *api.Frontend) { f.Binds[1].Addr = "127.0.0.1:1" }), `api frontend web field binds[1]: bind 127.0.0.1:1 in the default namespace of frontend "web" is already bound by frontend "web" at api frontend web field binds[0]`, config.ErrDuplicate},
 		{"no backend", fe(func(f *api.Frontend) { f.Backend = "" }), `api frontend web field backend: required`, config.ErrIncomplete},
 		{"bad backend name", fe(func(f *api.Frontend) { f.Backend = "a#b" }), `api frontend web field backend: invalid backend name "a#b"`, config.ErrInvalid},
-		{"unknown backend", fe(func(f *api.Frontend) { f.Backend = "nope" }), `api frontend web: frontend "web": default_backend "nope" is not defined`, config.ErrUnknownBackend},
+		{"unknown backend", fe(func(f *api.Frontend) { f.Backend = "nope" }), `api frontend web field backend: frontend "web": backend "nope" is not defined`, config.ErrUnknownBackend},
 		{"maxconn", fe(func(f *api.Frontend) { f.MaxConn = -1 }), `api frontend web field maxconn: -1 out of range; write 1 to 2147483647, or leave it out (0)`, config.ErrInvalid},
 		{"client timeout", fe(func(f *api.Frontend) { f.ClientTimeout = "1m30s" }), `api frontend web field clientTimeout: invalid duration "1m30s"; write a whole number`, config.ErrInvalid},
 		{"client fin timeout", fe(func(f *api.Frontend) { f.ClientFinTimeout = "0" }), `api frontend web field clientFinTimeout: duration "0" must be greater than 0`, config.ErrInvalid},
@@ -481,5 +481,8 @@ func TestManifestsPersistAndRestore(t *testing.T) {
 	}
 	if err := d.DeleteFrontend("acme-fe"); err == nil || !strings.Contains(err.Error(), "belongs to Tenant/acme") {
 		t.Errorf("deleting a manifest's frontend through the API: %v", err)
+	}
+	if err := d.AddServer(api.Server{Backend: "acme-be", Name: "x", Addr: "127.0.0.1:19553"}); !errors.Is(err, errConflict) || !strings.Contains(err.Error(), "add the server to the manifest") {
+		t.Errorf("adding a server to a manifest's backend through the API: %v", err)
 	}
 }
