@@ -486,3 +486,48 @@ func TestManifestsPersistAndRestore(t *testing.T) {
 		t.Errorf("adding a server to a manifest's backend through the API: %v", err)
 	}
 }
+
+// TestManifestYAMLIsTheSameModel: a tenant whose objects set every field,
+// written as manifest YAML (manifest.Encode) and read back
+// (manifest.Decode), converts to the same model as the API's JSON of the
+// same objects: one schema, one converter, one meaning.
+func TestManifestYAMLIsTheSameModel(t *testing.T) {
+	set := manifest.Set{Tenants: []manifest.Tenant{{Meta: manifest.Meta{Name: "acme"}, Spec: manifest.TenantSpec{
+		Frontends: []api.Frontend{everyFrontend}, Backends: []api.Backend{everyBackend}}}}}
+	yml, err := manifest.Encode(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded, err := manifest.Decode("acme.yaml", yml)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, yml)
+	}
+	fromYAML, err := merge(&config.Config{}, State{Manifests: decoded}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromJSON, err := merge(&config.Config{}, State{Backends: []api.Backend{everyBackend}, Frontends: []api.Frontend{everyFrontend}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := plainFrontend(fromYAML.Frontends[0])
+	if f.Tenant != "acme" {
+		t.Errorf("tenant %q", f.Tenant)
+	}
+	f.Tenant = ""
+	if want := plainFrontend(fromJSON.Frontends[0]); !reflect.DeepEqual(f, want) {
+		t.Errorf("frontend from YAML\n%+v, from JSON\n%+v", f, want)
+	}
+	b := plainBackend(fromYAML.Backends[0])
+	b.Tenant = ""
+	if want := plainBackend(fromJSON.Backends[0]); !reflect.DeepEqual(b, want) {
+		t.Errorf("backend from YAML\n%+v, from JSON\n%+v", b, want)
+	}
+	if got, want := plainServers(fromYAML.Backends[0]), plainServers(fromJSON.Backends[0]); !reflect.DeepEqual(got, want) {
+		t.Errorf("servers from YAML\n%+v, from JSON\n%+v", got, want)
+	}
+	// The decoder's positions place the model's objects in the file.
+	if p := fromYAML.Frontends[0].Binds[1].Pos; p.File != "acme.yaml" || p.Line == 0 || p.Col == 0 {
+		t.Errorf("bind position %+v", p)
+	}
+}
