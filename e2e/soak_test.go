@@ -208,6 +208,7 @@ backend be_vol
 // has applied it.
 func (s *soak) reload() {
 	s.t.Helper()
+	s.alive()
 	s.gen ^= 1
 	s.writeConfig()
 	before := metric(s.t, soakMetrics, "nsproxy_reconcile_duration_seconds_count")
@@ -524,8 +525,19 @@ func (a soakSample) String() string {
 		a.goroutines, a.rss/(1<<20), a.heap/(1<<20), strings.Join(kinds, ", "))
 }
 
+// alive fails the test at once if the daemon has exited.
+func (s *soak) alive() {
+	s.t.Helper()
+	select {
+	case <-s.d.done:
+		s.t.Fatalf("the daemon exited during the soak: %v", s.d.err)
+	default:
+	}
+}
+
 func (s *soak) sample() soakSample {
 	s.t.Helper()
+	s.alive()
 	fds := map[string]int{}
 	pid := s.d.cmd.Process.Pid
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
