@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsproxy/nsproxy/internal/testlog"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/config"
 	"github.com/nsproxy/nsproxy/sidecar/manifest"
@@ -457,7 +458,7 @@ func TestManifestsPersistAndRestore(t *testing.T) {
 	}
 	// "clash" binds the files' own address: it no longer fits.
 	st := State{Manifests: manifest.Set{Tenants: []manifest.Tenant{tenant("acme", "127.0.0.1:19552"), tenant("clash", "127.0.0.1:19550")}}}
-	var log strings.Builder
+	var log testlog.Buffer
 	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:19550", "127.0.0.1:19551"), st, &log)
 	t.Cleanup(func() { stopDaemon(d) })
 	if err := d.Start(); err != nil {
