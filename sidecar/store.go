@@ -27,10 +27,11 @@ type State struct {
 	Attachments []api.Attachment `json:"attachments,omitempty"`
 	// Manifests are the applied tenant manifests; their frontends and
 	// backends join the merge like API objects (origin manifest). A change
-	// replaces the Set's slices, never modifies them in place. They are
-	// those applied through the API and those of the --manifests directory
-	// (dirOwned).
-	Manifests manifest.Set `json:"manifests"`
+	// replaces the Set's slices, never modifies them in place. Left out of
+	// the file when empty, so a state without manifests stays readable by
+	// a daemon that predates them. They are those applied through the API
+	// and those of the --manifests directory (dirOwned).
+	Manifests manifest.Set `json:"manifests,omitzero"`
 	// dirOwned holds the KIND/NAME of the documents the --manifests
 	// directory owns: not written (the directory is their source; see
 	// saved), never changed through the API.

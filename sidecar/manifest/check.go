@@ -159,9 +159,10 @@ func (d *decoder) checkTenant(t *Tenant) {
 	}
 }
 
-// impliedTenant checks and clears a "tenant" field of an API object
-// (*api.Frontend, *api.Backend), should the API type have one: in a
-// manifest the object's tenant is the Tenant it is listed under.
+// impliedTenant checks and clears the "tenant" field of an API object
+// (*api.Frontend, *api.Backend; read-only in the API, printed by get): in
+// a manifest the object's tenant is the Tenant it is listed under. Found
+// by its JSON name, like every field here.
 func (d *decoder) impliedTenant(q, tenant string, obj any) {
 	v := reflect.ValueOf(obj).Elem()
 	f, ok := lookupField(v.Type(), "tenant")
