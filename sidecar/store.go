@@ -82,6 +82,9 @@ func (d *Daemon) saved(st State) State {
 		st.Manifests = withoutDocs(st.Manifests, dir)
 		st.dirOwned = nil
 	}
+	if len(st.Manifests.Tenants)+len(st.Manifests.Exposures)+len(st.Manifests.Services) == 0 {
+		st.Manifests = manifest.Set{} // zero: left out of the file (omitzero)
+	}
 	if d.opt.AttachmentDir == "" {
 		return st
 	}
