@@ -360,6 +360,9 @@ func TestManifestDir(t *testing.T) {
 	if code, _ := errorBody(err); code != 409 {
 		t.Fatalf("code %d, want 409", code)
 	}
+	if _, err := d.applyManifests(root(), manifestReq("mine.yaml", tenantDoc("a", 1)), opDelete); err == nil || !strings.Contains(err.Error(), mdir) {
+		t.Fatalf("API delete of a directory document: %v", err)
+	}
 	if _, err := d.applyManifests(root(), manifestReq("b.yaml", tenantDoc("b", 1)), opApply); err != nil {
 		t.Fatalf("API apply of another tenant: %v", err)
 	}
