@@ -9,6 +9,7 @@ import (
 
 	"github.com/nsproxy/nsproxy/sidecar"
 	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/sidecar/manifest"
 )
 
 // manifestUsage lists the tenant manifest commands (after cliUsage).
@@ -71,6 +72,14 @@ func cliManifests(verb string, args []string, stdout, stderr io.Writer) int {
 			return fail
 		}
 		req.Files = append(req.Files, fs...)
+	}
+	size := 0
+	for _, f := range req.Files {
+		size += len(f.Data)
+	}
+	if size > manifest.MaxSize {
+		fmt.Fprintf(stderr, "nsproxy %s: the files hold %d bytes, more than one request may carry (%d); apply them in parts\n", verb, size, manifest.MaxSize)
+		return fail
 	}
 	client := c.client()
 	defer client.Close()

@@ -111,6 +111,8 @@ func TestCLIManifestsSendFiles(t *testing.T) {
 func TestCLIManifestsExitCodes(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "a.yaml")
 	mustWriteCLI(t, file, "kind: Tenant\n")
+	big := filepath.Join(t.TempDir(), "big.yaml")
+	mustWriteCLI(t, big, "# "+strings.Repeat("x", 1<<20)+"\n")
 	invalid := api.Error{Error: "the manifests do not decode; nothing was changed",
 		Details: []string{file + ":3:5: unknown field", file + ":9:1: kind \"X\""}}
 	tests := []struct {
@@ -134,6 +136,7 @@ func TestCLIManifestsExitCodes(t *testing.T) {
 		{"missing file", 200, nil, []string{"diff", "-f", file + ".gone"}, 2, "", "no such file"},
 		{"missing file apply", 200, nil, []string{"apply", "-f", file + ".gone"}, 1, "", "no such file"},
 		{"empty directory", 200, nil, []string{"apply", "-f", t.TempDir()}, 1, "", "holds no *.yaml"},
+		{"too large", 200, nil, []string{"diff", "-f", big}, 2, "", "apply them in parts"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
