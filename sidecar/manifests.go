@@ -255,6 +255,14 @@ func (d *Daemon) applyManifests(acc access, req api.ManifestRequest, op manifest
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	cur := d.state.Manifests
+	// The documents being replaced or deleted must be the peer's too: an
+	// Exposure of tenant b must not become tenant a's (or go) because a
+	// member of a sent one of the same name.
+	for _, c := range docRefs(cur) {
+		if slices.Contains(keys, c.key) && !acc.may(c.tenant) {
+			return api.ManifestResult{}, acc.forbidden(c.key+" (applied now)", c.tenant)
+		}
+	}
 	for _, r := range refs {
 		if d.state.dirOwned[r.key] {
 			return api.ManifestResult{}, fmt.Errorf("%s: %s is owned by the manifest directory %s (nsproxy run --manifests); edit its file there: %w",

@@ -251,7 +251,7 @@ func asPeer(t *testing.T, d *Daemon, uid, gid uint32, groups []uint32, method, p
 // peers named by no tenant get 403 naming the tenant.
 func TestManifestsAccessPerTenant(t *testing.T) {
 	td := startTestDaemon(t, manifestCfg, "")
-	if code, e := td.call("POST", "/v1/manifests", manifestReq("ab.yaml", tenantDoc("a", 2000)+"---\n"+tenantDoc("b", 2001)), nil); code != 200 {
+	if code, e := td.call("POST", "/v1/manifests", manifestReq("ab.yaml", tenantDoc("a", 2000)+"---\n"+tenantDoc("b", 2001)+"---\n"+exposureDoc("b-web", "b", 20004)), nil); code != 200 {
 		t.Fatalf("apply as root: %d %+v", code, e)
 	}
 	member := func(method, path string, body any) (int, string) {
@@ -275,6 +275,8 @@ func TestManifestsAccessPerTenant(t *testing.T) {
 		{"diff b", "POST", "/v1/manifests/diff", manifestReq("b.yaml", tenantDoc("b", 2001)), `tenant \"b\"`},
 		{"delete b", "POST", "/v1/manifests/delete", manifestReq("b.yaml", tenantDoc("b", 2001)), `tenant \"b\"`},
 		{"create tenant c", "POST", "/v1/manifests", manifestReq("c.yaml", tenantDoc("c", 2000)), `tenant \"c\"`},
+		{"take b's exposure over", "POST", "/v1/manifests", manifestReq("a.yaml", exposureDoc("b-web", "a", 20005)), `Exposure/b-web (applied now) belongs to tenant \"b\"`},
+		{"delete b's exposure by naming a", "POST", "/v1/manifests/delete", manifestReq("a.yaml", exposureDoc("b-web", "a", 20005)), `Exposure/b-web (applied now) belongs to tenant \"b\"`},
 		{"get tenant b", "GET", "/v1/tenants/b", nil, `not \"b\"`},
 		{"frontends", "GET", "/v1/frontends", nil, "permission denied"},
 		{"namespaces", "POST", "/v1/namespaces", api.Namespace{Name: "x"}, "permission denied"},
@@ -287,7 +289,7 @@ func TestManifestsAccessPerTenant(t *testing.T) {
 		})
 	}
 	st, _, _ := td.d.snapshotState()
-	if len(st.Manifests.Tenants) != 2 || len(st.Manifests.Exposures) != 1 {
+	if len(st.Manifests.Tenants) != 2 || len(st.Manifests.Exposures) != 2 || st.Manifests.Exposures[0].Meta.Tenant != "b" {
 		t.Fatalf("refused requests changed the manifests: %+v", st.Manifests)
 	}
 	code, body := member("GET", "/v1/tenants", nil)
