@@ -1,6 +1,8 @@
 package sidecar
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -263,6 +265,11 @@ func (d *Daemon) applyManifests(acc access, req api.ManifestRequest, op manifest
 			return api.ManifestResult{}, acc.forbidden(c.key+" (applied now)", c.tenant)
 		}
 	}
+	if !acc.all && op != opDelete {
+		if err := boundaryKept(cur, set); err != nil {
+			return api.ManifestResult{}, err
+		}
+	}
 	for _, r := range refs {
 		if d.state.dirOwned[r.key] {
 			return api.ManifestResult{}, fmt.Errorf("%s: %s is owned by the manifest directory %s (nsproxy run --manifests); edit its file there: %w",
@@ -411,4 +418,43 @@ func (d *Daemon) tenantViews(acc access) []api.Tenant {
 		out = append(out, *t)
 	}
 	return out
+}
+
+// boundaryKept refuses a member's change of what bounds its tenant: who
+// may use it (access), which namespaces are its (namespaces, select) and
+// its limits. Root sets those; a member changes its objects inside them.
+func boundaryKept(cur, docs manifest.Set) error {
+	for _, t := range docs.Tenants {
+		i := slices.IndexFunc(cur.Tenants, func(c manifest.Tenant) bool { return c.Meta.Name == t.Meta.Name })
+		if i < 0 {
+			continue // a new tenant: refused by access before
+		}
+		c := cur.Tenants[i]
+		for _, f := range []struct {
+			name     string
+			old, new any
+		}{
+			{"spec.access", c.Spec.Access, t.Spec.Access},
+			{"spec.namespaces", c.Spec.Namespaces, t.Spec.Namespaces},
+			{"spec.select", c.Spec.Select, t.Spec.Select},
+			{"spec.limits", c.Spec.Limits, t.Spec.Limits},
+		} {
+			a, _ := json.Marshal(f.old)
+			b, _ := json.Marshal(f.new)
+			if !bytes.Equal(a, b) && !(isEmptyJSON(a) && isEmptyJSON(b)) {
+				where := docs.Where(docKey(manifest.KindTenant, t.Meta.Name) + "." + f.name)
+				return fmt.Errorf("permission denied: %s: %s of Tenant %q is for root to change (it bounds the tenant); keep it as applied: %w",
+					where, f.name, t.Meta.Name, errForbidden)
+			}
+		}
+	}
+	return nil
+}
+
+func isEmptyJSON(b []byte) bool {
+	switch string(b) {
+	case "null", "{}", "[]":
+		return true
+	}
+	return false
 }

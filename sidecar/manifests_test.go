@@ -261,6 +261,11 @@ func TestManifestsAccessPerTenant(t *testing.T) {
 	if code, body := member("POST", "/v1/manifests", manifestReq("a.yaml", expA)); code != 200 {
 		t.Fatalf("member of a applying a: %d %s", code, body)
 	}
+	// Its own Tenant with the boundary as applied (access, namespaces,
+	// select, limits): allowed.
+	if code, body := member("POST", "/v1/manifests", manifestReq("a.yaml", tenantDoc("a", 2000)+"  proxy:\n    netnsTLV: false\n")); code != 200 {
+		t.Fatalf("member of a changing a's proxy policy: %d %s", code, body)
+	}
 	if code, body := member("POST", "/v1/manifests/diff", manifestReq("a.yaml", expA)); code != 200 || strings.Contains(body, `"changed": true`) {
 		t.Fatalf("member of a diffing a: %d %s", code, body)
 	}
@@ -275,6 +280,8 @@ func TestManifestsAccessPerTenant(t *testing.T) {
 		{"diff b", "POST", "/v1/manifests/diff", manifestReq("b.yaml", tenantDoc("b", 2001)), `tenant \"b\"`},
 		{"delete b", "POST", "/v1/manifests/delete", manifestReq("b.yaml", tenantDoc("b", 2001)), `tenant \"b\"`},
 		{"create tenant c", "POST", "/v1/manifests", manifestReq("c.yaml", tenantDoc("c", 2000)), `tenant \"c\"`},
+		{"change a's access", "POST", "/v1/manifests", manifestReq("a.yaml", tenantDoc("a", 1000)), "spec.access of Tenant"},
+		{"claim a namespace", "POST", "/v1/manifests", manifestReq("a.yaml", tenantDoc("a", 2000)+"  namespaces:\n  - name: host\n    path: /proc/1/ns/net\n"), "spec.namespaces of Tenant"},
 		{"take b's exposure over", "POST", "/v1/manifests", manifestReq("a.yaml", exposureDoc("b-web", "a", 20005)), `Exposure/b-web (applied now) belongs to tenant \"b\"`},
 		{"delete b's exposure by naming a", "POST", "/v1/manifests/delete", manifestReq("a.yaml", exposureDoc("b-web", "a", 20005)), `Exposure/b-web (applied now) belongs to tenant \"b\"`},
 		{"get tenant b", "GET", "/v1/tenants/b", nil, `not \"b\"`},
