@@ -130,6 +130,7 @@ func TestTenantsAccess(t *testing.T) {
 		{"diff B", []string{"diff", "-f", expB}, 2, `tenant "b"`},
 		{"delete B's tenant", []string{"delete", "-f", tenants}, 1, `tenant "b"`},
 		{"get B", []string{"get", "tenants", "b"}, 1, `only tenant a, not "b"`},
+		{"widen A's access", []string{"apply", "-f", writeFile(t, dir, "a-wide.yaml", tenantYAML("a", memberGID))}, 1, "spec.access"},
 		{"get frontends", []string{"get", "frontends"}, 1, "permission denied"},
 		{"add a namespace", []string{"ns", "add", "x", "--path", "/proc/1/ns/net"}, 1, "permission denied"},
 	} {
