@@ -9,13 +9,17 @@ import (
 	"time"
 
 	"github.com/nsproxy/nsproxy/sidecar/netns"
+	"golang.org/x/sys/unix"
 )
 
-// session is one proxied connection.
+// session is one proxied connection. A goroutine sets it up (PROXY header,
+// server choice, dial), then hands both sockets to an event loop and ends:
+// an established connection costs no goroutine.
 type session struct {
 	e        *Engine
 	id       uint64
 	fe       *FrontendSpec
+	front    *frontend
 	bind     BindSpec
 	start    time.Time
 	client   *net.TCPConn
@@ -28,6 +32,11 @@ type session struct {
 	ctx    context.Context // cancelled by abort: ends a dial in progress
 	cancel context.CancelFunc
 
+	// stopClientNS and stopServerNS unhook the aborts on the namespaces'
+	// end; nsCounters are the namespaces' counters the connection holds.
+	stopClientNS, stopServerNS func() bool
+	nsCounters                 []*Counters
+
 	mu        sync.Mutex
 	server    *net.TCPConn
 	srv       *server
@@ -35,18 +44,18 @@ type session struct {
 	backend   string
 	term      string // first reason the session ended abnormally
 	aborted   bool
+	pc        *pconn      // set once a loop owns the sockets
 	clientFin atomic.Bool // client sent FIN
 	serverFin atomic.Bool // server sent FIN
 	bytesIn   atomic.Uint64
 	bytesOut  atomic.Uint64
-	wd        *watchdog // set before the pump's goroutines start
 	// counters fed per chunk besides the session's own: the frontend's,
-	// the server's and the namespaces'. Set before the pump starts.
+	// the server's and the namespaces'. Set before the loop takes over.
 	counters []*Counters
 }
 
 func (e *Engine) startSession(l *listener, h *netns.Handle, c *net.TCPConn) {
-	s := &session{e: e, id: e.nextID.Add(1), fe: l.fe.spec.Load(), bind: l.bind, start: time.Now(),
+	s := &session{e: e, id: e.nextID.Add(1), fe: l.fe.spec.Load(), front: l.fe, bind: l.bind, start: time.Now(),
 		client: c, listenNS: h, clientNS: h, nsSource: "listener"}
 	s.src = addrPort(c.RemoteAddr())
 	s.dst = addrPort(c.LocalAddr())
@@ -59,16 +68,7 @@ func (e *Engine) startSession(l *listener, h *netns.Handle, c *net.TCPConn) {
 	fe.stats.Current.Add(1)
 	fe.stats.Total.Add(1)
 	s.counters = []*Counters{&fe.stats}
-	go func() {
-		defer e.sessWG.Done()
-		defer e.global.release()
-		defer fe.limit.release()
-		defer fe.stats.Current.Add(-1)
-		s.run()
-		e.sessMu.Lock()
-		delete(e.sessions, s)
-		e.sessMu.Unlock()
-	}()
+	go s.setup()
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -80,6 +80,7 @@ func addrPort(a net.Addr) netip.AddrPort {
 }
 
 // abort ends the session now, closing both sockets; the first reason wins.
+// Once a loop owns the sockets, the loop closes them.
 func (s *session) abort(reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -88,6 +89,10 @@ func (s *session) abort(reason string) {
 	}
 	s.aborted = true
 	s.cancel()
+	if pc := s.pc; pc != nil {
+		pc.l.post(pc.finish) // a loop that stopped has closed it already
+		return
+	}
 	s.client.Close()
 	if s.server != nil {
 		s.server.Close()
@@ -102,35 +107,102 @@ func (s *session) setTerm(reason string) {
 	s.mu.Unlock()
 }
 
-func (s *session) run() {
-	defer s.cancel()
-	defer s.client.Close()
-	stopClientNS := context.AfterFunc(s.listenNS.Context(), func() { s.abort("client_netns_gone") })
-	defer stopClientNS()
+// setup runs on the session's own goroutine until the connection is
+// established, then gives it to a loop.
+func (s *session) setup() {
+	s.stopClientNS = context.AfterFunc(s.listenNS.Context(), func() { s.abort("client_netns_gone") })
 	if s.bind.AcceptProxy {
 		if err := s.readProxyHeader(); err != nil {
-			s.logEnd(err)
+			s.end(err)
 			return
 		}
 	}
 	if err := s.connect(); err != nil {
-		s.logEnd(err)
+		s.end(err)
 		return
 	}
-	defer s.server.Close()
-	stopServerNS := context.AfterFunc(s.serverNS.Context(), func() { s.abort("server_netns_gone") })
-	defer stopServerNS()
-	srv := s.srv
-	defer srv.active.Add(-1)
-	defer srv.stats.Current.Add(-1)
-	s.counters = append(s.counters, &srv.stats)
+	s.stopServerNS = context.AfterFunc(s.serverNS.Context(), func() { s.abort("server_netns_gone") })
+	s.counters = append(s.counters, &s.srv.stats)
 	for _, label := range s.netnsLabels() {
 		c := s.e.ns.acquire(label)
-		defer c.Current.Add(-1)
+		s.nsCounters = append(s.nsCounters, c)
 		s.counters = append(s.counters, c)
 	}
-	s.pump()
-	s.logEnd(nil)
+	s.handOff()
+}
+
+// handOff moves both sockets to the least busy loop. Under s.mu, so that
+// an abort either closes the *net.TCPConn values here or reaches the loop
+// after the adoption.
+func (s *session) handOff() {
+	l := s.e.pickLoop()
+	s.mu.Lock()
+	if s.aborted {
+		s.mu.Unlock()
+		s.end(nil)
+		return
+	}
+	cfd, err := detachFD(s.client)
+	if err != nil {
+		s.mu.Unlock()
+		s.setTerm("closed")
+		s.end(err)
+		return
+	}
+	sfd, err := detachFD(s.server)
+	if err != nil {
+		unix.Close(cfd)
+		s.mu.Unlock()
+		s.setTerm("closed")
+		s.end(err)
+		return
+	}
+	pc := &pconn{s: s, l: l, fd: [2]int{cfd, sfd}}
+	pc.hidx = -1
+	s.pc = pc
+	l.conns.Add(1)
+	ok := l.post(func() { l.adopt(pc) })
+	s.mu.Unlock()
+	if !ok { // the loops stopped: the engine is shutting down
+		l.conns.Add(-1)
+		unix.Close(cfd)
+		unix.Close(sfd)
+		s.setTerm("shutdown")
+		s.end(nil)
+	}
+}
+
+// end writes the connection's log line and gives back what it held:
+// counters, maxconn slots, its place in the engine's set. It runs once,
+// on the setup goroutine or on the loop that owned the connection.
+func (s *session) end(err error) {
+	s.logEnd(err)
+	for _, c := range s.nsCounters {
+		c.Current.Add(-1)
+	}
+	if srv := s.srv; srv != nil {
+		srv.stats.Current.Add(-1)
+		srv.active.Add(-1)
+	}
+	if s.stopServerNS != nil {
+		s.stopServerNS()
+	}
+	s.stopClientNS()
+	s.cancel()
+	if s.pc == nil {
+		s.client.Close()
+		if s.server != nil {
+			s.server.Close()
+		}
+	}
+	e := s.e
+	e.sessMu.Lock()
+	delete(e.sessions, s)
+	e.sessMu.Unlock()
+	s.front.stats.Current.Add(-1)
+	s.front.limit.release()
+	e.global.release()
+	e.sessWG.Done()
 }
 
 // netnsLabels are the namespaces the connection uses, each once.
