@@ -28,6 +28,7 @@ type flow struct {
 	pend   []byte // bytes a short write left over (a buffer of the loop's)
 	pipe   *pipe  // leased while bulk data moves by splice
 	inPipe int    // bytes in pipe
+	bulk   bool   // splice from the next read on
 	eof    bool   // the source sent its FIN
 	done   bool   // the FIN was passed on
 	more   bool   // its budget ran out with work left
@@ -43,8 +44,9 @@ const flowBudget = 1 << 20
 // pump moves bytes of direction side (0: from the client) until its source
 // or its destination would block, the budget is used, or the direction or
 // the connection ends. Reads go through the loop's buffer; a read that
-// fills it means bulk, and the direction leases a pipe and splices until
-// the source runs dry. With edge-triggered readiness every call goes on
+// fills it means bulk, and the direction splices from then on, through a
+// pipe leased while bytes are in flight (given back whenever the source
+// runs dry), until a splice moves less than the buffer would hold. With edge-triggered readiness every call goes on
 // until EAGAIN (or requeues itself): a missed edge would stall a transfer.
 func (c *pconn) pump(side int) {
 	f := &c.dir[side]
@@ -69,6 +71,9 @@ func (c *pconn) pump(side int) {
 			f.inPipe -= n
 			c.count(side, n)
 			moved += n
+			if f.inPipe == 0 && !f.bulk {
+				c.releasePipe(f)
+			}
 			continue
 		}
 		if len(f.pend) > 0 {
@@ -102,6 +107,12 @@ func (c *pconn) pump(side int) {
 			}
 			return
 		}
+		if f.bulk && f.pipe == nil {
+			f.pipe = l.pipes.get()
+			if f.pipe == nil {
+				f.bulk = false // no pipe to be had: copy
+			}
+		}
 		if f.pipe != nil {
 			n, errno := rawSplice(src, f.pipe.w, f.pipe.size)
 			switch {
@@ -115,6 +126,8 @@ func (c *pconn) pump(side int) {
 				return
 			case n == 0:
 				f.eof = true
+			case n < loopBufSize:
+				f.bulk = false // a short message: the buffer is cheaper from the next one on
 			}
 			f.inPipe = n
 			continue
@@ -148,7 +161,7 @@ func (c *pconn) pump(side int) {
 			f.pend = append(l.getSpare(), l.buf[w:n]...)
 		}
 		if n == len(l.buf) {
-			f.pipe = l.pipes.get() // bulk: splice from now on (nil: keep copying)
+			f.bulk = true // a full buffer: splice from now on
 		}
 	}
 	l.requeue(c, side)
