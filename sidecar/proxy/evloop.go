@@ -177,6 +177,14 @@ func (l *evloop) event(ev unix.EpollEvent) {
 	if c.fd[1] == fd {
 		side = 1
 	}
+	if c.connecting {
+		// The client's bytes wait in the kernel until the server is
+		// connected; then both directions are pumped.
+		if side == 1 && ev.Events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			c.connectDone()
+		}
+		return
+	}
 	in := ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
 	out := ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0
 	if in {
@@ -199,27 +207,37 @@ func (l *evloop) commands() {
 	}
 }
 
-// adopt registers a connection's two sockets and arms its idle timer.
+// adopt registers a connection's two sockets (the server's connecting)
+// and arms its connect timeout.
 func (l *evloop) adopt(c *pconn) {
-	c.active = l.now
 	if l.now.IsZero() {
-		c.active = time.Now()
+		l.now = time.Now()
 	}
+	c.active = l.now
 	for _, fd := range c.fd {
-		for fd >= len(l.fds) {
-			l.fds = append(l.fds, make([]fdSlot, max(64, len(l.fds)))...)
-		}
-		l.gen++
-		l.fds[fd] = fdSlot{c: c, gen: l.gen}
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
-			Fd: int32(fd), Pad: int32(l.gen)}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-			l.e.log.Warn("event loop: cannot watch a socket", "loop", l.id, "err", err)
+		if !l.watch(c, fd) {
 			c.fail("closed")
 			return
 		}
 	}
-	c.armIdle(c.active)
+	c.armConnect()
+}
+
+// watch registers fd of c, edge-triggered, with a new generation.
+func (l *evloop) watch(c *pconn, fd int) bool {
+	for fd >= len(l.fds) {
+		l.fds = append(l.fds, make([]fdSlot, max(64, len(l.fds)))...)
+	}
+	l.gen++
+	l.fds[fd] = fdSlot{c: c, gen: l.gen}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
+		Fd: int32(fd), Pad: int32(l.gen)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		l.fds[fd] = fdSlot{}
+		l.e.log.Warn("event loop: cannot watch a socket", "loop", l.id, "err", err)
+		return false
+	}
+	return true
 }
 
 // requeue gives a direction whose budget ran out another turn after the

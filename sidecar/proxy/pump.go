@@ -18,8 +18,10 @@ type pconn struct {
 	dir [2]flow // client → server (bytes in), then server → client (bytes out)
 
 	activity
-	queued bool // in the loop's again list
-	closed bool
+	connecting bool  // the server's connect is in progress (fd[1] -1 between attempts)
+	endErr     error // why the connection failed, for its log line
+	queued     bool  // in the loop's again list
+	closed     bool
 }
 
 // flow is one direction: what has been read from its source and not yet
@@ -37,6 +39,11 @@ type flow struct {
 // holding reports whether the flow waits for its destination to drain.
 func (f *flow) holding() bool { return f.inPipe > 0 || len(f.pend) > 0 || (f.eof && !f.done) }
 
+// bulkMin: a splice that moves less turns the direction back to the
+// buffer. Lower than the buffer, so that a stream whose bytes arrive in
+// pieces keeps splicing; higher than a typical request or reply.
+const bulkMin = 4 << 10
+
 // flowBudget bounds the bytes one direction moves per loop turn, so that a
 // bulk transfer does not starve the loop's other connections.
 const flowBudget = 1 << 20
@@ -46,11 +53,12 @@ const flowBudget = 1 << 20
 // the connection ends. Reads go through the loop's buffer; a read that
 // fills it means bulk, and the direction splices from then on, through a
 // pipe leased while bytes are in flight (given back whenever the source
-// runs dry), until a splice moves less than the buffer would hold. With edge-triggered readiness every call goes on
-// until EAGAIN (or requeues itself): a missed edge would stall a transfer.
+// runs dry), until a splice moves less than bulkMin. With edge-triggered
+// readiness every call goes on until EAGAIN (or requeues itself): a missed
+// edge would stall a transfer.
 func (c *pconn) pump(side int) {
 	f := &c.dir[side]
-	if f.done || c.closed {
+	if f.done || c.closed || c.connecting {
 		return
 	}
 	l := c.l
@@ -126,7 +134,7 @@ func (c *pconn) pump(side int) {
 				return
 			case n == 0:
 				f.eof = true
-			case n < loopBufSize:
+			case n < bulkMin:
 				f.bulk = false // a short message: the buffer is cheaper from the next one on
 			}
 			f.inPipe = n
@@ -212,10 +220,16 @@ func (c *pconn) finish() {
 	c.closed = true
 	l := c.l
 	for _, fd := range c.fd {
+		if fd < 0 {
+			continue // between two connect attempts
+		}
 		if fd < len(l.fds) && l.fds[fd].c == c {
 			l.fds[fd] = fdSlot{}
 		}
 		unix.Close(fd) // also leaves the epoll set
+	}
+	if c.connecting && c.fd[1] >= 0 {
+		c.s.at.srv.active.Add(-1) // the attempt in progress ends with the session
 	}
 	for i := range c.dir {
 		f := &c.dir[i]
@@ -227,7 +241,7 @@ func (c *pconn) finish() {
 	}
 	l.timers.remove(c)
 	l.conns.Add(-1)
-	c.s.end(nil)
+	c.s.end(c.endErr)
 }
 
 // classify names the side that ended a direction with errno. A write's

@@ -32,23 +32,32 @@ type session struct {
 	ctx    context.Context // cancelled by abort: ends a dial in progress
 	cancel context.CancelFunc
 
-	// stopClientNS and stopServerNS unhook the aborts on the namespaces'
-	// end; nsCounters are the namespaces' counters the connection holds.
-	stopClientNS, stopServerNS func() bool
-	nsCounters                 []*Counters
+	// stopClientNS unhooks the abort on the client namespace's end;
+	// nsCounters are the namespaces' counters the connection holds.
+	stopClientNS func() bool
+	nsCounters   []*Counters
 
-	mu        sync.Mutex
-	server    *net.TCPConn
-	srv       *server
-	serverNS  *netns.Handle
-	backend   string
-	term      string // first reason the session ended abnormally
-	aborted   bool
-	pc        *pconn      // set once a loop owns the sockets
-	clientFin atomic.Bool // client sent FIN
-	serverFin atomic.Bool // server sent FIN
-	bytesIn   atomic.Uint64
-	bytesOut  atomic.Uint64
+	// Connection attempts (dial.go), used by one goroutine or loop at a
+	// time: the setup goroutine, a retry's, then the loop.
+	b        *backend
+	bs       *BackendSpec
+	tried    map[*server]bool
+	attempts int
+	lastErr  error
+	at       attempt // in progress or established
+
+	mu           sync.Mutex
+	stopServerNS func() bool // unhooks the abort on the server namespace's end
+	srv          *server
+	serverNS     *netns.Handle
+	backend      string
+	term         string // first reason the session ended abnormally
+	aborted      bool
+	pc           *pconn      // set once a loop owns the sockets
+	clientFin    atomic.Bool // client sent FIN
+	serverFin    atomic.Bool // server sent FIN
+	bytesIn      atomic.Uint64
+	bytesOut     atomic.Uint64
 	// counters fed per chunk besides the session's own: the frontend's,
 	// the server's and the namespaces'. Set before the loop takes over.
 	counters []*Counters
@@ -93,10 +102,7 @@ func (s *session) abort(reason string) {
 		pc.l.post(pc.finish) // a loop that stopped has closed it already
 		return
 	}
-	s.client.Close()
-	if s.server != nil {
-		s.server.Close()
-	}
+	s.client.Close() // ends a PROXY header read; a connect in progress is the loop's
 }
 
 func (s *session) setTerm(reason string) {
@@ -107,8 +113,9 @@ func (s *session) setTerm(reason string) {
 	s.mu.Unlock()
 }
 
-// setup runs on the session's own goroutine until the connection is
-// established, then gives it to a loop.
+// setup runs on the session's own goroutine: the PROXY header, the server
+// choice and the start of the connect; then it gives the connection to a
+// loop, which finishes the connect, and ends.
 func (s *session) setup() {
 	s.stopClientNS = context.AfterFunc(s.listenNS.Context(), func() { s.abort("client_netns_gone") })
 	if s.bind.AcceptProxy {
@@ -117,47 +124,39 @@ func (s *session) setup() {
 			return
 		}
 	}
-	if err := s.connect(); err != nil {
+	if err := s.prepareConnect(); err != nil {
 		s.end(err)
 		return
 	}
-	s.stopServerNS = context.AfterFunc(s.serverNS.Context(), func() { s.abort("server_netns_gone") })
-	s.counters = append(s.counters, &s.srv.stats)
-	for _, label := range s.netnsLabels() {
-		c := s.e.ns.acquire(label)
-		s.nsCounters = append(s.nsCounters, c)
-		s.counters = append(s.counters, c)
+	sfd, err := s.nextAttempt()
+	if err != nil {
+		s.end(err)
+		return
 	}
-	s.handOff()
+	s.handOff(sfd)
 }
 
-// handOff moves both sockets to the least busy loop. Under s.mu, so that
-// an abort either closes the *net.TCPConn values here or reaches the loop
-// after the adoption.
-func (s *session) handOff() {
+// handOff moves the client's socket and the connecting server socket to
+// the least busy loop. Under s.mu, so that an abort either finds the
+// *net.TCPConn here or reaches the loop after the adoption.
+func (s *session) handOff(sfd int) {
 	l := s.e.pickLoop()
 	s.mu.Lock()
 	if s.aborted {
 		s.mu.Unlock()
+		s.dropAttempt(sfd)
 		s.end(nil)
 		return
 	}
 	cfd, err := detachFD(s.client)
 	if err != nil {
 		s.mu.Unlock()
+		s.dropAttempt(sfd)
 		s.setTerm("closed")
 		s.end(err)
 		return
 	}
-	sfd, err := detachFD(s.server)
-	if err != nil {
-		unix.Close(cfd)
-		s.mu.Unlock()
-		s.setTerm("closed")
-		s.end(err)
-		return
-	}
-	pc := &pconn{s: s, l: l, fd: [2]int{cfd, sfd}}
+	pc := &pconn{s: s, l: l, fd: [2]int{cfd, sfd}, connecting: true}
 	pc.hidx = -1
 	s.pc = pc
 	l.conns.Add(1)
@@ -166,10 +165,24 @@ func (s *session) handOff() {
 	if !ok { // the loops stopped: the engine is shutting down
 		l.conns.Add(-1)
 		unix.Close(cfd)
-		unix.Close(sfd)
+		s.dropAttempt(sfd)
 		s.setTerm("shutdown")
 		s.end(nil)
 	}
+}
+
+// dropAttempt gives up the attempt in progress without counting it as
+// the server's failure: the session ends for another reason.
+func (s *session) dropAttempt(sfd int) {
+	unix.Close(sfd)
+	s.mu.Lock()
+	srv, stop := s.at.srv, s.stopServerNS
+	s.stopServerNS = nil
+	s.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	srv.active.Add(-1)
 }
 
 // end writes the connection's log line and gives back what it held:
@@ -180,20 +193,20 @@ func (s *session) end(err error) {
 	for _, c := range s.nsCounters {
 		c.Current.Add(-1)
 	}
-	if srv := s.srv; srv != nil {
+	s.mu.Lock()
+	srv, stopServerNS, pc := s.srv, s.stopServerNS, s.pc
+	s.mu.Unlock()
+	if srv != nil {
 		srv.stats.Current.Add(-1)
 		srv.active.Add(-1)
 	}
-	if s.stopServerNS != nil {
-		s.stopServerNS()
+	if stopServerNS != nil {
+		stopServerNS()
 	}
 	s.stopClientNS()
 	s.cancel()
-	if s.pc == nil {
+	if pc == nil {
 		s.client.Close()
-		if s.server != nil {
-			s.server.Close()
-		}
 	}
 	e := s.e
 	e.sessMu.Lock()
