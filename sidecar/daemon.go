@@ -17,6 +17,7 @@ import (
 	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/config"
+	"github.com/nsproxy/nsproxy/sidecar/manifest"
 	"github.com/nsproxy/nsproxy/sidecar/netns"
 	"github.com/nsproxy/nsproxy/sidecar/proxy"
 	"github.com/nsproxy/nsproxy/sidecar/sdnotify"
@@ -70,7 +71,6 @@ type Daemon struct {
 	attStatus  map[api.AttachmentKey]attachmentStatus
 	registered map[string]netns.Entry    // run-time entries given to the registry
 	plans      int                       // plan calls, with mu held: restore must plan once, not per object
-	parsed     parseCache                // run-time objects as the last plan parsed them
 	exposed    exposureCache             // attachments' exposures as the last plan made them
 	batch      attachmentBatch           // attachment writes waiting for mu
 	builtFrom  map[string]api.Attachment // the attachment each registered entry was made from
@@ -222,7 +222,7 @@ type plan struct {
 // reported on the attachment, never overwrite anything.
 func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 	d.plans++
-	base, err := mergeWith(&d.parsed, file, st, nil)
+	base, err := merge(file, st, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -436,12 +436,15 @@ func (d *Daemon) restore(st State) (State, *plan, error) {
 			out.Frontends = append(out.Frontends, f)
 		}
 	}
+	out.Manifests = st.Manifests
+	out.Manifests.Tenants = slices.Clone(st.Manifests.Tenants)
 	for {
 		p, err := d.plan(d.file, out)
 		if err == nil {
-			if len(st.Namespaces)+len(st.Backends)+len(st.Servers)+len(st.Frontends)+len(st.Attachments) > 0 {
+			if len(st.Namespaces)+len(st.Backends)+len(st.Servers)+len(st.Frontends)+len(st.Attachments)+len(st.Manifests.Tenants) > 0 {
 				d.log.Info("restored run-time state", "namespaces", len(out.Namespaces), "backends", len(out.Backends),
-					"servers", len(out.Servers), "frontends", len(out.Frontends), "attachments", len(out.Attachments))
+					"servers", len(out.Servers), "frontends", len(out.Frontends), "attachments", len(out.Attachments),
+					"tenants", len(out.Manifests.Tenants))
 			}
 			return out, p, nil
 		}
@@ -459,6 +462,9 @@ func (d *Daemon) restore(st State) (State, *plan, error) {
 		out.Backends = slices.DeleteFunc(out.Backends, func(b api.Backend) bool { return !keep(backendKey(b.Name)) })
 		out.Servers = slices.DeleteFunc(out.Servers, func(sv api.Server) bool { return !keep(serverKey(sv.Backend, sv.Name)) })
 		out.Frontends = slices.DeleteFunc(out.Frontends, func(f api.Frontend) bool { return !keep(frontendKey(f.Name)) })
+		out.Manifests.Tenants = slices.DeleteFunc(out.Manifests.Tenants, func(t manifest.Tenant) bool {
+			return !keep(manifest.KindTenant + "/" + t.Meta.Name)
+		})
 		if dropped == 0 {
 			return out, nil, err // not the saved objects' fault
 		}

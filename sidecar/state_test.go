@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/nsproxy/nsproxy/internal/testns"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/config"
+	"github.com/nsproxy/nsproxy/sidecar/manifest"
 	"golang.org/x/sys/unix"
 )
 
@@ -61,21 +63,20 @@ func TestFailedWriteLeavesStateAlone(t *testing.T) {
 	}
 }
 
-// TestParseCacheKeepsParsesClean: parses are shared between plans, so a
-// server added to an API backend (restored from st.Servers) must not stick
-// to the shared parse and show up twice at the next plan.
-func TestParseCacheKeepsParsesClean(t *testing.T) {
+// TestMergeKeepsInputsClean: the files' model and the state are shared
+// between plans, so a server added to a backend (from st.Servers) must not
+// stick to what the next plan starts from and show up twice.
+func TestMergeKeepsInputsClean(t *testing.T) {
 	file, err := config.Parse("f.cfg", []byte(restoreCfg("127.0.0.1:19394", "127.0.0.1:19395")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := State{
 		Backends: []api.Backend{{Name: "api", Servers: []api.Server{{Backend: "api", Name: "a", Addr: "127.0.0.1:19395"}}}},
-		Servers:  []api.Server{{Backend: "api", Name: "b", Addr: "127.0.0.1:19396"}},
+		Servers:  []api.Server{{Backend: "api", Name: "b", Addr: "127.0.0.1:19396"}, {Backend: "be", Name: "x", Addr: "127.0.0.1:19396"}},
 	}
-	var pc parseCache
 	for round := 1; round <= 3; round++ {
-		m, err := mergeWith(&pc, file, st, nil)
+		m, err := merge(file, st, nil)
 		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
@@ -84,8 +85,8 @@ func TestParseCacheKeepsParsesClean(t *testing.T) {
 				t.Fatalf("round %d: backend api has %d servers, want 2", round, len(b.Servers))
 			}
 		}
-		if len(pc.prev) != 2 {
-			t.Fatalf("round %d: %d parses kept, want 2", round, len(pc.prev))
+		if n := len(file.Backends[0].Servers); n != 1 {
+			t.Fatalf("round %d: the files' backend %s has %d servers, want 1", round, file.Backends[0].Name, n)
 		}
 	}
 }
@@ -240,5 +241,28 @@ func TestAttachmentWritesBatched(t *testing.T) {
 	defer d.mu.Unlock()
 	if got := d.plans - plans; got != 1 || len(d.state.Attachments) != n {
 		t.Errorf("%d queued writes: %d plans, %d attachments; want 1 plan and %d", n, got, len(d.state.Attachments), n)
+	}
+}
+
+// TestStateWithoutManifestsOmitsThem: a state without manifests is saved
+// without the key (an older daemon, which refuses unknown fields, still
+// reads it); one with manifests saves and loads them.
+func TestStateWithoutManifestsOmitsThem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	st := &store{path: path}
+	if err := st.save(State{Namespaces: []api.Namespace{{Name: "a"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); strings.Contains(string(b), "manifests") {
+		t.Fatalf("empty manifests saved: %s", b)
+	}
+	want := manifest.Set{Tenants: []manifest.Tenant{{Meta: manifest.Meta{Name: "acme"}, Spec: manifest.TenantSpec{
+		Frontends: []api.Frontend{{Name: "f", Backend: "b", Binds: []api.Bind{{Addr: "127.0.0.1:19560"}}}}}}}}
+	if err := st.save(State{Manifests: want}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.load()
+	if err != nil || !reflect.DeepEqual(got.Manifests, want) {
+		t.Fatalf("loaded %+v, %v; want %+v", got.Manifests, err, want)
 	}
 }

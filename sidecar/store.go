@@ -12,6 +12,7 @@ import (
 
 	"github.com/nsproxy/nsproxy/internal/atomicfile"
 	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/sidecar/manifest"
 )
 
 // State is everything created at run time (API objects and attachments).
@@ -24,6 +25,12 @@ type State struct {
 	Servers     []api.Server     `json:"servers,omitempty"` // added to any backend
 	Frontends   []api.Frontend   `json:"frontends,omitempty"`
 	Attachments []api.Attachment `json:"attachments,omitempty"`
+	// Manifests are the applied tenant manifests; their frontends and
+	// backends join the merge like API objects (origin manifest). A change
+	// replaces the Set's slices, never modifies them in place. Left out of
+	// the file when empty, so a state without manifests stays readable by
+	// a daemon that predates them.
+	Manifests manifest.Set `json:"manifests,omitzero"`
 }
 
 const stateVersion = 1

@@ -100,6 +100,9 @@ func TestParseAddr(t *testing.T) {
 		{name: "server port zero", in: "10.0.0.1:0", kind: serverAddr, wantErr: `invalid port "0"`, wantIs: ErrInvalid},
 		{name: "server zone", in: "[fe80::1%eth0]:80", kind: serverAddr, wantErr: "IPv6 zones are not supported", wantIs: ErrUnsupported},
 		{name: "unclosed bracket", in: "[::1:80", kind: serverAddr, wantErr: "invalid address", wantIs: ErrInvalid},
+		// Not a range: words after the port (an API field cannot smuggle options in).
+		{name: "port with words", in: "10.0.0.1:80 accept-proxy", kind: bindAddr, wantErr: `invalid port "80 accept-proxy"`, wantIs: ErrInvalid},
+		{name: "port range", in: "10.0.0.1:80-90", kind: serverAddr, wantErr: "port ranges are not supported", wantIs: ErrUnsupported},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -165,4 +168,29 @@ func FuzzFormatDuration(f *testing.F) {
 			t.Fatalf("%q = %v prints %q, which parses to %v (%s)", s, d, out, back, problem)
 		}
 	})
+}
+
+// TestFormatServerAddr: every port form of a server line prints as the
+// API's GET shows it, which ParseServerAddr reads back.
+func TestFormatServerAddr(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"10.0.0.1:80", "10.0.0.1:80"},
+		{"10.0.0.1", "10.0.0.1"},
+		{"*", "*"},
+		{"*:8080", "*:8080"},
+		{"*:+1000", "*:+1000"},
+		{"fd00::1:-10", "[fd00::1]:-10"},
+		{"[fd00::2]", "[fd00::2]"},
+		{":81", "0.0.0.0:81"},
+		{"[::ffff:10.0.0.1]:80", "[::ffff:10.0.0.1]:80"},
+	} {
+		sa, err := ParseServerAddr(tc.in)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.in, err)
+		}
+		s := Server{Addr: sa.Addr, PortMode: sa.Mode, Port: sa.Port, PortOffset: sa.Offset}
+		if got := FormatServerAddr(&s); got != tc.want {
+			t.Errorf("%q prints %q, want %q", tc.in, got, tc.want)
+		}
+	}
 }

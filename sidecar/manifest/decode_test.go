@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/nsproxy/nsproxy/sidecar/api"
@@ -54,9 +55,9 @@ func TestDecodeGood(t *testing.T) {
 			Backends:   []api.Backend{{Name: "app", Servers: []api.Server{{Name: "s1", Addr: "10.0.0.1:80", Weight: new(int)}}}},
 		}}}}},
 		{"status fields of get are accepted and dropped", tenant("a", `  frontends:
-    - {name: w, binds: [{addr: ":80"}], backend: b, source: api, current: 3, total: 9, bytesIn: 1, bytesOut: 2, listeners: [{addr: ":80", namespace: x, listening: true}]}
+    - {name: w, tenant: a, binds: [{addr: ":80"}], backend: b, source: api, current: 3, total: 9, bytesIn: 1, bytesOut: 2, listeners: [{addr: ":80", namespace: x, listening: true}]}
   backends:
-    - {name: b, source: api, servers: [{name: s, addr: "1.2.3.4:5", up: true, active: 1, total: 2, connectErrors: 0}]}
+    - {name: b, tenant: a, source: api, servers: [{name: s, addr: "1.2.3.4:5", up: true, active: 1, total: 2, connectErrors: 0}]}
 `), Set{Tenants: []Tenant{{Meta: Meta{Name: "a"}, Spec: TenantSpec{
 			Frontends: []api.Frontend{{Name: "w", Binds: []api.Bind{{Addr: ":80"}}, Backend: "b"}},
 			Backends:  []api.Backend{{Name: "b", Servers: []api.Server{{Name: "s", Addr: "1.2.3.4:5"}}}},
@@ -209,6 +210,9 @@ func TestDecodeBad(t *testing.T) {
 			`m.yaml:12:51: spec.backends[0].servers[2]: name is missing; add name: NAME`,
 			`m.yaml:12:73: spec.backends[0].servers[2].backend: the server is listed under backend "b" but names backend "c"; remove backend:`,
 			`m.yaml:13:14: spec.backends[1].name: "b!" is not a valid backend name; names are made of A-Z a-z 0-9 . _ : -`}},
+		{"frontend and backend of another tenant", tenant("a", "  frontends: [{name: w, tenant: b, binds: [{addr: ':1'}], backend: b}]\n  backends: [{name: b, tenant: c}]\n"), []string{
+			`m.yaml:6:33: spec.frontends[0].tenant: the object is listed under Tenant "a" but names tenant "b"; remove tenant:`,
+			`m.yaml:7:32: spec.backends[0].tenant: the object is listed under Tenant "a" but names tenant "c"; remove tenant:`}},
 		{"static namespace of two tenants", tenant("a", "  namespaces: [{name: n}]\n") + "---\n" + tenant("b", "  namespaces: [{name: n}]\n"), []string{
 			`m.yaml:13:23: namespace "n" belongs to tenant "a" already; a namespace belongs to at most one tenant`}},
 		{"exposure without spec", head + "kind: Exposure\nmetadata: {name: x}\n", []string{
@@ -322,6 +326,14 @@ func TestLoadDirectory(t *testing.T) {
 	write("b.yml", tenant("b", ""))
 	write("a.yaml", tenant("a", ""))
 	write("c.txt", "not a manifest")
+	write(".#a.yaml", "an editor's lock file")
+	if err := syscall.Mkfifo(filepath.Join(dir, "z.yaml"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "z.yaml: not a regular file") {
+		t.Fatalf("a FIFO: %v, want not a regular file", err)
+	}
+	os.Remove(filepath.Join(dir, "z.yaml"))
 	if err := os.Mkdir(filepath.Join(dir, "sub.yaml"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -361,5 +373,25 @@ func TestSuggest(t *testing.T) {
 		if s := suggest(got, known); s != want {
 			t.Errorf("suggest(%q) = %q, want %q", got, s, want)
 		}
+	}
+}
+
+// The tenant field of an API object type: in a manifest it must be the
+// enclosing Tenant's, and is cleared (by the field's JSON name).
+func TestImpliedTenant(t *testing.T) {
+	type object struct {
+		Name   string `json:"name"`
+		Tenant string `json:"tenant,omitempty"`
+	}
+	d := newDecoder()
+	d.prefix = "Tenant/a"
+	same, other := object{Name: "f", Tenant: "a"}, object{Name: "g", Tenant: "b"}
+	d.impliedTenant("Tenant/a.spec.frontends[0]", "a", &same)
+	if same.Tenant != "" || len(d.probs) != 0 {
+		t.Errorf("same tenant: %+v, %v", same, d.probs.err())
+	}
+	d.impliedTenant("Tenant/a.spec.frontends[1]", "a", &other)
+	if err := d.probs.err(); err == nil || err.Error() != `spec.frontends[1].tenant: the object is listed under Tenant "a" but names tenant "b"; remove tenant:` {
+		t.Errorf("other tenant: %v", err)
 	}
 }
