@@ -13,8 +13,8 @@ import (
 )
 
 // session is one proxied connection. A goroutine sets it up (PROXY header,
-// server choice, dial), then hands both sockets to an event loop and ends:
-// an established connection costs no goroutine.
+// server choice, the start of the connect), then hands both sockets to an
+// event loop and ends: an established connection costs no goroutine.
 type session struct {
 	e        *Engine
 	id       uint64
@@ -28,9 +28,6 @@ type session struct {
 	nsSource string        // where clientNS came from: listener or tlv
 	src, dst netip.AddrPort
 	proxyVer int
-
-	ctx    context.Context // cancelled by abort: ends a dial in progress
-	cancel context.CancelFunc
 
 	// stopClientNS unhooks the abort on the client namespace's end;
 	// nsCounters are the namespaces' counters the connection holds.
@@ -68,7 +65,6 @@ func (e *Engine) startSession(l *listener, h *netns.Handle, c *net.TCPConn) {
 		client: c, listenNS: h, clientNS: h, nsSource: "listener"}
 	s.src = addrPort(c.RemoteAddr())
 	s.dst = addrPort(c.LocalAddr())
-	s.ctx, s.cancel = context.WithCancel(context.Background())
 	e.sessMu.Lock()
 	e.sessions[s] = struct{}{}
 	e.sessWG.Add(1)
@@ -97,7 +93,6 @@ func (s *session) abort(reason string) {
 		s.term = reason
 	}
 	s.aborted = true
-	s.cancel()
 	if pc := s.pc; pc != nil {
 		pc.l.post(pc.finish) // a loop that stopped has closed it already
 		return
@@ -204,7 +199,6 @@ func (s *session) end(err error) {
 		stopServerNS()
 	}
 	s.stopClientNS()
-	s.cancel()
 	if pc == nil {
 		s.client.Close()
 	}
