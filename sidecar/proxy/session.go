@@ -22,7 +22,8 @@ type session struct {
 	front    *frontend
 	bind     BindSpec
 	start    time.Time
-	client   *net.TCPConn
+	client   *net.TCPConn  // the client's socket until a loop owns it, or
+	cfd      int           // the client's raw socket (-1: none)
 	listenNS *netns.Handle // where the client socket lives
 	clientNS *netns.Handle // the connection's namespace (listener's, or from a PROXY TLV)
 	nsSource string        // where clientNS came from: listener or tlv
@@ -60,11 +61,25 @@ type session struct {
 	counters []*Counters
 }
 
+// startSession starts a connection accepted as a *net.TCPConn (binds
+// whose PROXY header is read with proxyproto's net.Conn reader).
 func (e *Engine) startSession(l *listener, h *netns.Handle, c *net.TCPConn) {
+	s := e.newSession(l, h, addrPort(c.RemoteAddr()), addrPort(c.LocalAddr()))
+	s.client = c
+	go s.setup()
+}
+
+// startSessionFD starts a connection accepted as a raw non-blocking fd: it
+// never enters the Go runtime's poller.
+func (e *Engine) startSessionFD(l *listener, h *netns.Handle, fd int, src, dst netip.AddrPort) {
+	s := e.newSession(l, h, src, dst)
+	s.cfd = fd
+	go s.setup()
+}
+
+func (e *Engine) newSession(l *listener, h *netns.Handle, src, dst netip.AddrPort) *session {
 	s := &session{e: e, id: e.nextID.Add(1), fe: l.fe.spec.Load(), front: l.fe, bind: l.bind, start: time.Now(),
-		client: c, listenNS: h, clientNS: h, nsSource: "listener"}
-	s.src = addrPort(c.RemoteAddr())
-	s.dst = addrPort(c.LocalAddr())
+		cfd: -1, listenNS: h, clientNS: h, nsSource: "listener", src: src, dst: dst}
 	e.sessMu.Lock()
 	e.sessions[s] = struct{}{}
 	e.sessWG.Add(1)
@@ -73,7 +88,7 @@ func (e *Engine) startSession(l *listener, h *netns.Handle, c *net.TCPConn) {
 	fe.stats.Current.Add(1)
 	fe.stats.Total.Add(1)
 	s.counters = []*Counters{&fe.stats}
-	go s.setup()
+	return s
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -97,7 +112,9 @@ func (s *session) abort(reason string) {
 		pc.l.post(pc.finish) // a loop that stopped has closed it already
 		return
 	}
-	s.client.Close() // ends a PROXY header read; a connect in progress is the loop's
+	if s.client != nil {
+		s.client.Close() // ends a PROXY header read; a connect in progress is the loop's
+	}
 }
 
 func (s *session) setTerm(reason string) {
@@ -143,14 +160,18 @@ func (s *session) handOff(sfd int) {
 		s.end(nil)
 		return
 	}
-	cfd, err := detachFD(s.client)
-	if err != nil {
-		s.mu.Unlock()
-		s.dropAttempt(sfd)
-		s.setTerm("closed")
-		s.end(err)
-		return
+	cfd := s.cfd
+	if s.client != nil {
+		var err error
+		if cfd, err = detachFD(s.client); err != nil {
+			s.mu.Unlock()
+			s.dropAttempt(sfd)
+			s.setTerm("closed")
+			s.end(err)
+			return
+		}
 	}
+	s.client, s.cfd = nil, -1 // the loop's from now on
 	pc := &pconn{s: s, l: l, fd: [2]int{cfd, sfd}, connecting: true}
 	pc.hidx = -1
 	s.pc = pc
@@ -200,7 +221,12 @@ func (s *session) end(err error) {
 	}
 	s.stopClientNS()
 	if pc == nil {
-		s.client.Close()
+		if s.client != nil {
+			s.client.Close()
+		}
+		if s.cfd >= 0 {
+			unix.Close(s.cfd)
+		}
 	}
 	e := s.e
 	e.sessMu.Lock()
