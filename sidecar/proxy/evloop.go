@@ -1,17 +1,21 @@
 package proxy
 
 import (
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// evloop is one event loop of the data plane: a goroutine locked to its OS
-// thread that owns the established connections handed to it. It learns
-// readiness from its own epoll set (edge-triggered), keeps their idle
+// evloop is one event loop of the data plane: a goroutine that owns the
+// established connections handed to it. It learns readiness from its own
+// epoll set (edge-triggered), polled without blocking; when idle it parks
+// in the runtime's poller on the epoll fd (wait). It keeps their idle
 // timers in a heap, moves bytes through one read buffer or, for bulk,
 // through pipes leased from its pool. Nothing else touches a connection
 // it owns: other goroutines post commands (post), which the loop runs
@@ -23,7 +27,9 @@ type evloop struct {
 	e    *Engine
 	id   int
 	epfd int
-	efd  int // eventfd: commands wait in cmds
+	efd  int             // eventfd: commands wait in cmds
+	pf   *os.File        // epfd, registered in the runtime's poller
+	rc   syscall.RawConn // pf's, to park until epfd is readable
 
 	mu      sync.Mutex
 	cmds    []func()
@@ -82,7 +88,21 @@ func newLoop(e *Engine, id int) (*evloop, error) {
 		unix.Close(efd)
 		return nil, err
 	}
-	return &evloop{e: e, id: id, epfd: epfd, efd: efd, done: make(chan struct{}),
+	// The epoll set is itself pollable: wrapped as a non-blocking file,
+	// the runtime's poller wakes the loop when it has events (wait).
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(efd)
+		return nil, err
+	}
+	pf := os.NewFile(uintptr(epfd), "evloop")
+	rc, err := pf.SyscallConn()
+	if err != nil {
+		pf.Close()
+		unix.Close(efd)
+		return nil, err
+	}
+	return &evloop{e: e, id: id, epfd: epfd, efd: efd, pf: pf, rc: rc, done: make(chan struct{}),
 		buf: make([]byte, loopBufSize)}, nil
 }
 
@@ -111,21 +131,11 @@ func (l *evloop) stop() {
 }
 
 func (l *evloop) run() {
-	// The thread never changes namespace: locking keeps the loop's work on
-	// one thread (its caches) and out of the scheduler's way.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	defer close(l.done)
 	events := make([]unix.EpollEvent, loopEvents)
 	lastYield := time.Now()
 	for {
-		// A blocking epoll_wait must stay a normal syscall: a raw one
-		// would hold a stop-the-world GC until it returns.
-		n, err := unix.EpollWait(l.epfd, events, l.waitMillis())
-		if err != nil && err != unix.EINTR {
-			l.e.log.Error("event loop: epoll_wait failed", "loop", l.id, "err", err)
-			time.Sleep(10 * time.Millisecond)
-		}
+		n := l.wait(events)
 		l.now = time.Now()
 		for i := 0; i < n; i++ {
 			l.event(events[i])
@@ -141,6 +151,57 @@ func (l *evloop) run() {
 			lastYield = time.Now()
 		}
 	}
+}
+
+// wait returns the next batch of events. It polls the epoll set without
+// blocking (a raw syscall) and, when nothing is ready and no work is left
+// over, parks the goroutine in the Go runtime's poller until the epoll set
+// becomes readable or the next timer is due.
+//
+// Blocking in epoll_wait as a system call instead held the loop's P in
+// syscall state for up to 10 ms, and a P that goes idle while others sit
+// in system calls starts no thread to wait on the runtime's own poller:
+// goroutines waiting on the network (health checks, setup, a test's
+// client) then waited for sysmon's 10 ms poll (measured: 6-12 ms per
+// connection in BenchmarkAcceptDialClose with two loops).
+func (l *evloop) wait(events []unix.EpollEvent) int {
+	for {
+		n, errno := epollPoll(l.epfd, events)
+		if errno != 0 && errno != unix.EINTR {
+			l.e.log.Error("event loop: epoll_wait failed", "loop", l.id, "err", errno)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if n > 0 || len(l.again) > 0 {
+			return n
+		}
+		ms := l.waitMillis()
+		if ms == 0 {
+			return 0
+		}
+		deadline := time.Time{}
+		if ms > 0 {
+			deadline = time.Now().Add(time.Duration(ms) * time.Millisecond)
+		}
+		l.pf.SetReadDeadline(deadline)
+		err := l.rc.Read(func(fd uintptr) bool {
+			n, errno = epollPoll(int(fd), events)
+			return n > 0
+		})
+		if n > 0 {
+			return n
+		}
+		if err != nil {
+			return 0 // the deadline: timers are due
+		}
+	}
+}
+
+// epollPoll is a non-blocking epoll_wait.
+func epollPoll(epfd int, events []unix.EpollEvent) (int, syscall.Errno) {
+	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
+		uintptr(len(events)), 0, 0, 0)
+	return int(r), e
 }
 
 // waitMillis is epoll_wait's timeout: 0 when work is left over, else until
@@ -307,7 +368,7 @@ func (l *evloop) close() {
 		}
 	}
 	l.pipes.close()
-	unix.Close(l.epfd)
+	l.pf.Close() // epfd
 	unix.Close(l.efd)
 }
 

@@ -12,7 +12,7 @@ type Spec struct {
 	MaxConn int
 	// ProxyHeaderMaxSize caps incoming PROXY headers; 0: the proxyproto default.
 	ProxyHeaderMaxSize int
-	// NbThread is the number of event loops (each an OS thread) that own
+	// NbThread is the number of event loops (each a goroutine with its own epoll set) that own
 	// established connections; 0: one per CPU. Read by the first Apply
 	// only: a change takes effect at the next start.
 	NbThread  int
