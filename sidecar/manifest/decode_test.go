@@ -189,7 +189,7 @@ func TestDecodeBad(t *testing.T) {
 			`m.yaml:7:39: spec.select[1].podName: "[a" is not a valid pattern; use * ? and [a-z] (escape with \), and close every [`,
 			`m.yaml:8:21: spec.access.groups[0]: "" is not a unix group name; write a name or a numeric id`,
 			`m.yaml:8:34: spec.access.users[0]: "a b" is not a unix user name; write a name or a numeric id`,
-			`m.yaml:9:28: spec.proxy.trustedProxies[0]: "10.0.0.0/33" is neither an address nor a prefix; write e.g. 10.0.0.0/8 or 192.0.2.7`,
+			`m.yaml:9:28: spec.proxy.trustedProxies[0]: invalid network "10.0.0.0/33"; write an address or CIDR such as 10.0.0.0/8`,
 			`m.yaml:10:26: spec.limits.maxListeners: -1 is negative; write 0 (no cap) or more`}},
 		{"frontends and backends", tenant("a", `  frontends:
     - {name: w, binds: [{}]}
