@@ -184,8 +184,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			d.watchManifests(mctx)
 		}
 	}()
+	_, merged, _ := d.snapshotState() // the control socket may already be changing it
 	d.log.Info("nsproxy running", "config", d.opt.ConfigFiles, "netns_dir", d.reg.Dir(),
-		"frontends", len(d.merged.Frontends), "backends", len(d.merged.Backends))
+		"frontends", len(merged.Frontends), "backends", len(merged.Backends))
 	for {
 		select {
 		case <-ctx.Done():
