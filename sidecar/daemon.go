@@ -17,6 +17,7 @@ import (
 	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/config"
+	"github.com/nsproxy/nsproxy/sidecar/manifest"
 	"github.com/nsproxy/nsproxy/sidecar/netns"
 	"github.com/nsproxy/nsproxy/sidecar/proxy"
 	"github.com/nsproxy/nsproxy/sidecar/sdnotify"
@@ -74,6 +75,7 @@ type Daemon struct {
 	exposed    exposureCache             // attachments' exposures as the last plan made them
 	batch      attachmentBatch           // attachment writes waiting for mu
 	builtFrom  map[string]api.Attachment // the attachment each registered entry was made from
+	tenants    *tenantIndex              // the manifests as the last plan indexed them
 
 	ho handover // zero-downtime upgrade to a successor process
 }
@@ -81,6 +83,8 @@ type Daemon struct {
 type attachmentStatus struct {
 	exposures []api.Exposure
 	problems  []string
+	tenant    string // the tenant the attachment belongs to
+	services  []api.ServiceListener
 }
 
 // New loads and validates the configuration files and the saved state and
@@ -131,7 +135,7 @@ func (d *Daemon) Start() error {
 	if err := d.commit(st, p); err != nil {
 		return err
 	}
-	if err := d.store.save(d.saved(st)); err != nil {
+	if err := d.store.save(d.saved(d.state)); err != nil {
 		d.log.Error("cannot write state", "path", d.opt.StateFile, "err", err.Error())
 	}
 	d.ready.Store(true)
@@ -215,22 +219,37 @@ type plan struct {
 	file      *config.Config
 	merged    *config.Config
 	attStatus map[api.AttachmentKey]attachmentStatus
+	tenants   *tenantIndex
+	ports     []PortAllocation // State.Ports as this plan allocated them
 }
 
 // plan merges files and state and validates the result. Attachments'
 // exposures that conflict with a port already in use are left out and
-// reported on the attachment, never overwrite anything.
+// reported on the attachment, never overwrite anything. Tenant manifests
+// (st.Manifests) decide which tenant each attachment belongs to and add
+// their rules' exposures and service listeners in the same pass, under
+// the same conflict rule (config.BindSet).
 func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 	d.plans++
+	ix := tenantIndexFor(d.tenants, st.Manifests)
+	d.tenants = ix // a cache keyed by the set's identity, valid or not
+	if ix.err != nil {
+		return nil, ix.err
+	}
+	if err := ix.checkOwners(file, st); err != nil {
+		return nil, err
+	}
 	base, err := mergeWith(&d.parsed, file, st, nil)
 	if err != nil {
 		return nil, err
 	}
 	var used config.BindSet
+	use := tenantUse{}
 	for _, f := range base.Frontends {
 		for _, b := range f.Binds {
 			used.Add(b, f)
 		}
+		use.add(tenantOr(f.Tenant), 0, len(f.Binds))
 	}
 	names := map[string]bool{}
 	for _, f := range base.Frontends {
@@ -239,32 +258,86 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 	for _, b := range base.Backends {
 		names[b.Name] = true
 	}
+	refs := ix.unresolvedRefs(st, base)
+	allocs, reserved := portAllocations(st.Ports)
+	var ports []PortAllocation
 	status := map[api.AttachmentKey]attachmentStatus{}
 	var exps []exposure
 	d.exposed.start()
 	defer d.exposed.done()
 	for _, a := range st.Attachments {
-		xs, problems, err := d.exposed.exposuresFor(a)
-		if err != nil {
-			return nil, err
+		c := d.exposed.exposuresFor(a, ix, allocs)
+		if c.err != nil {
+			return nil, c.err
 		}
-		problems = slices.Clone(problems)
+		if _, ok := refs[attachmentNamespace(a)]; ok {
+			refs[attachmentNamespace(a)] = c.tenant
+		}
+		problems := slices.Clone(c.problems)
 		var exposed []api.Exposure
-		for _, x := range xs {
-			_, _, taken := used.Conflict(x.bind)
-			switch {
-			case taken:
-				problems = append(problems, fmt.Sprintf("host port %s is already in use by another frontend or container; not exposed", x.bind.Addr))
-			case names[x.frontend.Name]:
+		var services []api.ServiceListener
+		lim := ix.limits(c.tenant)
+		for i := range c.xs {
+			x := c.xs[i]
+			what := fmt.Sprintf("host port %s", x.bind.Addr)
+			if x.service != nil {
+				what = fmt.Sprintf("Service %s: %s inside the container", x.rule, x.bind.Addr)
+			} else if x.rule != "" {
+				what = fmt.Sprintf("Exposure %s", x.rule)
+			}
+			// Limits first: an exposure over them takes no port, so it
+			// never moves another container's.
+			if x.service == nil && lim.MaxExposedPorts > 0 && use.of(c.tenant).exposed >= lim.MaxExposedPorts {
+				problems = append(problems, fmt.Sprintf("%s: tenant %s has reached limits.maxExposedPorts (%d); not exposed: raise the limit or remove exposures",
+					what, c.tenant, lim.MaxExposedPorts))
+				continue
+			}
+			if lim.MaxListeners > 0 && use.of(c.tenant).listeners >= lim.MaxListeners {
+				problems = append(problems, fmt.Sprintf("%s: tenant %s has reached limits.maxListeners (%d); not exposed: raise the limit or remove listeners",
+					what, c.tenant, lim.MaxListeners))
+				continue
+			}
+			if x.lo > 0 {
+				port, ok := freePort(x, &used, reserved)
+				if !ok {
+					problems = append(problems, fmt.Sprintf("Exposure %s: every port of %d-%d on %s is taken; not exposed: widen portRange",
+						x.rule, x.lo, x.hi, x.bind.Addr.Addr()))
+					continue
+				}
+				if port != int(x.bind.Addr.Port()) {
+					x = ruleExposure(a, c.tenant, *x.src, port)
+					c = d.exposed.moved(c, i, x)
+				}
+			}
+			if x.rule != "" && x.service == nil {
+				what = fmt.Sprintf("Exposure %s: host port %s", x.rule, x.bind.Addr)
+			}
+			if _, _, taken := used.Conflict(x.bind); taken {
+				problems = append(problems, what+" is already in use by another frontend or container; not exposed")
+				continue
+			}
+			if names[x.frontend.Name] {
 				problems = append(problems, fmt.Sprintf("name %q is taken; not exposed", x.frontend.Name))
-			default:
-				used.Add(x.bind, x.frontend)
-				names[x.frontend.Name] = true
-				exps = append(exps, x)
-				exposed = append(exposed, api.Exposure{PortMapping: x.mapping, Frontend: x.frontend.Name})
+				continue
+			}
+			if x.lo > 0 && int(x.bind.Addr.Port()) != preferredPort(a.AttachmentKey, x.rule, x.lo, x.hi) {
+				ports = append(ports, PortAllocation{AttachmentKey: a.AttachmentKey, Rule: x.rule, Port: int(x.bind.Addr.Port())})
+			}
+			used.Add(x.bind, x.frontend)
+			names[x.frontend.Name] = true
+			exps = append(exps, x)
+			if x.service != nil {
+				use.add(c.tenant, 0, 1)
+				services = append(services, *x.service)
+			} else {
+				use.add(c.tenant, 1, 1)
+				exposed = append(exposed, api.Exposure{PortMapping: x.mapping, Frontend: x.frontend.Name, Rule: x.rule})
 			}
 		}
-		status[a.AttachmentKey] = attachmentStatus{exposures: exposed, problems: problems}
+		status[a.AttachmentKey] = attachmentStatus{exposures: exposed, problems: problems, tenant: c.tenant, services: services}
+	}
+	if err := checkTenantRefs(base, ix, st, refs); err != nil {
+		return nil, err
 	}
 	merged := base
 	if len(exps) > 0 {
@@ -281,14 +354,25 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 		// across objects (unique names, binds) is checked above. A whole
 		// Validate made every ADD cost grow with the live containers.
 	}
-	return &plan{file: file, merged: merged, attStatus: status}, nil
+	return &plan{file: file, merged: merged, attStatus: status, tenants: ix, ports: ports}, nil
 }
 
 // runtimeEntries are the registry entries the state asks for, and the
 // attachments of the entries it had to build (not reused).
-func (d *Daemon) runtimeEntries(st State) (map[string]netns.Entry, map[string]api.Attachment) {
+func (d *Daemon) runtimeEntries(st State, p *plan) (map[string]netns.Entry, map[string]api.Attachment) {
 	out := make(map[string]netns.Entry, len(st.Namespaces)+len(st.Attachments))
 	built := map[string]api.Attachment{}
+	if p.tenants != nil {
+		for name, tenant := range p.tenants.nsOwner {
+			path := p.tenants.nsPath[name]
+			if path == "" {
+				path = filepath.Join(d.reg.Dir(), name)
+			}
+			tlv := p.tenants.tenants[tenant].Spec.Proxy.NetnsTLV
+			out[name] = netns.Entry{Name: name, Path: path, Source: SourceManifest, Tenant: tenant,
+				Allowed: tlv == nil || *tlv}
+		}
+	}
 	for _, n := range st.Namespaces {
 		path := n.Path
 		if path == "" {
@@ -299,7 +383,8 @@ func (d *Daemon) runtimeEntries(st State) (map[string]netns.Entry, map[string]ap
 	}
 	for _, a := range st.Attachments {
 		name := attachmentNamespace(a)
-		if e, ok := d.registered[name]; ok && d.builtFrom[name].Netns != "" && sameAttachment(d.builtFrom[name], a) {
+		tenant := tenantOr(p.attStatus[a.AttachmentKey].tenant)
+		if e, ok := d.registered[name]; ok && d.builtFrom[name].Netns != "" && sameAttachment(d.builtFrom[name], a) && e.Tenant == tenant {
 			out[name] = e // unchanged: building and comparing it again cost O(live) per write
 			continue
 		}
@@ -315,7 +400,7 @@ func (d *Daemon) runtimeEntries(st State) (map[string]netns.Entry, map[string]ap
 		if src == "" {
 			src = api.SourceCNI
 		}
-		out[name] = netns.Entry{Name: name, Path: a.Netns, Source: src, Tenant: tenantOr(a.Tenant), Allowed: true, Metadata: meta}
+		out[name] = netns.Entry{Name: name, Path: a.Netns, Source: src, Tenant: tenant, Allowed: true, Metadata: meta}
 		built[name] = a
 	}
 	return out, built
@@ -336,7 +421,8 @@ func tenantOr(t string) string {
 // commit makes a plan the running state.
 func (d *Daemon) commit(st State, p *plan) error {
 	start := time.Now()
-	entries, built := d.runtimeEntries(st)
+	st.Ports = p.ports
+	entries, built := d.runtimeEntries(st, p)
 	for name := range d.registered {
 		if _, ok := entries[name]; !ok {
 			d.reg.Unregister(name)
@@ -388,7 +474,7 @@ func (d *Daemon) commit(st State, p *plan) error {
 // rarely uncovers more than one more (a frontend whose backend was
 // dropped), so a few passes suffice.
 func (d *Daemon) restore(st State) (State, *plan, error) {
-	var out State
+	out := State{Manifests: st.Manifests, Ports: st.Ports}
 	for _, n := range st.Namespaces {
 		path := n.Path
 		if path == "" {
@@ -459,6 +545,11 @@ func (d *Daemon) restore(st State) (State, *plan, error) {
 		out.Backends = slices.DeleteFunc(out.Backends, func(b api.Backend) bool { return !keep(backendKey(b.Name)) })
 		out.Servers = slices.DeleteFunc(out.Servers, func(sv api.Server) bool { return !keep(serverKey(sv.Backend, sv.Name)) })
 		out.Frontends = slices.DeleteFunc(out.Frontends, func(f api.Frontend) bool { return !keep(frontendKey(f.Name)) })
+		if problems, bad := blamed[manifestsKey]; bad && len(out.Manifests.Tenants)+len(out.Manifests.Exposures)+len(out.Manifests.Services) > 0 {
+			d.log.Warn("restore: tenant manifests dropped, no longer valid: apply them again once fixed", "err", strings.Join(problems, "; "))
+			out.Manifests = manifest.Set{}
+			dropped++
+		}
 		if dropped == 0 {
 			return out, nil, err // not the saved objects' fault
 		}
@@ -556,7 +647,9 @@ func (d *Daemon) changeLocked(objects bool, fns ...func(*State) error) error {
 	if err != nil {
 		return &validationError{err}
 	}
-	if objects || !slices.EqualFunc(d.saved(d.state).Attachments, d.saved(next).Attachments, sameAttachment) {
+	next.Ports = p.ports
+	if objects || !slices.Equal(d.state.Ports, next.Ports) ||
+		!slices.EqualFunc(d.saved(d.state).Attachments, d.saved(next).Attachments, sameAttachment) {
 		if err := d.store.save(d.saved(next)); err != nil {
 			return fmt.Errorf("not applied: %w", err)
 		}

@@ -315,6 +315,7 @@ func (d *Daemon) view(a api.Attachment, status attachmentStatus, conflicts map[s
 	}
 	s := withConflicts(status, conflicts)
 	a.Exposures, a.Exposed, a.Problems = s.exposures, s.exposedNames(), s.problems
+	a.Owner, a.Services = status.tenant, status.services
 	return a
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nsproxy/nsproxy/internal/atomicfile"
 	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/sidecar/manifest"
 )
 
 // State is everything created at run time (API objects and attachments).
@@ -24,6 +25,21 @@ type State struct {
 	Servers     []api.Server     `json:"servers,omitempty"` // added to any backend
 	Frontends   []api.Frontend   `json:"frontends,omitempty"`
 	Attachments []api.Attachment `json:"attachments,omitempty"`
+	// Manifests are the tenant manifests applied; an apply replaces the
+	// set whole (never its slices in place).
+	Manifests manifest.Set `json:"manifests"`
+	// Ports are the host ports allocated from Exposure rules' ranges that
+	// are not the container's first choice (see allocPort): the rest is
+	// derived again from the attachments, so a restart gives every
+	// container the port it had.
+	Ports []PortAllocation `json:"ports,omitempty"`
+}
+
+// PortAllocation is a host port an Exposure rule gave an attachment.
+type PortAllocation struct {
+	api.AttachmentKey
+	Rule string `json:"rule"`
+	Port int    `json:"port"`
 }
 
 const stateVersion = 1

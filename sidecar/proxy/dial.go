@@ -33,10 +33,10 @@ func (s *session) connect() error {
 		tried[srv] = true
 		srv.active.Add(1)
 		c, h, err := s.dial(bs, srv)
-		if errors.Is(err, ErrLoop) {
+		if reason := refusalReason(err); reason != "" {
 			srv.active.Add(-1)
-			s.e.frontendRefusal(s.fe.Name, reasonLoop)
-			s.setTerm("loop")
+			s.e.frontendRefusal(s.fe.Name, reason)
+			s.setTerm(reason)
 			return err
 		}
 		if err != nil {
@@ -70,7 +70,11 @@ func (s *session) connect() error {
 // dial connects to srv inside its namespace (the client's for "namespace *").
 func (s *session) dial(bs *BackendSpec, srv *server) (*net.TCPConn, *netns.Handle, error) {
 	h := s.clientNS
-	if !srv.spec.ClientNamespace {
+	if srv.spec.ClientNamespace {
+		if err := s.clientNamespaceAllowed(h); err != nil {
+			return nil, nil, err
+		}
+	} else {
 		var err error
 		if h, err = s.e.reg.Get(srv.spec.Namespace); err != nil {
 			return nil, nil, err

@@ -1,0 +1,400 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nsproxy/nsproxy/hooks"
+	"github.com/nsproxy/nsproxy/internal/testns"
+	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/sidecar/manifest"
+	"github.com/nsproxy/nsproxy/sidecar/netns"
+)
+
+// Host ports of these tests: the tenantsr range 20100-20199.
+
+func tenant(name string, namespaces []string, sel ...manifest.Selector) manifest.Tenant {
+	t := manifest.Tenant{Meta: manifest.Meta{Name: name}, Spec: manifest.TenantSpec{Select: sel}}
+	for _, n := range namespaces {
+		t.Spec.Namespaces = append(t.Spec.Namespaces, manifest.StaticNamespace{Name: n})
+	}
+	return t
+}
+
+func attachmentIn(id, ns string, meta map[string]string) api.Attachment {
+	return api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: id, IfName: "eth0"}, Source: api.SourceCNI,
+		Netns: filepath.Join("/var/run/netns", ns), IPs: []string{"127.0.0.1/8"}, Metadata: meta}
+}
+
+// TestSelects: every field of a selector that is set must match; globs
+// for names, exact values for labels and annotations.
+func TestSelects(t *testing.T) {
+	a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "abc123", IfName: "eth0"}, Source: api.SourceCNI,
+		Metadata: map[string]string{hooks.MetaNetwork: "tenant-a-net", hooks.MetaPodNamespace: "shop",
+			hooks.MetaPodName: "web-7f9", "nsproxy.io/team": "blue"}}
+	tests := []struct {
+		name string
+		sel  manifest.Selector
+		want bool
+	}{
+		{"empty selects all", manifest.Selector{}, true},
+		{"network glob", manifest.Selector{Network: "tenant-a-*"}, true},
+		{"network other", manifest.Selector{Network: "tenant-b-*"}, false},
+		{"source cni", manifest.Selector{Source: "cni", PodNamespace: "shop"}, true},
+		{"source oci", manifest.Selector{Source: "oci"}, false},
+		{"pod name glob", manifest.Selector{PodName: "web-*"}, true},
+		{"pod name and wrong namespace", manifest.Selector{PodName: "web-*", PodNamespace: "bank"}, false},
+		{"container name is the id without metadata", manifest.Selector{ContainerName: "abc*"}, true},
+		{"annotation", manifest.Selector{Annotations: map[string]string{"nsproxy.io/team": "blue"}}, true},
+		{"annotation other value", manifest.Selector{Annotations: map[string]string{"nsproxy.io/team": "red"}}, false},
+		{"label missing", manifest.Selector{Labels: map[string]string{"app": "web"}}, false},
+		{"absent pod name never matches a glob", manifest.Selector{Network: "x"}, false},
+	}
+	for _, tt := range tests {
+		if got := selects(tt.sel, a); got != tt.want {
+			t.Errorf("%s: selects = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestTenantIndexProblems: every problem of a manifest set is reported
+// with the position the decoder recorded, and a valid set has none.
+func TestTenantIndexProblems(t *testing.T) {
+	pos := map[string]manifest.Pos{
+		"Tenant/a":                         {File: "a.yaml", Line: 1, Col: 1},
+		"Tenant/b.spec.namespaces[0].name": {File: "b.yaml", Line: 7, Col: 13},
+		"Exposure/web":                     {File: "x.yaml", Line: 2, Col: 1},
+		"Exposure/web.spec.containerPort":  {File: "x.yaml", Line: 9, Col: 20},
+		"Service/db.spec.target.namespace": {File: "s.yaml", Line: 11, Col: 18},
+	}
+	tests := []struct {
+		name string
+		set  manifest.Set
+		want []string // substrings of the error; none: valid
+	}{
+		{name: "valid", set: manifest.Set{Tenants: []manifest.Tenant{tenant("a", []string{"na"}), tenant("b", []string{"nb"})},
+			Exposures: []manifest.Exposure{{Meta: manifest.Meta{Name: "web", Tenant: "a"},
+				Spec: manifest.ExposureSpec{ContainerPort: 80, PortRange: "20100-20109"}}},
+			Services: []manifest.Service{{Meta: manifest.Meta{Name: "db", Tenant: "a"},
+				Spec: manifest.ServiceSpec{Listen: "127.0.0.1:5432", Target: manifest.Endpoint{Addr: "10.0.0.1:5432", Namespace: "na"}}}}}},
+		{name: "namespace of two tenants", set: manifest.Set{Tenants: []manifest.Tenant{tenant("a", []string{"n1"}), tenant("b", []string{"n1"})}},
+			want: []string{`b.yaml:7:13: namespace "n1" already belongs to tenant "a"`}},
+		{name: "tenant twice", set: manifest.Set{Tenants: []manifest.Tenant{tenant("a", nil), tenant("a", nil)}},
+			want: []string{`a.yaml:1:1: tenant "a" is defined twice`}},
+		{name: "bad glob", set: manifest.Set{Tenants: []manifest.Tenant{tenant("a", nil, manifest.Selector{Network: "[x"})}},
+			want: []string{`network "[x" is not a valid glob`}},
+		{name: "exposure of no tenant", set: manifest.Set{Exposures: []manifest.Exposure{{Meta: manifest.Meta{Name: "web", Tenant: "zz"},
+			Spec: manifest.ExposureSpec{ContainerPort: 80, HostPort: 20100}}}},
+			want: []string{`tenant "zz" is not defined`}},
+		{name: "exposure ports", set: manifest.Set{Tenants: []manifest.Tenant{tenant("a", nil)},
+			Exposures: []manifest.Exposure{{Meta: manifest.Meta{Name: "web", Tenant: "a"},
+				Spec: manifest.ExposureSpec{ContainerPort: 0, HostPort: 20100, PortRange: "1-2"}}}},
+			want: []string{"x.yaml:9:20: containerPort 0", "x.yaml:2:1: give exactly one of hostPort"}},
+		{name: "bad range", set: manifest.Set{Tenants: []manifest.Tenant{tenant("a", nil)},
+			Exposures: []manifest.Exposure{{Meta: manifest.Meta{Name: "web", Tenant: "a"},
+				Spec: manifest.ExposureSpec{ContainerPort: 80, PortRange: "20110-20100"}}}},
+			want: []string{`portRange "20110-20100"`}},
+		{name: "service into another tenant", set: manifest.Set{Tenants: []manifest.Tenant{tenant("a", nil), tenant("b", []string{"nb"})},
+			Services: []manifest.Service{{Meta: manifest.Meta{Name: "db", Tenant: "a"},
+				Spec: manifest.ServiceSpec{Listen: "127.0.0.1:5432", Target: manifest.Endpoint{Addr: "10.0.0.1:5432", Namespace: "nb"}}}}},
+			want: []string{`s.yaml:11:18: namespace "nb" belongs to tenant "b"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.set.Positions = pos
+			err := buildTenantIndex(tt.set).err
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("valid set refused: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("accepted, want %q", tt.want)
+			}
+			if !errors.Is(err, ErrInvalidObject) {
+				t.Errorf("error %v is not ErrInvalidObject (the API's 400)", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestTenantOwnership: an attachment matched by one tenant belongs to it
+// (its registry entry, its TLV allowlist); matched by two, it belongs to
+// neither, and the overlap is reported on it. A static namespace is
+// registered with its tenant.
+func TestTenantOwnership(t *testing.T) {
+	td := startTestDaemon(t, "# attachments only\n", "")
+	nsA, nsX, nsStatic := testns.New(t, "A"), testns.New(t, "X"), testns.New(t, "S")
+	set := manifest.Set{Tenants: []manifest.Tenant{
+		tenant("ta", []string{nsStatic}, manifest.Selector{Network: "net-a"}, manifest.Selector{PodNamespace: "both"}),
+		tenant("tb", nil, manifest.Selector{Network: "net-b"}, manifest.Selector{PodName: "both-*"}),
+	}}
+	if err := td.d.ApplyManifests(set, false); err != nil {
+		t.Fatal(err)
+	}
+	var got api.Attachment
+	a := attachmentIn("ca", nsA, map[string]string{hooks.MetaNetwork: "net-a"})
+	if code, e := td.call("POST", "/v1/attachments", a, &got); code != 201 {
+		t.Fatalf("POST: %d %+v", code, e)
+	}
+	if got.Owner != "ta" || len(got.Problems) != 0 {
+		t.Errorf("owner %q problems %v, want ta and none", got.Owner, got.Problems)
+	}
+	x := attachmentIn("cx", nsX, map[string]string{hooks.MetaPodNamespace: "both", hooks.MetaPodName: "both-1"})
+	if code, e := td.call("POST", "/v1/attachments", x, &got); code != 201 {
+		t.Fatalf("POST: %d %+v", code, e)
+	}
+	if got.Owner != netns.DefaultTenant || !strings.Contains(strings.Join(got.Problems, ";"), "claimed by tenants ta, tb") {
+		t.Errorf("owner %q problems %v, want default and the overlap of ta and tb", got.Owner, got.Problems)
+	}
+	reg := td.d.Registry()
+	nameA, nameX := td.d.attachmentName(a.AttachmentKey), td.d.attachmentName(x.AttachmentKey)
+	for _, c := range []struct {
+		tenant, name string
+		want         bool
+	}{
+		{"ta", nameA, true}, {"tb", nameA, false}, {"default", nameA, false},
+		{"ta", nsStatic, true}, {"tb", nsStatic, false}, {"default", nsStatic, false},
+		{"ta", nameX, false}, {"tb", nameX, false}, {"default", nameX, true},
+	} {
+		if got := reg.Admit(c.tenant, c.name) == nil; got != c.want {
+			t.Errorf("Admit(%s, %s) = %v, want %v", c.tenant, c.name, got, c.want)
+		}
+	}
+	if err := reg.Admit("tb", nameA); !errors.Is(err, netns.ErrOtherTenant) {
+		t.Errorf("tb selecting ta's namespace: %v, want ErrOtherTenant", err)
+	}
+}
+
+// TestTenantRefsRefused: objects naming another tenant's namespace are
+// refused at plan time with their position: an API server in a default
+// backend naming a tenant's static namespace, a manifest taking a name
+// the files use.
+func TestTenantRefsRefused(t *testing.T) {
+	td := startTestDaemon(t, "namespace_list\n    namespace filens\nbackend be\n    server s 127.0.0.1:20101\n", "")
+	nsStatic := testns.New(t, "S")
+	if err := td.d.ApplyManifests(manifest.Set{Tenants: []manifest.Tenant{tenant("ta", []string{nsStatic})}}, false); err != nil {
+		t.Fatal(err)
+	}
+	srv := api.Server{Name: "x", Addr: "10.0.0.1:80", Namespace: nsStatic}
+	code, e := td.call("POST", "/v1/backends/be/servers", srv, nil)
+	if code != 400 || !strings.Contains(e.Error+strings.Join(e.Details, ";"), `of tenant "default" names namespace "`+nsStatic+`" of tenant "ta"`) {
+		t.Errorf("server into tenant ta's namespace: %d %+v, want 400 naming both tenants", code, e)
+	}
+	err := td.d.ApplyManifests(manifest.Set{Tenants: []manifest.Tenant{tenant("ta", []string{"filens"})},
+		Positions: map[string]manifest.Pos{"Tenant/ta.spec.namespaces[0].name": {File: "t.yaml", Line: 4, Col: 9}}}, false)
+	if err == nil || !strings.Contains(err.Error(), `t.yaml:4:9: namespace "filens" of tenant "ta" is named by the configuration files`) {
+		t.Errorf("tenant taking a name of the files: %v", err)
+	}
+	if err := td.d.ApplyManifests(manifest.Set{Tenants: []manifest.Tenant{tenant("ta", []string{"filens"})}}, true); err == nil {
+		t.Error("dry run accepted what the apply refuses")
+	}
+}
+
+// TestExposureRules: an Exposure rule with a port range gives every
+// matching attachment of its tenant its own port, reports it in the
+// attachment's exposures, serves it, keeps it across a restart, and
+// removes it on DEL; a fixed-port rule serves the first container only;
+// limits.maxExposedPorts is enforced with a problem.
+func TestExposureRules(t *testing.T) {
+	testns.RequireRoot(t)
+	state := filepath.Join(t.TempDir(), "state.json")
+	td := startTestDaemon(t, "# attachments only\n", state)
+	var nss []string
+	for i := 0; i < 3; i++ {
+		ns := testns.New(t, "E")
+		serveTagIn(t, ns, 8080, fmt.Sprintf("c%d", i))
+		nss = append(nss, ns)
+	}
+	ta := tenant("ta", nil, manifest.Selector{Network: "net-a"})
+	rules := []manifest.Exposure{
+		{Meta: manifest.Meta{Name: "web", Tenant: "ta"}, Spec: manifest.ExposureSpec{ContainerPort: 8080,
+			HostAddr: "127.0.0.1", PortRange: "20110-20111", Target: "loopback"}},
+		{Meta: manifest.Meta{Name: "fixed", Tenant: "ta"}, Spec: manifest.ExposureSpec{ContainerPort: 8080,
+			HostAddr: "127.0.0.1", HostPort: 20115, Target: "loopback"}}}
+	if err := td.d.ApplyManifests(manifest.Set{Tenants: []manifest.Tenant{ta}, Exposures: rules}, false); err != nil {
+		t.Fatal(err)
+	}
+	ports := map[int]string{}
+	byKey := map[string]int{}
+	for i, ns := range nss {
+		a := attachmentIn(fmt.Sprintf("c%d", i), ns, map[string]string{hooks.MetaNetwork: "net-a"})
+		var got api.Attachment
+		if code, e := td.call("POST", "/v1/attachments", a, &got); code != 201 {
+			t.Fatalf("POST: %d %+v", code, e)
+		}
+		var web []api.Exposure
+		for _, x := range got.Exposures {
+			if x.Rule == "web" {
+				web = append(web, x)
+			}
+		}
+		if i == 2 {
+			// The range is full and the fixed port is the first container's.
+			p := strings.Join(got.Problems, ";")
+			if len(got.Exposures) != 0 || !strings.Contains(p, "every port of 20110-20111") || !strings.Contains(p, "127.0.0.1:20115 is already in use") {
+				t.Errorf("third container: exposures %+v problems %v, want the range full and the fixed port taken", got.Exposures, got.Problems)
+			}
+			continue
+		}
+		if len(web) != 1 || web[0].ContainerPort != 8080 || web[0].HostIP != "127.0.0.1" {
+			t.Fatalf("container %d: exposures %+v problems %v, want one of rule web", i, got.Exposures, got.Problems)
+		}
+		p := web[0].HostPort
+		if p < 20110 || p > 20111 || ports[p] != "" {
+			t.Fatalf("container %d got port %d (taken by %q), want a free one of 20110-20111", i, p, ports[p])
+		}
+		ports[p], byKey[a.ContainerID] = fmt.Sprintf("c%d", i), p
+	}
+	for p, tag := range ports {
+		expectAnswer(t, fmt.Sprintf("127.0.0.1:%d", p), tag)
+	}
+	expectAnswer(t, "127.0.0.1:20115", "c0")
+
+	// A restart gives every container the port it had.
+	td.stop()
+	td2 := startTestDaemon(t, "# attachments only\n", state)
+	for id, p := range byKey {
+		v, ok := td2.d.attachmentView(api.AttachmentKey{ContainerID: id, IfName: "eth0"})
+		i := slices.IndexFunc(v.Exposures, func(x api.Exposure) bool { return x.Rule == "web" })
+		if !ok || i < 0 || v.Exposures[i].HostPort != p {
+			t.Errorf("%s: after restart %+v, want rule web on %d", id, v.Exposures, p)
+		}
+	}
+
+	// A changed manifest reconciles: the tenant's limit leaves one port.
+	ta.Spec.Limits.MaxExposedPorts = 1
+	if err := td2.d.ApplyManifests(manifest.Set{Tenants: []manifest.Tenant{ta}, Exposures: rules}, false); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := td2.d.attachmentView(api.AttachmentKey{ContainerID: "c1", IfName: "eth0"})
+	if len(v.Exposures) != 0 || !strings.Contains(strings.Join(v.Problems, ";"), "tenant ta has reached limits.maxExposedPorts (1)") {
+		t.Errorf("over the limit: exposures %+v problems %v", v.Exposures, v.Problems)
+	}
+	waitFor(t, "c1's port closed", func() error {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", byKey["c1"])); err == nil {
+			c.Close()
+			return fmt.Errorf("port %d still accepts", byKey["c1"])
+		}
+		return nil
+	})
+	// DEL closes its listeners.
+	if code, e := td2.call("DELETE", "/v1/attachments/c0/eth0", nil, nil); code != 204 && code != 200 {
+		t.Fatalf("DELETE: %d %+v", code, e)
+	}
+	// c1, no longer over the limit, gets its port back.
+	v, _ = td2.d.attachmentView(api.AttachmentKey{ContainerID: "c1", IfName: "eth0"})
+	if len(v.Exposures) != 1 || v.Exposures[0].HostPort != byKey["c1"] {
+		t.Errorf("c1 after c0's DEL: %+v %v, want its port %d again", v.Exposures, v.Problems, byKey["c1"])
+	}
+	waitFor(t, "c0's ports closed after DEL", func() error {
+		for _, p := range []int{byKey["c0"], 20115} {
+			if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+				c.Close()
+				return fmt.Errorf("port %d still accepts", p)
+			}
+		}
+		return nil
+	})
+}
+
+// TestServiceRule: a Service rule makes a listener inside every matching
+// container that reaches the target on the host; DEL removes it.
+func TestServiceRule(t *testing.T) {
+	td := startTestDaemon(t, "# attachments only\n", "")
+	ln, err := net.Listen("tcp4", "127.0.0.1:20120")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("db\n"))
+			c.Close()
+		}
+	}()
+	ns := testns.New(t, "V")
+	set := manifest.Set{Tenants: []manifest.Tenant{tenant("ta", nil, manifest.Selector{Network: "net-a"})},
+		Services: []manifest.Service{{Meta: manifest.Meta{Name: "db", Tenant: "ta"},
+			Spec: manifest.ServiceSpec{Listen: "127.0.0.1:5432", Target: manifest.Endpoint{Addr: "127.0.0.1:20120"}}}}}
+	if err := td.d.ApplyManifests(set, false); err != nil {
+		t.Fatal(err)
+	}
+	var got api.Attachment
+	a := attachmentIn("sv", ns, map[string]string{hooks.MetaNetwork: "net-a"})
+	if code, e := td.call("POST", "/v1/attachments", a, &got); code != 201 {
+		t.Fatalf("POST: %d %+v", code, e)
+	}
+	if len(got.Services) != 1 || got.Services[0].Listen != "127.0.0.1:5432" || got.Services[0].Rule != "db" {
+		t.Fatalf("services %+v problems %v", got.Services, got.Problems)
+	}
+	var out string
+	waitFor(t, "the service answering inside the container", func() error {
+		b, err := dialIn(ns, "127.0.0.1:5432")
+		if out = strings.TrimSpace(b); err != nil || out != "db" {
+			return fmt.Errorf("got %q, %v", out, err)
+		}
+		return nil
+	})
+	if code, e := td.call("DELETE", "/v1/attachments/sv/eth0", nil, nil); code != 204 && code != 200 {
+		t.Fatalf("DELETE: %d %+v", code, e)
+	}
+	if len(td.d.engine.ListenersOf(got.Services[0].Frontend)) != 0 {
+		t.Error("the service listener outlives DEL")
+	}
+}
+
+// TestTenantLogNamesOverlap: an overlap is logged as well as reported.
+func TestTenantLogNamesOverlap(t *testing.T) {
+	td := startTestDaemon(t, "# attachments only\n", "")
+	ns := testns.New(t, "O")
+	set := manifest.Set{Tenants: []manifest.Tenant{tenant("ta", nil, manifest.Selector{}), tenant("tb", nil, manifest.Selector{})}}
+	if err := td.d.ApplyManifests(set, false); err != nil {
+		t.Fatal(err)
+	}
+	if code, e := td.call("POST", "/v1/attachments", attachmentIn("ov", ns, nil), nil); code != 201 {
+		t.Fatalf("POST: %d %+v", code, e)
+	}
+	if !strings.Contains(td.log.String(), "claimed by tenants ta, tb") {
+		t.Errorf("overlap not logged:\n%s", td.log)
+	}
+}
+
+// dialIn connects to addr from inside the namespace ns and reads what
+// the server says until it closes.
+func dialIn(ns, addr string) (string, error) {
+	h, err := netns.OpenPath("/var/run/netns/"+ns, ns)
+	if err != nil {
+		return "", err
+	}
+	defer h.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := h.Dial(ctx, netip.MustParseAddrPort(addr), netns.DialOptions{})
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
