@@ -1,0 +1,68 @@
+package manifest
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/nsproxy/nsproxy/sidecar/api"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files of testdata/")
+
+// TestDiffGolden: testdata/diff/CASE/{old,new}.yaml give diff.golden.
+// go test ./sidecar/manifest/ -run TestDiffGolden -update rewrites them.
+func TestDiffGolden(t *testing.T) {
+	dirs, err := filepath.Glob("testdata/diff/*")
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no cases: %v", err)
+	}
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			old, err := Load(filepath.Join(dir, "old.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			new, err := Load(filepath.Join(dir, "new.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			text, changed := Diff(old, new)
+			if changed != (text != "") {
+				t.Errorf("changed = %v with text %q", changed, text)
+			}
+			golden := filepath.Join(dir, "diff.golden")
+			if *update {
+				if err := os.WriteFile(golden, []byte(text), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if text != string(want) {
+				t.Errorf("Diff:\n%s\nwant (%s):\n%s", text, golden, want)
+			}
+			if again, _ := Diff(old, new); again != text {
+				t.Errorf("Diff is not stable:\n%s\nthen\n%s", text, again)
+			}
+			if back, changed := Diff(new, new); changed {
+				t.Errorf("Diff(new, new):\n%s", back)
+			}
+		})
+	}
+}
+
+// Status fields (what get reports) and positions are no change.
+func TestDiffIgnoresStatus(t *testing.T) {
+	mk := func(current int64, line int) Set {
+		return Set{Tenants: []Tenant{{Meta: Meta{Name: "a", Pos: Pos{Line: line}}, Spec: TenantSpec{
+			Frontends: []api.Frontend{{Name: "f", Current: current, Binds: []api.Bind{{Addr: ":1"}}, Backend: "b"}}}}},
+			Positions: map[string]Pos{"Tenant/a": {Line: line}}}
+	}
+	if text, changed := Diff(mk(0, 1), mk(5, 9)); changed || text != "" {
+		t.Errorf("Diff = %q, %v; want no change", text, changed)
+	}
+}
