@@ -62,7 +62,7 @@ func (ec *exposureCache) exposuresFor(a api.Attachment, ix *tenantIndex, allocs 
 	}
 	if ix != nil {
 		for _, r := range ix.rules[tenant] {
-			if !selects(r.sel, a) {
+			if !r.sel.Matches(a) {
 				continue
 			}
 			switch {

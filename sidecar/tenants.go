@@ -262,52 +262,6 @@ func serviceRule(set *manifest.Set, doc string, s manifest.Service, nsOwner map[
 	return r, errs
 }
 
-// Metadata keys a selector reads besides hooks' own. The container name is
-// not carried by CNI (CNI_ARGS has pod names only) nor the OCI state; a
-// hook or annotation may set it, else the container ID stands in.
-const metaContainerName = hooks.MetaPrefix + "container-name"
-
-// selects reports whether s selects a: every non-empty field matches.
-// Globs that do not match an absent value (no pod name) fail, except "*".
-func selects(s manifest.Selector, a api.Attachment) bool {
-	if s.Source != "" && s.Source != sourceOf(a) {
-		return false
-	}
-	glob := func(g, v string) bool {
-		if g == "" {
-			return true
-		}
-		ok, _ := path.Match(g, v)
-		return ok
-	}
-	cname := a.Metadata[metaContainerName]
-	if cname == "" {
-		cname = a.ContainerID
-	}
-	if !glob(s.Network, a.Metadata[hooks.MetaNetwork]) || !glob(s.PodNamespace, a.Metadata[hooks.MetaPodNamespace]) ||
-		!glob(s.PodName, a.Metadata[hooks.MetaPodName]) || !glob(s.ContainerName, cname) {
-		return false
-	}
-	for k, v := range s.Labels {
-		if got, ok := a.Metadata[k]; !ok || got != v {
-			return false
-		}
-	}
-	for k, v := range s.Annotations {
-		if got, ok := a.Metadata[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
-}
-
-func sourceOf(a api.Attachment) string {
-	if a.Source == "" {
-		return api.SourceCNI
-	}
-	return a.Source
-}
-
 // ownerOf is the tenant a belongs to, and a problem when two claims
 // disagree. Claims are the tenants' selectors and the tenant the hook
 // asked for (a CNI network's "tenant", an OCI annotation); "default" asks
@@ -319,7 +273,7 @@ func (ix *tenantIndex) ownerOf(a api.Attachment) (string, string) {
 		by = append(by, t)
 	}
 	for _, c := range ix.claims {
-		if !slices.Contains(by, c.tenant) && selects(c.sel, a) {
+		if !slices.Contains(by, c.tenant) && c.sel.Matches(a) {
 			by = append(by, c.tenant)
 		}
 	}

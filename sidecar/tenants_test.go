@@ -35,37 +35,6 @@ func attachmentIn(id, ns string, meta map[string]string) api.Attachment {
 		Netns: filepath.Join("/var/run/netns", ns), IPs: []string{"127.0.0.1/8"}, Metadata: meta}
 }
 
-// TestSelects: every field of a selector that is set must match; globs
-// for names, exact values for labels and annotations.
-func TestSelects(t *testing.T) {
-	a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "abc123", IfName: "eth0"}, Source: api.SourceCNI,
-		Metadata: map[string]string{hooks.MetaNetwork: "tenant-a-net", hooks.MetaPodNamespace: "shop",
-			hooks.MetaPodName: "web-7f9", "nsproxy.io/team": "blue"}}
-	tests := []struct {
-		name string
-		sel  manifest.Selector
-		want bool
-	}{
-		{"empty selects all", manifest.Selector{}, true},
-		{"network glob", manifest.Selector{Network: "tenant-a-*"}, true},
-		{"network other", manifest.Selector{Network: "tenant-b-*"}, false},
-		{"source cni", manifest.Selector{Source: "cni", PodNamespace: "shop"}, true},
-		{"source oci", manifest.Selector{Source: "oci"}, false},
-		{"pod name glob", manifest.Selector{PodName: "web-*"}, true},
-		{"pod name and wrong namespace", manifest.Selector{PodName: "web-*", PodNamespace: "bank"}, false},
-		{"container name is the id without metadata", manifest.Selector{ContainerName: "abc*"}, true},
-		{"annotation", manifest.Selector{Annotations: map[string]string{"nsproxy.io/team": "blue"}}, true},
-		{"annotation other value", manifest.Selector{Annotations: map[string]string{"nsproxy.io/team": "red"}}, false},
-		{"label missing", manifest.Selector{Labels: map[string]string{"app": "web"}}, false},
-		{"absent pod name never matches a glob", manifest.Selector{Network: "x"}, false},
-	}
-	for _, tt := range tests {
-		if got := selects(tt.sel, a); got != tt.want {
-			t.Errorf("%s: selects = %v, want %v", tt.name, got, tt.want)
-		}
-	}
-}
-
 // TestTenantIndexProblems: every problem of a manifest set is reported
 // with the position the decoder recorded, and a valid set has none.
 func TestTenantIndexProblems(t *testing.T) {
