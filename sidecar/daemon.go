@@ -261,6 +261,7 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 	refs := ix.unresolvedRefs(st, base)
 	allocs, reserved := portAllocations(st.Ports)
 	var ports []PortAllocation
+	full := fullRanges{}
 	status := map[api.AttachmentKey]attachmentStatus{}
 	var exps []exposure
 	d.exposed.start()
@@ -279,29 +280,40 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 		lim := ix.limits(c.tenant)
 		for i := range c.xs {
 			x := c.xs[i]
-			what := fmt.Sprintf("host port %s", x.bind.Addr)
-			if x.service != nil {
-				what = fmt.Sprintf("Service %s: %s inside the container", x.rule, x.bind.Addr)
-			} else if x.rule != "" {
-				what = fmt.Sprintf("Exposure %s", x.rule)
+			// what names the exposure in a problem; built only for one
+			// (formatting it for every live exposure cost O(live) per write).
+			what := func() string {
+				switch {
+				case x.service != nil:
+					return fmt.Sprintf("Service %s: %s inside the container", x.rule, x.bind.Addr)
+				case x.rule != "":
+					return fmt.Sprintf("Exposure %s: host port %s", x.rule, x.bind.Addr)
+				}
+				return fmt.Sprintf("host port %s", x.bind.Addr)
 			}
 			// Limits first: an exposure over them takes no port, so it
 			// never moves another container's.
 			if x.service == nil && lim.MaxExposedPorts > 0 && use.of(c.tenant).exposed >= lim.MaxExposedPorts {
 				problems = append(problems, fmt.Sprintf("%s: tenant %s has reached limits.maxExposedPorts (%d); not exposed: raise the limit or remove exposures",
-					what, c.tenant, lim.MaxExposedPorts))
+					what(), c.tenant, lim.MaxExposedPorts))
 				continue
 			}
 			if lim.MaxListeners > 0 && use.of(c.tenant).listeners >= lim.MaxListeners {
 				problems = append(problems, fmt.Sprintf("%s: tenant %s has reached limits.maxListeners (%d); not exposed: raise the limit or remove listeners",
-					what, c.tenant, lim.MaxListeners))
+					what(), c.tenant, lim.MaxListeners))
 				continue
 			}
 			if x.lo > 0 {
+				// A range found full stays full for the rest of the plan,
+				// except for a port this container holds (State.Ports).
+				msg, isFull := full.of(x)
+				if isFull && reserved[int(x.bind.Addr.Port())] != (allocKey{x.key, x.rule}) {
+					problems = append(problems, msg)
+					continue
+				}
 				port, ok := freePort(x, &used, reserved)
 				if !ok {
-					problems = append(problems, fmt.Sprintf("Exposure %s: every port of %d-%d on %s is taken; not exposed: widen portRange",
-						x.rule, x.lo, x.hi, x.bind.Addr.Addr()))
+					problems = append(problems, full.add(x))
 					continue
 				}
 				if port != int(x.bind.Addr.Port()) {
@@ -309,11 +321,8 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 					c = d.exposed.moved(c, i, x)
 				}
 			}
-			if x.rule != "" && x.service == nil {
-				what = fmt.Sprintf("Exposure %s: host port %s", x.rule, x.bind.Addr)
-			}
 			if _, _, taken := used.Conflict(x.bind); taken {
-				problems = append(problems, what+" is already in use by another frontend or container; not exposed")
+				problems = append(problems, what()+" is already in use by another frontend or container; not exposed")
 				continue
 			}
 			if names[x.frontend.Name] {

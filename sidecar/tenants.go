@@ -507,3 +507,24 @@ func (d *Daemon) ApplyManifests(set manifest.Set, dryRun bool) error {
 	}
 	return err
 }
+
+// fullRanges are the range rules (by host address and rule) a plan found
+// without a free port, with the problem that says so: the attachments
+// after them skip the search and share the message, so an exhausted range
+// costs one search per plan, not one per container.
+type fullRanges map[netip.Addr]map[string]string
+
+func (f fullRanges) of(x exposure) (string, bool) {
+	msg, ok := f[x.bind.Addr.Addr()][x.rule]
+	return msg, ok
+}
+
+func (f fullRanges) add(x exposure) string {
+	a := x.bind.Addr.Addr()
+	if f[a] == nil {
+		f[a] = map[string]string{}
+	}
+	msg := fmt.Sprintf("Exposure %s: every port of %d-%d on %s is taken; not exposed: widen portRange", x.rule, x.lo, x.hi, a)
+	f[a][x.rule] = msg
+	return msg
+}
