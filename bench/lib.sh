@@ -217,10 +217,13 @@ wait_listen() {
 # Routes: 8000→iperf3 5201, 8080→nginx 80, 8007→echo 9007; the variants
 # 8180 ("namespace *": nginx in pbcli), 8181 (send-proxy-v2 to nginx 81) and
 # 8182→8183 (send-proxy-v2 into an accept-proxy listener, then nginx 80).
+# nsproxy_base_cfg [N]: N sets "nbthread N" (event loops, issue 14); without
+# it the engine's default runs.
 nsproxy_base_cfg() {
 	cat <<-EOF
 		global
 		    maxconn 20000
+		${1:+    nbthread $1}
 		defaults
 		    mode tcp
 		    timeout connect 5s

@@ -71,7 +71,6 @@ type Daemon struct {
 	attStatus  map[api.AttachmentKey]attachmentStatus
 	registered map[string]netns.Entry    // run-time entries given to the registry
 	plans      int                       // plan calls, with mu held: restore must plan once, not per object
-	parsed     parseCache                // run-time objects as the last plan parsed them
 	exposed    exposureCache             // attachments' exposures as the last plan made them
 	batch      attachmentBatch           // attachment writes waiting for mu
 	builtFrom  map[string]api.Attachment // the attachment each registered entry was made from
@@ -239,7 +238,7 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 	if err := ix.checkOwners(file, st); err != nil {
 		return nil, err
 	}
-	base, err := mergeWith(&d.parsed, file, st, nil)
+	base, err := merge(file, st, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -531,12 +530,15 @@ func (d *Daemon) restore(st State) (State, *plan, error) {
 			out.Frontends = append(out.Frontends, f)
 		}
 	}
+	out.Manifests = st.Manifests
+	out.Manifests.Tenants = slices.Clone(st.Manifests.Tenants)
 	for {
 		p, err := d.plan(d.file, out)
 		if err == nil {
-			if len(st.Namespaces)+len(st.Backends)+len(st.Servers)+len(st.Frontends)+len(st.Attachments) > 0 {
+			if len(st.Namespaces)+len(st.Backends)+len(st.Servers)+len(st.Frontends)+len(st.Attachments)+len(st.Manifests.Tenants) > 0 {
 				d.log.Info("restored run-time state", "namespaces", len(out.Namespaces), "backends", len(out.Backends),
-					"servers", len(out.Servers), "frontends", len(out.Frontends), "attachments", len(out.Attachments))
+					"servers", len(out.Servers), "frontends", len(out.Frontends), "attachments", len(out.Attachments),
+					"tenants", len(out.Manifests.Tenants))
 			}
 			return out, p, nil
 		}
@@ -554,11 +556,15 @@ func (d *Daemon) restore(st State) (State, *plan, error) {
 		out.Backends = slices.DeleteFunc(out.Backends, func(b api.Backend) bool { return !keep(backendKey(b.Name)) })
 		out.Servers = slices.DeleteFunc(out.Servers, func(sv api.Server) bool { return !keep(serverKey(sv.Backend, sv.Name)) })
 		out.Frontends = slices.DeleteFunc(out.Frontends, func(f api.Frontend) bool { return !keep(frontendKey(f.Name)) })
-		if problems, bad := blamed[manifestsKey]; bad && len(out.Manifests.Tenants)+len(out.Manifests.Exposures)+len(out.Manifests.Services) > 0 {
-			d.log.Warn("restore: tenant manifests dropped, no longer valid: apply them again once fixed", "err", strings.Join(problems, "; "))
-			out.Manifests = manifest.Set{}
-			dropped++
-		}
+		out.Manifests.Tenants = slices.DeleteFunc(out.Manifests.Tenants, func(t manifest.Tenant) bool {
+			return !keep(manifest.KindTenant + "/" + t.Meta.Name)
+		})
+		out.Manifests.Exposures = slices.DeleteFunc(out.Manifests.Exposures, func(x manifest.Exposure) bool {
+			return !keep(manifest.KindExposure + "/" + x.Meta.Name)
+		})
+		out.Manifests.Services = slices.DeleteFunc(out.Manifests.Services, func(x manifest.Service) bool {
+			return !keep(manifest.KindService + "/" + x.Meta.Name)
+		})
 		if dropped == 0 {
 			return out, nil, err // not the saved objects' fault
 		}

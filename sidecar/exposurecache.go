@@ -14,8 +14,8 @@ import (
 // plan to the next: making and validating every live container's
 // frontend and backend again made each ADD cost grow with the live
 // containers. An entry is reused while its attachment is unchanged;
-// entries the last plan did not use are dropped. Like parseCache, it is
-// used with the daemon's lock held.
+// entries the last plan did not use are dropped. It is used with the
+// daemon's lock held.
 type exposureCache struct {
 	prev, next map[api.AttachmentKey]*cachedExposures
 }

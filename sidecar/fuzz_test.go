@@ -11,9 +11,8 @@ import (
 )
 
 // FuzzRuntimeObjects feeds API bodies through the path the control socket
-// uses: strict JSON decoding, rendering as config lines and parsing. It
-// must never panic, and nothing in a field may smuggle a keyword in: an
-// accepted server keeps exactly its own name and namespace.
+// uses: JSON decoding and conversion into the model. It must never panic,
+// and an accepted server keeps exactly its own name and namespace.
 func FuzzRuntimeObjects(f *testing.F) {
 	for _, s := range []string{
 		`{"name":"b","servers":[{"name":"s","addr":"127.0.0.1:80","namespace":"n1","check":true,"inter":"2s","weight":3}]}`,

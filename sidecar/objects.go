@@ -136,7 +136,7 @@ func (d *Daemon) AddFrontend(f api.Frontend) error {
 	if pos, ok := d.definedBy("frontend", f.Name); ok {
 		return fmt.Errorf("frontend %q already exists (%s): %w", f.Name, pos, errConflict)
 	}
-	f.Source, f.Listeners, f.Current, f.Total, f.BytesIn, f.BytesOut = api.SourceAPI, nil, 0, 0, 0, 0
+	f.Source, f.Tenant, f.Listeners, f.Current, f.Total, f.BytesIn, f.BytesOut = api.SourceAPI, "", nil, 0, 0, 0, 0
 	return d.mutate(func(s *State) error {
 		s.Frontends = append(s.Frontends, f)
 		return nil
@@ -158,7 +158,7 @@ func (d *Daemon) AddBackend(b api.Backend) error {
 	if pos, ok := d.definedBy("backend", b.Name); ok {
 		return fmt.Errorf("backend %q already exists (%s): %w", b.Name, pos, errConflict)
 	}
-	b.Source = api.SourceAPI
+	b.Source, b.Tenant = api.SourceAPI, ""
 	for i := range b.Servers {
 		b.Servers[i].Backend = b.Name
 	}
@@ -228,12 +228,18 @@ func (d *Daemon) notRuntime(kind, name string) error {
 			if strings.HasPrefix(pos.File, "attachment ") {
 				return fmt.Errorf("%s %q exposes an attachment's port; delete the attachment: %w", kind, name, errConflict)
 			}
+			if pos.Origin == config.OriginManifest {
+				return fmt.Errorf("%s %q belongs to %s (%s); change or delete the manifest: %w", kind, name, blameKey(pos), pos, errConflict)
+			}
 			return fmt.Errorf("%s %q is defined in %s; edit the file and reload (SIGHUP): %w", kind, name, pos, errConflict)
 		}
 	case "server":
 		b, s, _ := strings.Cut(name, "/")
 		for _, cb := range merged.Backends {
 			for _, cs := range cb.Servers {
+				if cb.Name == b && cs.Name == s && cs.Pos.Origin == config.OriginManifest {
+					return fmt.Errorf("server %q belongs to %s (%s); change or delete the manifest: %w", name, blameKey(cs.Pos), cs.Pos, errConflict)
+				}
 				if cb.Name == b && cs.Name == s {
 					return fmt.Errorf("server %q is defined in %s; edit the file and reload (SIGHUP): %w", name, cs.Pos, errConflict)
 				}
@@ -415,16 +421,6 @@ func (d *Daemon) namespaces() []api.Namespace {
 	return out
 }
 
-func (d *Daemon) sourceOf(pos config.Pos) string {
-	switch {
-	case strings.HasPrefix(pos.File, "attachment "):
-		return api.SourceCNI
-	case strings.HasPrefix(pos.File, "frontend "), strings.HasPrefix(pos.File, "backend "), strings.HasPrefix(pos.File, "server "):
-		return api.SourceAPI
-	}
-	return api.SourceConfig
-}
-
 func (d *Daemon) frontends() []api.Frontend {
 	_, merged, _ := d.snapshotState()
 	snap := d.engine.Snapshot()
@@ -434,13 +430,7 @@ func (d *Daemon) frontends() []api.Frontend {
 	}
 	out := []api.Frontend{}
 	for _, f := range merged.Frontends {
-		af := api.Frontend{Name: f.Name, Source: d.sourceOf(f.Pos), Backend: f.DefaultBackend, MaxConn: f.MaxConn}
-		if f.ClientTimeout > 0 {
-			af.ClientTimeout = config.FormatDuration(f.ClientTimeout)
-		}
-		for _, b := range f.Binds {
-			af.Binds = append(af.Binds, api.Bind{Addr: b.Addr.String(), Namespace: b.Namespace, AcceptProxy: b.AcceptProxy, V4V6: b.V4V6, V6Only: b.V6Only})
-		}
+		af := apiFrontend(f)
 		fs := stats[f.Name]
 		af.Current, af.Total, af.BytesIn, af.BytesOut = fs.Current, fs.Total, fs.BytesIn, fs.BytesOut
 		for _, l := range fs.Listeners {
@@ -464,27 +454,11 @@ func (d *Daemon) backends() []api.Backend {
 	}
 	out := []api.Backend{}
 	for _, b := range merged.Backends {
-		ab := api.Backend{Name: b.Name, Source: d.sourceOf(b.Pos), Balance: string(b.Balance)}
-		if b.ConnectTimeout > 0 {
-			ab.ConnectTimeout = config.FormatDuration(b.ConnectTimeout)
-		}
-		if b.ServerTimeout > 0 {
-			ab.ServerTimeout = config.FormatDuration(b.ServerTimeout)
-		}
-		for _, s := range b.Servers {
-			ss := stats[b.Name][s.Name]
-			ns := s.Namespace
-			if s.ClientNamespace {
-				ns = "*"
-			}
-			w := s.Weight
-			as := api.Server{Backend: b.Name, Name: s.Name, Source: d.sourceOf(s.Pos), Addr: ss.Addr, Namespace: ns,
-				Check: s.Check, Weight: &w, Backup: s.Backup, Disabled: s.Disabled, SendProxy: s.SendProxy,
-				Up: ss.Up, Active: ss.Active, Total: ss.Total, ConnectErrors: ss.ConnectErrors}
-			if s.Check {
-				as.Inter, as.Rise, as.Fall = config.FormatDuration(s.Inter), s.Rise, s.Fall
-			}
-			ab.Servers = append(ab.Servers, as)
+		ab := apiBackend(b)
+		for i := range ab.Servers {
+			as := &ab.Servers[i]
+			ss := stats[b.Name][as.Name]
+			as.Up, as.Active, as.Total, as.ConnectErrors = ss.Up, ss.Active, ss.Total, ss.ConnectErrors
 		}
 		out = append(out, ab)
 	}

@@ -61,21 +61,20 @@ func TestFailedWriteLeavesStateAlone(t *testing.T) {
 	}
 }
 
-// TestParseCacheKeepsParsesClean: parses are shared between plans, so a
-// server added to an API backend (restored from st.Servers) must not stick
-// to the shared parse and show up twice at the next plan.
-func TestParseCacheKeepsParsesClean(t *testing.T) {
+// TestMergeKeepsInputsClean: the files' model and the state are shared
+// between plans, so a server added to a backend (from st.Servers) must not
+// stick to what the next plan starts from and show up twice.
+func TestMergeKeepsInputsClean(t *testing.T) {
 	file, err := config.Parse("f.cfg", []byte(restoreCfg("127.0.0.1:19394", "127.0.0.1:19395")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := State{
 		Backends: []api.Backend{{Name: "api", Servers: []api.Server{{Backend: "api", Name: "a", Addr: "127.0.0.1:19395"}}}},
-		Servers:  []api.Server{{Backend: "api", Name: "b", Addr: "127.0.0.1:19396"}},
+		Servers:  []api.Server{{Backend: "api", Name: "b", Addr: "127.0.0.1:19396"}, {Backend: "be", Name: "x", Addr: "127.0.0.1:19396"}},
 	}
-	var pc parseCache
 	for round := 1; round <= 3; round++ {
-		m, err := mergeWith(&pc, file, st, nil)
+		m, err := merge(file, st, nil)
 		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
@@ -84,8 +83,8 @@ func TestParseCacheKeepsParsesClean(t *testing.T) {
 				t.Fatalf("round %d: backend api has %d servers, want 2", round, len(b.Servers))
 			}
 		}
-		if len(pc.prev) != 2 {
-			t.Fatalf("round %d: %d parses kept, want 2", round, len(pc.prev))
+		if n := len(file.Backends[0].Servers); n != 1 {
+			t.Fatalf("round %d: the files' backend %s has %d servers, want 1", round, file.Backends[0].Name, n)
 		}
 	}
 }

@@ -25,8 +25,9 @@ type State struct {
 	Servers     []api.Server     `json:"servers,omitempty"` // added to any backend
 	Frontends   []api.Frontend   `json:"frontends,omitempty"`
 	Attachments []api.Attachment `json:"attachments,omitempty"`
-	// Manifests are the tenant manifests applied; an apply replaces the
-	// set whole (never its slices in place).
+	// Manifests are the applied tenant manifests; their frontends and
+	// backends join the merge like API objects (origin manifest). A change
+	// replaces the Set's slices, never modifies them in place.
 	Manifests manifest.Set `json:"manifests"`
 	// Ports are the host ports allocated from Exposure rules' ranges that
 	// are not the container's first choice (see allocPort): the rest is

@@ -57,19 +57,15 @@ type rule struct {
 	targetPxy int
 }
 
-// tenantError is a manifest problem: where (FILE:LINE:COLUMN or the
-// document) and what to do.
+// tenantError is a manifest problem at the field path (KIND/NAME.field):
+// where the decoder read it (FILE:LINE:COLUMN), else the path, and what
+// to do. Restore blames the document (config.Pos.Object up to the first
+// dot) and drops it.
 func tenantError(set *manifest.Set, path, msg string) error {
-	where := set.Where(path).String()
-	if where == "" {
-		where = path
-	}
-	return &objectError{msg: where + ": " + msg, obj: manifestsKey}
+	w := set.Where(path)
+	return &config.Error{Pos: config.Pos{File: w.File, Line: w.Line, Col: w.Col, Origin: config.OriginManifest, Object: path},
+		Msg: msg, Err: config.ErrInvalid}
 }
-
-// manifestsKey is the run-time object key restore blames for a manifest
-// problem: the manifests are dropped as a whole, never in part.
-const manifestsKey = "manifests"
 
 // sameSet: b is a unchanged (an apply replaces the set's slices whole).
 func sameSet(a, b manifest.Set) bool {

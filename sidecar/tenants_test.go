@@ -16,6 +16,7 @@ import (
 	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/internal/testns"
 	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/sidecar/config"
 	"github.com/nsproxy/nsproxy/sidecar/manifest"
 	"github.com/nsproxy/nsproxy/sidecar/netns"
 )
@@ -90,8 +91,8 @@ func TestTenantIndexProblems(t *testing.T) {
 			if err == nil {
 				t.Fatalf("accepted, want %q", tt.want)
 			}
-			if !errors.Is(err, ErrInvalidObject) {
-				t.Errorf("error %v is not ErrInvalidObject (the API's 400)", err)
+			if !errors.Is(err, config.ErrInvalid) {
+				t.Errorf("error %v is not config.ErrInvalid", err)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {

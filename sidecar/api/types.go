@@ -15,10 +15,11 @@ const DefaultSocket = hooks.DefaultSocket
 // Sources of objects and namespaces. The hooks' own are defined in package
 // hooks, the contract with them.
 const (
-	SourceConfig = "config" // a -f file; read-only through the API
-	SourceAPI    = "api"    // created through the control socket
-	SourceCNI    = hooks.SourceCNI
-	SourceOCI    = hooks.SourceOCI
+	SourceConfig   = "config"   // a -f file; read-only through the API
+	SourceAPI      = "api"      // created through the control socket
+	SourceManifest = "manifest" // a tenant's manifest; changed by apply and delete
+	SourceCNI      = hooks.SourceCNI
+	SourceOCI      = hooks.SourceOCI
 )
 
 // Namespace is a registry entry. On POST /v1/namespaces give Name and at
@@ -62,14 +63,28 @@ type Bind struct {
 	V6Only bool `json:"v6only,omitempty"`
 }
 
-// Frontend is a set of listeners and the backend they feed.
+// Frontend is a set of listeners and the backend they feed: what a
+// frontend section says. Empty fields inherit from the files' last defaults
+// section, as a frontend written at the end of the files would; what GET
+// prints is the resolved value, valid POST input again.
 type Frontend struct {
 	Name          string `json:"name"`
 	Source        string `json:"source,omitempty"`
+	Tenant        string `json:"tenant,omitempty"` // read-only: the owning tenant (ignored on create)
 	Binds         []Bind `json:"binds"`
 	Backend       string `json:"backend"`
 	MaxConn       int    `json:"maxconn,omitempty"`
 	ClientTimeout string `json:"clientTimeout,omitempty"` // HAProxy time format: 30s, 500ms
+	// ClientFinTimeout (timeout client-fin) replaces ClientTimeout once the client half-closed.
+	ClientFinTimeout string `json:"clientFinTimeout,omitempty"`
+	// ProxyHeaderTimeout (timeout proxy-header) bounds reading a PROXY header.
+	ProxyHeaderTimeout string `json:"proxyHeaderTimeout,omitempty"`
+	// TrustedProxies (trusted-proxies): the only sources allowed on
+	// accept-proxy binds, as CIDRs or addresses.
+	TrustedProxies []string `json:"trustedProxies,omitempty"`
+	// LenientNetnsTLV (option lenient-netns-tlv): a NETNS TLV naming a
+	// namespace that is not allowed keeps the listener's namespace.
+	LenientNetnsTLV bool `json:"lenientNetnsTLV,omitempty"`
 	// Status (ignored on create).
 	Listeners []Listener `json:"listeners,omitempty"`
 	Current   int64      `json:"current"`
@@ -86,18 +101,33 @@ type Listener struct {
 	Error     string `json:"error,omitempty"`
 }
 
-// Backend is a set of servers.
+// Backend is a set of servers: what a backend section says. Empty fields
+// inherit from the files' last defaults section; its servers start from its
+// default-server options.
 type Backend struct {
-	Name           string   `json:"name"`
-	Source         string   `json:"source,omitempty"`
-	Balance        string   `json:"balance,omitempty"`
-	ConnectTimeout string   `json:"connectTimeout,omitempty"`
-	ServerTimeout  string   `json:"serverTimeout,omitempty"`
-	Servers        []Server `json:"servers,omitempty"`
+	Name           string `json:"name"`
+	Source         string `json:"source,omitempty"`
+	Tenant         string `json:"tenant,omitempty"` // read-only: the owning tenant (ignored on create)
+	Balance        string `json:"balance,omitempty"`
+	ConnectTimeout string `json:"connectTimeout,omitempty"`
+	ServerTimeout  string `json:"serverTimeout,omitempty"`
+	// ServerFinTimeout (timeout server-fin) replaces ServerTimeout once the server half-closed.
+	ServerFinTimeout string `json:"serverFinTimeout,omitempty"`
+	// CheckTimeout (timeout check) bounds a health check.
+	CheckTimeout string `json:"checkTimeout,omitempty"`
+	// SourceAddr and UseSrc are "source ADDR [usesrc clientip]": the local
+	// address of connections to the servers; UseSrc "clientip" binds them
+	// to the client's address (SourceAddr then 0.0.0.0, or empty).
+	SourceAddr string   `json:"sourceAddr,omitempty"`
+	UseSrc     string   `json:"usesrc,omitempty"`
+	Servers    []Server `json:"servers,omitempty"`
 }
 
 // Server is one server of a backend. Addr is IP:PORT, IP, "*" or "*:PORT";
-// Namespace "*" is the client's namespace.
+// PORT may be an offset +N or -N to the client's destination port, and
+// without one the client's destination port is used. Namespace "*" is the
+// client's namespace. Zero fields inherit the backend's default-server
+// options; Weight 0 is a weight, so it is a pointer.
 type Server struct {
 	Backend   string `json:"backend"`
 	Name      string `json:"name"`

@@ -51,3 +51,22 @@ func (e *Error) Unwrap() error { return e.Err }
 func newError(pos Pos, kind error, format string, args ...any) *Error {
 	return &Error{Pos: pos, Err: kind, Msg: fmt.Sprintf(format, args...)}
 }
+
+// ErrorAt places the error of one of the exported value parsers (or any
+// error wrapping a sentinel of this package) at pos; other errors are
+// classified ErrInvalid.
+func ErrorAt(pos Pos, err error) *Error {
+	kind := ErrInvalid
+	for _, k := range []error{ErrSyntax, ErrUnsupported, ErrInvalid, ErrDuplicate, ErrUnknownBackend, ErrIncomplete} {
+		if errors.Is(err, k) {
+			kind = k
+			break
+		}
+	}
+	return &Error{Pos: pos, Msg: err.Error(), Err: kind}
+}
+
+// Errorf is an *Error at pos, of the sentinel kind.
+func Errorf(pos Pos, kind error, format string, args ...any) *Error {
+	return newError(pos, kind, format, args...)
+}

@@ -20,7 +20,7 @@ func TestLoadMultipleFiles(t *testing.T) {
 	if c.Global.MaxConn != 100 {
 		t.Errorf("Global.MaxConn = %d", c.Global.MaxConn)
 	}
-	wantNS := []NamespaceRef{{Name: "red", Pos: Pos{a, 5}}, {Name: "blue", Pos: Pos{b, 3}}}
+	wantNS := []NamespaceRef{{Name: "red", Pos: Pos{File: a, Line: 5}}, {Name: "blue", Pos: Pos{File: b, Line: 3}}}
 	if !reflect.DeepEqual(c.Namespaces, wantNS) {
 		t.Errorf("Namespaces = %+v, want %+v", c.Namespaces, wantNS)
 	}
@@ -31,11 +31,11 @@ func TestLoadMultipleFiles(t *testing.T) {
 		t.Fatalf("frontends %+v backends %+v", c.Frontends, c.Backends)
 	}
 	f := c.Frontends[0]
-	if f.Name != "fe_red" || f.Pos != (Pos{b, 5}) || f.DefaultBackend != "be_red" || f.Binds[0].Namespace != "blue" {
+	if f.Name != "fe_red" || f.Pos != (Pos{File: b, Line: 5}) || f.DefaultBackend != "be_red" || f.Binds[0].Namespace != "blue" {
 		t.Errorf("frontend = %+v", f)
 	}
 	red, blue := c.Backends[0], c.Backends[1]
-	if red.Name != "be_red" || red.Pos != (Pos{a, 11}) || blue.Name != "be_blue" || blue.Pos != (Pos{b, 9}) {
+	if red.Name != "be_red" || red.Pos != (Pos{File: a, Line: 11}) || blue.Name != "be_blue" || blue.Pos != (Pos{File: b, Line: 9}) {
 		t.Errorf("backends = %+v, %+v", red, blue)
 	}
 	// As in HAProxy, the defaults section of a.cfg still applies in b.cfg.

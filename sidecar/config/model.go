@@ -6,13 +6,48 @@ import (
 	"time"
 )
 
-// Pos is where a definition was read: file and 1-based line.
+// Origin is the syntax an object was written in.
+type Origin uint8
+
+const (
+	OriginFile     Origin = iota // an HAProxy-style file (File:Line)
+	OriginAPI                    // the control API's JSON (Object, Field)
+	OriginManifest               // a YAML manifest (File:Line:Col when known, Object, Field)
+)
+
+// Pos is where a definition was written. For the files: file and 1-based
+// line. For run-time objects: the object ("frontend web" for the API,
+// "Tenant/acme.spec.frontends[0]" for a manifest) and the JSON path of a
+// field inside it ("binds[1].addr"); a manifest's file, line and column
+// when its decoder recorded them.
 type Pos struct {
-	File string
-	Line int
+	File   string
+	Line   int
+	Col    int
+	Origin Origin
+	Object string
+	Field  string
 }
 
 func (p Pos) String() string {
+	switch p.Origin {
+	case OriginAPI:
+		if p.Field == "" {
+			return "api " + p.Object
+		}
+		return "api " + p.Object + " field " + p.Field
+	case OriginManifest:
+		if p.Line > 0 {
+			if p.Col > 0 {
+				return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
+			}
+			return fmt.Sprintf("%s:%d", p.File, p.Line)
+		}
+		if p.Field == "" {
+			return "manifest " + p.Object
+		}
+		return "manifest " + p.Object + "." + p.Field
+	}
 	if p.File == "" {
 		return fmt.Sprintf("line %d", p.Line)
 	}
@@ -26,6 +61,27 @@ type Config struct {
 	Namespaces []NamespaceRef // namespace_list, in file order
 	Frontends  []*Frontend    // frontend and listen sections, in file order
 	Backends   []*Backend     // backend and listen sections, in file order
+	// Defaults are the defaults in effect after the last file (its last
+	// defaults section, else the built-in ones): what objects created at
+	// run time inherit, as if they were written at the end of the files.
+	// Zero in a Config built in code: see RuntimeDefaults.
+	Defaults Defaults
+}
+
+// Defaults is what a defaults section sets for the proxies that follow it.
+type Defaults struct {
+	Frontend Frontend // MaxConn, client and proxy-header timeouts, options
+	Backend  Backend  // Balance, server-side timeouts, Source
+	Server   Server   // default-server options
+}
+
+// RuntimeDefaults is c.Defaults, or the built-in defaults when c was built
+// in code without them.
+func (c *Config) RuntimeDefaults() Defaults {
+	if c.Defaults.Backend.Balance == "" {
+		return BuiltinDefaults()
+	}
+	return c.Defaults
 }
 
 // Global holds the process-wide settings of the global section.
@@ -132,6 +188,11 @@ type Backend struct {
 	// of "source"); invalid when unset.
 	Source  netip.Addr
 	Servers []*Server
+	// DefaultServer is what the backend's servers start from: the
+	// default-server lines of its defaults and its own. A server added at
+	// run time starts from it too. Zero in a Backend built in code: then
+	// the built-in defaults.
+	DefaultServer Server
 }
 
 // PortMode says how a server's port is found.

@@ -100,19 +100,12 @@ var options = []string{"lenient-netns-tlv"}
 
 const serverOptionList = "check, inter, rise, fall, weight, backup, disabled, send-proxy, send-proxy-v2, namespace"
 
-// defaults is what a defaults section sets for the proxies that follow it.
-type defaults struct {
-	front  Frontend // MaxConn and client timeouts
-	back   Backend  // Balance, server timeouts, Source
-	server Server   // default-server options
-}
-
-// builtinDefaults are the values every proxy starts from: the one place
+// BuiltinDefaults are the values every proxy starts from: the one place
 // defaults live. A defaults section starts again from them.
-func builtinDefaults() defaults {
-	return defaults{
-		back:   Backend{Balance: BalanceRoundRobin},
-		server: Server{Inter: 2 * time.Second, Rise: 2, Fall: 3, Weight: 1},
+func BuiltinDefaults() Defaults {
+	return Defaults{
+		Backend: Backend{Balance: BalanceRoundRobin},
+		Server:  Server{Inter: 2 * time.Second, Rise: 2, Fall: 3, Weight: 1},
 	}
 }
 
@@ -121,7 +114,7 @@ type parser struct {
 	lookupEnv func(string) (string, bool)
 	errs      []error
 	pos       Pos // of the current line
-	defs      defaults
+	defs      Defaults
 
 	// The current section. front, back and server point to what the
 	// section's keywords change (in a defaults section: p.defs), and are nil
@@ -142,7 +135,7 @@ func newParser() *parser {
 	return &parser{
 		cfg:        &Config{},
 		lookupEnv:  osLookupEnv,
-		defs:       builtinDefaults(),
+		defs:       BuiltinDefaults(),
 		incomplete: map[*Frontend]bool{},
 	}
 }
@@ -156,7 +149,18 @@ func (p *parser) report(pr *problem, format string, args ...any) {
 	p.errorf(pr.kind, "%s: %s", fmt.Sprintf(format, args...), pr.msg)
 }
 
+// reportErr is report for the error of an exported value parser.
+func (p *parser) reportErr(err error, format string, args ...any) {
+	var pr *problem
+	if errors.As(err, &pr) {
+		p.report(pr, format, args...)
+		return
+	}
+	p.errorf(ErrInvalid, "%s: %v", fmt.Sprintf(format, args...), err)
+}
+
 func (p *parser) finish() (*Config, error) {
+	p.cfg.Defaults = p.defs
 	errs := append(p.errs, p.cfg.check(p.incomplete)...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -212,8 +216,8 @@ func (p *parser) openSection(s section, words []string, check bool) {
 		}
 	case secDefaults:
 		// HAProxy: a defaults section replaces the previous one entirely.
-		p.defs = builtinDefaults()
-		p.front, p.back, p.server = &p.defs.front, &p.defs.back, &p.defs.server
+		p.defs = BuiltinDefaults()
+		p.front, p.back, p.server = &p.defs.Frontend, &p.defs.Backend, &p.defs.Server
 		if !check || len(words) < 2 {
 			break
 		}
@@ -248,7 +252,7 @@ func (p *parser) openProxy(s section, words []string, check bool) {
 	}
 	p.where = fmt.Sprintf("%s %q", kw, name)
 	if s != secBackend {
-		f := p.defs.front
+		f := p.defs.Frontend
 		f.Name, f.Pos, f.Listen = name, p.pos, s == secListen
 		if f.Listen {
 			f.DefaultBackend = name
@@ -259,10 +263,10 @@ func (p *parser) openProxy(s section, words []string, check bool) {
 		}
 	}
 	if s != secFrontend {
-		b := p.defs.back
+		b := p.defs.Backend
 		b.Name, b.Pos, b.Listen = name, p.pos, s == secListen
-		tmpl := p.defs.server
-		p.back, p.server = &b, &tmpl
+		b.DefaultServer = p.defs.Server
+		p.back, p.server = &b, &b.DefaultServer
 		if attach {
 			p.cfg.Backends = append(p.cfg.Backends, p.back)
 		}
@@ -374,16 +378,12 @@ func (p *parser) trustedProxies(args []string) {
 		return
 	}
 	for _, a := range args {
-		pf, err := netip.ParsePrefix(a)
+		pf, err := ParseTrustedProxy(a)
 		if err != nil {
-			if ad, err2 := netip.ParseAddr(a); err2 == nil && ad.Zone() == "" {
-				pf = netip.PrefixFrom(ad, ad.BitLen())
-			} else {
-				p.errorf(ErrInvalid, "invalid network %q in trusted-proxies of %s; write an address or CIDR such as 10.0.0.0/8", a, p.where)
-				continue
-			}
+			p.reportErr(err, "trusted-proxies of %s", p.where)
+			continue
 		}
-		p.front.TrustedProxies = append(p.front.TrustedProxies, pf.Masked())
+		p.front.TrustedProxies = append(p.front.TrustedProxies, pf)
 	}
 }
 
@@ -409,12 +409,12 @@ func (p *parser) balance(args []string) {
 	if !p.argc(args, 1, "balance roundrobin|leastconn|source|first") {
 		return
 	}
-	switch b := Balance(args[0]); b {
-	case BalanceRoundRobin, BalanceLeastConn, BalanceSource, BalanceFirst:
-		p.back.Balance = b
-	default:
-		p.errorf(ErrUnsupported, "unsupported balance algorithm %q in %s; supported: roundrobin, leastconn, source, first", args[0], p.where)
+	b, err := ParseBalance(args[0])
+	if err != nil {
+		p.reportErr(err, "balance in %s", p.where)
+		return
 	}
+	p.back.Balance = b
 }
 
 func (p *parser) timeout(args []string) {
@@ -464,19 +464,6 @@ func (p *parser) source(args []string) {
 		p.argc(args, 1, "source ADDR [usesrc clientip]")
 		return
 	}
-	addr, err := netip.ParseAddr(args[0])
-	if err == nil && addr.Zone() != "" {
-		p.errorf(ErrUnsupported, "source %q in %s: IPv6 zones are not supported; remove the %%zone", args[0], p.where)
-		return
-	}
-	if err != nil {
-		if _, err := netip.ParseAddrPort(args[0]); err == nil {
-			p.errorf(ErrUnsupported, "source %q in %s: source ports are not supported; write source IP", args[0], p.where)
-		} else {
-			p.errorf(ErrInvalid, "invalid source address %q in %s; write an IP literal, or source 0.0.0.0 usesrc clientip", args[0], p.where)
-		}
-		return
-	}
 	useSrc := false
 	switch rest := args[1:]; {
 	case len(rest) == 0:
@@ -486,11 +473,13 @@ func (p *parser) source(args []string) {
 	case len(rest) != 2 || rest[1] != "clientip":
 		p.errorf(ErrUnsupported, "%q in %s is not supported; only usesrc clientip is, as in: source 0.0.0.0 usesrc clientip", strings.Join(rest, " "), p.where)
 		return
-	case addr != netip.IPv4Unspecified():
-		p.errorf(ErrUnsupported, "source %s usesrc clientip in %s is not supported; write source 0.0.0.0 usesrc clientip", addr, p.where)
-		return
 	default:
 		useSrc = true
+	}
+	addr, err := ParseSource(args[0], useSrc)
+	if err != nil {
+		p.reportErr(err, "source in %s", p.where)
+		return
 	}
 	p.back.Source, p.back.UseSrcClientIP = addr, useSrc
 }
@@ -524,16 +513,13 @@ options:
 				break options
 			}
 			i++
-			switch name := args[i]; {
-			case name == "*":
-				p.errorf(ErrInvalid, "bind in %s: namespace * is only for servers; a listener needs a named namespace", p.where)
+			name, err := ParseBindNamespace(args[i])
+			if err != nil {
+				p.reportErr(err, "bind in %s", p.where)
 				ok = false
-			case !hooks.ValidName(name):
-				p.errorf(ErrInvalid, "bind in %s: invalid namespace name %q; %s", p.where, name, hooks.NameRule)
-				ok = false
-			default:
-				b.Namespace = name
+				break
 			}
+			b.Namespace = name
 		default:
 			// What follows may be the option's arguments: stop here.
 			p.errorf(ErrUnsupported, "unsupported bind option %q in %s; supported: namespace, accept-proxy, v4v6, v6only", args[i], p.where)
@@ -541,13 +527,11 @@ options:
 			break options
 		}
 	}
-	switch {
-	case b.V6Only && b.V4V6:
-		p.errorf(ErrInvalid, "bind in %s: v4v6 and v6only contradict each other; keep one (without either, :: follows net.ipv6.bindv6only)", p.where)
-		ok = false
-	case b.V6Only && pr == nil && pa.addr.Is4():
-		p.errorf(ErrInvalid, "bind in %s: v6only applies to IPv6 addresses (%s is IPv4); remove it", p.where, b.Addr)
-		ok = false
+	if pr == nil || (b.V4V6 && b.V6Only) {
+		if err := CheckBindFamily(b); err != nil {
+			p.reportErr(err, "bind in %s", p.where)
+			ok = false
+		}
 	}
 	if !ok {
 		p.incomplete[p.front] = true
@@ -630,15 +614,13 @@ func (p *parser) serverOptions(s *Server, opts []string, what string) bool {
 		v := opts[i]
 		switch opt {
 		case "namespace":
-			switch {
-			case v == "*":
-				s.Namespace, s.ClientNamespace = "", true
-			case hooks.ValidName(v):
-				s.Namespace, s.ClientNamespace = v, false
-			default:
-				p.errorf(ErrInvalid, "%s: invalid namespace name %q; %s, or * for the client's namespace", what, v, hooks.NameRule)
+			name, client, err := ParseServerNamespace(v)
+			if err != nil {
+				p.reportErr(err, "%s", what)
 				ok = false
+				break
 			}
+			s.Namespace, s.ClientNamespace = name, client
 		case "inter":
 			d, msg := parseDuration(v)
 			if msg != "" {

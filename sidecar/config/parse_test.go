@@ -54,8 +54,8 @@ func TestReferenceSnippets(t *testing.T) {
 	t.Run("namespace_list alone", func(t *testing.T) {
 		c := mustParse(t, "ref-namespace-list.cfg", string(readFixture(t, "ref-namespace-list.cfg")))
 		want := []NamespaceRef{
-			{Name: "netns1", Pos: Pos{"ref-namespace-list.cfg", 2}},
-			{Name: "netns2", Pos: Pos{"ref-namespace-list.cfg", 3}},
+			{Name: "netns1", Pos: Pos{File: "ref-namespace-list.cfg", Line: 2}},
+			{Name: "netns2", Pos: Pos{File: "ref-namespace-list.cfg", Line: 3}},
 		}
 		if !reflect.DeepEqual(c.Namespaces, want) {
 			t.Fatalf("Namespaces = %+v, want %+v", c.Namespaces, want)
@@ -70,7 +70,7 @@ func TestReferenceSnippets(t *testing.T) {
 			t.Fatalf("Backends = %+v", c.Backends)
 		}
 		want := Server{
-			Name: "s1", Pos: Pos{"ref-backend-server-namespace.cfg", 2},
+			Name: "s1", Pos: Pos{File: "ref-backend-server-namespace.cfg", Line: 2},
 			Addr: addr("192.168.1.100"), Port: 80, PortMode: PortFixed, Namespace: "netns2",
 			Inter: 2 * time.Second, Rise: 2, Fall: 3, Weight: 1,
 		}
@@ -89,7 +89,7 @@ func TestReferenceSnippets(t *testing.T) {
 	t.Run("namespace_list, frontend and backend http", func(t *testing.T) {
 		c := mustParse(t, "ref-combined-netns2.cfg", string(readFixture(t, "ref-combined-netns2.cfg")))
 		f := c.Frontends[0]
-		wantBind := Bind{Pos: Pos{"ref-combined-netns2.cfg", 6}, Addr: addrPort("192.168.1.1:80"), Namespace: "netns2"}
+		wantBind := Bind{Pos: Pos{File: "ref-combined-netns2.cfg", Line: 6}, Addr: addrPort("192.168.1.1:80"), Namespace: "netns2"}
 		if f.Name != "f_example" || f.DefaultBackend != "http" || len(f.Binds) != 1 || f.Binds[0] != wantBind {
 			t.Fatalf("frontend = %+v", f)
 		}
@@ -120,7 +120,7 @@ func TestReferenceSnippets(t *testing.T) {
 
 func TestParseFullFixture(t *testing.T) {
 	c := mustParse(t, "full.cfg", string(readFixture(t, "full.cfg")))
-	at := func(line int) Pos { return Pos{"full.cfg", line} }
+	at := func(line int) Pos { return Pos{File: "full.cfg", Line: line} }
 
 	if c.Global.MaxConn != 4000 {
 		t.Errorf("Global.MaxConn = %d", c.Global.MaxConn)
@@ -176,9 +176,10 @@ func TestParseFullFixture(t *testing.T) {
 		{Backend{Name: "be_main", Pos: at(24), Balance: BalanceLeastConn,
 			ConnectTimeout: 5 * time.Second, ServerTimeout: 30 * time.Second,
 			ServerFinTimeout: 500 * time.Millisecond, CheckTimeout: 2 * time.Second,
-			Source: addr("10.0.0.5")}, []Server{web1, web2, web3, web4, web5}},
+			Source: addr("10.0.0.5"), DefaultServer: Server{Check: true, Inter: 3 * time.Second, Rise: 3, Fall: 2, Weight: 10, SendProxy: 2}},
+			[]Server{web1, web2, web3, web4, web5}},
 		{Backend{Name: "ln_dns", Pos: at(40), Listen: true, Balance: BalanceFirst,
-			ConnectTimeout: time.Second}, []Server{dns1}},
+			ConnectTimeout: time.Second, DefaultServer: BuiltinDefaults().Server}, []Server{dns1}},
 	}
 	if len(c.Backends) != len(wantBackends) {
 		t.Fatalf("got %d backends", len(c.Backends))
@@ -210,8 +211,8 @@ func TestParse(t *testing.T) {
 		name: "empty file",
 		src:  "",
 		check: func(t *testing.T, c *Config) {
-			if !reflect.DeepEqual(*c, Config{}) {
-				t.Fatalf("config = %+v, want zero", *c)
+			if !reflect.DeepEqual(*c, Config{Defaults: BuiltinDefaults()}) {
+				t.Fatalf("config = %+v, want zero with the built-in defaults", *c)
 			}
 		},
 	}, {
@@ -282,7 +283,7 @@ func TestParse(t *testing.T) {
 		check: func(t *testing.T, c *Config) {
 			f, b := c.Frontends[0], c.Backends[0]
 			if !f.Listen || !b.Listen || f.Name != "l1" || b.Name != "l1" || f.DefaultBackend != "l1" ||
-				f.Pos != b.Pos || f.Pos != (Pos{"t.cfg", 1}) || b.Balance != BalanceSource || len(b.Servers) != 1 {
+				f.Pos != b.Pos || f.Pos != (Pos{File: "t.cfg", Line: 1}) || b.Balance != BalanceSource || len(b.Servers) != 1 {
 				t.Fatalf("frontend %+v backend %+v", f, b)
 			}
 		},
@@ -505,7 +506,7 @@ func TestParseErrors(t *testing.T) {
 			want: []string{`t.cfg:3: trusted-proxies in listen "l1" needs at least one network`},
 			is:   ErrSyntax},
 		{name: "trusted-proxies bad", src: inListen("trusted-proxies 10.0.0.0/8 nowhere"),
-			want: []string{`t.cfg:3: invalid network "nowhere" in trusted-proxies of listen "l1"`},
+			want: []string{`t.cfg:3: trusted-proxies of listen "l1": invalid network "nowhere"; write an address or CIDR`},
 			is:   ErrInvalid},
 		{name: "proxy header size without value", src: "global\n\ttune.proxy-header-max-size\n",
 			want: []string{`t.cfg:2: tune.proxy-header-max-size in global takes 1 argument(s), got 0`},
@@ -558,7 +559,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "namespace listed twice", src: "namespace_list\n\tnamespace a\n\tnamespace a\n",
 			want: []string{`t.cfg:3: namespace "a" is listed twice in namespace_list (first at t.cfg:2); remove one`}, is: ErrDuplicate},
 		{name: "balance unsupported", src: inBackend("balance static-rr"),
-			want: []string{`t.cfg:2: unsupported balance algorithm "static-rr" in backend "b1"; supported: roundrobin, leastconn, source, first`},
+			want: []string{`t.cfg:2: balance in backend "b1": unsupported algorithm "static-rr"; supported: roundrobin, leastconn, source, first`},
 			is:   ErrUnsupported},
 		{name: "balance with argument", src: inBackend("balance url_param id"),
 			want: []string{`t.cfg:2: balance in backend "b1" takes 1 argument(s), got 2`}, is: ErrSyntax},
@@ -586,11 +587,11 @@ func TestParseErrors(t *testing.T) {
 		{name: "source without address", src: inBackend("source"),
 			want: []string{`t.cfg:2: source in backend "b1" takes 1 argument(s), got 0; write: source ADDR [usesrc clientip]`}, is: ErrSyntax},
 		{name: "source with port", src: inBackend("source 10.0.0.1:2000"),
-			want: []string{`t.cfg:2: source "10.0.0.1:2000" in backend "b1": source ports are not supported`}, is: ErrUnsupported},
+			want: []string{`t.cfg:2: source in backend "b1": address "10.0.0.1:2000": source ports are not supported`}, is: ErrUnsupported},
 		{name: "source with zone", src: inBackend("source fe80::1%eth0"),
-			want: []string{`t.cfg:2: source "fe80::1%eth0" in backend "b1": IPv6 zones are not supported`}, is: ErrUnsupported},
+			want: []string{`t.cfg:2: source in backend "b1": address "fe80::1%eth0": IPv6 zones are not supported`}, is: ErrUnsupported},
 		{name: "source host name", src: inBackend("source gateway"),
-			want: []string{`t.cfg:2: invalid source address "gateway" in backend "b1"; write an IP literal`}, is: ErrInvalid},
+			want: []string{`t.cfg:2: source in backend "b1": invalid address "gateway"; write an IP literal`}, is: ErrInvalid},
 		{name: "source interface option", src: inBackend("source 10.0.0.1 interface eth0"),
 			want: []string{`t.cfg:2: unsupported source option "interface" in backend "b1"; supported: usesrc clientip`}, is: ErrUnsupported},
 		{name: "usesrc client", src: inBackend("source 0.0.0.0 usesrc client"),
@@ -600,7 +601,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "usesrc clientip with extra word", src: inBackend("source 0.0.0.0 usesrc clientip now"),
 			want: []string{`t.cfg:2: "usesrc clientip now" in backend "b1" is not supported`}, is: ErrUnsupported},
 		{name: "usesrc clientip with a real source", src: inBackend("source 10.0.0.1 usesrc clientip"),
-			want: []string{`t.cfg:2: source 10.0.0.1 usesrc clientip in backend "b1" is not supported; write source 0.0.0.0 usesrc clientip`},
+			want: []string{`t.cfg:2: source in backend "b1": usesrc clientip needs source 0.0.0.0, not 10.0.0.1; write source 0.0.0.0 usesrc clientip`},
 			is:   ErrUnsupported},
 
 		// bind.

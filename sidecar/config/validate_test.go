@@ -12,7 +12,7 @@ import (
 // validConfig is a complete Config built in code, as another loader (YAML
 // manifests) would build it.
 func validConfig() *Config {
-	at := func(line int) Pos { return Pos{"m.yaml", line} }
+	at := func(line int) Pos { return Pos{File: "m.yaml", Line: line} }
 	return &Config{
 		Global:     Global{MaxConn: 10},
 		Namespaces: []NamespaceRef{{Name: "n1", Pos: at(1)}},
@@ -177,7 +177,7 @@ func TestNamespaceNames(t *testing.T) {
 }
 
 func TestErrorString(t *testing.T) {
-	e := &Error{Pos: Pos{"a.cfg", 3}, Msg: "bad; fix it", Err: ErrSyntax}
+	e := &Error{Pos: Pos{File: "a.cfg", Line: 3}, Msg: "bad; fix it", Err: ErrSyntax}
 	if e.Error() != "a.cfg:3: bad; fix it" || !errors.Is(e, ErrSyntax) {
 		t.Fatalf("Error() = %q", e.Error())
 	}

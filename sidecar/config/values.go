@@ -201,7 +201,7 @@ func parsePort(pa *parsedAddr, s, port string, kind addrKind) *problem {
 		}
 		return nil
 	}
-	if i := strings.IndexByte(port, '-'); i > 0 && isDigit(port[0]) {
+	if lo, hi, ok := strings.Cut(port, "-"); ok && isDigits(lo) && isDigits(hi) {
 		return problemf(ErrUnsupported, "address %q: port ranges are not supported; write one port", s)
 	}
 	n, ok := parseCount(port, 1, 65535)
@@ -213,11 +213,178 @@ func parsePort(pa *parsedAddr, s, port string, kind addrKind) *problem {
 }
 
 // problem is what is wrong with a value, before the parser adds a position.
+// As an error (what the exported Parse functions return), it reads as the
+// message and unwraps to its sentinel (ErrInvalid, ErrUnsupported).
 type problem struct {
 	kind error
 	msg  string
 }
 
+func (p *problem) Error() string { return p.msg }
+func (p *problem) Unwrap() error { return p.kind }
+
+// orNil keeps a nil *problem from becoming a non-nil error.
+func (p *problem) orNil() error {
+	if p == nil {
+		return nil
+	}
+	return p
+}
+
 func problemf(kind error, format string, args ...any) *problem {
 	return &problem{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
+
+// The exported parsers below are the ones the file parser uses, for every
+// other syntax (the control API's JSON, the YAML manifests) that writes the
+// same values as strings. Their errors say what is wrong with the value and
+// what to write, without a position: the caller adds where the value was
+// (a FILE:LINE, an API field path). Each error wraps ErrInvalid or
+// ErrUnsupported.
+
+// ValidName reports whether name is a valid frontend, backend or server name.
+func ValidName(name string) bool { return validName(name) }
+
+// NameRule says what a valid name is made of, for error messages.
+const NameRule = nameRule
+
+// ParseDuration parses HAProxy's time format ("30s", "1500ms", "2m"; a
+// bare number is milliseconds). FormatDuration writes it back.
+func ParseDuration(s string) (time.Duration, error) {
+	d, msg := parseDuration(s)
+	if msg != "" {
+		return 0, &problem{kind: ErrInvalid, msg: msg}
+	}
+	return d, nil
+}
+
+// ParseBindAddr parses a listening address: IPv4:PORT, [IPv6]:PORT,
+// *:PORT or :PORT.
+func ParseBindAddr(s string) (netip.AddrPort, error) {
+	pa, pr := parseAddr(s, bindAddr)
+	if pr != nil {
+		return netip.AddrPort{}, pr
+	}
+	return netip.AddrPortFrom(pa.addr, pa.port), nil
+}
+
+// ServerAddr is a parsed server address: the fields of a Server it sets.
+type ServerAddr struct {
+	Addr   netip.Addr // invalid for "*": the client's destination address
+	Mode   PortMode
+	Port   uint16
+	Offset int
+}
+
+// ParseServerAddr parses a server address: IP[:PORT], [IPv6][:PORT], "*"
+// or "*:PORT", where PORT may also be an offset +N or -N. Without a port,
+// the client's destination port is used.
+func ParseServerAddr(s string) (ServerAddr, error) {
+	pa, pr := parseAddr(s, serverAddr)
+	if pr != nil {
+		return ServerAddr{}, pr
+	}
+	return ServerAddr{Addr: pa.addr, Mode: pa.mode, Port: pa.port, Offset: pa.offset}, nil
+}
+
+// FormatServerAddr writes the address of s in the form ParseServerAddr
+// reads: "10.0.0.1:80", "[fd00::1]", "*:+1000".
+func FormatServerAddr(s *Server) string {
+	host := "*"
+	switch {
+	case !s.Addr.IsValid():
+	case s.Addr.Is6():
+		host = "[" + s.Addr.String() + "]"
+	default:
+		host = s.Addr.String()
+	}
+	switch s.PortMode {
+	case PortFixed:
+		return fmt.Sprintf("%s:%d", host, s.Port)
+	case PortOffset:
+		return fmt.Sprintf("%s:%+d", host, s.PortOffset)
+	}
+	return host
+}
+
+// ParseBalance parses a load-balancing algorithm.
+func ParseBalance(s string) (Balance, error) {
+	switch b := Balance(s); b {
+	case BalanceRoundRobin, BalanceLeastConn, BalanceSource, BalanceFirst:
+		return b, nil
+	}
+	return "", problemf(ErrUnsupported, "unsupported algorithm %q; supported: roundrobin, leastconn, source, first", s)
+}
+
+// ParseSource parses the address of "source ADDR [usesrc clientip]";
+// clientIP is the usesrc clientip part, which needs ADDR 0.0.0.0.
+func ParseSource(s string, clientIP bool) (netip.Addr, error) {
+	addr, err := netip.ParseAddr(s)
+	switch {
+	case err == nil && addr.Zone() != "":
+		return netip.Addr{}, problemf(ErrUnsupported, "address %q: IPv6 zones are not supported; remove the %%zone", s)
+	case err != nil:
+		if _, err := netip.ParseAddrPort(s); err == nil {
+			return netip.Addr{}, problemf(ErrUnsupported, "address %q: source ports are not supported; write source IP", s)
+		}
+		return netip.Addr{}, problemf(ErrInvalid, "invalid address %q; write an IP literal, or source 0.0.0.0 usesrc clientip", s)
+	case clientIP && addr != netip.IPv4Unspecified():
+		return netip.Addr{}, problemf(ErrUnsupported, "usesrc clientip needs source 0.0.0.0, not %s; write source 0.0.0.0 usesrc clientip", addr)
+	}
+	return addr, nil
+}
+
+// ParseTrustedProxy parses a network of trusted-proxies: a CIDR, or an
+// address for just that address.
+func ParseTrustedProxy(s string) (netip.Prefix, error) {
+	pf, err := netip.ParsePrefix(s)
+	if err != nil {
+		ad, err2 := netip.ParseAddr(s)
+		if err2 != nil || ad.Zone() != "" {
+			return netip.Prefix{}, problemf(ErrInvalid, "invalid network %q; write an address or CIDR such as 10.0.0.0/8", s)
+		}
+		pf = netip.PrefixFrom(ad, ad.BitLen())
+	}
+	return pf.Masked(), nil
+}
+
+// ParseBindNamespace checks the namespace of a bind: a registry name ("*"
+// is only for servers).
+func ParseBindNamespace(s string) (string, error) {
+	switch {
+	case s == "*":
+		return "", problemf(ErrInvalid, "namespace * is only for servers; a listener needs a named namespace")
+	case !hooks.ValidName(s):
+		return "", problemf(ErrInvalid, "invalid namespace name %q; %s", s, hooks.NameRule)
+	}
+	return s, nil
+}
+
+// ParseServerNamespace parses the namespace of a server: a registry name,
+// or "*" (client true) for the client connection's own namespace.
+func ParseServerNamespace(s string) (name string, client bool, err error) {
+	switch {
+	case s == "*":
+		return "", true, nil
+	case hooks.ValidName(s):
+		return s, false, nil
+	}
+	return "", false, problemf(ErrInvalid, "invalid namespace name %q; %s, or * for the client's namespace", s, hooks.NameRule)
+}
+
+// CheckBindFamily checks the v4v6 and v6only options of b against each
+// other and its address.
+func CheckBindFamily(b Bind) error {
+	switch {
+	case b.V6Only && b.V4V6:
+		return problemf(ErrInvalid, "v4v6 and v6only contradict each other; keep one (without either, :: follows net.ipv6.bindv6only)")
+	case b.V6Only && b.Addr.Addr().Is4():
+		return problemf(ErrInvalid, "v6only applies to IPv6 addresses (%s is IPv4); remove it", b.Addr)
+	}
+	return nil
+}
+
+func isDigits(s string) bool {
+	_, ok := parseDigits(s, math.MaxInt64)
+	return ok
 }

@@ -100,6 +100,9 @@ func TestParseAddr(t *testing.T) {
 		{name: "server port zero", in: "10.0.0.1:0", kind: serverAddr, wantErr: `invalid port "0"`, wantIs: ErrInvalid},
 		{name: "server zone", in: "[fe80::1%eth0]:80", kind: serverAddr, wantErr: "IPv6 zones are not supported", wantIs: ErrUnsupported},
 		{name: "unclosed bracket", in: "[::1:80", kind: serverAddr, wantErr: "invalid address", wantIs: ErrInvalid},
+		// Not a range: words after the port (an API field cannot smuggle options in).
+		{name: "port with words", in: "10.0.0.1:80 accept-proxy", kind: bindAddr, wantErr: `invalid port "80 accept-proxy"`, wantIs: ErrInvalid},
+		{name: "port range", in: "10.0.0.1:80-90", kind: serverAddr, wantErr: "port ranges are not supported", wantIs: ErrUnsupported},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

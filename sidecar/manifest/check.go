@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -122,6 +123,7 @@ func (d *decoder) checkTenant(t *Tenant) {
 	frontends := map[string]string{}
 	for i, f := range s.Frontends {
 		q := fmt.Sprintf("%s.frontends[%d]", p, i)
+		d.impliedTenant(q, t.Meta.Name, &s.Frontends[i])
 		d.checkObjectName(q, "frontend", f.Name, frontends)
 		if len(f.Binds) == 0 {
 			d.need(q, "binds are missing; add binds: [{addr: IP:PORT}]")
@@ -140,6 +142,7 @@ func (d *decoder) checkTenant(t *Tenant) {
 		b := &s.Backends[i]
 		q := fmt.Sprintf("%s.backends[%d]", p, i)
 		d.checkObjectName(q, "backend", b.Name, backends)
+		d.impliedTenant(q, t.Meta.Name, b)
 		servers := map[string]string{}
 		for j := range b.Servers {
 			sv := &b.Servers[j]
@@ -154,6 +157,22 @@ func (d *decoder) checkTenant(t *Tenant) {
 			sv.Backend = "" // implied by where the server is listed
 		}
 	}
+}
+
+// impliedTenant checks and clears a "tenant" field of an API object
+// (*api.Frontend, *api.Backend), should the API type have one: in a
+// manifest the object's tenant is the Tenant it is listed under.
+func (d *decoder) impliedTenant(q, tenant string, obj any) {
+	v := reflect.ValueOf(obj).Elem()
+	f, ok := lookupField(v.Type(), "tenant")
+	if !ok || f.typ.Kind() != reflect.String {
+		return
+	}
+	fv := v.FieldByIndex(f.index)
+	if got := fv.String(); got != "" && got != tenant {
+		d.fail(q+".tenant", "the object is listed under Tenant %q but names tenant %q; remove tenant:", tenant, got)
+	}
+	fv.SetString("")
 }
 
 // checkObjectName checks the name of a frontend, backend or server and
@@ -213,7 +232,7 @@ func (d *decoder) checkGlob(q, glob string) {
 func (d *decoder) checkPort(q string, port int, required bool) {
 	switch {
 	case port == 0 && required:
-		d.need(q, "missing; give a port 1-65535")
+		d.fail(q, "missing; give a port 1-65535")
 	case port < 0 || port > 65535:
 		d.fail(q, "%d is not a port; give a port 1-65535", port)
 	}

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"gopkg.in/yaml.v3"
 
@@ -27,17 +28,27 @@ const MaxSize = hooks.MaxAttachmentSize
 
 // Decode reads the documents of one file (several, separated by ---;
 // empty ones are skipped) and checks their schema. file names the input
-// in errors. Every problem is reported, each as FILE:LINE:COLUMN, joined;
-// each is an *Error wrapping ErrInvalid. On error the Set is empty.
+// in errors. Every problem is reported, each an *Error (FILE:LINE:COLUMN:
+// what; what to do) wrapping ErrInvalid or ErrTooLarge, in file and line
+// order, joined with errors.Join (Unwrap() []error lists them). On error
+// the Set is empty.
+//
+// Left to the daemon's validator, which positions its errors with
+// Set.Where: addresses and durations of frontends and servers, backend
+// references, bind conflicts, and whatever needs objects applied before
+// (the Tenant that an Exposure or Service names may be in this Set or
+// applied already; namespaces and names other tenants own).
 func Decode(file string, data []byte) (Set, error) {
 	d := newDecoder()
 	d.file(file, data)
 	return d.finish()
 }
 
-// Load decodes a file, or a directory's *.yaml and *.yml files (not its
-// subdirectories) in name order as one Set: names must be unique across
-// the files. A directory without such files is ErrNoDocuments.
+// Load decodes a file, or a directory's *.yaml and *.yml files in name
+// order as one Set (names must be unique across the files). In a
+// directory, subdirectories and names starting with "." (editors' lock and
+// backup files) are skipped; a directory without manifest files is
+// ErrNoDocuments. Only regular files are read (a FIFO would block).
 func Load(path string) (Set, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -52,8 +63,12 @@ func Load(path string) (Set, error) {
 		files = files[:0]
 		for _, e := range entries { // ReadDir sorts by name
 			ext := filepath.Ext(e.Name())
-			if (ext == ".yaml" || ext == ".yml") && !e.IsDir() {
-				files = append(files, filepath.Join(path, e.Name()))
+			if (ext == ".yaml" || ext == ".yml") && !strings.HasPrefix(e.Name(), ".") {
+				name := filepath.Join(path, e.Name())
+				if fi, err := os.Stat(name); err == nil && fi.IsDir() {
+					continue
+				}
+				files = append(files, name)
 			}
 		}
 		if len(files) == 0 {
@@ -75,11 +90,16 @@ func Load(path string) (Set, error) {
 
 // readAtMost reads a file of at most limit bytes.
 func readAtMost(name string, limit int) ([]byte, error) {
-	f, err := os.Open(name)
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file (%s); manifests are files", name, fi.Mode().Type())
+	}
 	data, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
 	if err != nil {
 		return nil, err
@@ -97,9 +117,9 @@ func tooLarge(file string) error {
 
 // decoder builds one Set from the documents of one or more files.
 type decoder struct {
-	set   Set
-	probs problems
-	file_ string
+	set      Set
+	probs    problems
+	fileName string
 	// prefix is the current document's path prefix, KIND/NAME.
 	prefix string
 	// defined: where each KIND/NAME was first defined.
@@ -123,7 +143,7 @@ func (d *decoder) finish() (Set, error) {
 	return d.set, nil
 }
 
-func (d *decoder) pos(n *yaml.Node) Pos { return Pos{File: d.file_, Line: n.Line, Col: n.Column} }
+func (d *decoder) pos(n *yaml.Node) Pos { return Pos{File: d.fileName, Line: n.Line, Col: n.Column} }
 
 func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
 	d.probs.add(d.pos(n), format, args...)
@@ -143,7 +163,7 @@ var bigInt = regexp.MustCompile(`^[-+]?[0-9]+$`)
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 func (d *decoder) file(name string, data []byte) {
-	d.file_ = name
+	d.fileName = name
 	if len(data) > MaxSize {
 		d.probs = append(d.probs, tooLarge(name).(*Error))
 		return
@@ -400,13 +420,12 @@ var (
 // of path and of everything below it.
 func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	d.set.Positions[path] = d.pos(n)
-	if before := len(d.probs); true {
-		defer func() {
-			if len(d.probs) > before {
-				d.bad[path] = true
-			}
-		}()
-	}
+	before := len(d.probs)
+	defer func() {
+		if len(d.probs) > before {
+			d.bad[path] = true
+		}
+	}()
 	if isNull(n) {
 		return // not set: the zero value
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/nsproxy/nsproxy/sidecar/api"
@@ -322,6 +323,14 @@ func TestLoadDirectory(t *testing.T) {
 	write("b.yml", tenant("b", ""))
 	write("a.yaml", tenant("a", ""))
 	write("c.txt", "not a manifest")
+	write(".#a.yaml", "an editor's lock file")
+	if err := syscall.Mkfifo(filepath.Join(dir, "z.yaml"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "z.yaml: not a regular file") {
+		t.Fatalf("a FIFO: %v, want not a regular file", err)
+	}
+	os.Remove(filepath.Join(dir, "z.yaml"))
 	if err := os.Mkdir(filepath.Join(dir, "sub.yaml"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -361,5 +370,25 @@ func TestSuggest(t *testing.T) {
 		if s := suggest(got, known); s != want {
 			t.Errorf("suggest(%q) = %q, want %q", got, s, want)
 		}
+	}
+}
+
+// An API object type with a tenant field (should the API gain one): in a
+// manifest it must be the enclosing Tenant's, and is cleared.
+func TestImpliedTenant(t *testing.T) {
+	type object struct {
+		Name   string `json:"name"`
+		Tenant string `json:"tenant,omitempty"`
+	}
+	d := newDecoder()
+	d.prefix = "Tenant/a"
+	same, other := object{Name: "f", Tenant: "a"}, object{Name: "g", Tenant: "b"}
+	d.impliedTenant("Tenant/a.spec.frontends[0]", "a", &same)
+	if same.Tenant != "" || len(d.probs) != 0 {
+		t.Errorf("same tenant: %+v, %v", same, d.probs.err())
+	}
+	d.impliedTenant("Tenant/a.spec.frontends[1]", "a", &other)
+	if err := d.probs.err(); err == nil || err.Error() != `spec.frontends[1].tenant: the object is listed under Tenant "a" but names tenant "b"; remove tenant:` {
+		t.Errorf("other tenant: %v", err)
 	}
 }

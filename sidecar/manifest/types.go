@@ -41,8 +41,9 @@ type Set struct {
 	Services  []Service
 	// Positions maps a field path to where the decoder read it. A path is
 	// "KIND/NAME" (the document) followed by the JSON path of a field:
-	// "Tenant/acme.spec.frontends[0].binds[1].addr". Filled by the
-	// decoder; not persisted.
+	// "Tenant/acme.spec.frontends[0].binds[1].addr" (list elements by
+	// index), "Tenant/acme.metadata.labels[team]" (map entries by key).
+	// Filled by the decoder; not persisted.
 	Positions map[string]Pos `yaml:"-" json:"-"`
 }
 
@@ -115,8 +116,10 @@ type StaticNamespace struct {
 }
 
 // Selector matches attachments. Every non-empty field must match; string
-// fields are shell globs (path.Match); labels and annotations match pod
-// labels/annotations (CNI) or container annotations (OCI hook).
+// fields are shell globs (path.Match). Matches is the rule: which
+// attachment metadata each field matches (annotations: pod annotations
+// (CNI) or container annotations (OCI hook) under nsproxy.io/; labels:
+// nothing yet, no hook delivers pod labels).
 type Selector struct {
 	Source        string            `yaml:"source,omitempty" json:"source,omitempty"` // cni | oci
 	Network       string            `yaml:"network,omitempty" json:"network,omitempty"`
@@ -175,7 +178,9 @@ type ExposureSpec struct {
 	HostPort    int    `yaml:"hostPort,omitempty" json:"hostPort,omitempty"`
 	PortRange   string `yaml:"portRange,omitempty" json:"portRange,omitempty"`
 	SendProxyV2 bool   `yaml:"sendProxyV2,omitempty" json:"sendProxyV2,omitempty"`
-	MaxConn     int    `yaml:"maxconn,omitempty" json:"maxconn,omitempty"`
+	// MaxConn caps the connections at once on each container's exposed
+	// port; 0: no cap.
+	MaxConn int `yaml:"maxconn,omitempty" json:"maxconn,omitempty"`
 }
 
 // Service makes a service of the tenant reachable inside every matching
