@@ -119,14 +119,12 @@ func scrapeMetric(t *testing.T, addr, prefix string) (float64, bool) {
 // same address (two bridges, one subnet), their namespaces registered by
 // nsproxy-cni through cnitool and claimed by the tenants' network
 // selectors. Each attachment belongs to its tenant; a PROXY v2 NETNS TLV
-// naming a tenant's namespace on a frontend of another tenant is refused,
-// logged and counted with reason "tenant", while the files' own
-// namespace is still served.
+// naming a namespace of another tenant than the frontend's is refused,
+// logged and counted with reason "tenant"; a TLV naming one of the
+// frontend's tenant is served.
 //
-// The frontend is the files' (the default tenant): tenants' own
-// frontends come from the manifests' spec.frontends once the typed model
-// converts them; the decision under test is the same registry call
-// (netns.Registry.Admit with the frontend's tenant).
+// Two frontends: the files' (the default tenant's) and tenant ta's own
+// (spec.frontends of its manifest).
 func TestTenantsIsolation(t *testing.T) {
 	nsproxyBin(t)
 	own := newNS(t, "D")
@@ -148,7 +146,13 @@ backend star
 	netA, netB := newCNINet(t, sock), newCNINet(t, sock)
 	sameSubnet(t, netA, "10.234.9.0/24")
 	sameSubnet(t, netB, "10.234.9.0/24")
-	state := seedManifests(t, map[string]any{"Tenants": []any{tenantDoc("ta", netA.name), tenantDoc("tb", netB.name)}})
+	ta := tenantDoc("ta", netA.name)
+	// Tenant ta's own PROXY entry point: its TLVs pick the namespace.
+	ta["spec"].(map[string]any)["frontends"] = []any{map[string]any{"name": "ta-pp", "backend": "ta-star",
+		"binds": []any{map[string]any{"addr": "127.0.0.2:20161", "acceptProxy": true}}}}
+	ta["spec"].(map[string]any)["backends"] = []any{map[string]any{"name": "ta-star",
+		"servers": []any{map[string]any{"name": "any", "addr": "*:80", "namespace": "*"}}}}
+	state := seedManifests(t, map[string]any{"Tenants": []any{ta, tenantDoc("tb", netB.name)}})
 	d := startDaemon(t, nil, "-f", cfg, "--socket", sock, "--state-file", state, "--attachment-dir", "none",
 		"--metrics-addr", "127.0.0.2:20199")
 	d.waitLog("control socket listening")
@@ -188,10 +192,28 @@ backend star
 		}
 	}
 	d.waitLog("reason=tenant")
+
+	// Tenant ta's frontend: its TLV reaches ta's container, and is refused
+	// for tb's container (the same address) and for the files' namespace.
+	eventually(t, "ta's container by TLV on ta's frontend", func() error {
+		got, err := trySendHeader(t, "", "127.0.0.2:20161", v2Header(src, dst, a.Name))
+		if err == nil && got != "tenant-a" {
+			return fmt.Errorf("answered %q", got)
+		}
+		return err
+	})
+	for _, ns := range []string{b.Name, own} {
+		if got := sendHeader(t, "", "127.0.0.2:20161", v2Header(src, dst, ns)); got != "" {
+			t.Errorf("TLV %s on tenant ta's frontend: served %q, want refused", ns, got)
+		}
+	}
+	d.waitLog(fmt.Sprintf(`frontend=ta-pp client=192.0.2.9:4000 netns_tlv="\"%s\"" reason=tenant`, b.Name))
 	eventually(t, "refusals counted by reason tenant", func() error {
-		v, ok := scrapeMetric(t, "127.0.0.2:20199", `nsproxy_frontend_refusals_total{frontend="pp",reason="tenant",tenant="default"}`)
-		if !ok || v != 2 {
-			return fmt.Errorf("nsproxy_frontend_refusals_total{reason=tenant} = %v (found %v), want 2", v, ok)
+		for _, m := range []string{`nsproxy_frontend_refusals_total{frontend="pp",reason="tenant",tenant="default"}`,
+			`nsproxy_frontend_refusals_total{frontend="ta-pp",reason="tenant",tenant="ta"}`} {
+			if v, ok := scrapeMetric(t, "127.0.0.2:20199", m); !ok || v != 2 {
+				return fmt.Errorf("%s = %v (found %v), want 2", m, v, ok)
+			}
 		}
 		return nil
 	})
