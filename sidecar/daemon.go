@@ -64,17 +64,18 @@ type Daemon struct {
 	started time.Time
 	ready   atomic.Bool
 
-	mu         sync.Mutex // serialises every change of desired state
-	file       *config.Config
-	state      State
-	merged     *config.Config
-	attStatus  map[api.AttachmentKey]attachmentStatus
-	registered map[string]netns.Entry    // run-time entries given to the registry
-	plans      int                       // plan calls, with mu held: restore must plan once, not per object
-	exposed    exposureCache             // attachments' exposures as the last plan made them
-	batch      attachmentBatch           // attachment writes waiting for mu
-	builtFrom  map[string]api.Attachment // the attachment each registered entry was made from
-	tenants    *tenantIndex              // the manifests as the last plan indexed them
+	mu               sync.Mutex // serialises every change of desired state
+	file             *config.Config
+	state            State
+	merged           *config.Config
+	attStatus        map[api.AttachmentKey]attachmentStatus
+	registered       map[string]netns.Entry    // run-time entries given to the registry
+	plans            int                       // plan calls, with mu held: restore must plan once, not per object
+	exposed          exposureCache             // attachments' exposures as the last plan made them
+	batch            attachmentBatch           // attachment writes waiting for mu
+	builtFrom        map[string]api.Attachment // the attachment each registered entry was made from
+	tenants          *tenantIndex              // the manifests as the last plan indexed them
+	committedTenants *tenantIndex              // the manifests as the last commit applied them
 
 	ho handover // zero-downtime upgrade to a successor process
 }
@@ -83,6 +84,7 @@ type attachmentStatus struct {
 	exposures []api.Exposure
 	problems  []string
 	tenant    string // the tenant the attachment belongs to
+	overlap   string // tenants' claims overlapping on it (also in problems)
 	services  []api.ServiceListener
 }
 
@@ -342,7 +344,8 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 				exposed = append(exposed, api.Exposure{PortMapping: x.mapping, Frontend: x.frontend.Name, Rule: x.rule})
 			}
 		}
-		status[a.AttachmentKey] = attachmentStatus{exposures: exposed, problems: problems, tenant: c.tenant, services: services}
+		status[a.AttachmentKey] = attachmentStatus{exposures: exposed, problems: problems, tenant: c.tenant, services: services,
+			overlap: c.overlap}
 	}
 	if err := checkTenantRefs(base, ix, st, refs); err != nil {
 		return nil, err
@@ -463,6 +466,17 @@ func (d *Daemon) commit(st State, p *plan) error {
 	d.reg.SetAllowed(allowed)
 	if aerr := d.engine.Apply(engineSpec(p.merged)); aerr != nil {
 		err = errors.Join(err, aerr)
+	}
+	if p.tenants != nil && p.tenants != d.committedTenants {
+		// New manifests: say which running containers their selectors
+		// fight over (a new container's are in its registration's log).
+		for _, a := range st.Attachments {
+			if o := p.attStatus[a.AttachmentKey].overlap; o != "" {
+				d.log.Warn("tenant selectors overlap", "container", a.ContainerID, "ifname", a.IfName,
+					"name", attachmentNamespace(a), "problem", o)
+			}
+		}
+		d.committedTenants = p.tenants
 	}
 	d.file, d.merged, d.attStatus = p.file, p.merged, p.attStatus
 	d.state = st

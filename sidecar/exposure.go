@@ -200,8 +200,16 @@ func (s attachmentStatus) exposedNames() []string {
 // withConflicts moves the exposures whose host port another program holds
 // (the engine found it in use and will not retry) from exposed to problems.
 func withConflicts(s attachmentStatus, conflicts map[string]netip.AddrPort) attachmentStatus {
-	var out attachmentStatus
-	out.problems = s.problems
+	out := attachmentStatus{problems: s.problems, tenant: s.tenant}
+	for _, sv := range s.services {
+		addr, ok := conflicts[sv.Frontend]
+		if !ok {
+			out.services = append(out.services, sv)
+			continue
+		}
+		out.problems = append(out.problems, fmt.Sprintf("Service %s: %s inside the container: conflict: in use by a program "+
+			"of the container; not served: free the address, or change the Service's listen", sv.Rule, addr))
+	}
 	for _, x := range s.exposures {
 		addr, ok := conflicts[x.Frontend]
 		if !ok {

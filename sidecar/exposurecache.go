@@ -24,6 +24,7 @@ type cachedExposures struct {
 	from     api.Attachment
 	ix       *tenantIndex // the manifests it was made with
 	tenant   string       // the tenant a belongs to
+	overlap  string       // tenants' claims that overlap on a, if they do
 	xs       []exposure
 	problems []string
 	err      error // the exposures' own validation
@@ -79,7 +80,7 @@ func (ec *exposureCache) exposuresFor(a api.Attachment, ix *tenantIndex, allocs 
 			}
 		}
 	}
-	c := &cachedExposures{from: a, ix: ix, tenant: tenant, xs: xs, problems: problems}
+	c := &cachedExposures{from: a, ix: ix, tenant: tenant, overlap: overlap, xs: xs, problems: problems}
 	if len(xs) > 0 {
 		own := &config.Config{}
 		for _, x := range xs {

@@ -524,3 +524,12 @@ func (f fullRanges) add(x exposure) string {
 	f[a][x.rule] = msg
 	return msg
 }
+
+// serviceNames are the frontends of the service listeners in s.
+func (s attachmentStatus) serviceNames() []string {
+	var out []string
+	for _, sv := range s.services {
+		out = append(out, sv.Frontend)
+	}
+	return out
+}

@@ -325,6 +325,20 @@ func TestServiceRule(t *testing.T) {
 		}
 		return nil
 	})
+	// A container that listens on the Service's address itself keeps it;
+	// the conflict is reported on the attachment.
+	busy := testns.New(t, "W")
+	serveTagIn(t, busy, 5432, "own")
+	var other api.Attachment
+	if code, e := td.call("POST", "/v1/attachments", attachmentIn("busy", busy, map[string]string{hooks.MetaNetwork: "net-a"}), &other); code != 201 {
+		t.Fatalf("POST: %d %+v", code, e)
+	}
+	if p := strings.Join(other.Problems, ";"); len(other.Services) != 0 || !strings.Contains(p, "Service db: 127.0.0.1:5432 inside the container: conflict") {
+		t.Errorf("busy container: services %+v problems %v, want the conflict reported", other.Services, other.Problems)
+	}
+	if b, err := dialIn(busy, "127.0.0.1:5432"); err != nil || b != "own" {
+		t.Errorf("busy container's own listener: %q %v", b, err)
+	}
 	if code, e := td.call("DELETE", "/v1/attachments/sv/eth0", nil, nil); code != 204 && code != 200 {
 		t.Fatalf("DELETE: %d %+v", code, e)
 	}
@@ -333,7 +347,8 @@ func TestServiceRule(t *testing.T) {
 	}
 }
 
-// TestTenantLogNamesOverlap: an overlap is logged as well as reported.
+// TestTenantLogNamesOverlap: an overlap is logged as well as reported,
+// when the container comes and when a manifest makes it.
 func TestTenantLogNamesOverlap(t *testing.T) {
 	td := startTestDaemon(t, "# attachments only\n", "")
 	ns := testns.New(t, "O")
@@ -346,6 +361,13 @@ func TestTenantLogNamesOverlap(t *testing.T) {
 	}
 	if !strings.Contains(td.log.String(), "claimed by tenants ta, tb") {
 		t.Errorf("overlap not logged:\n%s", td.log)
+	}
+	set.Tenants = append(set.Tenants, tenant("tc", nil, manifest.Selector{}))
+	if err := td.d.ApplyManifests(set, false); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(td.log.String(), "tenant selectors overlap") || !strings.Contains(td.log.String(), "claimed by tenants ta, tb, tc") {
+		t.Errorf("overlap made by an apply not logged:\n%s", td.log)
 	}
 }
 
