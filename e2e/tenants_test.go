@@ -152,7 +152,7 @@ backend star
 		"binds": []any{map[string]any{"addr": "127.0.0.2:20161", "acceptProxy": true}}}}
 	ta["spec"].(map[string]any)["backends"] = []any{map[string]any{"name": "ta-star",
 		"servers": []any{map[string]any{"name": "any", "addr": "*:80", "namespace": "*"}}}}
-	state := seedManifests(t, map[string]any{"Tenants": []any{ta, tenantDoc("tb", netB.name)}})
+	state := seedManifests(t, map[string]any{"tenants": []any{ta, tenantDoc("tb", netB.name)}})
 	d := startDaemon(t, nil, "-f", cfg, "--socket", sock, "--state-file", state, "--attachment-dir", "none",
 		"--metrics-addr", "127.0.0.2:20199")
 	d.waitLog("control socket listening")
@@ -230,8 +230,8 @@ func TestTenantsExposure100(t *testing.T) {
 	sock := filepath.Join(dir, "ctl.sock")
 	cn := newCNINet(t, sock)
 	state := seedManifests(t, map[string]any{
-		"Tenants": []any{tenantDoc("ta", cn.name)},
-		"Exposures": []any{map[string]any{"metadata": map[string]any{"name": "web", "tenant": "ta"},
+		"tenants": []any{tenantDoc("ta", cn.name)},
+		"exposures": []any{map[string]any{"metadata": map[string]any{"name": "web", "tenant": "ta"},
 			"spec": map[string]any{"select": map[string]any{"network": cn.name}, "containerPort": 80,
 				"hostAddr": "127.0.0.1", "portRange": "20100-20199"}}},
 	})

@@ -174,7 +174,7 @@ func TestConverterErrors(t *testing.T) {
 		{"bind twice", fe(func(f *api.Frontend) { f.Binds[1].Addr = "127.0.0.1:1" }), `api frontend web field binds[1]: bind 127.0.0.1:1 in the default namespace of frontend "web" is already bound by frontend "web" at api frontend web field binds[0]`, config.ErrDuplicate},
 		{"no backend", fe(func(f *api.Frontend) { f.Backend = "" }), `api frontend web field backend: required`, config.ErrIncomplete},
 		{"bad backend name", fe(func(f *api.Frontend) { f.Backend = "a#b" }), `api frontend web field backend: invalid backend name "a#b"`, config.ErrInvalid},
-		{"unknown backend", fe(func(f *api.Frontend) { f.Backend = "nope" }), `api frontend web: frontend "web": default_backend "nope" is not defined`, config.ErrUnknownBackend},
+		{"unknown backend", fe(func(f *api.Frontend) { f.Backend = "nope" }), `api frontend web field backend: frontend "web": backend "nope" is not defined`, config.ErrUnknownBackend},
 		{"maxconn", fe(func(f *api.Frontend) { f.MaxConn = -1 }), `api frontend web field maxconn: -1 out of range; write 1 to 2147483647, or leave it out (0)`, config.ErrInvalid},
 		{"client timeout", fe(func(f *api.Frontend) { f.ClientTimeout = "1m30s" }), `api frontend web field clientTimeout: invalid duration "1m30s"; write a whole number`, config.ErrInvalid},
 		{"client fin timeout", fe(func(f *api.Frontend) { f.ClientFinTimeout = "0" }), `api frontend web field clientFinTimeout: duration "0" must be greater than 0`, config.ErrInvalid},
@@ -481,5 +481,53 @@ func TestManifestsPersistAndRestore(t *testing.T) {
 	}
 	if err := d.DeleteFrontend("acme-fe"); err == nil || !strings.Contains(err.Error(), "belongs to Tenant/acme") {
 		t.Errorf("deleting a manifest's frontend through the API: %v", err)
+	}
+	if err := d.AddServer(api.Server{Backend: "acme-be", Name: "x", Addr: "127.0.0.1:19553"}); !errors.Is(err, errConflict) || !strings.Contains(err.Error(), "add the server to the manifest") {
+		t.Errorf("adding a server to a manifest's backend through the API: %v", err)
+	}
+}
+
+// TestManifestYAMLIsTheSameModel: a tenant whose objects set every field,
+// written as manifest YAML (manifest.Encode) and read back
+// (manifest.Decode), converts to the same model as the API's JSON of the
+// same objects: one schema, one converter, one meaning.
+func TestManifestYAMLIsTheSameModel(t *testing.T) {
+	set := manifest.Set{Tenants: []manifest.Tenant{{Meta: manifest.Meta{Name: "acme"}, Spec: manifest.TenantSpec{
+		Frontends: []api.Frontend{everyFrontend}, Backends: []api.Backend{everyBackend}}}}}
+	yml, err := manifest.Encode(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded, err := manifest.Decode("acme.yaml", yml)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, yml)
+	}
+	fromYAML, err := merge(&config.Config{}, State{Manifests: decoded}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromJSON, err := merge(&config.Config{}, State{Backends: []api.Backend{everyBackend}, Frontends: []api.Frontend{everyFrontend}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := plainFrontend(fromYAML.Frontends[0])
+	if f.Tenant != "acme" {
+		t.Errorf("tenant %q", f.Tenant)
+	}
+	f.Tenant = ""
+	if want := plainFrontend(fromJSON.Frontends[0]); !reflect.DeepEqual(f, want) {
+		t.Errorf("frontend from YAML\n%+v, from JSON\n%+v", f, want)
+	}
+	b := plainBackend(fromYAML.Backends[0])
+	b.Tenant = ""
+	if want := plainBackend(fromJSON.Backends[0]); !reflect.DeepEqual(b, want) {
+		t.Errorf("backend from YAML\n%+v, from JSON\n%+v", b, want)
+	}
+	if got, want := plainServers(fromYAML.Backends[0]), plainServers(fromJSON.Backends[0]); !reflect.DeepEqual(got, want) {
+		t.Errorf("servers from YAML\n%+v, from JSON\n%+v", got, want)
+	}
+	// The decoder's positions place the model's objects in the file.
+	if p := fromYAML.Frontends[0].Binds[1].Pos; p.File != "acme.yaml" || p.Line == 0 || p.Col == 0 {
+		t.Errorf("bind position %+v", p)
 	}
 }

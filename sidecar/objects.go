@@ -187,6 +187,10 @@ func (d *Daemon) AddServer(sv api.Server) error {
 	if bi < 0 {
 		return fmt.Errorf("backend %q: %w", sv.Backend, errNotFound)
 	}
+	if pos := merged.Backends[bi].Pos; pos.Origin == config.OriginManifest {
+		// Re-applying the manifest would leave the server without its backend.
+		return fmt.Errorf("backend %q belongs to %s (%s); add the server to the manifest: %w", sv.Backend, blameKey(pos), pos, errConflict)
+	}
 	if slices.ContainsFunc(merged.Backends[bi].Servers, func(s *config.Server) bool { return s.Name == sv.Name }) {
 		return fmt.Errorf("server %q already exists in backend %q: %w", sv.Name, sv.Backend, errConflict)
 	}

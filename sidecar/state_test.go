@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/nsproxy/nsproxy/internal/testns"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/config"
+	"github.com/nsproxy/nsproxy/sidecar/manifest"
 	"golang.org/x/sys/unix"
 )
 
@@ -239,5 +241,28 @@ func TestAttachmentWritesBatched(t *testing.T) {
 	defer d.mu.Unlock()
 	if got := d.plans - plans; got != 1 || len(d.state.Attachments) != n {
 		t.Errorf("%d queued writes: %d plans, %d attachments; want 1 plan and %d", n, got, len(d.state.Attachments), n)
+	}
+}
+
+// TestStateWithoutManifestsOmitsThem: a state without manifests is saved
+// without the key (an older daemon, which refuses unknown fields, still
+// reads it); one with manifests saves and loads them.
+func TestStateWithoutManifestsOmitsThem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	st := &store{path: path}
+	if err := st.save(State{Namespaces: []api.Namespace{{Name: "a"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); strings.Contains(string(b), "manifests") {
+		t.Fatalf("empty manifests saved: %s", b)
+	}
+	want := manifest.Set{Tenants: []manifest.Tenant{{Meta: manifest.Meta{Name: "acme"}, Spec: manifest.TenantSpec{
+		Frontends: []api.Frontend{{Name: "f", Backend: "b", Binds: []api.Bind{{Addr: "127.0.0.1:19560"}}}}}}}}
+	if err := st.save(State{Manifests: want}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.load()
+	if err != nil || !reflect.DeepEqual(got.Manifests, want) {
+		t.Fatalf("loaded %+v, %v; want %+v", got.Manifests, err, want)
 	}
 }

@@ -27,10 +27,12 @@ type State struct {
 	Attachments []api.Attachment `json:"attachments,omitempty"`
 	// Manifests are the applied tenant manifests; their frontends and
 	// backends join the merge like API objects (origin manifest). A change
-	// replaces the Set's slices, never modifies them in place.
-	Manifests manifest.Set `json:"manifests"`
+	// replaces the Set's slices, never modifies them in place. Left out of
+	// the file when empty, so a state without manifests stays readable by
+	// a daemon that predates them.
+	Manifests manifest.Set `json:"manifests,omitzero"`
 	// Ports are the host ports allocated from Exposure rules' ranges that
-	// are not the container's first choice (see allocPort): the rest is
+	// are not the container's first choice (preferredPort): the rest is
 	// derived again from the attachments, so a restart gives every
 	// container the port it had.
 	Ports []PortAllocation `json:"ports,omitempty"`

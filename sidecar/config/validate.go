@@ -120,10 +120,15 @@ func (c *Config) check(incomplete map[*Frontend]bool) []error {
 		if _, ok := backends[f.DefaultBackend]; ok {
 			continue
 		}
+		// An API object says "backend", a file "default_backend".
+		pos, kw := f.Pos, "default_backend"
+		if pos.Origin == OriginAPI {
+			pos.Field, kw = "backend", "backend"
+		}
 		if g, ok := frontends[f.DefaultBackend]; ok {
-			ch.add(f.Pos, ErrUnknownBackend, "%s: default_backend %q names a frontend (at %s), not a backend; add a backend of that name or name a backend or listen section", f.describe(), f.DefaultBackend, g.Pos)
+			ch.add(pos, ErrUnknownBackend, "%s: %s %q names a frontend (at %s), not a backend; add a backend of that name or name a backend or listen section", f.describe(), kw, f.DefaultBackend, g.Pos)
 		} else {
-			ch.add(f.Pos, ErrUnknownBackend, "%s: default_backend %q is not defined; add a backend or listen section of that name, or fix the name", f.describe(), f.DefaultBackend)
+			ch.add(pos, ErrUnknownBackend, "%s: %s %q is not defined; add a backend or listen section of that name, or fix the name", f.describe(), kw, f.DefaultBackend)
 		}
 	}
 	return ch.errs

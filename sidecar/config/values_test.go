@@ -169,3 +169,28 @@ func FuzzFormatDuration(f *testing.F) {
 		}
 	})
 }
+
+// TestFormatServerAddr: every port form of a server line prints as the
+// API's GET shows it, which ParseServerAddr reads back.
+func TestFormatServerAddr(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"10.0.0.1:80", "10.0.0.1:80"},
+		{"10.0.0.1", "10.0.0.1"},
+		{"*", "*"},
+		{"*:8080", "*:8080"},
+		{"*:+1000", "*:+1000"},
+		{"fd00::1:-10", "[fd00::1]:-10"},
+		{"[fd00::2]", "[fd00::2]"},
+		{":81", "0.0.0.0:81"},
+		{"[::ffff:10.0.0.1]:80", "[::ffff:10.0.0.1]:80"},
+	} {
+		sa, err := ParseServerAddr(tc.in)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.in, err)
+		}
+		s := Server{Addr: sa.Addr, PortMode: sa.Mode, Port: sa.Port, PortOffset: sa.Offset}
+		if got := FormatServerAddr(&s); got != tc.want {
+			t.Errorf("%q prints %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

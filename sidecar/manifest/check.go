@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/nsproxy/nsproxy/hooks"
+	"github.com/nsproxy/nsproxy/sidecar/config"
 )
 
 // The schema's checks: what a document must say to mean anything. Checks
@@ -106,10 +107,8 @@ func (d *decoder) checkTenant(t *Tenant) {
 		}
 	}
 	for i, tp := range s.Proxy.TrustedProxies {
-		if _, err := netip.ParsePrefix(tp); err != nil {
-			if _, err := netip.ParseAddr(tp); err != nil {
-				d.fail(fmt.Sprintf("%s.proxy.trustedProxies[%d]", p, i), "%q is neither an address nor a prefix; write e.g. 10.0.0.0/8 or 192.0.2.7", tp)
-			}
+		if _, err := config.ParseTrustedProxy(tp); err != nil {
+			d.fail(fmt.Sprintf("%s.proxy.trustedProxies[%d]", p, i), "%s", err)
 		}
 	}
 	for _, l := range []struct {
@@ -159,9 +158,10 @@ func (d *decoder) checkTenant(t *Tenant) {
 	}
 }
 
-// impliedTenant checks and clears a "tenant" field of an API object
-// (*api.Frontend, *api.Backend), should the API type have one: in a
-// manifest the object's tenant is the Tenant it is listed under.
+// impliedTenant checks and clears the "tenant" field of an API object
+// (*api.Frontend, *api.Backend; read-only in the API, printed by get): in
+// a manifest the object's tenant is the Tenant it is listed under. Found
+// by its JSON name, like every field here.
 func (d *decoder) impliedTenant(q, tenant string, obj any) {
 	v := reflect.ValueOf(obj).Elem()
 	f, ok := lookupField(v.Type(), "tenant")

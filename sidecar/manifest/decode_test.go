@@ -55,9 +55,9 @@ func TestDecodeGood(t *testing.T) {
 			Backends:   []api.Backend{{Name: "app", Servers: []api.Server{{Name: "s1", Addr: "10.0.0.1:80", Weight: new(int)}}}},
 		}}}}},
 		{"status fields of get are accepted and dropped", tenant("a", `  frontends:
-    - {name: w, binds: [{addr: ":80"}], backend: b, source: api, current: 3, total: 9, bytesIn: 1, bytesOut: 2, listeners: [{addr: ":80", namespace: x, listening: true}]}
+    - {name: w, tenant: a, binds: [{addr: ":80"}], backend: b, source: api, current: 3, total: 9, bytesIn: 1, bytesOut: 2, listeners: [{addr: ":80", namespace: x, listening: true}]}
   backends:
-    - {name: b, source: api, servers: [{name: s, addr: "1.2.3.4:5", up: true, active: 1, total: 2, connectErrors: 0}]}
+    - {name: b, tenant: a, source: api, servers: [{name: s, addr: "1.2.3.4:5", up: true, active: 1, total: 2, connectErrors: 0}]}
 `), Set{Tenants: []Tenant{{Meta: Meta{Name: "a"}, Spec: TenantSpec{
 			Frontends: []api.Frontend{{Name: "w", Binds: []api.Bind{{Addr: ":80"}}, Backend: "b"}},
 			Backends:  []api.Backend{{Name: "b", Servers: []api.Server{{Name: "s", Addr: "1.2.3.4:5"}}}},
@@ -189,7 +189,7 @@ func TestDecodeBad(t *testing.T) {
 			`m.yaml:7:39: spec.select[1].podName: "[a" is not a valid pattern; use * ? and [a-z] (escape with \), and close every [`,
 			`m.yaml:8:21: spec.access.groups[0]: "" is not a unix group name; write a name or a numeric id`,
 			`m.yaml:8:34: spec.access.users[0]: "a b" is not a unix user name; write a name or a numeric id`,
-			`m.yaml:9:28: spec.proxy.trustedProxies[0]: "10.0.0.0/33" is neither an address nor a prefix; write e.g. 10.0.0.0/8 or 192.0.2.7`,
+			`m.yaml:9:28: spec.proxy.trustedProxies[0]: invalid network "10.0.0.0/33"; write an address or CIDR such as 10.0.0.0/8`,
 			`m.yaml:10:26: spec.limits.maxListeners: -1 is negative; write 0 (no cap) or more`}},
 		{"frontends and backends", tenant("a", `  frontends:
     - {name: w, binds: [{}]}
@@ -210,6 +210,9 @@ func TestDecodeBad(t *testing.T) {
 			`m.yaml:12:51: spec.backends[0].servers[2]: name is missing; add name: NAME`,
 			`m.yaml:12:73: spec.backends[0].servers[2].backend: the server is listed under backend "b" but names backend "c"; remove backend:`,
 			`m.yaml:13:14: spec.backends[1].name: "b!" is not a valid backend name; names are made of A-Z a-z 0-9 . _ : -`}},
+		{"frontend and backend of another tenant", tenant("a", "  frontends: [{name: w, tenant: b, binds: [{addr: ':1'}], backend: b}]\n  backends: [{name: b, tenant: c}]\n"), []string{
+			`m.yaml:6:33: spec.frontends[0].tenant: the object is listed under Tenant "a" but names tenant "b"; remove tenant:`,
+			`m.yaml:7:32: spec.backends[0].tenant: the object is listed under Tenant "a" but names tenant "c"; remove tenant:`}},
 		{"static namespace of two tenants", tenant("a", "  namespaces: [{name: n}]\n") + "---\n" + tenant("b", "  namespaces: [{name: n}]\n"), []string{
 			`m.yaml:13:23: namespace "n" belongs to tenant "a" already; a namespace belongs to at most one tenant`}},
 		{"exposure without spec", head + "kind: Exposure\nmetadata: {name: x}\n", []string{
@@ -373,8 +376,8 @@ func TestSuggest(t *testing.T) {
 	}
 }
 
-// An API object type with a tenant field (should the API gain one): in a
-// manifest it must be the enclosing Tenant's, and is cleared.
+// The tenant field of an API object type: in a manifest it must be the
+// enclosing Tenant's, and is cleared (by the field's JSON name).
 func TestImpliedTenant(t *testing.T) {
 	type object struct {
 		Name   string `json:"name"`

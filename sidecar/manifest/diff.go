@@ -26,7 +26,8 @@ import (
 // compared by name (their order only where it matters: servers), other
 // lists by position. Strings are quoted, values
 // that are not set print as <unset>, whole values as flow YAML. Positions
-// and status fields are not compared. changed reports whether there is a
+// status fields and fields implied by where an object is listed (a
+// frontend's tenant, a server's backend) are not compared. changed reports whether there is a
 // line; text ends with a newline unless empty.
 func Diff(old, new Set) (text string, changed bool) {
 	var lines []string
@@ -105,7 +106,7 @@ func diffValue(out *[]string, path string, a, b reflect.Value) {
 			return
 		}
 		for _, f := range fieldsOf(t) {
-			if f.status || t == reflect.TypeOf(Meta{}) && f.name == "name" {
+			if f.status || f.implied || t == reflect.TypeOf(Meta{}) && f.name == "name" {
 				continue // the name is the document's key
 			}
 			diffValue(out, join(path, f.name), a.FieldByIndex(f.index), b.FieldByIndex(f.index))

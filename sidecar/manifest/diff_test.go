@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/nsproxy/nsproxy/sidecar/api"
@@ -55,14 +56,28 @@ func TestDiffGolden(t *testing.T) {
 	}
 }
 
-// Status fields (what get reports) and positions are no change.
+// Status fields (what get reports), fields implied by where an object is
+// listed, and positions are no change: a Set built from get's output
+// diffs clean against the decoded manifest.
 func TestDiffIgnoresStatus(t *testing.T) {
-	mk := func(current int64, line int) Set {
+	mk := func(current int64, line int, tenant, backend string) Set {
 		return Set{Tenants: []Tenant{{Meta: Meta{Name: "a", Pos: Pos{Line: line}}, Spec: TenantSpec{
-			Frontends: []api.Frontend{{Name: "f", Current: current, Binds: []api.Bind{{Addr: ":1"}}, Backend: "b"}}}}},
-			Positions: map[string]Pos{"Tenant/a": {Line: line}}}
+			Frontends: []api.Frontend{{Name: "f", Tenant: tenant, Current: current, Binds: []api.Bind{{Addr: ":1"}}, Backend: "b"}},
+			Backends:  []api.Backend{{Name: "b", Tenant: tenant, Servers: []api.Server{{Name: "s", Backend: backend, Addr: ":1", Up: current > 0}}}},
+		}}}, Positions: map[string]Pos{"Tenant/a": {Line: line}}}
 	}
-	if text, changed := Diff(mk(0, 1), mk(5, 9)); changed || text != "" {
+	got := mk(5, 9, "a", "b")
+	if text, changed := Diff(mk(0, 1, "", ""), got); changed || text != "" {
 		t.Errorf("Diff = %q, %v; want no change", text, changed)
+	}
+	out, err := Encode(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "tenant:") || strings.Count(string(out), "backend:") != 1 || strings.Contains(string(out), "current") {
+		t.Errorf("Encode printed status or implied fields:\n%s", out)
+	}
+	if back, err := Decode("x.yaml", out); err != nil || !equalSets(back, mk(0, 0, "", "")) {
+		t.Errorf("Decode(Encode(get's Set)) = %v, %+v", err, stripped(back))
 	}
 }

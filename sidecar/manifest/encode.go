@@ -95,7 +95,7 @@ func valueNode(v reflect.Value) (*yaml.Node, error) {
 		n := mapNode()
 		for _, f := range fieldsOf(t) {
 			fv := v.FieldByIndex(f.index)
-			if f.status || fv.IsZero() {
+			if f.status || f.implied || fv.IsZero() {
 				continue
 			}
 			c, err := valueNode(fv)

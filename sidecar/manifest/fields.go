@@ -18,16 +18,26 @@ type field struct {
 	// output is valid manifest YAML, but never part of a Set: the decoder
 	// drops it, the encoder and Diff skip it.
 	status bool
+	// implied: said by where the object is listed (a frontend's tenant, a
+	// server's backend); checked by the decoder, which clears it, and
+	// skipped by the encoder and Diff.
+	implied bool
 }
 
 // statusFields are the fields of the API's object types that report state
 // rather than ask for it ("Status (ignored on create)" in sidecar/api), and
-// Source, which the daemon sets. Server.Backend is handled apart: it must
-// name the backend the server is listed under.
+// Source, which the daemon sets.
 var statusFields = map[reflect.Type]map[string]bool{
 	reflect.TypeOf(api.Frontend{}): {"source": true, "listeners": true, "current": true, "total": true, "bytesIn": true, "bytesOut": true},
 	reflect.TypeOf(api.Backend{}):  {"source": true},
 	reflect.TypeOf(api.Server{}):   {"source": true, "up": true, "active": true, "total": true, "connectErrors": true},
+}
+
+// impliedFields are said by where an object is listed in a Tenant.
+var impliedFields = map[reflect.Type]map[string]bool{
+	reflect.TypeOf(api.Frontend{}): {"tenant": true},
+	reflect.TypeOf(api.Backend{}):  {"tenant": true},
+	reflect.TypeOf(api.Server{}):   {"backend": true},
 }
 
 var fieldCache sync.Map // reflect.Type → []field
@@ -59,7 +69,7 @@ func fieldsOf(t reflect.Type) []field {
 		if name == "" {
 			name = sf.Name
 		}
-		fs = append(fs, field{name: name, index: []int{i}, typ: sf.Type, status: statusFields[t][name]})
+		fs = append(fs, field{name: name, index: []int{i}, typ: sf.Type, status: statusFields[t][name], implied: impliedFields[t][name]})
 	}
 	fieldCache.Store(t, fs)
 	return fs

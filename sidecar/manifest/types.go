@@ -36,9 +36,9 @@ type Pos struct {
 
 // Set is every document of one apply: what a file or directory says.
 type Set struct {
-	Tenants   []Tenant
-	Exposures []Exposure
-	Services  []Service
+	Tenants   []Tenant   `json:"tenants,omitempty"`
+	Exposures []Exposure `json:"exposures,omitempty"`
+	Services  []Service  `json:"services,omitempty"`
 	// Positions maps a field path to where the decoder read it. A path is
 	// "KIND/NAME" (the document) followed by the JSON path of a field:
 	// "Tenant/acme.spec.frontends[0].binds[1].addr" (list elements by
