@@ -390,3 +390,49 @@ func dialIn(ns, addr string) (string, error) {
 	b, err := io.ReadAll(c)
 	return string(b), err
 }
+
+// TestParsePortRange: LOW-HIGH with 1 <= LOW <= HIGH <= 65535.
+func TestParsePortRange(t *testing.T) {
+	for _, tt := range []struct {
+		in     string
+		lo, hi int
+		ok     bool
+	}{
+		{"20100-20199", 20100, 20199, true},
+		{"1-65535", 1, 65535, true},
+		{"80-80", 80, 80, true},
+		{" 80 - 81 ", 80, 81, true},
+		{"81-80", 0, 0, false},
+		{"0-10", 0, 0, false},
+		{"1-65536", 0, 0, false},
+		{"80", 0, 0, false},
+		{"a-b", 0, 0, false},
+		{"-5-10", 0, 0, false},
+		{"", 0, 0, false},
+	} {
+		lo, hi, ok := parsePortRange(tt.in)
+		if ok != tt.ok || (ok && (lo != tt.lo || hi != tt.hi)) {
+			t.Errorf("parsePortRange(%q) = %d, %d, %v; want %d, %d, %v", tt.in, lo, hi, ok, tt.lo, tt.hi, tt.ok)
+		}
+	}
+}
+
+// FuzzParsePortRange: an accepted range is within 1..65535 and ordered,
+// and preferredPort always falls inside it.
+func FuzzParsePortRange(f *testing.F) {
+	for _, s := range []string{"20100-20199", "1-65535", "80-80", "81-80", "x", "-1-2", "1--2"} {
+		f.Add(s, "c", "eth0", "web")
+	}
+	f.Fuzz(func(t *testing.T, s, id, ifname, rule string) {
+		lo, hi, ok := parsePortRange(s)
+		if !ok {
+			return
+		}
+		if lo < 1 || hi > 65535 || lo > hi {
+			t.Fatalf("%q accepted as %d-%d", s, lo, hi)
+		}
+		if p := preferredPort(api.AttachmentKey{ContainerID: id, IfName: ifname}, rule, lo, hi); p < lo || p > hi {
+			t.Fatalf("preferred port %d outside %d-%d", p, lo, hi)
+		}
+	})
+}
