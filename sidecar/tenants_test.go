@@ -174,6 +174,28 @@ func TestTenantRefsRefused(t *testing.T) {
 	if err := td.d.ApplyManifests(manifest.Set{Tenants: []manifest.Tenant{tenant("ta", []string{"filens"})}}, true); err == nil {
 		t.Error("dry run accepted what the apply refuses")
 	}
+	// A tenant's own frontend and server may not name another tenant's
+	// namespace either; the error is at the manifest's field.
+	nsB := testns.New(t, "B")
+	tb := tenant("tb", []string{nsB})
+	ta := tenant("ta", []string{nsStatic})
+	ta.Spec.Frontends = []api.Frontend{{Name: "fa", Backend: "ba", Binds: []api.Bind{{Addr: "127.0.0.1:20102", Namespace: nsB}}}}
+	ta.Spec.Backends = []api.Backend{{Name: "ba", Servers: []api.Server{{Name: "s", Addr: "10.0.0.1:80", Namespace: nsB}}}}
+	set := manifest.Set{Tenants: []manifest.Tenant{ta, tb}, Positions: map[string]manifest.Pos{
+		"Tenant/ta.spec.frontends[0].binds[0]":  {File: "a.yaml", Line: 11, Col: 9},
+		"Tenant/ta.spec.backends[0].servers[0]": {File: "a.yaml", Line: 17, Col: 9},
+	}}
+	err = td.d.ApplyManifests(set, false)
+	t.Logf("refused: %v", err)
+	for _, want := range []string{`of tenant "ta" names namespace "` + nsB + `" of tenant "tb"`, "a.yaml:11:9: ", "a.yaml:17:9: "} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("tenant ta's objects in tb's namespace: %v, want %q", err, want)
+		}
+	}
+	ta.Spec.Frontends[0].Binds[0].Namespace, ta.Spec.Backends[0].Servers[0].Namespace = nsStatic, nsStatic
+	if err := td.d.ApplyManifests(manifest.Set{Tenants: []manifest.Tenant{ta, tb}}, false); err != nil {
+		t.Errorf("tenant ta's objects in its own namespace: %v", err)
+	}
 }
 
 // TestExposureRules: an Exposure rule with a port range gives every
