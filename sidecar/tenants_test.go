@@ -458,3 +458,70 @@ func FuzzParsePortRange(f *testing.F) {
 		}
 	})
 }
+
+// TestRuleExposureShape: what an Exposure rule makes for a container: a
+// listener on the rule's host address and port in the daemon's namespace,
+// a server at the container's address (or its loopback) inside its
+// namespace, PROXY v2 when asked, the rule's maxconn, the tenant on both.
+func TestRuleExposureShape(t *testing.T) {
+	a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "c1", IfName: "eth0"}, Name: "web-1",
+		IPs: []string{"10.1.2.3/24"}}
+	set := manifest.Set{Tenants: []manifest.Tenant{tenant("ta", nil)}, Exposures: []manifest.Exposure{
+		{Meta: manifest.Meta{Name: "web", Tenant: "ta"}, Spec: manifest.ExposureSpec{ContainerPort: 8080,
+			HostAddr: "127.0.0.1", HostPort: 20130, SendProxyV2: true, MaxConn: 7}},
+		{Meta: manifest.Meta{Name: "lo", Tenant: "ta"}, Spec: manifest.ExposureSpec{ContainerPort: 9090,
+			PortRange: "20140-20149", Target: "loopback"}}}}
+	ix := buildTenantIndex(set)
+	if ix.err != nil {
+		t.Fatal(ix.err)
+	}
+	rs := ix.rules["ta"]
+	x := ruleExposure(a, "ta", rs[0], rs[0].hostPort)
+	srv := x.backend.Servers[0]
+	if x.bind.Addr.String() != "127.0.0.1:20130" || x.bind.Namespace != "" || !x.bind.NoTakeover ||
+		srv.Addr.String() != "10.1.2.3" || srv.Port != 8080 || srv.Namespace != "web-1" || srv.SendProxy != 2 ||
+		x.frontend.MaxConn != 7 || x.frontend.Tenant != "ta" || x.backend.Tenant != "ta" || x.rule != "web" {
+		t.Errorf("fixed rule: bind %+v server %+v frontend %+v", x.bind, srv, x.frontend)
+	}
+	if x.mapping != (api.PortMapping{HostPort: 20130, ContainerPort: 8080, Protocol: "tcp", HostIP: "127.0.0.1"}) {
+		t.Errorf("fixed rule reported as %+v", x.mapping)
+	}
+	p := preferredPort(a.AttachmentKey, "lo", 20140, 20149)
+	y := ruleExposure(a, "ta", rs[1], p)
+	if y.bind.Addr.String() != fmt.Sprintf("0.0.0.0:%d", p) || y.backend.Servers[0].Addr.String() != "127.0.0.1" ||
+		y.lo != 20140 || y.hi != 20149 || y.backend.Servers[0].SendProxy != 0 {
+		t.Errorf("range rule: bind %+v server %+v range %d-%d", y.bind, y.backend.Servers[0], y.lo, y.hi)
+	}
+	if p2 := preferredPort(a.AttachmentKey, "lo", 20140, 20149); p2 != p {
+		t.Errorf("preferred port not stable: %d then %d", p, p2)
+	}
+}
+
+// TestTenantMaxListeners: limits.maxListeners counts the tenant's own
+// frontends' binds and the listeners its rules make.
+func TestTenantMaxListeners(t *testing.T) {
+	td := startTestDaemon(t, "# attachments only\n", "")
+	ns1, ns2 := testns.New(t, "L"), testns.New(t, "L")
+	ta := tenant("ta", nil, manifest.Selector{Network: "net-a"})
+	ta.Spec.Limits.MaxListeners = 2
+	ta.Spec.Frontends = []api.Frontend{{Name: "fa", Backend: "ba", Binds: []api.Bind{{Addr: "127.0.0.1:20125"}}}}
+	ta.Spec.Backends = []api.Backend{{Name: "ba", Servers: []api.Server{{Name: "s", Addr: "127.0.0.1:20126"}}}}
+	set := manifest.Set{Tenants: []manifest.Tenant{ta}, Services: []manifest.Service{{Meta: manifest.Meta{Name: "db", Tenant: "ta"},
+		Spec: manifest.ServiceSpec{Listen: "127.0.0.1:5432", Target: manifest.Endpoint{Addr: "127.0.0.1:20126"}}}}}
+	if err := td.d.ApplyManifests(set, false); err != nil {
+		t.Fatal(err)
+	}
+	var first, second api.Attachment
+	if code, e := td.call("POST", "/v1/attachments", attachmentIn("l1", ns1, map[string]string{hooks.MetaNetwork: "net-a"}), &first); code != 201 {
+		t.Fatalf("POST: %d %+v", code, e)
+	}
+	if code, e := td.call("POST", "/v1/attachments", attachmentIn("l2", ns2, map[string]string{hooks.MetaNetwork: "net-a"}), &second); code != 201 {
+		t.Fatalf("POST: %d %+v", code, e)
+	}
+	if len(first.Services) != 1 || len(first.Problems) != 0 {
+		t.Errorf("first container: services %+v problems %v, want its listener (2 of 2)", first.Services, first.Problems)
+	}
+	if len(second.Services) != 0 || !strings.Contains(strings.Join(second.Problems, ";"), "tenant ta has reached limits.maxListeners (2)") {
+		t.Errorf("second container: services %+v problems %v, want the limit", second.Services, second.Problems)
+	}
+}
