@@ -28,7 +28,6 @@ type tenantIndex struct {
 	claims   []claim           // every selector of every tenant, in document order
 	rules    map[string][]rule // tenant → its Exposure and Service rules
 	err      error             // the manifests' own problems, with positions
-	services map[string]bool   // names of Service documents, for views
 }
 
 type claim struct {
@@ -103,7 +102,7 @@ func checkSelector(set *manifest.Set, at string, s manifest.Selector) []error {
 
 func buildTenantIndex(set manifest.Set) *tenantIndex {
 	ix := &tenantIndex{from: set, tenants: map[string]*manifest.Tenant{}, nsOwner: map[string]string{},
-		nsPath: map[string]string{}, rules: map[string][]rule{}, services: map[string]bool{}}
+		nsPath: map[string]string{}, rules: map[string][]rule{}}
 	var errs []error
 	for i := range set.Tenants {
 		t := &set.Tenants[i]
@@ -162,7 +161,6 @@ func buildTenantIndex(set manifest.Set) *tenantIndex {
 		errs = append(errs, rerrs...)
 		if len(rerrs) == 0 {
 			ix.rules[r.tenant] = append(ix.rules[r.tenant], r)
-			ix.services[s.Meta.Name] = true
 		}
 	}
 	ix.err = errors.Join(errs...)
