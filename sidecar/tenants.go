@@ -256,31 +256,45 @@ func serviceRule(set *manifest.Set, doc string, s manifest.Service, nsOwner map[
 	return r, errs
 }
 
-// ownerOf is the tenant a belongs to, and a problem when two claims
-// disagree. Claims are the tenants' selectors and the tenant the hook
-// asked for (a CNI network's "tenant", an OCI annotation); "default" asks
-// for nothing. Two different claims: a belongs to the default tenant
-// (today's behaviour) and the overlap is reported, never resolved.
+// ownerOf is the tenant a belongs to, and a problem when it is not the
+// one a's claims ask for. The claims are the tenants whose selectors
+// match, and the tenant the hook asked for (a CNI network's "tenant", an
+// OCI annotation; "default" asks for nothing) when that tenant has no
+// selectors of its own (no manifest, or one without spec.select: the
+// hook's word, as before manifests). A tenant with selectors is joined
+// only through them, so an annotation cannot put a container into it.
+// Two different claims: a belongs to the default tenant (today's
+// behaviour) and the overlap is reported, never resolved.
 func (ix *tenantIndex) ownerOf(a api.Attachment) (string, string) {
 	var by []string
-	if t := tenantOr(a.Tenant); t != netns.DefaultTenant {
-		by = append(by, t)
-	}
 	for _, c := range ix.claims {
 		if !slices.Contains(by, c.tenant) && c.sel.Matches(a) {
 			by = append(by, c.tenant)
 		}
 	}
+	var refused string
+	if t := tenantOr(a.Tenant); t != netns.DefaultTenant && !slices.Contains(by, t) {
+		if mt := ix.tenants[t]; mt == nil || len(mt.Spec.Select) == 0 {
+			by = append(by, t)
+		} else {
+			refused = fmt.Sprintf("the hook asks for tenant %s, whose spec.select does not match this container: not given "+
+				"(a tenant with selectors is joined through them only)", t)
+		}
+	}
 	switch len(by) {
 	case 0:
-		return netns.DefaultTenant, ""
+		return netns.DefaultTenant, refused
 	case 1:
-		return by[0], ""
+		return by[0], refused
 	}
 	slices.Sort(by)
-	return netns.DefaultTenant, fmt.Sprintf("claimed by tenants %s (selectors or the hook's tenant overlap): "+
+	overlap := fmt.Sprintf("claimed by tenants %s (selectors or the hook's tenant overlap): "+
 		"it belongs to none of them and stays in the default tenant; change the selectors so that one tenant matches",
 		strings.Join(by, ", "))
+	if refused != "" {
+		overlap += "; " + refused
+	}
+	return netns.DefaultTenant, overlap
 }
 
 // limits are tenant's limits (none for the default tenant or a tenant

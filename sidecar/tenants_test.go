@@ -132,6 +132,20 @@ func TestTenantOwnership(t *testing.T) {
 	if got.Owner != netns.DefaultTenant || !strings.Contains(strings.Join(got.Problems, ";"), "claimed by tenants ta, tb") {
 		t.Errorf("owner %q problems %v, want default and the overlap of ta and tb", got.Owner, got.Problems)
 	}
+	// The hook's own tenant: taken for a tenant without selectors, not for
+	// one with selectors that do not match.
+	h1 := attachmentIn("ch1", testns.New(t, "H"), map[string]string{hooks.MetaNetwork: "net-z"})
+	h1.Tenant = "legacy"
+	if code, e := td.call("POST", "/v1/attachments", h1, &got); code != 201 || got.Owner != "legacy" {
+		t.Errorf("hook tenant legacy (no manifest): %d %+v owner %q, want legacy", code, e, got.Owner)
+	}
+	h2 := attachmentIn("ch2", testns.New(t, "H"), map[string]string{hooks.MetaNetwork: "net-z"})
+	h2.Tenant = "ta"
+	got = api.Attachment{}
+	if code, e := td.call("POST", "/v1/attachments", h2, &got); code != 201 || got.Owner != netns.DefaultTenant ||
+		!strings.Contains(strings.Join(got.Problems, ";"), "the hook asks for tenant ta, whose spec.select does not match") {
+		t.Errorf("hook tenant ta, selectors not matching: %d %+v owner %q problems %v", code, e, got.Owner, got.Problems)
+	}
 	reg := td.d.Registry()
 	nameA, nameX := td.d.attachmentName(a.AttachmentKey), td.d.attachmentName(x.AttachmentKey)
 	for _, c := range []struct {
