@@ -496,7 +496,7 @@ func (d *Daemon) commit(st State, p *plan) error {
 // rarely uncovers more than one more (a frontend whose backend was
 // dropped), so a few passes suffice.
 func (d *Daemon) restore(st State) (State, *plan, error) {
-	out := State{Manifests: st.Manifests, Ports: st.Ports}
+	out := State{Ports: st.Ports}
 	for _, n := range st.Namespaces {
 		path := n.Path
 		if path == "" {
@@ -546,6 +546,8 @@ func (d *Daemon) restore(st State) (State, *plan, error) {
 	}
 	out.Manifests = st.Manifests
 	out.Manifests.Tenants = slices.Clone(st.Manifests.Tenants)
+	out.Manifests.Exposures = slices.Clone(st.Manifests.Exposures) // dropped from below, never in st's
+	out.Manifests.Services = slices.Clone(st.Manifests.Services)
 	for {
 		p, err := d.plan(d.file, out)
 		if err == nil {

@@ -21,13 +21,13 @@ import (
 // attachments, which rules apply to a tenant's attachments. It is built
 // once per manifest change (tenantIndexFor), never per attachment write.
 type tenantIndex struct {
-	from     manifest.Set
-	tenants  map[string]*manifest.Tenant
-	nsOwner  map[string]string // static namespace name → tenant
-	nsPath   map[string]string // static namespace name → path ("" = netns dir)
-	claims   []claim           // every selector of every tenant, in document order
-	rules    map[string][]rule // tenant → its Exposure and Service rules
-	err      error             // the manifests' own problems, with positions
+	from    manifest.Set
+	tenants map[string]*manifest.Tenant
+	nsOwner map[string]string // static namespace name → tenant
+	nsPath  map[string]string // static namespace name → path ("" = netns dir)
+	claims  []claim           // every selector of every tenant, in document order
+	rules   map[string][]rule // tenant → its Exposure and Service rules
+	err     error             // the manifests' own problems, with positions
 }
 
 type claim struct {

@@ -539,3 +539,26 @@ func TestTenantMaxListeners(t *testing.T) {
 		t.Errorf("second container: services %+v problems %v, want the limit", second.Services, second.Problems)
 	}
 }
+
+// TestRestoreDropsInvalidRule: a saved Exposure that no longer validates
+// (its tenant is gone) is dropped at start, with a log line; the rest of
+// the manifests stay and the daemon starts.
+func TestRestoreDropsInvalidRule(t *testing.T) {
+	testns.RequireRoot(t)
+	state := filepath.Join(t.TempDir(), "state.json")
+	st := State{Manifests: manifest.Set{Tenants: []manifest.Tenant{tenant("ta", nil)},
+		Exposures: []manifest.Exposure{
+			{Meta: manifest.Meta{Name: "gone", Tenant: "zz"}, Spec: manifest.ExposureSpec{ContainerPort: 80, HostPort: 20105}},
+			{Meta: manifest.Meta{Name: "web", Tenant: "ta"}, Spec: manifest.ExposureSpec{ContainerPort: 80, HostPort: 20106}}}}}
+	if err := (&store{path: state}).save(st); err != nil {
+		t.Fatal(err)
+	}
+	td := startTestDaemon(t, "# attachments only\n", state)
+	got, _, _ := td.d.snapshotState()
+	if len(got.Manifests.Tenants) != 1 || len(got.Manifests.Exposures) != 1 || got.Manifests.Exposures[0].Meta.Name != "web" {
+		t.Errorf("restored manifests %+v, want tenant ta and Exposure web only", got.Manifests)
+	}
+	if !strings.Contains(td.log.String(), "Exposure/gone") {
+		t.Errorf("the dropped rule is not logged:\n%s", td.log)
+	}
+}
