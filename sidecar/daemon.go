@@ -281,27 +281,16 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 		lim := ix.limits(c.tenant)
 		for i := range c.xs {
 			x := c.xs[i]
-			// what names the exposure in a problem; built only for one
-			// (formatting it for every live exposure cost O(live) per write).
-			what := func() string {
-				switch {
-				case x.service != nil:
-					return fmt.Sprintf("Service %s: %s inside the container", x.rule, x.bind.Addr)
-				case x.rule != "":
-					return fmt.Sprintf("Exposure %s: host port %s", x.rule, x.bind.Addr)
-				}
-				return fmt.Sprintf("host port %s", x.bind.Addr)
-			}
 			// Limits first: an exposure over them takes no port, so it
 			// never moves another container's.
 			if x.service == nil && lim.MaxExposedPorts > 0 && use.of(c.tenant).exposed >= lim.MaxExposedPorts {
 				problems = append(problems, fmt.Sprintf("%s: tenant %s has reached limits.maxExposedPorts (%d); not exposed: raise the limit or remove exposures",
-					what(), c.tenant, lim.MaxExposedPorts))
+					exposureLabel(x), c.tenant, lim.MaxExposedPorts))
 				continue
 			}
 			if lim.MaxListeners > 0 && use.of(c.tenant).listeners >= lim.MaxListeners {
 				problems = append(problems, fmt.Sprintf("%s: tenant %s has reached limits.maxListeners (%d); not exposed: raise the limit or remove listeners",
-					what(), c.tenant, lim.MaxListeners))
+					exposureLabel(x), c.tenant, lim.MaxListeners))
 				continue
 			}
 			if x.lo > 0 {
@@ -323,7 +312,7 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 				}
 			}
 			if _, _, taken := used.Conflict(x.bind); taken {
-				problems = append(problems, what()+" is already in use by another frontend or container; not exposed")
+				problems = append(problems, exposureLabel(x)+" is already in use by another frontend or container; not exposed")
 				continue
 			}
 			if names[x.frontend.Name] {

@@ -252,3 +252,15 @@ func containerAddr(a api.Attachment) netip.Addr {
 	}
 	return netip.MustParseAddr("127.0.0.1")
 }
+
+// exposureLabel names x in a problem. Built only for a problem:
+// formatting it for every live exposure cost O(live) per write.
+func exposureLabel(x exposure) string {
+	switch {
+	case x.service != nil:
+		return fmt.Sprintf("Service %s: %s inside the container", x.rule, x.bind.Addr)
+	case x.rule != "":
+		return fmt.Sprintf("Exposure %s: host port %s", x.rule, x.bind.Addr)
+	}
+	return fmt.Sprintf("host port %s", x.bind.Addr)
+}
