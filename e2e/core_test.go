@@ -278,7 +278,8 @@ backend be
 
 // TestHotPathSplices attaches strace to the daemon and moves 16 MiB
 // through it, plain and with accept-proxy + send-proxy-v2: the payload must
-// go through splice(2), not read/write, on both paths.
+// go through splice(2), not read/write, on both paths (all but the first
+// reads of a connection).
 func TestHotPathSplices(t *testing.T) {
 	nsproxyBin(t)
 	if _, err := exec.LookPath("strace"); err != nil {
@@ -373,10 +374,13 @@ backend be
 			st.Process.Signal(syscall.SIGINT) // detach and flush
 			st.Wait()
 			spliced := splicedSoFar() - before
-			// Each byte is spliced twice: socket to pipe, pipe to socket.
-			if spliced < 2*size {
+			// Each byte is spliced twice: socket to pipe, pipe to socket;
+			// but the connection's first reads, through the event loop's
+			// 16 KiB buffer (it splices once a read fills the buffer, and
+			// turns back to it after a splice of less than 4 KiB: splice-auto).
+			if want := 2 * (size - 64<<10); spliced < want {
 				out, _ := os.ReadFile(trace)
-				t.Fatalf("splice moved %d bytes, want >= %d; strace:\n%.2000s", spliced, 2*size, out)
+				t.Fatalf("splice moved %d bytes, want >= %d; strace:\n%.2000s", spliced, want, out)
 			}
 			t.Logf("splice(2) moved %d bytes for a %d-byte payload", spliced, size)
 		})

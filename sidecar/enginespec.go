@@ -7,7 +7,8 @@ import (
 
 // engineSpec resolves a validated config into the engine's plain spec.
 func engineSpec(c *config.Config) proxy.Spec {
-	spec := proxy.Spec{MaxConn: c.Global.MaxConn, ProxyHeaderMaxSize: c.Global.ProxyHeaderMaxSize}
+	spec := proxy.Spec{MaxConn: c.Global.MaxConn, ProxyHeaderMaxSize: c.Global.ProxyHeaderMaxSize,
+		NbThread: c.Global.NbThread}
 	for _, f := range c.Frontends {
 		fs := proxy.FrontendSpec{Name: f.Name, Tenant: tenantOr(f.Tenant), Backend: f.DefaultBackend,
 			MaxConn: f.MaxConn, ClientTimeout: f.ClientTimeout, ClientFinTimeout: f.ClientFinTimeout,

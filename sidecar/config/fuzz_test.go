@@ -36,6 +36,7 @@ func FuzzParse(f *testing.F) {
 		"\"${A[*]}\"",
 		"\x00\xff\xfe",
 		"frontend\n",
+		"global\n\tnbthread 2\n\tnbthread 0\n\tnbthread 99999999999999999999\n\tnbthread -1 2\n",
 		"frontend \"f\n\tbind :80\n",
 		"listen l\n\tbind :::\n",
 		"listen l\n\tbind [::1]\n",

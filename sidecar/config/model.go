@@ -92,6 +92,10 @@ type Global struct {
 	// ProxyHeaderMaxSize caps an incoming PROXY header in bytes
 	// (tune.proxy-header-max-size); 0: the proxyproto default (4096).
 	ProxyHeaderMaxSize int
+	// NbThread is the number of event loops that move the
+	// bytes of established connections (nbthread); 0: one per CPU. A
+	// change takes effect when the daemon next starts.
+	NbThread int
 }
 
 // NamespaceRef is one name of the namespace_list section.

@@ -85,7 +85,7 @@ var unsupportedSections = map[string]bool{
 // keywords lists, in the order shown in error messages, the keywords each
 // section accepts.
 var keywords = map[section][]string{
-	secGlobal:        {"maxconn", "tune.proxy-header-max-size"},
+	secGlobal:        {"maxconn", "nbthread", "tune.proxy-header-max-size"},
 	secNamespaceList: {"namespace"},
 	secDefaults:      {"mode", "balance", "timeout", "maxconn", "source", "default-server", "option"},
 	secFrontend:      {"mode", "bind", "default_backend", "maxconn", "timeout", "option", "trusted-proxies"},
@@ -293,6 +293,8 @@ func (p *parser) keyword(words []string) {
 	switch kw {
 	case "maxconn":
 		p.maxconn(args)
+	case "nbthread":
+		p.nbthread(args)
 	case "tune.proxy-header-max-size":
 		p.proxyHeaderMaxSize(args)
 	case "option":
@@ -345,6 +347,21 @@ func (p *parser) maxconn(args []string) {
 	} else {
 		p.front.MaxConn = n
 	}
+}
+
+// nbthreadMax bounds nbthread: more loops than this is a typo, not a host.
+const nbthreadMax = 1024
+
+func (p *parser) nbthread(args []string) {
+	if !p.argc(args, 1, "nbthread N") {
+		return
+	}
+	n, ok := parseCount(args[0], 1, nbthreadMax)
+	if !ok {
+		p.errorf(ErrInvalid, "invalid nbthread %q in global; write a whole number of threads from 1 to %d (leave it out for one per CPU)", args[0], nbthreadMax)
+		return
+	}
+	p.cfg.Global.NbThread = n
 }
 
 // proxyHeaderMaxSize: 16 bytes is the smallest v2 header, 65551 the largest.

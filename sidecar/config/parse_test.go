@@ -230,6 +230,22 @@ func TestParse(t *testing.T) {
 			}
 		},
 	}, {
+		name: "nbthread",
+		src:  "global\n\tnbthread 3\n",
+		check: func(t *testing.T, c *Config) {
+			if c.Global.NbThread != 3 {
+				t.Fatalf("NbThread = %d, want 3", c.Global.NbThread)
+			}
+		},
+	}, {
+		name: "nbthread left out: one per CPU",
+		src:  "global\n\tmaxconn 10\n",
+		check: func(t *testing.T, c *Config) {
+			if c.Global.NbThread != 0 {
+				t.Fatalf("NbThread = %d, want 0 (one loop per CPU)", c.Global.NbThread)
+			}
+		},
+	}, {
 		name: "bind address families",
 		src: frontendWith("bind 0.0.0.0:80", "bind [::]:80 v6only", "bind [::]:81 v4v6", "bind :::82 v6only namespace n1",
 			"bind [::1]:83 v4v6 accept-proxy", "bind :::84", "default_backend b1"),
@@ -508,6 +524,21 @@ func TestParseErrors(t *testing.T) {
 		{name: "trusted-proxies bad", src: inListen("trusted-proxies 10.0.0.0/8 nowhere"),
 			want: []string{`t.cfg:3: trusted-proxies of listen "l1": invalid network "nowhere"; write an address or CIDR`},
 			is:   ErrInvalid},
+		{name: "nbthread without value", src: "global\n\tnbthread\n",
+			want: []string{`t.cfg:2: nbthread in global takes 1 argument(s), got 0; write: nbthread N`},
+			is:   ErrSyntax},
+		{name: "nbthread zero", src: "global\n\tnbthread 0\n",
+			want: []string{`t.cfg:2: invalid nbthread "0" in global; write a whole number of threads from 1 to 1024 (leave it out for one per CPU)`},
+			is:   ErrInvalid},
+		{name: "nbthread not a number", src: "global\n\tnbthread all\n",
+			want: []string{`t.cfg:2: invalid nbthread "all" in global`},
+			is:   ErrInvalid},
+		{name: "nbthread too large", src: "global\n\tnbthread 1025\n",
+			want: []string{`t.cfg:2: invalid nbthread "1025" in global`},
+			is:   ErrInvalid},
+		{name: "nbthread in a frontend", src: inFrontend("nbthread 2"),
+			want: []string{`t.cfg:4: unknown keyword "nbthread" in frontend "f1"`},
+			is:   ErrSyntax},
 		{name: "proxy header size without value", src: "global\n\ttune.proxy-header-max-size\n",
 			want: []string{`t.cfg:2: tune.proxy-header-max-size in global takes 1 argument(s), got 0`},
 			is:   ErrSyntax},
@@ -518,7 +549,7 @@ func TestParseErrors(t *testing.T) {
 			want: []string{`t.cfg:2: timeout proxy-header does not apply to backend "b"; move it to a frontend, listen or defaults section`},
 			is:   ErrSyntax},
 		{name: "unknown keyword in global", src: "global\n\tdaemon\n",
-			want: []string{`t.cfg:2: unknown keyword "daemon" in global; supported: maxconn, tune.proxy-header-max-size`}, is: ErrSyntax},
+			want: []string{`t.cfg:2: unknown keyword "daemon" in global; supported: maxconn, nbthread, tune.proxy-header-max-size`}, is: ErrSyntax},
 		{name: "unknown keyword in defaults", src: "defaults\n\tbind :80\n",
 			want: []string{`t.cfg:2: unknown keyword "bind" in defaults; supported: mode, balance, timeout, maxconn, source, default-server, option`},
 			is:   ErrSyntax},
@@ -756,8 +787,8 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestParseErrorWithoutFileName(t *testing.T) {
-	_, err := Parse("", []byte("global\n\tnbthread 4\n"))
-	if err == nil || !strings.HasPrefix(err.Error(), `line 2: unknown keyword "nbthread" in global`) {
+	_, err := Parse("", []byte("global\n\tdaemon\n"))
+	if err == nil || !strings.HasPrefix(err.Error(), `line 2: unknown keyword "daemon" in global`) {
 		t.Fatalf("got %v", err)
 	}
 }

@@ -4,15 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
+	"time"
 
 	"github.com/nsproxy/nsproxy/sidecar/netns"
 )
 
-// connect picks servers until one answers: at most three attempts, each on
-// a different server.
-func (s *session) connect() error {
+// attempt is the connection attempt in progress: where it goes and how.
+type attempt struct {
+	srv        *server
+	h          *netns.Handle // the namespace the socket was created in
+	dst        netip.AddrPort
+	fromClient bool // the destination came from the client
+}
+
+// maxAttempts: a connection tries at most three servers.
+const maxAttempts = 3
+
+// prepareConnect finds the backend; the attempts come next.
+func (s *session) prepareConnect() error {
 	b := s.e.backend(s.fe.Backend)
 	if b == nil {
 		s.setTerm("no_backend")
@@ -21,102 +31,129 @@ func (s *session) connect() error {
 	s.mu.Lock()
 	s.backend = b.name
 	s.mu.Unlock()
-	bs := b.spec.Load()
-	tried := map[*server]bool{}
+	s.b, s.bs = b, b.spec.Load()
+	s.tried = map[*server]bool{}
+	return nil
+}
+
+// nextAttempt picks servers until a connect starts (non-blocking: the
+// loop learns how it ends) and returns its socket, or the error that ends
+// the session (its termination set). Each attempt goes to a different
+// server. It runs on the session's setup goroutine, or on a short-lived
+// one for a retry: creating a socket in a namespace must not happen on a
+// loop's thread.
+func (s *session) nextAttempt() (int, error) {
 	nsOK := func(name string) bool { _, err := s.e.reg.Get(name); return err == nil }
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		srv := b.pick(s.src.Addr(), tried, nsOK)
+	for s.attempts < maxAttempts {
+		srv := s.b.pick(s.src.Addr(), s.tried, nsOK)
 		if srv == nil {
 			break
 		}
-		tried[srv] = true
+		s.attempts++
+		s.tried[srv] = true
 		srv.active.Add(1)
-		c, h, err := s.dial(bs, srv)
-		if reason := refusalReason(err); reason != "" {
+		fd, at, err := s.startDial(srv)
+		if reason := refusalReason(err); reason != "" { // loop, tenant
 			srv.active.Add(-1)
 			s.e.frontendRefusal(s.fe.Name, reason)
 			s.setTerm(reason)
-			return err
+			return -1, err
 		}
 		if err != nil {
-			srv.active.Add(-1)
-			srv.stats.ConnectErrors.Add(1)
-			b.stats.ConnectErrors.Add(1)
-			lastErr = err
-			s.e.log.Debug("connect failed", "backend", b.name, "server", srv.spec.Name, "err", err)
+			s.attemptFailed(srv, err)
 			continue
 		}
-		srv.stats.Current.Add(1)
-		srv.stats.Total.Add(1)
-		b.stats.Total.Add(1)
+		// The attempt ends with the session if its namespace goes.
+		stop := context.AfterFunc(at.h.Context(), func() { s.abort("server_netns_gone") })
 		s.mu.Lock()
-		s.server, s.serverNS, s.srv = c, h, srv
-		aborted := s.aborted
+		s.at, s.stopServerNS = at, stop
 		s.mu.Unlock()
-		if aborted {
-			c.Close()
-		}
-		return nil
+		return fd, nil
 	}
-	if lastErr == nil {
+	if s.lastErr == nil {
 		s.setTerm("no_server")
-		return errors.New("no server available in backend " + b.name)
+		return -1, errors.New("no server available in backend " + s.b.name)
 	}
 	s.setTerm("connect_failed")
-	return lastErr
+	return -1, s.lastErr
 }
 
-// dial connects to srv inside its namespace (the client's for "namespace *").
-func (s *session) dial(bs *BackendSpec, srv *server) (*net.TCPConn, *netns.Handle, error) {
+// attemptFailed counts a failed attempt on srv.
+func (s *session) attemptFailed(srv *server, err error) {
+	s.mu.Lock()
+	stop := s.stopServerNS
+	s.stopServerNS = nil
+	s.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	srv.active.Add(-1)
+	srv.stats.ConnectErrors.Add(1)
+	s.b.stats.ConnectErrors.Add(1)
+	s.lastErr = err
+	s.e.log.Debug("connect failed", "backend", s.b.name, "server", srv.spec.Name, "err", err)
+}
+
+// connected makes the attempt in progress the session's server.
+func (s *session) connected() {
+	srv := s.at.srv
+	srv.stats.Current.Add(1)
+	srv.stats.Total.Add(1)
+	s.b.stats.Total.Add(1)
+	s.mu.Lock()
+	s.srv, s.serverNS = srv, s.at.h
+	s.mu.Unlock()
+	s.counters = append(s.counters, &srv.stats)
+	for _, label := range s.netnsLabels() {
+		c := s.e.ns.acquire(label)
+		s.nsCounters = append(s.nsCounters, c)
+		s.counters = append(s.counters, c)
+	}
+}
+
+// connectTimeout bounds one attempt.
+func (s *session) connectTimeout() time.Duration {
+	if s.bs.ConnectTimeout > 0 {
+		return s.bs.ConnectTimeout
+	}
+	return DefaultConnectTimeout
+}
+
+// startDial creates a socket for srv inside its namespace (the client's
+// for "namespace *") and starts connecting it.
+func (s *session) startDial(srv *server) (int, attempt, error) {
 	h := s.clientNS
 	if srv.spec.ClientNamespace {
 		if err := s.clientNamespaceAllowed(h); err != nil {
-			return nil, nil, err
+			return -1, attempt{}, err
 		}
 	} else {
 		var err error
 		if h, err = s.e.reg.Get(srv.spec.Namespace); err != nil {
-			return nil, nil, err
+			return -1, attempt{}, err
 		}
 	}
 	dst, err := s.destination(srv.spec)
 	if err != nil {
-		return nil, nil, err
+		return -1, attempt{}, err
 	}
 	// A destination from the client may be one of our own listeners.
 	fromClient := !srv.spec.Addr.IsValid() || srv.spec.Addr.IsUnspecified() || srv.spec.PortMode != PortFixed
 	if fromClient && s.e.own.isOwn(h, dst, func(a netip.Addr) bool { return localInNamespace(h, a) }) {
-		return nil, nil, fmt.Errorf("%w: %s in namespace %s", ErrLoop, dst, h.Label())
+		return -1, attempt{}, fmt.Errorf("%w: %s in namespace %s", ErrLoop, dst, h.Label())
 	}
-	timeout := bs.ConnectTimeout
-	if timeout <= 0 {
-		timeout = DefaultConnectTimeout
-	}
-	// The dial ends with the session (abort, shutdown), the client's
-	// namespace (via abort) or the server's namespace.
-	ctx, cancel := context.WithTimeout(s.ctx, timeout)
-	defer cancel()
-	stopNS := context.AfterFunc(h.Context(), cancel)
-	defer stopNS()
 	var opt netns.DialOptions
 	switch {
-	case bs.UseSrcClientIP:
+	case s.bs.UseSrcClientIP:
 		opt = netns.DialOptions{Source: netip.AddrPortFrom(s.src.Addr(), 0), Transparent: true}
-	case bs.Source.IsValid() && !bs.Source.IsUnspecified():
-		opt = netns.DialOptions{Source: netip.AddrPortFrom(bs.Source, 0)}
+	case s.bs.Source.IsValid() && !s.bs.Source.IsUnspecified():
+		opt = netns.DialOptions{Source: netip.AddrPortFrom(s.bs.Source, 0)}
 	}
-	c, err := h.Dial(ctx, dst, opt)
+	fd, err := h.StartConnect(dst, opt)
 	if err != nil {
-		return nil, nil, err
+		return -1, attempt{}, err
 	}
-	if srv.spec.SendProxy > 0 {
-		if err := s.writeProxyHeader(c, srv.spec.SendProxy, fromClient); err != nil {
-			c.Close()
-			return nil, nil, err
-		}
-	}
-	return c, h, nil
+	return fd, attempt{srv: srv, h: h, dst: dst, fromClient: fromClient}, nil
 }
 
 // errNoDestination: a server takes its address from the client connection,

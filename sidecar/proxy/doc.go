@@ -6,6 +6,8 @@
 // it resolves namespaces only through a netns.Registry, at the moment a
 // socket is needed, and ties every listener and connection to the context
 // of the namespace handles it uses, so that a namespace that goes away takes
-// everything of its own with it. Bytes move with splice(2): the pump passes
-// plain *net.TCPConn values to io.Copy-style calls and never wraps them.
+// everything of its own with it. Established connections belong to event
+// loops (evloop.go), not goroutines: raw non-blocking sockets, epoll,
+// timers in a heap; bytes move with read/write through a loop's buffer or,
+// for bulk, with splice(2) through pipes leased from a pool.
 package proxy

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"slices"
@@ -41,6 +42,10 @@ type Engine struct {
 
 	inheritMu sync.Mutex
 	inherited map[BindSpec][]*net.TCPListener // from the process this one replaces
+
+	// loops are the event loops that own established connections,
+	// started by the first Apply (Spec.NbThread of that Apply).
+	loops []*evloop
 
 	sessMu   sync.Mutex
 	sessions map[*session]struct{}
@@ -82,6 +87,13 @@ func (e *Engine) Apply(spec Spec) error {
 	defer e.mu.Unlock()
 	if e.stopped || e.handedOver {
 		return ErrStopped
+	}
+	if e.loops == nil {
+		if err := e.startLoops(spec.NbThread); err != nil {
+			return fmt.Errorf("start event loops: %w", err)
+		}
+	} else if spec.NbThread > 0 && spec.NbThread != len(e.loops) {
+		e.log.Warn("nbthread changes take effect at the next start", "running", len(e.loops), "wanted", spec.NbThread)
 	}
 	e.global.setLimit(e.fitMaxConn(spec))
 	e.proxyMax.Store(int64(spec.ProxyHeaderMaxSize))
@@ -223,6 +235,7 @@ func (e *Engine) Shutdown(ctx context.Context) int {
 		e.sessMu.Unlock()
 		<-done
 	}
+	e.stopLoops()
 	e.cancel()
 	return forced
 }

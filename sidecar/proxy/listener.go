@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nsproxy/nsproxy/sidecar/netns"
@@ -211,11 +213,23 @@ func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListen
 			l.fe.limit.release()
 			return
 		}
-		c, err := ln.AcceptTCP()
+		var c *net.TCPConn
+		fd := -1
+		var src netip.AddrPort
+		if l.bind.AcceptProxy {
+			c, err = ln.AcceptTCP()
+		} else {
+			fd, src, err = acceptRaw(raw)
+		}
+		if errors.Is(err, unix.ECONNABORTED) {
+			l.e.global.release()
+			l.fe.limit.release()
+			continue // the client gave up while queued
+		}
 		if err != nil {
 			l.e.global.release()
 			l.fe.limit.release()
-			if sctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+			if sctx.Err() != nil || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
 				return
 			}
 			l.fe.acceptErrors.Add(1)
@@ -235,8 +249,69 @@ func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListen
 			continue
 		}
 		backoff = 0
-		l.e.startSession(l, h, c)
+		if c != nil {
+			l.e.startSession(l, h, c)
+			continue
+		}
+		dst, err := acceptedFD(fd)
+		if err != nil {
+			unix.Close(fd)
+			l.e.global.release()
+			l.fe.limit.release()
+			continue
+		}
+		l.e.startSessionFD(l, h, fd, src, dst)
 	}
+}
+
+// acceptRaw accepts one connection as a raw non-blocking fd, waiting on the
+// listener's readiness twin: a connection that goes straight to an event
+// loop never enters the Go runtime's poller. It returns the client's
+// address.
+func acceptRaw(raw syscall.RawConn) (int, netip.AddrPort, error) {
+	nfd := -1
+	var sa unix.Sockaddr
+	var aerr error
+	err := raw.Read(func(fd uintptr) bool {
+		for {
+			nfd, sa, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			if aerr != unix.EINTR {
+				return aerr != unix.EAGAIN
+			}
+		}
+	})
+	if err != nil {
+		return -1, netip.AddrPort{}, err
+	}
+	if aerr != nil {
+		return -1, netip.AddrPort{}, os.NewSyscallError("accept4", aerr)
+	}
+	return nfd, sockaddrAddrPort(sa), nil
+}
+
+// acceptedFD sets up an accepted socket as Go's accept would (no delay)
+// and returns its local address: the connection's destination.
+func acceptedFD(fd int) (netip.AddrPort, error) {
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+		return netip.AddrPort{}, err
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return sockaddrAddrPort(sa), nil
+}
+
+// sockaddrAddrPort converts a socket address, IPv4-mapped addresses as
+// plain IPv4 (as addrPort does for *net.TCPAddr).
+func sockaddrAddrPort(sa unix.Sockaddr) netip.AddrPort {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
+	}
+	return netip.AddrPort{}
 }
 
 // Accept error back-off and log rate.

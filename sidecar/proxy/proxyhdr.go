@@ -3,12 +3,10 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/nsproxy/nsproxy/sidecar/proxyproto"
 )
@@ -120,34 +118,23 @@ func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-// writeProxyHeader sends a PROXY header to a freshly connected server: the
+// appendProxyHeader builds the PROXY header for a freshly connected server: the
 // client's addresses and, for v2, the client's namespace (never the
 // server's) when it is not the default one, as HAProxy does. A v2 header
 // towards an address that came from the client carries our loop marker
 // too.
-func (s *session) writeProxyHeader(c *net.TCPConn, version int, fromClient bool) error {
-	var buf [proxyproto.MaxV1Size + 16 + 36 + 3 + 255 + 3 + 32]byte
-	var b []byte
+func (s *session) appendProxyHeader(buf []byte, version int, fromClient bool) []byte {
 	if version == 1 {
-		b = proxyproto.AppendV1(buf[:0], s.src, s.dst)
-	} else {
-		ns := ""
-		if !s.clientNS.IsDefault() {
-			ns = s.clientNS.Name()
-		}
-		if fromClient {
-			b = proxyproto.AppendV2(buf[:0], s.src, s.dst, ns, proxyproto.TLV{Type: proxyproto.TypeNoop, Value: s.e.hop})
-		} else {
-			b = proxyproto.AppendV2(buf[:0], s.src, s.dst, ns)
-		}
+		return proxyproto.AppendV1(buf, s.src, s.dst)
 	}
-	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, err := c.Write(b)
-	c.SetWriteDeadline(time.Time{})
-	if err != nil {
-		return fmt.Errorf("send PROXY v%d header: %w", version, err)
+	ns := ""
+	if !s.clientNS.IsDefault() {
+		ns = s.clientNS.Name()
 	}
-	return nil
+	if fromClient {
+		return proxyproto.AppendV2(buf, s.src, s.dst, ns, proxyproto.TLV{Type: proxyproto.TypeNoop, Value: s.e.hop})
+	}
+	return proxyproto.AppendV2(buf, s.src, s.dst, ns)
 }
 
 func (e *Engine) frontendRefusal(name, reason string) {

@@ -1,152 +1,316 @@
 package proxy
 
 import (
-	"errors"
-	"io"
 	"net"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// copyChunk bounds one splice call, so that byte counters move during
-// long transfers.
-const copyChunk = 1 << 20
+// pconn is an established connection owned by a loop: the client's and the
+// server's socket (raw, non-blocking fds) and one flow per direction.
+// Only its loop touches it.
+type pconn struct {
+	s   *session
+	l   *evloop
+	fd  [2]int  // the client's socket, then the server's
+	dir [2]flow // client → server (bytes in), then server → client (bytes out)
 
-// burstMax: less than this queued is spliced as one bounded call.
-const burstMax = 64 << 10
-
-// pump moves bytes both ways until both sides finished, with half-close:
-// a FIN from one side is passed on and the other direction goes on.
-//
-// Inactivity is watched by one timer per session, not by socket deadlines:
-// a write deadline that fires in the middle of a splice would throw away
-// the bytes already in the kernel pipe. The watchdog asks the kernel
-// (TCP_INFO) whether either socket received or had acknowledged a byte
-// since its last look, so a slow but moving transfer in one direction
-// keeps the whole connection alive, as HAProxy's default does.
-func (s *session) pump() {
-	w := s.startWatchdog()
-	s.wd = w
-	defer w.stop()
-	done := make(chan struct{})
-	go func() {
-		s.copy(s.server, s.client, true)
-		close(done)
-	}()
-	s.copy(s.client, s.server, false)
-	<-done
+	activity
+	connecting bool  // the server's connect is in progress (fd[1] -1 between attempts)
+	endErr     error // why the connection failed, for its log line
+	queued     bool  // in the loop's again list
+	closed     bool
 }
 
-// copy moves src to dst. dst.ReadFrom with a *net.TCPConn inside an
-// io.LimitedReader is spliced by the runtime; the loop only bounds each
-// call so that counters are fed while data flows.
-func (s *session) copy(dst, src *net.TCPConn, fromClient bool) {
-	count := &s.bytesOut
-	if fromClient {
-		count = &s.bytesIn
-	}
-	raw, err := src.SyscallConn()
-	if err != nil {
-		s.abort("closed")
+// flow is one direction: what has been read from its source and not yet
+// written to its destination, and whether the source has finished.
+type flow struct {
+	pend   []byte // bytes a short write left over (a buffer of the loop's)
+	pipe   *pipe  // leased while bulk data moves by splice
+	inPipe int    // bytes in pipe
+	bulk   bool   // splice from the next read on
+	eof    bool   // the source sent its FIN
+	done   bool   // the FIN was passed on
+	more   bool   // its budget ran out with work left
+}
+
+// holding reports whether the flow waits for its destination to drain.
+func (f *flow) holding() bool { return f.inPipe > 0 || len(f.pend) > 0 || (f.eof && !f.done) }
+
+// bulkMin: a splice that moves less turns the direction back to the
+// buffer. Lower than the buffer, so that a stream whose bytes arrive in
+// pieces keeps splicing; higher than a typical request or reply.
+const bulkMin = 4 << 10
+
+// flowBudget bounds the bytes one direction moves per loop turn, so that a
+// bulk transfer does not starve the loop's other connections.
+const flowBudget = 1 << 20
+
+// pump moves bytes of direction side (0: from the client) until its source
+// or its destination would block, the budget is used, or the direction or
+// the connection ends. Reads go through the loop's buffer; a read that
+// fills it means bulk, and the direction splices from then on, through a
+// pipe leased while bytes are in flight (given back whenever the source
+// runs dry), until a splice moves less than bulkMin. With edge-triggered
+// readiness every call goes on until EAGAIN (or requeues itself): a missed
+// edge would stall a transfer.
+func (c *pconn) pump(side int) {
+	f := &c.dir[side]
+	if f.done || c.closed || c.connecting {
 		return
 	}
-	// Wait for data before calling ReadFrom: the runtime takes a pipe pair
-	// from its pool for every splice call and holds it while the call
-	// waits, so an idle connection would pin 4 fds. A short burst (a
-	// request, a reply) is spliced with a limit of what is queued, so the
-	// call returns and gives the pipe back; bulk data keeps 1 MiB calls.
-	queued := 0
-	ready := func(fd uintptr) bool {
-		var b [1]byte
-		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		switch {
-		case err == unix.EAGAIN || err == unix.EINTR:
-			return false
-		case err != nil || n == 0:
-			queued = 0 // EOF or an error: ReadFrom reports it
-			return true
-		}
-		queued, err = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
-		if err != nil {
-			queued = 0
-		}
-		return true
-	}
-	lr := &io.LimitedReader{R: src}
-	for {
-		if err := raw.Read(ready); err != nil {
-			s.abort("closed")
-			return
-		}
-		lr.N = copyChunk
-		if queued > 0 && queued < burstMax {
-			lr.N = int64(queued)
-		}
-		n, err := dst.ReadFrom(lr)
-		if n > 0 {
-			count.Add(uint64(n))
-			for _, c := range s.counters {
-				if fromClient {
-					c.BytesIn.Add(uint64(n))
-				} else {
-					c.BytesOut.Add(uint64(n))
-				}
+	l := c.l
+	src, dst := c.fd[side], c.fd[1-side]
+	moved := 0
+	for moved < flowBudget {
+		if f.inPipe > 0 {
+			n, errno := rawSplice(f.pipe.r, dst, f.inPipe)
+			switch {
+			case errno == unix.EAGAIN:
+				return // EPOLLOUT on dst resumes
+			case errno == unix.EINTR:
+				continue
+			case errno != 0:
+				c.fail(c.classify(errno, side, true))
+				return
 			}
-		}
-		if err == nil && lr.N > 0 {
-			// EOF from src: pass the FIN on, keep the other direction.
-			if fromClient {
-				s.clientFin.Store(true)
-			} else {
-				s.serverFin.Store(true)
+			f.inPipe -= n
+			c.count(side, n)
+			moved += n
+			if f.inPipe == 0 && !f.bulk {
+				c.releasePipe(f)
 			}
-			s.wd.finSeen()
-			dst.CloseWrite()
-			return
-		}
-		if err == nil {
 			continue
 		}
-		s.abort(classify(err, src, dst, fromClient))
+		if len(f.pend) > 0 {
+			n, errno := rawSend(dst, f.pend)
+			switch {
+			case errno == unix.EAGAIN:
+				return
+			case errno == unix.EINTR:
+				continue
+			case errno != 0:
+				c.fail(c.classify(errno, side, true))
+				return
+			}
+			c.count(side, n)
+			moved += n
+			if n < len(f.pend) {
+				f.pend = f.pend[:copy(f.pend, f.pend[n:])]
+				continue
+			}
+			l.putSpare(f.pend)
+			f.pend = nil
+			continue
+		}
+		if f.eof {
+			f.done = true
+			c.releasePipe(f)
+			unix.Shutdown(dst, unix.SHUT_WR)
+			c.finSeen(side)
+			if c.dir[1-side].done {
+				c.finish()
+			}
+			return
+		}
+		if f.bulk && f.pipe == nil {
+			f.pipe = l.pipes.get()
+			if f.pipe == nil {
+				f.bulk = false // no pipe to be had: copy
+			}
+		}
+		if f.pipe != nil {
+			n, errno := rawSplice(src, f.pipe.w, f.pipe.size)
+			switch {
+			case errno == unix.EAGAIN:
+				c.releasePipe(f) // empty: back to the pool until the next burst
+				return
+			case errno == unix.EINTR:
+				continue
+			case errno != 0:
+				c.fail(c.classify(errno, side, false))
+				return
+			case n == 0:
+				f.eof = true
+			case n < bulkMin:
+				f.bulk = false // a short message: the buffer is cheaper from the next one on
+			}
+			f.inPipe = n
+			continue
+		}
+		n, errno := rawRead(src, l.buf)
+		switch {
+		case errno == unix.EAGAIN:
+			return
+		case errno == unix.EINTR:
+			continue
+		case errno != 0:
+			c.fail(c.classify(errno, side, false))
+			return
+		case n == 0:
+			f.eof = true
+			continue
+		}
+		w, errno := rawSend(dst, l.buf[:n])
+		switch {
+		case errno == unix.EAGAIN || errno == unix.EINTR:
+			w = 0
+		case errno != 0:
+			c.fail(c.classify(errno, side, true))
+			return
+		}
+		if w > 0 {
+			c.count(side, w)
+			moved += w
+		}
+		if w < n {
+			f.pend = append(l.getSpare(), l.buf[w:n]...)
+		}
+		if n == len(l.buf) {
+			f.bulk = true // a full buffer: splice from now on
+		}
+	}
+	l.requeue(c, side)
+}
+
+func (c *pconn) releasePipe(f *flow) {
+	if f.pipe == nil {
 		return
+	}
+	if f.inPipe > 0 {
+		f.pipe.close() // bytes that will never be written: not reusable
+	} else {
+		c.l.pipes.put(f.pipe)
+	}
+	f.pipe, f.inPipe = nil, 0
+}
+
+// count feeds the session's byte counters and those it reports to: the
+// frontend's, the server's and the namespaces'.
+func (c *pconn) count(side, n int) {
+	s := c.s
+	c.active = c.l.now
+	if side == 0 {
+		s.bytesIn.Add(uint64(n))
+		for _, ct := range s.counters {
+			ct.BytesIn.Add(uint64(n))
+		}
+		return
+	}
+	s.bytesOut.Add(uint64(n))
+	for _, ct := range s.counters {
+		ct.BytesOut.Add(uint64(n))
 	}
 }
 
-// classify names the side that ended a direction with err. EPIPE comes
-// from writing, so it is dst's side; a reset is blamed on the socket the
+// fail ends the connection with reason, unless a reason came first.
+func (c *pconn) fail(reason string) {
+	c.s.setTerm(reason)
+	c.finish()
+}
+
+// finish closes both sockets, gives the pipes and buffers back and ends the
+// session: its log line, counters and slots.
+func (c *pconn) finish() {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	l := c.l
+	for _, fd := range c.fd {
+		if fd < 0 {
+			continue // between two connect attempts
+		}
+		if fd < len(l.fds) && l.fds[fd].c == c {
+			l.fds[fd] = fdSlot{}
+		}
+		unix.Close(fd) // also leaves the epoll set
+	}
+	if c.connecting && c.fd[1] >= 0 {
+		c.s.at.srv.active.Add(-1) // the attempt in progress ends with the session
+	}
+	for i := range c.dir {
+		f := &c.dir[i]
+		c.releasePipe(f)
+		if f.pend != nil {
+			l.putSpare(f.pend)
+			f.pend = nil
+		}
+	}
+	l.timers.remove(c)
+	l.conns.Add(-1)
+	c.s.end(c.endErr)
+}
+
+// classify names the side that ended a direction with errno. A write's
+// EPIPE is the destination's side; a reset is blamed on the socket the
 // kernel has closed.
-func classify(err error, src, dst *net.TCPConn, fromClient bool) string {
-	srcSide, dstSide := "server", "client"
-	if fromClient {
-		srcSide, dstSide = "client", "server"
+func (c *pconn) classify(errno syscall.Errno, side int, writing bool) string {
+	srcSide, dstSide := "client", "server"
+	if side == 1 {
+		srcSide, dstSide = "server", "client"
 	}
 	switch {
-	case errors.Is(err, net.ErrClosed):
-		return "closed"
-	case errors.Is(err, syscall.EPIPE):
+	case errno == unix.EPIPE:
 		return dstSide + "_gone"
-	case errors.Is(err, syscall.ECONNRESET):
-		if tcpClosed(src) || !tcpClosed(dst) {
+	case errno == unix.ECONNRESET:
+		if tcpClosedFD(c.fd[side]) || !tcpClosedFD(c.fd[1-side]) {
 			return srcSide + "_reset"
 		}
 		return dstSide + "_reset"
+	case writing:
+		return dstSide + "_error"
 	}
 	return srcSide + "_error"
 }
 
-// tcpClosed reports whether the kernel has moved c to TCP_CLOSE (as a
-// reset does).
-func tcpClosed(c *net.TCPConn) bool {
+// tcpClosedFD reports whether the kernel has moved a socket to TCP_CLOSE
+// (as a reset does).
+func tcpClosedFD(fd int) bool {
+	ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	return err != nil || ti.State == 7 // TCP_CLOSE
+}
+
+// The loop's non-blocking calls are raw system calls: they never block, so
+// the scheduler need not hand the thread's P away and back around each.
+
+func rawRead(fd int, b []byte) (int, syscall.Errno) {
+	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	return int(r), e
+}
+
+// rawSend writes with MSG_NOSIGNAL: a peer that is gone is an EPIPE, not
+// a signal.
+func rawSend(fd int, b []byte) (int, syscall.Errno) {
+	r, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+		unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT, 0, 0)
+	return int(r), e
+}
+
+func rawSplice(in, out, n int) (int, syscall.Errno) {
+	r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n),
+		unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+	return int(r), e
+}
+
+// detachFD takes a connected socket out of the Go runtime: it duplicates
+// the fd (the duplicate shares the non-blocking file status) and closes
+// the *net.TCPConn, which leaves the runtime's poller.
+func detachFD(c *net.TCPConn) (int, error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return true
+		return -1, err
 	}
-	closed := false
-	raw.Control(func(fd uintptr) {
-		if ti, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
-			closed = ti.State == 7 // TCP_CLOSE
-		}
-	})
-	return closed
+	fd := -1
+	var derr error
+	if err := raw.Control(func(f uintptr) { fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, derr
+	}
+	c.Close()
+	return fd, nil
 }

@@ -9,48 +9,77 @@ import (
 	"time"
 
 	"github.com/nsproxy/nsproxy/sidecar/netns"
+	"golang.org/x/sys/unix"
 )
 
-// session is one proxied connection.
+// session is one proxied connection. A goroutine sets it up (PROXY header,
+// server choice, the start of the connect), then hands both sockets to an
+// event loop and ends: an established connection costs no goroutine.
 type session struct {
 	e        *Engine
 	id       uint64
 	fe       *FrontendSpec
+	front    *frontend
 	bind     BindSpec
 	start    time.Time
-	client   *net.TCPConn
+	client   *net.TCPConn  // the client's socket until a loop owns it, or
+	cfd      int           // the client's raw socket (-1: none)
 	listenNS *netns.Handle // where the client socket lives
 	clientNS *netns.Handle // the connection's namespace (listener's, or from a PROXY TLV)
 	nsSource string        // where clientNS came from: listener or tlv
 	src, dst netip.AddrPort
 	proxyVer int
 
-	ctx    context.Context // cancelled by abort: ends a dial in progress
-	cancel context.CancelFunc
+	// stopClientNS unhooks the abort on the client namespace's end;
+	// nsCounters are the namespaces' counters the connection holds.
+	stopClientNS func() bool
+	nsCounters   []*Counters
 
-	mu        sync.Mutex
-	server    *net.TCPConn
-	srv       *server
-	serverNS  *netns.Handle
-	backend   string
-	term      string // first reason the session ended abnormally
-	aborted   bool
-	clientFin atomic.Bool // client sent FIN
-	serverFin atomic.Bool // server sent FIN
-	bytesIn   atomic.Uint64
-	bytesOut  atomic.Uint64
-	wd        *watchdog // set before the pump's goroutines start
+	// Connection attempts (dial.go), used by one goroutine or loop at a
+	// time: the setup goroutine, a retry's, then the loop.
+	b        *backend
+	bs       *BackendSpec
+	tried    map[*server]bool
+	attempts int
+	lastErr  error
+	at       attempt // in progress or established
+
+	mu           sync.Mutex
+	stopServerNS func() bool // unhooks the abort on the server namespace's end
+	srv          *server
+	serverNS     *netns.Handle
+	backend      string
+	term         string // first reason the session ended abnormally
+	aborted      bool
+	pc           *pconn      // set once a loop owns the sockets
+	clientFin    atomic.Bool // client sent FIN
+	serverFin    atomic.Bool // server sent FIN
+	bytesIn      atomic.Uint64
+	bytesOut     atomic.Uint64
 	// counters fed per chunk besides the session's own: the frontend's,
-	// the server's and the namespaces'. Set before the pump starts.
+	// the server's and the namespaces'. Set before the loop takes over.
 	counters []*Counters
 }
 
+// startSession starts a connection accepted as a *net.TCPConn (binds
+// whose PROXY header is read with proxyproto's net.Conn reader).
 func (e *Engine) startSession(l *listener, h *netns.Handle, c *net.TCPConn) {
-	s := &session{e: e, id: e.nextID.Add(1), fe: l.fe.spec.Load(), bind: l.bind, start: time.Now(),
-		client: c, listenNS: h, clientNS: h, nsSource: "listener"}
-	s.src = addrPort(c.RemoteAddr())
-	s.dst = addrPort(c.LocalAddr())
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s := e.newSession(l, h, addrPort(c.RemoteAddr()), addrPort(c.LocalAddr()))
+	s.client = c
+	go s.setup()
+}
+
+// startSessionFD starts a connection accepted as a raw non-blocking fd: it
+// never enters the Go runtime's poller.
+func (e *Engine) startSessionFD(l *listener, h *netns.Handle, fd int, src, dst netip.AddrPort) {
+	s := e.newSession(l, h, src, dst)
+	s.cfd = fd
+	go s.setup()
+}
+
+func (e *Engine) newSession(l *listener, h *netns.Handle, src, dst netip.AddrPort) *session {
+	s := &session{e: e, id: e.nextID.Add(1), fe: l.fe.spec.Load(), front: l.fe, bind: l.bind, start: time.Now(),
+		cfd: -1, listenNS: h, clientNS: h, nsSource: "listener", src: src, dst: dst}
 	e.sessMu.Lock()
 	e.sessions[s] = struct{}{}
 	e.sessWG.Add(1)
@@ -59,16 +88,7 @@ func (e *Engine) startSession(l *listener, h *netns.Handle, c *net.TCPConn) {
 	fe.stats.Current.Add(1)
 	fe.stats.Total.Add(1)
 	s.counters = []*Counters{&fe.stats}
-	go func() {
-		defer e.sessWG.Done()
-		defer e.global.release()
-		defer fe.limit.release()
-		defer fe.stats.Current.Add(-1)
-		s.run()
-		e.sessMu.Lock()
-		delete(e.sessions, s)
-		e.sessMu.Unlock()
-	}()
+	return s
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -80,6 +100,7 @@ func addrPort(a net.Addr) netip.AddrPort {
 }
 
 // abort ends the session now, closing both sockets; the first reason wins.
+// Once a loop owns the sockets, the loop closes them.
 func (s *session) abort(reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -87,10 +108,12 @@ func (s *session) abort(reason string) {
 		s.term = reason
 	}
 	s.aborted = true
-	s.cancel()
-	s.client.Close()
-	if s.server != nil {
-		s.server.Close()
+	if pc := s.pc; pc != nil {
+		pc.l.post(pc.finish) // a loop that stopped has closed it already
+		return
+	}
+	if s.client != nil {
+		s.client.Close() // ends a PROXY header read; a connect in progress is the loop's
 	}
 }
 
@@ -102,35 +125,117 @@ func (s *session) setTerm(reason string) {
 	s.mu.Unlock()
 }
 
-func (s *session) run() {
-	defer s.cancel()
-	defer s.client.Close()
-	stopClientNS := context.AfterFunc(s.listenNS.Context(), func() { s.abort("client_netns_gone") })
-	defer stopClientNS()
+// setup runs on the session's own goroutine: the PROXY header, the server
+// choice and the start of the connect; then it gives the connection to a
+// loop, which finishes the connect, and ends.
+func (s *session) setup() {
+	s.stopClientNS = context.AfterFunc(s.listenNS.Context(), func() { s.abort("client_netns_gone") })
 	if s.bind.AcceptProxy {
 		if err := s.readProxyHeader(); err != nil {
-			s.logEnd(err)
+			s.end(err)
 			return
 		}
 	}
-	if err := s.connect(); err != nil {
-		s.logEnd(err)
+	if err := s.prepareConnect(); err != nil {
+		s.end(err)
 		return
 	}
-	defer s.server.Close()
-	stopServerNS := context.AfterFunc(s.serverNS.Context(), func() { s.abort("server_netns_gone") })
-	defer stopServerNS()
-	srv := s.srv
-	defer srv.active.Add(-1)
-	defer srv.stats.Current.Add(-1)
-	s.counters = append(s.counters, &srv.stats)
-	for _, label := range s.netnsLabels() {
-		c := s.e.ns.acquire(label)
-		defer c.Current.Add(-1)
-		s.counters = append(s.counters, c)
+	sfd, err := s.nextAttempt()
+	if err != nil {
+		s.end(err)
+		return
 	}
-	s.pump()
-	s.logEnd(nil)
+	s.handOff(sfd)
+}
+
+// handOff moves the client's socket and the connecting server socket to
+// the least busy loop. Under s.mu, so that an abort either finds the
+// *net.TCPConn here or reaches the loop after the adoption.
+func (s *session) handOff(sfd int) {
+	l := s.e.pickLoop()
+	s.mu.Lock()
+	if s.aborted {
+		s.mu.Unlock()
+		s.dropAttempt(sfd)
+		s.end(nil)
+		return
+	}
+	cfd := s.cfd
+	if s.client != nil {
+		var err error
+		if cfd, err = detachFD(s.client); err != nil {
+			s.mu.Unlock()
+			s.dropAttempt(sfd)
+			s.setTerm("closed")
+			s.end(err)
+			return
+		}
+	}
+	s.client, s.cfd = nil, -1 // the loop's from now on
+	pc := &pconn{s: s, l: l, fd: [2]int{cfd, sfd}, connecting: true}
+	pc.hidx = -1
+	s.pc = pc
+	l.conns.Add(1)
+	ok := l.post(func() { l.adopt(pc) })
+	s.mu.Unlock()
+	if !ok { // the loops stopped: the engine is shutting down
+		l.conns.Add(-1)
+		unix.Close(cfd)
+		s.dropAttempt(sfd)
+		s.setTerm("shutdown")
+		s.end(nil)
+	}
+}
+
+// dropAttempt gives up the attempt in progress without counting it as
+// the server's failure: the session ends for another reason.
+func (s *session) dropAttempt(sfd int) {
+	unix.Close(sfd)
+	s.mu.Lock()
+	srv, stop := s.at.srv, s.stopServerNS
+	s.stopServerNS = nil
+	s.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	srv.active.Add(-1)
+}
+
+// end writes the connection's log line and gives back what it held:
+// counters, maxconn slots, its place in the engine's set. It runs once,
+// on the setup goroutine or on the loop that owned the connection.
+func (s *session) end(err error) {
+	s.logEnd(err)
+	for _, c := range s.nsCounters {
+		c.Current.Add(-1)
+	}
+	s.mu.Lock()
+	srv, stopServerNS, pc := s.srv, s.stopServerNS, s.pc
+	s.mu.Unlock()
+	if srv != nil {
+		srv.stats.Current.Add(-1)
+		srv.active.Add(-1)
+	}
+	if stopServerNS != nil {
+		stopServerNS()
+	}
+	s.stopClientNS()
+	if pc == nil {
+		if s.client != nil {
+			s.client.Close()
+		}
+		if s.cfd >= 0 {
+			unix.Close(s.cfd)
+		}
+	}
+	e := s.e
+	e.sessMu.Lock()
+	delete(e.sessions, s)
+	e.sessMu.Unlock()
+	s.front.stats.Current.Add(-1)
+	s.front.limit.release()
+	e.global.release()
+	e.sessWG.Done()
 }
 
 // netnsLabels are the namespaces the connection uses, each once.

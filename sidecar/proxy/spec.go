@@ -12,8 +12,12 @@ type Spec struct {
 	MaxConn int
 	// ProxyHeaderMaxSize caps incoming PROXY headers; 0: the proxyproto default.
 	ProxyHeaderMaxSize int
-	Frontends          []FrontendSpec
-	Backends           []BackendSpec
+	// NbThread is the number of event loops (each a goroutine with its own epoll set) that own
+	// established connections; 0: one per CPU. Read by the first Apply
+	// only: a change takes effect at the next start.
+	NbThread  int
+	Frontends []FrontendSpec
+	Backends  []BackendSpec
 }
 
 // FrontendSpec is one frontend: its listeners and where connections go.

@@ -1,8 +1,7 @@
 package proxy
 
 import (
-	"net"
-	"sync"
+	"fmt"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -29,114 +28,100 @@ func (s *session) idle() (time.Duration, string) {
 	return st, "server_timeout"
 }
 
-// watchdog aborts the session once nothing moved for the idle timeout.
+// activity is a connection's idle watch: one entry in its loop's timer
+// heap, no runtime timer.
 //
-// It measures idleness from when bytes last moved, as the kernel saw it
-// (TCP_INFO's last_data_recv and last_ack_recv), not from when the
-// watchdog noticed: counting from the look that saw progress let a
-// timeout fire up to twice its value (issue 9). A FIN is activity too, and
-// is reported at once (finSeen): the fin timeouts that may now apply are
-// usually shorter than the deadline already set.
-type watchdog struct {
-	s      *session
-	mu     sync.Mutex
-	t      *time.Timer
-	last   [4]uint64 // bytes received/acked on the client, then the server socket
-	active time.Time // when bytes last moved
-	done   bool
+// Idleness is measured from when bytes last moved: the loop stamps every
+// byte it moves (active), and the check at the deadline also asks the
+// kernel (TCP_INFO's last_data_recv and last_ack_recv) whether either
+// socket received or had acknowledged a byte since its last look, so that
+// a peer slowly draining what the loop already wrote keeps the connection
+// alive, as HAProxy's default does. Counting from the check that noticed
+// progress let a timeout fire up to twice its value (issue 9). A FIN is
+// activity too, and re-arms at once (finSeen): the fin timeouts that may
+// apply now are usually shorter than the deadline already set.
+type activity struct {
+	active   time.Time // when bytes last moved
+	deadline time.Time // of the next check
+	hidx     int       // index in the loop's timer heap; -1: not in it
+	last     [4]uint64 // bytes received/acked on the client, then the server socket
 }
 
 // watchdogMin keeps a check that finds a few milliseconds of idleness
 // left (TCP_INFO counts in milliseconds) from firing in a tight loop.
 const watchdogMin = 5 * time.Millisecond
 
-// watchdogRecheck: how often a session without timeouts looks again,
+// watchdogRecheck: how often a connection without timeouts looks again,
 // since a reload may set some.
 const watchdogRecheck = 30 * time.Second
 
-func (s *session) startWatchdog() *watchdog {
-	// last starts at zero: the first check sees the handshake's bytes as
-	// progress, which costs nothing here on the hot path.
-	w := &watchdog{s: s, active: time.Now()}
-	timeout, _ := s.idle()
+// armIdle sets the next check for the timeout that applies now, counted
+// from the last activity.
+func (c *pconn) armIdle(now time.Time) {
+	timeout, _ := c.s.idle()
 	if timeout <= 0 {
-		timeout = watchdogRecheck
+		c.deadline = now.Add(watchdogRecheck)
+	} else {
+		c.deadline = c.active.Add(max(timeout, watchdogMin))
+		if c.deadline.Before(now) {
+			c.deadline = now
+		}
 	}
-	w.t = time.AfterFunc(timeout, w.check)
-	return w
+	c.l.timers.set(c)
 }
 
-func (w *watchdog) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.t.Stop()
-	w.mu.Unlock()
+// idleCheck runs at the deadline: it ends the connection if it has been
+// idle for its timeout, else moves the deadline.
+func (c *pconn) idleCheck(now time.Time) {
+	if c.connecting {
+		c.connectFailed(fmt.Errorf("dial tcp %s: i/o timeout (timeout connect %v)", c.s.at.dst, c.s.connectTimeout()))
+		return
+	}
+	timeout, reason := c.s.idle()
+	if timeout <= 0 {
+		c.deadline = now.Add(watchdogRecheck)
+		c.l.timers.set(c)
+		return
+	}
+	p, age := c.progress()
+	for i := range p {
+		if p[i] != c.last[i] {
+			if at := now.Add(-age[i]); at.After(c.active) {
+				c.active = at
+			}
+		}
+	}
+	c.last = p
+	idle := now.Sub(c.active)
+	if idle >= timeout {
+		c.fail(reason)
+		return
+	}
+	c.deadline = now.Add(max(timeout-idle, watchdogMin))
+	c.l.timers.set(c)
 }
 
 // progress returns the byte counters of both sockets and, for each, how
 // long ago the kernel last saw it move.
-func (w *watchdog) progress() (p [4]uint64, age [4]time.Duration) {
-	for i, c := range []*net.TCPConn{w.s.client, w.s.server} {
-		raw, err := c.SyscallConn()
-		if err != nil {
-			continue
+func (c *pconn) progress() (p [4]uint64, age [4]time.Duration) {
+	for i, fd := range c.fd {
+		if ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			p[2*i], p[2*i+1] = ti.Bytes_received, ti.Bytes_acked
+			age[2*i] = time.Duration(ti.Last_data_recv) * time.Millisecond
+			age[2*i+1] = time.Duration(ti.Last_ack_recv) * time.Millisecond
 		}
-		raw.Control(func(fd uintptr) {
-			if ti, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
-				p[2*i], p[2*i+1] = ti.Bytes_received, ti.Bytes_acked
-				age[2*i] = time.Duration(ti.Last_data_recv) * time.Millisecond
-				age[2*i+1] = time.Duration(ti.Last_ack_recv) * time.Millisecond
-			}
-		})
 	}
 	return p, age
 }
 
-func (w *watchdog) check() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return
+// finSeen records a FIN from side as activity and re-arms the check for
+// the timeouts that apply from now on.
+func (c *pconn) finSeen(side int) {
+	if side == 0 {
+		c.s.clientFin.Store(true)
+	} else {
+		c.s.serverFin.Store(true)
 	}
-	now := time.Now()
-	p, age := w.progress()
-	for i := range p {
-		if p[i] != w.last[i] {
-			if at := now.Add(-age[i]); at.After(w.active) {
-				w.active = at
-			}
-		}
-	}
-	w.last = p
-	w.scheduleLocked(now)
-}
-
-// finSeen records a FIN as activity and re-arms the timer for the
-// timeouts that apply from now on.
-func (w *watchdog) finSeen() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return
-	}
-	now := time.Now()
-	w.active = now
-	w.scheduleLocked(now)
-}
-
-// scheduleLocked aborts the session if it has been idle for its timeout,
-// else sets the timer to when it will have been.
-func (w *watchdog) scheduleLocked(now time.Time) {
-	timeout, reason := w.s.idle()
-	if timeout <= 0 {
-		w.t.Reset(watchdogRecheck)
-		return
-	}
-	idle := now.Sub(w.active)
-	if idle >= timeout {
-		w.done = true
-		go w.s.abort(reason) // abort closes sockets: not under w.mu
-		return
-	}
-	w.t.Reset(max(timeout-idle, watchdogMin))
+	c.active = c.l.now
+	c.armIdle(c.l.now)
 }

@@ -1,0 +1,113 @@
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// StartConnect creates a non-blocking TCP socket inside the namespace and
+// starts connecting it to addr, for an event loop to finish: it returns
+// the fd once connect(2) has succeeded or is in progress (EINPROGRESS);
+// the caller waits until the fd is writable and reads SO_ERROR. As in
+// Dial, the calling goroutine's thread is inside the namespace for
+// socket(2) only; if the switch back fails, the thread stays locked and
+// dies with the goroutine, so never call it from a goroutine that lives
+// on (an event loop).
+func (h *Handle) StartConnect(addr netip.AddrPort, opt DialOptions) (int, error) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.closed {
+		return -1, fmt.Errorf("dial %s in %s: %w", addr, h.Label(), ErrClosed)
+	}
+	fam := family(addr)
+	fd, err := h.socketHere(fam)
+	if err != nil {
+		return -1, fmt.Errorf("dial %s in %s: %w", addr, h.Label(), err)
+	}
+	if err := connectFD(fd, fam, addr, opt); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("dial tcp %s: %w", addr, err)
+	}
+	return fd, nil
+}
+
+// socketHere makes a non-blocking stream socket inside the namespace on
+// the calling goroutine's thread (h.mu is held).
+func (h *Handle) socketHere(fam int) (int, error) {
+	const typ = unix.SOCK_STREAM | unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC
+	if h.isHome {
+		return unix.Socket(fam, typ, 0)
+	}
+	runtime.LockOSThread()
+	if err := unix.Setns(h.fd, unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return -1, fmt.Errorf("setns: %w", err)
+	}
+	fd, serr := unix.Socket(fam, typ, 0)
+	if err := unix.Setns(homeFD, unix.CLONE_NEWNET); err != nil {
+		if serr == nil {
+			unix.Close(fd)
+		}
+		return -1, fmt.Errorf("setns back to the default namespace: %w", err) // thread stays locked
+	}
+	runtime.UnlockOSThread()
+	return fd, serr
+}
+
+// connectFD sets the socket up as Go's dialer would (no delay, the source
+// address) and starts the connect.
+func connectFD(fd, fam int, addr netip.AddrPort, opt DialOptions) error {
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+		return fmt.Errorf("setsockopt: %w", err)
+	}
+	if err := prepareSocket(fd, fam, opt); err != nil {
+		return err
+	}
+	if opt.Source.IsValid() {
+		if err := unix.Bind(fd, sockaddr(fam, opt.Source)); err != nil {
+			if opt.Transparent {
+				return fmt.Errorf("%w: bind: %w", ErrTransparent, err)
+			}
+			return fmt.Errorf("bind: %w", err)
+		}
+	}
+	err := unix.Connect(fd, sockaddr(fam, addr))
+	if err == nil || errors.Is(err, unix.EINPROGRESS) {
+		return nil
+	}
+	return fmt.Errorf("connect: %w", err)
+}
+
+// sockaddr converts a for a socket of family fam (IPv4 addresses of an
+// IPv6 socket are mapped).
+func sockaddr(fam int, a netip.AddrPort) unix.Sockaddr {
+	if fam == unix.AF_INET {
+		return &unix.SockaddrInet4{Port: int(a.Port()), Addr: a.Addr().Unmap().As4()}
+	}
+	sa := &unix.SockaddrInet6{Port: int(a.Port()), Addr: a.Addr().As16()}
+	if z := a.Addr().Zone(); z != "" {
+		if ifi, err := interfaceIndex(z); err == nil {
+			sa.ZoneId = uint32(ifi)
+		}
+	}
+	return sa
+}
+
+// interfaceIndex reads a zone: an index, or a name looked up in the
+// daemon's namespace (zones are rare in server addresses).
+func interfaceIndex(zone string) (int, error) {
+	if n, err := strconv.Atoi(zone); err == nil {
+		return n, nil
+	}
+	ifi, err := net.InterfaceByName(zone)
+	if err != nil {
+		return 0, err
+	}
+	return ifi.Index, nil
+}

@@ -1,0 +1,108 @@
+package proxy
+
+import (
+	"fmt"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The loop's side of a connect: the session's setup goroutine creates the
+// server's socket inside its namespace and starts the connect; the loop
+// learns the outcome from the socket's writability, bounds it with the
+// connect timeout in its timer heap, writes the PROXY header the server
+// wants, and starts pumping. A failed attempt is retried on another server
+// by a short-lived goroutine, since a socket in a namespace is never
+// created on a loop's thread.
+
+// armConnect sets the deadline of the attempt in progress.
+func (c *pconn) armConnect() {
+	c.deadline = c.l.now.Add(c.s.connectTimeout())
+	c.l.timers.set(c)
+}
+
+// connectDone runs when the connecting socket reports writability or an
+// error.
+func (c *pconn) connectDone() {
+	soErr, err := unix.GetsockoptInt(c.fd[1], unix.SOL_SOCKET, unix.SO_ERROR)
+	switch {
+	case err != nil:
+		c.connectFailed(fmt.Errorf("dial tcp %s: %w", c.s.at.dst, err))
+	case soErr == 0:
+		c.established()
+	case syscall.Errno(soErr) == unix.EINPROGRESS || syscall.Errno(soErr) == unix.EALREADY:
+		// not yet
+	default:
+		c.connectFailed(fmt.Errorf("dial tcp %s: connect: %w", c.s.at.dst, syscall.Errno(soErr)))
+	}
+}
+
+// established: the server accepted. Send the PROXY header if the server
+// wants one, then move what both sides have sent so far.
+func (c *pconn) established() {
+	s := c.s
+	if v := s.at.srv.spec.SendProxy; v > 0 {
+		hdr := s.appendProxyHeader(c.l.buf[:0], v, s.at.fromClient)
+		// A fresh socket's send buffer takes a header whole.
+		n, errno := rawSend(c.fd[1], hdr)
+		if errno != 0 || n != len(hdr) {
+			err := error(errno)
+			if errno == 0 {
+				err = fmt.Errorf("short write (%d of %d bytes)", n, len(hdr))
+			}
+			c.connectFailed(fmt.Errorf("send PROXY v%d header: %w", v, err))
+			return
+		}
+	}
+	c.connecting = false
+	s.connected()
+	c.active = c.l.now
+	c.armIdle(c.l.now)
+	c.pump(0)
+	if !c.closed {
+		c.pump(1)
+	}
+}
+
+// connectFailed closes the attempt's socket, counts the failure, and lets
+// a goroutine start the next attempt.
+func (c *pconn) connectFailed(err error) {
+	l, s := c.l, c.s
+	fd := c.fd[1]
+	if fd < len(l.fds) && l.fds[fd].c == c {
+		l.fds[fd] = fdSlot{}
+	}
+	unix.Close(fd)
+	c.fd[1] = -1
+	l.timers.remove(c)
+	s.attemptFailed(s.at.srv, err)
+	s.e.sessWG.Add(1) // the session's own count is held: Shutdown waits for the retry too
+	go func() {
+		defer s.e.sessWG.Done()
+		sfd, err := s.nextAttempt()
+		if err != nil {
+			l.post(func() {
+				c.endErr = err
+				c.finish()
+			})
+			return
+		}
+		if !l.post(func() { c.adoptServer(sfd) }) {
+			s.dropAttempt(sfd) // the loop stopped and closed the connection
+		}
+	}()
+}
+
+// adoptServer takes the socket of the next attempt.
+func (c *pconn) adoptServer(fd int) {
+	if c.closed {
+		c.s.dropAttempt(fd)
+		return
+	}
+	c.fd[1] = fd
+	if !c.l.watch(c, fd) {
+		c.fail("closed")
+		return
+	}
+	c.armConnect()
+}

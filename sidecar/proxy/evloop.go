@@ -1,0 +1,415 @@
+package proxy
+
+import (
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// evloop is one event loop of the data plane: a goroutine that owns the
+// established connections handed to it. It learns readiness from its own
+// epoll set (edge-triggered), polled without blocking; when idle it parks
+// in the runtime's poller on the epoll fd (wait). It keeps their idle
+// timers in a heap, moves bytes through one read buffer or, for bulk,
+// through pipes leased from its pool. Nothing else touches a connection
+// it owns: other goroutines post commands (post), which the loop runs
+// between two epoll waits, woken by an eventfd.
+//
+// Idle connections cost no goroutine and no buffer: two slots of the fd
+// table, a pconn and the session it belongs to.
+type evloop struct {
+	e    *Engine
+	id   int
+	epfd int
+	efd  int             // eventfd: commands wait in cmds
+	pf   *os.File        // epfd, registered in the runtime's poller
+	rc   syscall.RawConn // pf's, to park until epfd is readable
+
+	mu      sync.Mutex
+	cmds    []func()
+	stopped bool // no more commands are taken
+
+	conns atomic.Int64 // connections owned, for the choice of a loop
+	done  chan struct{}
+
+	// Owned by the loop's goroutine.
+	fds      []fdSlot // indexed by fd number
+	gen      uint32   // generation of the last registration
+	timers   timerHeap
+	again    []*pconn // connections whose budget ran out this turn
+	buf      []byte   // read buffer for small payloads
+	spare    [][]byte // buffers for bytes a short write left over
+	pipes    pipePool
+	now      time.Time // taken once per turn: activity stamps
+	stopping bool
+}
+
+// fdSlot says which connection an fd belongs to. gen is the registration's
+// generation, carried in every epoll event too: an event for an fd that
+// was closed and reused within one batch names an older generation and is
+// dropped.
+type fdSlot struct {
+	c   *pconn
+	gen uint32
+}
+
+const (
+	// loopBufSize is the read buffer: a read that fills it switches the
+	// direction to splice (HAProxy's splice-auto idea).
+	loopBufSize = 16 << 10
+	// loopYieldEvery: a loop that never yields is preempted by sysmon
+	// every 10 ms, which costs a spinning sysmon; yielding first is cheap.
+	loopYieldEvery = 5 * time.Millisecond
+	// loopEvents per epoll_wait.
+	loopEvents = 256
+	// spareMax caps the buffers kept for short writes.
+	spareMax = 16
+)
+
+func newLoop(e *Engine, id int) (*evloop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(efd)
+		return nil, err
+	}
+	// The epoll set is itself pollable: wrapped as a non-blocking file,
+	// the runtime's poller wakes the loop when it has events (wait).
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(efd)
+		return nil, err
+	}
+	pf := os.NewFile(uintptr(epfd), "evloop")
+	rc, err := pf.SyscallConn()
+	if err != nil {
+		pf.Close()
+		unix.Close(efd)
+		return nil, err
+	}
+	return &evloop{e: e, id: id, epfd: epfd, efd: efd, pf: pf, rc: rc, done: make(chan struct{}),
+		buf: make([]byte, loopBufSize)}, nil
+}
+
+// post runs f on the loop. It reports false once the loop has stopped.
+func (l *evloop) post(f func()) bool {
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return false
+	}
+	wake := len(l.cmds) == 0
+	l.cmds = append(l.cmds, f)
+	l.mu.Unlock()
+	if wake {
+		one := [8]byte{1}
+		unix.Write(l.efd, one[:])
+	}
+	return true
+}
+
+// stop ends the loop: connections it still owns are closed ("shutdown").
+func (l *evloop) stop() {
+	if l.post(func() { l.stopping = true }) {
+		<-l.done
+	}
+}
+
+func (l *evloop) run() {
+	defer close(l.done)
+	events := make([]unix.EpollEvent, loopEvents)
+	lastYield := time.Now()
+	for {
+		n := l.wait(events)
+		l.now = time.Now()
+		for i := 0; i < n; i++ {
+			l.event(events[i])
+		}
+		l.runAgain()
+		l.fireTimers()
+		if l.stopping {
+			l.close()
+			return
+		}
+		if l.now.Sub(lastYield) >= loopYieldEvery {
+			runtime.Gosched()
+			lastYield = time.Now()
+		}
+	}
+}
+
+// wait returns the next batch of events. It polls the epoll set without
+// blocking (a raw syscall) and, when nothing is ready and no work is left
+// over, parks the goroutine in the Go runtime's poller until the epoll set
+// becomes readable or the next timer is due.
+//
+// Blocking in epoll_wait as a system call instead held the loop's P in
+// syscall state for up to 10 ms, and a P that goes idle while others sit
+// in system calls starts no thread to wait on the runtime's own poller:
+// goroutines waiting on the network (health checks, setup, a test's
+// client) then waited for sysmon's 10 ms poll (measured: 6-12 ms per
+// connection in BenchmarkAcceptDialClose with two loops).
+func (l *evloop) wait(events []unix.EpollEvent) int {
+	for {
+		n, errno := epollPoll(l.epfd, events)
+		if errno != 0 && errno != unix.EINTR {
+			l.e.log.Error("event loop: epoll_wait failed", "loop", l.id, "err", errno)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if n > 0 || len(l.again) > 0 {
+			return n
+		}
+		ms := l.waitMillis()
+		if ms == 0 {
+			return 0
+		}
+		deadline := time.Time{}
+		if ms > 0 {
+			deadline = time.Now().Add(time.Duration(ms) * time.Millisecond)
+		}
+		l.pf.SetReadDeadline(deadline)
+		err := l.rc.Read(func(fd uintptr) bool {
+			n, errno = epollPoll(int(fd), events)
+			return n > 0
+		})
+		if n > 0 {
+			return n
+		}
+		if err != nil {
+			return 0 // the deadline: timers are due
+		}
+	}
+}
+
+// epollPoll is a non-blocking epoll_wait.
+func epollPoll(epfd int, events []unix.EpollEvent) (int, syscall.Errno) {
+	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
+		uintptr(len(events)), 0, 0, 0)
+	return int(r), e
+}
+
+// waitMillis is epoll_wait's timeout: 0 when work is left over, else until
+// the next timer.
+func (l *evloop) waitMillis() int {
+	if len(l.again) > 0 {
+		return 0
+	}
+	if len(l.timers) == 0 {
+		return -1
+	}
+	d := time.Until(l.timers[0].deadline)
+	if d <= 0 {
+		return 0
+	}
+	return int((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+func (l *evloop) event(ev unix.EpollEvent) {
+	fd := int(ev.Fd)
+	if fd == l.efd {
+		l.commands()
+		return
+	}
+	if fd >= len(l.fds) {
+		return
+	}
+	slot := l.fds[fd]
+	c := slot.c
+	if c == nil || slot.gen != uint32(ev.Pad) || c.closed {
+		return // closed, maybe reused, since the event was queued
+	}
+	side := 0
+	if c.fd[1] == fd {
+		side = 1
+	}
+	if c.connecting {
+		// The client's bytes wait in the kernel until the server is
+		// connected; then both directions are pumped.
+		if side == 1 && ev.Events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			c.connectDone()
+		}
+		return
+	}
+	in := ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
+	out := ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0
+	if in {
+		c.pump(side) // side's socket is the source
+	}
+	if out && !c.closed && c.dir[1-side].holding() {
+		c.pump(1 - side) // side's socket is the destination
+	}
+}
+
+func (l *evloop) commands() {
+	var b [8]byte
+	unix.Read(l.efd, b[:])
+	l.mu.Lock()
+	cmds := l.cmds
+	l.cmds = nil
+	l.mu.Unlock()
+	for _, f := range cmds {
+		f()
+	}
+}
+
+// adopt registers a connection's two sockets (the server's connecting)
+// and arms its connect timeout.
+func (l *evloop) adopt(c *pconn) {
+	if l.now.IsZero() {
+		l.now = time.Now()
+	}
+	c.active = l.now
+	for _, fd := range c.fd {
+		if !l.watch(c, fd) {
+			c.fail("closed")
+			return
+		}
+	}
+	c.armConnect()
+}
+
+// watch registers fd of c, edge-triggered, with a new generation.
+func (l *evloop) watch(c *pconn, fd int) bool {
+	for fd >= len(l.fds) {
+		l.fds = append(l.fds, make([]fdSlot, max(64, len(l.fds)))...)
+	}
+	l.gen++
+	l.fds[fd] = fdSlot{c: c, gen: l.gen}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
+		Fd: int32(fd), Pad: int32(l.gen)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		l.fds[fd] = fdSlot{}
+		l.e.log.Warn("event loop: cannot watch a socket", "loop", l.id, "err", err)
+		return false
+	}
+	return true
+}
+
+// requeue gives a direction whose budget ran out another turn after the
+// other connections had theirs: edge-triggered epoll will not report
+// what is already waiting.
+func (l *evloop) requeue(c *pconn, side int) {
+	c.dir[side].more = true
+	if !c.queued {
+		c.queued = true
+		l.again = append(l.again, c)
+	}
+}
+
+func (l *evloop) runAgain() {
+	if len(l.again) == 0 {
+		return
+	}
+	again := l.again
+	l.again = nil
+	for _, c := range again {
+		c.queued = false
+		for side := range c.dir {
+			if !c.closed && c.dir[side].more {
+				c.dir[side].more = false
+				c.pump(side)
+			}
+		}
+	}
+	clear(again)
+}
+
+func (l *evloop) fireTimers() {
+	for len(l.timers) > 0 && !l.timers[0].deadline.After(l.now) {
+		l.timers[0].idleCheck(l.now)
+	}
+}
+
+// getSpare returns an empty buffer for bytes a short write left over.
+func (l *evloop) getSpare() []byte {
+	if n := len(l.spare); n > 0 {
+		b := l.spare[n-1]
+		l.spare = l.spare[:n-1]
+		return b[:0]
+	}
+	return make([]byte, 0, loopBufSize)
+}
+
+func (l *evloop) putSpare(b []byte) {
+	if len(l.spare) < spareMax {
+		l.spare = append(l.spare, b[:0])
+	}
+}
+
+// close ends every connection still owned and frees the loop's fds.
+func (l *evloop) close() {
+	l.mu.Lock()
+	l.stopped = true
+	cmds := l.cmds
+	l.cmds = nil
+	l.mu.Unlock()
+	for _, f := range cmds { // adoptions and aborts that came late
+		f()
+	}
+	for _, slot := range l.fds {
+		if slot.c != nil && !slot.c.closed {
+			slot.c.fail("shutdown")
+		}
+	}
+	l.pipes.close()
+	l.pf.Close() // epfd
+	unix.Close(l.efd)
+}
+
+// startLoops starts n loops (n <= 0: one per CPU) and leaves a spare P
+// for everything else the daemon runs.
+func (e *Engine) startLoops(n int) error {
+	if n <= 0 {
+		n = runtime.NumCPU()
+	}
+	if runtime.GOMAXPROCS(0) < n+1 {
+		runtime.GOMAXPROCS(n + 1)
+	}
+	loops := make([]*evloop, 0, n)
+	for i := range n {
+		l, err := newLoop(e, i)
+		if err != nil {
+			for _, l := range loops {
+				l.stop()
+			}
+			return err
+		}
+		loops = append(loops, l)
+		go l.run()
+	}
+	e.loops = loops
+	return nil
+}
+
+// pickLoop chooses the loop owning the fewest connections.
+func (e *Engine) pickLoop() *evloop {
+	best := e.loops[0]
+	for _, l := range e.loops[1:] {
+		if l.conns.Load() < best.conns.Load() {
+			best = l
+		}
+	}
+	return best
+}
+
+func (e *Engine) stopLoops() {
+	for _, l := range e.loops {
+		l.stop()
+	}
+}
