@@ -158,8 +158,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		defer close(watchDone)
 		d.reg.Watch(wctx, d.opt.ResyncEvery)
 	}()
+	_, merged, _ := d.snapshotState() // the control socket may already be changing it
 	d.log.Info("nsproxy running", "config", d.opt.ConfigFiles, "netns_dir", d.reg.Dir(),
-		"frontends", len(d.merged.Frontends), "backends", len(d.merged.Backends))
+		"frontends", len(merged.Frontends), "backends", len(merged.Backends))
 	for {
 		select {
 		case <-ctx.Done():
