@@ -17,3 +17,6 @@ var (
 	// why (400).
 	ErrInvalidObject = errors.New("invalid object")
 )
+
+// SourceManifest is the registry source of a tenant's static namespaces.
+const SourceManifest = "manifest"

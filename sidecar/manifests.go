@@ -370,7 +370,7 @@ func (d *Daemon) tenantViews(acc access) []api.Tenant {
 			if !ok {
 				tn = api.TenantNamespace{Name: n.Name, State: api.StateMissing}
 			}
-			tn.Source = "manifest"
+			tn.Source = SourceManifest
 			t.Namespaces = append(t.Namespaces, tn)
 		}
 		for _, f := range mt.Spec.Frontends {
