@@ -54,8 +54,8 @@ func (ec *exposureCache) exposuresFor(a api.Attachment, ix *tenantIndex, allocs 
 	tenant, overlap := netns.DefaultTenant, ""
 	if ix != nil {
 		tenant, overlap = ix.ownerOf(a)
-	} else {
-		tenant = tenantOr(a.Tenant)
+	} else if tenant = tenantOr(a.Tenant); a.Source == api.SourceOCI && tenant != netns.DefaultTenant {
+		tenant, overlap = netns.DefaultTenant, hookClaimRefused(tenant)
 	}
 	xs, problems := exposuresFor(a, tenant)
 	if overlap != "" {

@@ -258,11 +258,13 @@ func serviceRule(set *manifest.Set, doc string, s manifest.Service, nsOwner map[
 
 // ownerOf is the tenant a belongs to, and a problem when it is not the
 // one a's claims ask for. The claims are the tenants whose selectors
-// match, and the tenant the hook asked for (a CNI network's "tenant", an
-// OCI annotation; "default" asks for nothing) when that tenant has no
-// selectors of its own (no manifest, or one without spec.select: the
-// hook's word, as before manifests). A tenant with selectors is joined
-// only through them, so an annotation cannot put a container into it.
+// match, and the tenant a CNI network asks for (its "tenant", which root
+// writes in the conflist; "default" asks for nothing) when that tenant
+// has no selectors of its own (no manifest, or one without spec.select:
+// the network's word, as before manifests). A tenant with selectors is
+// joined only through them. The OCI hook's tenant is an annotation that
+// whoever creates the container sets: it joins no tenant on its own word
+// (hookClaimRefused), only through a selector of the tenant.
 // Two different claims: a belongs to the default tenant (today's
 // behaviour) and the overlap is reported, never resolved.
 func (ix *tenantIndex) ownerOf(a api.Attachment) (string, string) {
@@ -274,9 +276,12 @@ func (ix *tenantIndex) ownerOf(a api.Attachment) (string, string) {
 	}
 	var refused string
 	if t := tenantOr(a.Tenant); t != netns.DefaultTenant && !slices.Contains(by, t) {
-		if mt := ix.tenants[t]; mt == nil || len(mt.Spec.Select) == 0 {
+		switch mt := ix.tenants[t]; {
+		case a.Source == api.SourceOCI:
+			refused = hookClaimRefused(t)
+		case mt == nil || len(mt.Spec.Select) == 0:
 			by = append(by, t)
-		} else {
+		default:
 			refused = fmt.Sprintf("the hook asks for tenant %s, whose spec.select does not match this container: not given "+
 				"(a tenant with selectors is joined through them only)", t)
 		}
@@ -295,6 +300,14 @@ func (ix *tenantIndex) ownerOf(a api.Attachment) (string, string) {
 		overlap += "; " + refused
 	}
 	return netns.DefaultTenant, overlap
+}
+
+// hookClaimRefused is the problem of an OCI container whose annotation
+// nsproxy.io/tenant asks for tenant t that no selector of t gives it.
+func hookClaimRefused(t string) string {
+	return fmt.Sprintf("the OCI annotation nsproxy.io/tenant asks for tenant %s, whose spec.select does not match this container: "+
+		"not given, it stays in the default tenant (whoever creates a container sets its annotations; a tenant takes OCI "+
+		"containers through a selector, e.g. source: oci with annotations: {nsproxy.io/tenant: %s} and what else identifies them)", t, t)
 }
 
 // limits are tenant's limits (none for the default tenant or a tenant
