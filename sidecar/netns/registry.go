@@ -51,6 +51,25 @@ type slot struct {
 	entry   *Entry        // registered at run time (API, CNI, OCI)
 }
 
+// owner is the slot's tenant: its run-time entry's, else the default
+// tenant (the files' names).
+func (s *slot) owner() string {
+	if s.entry != nil {
+		return tenantOr(s.entry.Tenant)
+	}
+	return DefaultTenant
+}
+
+// unpublishLocked takes the slot's handle away (waiters see the change)
+// and returns it for the caller to close outside the lock.
+func (r *Registry) unpublishLocked(s *slot) *Handle {
+	h := s.h
+	s.h = nil
+	close(s.changed)
+	s.changed = make(chan struct{})
+	return h
+}
+
 // path is the file the slot's namespace is opened from.
 func (s *slot) path(dir, name string) string {
 	if s.entry != nil && s.entry.Path != "" {
@@ -187,7 +206,9 @@ var ErrConflict = errors.New("nsproxy: namespace registered with another path")
 // waiting for the namespace to exist. A name the configuration files use
 // means the file of that name in the netns directory: registering it with
 // another path is ErrConflict and changes nothing. Registering a run-time
-// name again with another path replaces the handle.
+// name again with another path or another tenant replaces the handle: the
+// old one closes (its Context ends), and with it everything opened in the
+// namespace under the old owner.
 func (r *Registry) Register(e Entry) error {
 	if !hooks.ValidName(e.Name) {
 		return fmt.Errorf("%w: %q", ErrInvalidName, e.Name)
@@ -202,10 +223,12 @@ func (r *Registry) Register(e Entry) error {
 	}
 	s := r.slotLocked(e.Name)
 	var drop *Handle
-	if s.h != nil && s.path(r.dir, e.Name) != (&slot{entry: &e}).path(r.dir, e.Name) {
-		drop, s.h = s.h, nil
-		close(s.changed)
-		s.changed = make(chan struct{})
+	if s.h != nil && (s.path(r.dir, e.Name) != (&slot{entry: &e}).path(r.dir, e.Name) || s.owner() != tenantOr(e.Tenant)) {
+		// Another namespace, or the same one of another tenant: what the
+		// old owner runs in it (listeners, sessions a TLV selected) must
+		// not go on under the new one, so the handle closes and a new
+		// one is opened.
+		drop = r.unpublishLocked(s)
 	}
 	cp := e
 	cp.Metadata = maps.Clone(e.Metadata)
@@ -227,11 +250,17 @@ func (r *Registry) Unregister(name string) bool {
 		r.mu.Unlock()
 		return false
 	}
+	wasOwner := s.owner()
 	s.entry = nil
 	h := r.dropIfUnusedLocked(name, s)
+	if h == nil && s.h != nil && wasOwner != DefaultTenant {
+		// The files still name it: it is the default tenant's now, and
+		// nothing of its former tenant stays open in it.
+		h = r.unpublishLocked(s)
+	}
 	r.mu.Unlock()
 	r.closeDropped([]*Handle{h})
-	if h == nil {
+	if h == nil || s.config {
 		r.resyncOne(name) // the path may have changed back to the netns directory
 	}
 	return true
@@ -527,8 +556,8 @@ var ErrOtherTenant = errors.New("nsproxy: namespace belongs to another tenant")
 // ownerLocked is the tenant of name: its run-time entry's, else the
 // default tenant's (the files' names).
 func (r *Registry) ownerLocked(name string) string {
-	if s, ok := r.slots[name]; ok && s.entry != nil {
-		return tenantOr(s.entry.Tenant)
+	if s, ok := r.slots[name]; ok {
+		return s.owner()
 	}
 	return DefaultTenant
 }

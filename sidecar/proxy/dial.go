@@ -132,6 +132,9 @@ func (s *session) startDial(srv *server) (int, attempt, error) {
 		if h, err = s.e.reg.Get(srv.spec.Namespace); err != nil {
 			return -1, attempt{}, err
 		}
+		if err := s.serverNamespaceAllowed(h); err != nil {
+			return -1, attempt{}, err
+		}
 	}
 	dst, err := s.destination(srv.spec)
 	if err != nil {

@@ -10,7 +10,8 @@ import (
 // Tenant isolation in the data plane is two calls into the registry,
 // which decides (netns.Registry.Admit and MayUse); this file only maps
 // their answers to refusal reasons. Every engine must keep making both:
-// Admit for each NETNS TLV, MayUse before each "namespace *" dial.
+// Admit for each NETNS TLV, MayUse before each dial into a named
+// namespace ("namespace *" and a server line's fixed namespace).
 
 // reasonTenant: a connection tried to reach another tenant's namespace.
 const reasonTenant = "tenant"
@@ -34,6 +35,19 @@ func (e *Engine) tlvRefusal(tenant, name string) (string, error) {
 func (s *session) clientNamespaceAllowed(h *netns.Handle) error {
 	if err := s.e.reg.MayUse(s.fe.Tenant, h); err != nil {
 		s.e.log.Warn("namespace * refused: the connection's namespace is another tenant's", "frontend", s.fe.Name,
+			"tenant", s.fe.Tenant, "client", s.src.String(), "netns", h.Label(), "reason", reasonTenant)
+		return err
+	}
+	return nil
+}
+
+// serverNamespaceAllowed checks a dial into h, the fixed namespace of a
+// server line, with the decision "namespace *" gets (MayUse): refused
+// (and logged) when h is not of the frontend's tenant, e.g. an
+// attachment whose owner changed under a running backend.
+func (s *session) serverNamespaceAllowed(h *netns.Handle) error {
+	if err := s.e.reg.MayUse(s.fe.Tenant, h); err != nil {
+		s.e.log.Warn("server refused: its namespace is another tenant's", "frontend", s.fe.Name,
 			"tenant", s.fe.Tenant, "client", s.src.String(), "netns", h.Label(), "reason", reasonTenant)
 		return err
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -68,4 +69,54 @@ func TestTenantIsolation(t *testing.T) {
 		return nil
 	})
 	v.waitLog("namespace * refused")
+}
+
+// TestTenantFixedNamespaceServer: a server with a fixed namespace is
+// dialled only for a frontend of that namespace's tenant, checked per
+// connection like "namespace *" (the plan refuses such objects, but a
+// namespace's owner can change under a running backend). Frontend f of
+// tenant a and g of tenant b share a backend whose server is in Y (b's):
+// g is served, f is refused with reason "tenant".
+func TestTenantFixedNamespaceServer(t *testing.T) {
+	x, y := testns.New(t, "X"), testns.New(t, "Y")
+	v := newEnv(t)
+	for ns, tenant := range map[string]string{x: "a", y: "b"} {
+		if err := v.reg.Register(netns.Entry{Name: ns, Source: "cni", Tenant: tenant, Allowed: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testns.Addr(t, y, "10.68.0.1/32")
+	v.serve(y, "10.68.0.1:8080", y)
+	inX := BindSpec{Addr: netip.MustParseAddrPort("127.0.0.1:9090"), Namespace: x}
+	inY := BindSpec{Addr: netip.MustParseAddrPort("127.0.0.1:9091"), Namespace: y}
+	s := ServerSpec{Name: "s", Addr: netip.MustParseAddr("10.68.0.1"), Port: 8080, Namespace: y, Weight: 1}
+	sp := spec1(inX, BackendSpec{Servers: []ServerSpec{s}})
+	sp.Frontends[0].Tenant = "a"
+	sp.Frontends = append(sp.Frontends, FrontendSpec{Name: "g", Tenant: "b", Binds: []BindSpec{inY}, Backend: "b"})
+	v.e.Apply(sp)
+	expectTag(v, y, "127.0.0.1:9091", y)
+	var c *net.TCPConn
+	eventually(t, "listener in X", func() error {
+		cc, err := v.dial(x, "127.0.0.1:9090")
+		if err == nil {
+			c = cc
+		}
+		return err
+	})
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 64)
+	n, _ := c.Read(buf)
+	c.Close()
+	if n > 0 {
+		t.Errorf("tenant a's frontend reached a server in tenant b's namespace: served %q, want refused", buf[:n])
+	}
+	eventually(t, "refusal counter", func() error {
+		if f := v.e.Refusals("f")[reasonTenant]; f != 1 {
+			return fmt.Errorf("tenant refusals of f = %d, want 1 (%v)", f, v.e.Refusals("f"))
+		}
+		return nil
+	})
+	if g := v.e.Refusals("g")[reasonTenant]; g != 0 {
+		t.Errorf("tenant refusals of g = %d, want 0", g)
+	}
 }
