@@ -92,6 +92,9 @@ type attachmentStatus struct {
 	tenant    string // the tenant the attachment belongs to
 	overlap   string // tenants' claims overlapping on it (also in problems)
 	services  []api.ServiceListener
+	// shared: its kernel namespace is another tenant's already (a static
+	// namespace or an earlier attachment); not registered, not exposed.
+	shared bool
 }
 
 // New loads and validates the configuration files and the saved state and
@@ -302,10 +305,16 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 	var exps []exposure
 	d.exposed.start()
 	defer d.exposed.done()
+	ids := ix.staticIdentities()
 	for _, a := range st.Attachments {
 		c := d.exposed.exposuresFor(a, ix, allocs)
 		if c.err != nil {
 			return nil, c.err
+		}
+		if msg := ids.claim(c.id, c.tenant, attachmentNamespace(a)); msg != "" {
+			status[a.AttachmentKey] = attachmentStatus{problems: append(slices.Clone(c.problems), msg), tenant: c.tenant,
+				overlap: c.overlap, shared: true}
+			continue
 		}
 		if _, ok := refs[attachmentNamespace(a)]; ok {
 			refs[attachmentNamespace(a)] = c.tenant
@@ -418,7 +427,11 @@ func (d *Daemon) runtimeEntries(st State, p *plan) (map[string]netns.Entry, map[
 	}
 	for _, a := range st.Attachments {
 		name := attachmentNamespace(a)
-		tenant := tenantOr(p.attStatus[a.AttachmentKey].tenant)
+		as := p.attStatus[a.AttachmentKey]
+		if as.shared {
+			continue // another tenant's namespace: not registered
+		}
+		tenant := tenantOr(as.tenant)
 		if e, ok := d.registered[name]; ok && d.builtFrom[name].Netns != "" && sameAttachment(d.builtFrom[name], a) && e.Tenant == tenant {
 			out[name] = e // unchanged: building and comparing it again cost O(live) per write
 			continue

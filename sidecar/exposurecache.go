@@ -28,6 +28,10 @@ type cachedExposures struct {
 	xs       []exposure
 	problems []string
 	err      error // the exposures' own validation
+	// id is the kernel namespace at from.Netns when it was made (zero if
+	// it could not be read): one stat per attachment change, for the
+	// plan's identity index (sharedNamespace).
+	id netns.Identity
 }
 
 func (ec *exposureCache) start() {
@@ -81,6 +85,9 @@ func (ec *exposureCache) exposuresFor(a api.Attachment, ix *tenantIndex, allocs 
 		}
 	}
 	c := &cachedExposures{from: a, ix: ix, tenant: tenant, overlap: overlap, xs: xs, problems: problems}
+	if a.Netns != "" {
+		c.id, _ = netns.StatIdentity(a.Netns)
+	}
 	if len(xs) > 0 {
 		own := &config.Config{}
 		for _, x := range xs {

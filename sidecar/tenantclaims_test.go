@@ -63,3 +63,70 @@ func TestOCITenantAnnotationNeedsSelector(t *testing.T) {
 		t.Errorf("CNI network tenant ta: %d %+v owner %q problems %v, want ta", code, e, got.Owner, got.Problems)
 	}
 }
+
+// TestSharedNamespaceOneTenant: one kernel namespace belongs to at most
+// one tenant. Two attachments of one namespace (a pod on two networks,
+// --network container:X) are both registered when they are of one tenant;
+// one of another tenant is refused (a problem on it, not registered, not
+// exposed), and so is an attachment of a namespace that is another
+// tenant's static namespace. When the first holder goes, the refused one
+// is registered at the next plan.
+func TestSharedNamespaceOneTenant(t *testing.T) {
+	testns.RequireRoot(t)
+	td := startTestDaemon(t, "# attachments only\n", "")
+	ns, static := testns.New(t, "S"), testns.New(t, "T")
+	set := manifest.Set{Tenants: []manifest.Tenant{
+		tenant("ta", nil, manifest.Selector{Network: "net-a*"}),
+		tenant("tb", nil, manifest.Selector{Network: "net-b"}),
+		tenant("tc", []string{static}),
+	}}
+	if err := td.d.ApplyManifests(set, false); err != nil {
+		t.Fatal(err)
+	}
+	post := func(a api.Attachment) api.Attachment {
+		t.Helper()
+		var got api.Attachment
+		if code, e := td.call("POST", "/v1/attachments", a, &got); code != 201 {
+			t.Fatalf("POST %s: %d %+v", a.ContainerID, code, e)
+		}
+		return got
+	}
+	a := attachmentIn("c0", ns, map[string]string{hooks.MetaNetwork: "net-a"})
+	a2 := attachmentIn("c0", ns, map[string]string{hooks.MetaNetwork: "net-a2"})
+	a2.IfName = "eth1"
+	b := attachmentIn("c1", ns, map[string]string{hooks.MetaNetwork: "net-b"})
+	b.PortMappings = []api.PortMapping{{HostIP: "127.0.0.1", HostPort: 20210, ContainerPort: 8080, Protocol: "tcp"}}
+	s := attachmentIn("c2", static, map[string]string{hooks.MetaNetwork: "net-a"})
+	post(a)
+	if got := post(a2); len(got.Problems) != 0 || got.Owner != "ta" {
+		t.Errorf("second attachment of ta's namespace, also ta's: owner %q problems %v, want ta and none", got.Owner, got.Problems)
+	}
+	got := post(b)
+	if p := strings.Join(got.Problems, ";"); !strings.Contains(p, "of tenant ta; a namespace belongs to at most one tenant") || len(got.Exposures) != 0 {
+		t.Errorf("tb's attachment of ta's namespace: exposures %+v problems %v, want refused", got.Exposures, got.Problems)
+	}
+	got = post(s)
+	if p := strings.Join(got.Problems, ";"); !strings.Contains(p, "already "+static+" of tenant tc") {
+		t.Errorf("ta's attachment of tc's static namespace: problems %v, want refused", got.Problems)
+	}
+	reg := td.d.Registry()
+	for _, c := range []struct {
+		key    api.AttachmentKey
+		tenant string
+		want   bool
+	}{{a.AttachmentKey, "ta", true}, {a2.AttachmentKey, "ta", true}, {b.AttachmentKey, "tb", false}, {s.AttachmentKey, "ta", false}} {
+		name := td.d.attachmentName(c.key)
+		if reg.Known(name) != c.want || (reg.Admit(c.tenant, name) == nil) != c.want {
+			t.Errorf("%s (%s): registered %v, Admit(%s) %v; want %v", c.key.ContainerID, name, reg.Known(name), c.tenant,
+				reg.Admit(c.tenant, name), c.want)
+		}
+	}
+	for _, k := range []api.AttachmentKey{a.AttachmentKey, a2.AttachmentKey} {
+		if code, e := td.call("DELETE", "/v1/attachments/"+k.ContainerID+"/"+k.IfName, nil, nil); code/100 != 2 {
+			t.Fatalf("DELETE %v: %d %+v", k, code, e)
+		}
+	}
+	if name := td.d.attachmentName(b.AttachmentKey); !reg.Known(name) || reg.Admit("tb", name) != nil {
+		t.Errorf("ta's attachments gone: tb's %s registered %v, want registered", name, reg.Known(name))
+	}
+}

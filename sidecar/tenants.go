@@ -28,6 +28,10 @@ type tenantIndex struct {
 	claims  []claim           // every selector of every tenant, in document order
 	rules   map[string][]rule // tenant → its Exposure and Service rules
 	err     error             // the manifests' own problems, with positions
+	// staticIDs are the static namespaces' identities, read by the first
+	// plan that found them (staticIdentities); plans run under the
+	// daemon's lock.
+	staticIDs map[string]netns.Identity
 }
 
 type claim struct {
@@ -308,6 +312,72 @@ func hookClaimRefused(t string) string {
 	return fmt.Sprintf("the OCI annotation nsproxy.io/tenant asks for tenant %s, whose spec.select does not match this container: "+
 		"not given, it stays in the default tenant (whoever creates a container sets its annotations; a tenant takes OCI "+
 		"containers through a selector, e.g. source: oci with annotations: {nsproxy.io/tenant: %s} and what else identifies them)", t, t)
+}
+
+// kernelNS is a kernel namespace as the identity index keys it: device
+// and inode, as netns handles compare them.
+type kernelNS struct{ dev, ino uint64 }
+
+// nsHolder is who holds a kernel namespace in a plan: its tenant and the
+// name that took it first.
+type nsHolder struct{ tenant, name string }
+
+// identityIndex maps the kernel namespaces a plan has given out to their
+// tenant: a tenant's static namespaces first, then each attachment in
+// state order. A plan builds it in its one pass over the attachments (one
+// map operation each; the identity is the exposure cache's, one stat per
+// attachment change), so an ADD costs what it did.
+type identityIndex map[kernelNS]nsHolder
+
+// staticIdentities is a new identity index holding the static namespaces
+// of the tenants. A static namespace's identity is read once per index;
+// one that did not exist then is read again at each plan until it does.
+func (ix *tenantIndex) staticIdentities() identityIndex {
+	ids := identityIndex{}
+	if ix == nil || len(ix.nsOwner) == 0 {
+		return ids
+	}
+	if ix.staticIDs == nil {
+		ix.staticIDs = make(map[string]netns.Identity, len(ix.nsOwner))
+	}
+	for name, tenant := range ix.nsOwner {
+		id, ok := ix.staticIDs[name]
+		if !ok {
+			p := ix.nsPath[name]
+			if p == "" {
+				p = path.Join(netns.DefaultDir, name)
+			}
+			var err error
+			if id, err = netns.StatIdentity(p); err != nil {
+				continue
+			}
+			ix.staticIDs[name] = id
+		}
+		ids[kernelNS{id.Dev, id.Ino}] = nsHolder{tenant, name}
+	}
+	return ids
+}
+
+// claim gives the namespace id to name of tenant, or says why not: a
+// kernel namespace belongs to at most one tenant, so another tenant's
+// (static namespace or earlier attachment) is refused; the same tenant's
+// is fine (a pod on two networks). A zero id (the file could not be read)
+// claims nothing.
+func (ids identityIndex) claim(id netns.Identity, tenant, name string) string {
+	if id.Ino == 0 {
+		return ""
+	}
+	k := kernelNS{id.Dev, id.Ino}
+	h, ok := ids[k]
+	switch {
+	case !ok:
+		ids[k] = nsHolder{tenant, name}
+	case h.tenant != tenant:
+		return fmt.Sprintf("its network namespace (%s) is already %s of tenant %s; a namespace belongs to at most one tenant: "+
+			"not registered and not exposed for tenant %s (give the container its own network namespace, or "+
+			"let one tenant select both)", id, h.name, h.tenant, tenant)
+	}
+	return ""
 }
 
 // limits are tenant's limits (none for the default tenant or a tenant

@@ -148,6 +148,12 @@ func (h *Handle) Stale() bool {
 	return err != nil || id.Dev != h.id.Dev || id.Ino != h.id.Ino
 }
 
+// StatIdentity is the identity (device and inode, no cookie) of the
+// namespace at path, as a handle opened from it would have, without
+// opening it. Like every identity, compare it only while the namespace is
+// held (an attachment's container holds its own).
+func StatIdentity(path string) (Identity, error) { return statIdentity(path) }
+
 // statIdentity returns the identity of the namespace mounted at path.
 func statIdentity(path string) (Identity, error) {
 	var sfs unix.Statfs_t
