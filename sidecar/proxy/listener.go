@@ -187,6 +187,30 @@ func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListen
 	if err != nil {
 		return
 	}
+	// The accept loop runs on a goroutine of its own that plain binds'
+	// setup may have to give up (a thread stuck in a foreign namespace
+	// dies with its goroutine): the loop then goes on in a new one, on the
+	// same socket, so no queued connection is lost.
+	exited := make(chan struct{})
+	go l.acceptLoop(sctx, h, ln, raw, exited)
+	<-exited
+}
+
+// acceptLoop accepts until the listener fails, then closes exited. Plain
+// binds' connections are set up right here (startSessionFD); if that
+// leaves this goroutine's thread stuck in a foreign namespace, a new
+// goroutine takes over and this one ends, its thread locked, so that the
+// thread exits with it.
+func (l *listener) acceptLoop(sctx context.Context, h *netns.Handle, ln *net.TCPListener, raw syscall.RawConn,
+	exited chan struct{}) {
+	stuck := false
+	defer func() {
+		if stuck {
+			go l.acceptLoop(sctx, h, ln, raw, exited)
+			return
+		}
+		close(exited)
+	}()
 	pending := func(fd uintptr) bool {
 		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 		n, _ := unix.Poll(pfd, 0)
@@ -216,6 +240,7 @@ func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListen
 		var c *net.TCPConn
 		fd := -1
 		var src netip.AddrPort
+		var err error
 		if l.bind.AcceptProxy {
 			c, err = ln.AcceptTCP()
 		} else {
@@ -260,7 +285,12 @@ func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListen
 			l.fe.limit.release()
 			continue
 		}
-		l.e.startSessionFD(l, h, fd, src, dst)
+		if l.e.startSessionFD(l, h, fd, src, dst) {
+			l.e.log.Warn("a thread could not leave a server's namespace; it ends, accepting goes on in another",
+				"frontend", l.fe.name, "netns", h.Label())
+			stuck = true
+			return
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -12,9 +13,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// session is one proxied connection. A goroutine sets it up (PROXY header,
-// server choice, the start of the connect), then hands both sockets to an
-// event loop and ends: an established connection costs no goroutine.
+// session is one proxied connection. The listener's goroutine sets up a
+// plain bind's connection inline (server choice, the start of the
+// connect); an accept-proxy bind's gets a short goroutine for the PROXY
+// header first. Then both sockets go to an event loop: an established
+// connection costs no goroutine.
 type session struct {
 	e        *Engine
 	id       uint64
@@ -36,7 +39,7 @@ type session struct {
 	nsCounters   []*Counters
 
 	// Connection attempts (dial.go), used by one goroutine or loop at a
-	// time: the setup goroutine, a retry's, then the loop.
+	// time: the listener's or setup goroutine, a retry's, then the loop.
 	b        *backend
 	bs       *BackendSpec
 	tried    map[*server]bool
@@ -69,12 +72,16 @@ func (e *Engine) startSession(l *listener, h *netns.Handle, c *net.TCPConn) {
 	go s.setup()
 }
 
-// startSessionFD starts a connection accepted as a raw non-blocking fd: it
-// never enters the Go runtime's poller.
-func (e *Engine) startSessionFD(l *listener, h *netns.Handle, fd int, src, dst netip.AddrPort) {
+// startSessionFD sets up a connection accepted as a raw non-blocking fd
+// (a plain bind: no PROXY header to wait for) on the caller's goroutine,
+// the listener's: server choice, the start of the connect, the hand-off
+// to a loop; no goroutine of its own. It reports a thread stuck in a
+// foreign namespace (netns.ErrThreadStuck): the caller must then end its
+// goroutine, which takes the thread with it.
+func (e *Engine) startSessionFD(l *listener, h *netns.Handle, fd int, src, dst netip.AddrPort) (stuck bool) {
 	s := e.newSession(l, h, src, dst)
 	s.cfd = fd
-	go s.setup()
+	return s.connectAndHandOff()
 }
 
 func (e *Engine) newSession(l *listener, h *netns.Handle, src, dst netip.AddrPort) *session {
@@ -136,16 +143,31 @@ func (s *session) setup() {
 			return
 		}
 	}
+	s.connectNext()
+}
+
+// connectAndHandOff is the setup of a plain bind's connection, inline on
+// the listener's goroutine; it reports whether that goroutine's thread is
+// stuck in a foreign namespace.
+func (s *session) connectAndHandOff() (stuck bool) {
+	s.stopClientNS = context.AfterFunc(s.listenNS.Context(), func() { s.abort("client_netns_gone") })
+	return s.connectNext()
+}
+
+// connectNext chooses the server, starts the connect and hands the
+// connection to a loop, or ends the session.
+func (s *session) connectNext() (stuck bool) {
 	if err := s.prepareConnect(); err != nil {
 		s.end(err)
-		return
+		return false
 	}
 	sfd, err := s.nextAttempt()
 	if err != nil {
 		s.end(err)
-		return
+		return errors.Is(err, netns.ErrThreadStuck)
 	}
 	s.handOff(sfd)
+	return false
 }
 
 // handOff moves the client's socket and the connecting server socket to
