@@ -39,8 +39,8 @@ func (s *session) prepareConnect() error {
 // nextAttempt picks servers until a connect starts (non-blocking: the
 // loop learns how it ends) and returns its socket, or the error that ends
 // the session (its termination set). Each attempt goes to a different
-// server. It runs on the listener's goroutine (plain binds), the session's
-// setup goroutine (accept-proxy binds), or a short-lived one for a retry:
+// server. It runs on the listener's goroutine (plain binds) or a connector
+// (after a PROXY header read in a loop, and for a retry):
 // creating a socket in a namespace must not happen on a loop's thread. An
 // error wrapping netns.ErrThreadStuck means the caller's thread is stuck
 // in a foreign namespace: the caller's goroutine must end.

@@ -238,6 +238,12 @@ func (l *evloop) event(ev unix.EpollEvent) {
 	if c.fd[1] == fd {
 		side = 1
 	}
+	if c.header != nil {
+		if side == 0 {
+			c.readHeader()
+		}
+		return
+	}
 	if c.connecting {
 		// The client's bytes wait in the kernel until the server is
 		// connected; then both directions are pumped.
@@ -394,6 +400,7 @@ func (e *Engine) startLoops(n int) error {
 		go l.run()
 	}
 	e.loops = loops
+	e.startConnectors(n)
 	return nil
 }
 

@@ -192,7 +192,7 @@ func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListen
 	// dies with its goroutine): the loop then goes on in a new one, on the
 	// same socket, so no queued connection is lost.
 	exited := make(chan struct{})
-	go l.acceptLoop(sctx, h, ln, raw, exited)
+	go l.acceptLoop(sctx, h, raw, exited)
 	<-exited
 }
 
@@ -201,12 +201,12 @@ func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListen
 // leaves this goroutine's thread stuck in a foreign namespace, a new
 // goroutine takes over and this one ends, its thread locked, so that the
 // thread exits with it.
-func (l *listener) acceptLoop(sctx context.Context, h *netns.Handle, ln *net.TCPListener, raw syscall.RawConn,
+func (l *listener) acceptLoop(sctx context.Context, h *netns.Handle, raw syscall.RawConn,
 	exited chan struct{}) {
 	stuck := false
 	defer func() {
 		if stuck {
-			go l.acceptLoop(sctx, h, ln, raw, exited)
+			go l.acceptLoop(sctx, h, raw, exited)
 			return
 		}
 		close(exited)
@@ -237,15 +237,7 @@ func (l *listener) acceptLoop(sctx context.Context, h *netns.Handle, ln *net.TCP
 			l.fe.limit.release()
 			return
 		}
-		var c *net.TCPConn
-		fd := -1
-		var src netip.AddrPort
-		var err error
-		if l.bind.AcceptProxy {
-			c, err = ln.AcceptTCP()
-		} else {
-			fd, src, err = acceptRaw(raw)
-		}
+		fd, src, err := acceptRaw(raw)
 		if errors.Is(err, unix.ECONNABORTED) {
 			l.e.global.release()
 			l.fe.limit.release()
@@ -274,10 +266,6 @@ func (l *listener) acceptLoop(sctx context.Context, h *netns.Handle, ln *net.TCP
 			continue
 		}
 		backoff = 0
-		if c != nil {
-			l.e.startSession(l, h, c)
-			continue
-		}
 		dst, err := acceptedFD(fd)
 		if err != nil {
 			unix.Close(fd)

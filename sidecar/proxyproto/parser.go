@@ -20,12 +20,15 @@ type Parser struct {
 	version int    // 0 until the signature is complete
 	size    int    // the header's total size once known, else 0
 	done    bool
+	small   [MaxV1Size]byte // buf's first home: no allocation for v1 or a small v2
 }
 
 // NewParser returns a Parser for one header; opt.MaxSize applies as in
 // ReadHeader, opt.Timeout is ignored (the caller times the header).
 func NewParser(opt ReadOptions) *Parser {
-	return &Parser{maxSize: opt.maxSize()}
+	p := &Parser{maxSize: opt.maxSize()}
+	p.buf = p.small[:0]
+	return p
 }
 
 // Feed takes the next bytes of the stream, b. It returns how many of them
@@ -65,6 +68,9 @@ func (p *Parser) Feed(b []byte) (n int, done bool, h *Header, err error) {
 					return n, true, nil, p.fail(err)
 				}
 				p.size = size
+				if size > cap(p.buf) {
+					p.buf = append(make([]byte, 0, size), p.buf...)
+				}
 			}
 			continue
 		}
