@@ -239,7 +239,9 @@ func (l *evloop) event(ev unix.EpollEvent) {
 		side = 1
 	}
 	if c.header != nil {
-		if side == 0 {
+		// Only readable matters; adoptHeader read once already, so the
+		// registration's writable event costs no read.
+		if side == 0 && ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 			c.readHeader()
 		}
 		return
