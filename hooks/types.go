@@ -86,6 +86,23 @@ type Attachment struct {
 	// Exposures found a mapping's frontend by its "-<hostPort>" suffix.
 	Exposed  []string `json:"exposed,omitempty"`
 	Problems []string `json:"problems,omitempty"` // e.g. port conflicts, UDP mappings
+	// Tenant owning the namespace as the daemon decided it (the hook's
+	// tenant or the tenant whose manifest selectors match); status only.
+	Owner string `json:"owner,omitempty"`
+	// Services are the listeners a tenant's Service rules made inside the
+	// attachment's namespace.
+	Services []ServiceListener `json:"services,omitempty"`
+}
+
+// ServiceListener is a listener a Service rule made inside an
+// attachment's namespace: Listen there forwards to Target (in
+// TargetNamespace; "": the host).
+type ServiceListener struct {
+	Rule            string `json:"rule"`
+	Listen          string `json:"listen"`
+	Target          string `json:"target"`
+	TargetNamespace string `json:"targetNamespace,omitempty"`
+	Frontend        string `json:"frontend"`
 }
 
 // Exposure is a TCP port mapping of an attachment that the daemon serves:
@@ -94,6 +111,9 @@ type Attachment struct {
 type Exposure struct {
 	PortMapping
 	Frontend string `json:"frontend"`
+	// Rule is the Exposure manifest that made it ("": a port mapping of
+	// the attachment's own); its HostPort may come from the rule's range.
+	Rule string `json:"rule,omitempty"`
 }
 
 // Exposes reports whether the daemon serves pm for a: an exposure with the
@@ -110,7 +130,7 @@ func (a Attachment) Exposes(pm PortMapping) bool {
 // WithoutStatus is a with the daemon's status fields cleared: what a hook
 // sends and records.
 func (a Attachment) WithoutStatus() Attachment {
-	a.State, a.Exposures, a.Exposed, a.Problems = "", nil, nil, nil
+	a.State, a.Exposures, a.Exposed, a.Problems, a.Owner, a.Services = "", nil, nil, nil, "", nil
 	return a
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/internal/testns"
 	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/sidecar/manifest"
 	"github.com/nsproxy/nsproxy/sidecar/netns"
 )
 
@@ -190,4 +191,46 @@ func benchDaemon(b testing.TB, st State) *Daemon {
 	d := startedDaemon(b, Options{ConfigFiles: []string{cfgPath}, StateFile: stateFile})
 	b.Cleanup(func() { stopDaemon(d) })
 	return d
+}
+
+// BenchmarkWriteTenants: one attachment ADD + DEL with n live attachments
+// that all belong to a tenant by its selector and match its Exposure rule
+// (a range of 100 ports on 127.0.0.2, so most find it full: the worst
+// case of the range search). Ownership and rules are decided once per
+// attachment (the exposure cache), so this should stay as flat in n as
+// BenchmarkWrite/attachment.
+//
+//	go test -run '^$' -bench BenchmarkWriteTenants ./sidecar/
+func BenchmarkWriteTenants(b *testing.B) {
+	testns.RequireRoot(b)
+	ns := testns.New(b, "bt")
+	path := "/var/run/netns/" + ns
+	meta := map[string]string{hooks.MetaNetwork: "tenant-net"}
+	set := manifest.Set{Tenants: []manifest.Tenant{{Meta: manifest.Meta{Name: "ta"},
+		Spec: manifest.TenantSpec{Select: []manifest.Selector{{Network: "tenant-net"}}}}},
+		Exposures: []manifest.Exposure{{Meta: manifest.Meta{Name: "web", Tenant: "ta"},
+			Spec: manifest.ExposureSpec{ContainerPort: 80, HostAddr: "127.0.0.2", PortRange: "20100-20199"}}}}
+	for _, n := range []int{100, 1000, 5000} {
+		b.Run(fmt.Sprintf("live=%d", n), func(b *testing.B) {
+			st := State{Manifests: set}
+			for i := 0; i < n; i++ {
+				st.Attachments = append(st.Attachments, api.Attachment{
+					AttachmentKey: api.AttachmentKey{ContainerID: fmt.Sprintf("live%d", i), IfName: "eth0"},
+					Netns:         path, Source: api.SourceCNI, Tenant: netns.DefaultTenant, Metadata: meta})
+			}
+			d := benchDaemon(b, st)
+			d.opt.AttachmentDir = b.TempDir()
+			a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "churn", IfName: "eth0"}, Netns: path,
+				Metadata: meta}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := d.PutAttachment(a); err != nil {
+					b.Fatal(err)
+				}
+				if err := d.DeleteAttachment(a.AttachmentKey); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

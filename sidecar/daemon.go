@@ -64,16 +64,18 @@ type Daemon struct {
 	started time.Time
 	ready   atomic.Bool
 
-	mu         sync.Mutex // serialises every change of desired state
-	file       *config.Config
-	state      State
-	merged     *config.Config
-	attStatus  map[api.AttachmentKey]attachmentStatus
-	registered map[string]netns.Entry    // run-time entries given to the registry
-	plans      int                       // plan calls, with mu held: restore must plan once, not per object
-	exposed    exposureCache             // attachments' exposures as the last plan made them
-	batch      attachmentBatch           // attachment writes waiting for mu
-	builtFrom  map[string]api.Attachment // the attachment each registered entry was made from
+	mu               sync.Mutex // serialises every change of desired state
+	file             *config.Config
+	state            State
+	merged           *config.Config
+	attStatus        map[api.AttachmentKey]attachmentStatus
+	registered       map[string]netns.Entry    // run-time entries given to the registry
+	plans            int                       // plan calls, with mu held: restore must plan once, not per object
+	exposed          exposureCache             // attachments' exposures as the last plan made them
+	batch            attachmentBatch           // attachment writes waiting for mu
+	builtFrom        map[string]api.Attachment // the attachment each registered entry was made from
+	tenants          *tenantIndex              // the manifests as the last plan indexed them
+	committedTenants *tenantIndex              // the manifests as the last commit applied them
 
 	ho handover // zero-downtime upgrade to a successor process
 }
@@ -81,6 +83,9 @@ type Daemon struct {
 type attachmentStatus struct {
 	exposures []api.Exposure
 	problems  []string
+	tenant    string // the tenant the attachment belongs to
+	overlap   string // tenants' claims overlapping on it (also in problems)
+	services  []api.ServiceListener
 }
 
 // New loads and validates the configuration files and the saved state and
@@ -131,7 +136,7 @@ func (d *Daemon) Start() error {
 	if err := d.commit(st, p); err != nil {
 		return err
 	}
-	if err := d.store.save(d.saved(st)); err != nil {
+	if err := d.store.save(d.saved(d.state)); err != nil {
 		d.log.Error("cannot write state", "path", d.opt.StateFile, "err", err.Error())
 	}
 	d.ready.Store(true)
@@ -216,22 +221,37 @@ type plan struct {
 	file      *config.Config
 	merged    *config.Config
 	attStatus map[api.AttachmentKey]attachmentStatus
+	tenants   *tenantIndex
+	ports     []PortAllocation // State.Ports as this plan allocated them
 }
 
 // plan merges files and state and validates the result. Attachments'
 // exposures that conflict with a port already in use are left out and
-// reported on the attachment, never overwrite anything.
+// reported on the attachment, never overwrite anything. Tenant manifests
+// (st.Manifests) decide which tenant each attachment belongs to and add
+// their rules' exposures and service listeners in the same pass, under
+// the same conflict rule (config.BindSet).
 func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 	d.plans++
+	ix := tenantIndexFor(d.tenants, st.Manifests)
+	d.tenants = ix // a cache keyed by the set's identity, valid or not
+	if ix.err != nil {
+		return nil, ix.err
+	}
+	if err := ix.checkOwners(file, st); err != nil {
+		return nil, err
+	}
 	base, err := merge(file, st, nil)
 	if err != nil {
 		return nil, err
 	}
 	var used config.BindSet
+	use := tenantUse{}
 	for _, f := range base.Frontends {
 		for _, b := range f.Binds {
 			used.Add(b, f)
 		}
+		use.add(tenantOr(f.Tenant), 0, len(f.Binds))
 	}
 	names := map[string]bool{}
 	for _, f := range base.Frontends {
@@ -240,32 +260,85 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 	for _, b := range base.Backends {
 		names[b.Name] = true
 	}
+	refs := ix.unresolvedRefs(st, base)
+	allocs, reserved := portAllocations(st.Ports)
+	var ports []PortAllocation
+	full := fullRanges{}
 	status := map[api.AttachmentKey]attachmentStatus{}
 	var exps []exposure
 	d.exposed.start()
 	defer d.exposed.done()
 	for _, a := range st.Attachments {
-		xs, problems, err := d.exposed.exposuresFor(a)
-		if err != nil {
-			return nil, err
+		c := d.exposed.exposuresFor(a, ix, allocs)
+		if c.err != nil {
+			return nil, c.err
 		}
-		problems = slices.Clone(problems)
+		if _, ok := refs[attachmentNamespace(a)]; ok {
+			refs[attachmentNamespace(a)] = c.tenant
+		}
+		problems := slices.Clone(c.problems)
 		var exposed []api.Exposure
-		for _, x := range xs {
-			_, _, taken := used.Conflict(x.bind)
-			switch {
-			case taken:
-				problems = append(problems, fmt.Sprintf("host port %s is already in use by another frontend or container; not exposed", x.bind.Addr))
-			case names[x.frontend.Name]:
+		var services []api.ServiceListener
+		lim := ix.limits(c.tenant)
+		for i := range c.xs {
+			x := c.xs[i]
+			// Limits first: an exposure over them takes no port, so it
+			// never moves another container's.
+			if x.service == nil && lim.MaxExposedPorts > 0 && use.of(c.tenant).exposed >= lim.MaxExposedPorts {
+				problems = append(problems, fmt.Sprintf("%s: tenant %s has reached limits.maxExposedPorts (%d); not exposed: raise the limit or remove exposures",
+					exposureLabel(x), c.tenant, lim.MaxExposedPorts))
+				continue
+			}
+			if lim.MaxListeners > 0 && use.of(c.tenant).listeners >= lim.MaxListeners {
+				problems = append(problems, fmt.Sprintf("%s: tenant %s has reached limits.maxListeners (%d); not exposed: raise the limit or remove listeners",
+					exposureLabel(x), c.tenant, lim.MaxListeners))
+				continue
+			}
+			if x.lo > 0 {
+				// A range found full stays full for the rest of the plan,
+				// except for a port this container holds (State.Ports).
+				msg, isFull := full.of(x)
+				if isFull && reserved[int(x.bind.Addr.Port())] != (allocKey{x.key, x.rule}) {
+					problems = append(problems, msg)
+					continue
+				}
+				port, ok := freePort(x, &used, reserved)
+				if !ok {
+					problems = append(problems, full.add(x))
+					continue
+				}
+				if port != int(x.bind.Addr.Port()) {
+					x = ruleExposure(a, c.tenant, *x.src, port)
+					c = d.exposed.moved(c, i, x)
+				}
+			}
+			if _, _, taken := used.Conflict(x.bind); taken {
+				problems = append(problems, exposureLabel(x)+" is already in use by another frontend or container; not exposed")
+				continue
+			}
+			if names[x.frontend.Name] {
 				problems = append(problems, fmt.Sprintf("name %q is taken; not exposed", x.frontend.Name))
-			default:
-				used.Add(x.bind, x.frontend)
-				names[x.frontend.Name] = true
-				exps = append(exps, x)
-				exposed = append(exposed, api.Exposure{PortMapping: x.mapping, Frontend: x.frontend.Name})
+				continue
+			}
+			if x.lo > 0 && int(x.bind.Addr.Port()) != preferredPort(a.AttachmentKey, x.rule, x.lo, x.hi) {
+				ports = append(ports, PortAllocation{AttachmentKey: a.AttachmentKey, Rule: x.rule, Port: int(x.bind.Addr.Port())})
+			}
+			used.Add(x.bind, x.frontend)
+			names[x.frontend.Name] = true
+			exps = append(exps, x)
+			if x.service != nil {
+				use.add(c.tenant, 0, 1)
+				services = append(services, *x.service)
+			} else {
+				use.add(c.tenant, 1, 1)
+				exposed = append(exposed, api.Exposure{PortMapping: x.mapping, Frontend: x.frontend.Name, Rule: x.rule})
 			}
 		}
-		status[a.AttachmentKey] = attachmentStatus{exposures: exposed, problems: problems}
+		status[a.AttachmentKey] = attachmentStatus{exposures: exposed, problems: problems, tenant: c.tenant, services: services,
+			overlap: c.overlap}
+	}
+	if err := checkTenantRefs(base, ix, st, refs); err != nil {
+		return nil, err
 	}
 	merged := base
 	if len(exps) > 0 {
@@ -282,14 +355,25 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 		// across objects (unique names, binds) is checked above. A whole
 		// Validate made every ADD cost grow with the live containers.
 	}
-	return &plan{file: file, merged: merged, attStatus: status}, nil
+	return &plan{file: file, merged: merged, attStatus: status, tenants: ix, ports: ports}, nil
 }
 
 // runtimeEntries are the registry entries the state asks for, and the
 // attachments of the entries it had to build (not reused).
-func (d *Daemon) runtimeEntries(st State) (map[string]netns.Entry, map[string]api.Attachment) {
+func (d *Daemon) runtimeEntries(st State, p *plan) (map[string]netns.Entry, map[string]api.Attachment) {
 	out := make(map[string]netns.Entry, len(st.Namespaces)+len(st.Attachments))
 	built := map[string]api.Attachment{}
+	if p.tenants != nil {
+		for name, tenant := range p.tenants.nsOwner {
+			path := p.tenants.nsPath[name]
+			if path == "" {
+				path = filepath.Join(d.reg.Dir(), name)
+			}
+			tlv := p.tenants.tenants[tenant].Spec.Proxy.NetnsTLV
+			out[name] = netns.Entry{Name: name, Path: path, Source: SourceManifest, Tenant: tenant,
+				Allowed: tlv == nil || *tlv}
+		}
+	}
 	for _, n := range st.Namespaces {
 		path := n.Path
 		if path == "" {
@@ -300,7 +384,8 @@ func (d *Daemon) runtimeEntries(st State) (map[string]netns.Entry, map[string]ap
 	}
 	for _, a := range st.Attachments {
 		name := attachmentNamespace(a)
-		if e, ok := d.registered[name]; ok && d.builtFrom[name].Netns != "" && sameAttachment(d.builtFrom[name], a) {
+		tenant := tenantOr(p.attStatus[a.AttachmentKey].tenant)
+		if e, ok := d.registered[name]; ok && d.builtFrom[name].Netns != "" && sameAttachment(d.builtFrom[name], a) && e.Tenant == tenant {
 			out[name] = e // unchanged: building and comparing it again cost O(live) per write
 			continue
 		}
@@ -316,7 +401,7 @@ func (d *Daemon) runtimeEntries(st State) (map[string]netns.Entry, map[string]ap
 		if src == "" {
 			src = api.SourceCNI
 		}
-		out[name] = netns.Entry{Name: name, Path: a.Netns, Source: src, Tenant: tenantOr(a.Tenant), Allowed: true, Metadata: meta}
+		out[name] = netns.Entry{Name: name, Path: a.Netns, Source: src, Tenant: tenant, Allowed: true, Metadata: meta}
 		built[name] = a
 	}
 	return out, built
@@ -337,7 +422,8 @@ func tenantOr(t string) string {
 // commit makes a plan the running state.
 func (d *Daemon) commit(st State, p *plan) error {
 	start := time.Now()
-	entries, built := d.runtimeEntries(st)
+	st.Ports = p.ports
+	entries, built := d.runtimeEntries(st, p)
 	for name := range d.registered {
 		if _, ok := entries[name]; !ok {
 			d.reg.Unregister(name)
@@ -371,6 +457,17 @@ func (d *Daemon) commit(st State, p *plan) error {
 	if aerr := d.engine.Apply(engineSpec(p.merged)); aerr != nil {
 		err = errors.Join(err, aerr)
 	}
+	if p.tenants != nil && p.tenants != d.committedTenants {
+		// New manifests: say which running containers their selectors
+		// fight over (a new container's are in its registration's log).
+		for _, a := range st.Attachments {
+			if o := p.attStatus[a.AttachmentKey].overlap; o != "" {
+				d.log.Warn("tenant selectors overlap", "container", a.ContainerID, "ifname", a.IfName,
+					"name", attachmentNamespace(a), "problem", o)
+			}
+		}
+		d.committedTenants = p.tenants
+	}
 	d.file, d.merged, d.attStatus = p.file, p.merged, p.attStatus
 	d.state = st
 	if d.opt.OnReconcile != nil {
@@ -389,7 +486,7 @@ func (d *Daemon) commit(st State, p *plan) error {
 // rarely uncovers more than one more (a frontend whose backend was
 // dropped), so a few passes suffice.
 func (d *Daemon) restore(st State) (State, *plan, error) {
-	var out State
+	out := State{Ports: st.Ports}
 	for _, n := range st.Namespaces {
 		path := n.Path
 		if path == "" {
@@ -439,6 +536,8 @@ func (d *Daemon) restore(st State) (State, *plan, error) {
 	}
 	out.Manifests = st.Manifests
 	out.Manifests.Tenants = slices.Clone(st.Manifests.Tenants)
+	out.Manifests.Exposures = slices.Clone(st.Manifests.Exposures) // dropped from below, never in st's
+	out.Manifests.Services = slices.Clone(st.Manifests.Services)
 	for {
 		p, err := d.plan(d.file, out)
 		if err == nil {
@@ -465,6 +564,12 @@ func (d *Daemon) restore(st State) (State, *plan, error) {
 		out.Frontends = slices.DeleteFunc(out.Frontends, func(f api.Frontend) bool { return !keep(frontendKey(f.Name)) })
 		out.Manifests.Tenants = slices.DeleteFunc(out.Manifests.Tenants, func(t manifest.Tenant) bool {
 			return !keep(manifest.KindTenant + "/" + t.Meta.Name)
+		})
+		out.Manifests.Exposures = slices.DeleteFunc(out.Manifests.Exposures, func(x manifest.Exposure) bool {
+			return !keep(manifest.KindExposure + "/" + x.Meta.Name)
+		})
+		out.Manifests.Services = slices.DeleteFunc(out.Manifests.Services, func(x manifest.Service) bool {
+			return !keep(manifest.KindService + "/" + x.Meta.Name)
 		})
 		if dropped == 0 {
 			return out, nil, err // not the saved objects' fault
@@ -563,7 +668,9 @@ func (d *Daemon) changeLocked(objects bool, fns ...func(*State) error) error {
 	if err != nil {
 		return &validationError{err}
 	}
-	if objects || !slices.EqualFunc(d.saved(d.state).Attachments, d.saved(next).Attachments, sameAttachment) {
+	next.Ports = p.ports
+	if objects || !slices.Equal(d.state.Ports, next.Ports) ||
+		!slices.EqualFunc(d.saved(d.state).Attachments, d.saved(next).Attachments, sameAttachment) {
 		if err := d.store.save(d.saved(next)); err != nil {
 			return fmt.Errorf("not applied: %w", err)
 		}

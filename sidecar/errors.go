@@ -15,3 +15,6 @@ var (
 	// why (400).
 	ErrInvalidObject = errors.New("invalid object")
 )
+
+// SourceManifest is the registry source of a tenant's static namespaces.
+const SourceManifest = "manifest"

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/config"
+	"github.com/nsproxy/nsproxy/sidecar/netns"
 )
 
 // exposure is the frontend and backend that publish one TCP port mapping
@@ -20,6 +22,13 @@ type exposure struct {
 	bind     config.Bind
 	frontend *config.Frontend
 	backend  *config.Backend
+	// rule is the Exposure or Service manifest that made it ("": the
+	// attachment's own port mapping); lo..hi its port range (0: fixed).
+	rule   string
+	lo, hi int
+	src    *rule
+	// service, for a Service rule: the listener inside the container.
+	service *api.ServiceListener
 }
 
 // attachmentNamespace is the registry name of an attachment's namespace:
@@ -40,9 +49,9 @@ func exposureName(ns string, hostPort int) string {
 	return hooks.WithSuffix(hooks.SanitizeName(ns), strconv.Itoa(hostPort), maxExposureName)
 }
 
-// exposuresFor turns an attachment's port mappings into exposures. UDP and
-// other protocols are reported, not proxied.
-func exposuresFor(a api.Attachment) ([]exposure, []string) {
+// exposuresFor turns an attachment's port mappings into exposures of
+// tenant's. UDP and other protocols are reported, not proxied.
+func exposuresFor(a api.Attachment, tenant string) ([]exposure, []string) {
 	var out []exposure
 	var problems []string
 	ns := attachmentNamespace(a)
@@ -96,8 +105,8 @@ func exposuresFor(a api.Attachment) ([]exposure, []string) {
 			key:      a.AttachmentKey,
 			mapping:  pm,
 			bind:     bind,
-			frontend: &config.Frontend{Name: name, Pos: pos, Binds: []config.Bind{bind}, DefaultBackend: name},
-			backend: &config.Backend{Name: name, Pos: pos, Balance: config.BalanceRoundRobin, Servers: []*config.Server{{
+			frontend: &config.Frontend{Name: name, Pos: pos, Tenant: tenantField(tenant), Binds: []config.Bind{bind}, DefaultBackend: name},
+			backend: &config.Backend{Name: name, Pos: pos, Tenant: tenantField(tenant), Balance: config.BalanceRoundRobin, Servers: []*config.Server{{
 				Name: "c", Pos: pos, Addr: target, Port: uint16(pm.ContainerPort), PortMode: config.PortFixed,
 				Namespace: ns, Weight: 1, Inter: defaultInter, Rise: 2, Fall: 3, SendProxy: sendProxy}}},
 		})
@@ -106,6 +115,65 @@ func exposuresFor(a api.Attachment) ([]exposure, []string) {
 }
 
 const defaultInter = 2_000_000_000 // 2s, as config's default-server
+
+// tenantField is a tenant as the model's Tenant fields hold it ("" for
+// the default tenant, as the files' objects have it).
+func tenantField(t string) string {
+	if t == netns.DefaultTenant {
+		return ""
+	}
+	return t
+}
+
+// ruleExposure is what the Exposure rule r makes for a, of tenant's: a
+// listener on r's host address and port (a range rule: port, chosen by the
+// plan) forwarding to r's container port in a's namespace.
+func ruleExposure(a api.Attachment, tenant string, r rule, port int) exposure {
+	ns := attachmentNamespace(a)
+	target := containerAddr(a)
+	if r.loopback {
+		target = netip.MustParseAddr("127.0.0.1")
+	}
+	name := hooks.WithSuffix(hooks.SanitizeName(ns), hooks.SanitizeName(r.name)+"-"+strconv.Itoa(port), maxExposureName)
+	pos := config.Pos{File: "Exposure/" + r.name + " for " + a.ContainerID + "/" + a.IfName}
+	bind := config.Bind{Pos: pos, Addr: netip.AddrPortFrom(r.hostAddr, uint16(port)), NoTakeover: true}
+	pm := api.PortMapping{HostPort: port, ContainerPort: r.containerPort, Protocol: "tcp", HostIP: r.hostAddr.String()}
+	return exposure{key: a.AttachmentKey, mapping: pm, bind: bind, rule: r.name, lo: r.lo, hi: r.hi, src: &r,
+		frontend: &config.Frontend{Name: name, Pos: pos, Tenant: tenantField(tenant), Binds: []config.Bind{bind},
+			DefaultBackend: name, MaxConn: r.maxConn},
+		backend: &config.Backend{Name: name, Pos: pos, Tenant: tenantField(tenant), Balance: config.BalanceRoundRobin,
+			Servers: []*config.Server{{Name: "c", Pos: pos, Addr: target, Port: uint16(r.containerPort), PortMode: config.PortFixed,
+				Namespace: ns, Weight: 1, Inter: defaultInter, Rise: 2, Fall: 3, SendProxy: r.sendProxy}}},
+	}
+}
+
+// serviceExposure is what the Service rule r makes for a: a listener
+// inside a's namespace at r.listen forwarding to r.target (on the host or
+// in a namespace of a's tenant, checked when the rule was indexed).
+func serviceExposure(a api.Attachment, tenant string, r rule) exposure {
+	ns := attachmentNamespace(a)
+	name := hooks.WithSuffix(hooks.SanitizeName(ns), "svc-"+hooks.SanitizeName(r.name), maxExposureName)
+	pos := config.Pos{File: "Service/" + r.name + " for " + a.ContainerID + "/" + a.IfName}
+	bind := config.Bind{Pos: pos, Addr: r.listen, Namespace: ns, NoTakeover: true}
+	return exposure{key: a.AttachmentKey, bind: bind, rule: r.name,
+		service: &api.ServiceListener{Rule: r.name, Listen: r.listen.String(), Target: r.target.String(),
+			TargetNamespace: r.targetNS, Frontend: name},
+		frontend: &config.Frontend{Name: name, Pos: pos, Tenant: tenantField(tenant), Binds: []config.Bind{bind}, DefaultBackend: name},
+		backend: &config.Backend{Name: name, Pos: pos, Tenant: tenantField(tenant), Balance: config.BalanceRoundRobin,
+			Servers: []*config.Server{{Name: "s", Pos: pos, Addr: r.target.Addr(), Port: r.target.Port(), PortMode: config.PortFixed,
+				Namespace: r.targetNS, Weight: 1, Inter: defaultInter, Rise: 2, Fall: 3, SendProxy: r.targetPxy}}},
+	}
+}
+
+// preferredPort is the first port a range rule offers a: derived from its
+// key and the rule, so that it is the same after a restart without being
+// written anywhere. Only a port taken from the first choice is persisted
+// (State.Ports).
+func preferredPort(k api.AttachmentKey, rule string, lo, hi int) int {
+	h := fnv.New64a()
+	h.Write([]byte(k.ContainerID + "\x00" + k.IfName + "\x00" + rule))
+	return lo + int(h.Sum64()%uint64(hi-lo+1))
+}
 
 // listenerConflicts maps the frontends whose bind found its address in use
 // by another program to that address.
@@ -132,8 +200,16 @@ func (s attachmentStatus) exposedNames() []string {
 // withConflicts moves the exposures whose host port another program holds
 // (the engine found it in use and will not retry) from exposed to problems.
 func withConflicts(s attachmentStatus, conflicts map[string]netip.AddrPort) attachmentStatus {
-	var out attachmentStatus
-	out.problems = s.problems
+	out := attachmentStatus{problems: s.problems, tenant: s.tenant}
+	for _, sv := range s.services {
+		addr, ok := conflicts[sv.Frontend]
+		if !ok {
+			out.services = append(out.services, sv)
+			continue
+		}
+		out.problems = append(out.problems, fmt.Sprintf("Service %s: %s inside the container: conflict: in use by a program "+
+			"of the container; not served: free the address, or change the Service's listen", sv.Rule, addr))
+	}
 	for _, x := range s.exposures {
 		addr, ok := conflicts[x.Frontend]
 		if !ok {
@@ -175,4 +251,16 @@ func containerAddr(a api.Attachment) netip.Addr {
 		return first
 	}
 	return netip.MustParseAddr("127.0.0.1")
+}
+
+// exposureLabel names x in a problem. Built only for a problem:
+// formatting it for every live exposure cost O(live) per write.
+func exposureLabel(x exposure) string {
+	switch {
+	case x.service != nil:
+		return fmt.Sprintf("Service %s: %s inside the container", x.rule, x.bind.Addr)
+	case x.rule != "":
+		return fmt.Sprintf("Exposure %s: host port %s", x.rule, x.bind.Addr)
+	}
+	return fmt.Sprintf("host port %s", x.bind.Addr)
 }

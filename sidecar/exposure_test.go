@@ -11,6 +11,7 @@ import (
 	"github.com/nsproxy/nsproxy/internal/testns"
 
 	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/sidecar/netns"
 )
 
 // TestExposureFamilies: a mapping without hostIP listens on both families
@@ -35,7 +36,7 @@ func TestExposureFamilies(t *testing.T) {
 			a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "c1", IfName: "eth0"}, Netns: "/x",
 				IPs: []string{"10.1.2.3/24"}, Metadata: tt.meta,
 				PortMappings: []api.PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp", HostIP: tt.hostIP}}}
-			xs, problems := exposuresFor(a)
+			xs, problems := exposuresFor(a, netns.DefaultTenant)
 			if len(xs) != 1 || len(problems) != 0 {
 				t.Fatalf("exposures %v problems %v", xs, problems)
 			}
@@ -101,7 +102,7 @@ func TestExposureNamesKeepThePort(t *testing.T) {
 		a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "c1", IfName: "eth0"}, Netns: "/x",
 			Name: strings.Repeat("n", n), IPs: []string{"10.1.2.3"},
 			PortMappings: []api.PortMapping{{HostPort: 8080, ContainerPort: 80}, {HostPort: 8081, ContainerPort: 81}}}
-		xs, problems := exposuresFor(a)
+		xs, problems := exposuresFor(a, netns.DefaultTenant)
 		if len(xs) != 2 || len(problems) != 0 {
 			t.Fatalf("name of %d: exposures %v problems %v", n, xs, problems)
 		}

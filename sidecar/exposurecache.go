@@ -2,9 +2,12 @@ package sidecar
 
 import (
 	"reflect"
+	"slices"
 
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/config"
+	"github.com/nsproxy/nsproxy/sidecar/manifest"
+	"github.com/nsproxy/nsproxy/sidecar/netns"
 )
 
 // exposureCache keeps each attachment's exposures, validated, from one
@@ -19,6 +22,9 @@ type exposureCache struct {
 
 type cachedExposures struct {
 	from     api.Attachment
+	ix       *tenantIndex // the manifests it was made with
+	tenant   string       // the tenant a belongs to
+	overlap  string       // tenants' claims that overlap on a, if they do
 	xs       []exposure
 	problems []string
 	err      error // the exposures' own validation
@@ -34,13 +40,47 @@ func (ec *exposureCache) done() { ec.prev, ec.next = ec.next, nil }
 // own (names, addresses, values): what Validate checks across objects
 // (unique names and binds) is the plan's to check. The returned slices
 // are shared: do not modify them.
-func (ec *exposureCache) exposuresFor(a api.Attachment) ([]exposure, []string, error) {
-	if c := ec.prev[a.AttachmentKey]; c != nil && sameAttachment(c.from, a) {
+//
+// With tenant manifests (ix), it also decides which tenant a belongs to and
+// adds what the tenant's Exposure and Service rules make for a; a range
+// rule starts from the port allocs gives a, else its preferred port (the
+// plan moves it when that port is taken). Matching costs a pass over the
+// selectors once per attachment and manifest change, not per write.
+func (ec *exposureCache) exposuresFor(a api.Attachment, ix *tenantIndex, allocs map[allocKey]int) *cachedExposures {
+	if c := ec.prev[a.AttachmentKey]; c != nil && c.ix == ix && sameAttachment(c.from, a) {
 		ec.next[a.AttachmentKey] = c
-		return c.xs, c.problems, c.err
+		return c
 	}
-	xs, problems := exposuresFor(a)
-	c := &cachedExposures{from: a, xs: xs, problems: problems}
+	tenant, overlap := netns.DefaultTenant, ""
+	if ix != nil {
+		tenant, overlap = ix.ownerOf(a)
+	} else {
+		tenant = tenantOr(a.Tenant)
+	}
+	xs, problems := exposuresFor(a, tenant)
+	if overlap != "" {
+		problems = append(problems, overlap)
+	}
+	if ix != nil {
+		for _, r := range ix.rules[tenant] {
+			if !r.sel.Matches(a) {
+				continue
+			}
+			switch {
+			case r.kind == manifest.KindService:
+				xs = append(xs, serviceExposure(a, tenant, r))
+			case r.lo > 0:
+				port, ok := allocs[allocKey{a.AttachmentKey, r.name}]
+				if !ok || port < r.lo || port > r.hi {
+					port = preferredPort(a.AttachmentKey, r.name, r.lo, r.hi)
+				}
+				xs = append(xs, ruleExposure(a, tenant, r, port))
+			default:
+				xs = append(xs, ruleExposure(a, tenant, r, r.hostPort))
+			}
+		}
+	}
+	c := &cachedExposures{from: a, ix: ix, tenant: tenant, overlap: overlap, xs: xs, problems: problems}
 	if len(xs) > 0 {
 		own := &config.Config{}
 		for _, x := range xs {
@@ -50,7 +90,23 @@ func (ec *exposureCache) exposuresFor(a api.Attachment) ([]exposure, []string, e
 		c.err = own.Validate()
 	}
 	ec.next[a.AttachmentKey] = c
-	return c.xs, c.problems, c.err
+	return c
+}
+
+// moved records that the plan gave c's i-th exposure (a range rule's)
+// another port: the next plan starts from it.
+func (ec *exposureCache) moved(c *cachedExposures, i int, x exposure) *cachedExposures {
+	cp := *c
+	cp.xs = slices.Clone(c.xs)
+	cp.xs[i] = x
+	ec.next[c.from.AttachmentKey] = &cp
+	return &cp
+}
+
+// allocKey is a range rule's port of one attachment.
+type allocKey struct {
+	key  api.AttachmentKey
+	rule string
 }
 
 // sameAttachment reports whether b is a unchanged: equal fields, and the
@@ -64,7 +120,7 @@ func sameAttachment(a, b api.Attachment) bool {
 	return a.AttachmentKey == b.AttachmentKey && a.Netns == b.Netns && a.Name == b.Name && a.Source == b.Source &&
 		a.Tenant == b.Tenant && a.State == b.State && sameSlice(a.IPs, b.IPs) && sameSlice(a.PortMappings, b.PortMappings) &&
 		sameMap(a.Metadata, b.Metadata) && sameSlice(a.Exposed, b.Exposed) && sameSlice(a.Exposures, b.Exposures) &&
-		sameSlice(a.Problems, b.Problems)
+		sameSlice(a.Problems, b.Problems) && a.Owner == b.Owner && sameSlice(a.Services, b.Services)
 }
 
 func sameSlice[T any](a, b []T) bool { return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0]) }

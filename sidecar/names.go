@@ -86,6 +86,11 @@ func nameOwners(file *config.Config, st *State) map[string]string {
 	for _, n := range st.Namespaces {
 		owners[n.Name] = "the API (nsproxy ns add)"
 	}
+	for _, t := range st.Manifests.Tenants {
+		for _, n := range t.Spec.Namespaces {
+			owners[n.Name] = "tenant " + t.Meta.Name
+		}
+	}
 	return owners
 }
 

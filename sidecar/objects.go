@@ -307,7 +307,7 @@ func (d *Daemon) attachmentView(k api.AttachmentKey) (api.Attachment, bool) {
 		return api.Attachment{}, false
 	}
 	conflicts := map[string]netip.AddrPort{}
-	for _, name := range status[k].exposedNames() {
+	for _, name := range append(status[k].exposedNames(), status[k].serviceNames()...) {
 		for _, l := range d.engine.ListenersOf(name) {
 			if l.Conflict {
 				conflicts[l.Frontend] = l.Bind.Addr
@@ -325,6 +325,7 @@ func (d *Daemon) view(a api.Attachment, status attachmentStatus, conflicts map[s
 	}
 	s := withConflicts(status, conflicts)
 	a.Exposures, a.Exposed, a.Problems = s.exposures, s.exposedNames(), s.problems
+	a.Owner, a.Services = s.tenant, s.services
 	return a
 }
 

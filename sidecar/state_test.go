@@ -165,7 +165,7 @@ func TestCNIAttachmentWritesNoState(t *testing.T) {
 // by field; a new field must be added there, or a changed attachment
 // would be taken for unchanged and keep its old exposures.
 func TestSameAttachmentFields(t *testing.T) {
-	known := []string{"AttachmentKey", "Netns", "Name", "Source", "Tenant", "IPs", "PortMappings", "Metadata", "State", "Exposed", "Exposures", "Problems"}
+	known := []string{"AttachmentKey", "Netns", "Name", "Source", "Tenant", "IPs", "PortMappings", "Metadata", "State", "Exposed", "Exposures", "Problems", "Owner", "Services"}
 	typ := reflect.TypeOf(api.Attachment{})
 	var got []string
 	for i := 0; i < typ.NumField(); i++ {

@@ -31,6 +31,18 @@ type State struct {
 	// the file when empty, so a state without manifests stays readable by
 	// a daemon that predates them.
 	Manifests manifest.Set `json:"manifests,omitzero"`
+	// Ports are the host ports allocated from Exposure rules' ranges that
+	// are not the container's first choice (preferredPort): the rest is
+	// derived again from the attachments, so a restart gives every
+	// container the port it had.
+	Ports []PortAllocation `json:"ports,omitempty"`
+}
+
+// PortAllocation is a host port an Exposure rule gave an attachment.
+type PortAllocation struct {
+	api.AttachmentKey
+	Rule string `json:"rule"`
+	Port int    `json:"port"`
 }
 
 const stateVersion = 1

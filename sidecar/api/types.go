@@ -166,12 +166,13 @@ type Connection struct {
 // The attachment types are the hooks' contract, defined once in package
 // hooks (which the CNI plugin uses without the daemon's packages).
 type (
-	PortMapping   = hooks.PortMapping
-	AttachmentKey = hooks.AttachmentKey
-	Attachment    = hooks.Attachment
-	Exposure      = hooks.Exposure
-	GCRequest     = hooks.GCRequest
-	GCResult      = hooks.GCResult
+	PortMapping     = hooks.PortMapping
+	AttachmentKey   = hooks.AttachmentKey
+	Attachment      = hooks.Attachment
+	Exposure        = hooks.Exposure
+	ServiceListener = hooks.ServiceListener
+	GCRequest       = hooks.GCRequest
+	GCResult        = hooks.GCResult
 )
 
 // Stats is the daemon-wide summary.

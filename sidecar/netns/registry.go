@@ -519,3 +519,63 @@ func exists(path string) bool {
 func Exists(path string) bool {
 	return CheckPath(path) == nil
 }
+
+// ErrOtherTenant: the namespace belongs to another tenant than the
+// connection's frontend.
+var ErrOtherTenant = errors.New("nsproxy: namespace belongs to another tenant")
+
+// ownerLocked is the tenant of name: its run-time entry's, else the
+// default tenant's (the files' names).
+func (r *Registry) ownerLocked(name string) string {
+	if s, ok := r.slots[name]; ok && s.entry != nil {
+		return tenantOr(s.entry.Tenant)
+	}
+	return DefaultTenant
+}
+
+// Admit decides whether a connection of tenant may select name through a
+// PROXY NETNS TLV: nil, ErrOtherTenant (the name is another tenant's) or
+// ErrNotAllowed (off the tenant's allowlist). The engine calls it for
+// every TLV; it is the one place that decision is made.
+func (r *Registry) Admit(tenant, name string) error {
+	tenant = tenantOr(tenant)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.allowedLocked(tenant, name) {
+		return nil
+	}
+	if _, known := r.slots[name]; known {
+		if o := r.ownerLocked(name); o != tenant {
+			return fmt.Errorf("%w: %q is tenant %s's, the frontend is tenant %s's", ErrOtherTenant, name, o, tenant)
+		}
+	}
+	return fmt.Errorf("%w: %q", ErrNotAllowed, name)
+}
+
+// ErrNotAllowed: the namespace is not on the tenant's allowlist.
+var ErrNotAllowed = errors.New("nsproxy: namespace not on the allowlist")
+
+// MayUse decides whether a connection of tenant may dial inside h for a
+// "namespace *" server (h is the connection's namespace: its listener's
+// or the one its NETNS TLV selected). The daemon's own namespace is
+// everyone's; a named one must be the tenant's, and h must still be the
+// handle registered under its name (a name given to another namespace
+// since does not carry the old one's owner over). The engine calls it
+// before every such dial.
+func (r *Registry) MayUse(tenant string, h *Handle) error {
+	if h == nil || h.IsDefault() {
+		return nil
+	}
+	tenant = tenantOr(tenant)
+	name := h.Name()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.slots[name]
+	if !ok || s.h != h {
+		return fmt.Errorf("%w: %q is no longer registered under that name", ErrOtherTenant, name)
+	}
+	if o := r.ownerLocked(name); o != tenant {
+		return fmt.Errorf("%w: %q is tenant %s's, the frontend is tenant %s's", ErrOtherTenant, name, o, tenant)
+	}
+	return nil
+}

@@ -55,10 +55,10 @@ func (s *session) nextAttempt() (int, error) {
 		s.tried[srv] = true
 		srv.active.Add(1)
 		fd, at, err := s.startDial(srv)
-		if errors.Is(err, ErrLoop) {
+		if reason := refusalReason(err); reason != "" { // loop, tenant
 			srv.active.Add(-1)
-			s.e.frontendRefusal(s.fe.Name, reasonLoop)
-			s.setTerm("loop")
+			s.e.frontendRefusal(s.fe.Name, reason)
+			s.setTerm(reason)
 			return -1, err
 		}
 		if err != nil {
@@ -131,7 +131,11 @@ func (s *session) connectTimeout() time.Duration {
 // for "namespace *") and starts connecting it.
 func (s *session) startDial(srv *server) (int, attempt, error) {
 	h := s.clientNS
-	if !srv.spec.ClientNamespace {
+	if srv.spec.ClientNamespace {
+		if err := s.clientNamespaceAllowed(h); err != nil {
+			return -1, attempt{}, err
+		}
+	} else {
 		var err error
 		if h, err = s.e.reg.Get(srv.spec.Namespace); err != nil {
 			return -1, attempt{}, err

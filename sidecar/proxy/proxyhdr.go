@@ -110,8 +110,7 @@ func (s *session) applyProxyHeader(hdr *proxyproto.Header, err error) error {
 	reason := proxyproto.Reason(err)
 	if err == nil {
 		switch h, gerr := s.e.reg.Get(hdr.Namespace); {
-		case !s.e.reg.Allowed(s.fe.Tenant, hdr.Namespace):
-			reason, err = reasonNotAllowed, fmt.Errorf("%w: %q", ErrNamespaceNotAllowed, hdr.Namespace)
+		case s.e.tlvRefused(s.fe.Tenant, hdr.Namespace, &reason, &err):
 		case gerr != nil:
 			reason, err = reasonUnavailable, gerr
 		default:
