@@ -12,8 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +27,11 @@ type ControlOptions struct {
 	// Group, when >= 0, may also use the socket (mode 0660, peer's group
 	// checked); otherwise only root and the daemon's own user (mode 0600).
 	Group int
+	// TenantAccess makes the socket mode 0666: any local user may
+	// connect, and a peer that is not root, the daemon's user or of Group
+	// may use only the tenant endpoints of the tenants whose spec.access
+	// names it (access.go); everyone else gets 403.
+	TenantAccess bool
 	// MaxConns bounds the open connections (0: DefaultControlMaxConns). At
 	// the bound a new connection closes the oldest one that has no request
 	// being answered (see controlListener).
@@ -70,6 +73,9 @@ func ListenControl(opt ControlOptions) (net.Listener, error) {
 			return nil, fmt.Errorf("control socket group: %w", err)
 		}
 	}
+	if opt.TenantAccess {
+		mode = 0o666
+	}
 	if err := os.Chmod(path, mode); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("control socket mode: %w", err)
@@ -79,49 +85,36 @@ func ListenControl(opt ControlOptions) (net.Listener, error) {
 
 type credKey struct{}
 
-// peerCred reads SO_PEERCRED of a unix connection.
-func peerCred(c net.Conn) (*unix.Ucred, error) {
+// groupsKey holds the peer's supplementary groups ([]uint32).
+type groupsKey struct{}
+
+// accessKey holds what the request may do (access).
+type accessKey struct{}
+
+// peerCred reads SO_PEERCRED and SO_PEERGROUPS of a unix connection.
+func peerCred(c net.Conn) (*unix.Ucred, []uint32, error) {
 	if cc, ok := c.(*controlConn); ok {
 		c = cc.Conn
 	}
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
-		return nil, errors.New("not a unix connection")
+		return nil, nil, errors.New("not a unix connection")
 	}
 	raw, err := uc.SyscallConn()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var cred *unix.Ucred
-	var cerr error
-	raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
-	return cred, cerr
-}
-
-// allowedPeer: root, the daemon's own user, or a member of group.
-func allowedPeer(cred *unix.Ucred, group int) bool {
-	if cred == nil {
-		return false
+	var groups []uint32
+	var cerr, gerr error
+	raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		groups, gerr = peerGroups(int(fd))
+	})
+	if cerr == nil && gerr != nil {
+		groups = procGroups(cred.Pid)
 	}
-	if cred.Uid == 0 || int(cred.Uid) == os.Geteuid() {
-		return true
-	}
-	if group < 0 {
-		return false
-	}
-	if int(cred.Gid) == group {
-		return true
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cred.Pid))
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "Groups:"); ok {
-			return slices.Contains(strings.Fields(rest), strconv.Itoa(group))
-		}
-	}
-	return false
+	return cred, groups, cerr
 }
 
 // ServeControl serves the API on ln until ctx ends, with the limits of the
@@ -141,11 +134,11 @@ func (d *Daemon) ServeControl(ctx context.Context, ln net.Listener, group int) e
 		ConnState:   cl.connState,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			ctx = withConn(ctx, c)
-			cred, err := peerCred(c)
+			cred, groups, err := peerCred(c)
 			if err != nil {
 				return ctx
 			}
-			return context.WithValue(ctx, credKey{}, cred)
+			return context.WithValue(context.WithValue(ctx, credKey{}, cred), groupsKey{}, groups)
 		},
 		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 	}
@@ -189,6 +182,9 @@ type controlPlane interface {
 	DeleteAttachment(api.AttachmentKey) error
 	GCAttachments(valid []api.AttachmentKey) ([]api.AttachmentKey, error)
 	stats() api.Stats
+	accessOf(cred *unix.Ucred, groups []uint32, group int) access
+	applyManifests(access, api.ManifestRequest, manifestOp) (api.ManifestResult, error)
+	tenantViews(access) []api.Tenant
 }
 
 var _ controlPlane = (*Daemon)(nil)
@@ -199,11 +195,25 @@ func controlHandler(cp controlPlane, log *slog.Logger, group int) http.Handler {
 	h := func(pattern string, f func(*http.Request) (int, any, error)) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			cred, _ := r.Context().Value(credKey{}).(*unix.Ucred)
-			if !allowedPeer(cred, group) {
+			groups, _ := r.Context().Value(groupsKey{}).([]uint32)
+			var acc access
+			if allowedPeer(cred, groups, group) {
+				acc = access{all: true, who: peerIdentity{uid: cred.Uid, gid: cred.Gid, groups: groups}.String()}
+			} else if tenantRoutes[pattern] {
+				acc = cp.accessOf(cred, groups, group)
+			}
+			if !acc.all && len(acc.tenants) == 0 {
+				msg := "permission denied: the control socket is for root (or the configured group)"
+				if tenantRoutes[pattern] {
+					msg = fmt.Sprintf("permission denied: %s is named by no tenant's spec.access", acc.who)
+				} else if cred != nil && !acc.all {
+					msg += "; members of a tenant's spec.access may only apply, delete and diff its manifests and get tenants"
+				}
 				startAnswer(r)
-				writeAnswer(w, r, http.StatusForbidden, api.Error{Error: "permission denied: the control socket is for root (or the configured group)"})
+				writeAnswer(w, r, http.StatusForbidden, api.Error{Error: msg})
 				return
 			}
+			r = r.WithContext(context.WithValue(r.Context(), accessKey{}, acc))
 			if err := readBody(w, r); err != nil {
 				code, body := errorBody(err)
 				if errors.Is(err, errTooLarge) { // not a client that went away or was too slow
@@ -357,11 +367,51 @@ func controlHandler(cp controlPlane, log *slog.Logger, group int) http.Handler {
 		return 200, api.GCResult{Removed: nonNil(removed)}, err
 	})
 	h("GET /v1/stats", func(*http.Request) (int, any, error) { return 200, cp.stats(), nil })
+	for pattern, op := range map[string]manifestOp{
+		"POST /v1/manifests":        opApply,
+		"POST /v1/manifests/delete": opDelete,
+		"POST /v1/manifests/diff":   opDiff,
+	} {
+		h(pattern, func(r *http.Request) (int, any, error) {
+			var req api.ManifestRequest
+			if err := decode(r, &req); err != nil {
+				return 0, nil, err
+			}
+			res, err := cp.applyManifests(requestAccess(r), req, op)
+			return 200, res, err
+		})
+	}
+	h("GET /v1/tenants", func(r *http.Request) (int, any, error) { return 200, cp.tenantViews(requestAccess(r)), nil })
+	h("GET /v1/tenants/{name}", func(r *http.Request) (int, any, error) {
+		name := r.PathValue("name")
+		acc := requestAccess(r)
+		if !acc.may(name) {
+			return 0, nil, fmt.Errorf("permission denied: %s may see only tenant %s, not %q (spec.access of the Tenant): %w",
+				acc.who, strings.Join(acc.tenants, ", "), name, errForbidden)
+		}
+		return findNamed(cp.tenantViews(acc), name, "tenant", func(t api.Tenant) string { return t.Name })
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		startAnswer(r)
 		writeAnswer(w, r, 404, api.Error{Error: fmt.Sprintf("no such endpoint: %s %s (see the README's API table)", r.Method, r.URL.Path)})
 	})
 	return mux
+}
+
+// tenantRoutes may be used by members of a tenant's spec.access, for
+// their tenants only; every other route is for root and the socket group.
+var tenantRoutes = map[string]bool{
+	"POST /v1/manifests":        true,
+	"POST /v1/manifests/delete": true,
+	"POST /v1/manifests/diff":   true,
+	"GET /v1/tenants":           true,
+	"GET /v1/tenants/{name}":    true,
+}
+
+// requestAccess is what the request may do (set by controlHandler).
+func requestAccess(r *http.Request) access {
+	a, _ := r.Context().Value(accessKey{}).(access)
+	return a
 }
 
 func nonNil[T any](s []T) []T {
@@ -464,6 +514,8 @@ func errorBody(err error) (int, api.Error) {
 		code = http.StatusNotFound
 	case errors.Is(err, errConflict):
 		code = http.StatusConflict
+	case errors.Is(err, errForbidden):
+		code = http.StatusForbidden
 	case errors.Is(err, errTooLarge):
 		code = http.StatusRequestEntityTooLarge
 	case errors.Is(err, errUpgrading):

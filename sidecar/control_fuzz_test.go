@@ -19,6 +19,7 @@ func requestTypes() map[string]func() any {
 		"server":     func() any { return new(api.Server) },
 		"attachment": func() any { return new(api.Attachment) },
 		"gc":         func() any { return new(api.GCRequest) },
+		"manifests":  func() any { return new(api.ManifestRequest) },
 	}
 }
 
@@ -66,6 +67,7 @@ func FuzzDecodeBody(f *testing.F) {
 		`{"name":"b","servers":[{"name":"s","addr":"10.0.0.1:80","check":true}]}`,
 		`{"containerID":"c","ifname":"eth0","netns":"/x","portMappings":[{"hostPort":80,"containerPort":80}],"metadata":{"k":"v"}}`,
 		`{"valid":[{"containerID":"c","ifname":"eth0"}]}`,
+		`{"files":[{"name":"a.yaml","data":"apiVersion: nsproxy.io/v1alpha1\nkind: Tenant\n"}]}`,
 		`{"name":"a"} x`, `{"name":"a"}{"name":"b"}`, `{"name":"a"}}`, `{"name":"a"}` + "\n", ``, `null`, `[]`,
 		`{"name":"a","name":"b"}`, `{"NAME":"a"}`, `{"name":"\ud800"}`,
 	} {

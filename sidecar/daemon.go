@@ -50,6 +50,11 @@ type Options struct {
 	Notifier *sdnotify.Notifier
 	// Successor, when set, lets `nsproxy upgrade` start a successor.
 	Successor *SuccessorOptions
+	// ManifestDir holds tenant manifests (*.yaml, *.yml) that the daemon
+	// applies and keeps applied (manifestdir.go); "": none.
+	ManifestDir string
+	// ManifestResync is the period of the directory's resync; 0: 30s.
+	ManifestResync time.Duration
 }
 
 // Daemon wires the registry, the engine, the configuration files and the
@@ -76,6 +81,7 @@ type Daemon struct {
 	builtFrom        map[string]api.Attachment // the attachment each registered entry was made from
 	tenants          *tenantIndex              // the manifests as the last plan indexed them
 	committedTenants *tenantIndex              // the manifests as the last commit applied them
+	dirSet           manifest.Set              // the --manifests directory as New read it, for Start
 
 	ho handover // zero-downtime upgrade to a successor process
 }
@@ -102,13 +108,19 @@ func New(opt Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	var dirSet manifest.Set
+	if opt.ManifestDir != "" {
+		if dirSet, err = loadManifestDir(opt.ManifestDir); err != nil {
+			return nil, err
+		}
+	}
 	reg, err := netns.NewRegistry(opt.NetnsDir, opt.Logger)
 	if err != nil {
 		return nil, err
 	}
 	d := &Daemon{opt: opt, log: opt.Logger, reg: reg, file: cfg, store: &store{path: opt.StateFile},
 		engine: proxy.New(reg, opt.Logger), started: time.Now(), registered: map[string]netns.Entry{},
-		attStatus: map[api.AttachmentKey]attachmentStatus{}, builtFrom: map[string]api.Attachment{}}
+		attStatus: map[api.AttachmentKey]attachmentStatus{}, builtFrom: map[string]api.Attachment{}, dirSet: dirSet}
 	d.engine.Inherit(opt.Inherited)
 	st, err := d.store.load()
 	if err != nil {
@@ -129,8 +141,17 @@ func (d *Daemon) Registry() *netns.Registry { return d.reg }
 func (d *Daemon) Start() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st, p, err := d.restore(d.replay(d.state))
+	st := d.replay(d.state)
+	if d.opt.ManifestDir != "" {
+		var moved []string
+		st, moved = withDirectory(st, d.dirSet)
+		d.logMoved(moved)
+	}
+	st, p, err := d.restore(st)
 	if err != nil {
+		return err
+	}
+	if err := dirDocsKept(st); err != nil {
 		return err
 	}
 	if err := d.commit(st, p); err != nil {
@@ -158,6 +179,16 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		defer close(watchDone)
 		d.reg.Watch(wctx, d.opt.ResyncEvery)
 	}()
+	// The manifest directory's watch stops before the drain: a reload
+	// must not apply anything to an engine that is shutting down.
+	mctx, stopManifests := context.WithCancel(context.Background())
+	manifestsDone := make(chan struct{})
+	go func() {
+		defer close(manifestsDone)
+		if d.opt.ManifestDir != "" {
+			d.watchManifests(mctx)
+		}
+	}()
 	_, merged, _ := d.snapshotState() // the control socket may already be changing it
 	d.log.Info("nsproxy running", "config", d.opt.ConfigFiles, "netns_dir", d.reg.Dir(),
 		"frontends", len(merged.Frontends), "backends", len(merged.Backends))
@@ -172,10 +203,13 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			if err := d.Reload(); err != nil {
 				d.log.Error("reload refused: the running configuration stays", "err", err.Error())
 			}
+			d.reloadManifestsLogged()
 			d.notify(sdnotify.Ready)
 			continue
 		}
 		d.ready.Store(false)
+		stopManifests()
+		<-manifestsDone
 		d.log.Info("shutting down: draining connections", "timeout", d.opt.DrainTimeout.String(),
 			"connections", d.engine.Sessions())
 		dctx, cancel := context.WithTimeout(context.Background(), d.opt.DrainTimeout)
@@ -486,7 +520,7 @@ func (d *Daemon) commit(st State, p *plan) error {
 // rarely uncovers more than one more (a frontend whose backend was
 // dropped), so a few passes suffice.
 func (d *Daemon) restore(st State) (State, *plan, error) {
-	out := State{Ports: st.Ports}
+	out := State{Ports: st.Ports, dirOwned: st.dirOwned}
 	for _, n := range st.Namespaces {
 		path := n.Path
 		if path == "" {

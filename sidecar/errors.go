@@ -11,6 +11,8 @@ var (
 	// errConflict: the object exists, or another owner holds the name, or
 	// a file defines it (409).
 	errConflict = errors.New("conflict")
+	// errForbidden: the peer may not touch this tenant's objects (403).
+	errForbidden = errors.New("forbidden")
 	// ErrInvalidObject: an API object is not acceptable; the details say
 	// why (400).
 	ErrInvalidObject = errors.New("invalid object")

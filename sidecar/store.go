@@ -29,8 +29,13 @@ type State struct {
 	// backends join the merge like API objects (origin manifest). A change
 	// replaces the Set's slices, never modifies them in place. Left out of
 	// the file when empty, so a state without manifests stays readable by
-	// a daemon that predates them.
+	// a daemon that predates them. They are those applied through the API
+	// and those of the --manifests directory (dirOwned).
 	Manifests manifest.Set `json:"manifests,omitzero"`
+	// dirOwned holds the KIND/NAME of the documents the --manifests
+	// directory owns: not written (the directory is their source; see
+	// saved), never changed through the API.
+	dirOwned map[string]bool
 	// Ports are the host ports allocated from Exposure rules' ranges that
 	// are not the container's first choice (preferredPort): the rest is
 	// derived again from the attachments, so a restart gives every
@@ -76,7 +81,22 @@ func (s State) clone() State {
 // read back. Writing it made every ADD and DEL rewrite and fsync a file
 // that grows with the live containers. Other attachments (the OCI hook's)
 // stay in the file: an older hook writes no record.
+//
+// The --manifests directory's documents are left out too: the directory
+// is their source, read again at start.
 func (d *Daemon) saved(st State) State {
+	if len(st.dirOwned) > 0 {
+		var dir []string
+		for k := range st.dirOwned {
+			dir = append(dir, k)
+		}
+		st.Manifests.Positions = nil // not written; and not worth filtering
+		st.Manifests = withoutDocs(st.Manifests, dir)
+		st.dirOwned = nil
+	}
+	if len(st.Manifests.Tenants)+len(st.Manifests.Exposures)+len(st.Manifests.Services) == 0 {
+		st.Manifests = manifest.Set{} // zero: left out of the file (omitzero)
+	}
 	if d.opt.AttachmentDir == "" {
 		return st
 	}

@@ -27,7 +27,7 @@ const cliUsage = `
 Control a running daemon (over --socket PATH; default $NSPROXY_SOCKET or ` + api.DefaultSocket + `):
   nsproxy get RESOURCE [NAME] [-o json|yaml|wide]  list objects; RESOURCE is namespaces (ns),
                                                    frontends (fe), backends (be), servers,
-                                                   connections (conns) or attachments
+                                                   connections (conns), attachments or tenants
   nsproxy ns add NAME [--path P | --pid N]         register a network namespace
   nsproxy ns del NAME                              unregister a namespace
   nsproxy server add BACKEND NAME ADDR [flags]     add a server; flags: --namespace N|*, --check,
@@ -165,7 +165,7 @@ func (c *cliCommand) checkOutput(o string, allowed ...string) (code int, ok bool
 }
 
 func cliGet(args []string, stdout, stderr io.Writer) int {
-	c := newCLICommand("get", "nsproxy get namespaces|frontends|backends|servers|connections|attachments [NAME] [-o json|yaml|wide] [--socket PATH]", stdout, stderr)
+	c := newCLICommand("get", "nsproxy get namespaces|frontends|backends|servers|connections|attachments|tenants [NAME] [-o json|yaml|wide] [--socket PATH]", stdout, stderr)
 	output := c.outputFlag()
 	pos, code, ok := c.parse(args)
 	if !ok {
@@ -472,6 +472,7 @@ var resources = func() map[string]resourceKind {
 		{[]string{"servers", "server"}, serverKind},
 		{[]string{"connections", "connection", "conns", "conn"}, connectionKind},
 		{[]string{"attachments", "attachment"}, attachmentKind},
+		{[]string{"tenants", "tenant"}, tenantKind},
 	} {
 		for _, n := range r.names {
 			m[n] = r.kind
@@ -677,6 +678,40 @@ func findAttachments(c *api.Client, ctx context.Context, name string) ([]api.Att
 		return nil, false, fmt.Errorf("no attachment of container %q", name)
 	}
 	return found, false, nil
+}
+
+var tenantKind = objectKind[api.Tenant]{
+	list: (*api.Client).Tenants,
+	find: byName((*api.Client).Tenant),
+	columns: []tableColumn[api.Tenant]{
+		{header: "TENANT", value: func(t api.Tenant) string { return t.Name }},
+		{header: "SOURCE", value: func(t api.Tenant) string { return t.Source }},
+		{header: "NAMESPACES", value: func(t api.Tenant) string {
+			names := make([]string, len(t.Namespaces))
+			for i, n := range t.Namespaces {
+				names[i] = n.Name
+			}
+			return strings.Join(names, ",")
+		}},
+		{header: "FRONTENDS", value: func(t api.Tenant) string { return strings.Join(t.Frontends, ",") }},
+		{header: "EXPOSURES", value: func(t api.Tenant) string { return strings.Join(t.Exposures, ",") }},
+		{header: "REFUSED", value: func(t api.Tenant) string {
+			var n uint64
+			for _, x := range t.Refusals {
+				n += x
+			}
+			return strconv.FormatUint(n, 10)
+		}},
+		{header: "SERVICES", wide: true, value: func(t api.Tenant) string { return strings.Join(t.Services, ",") }},
+		{header: "REFUSALS", wide: true, value: func(t api.Tenant) string {
+			m := map[string]string{}
+			for k, v := range t.Refusals {
+				m[k] = strconv.FormatUint(v, 10)
+			}
+			return keyValues(m)
+		}},
+		{header: "OWNER", wide: true, value: func(t api.Tenant) string { return t.Owner }},
+	},
 }
 
 // printTable aligns columns as kubectl does.

@@ -75,6 +75,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(args[1:], stdout, stderr)
 	case "get", "ns", "server", "stats":
 		return cmdCLI(args, stdout, stderr)
+	case "apply", "delete", "diff":
+		return cliManifests(args[0], args[1:], stdout, stderr)
 	case "hook":
 		return cmdHook(args[1:], os.Stdin, stdout, stderr)
 	case "install-cni":
@@ -85,18 +87,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "nsproxy", version)
 		return 0
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage+cliUsage+installCNIUsage+upgradeUsage)
+		fmt.Fprint(stdout, usage+cliUsage+manifestUsage+installCNIUsage+upgradeUsage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "nsproxy: unknown command %q\n\n%s%s%s", args[0], usage, cliUsage, installCNIUsage)
+	fmt.Fprintf(stderr, "nsproxy: unknown command %q\n\n%s%s%s%s", args[0], usage, cliUsage, manifestUsage, installCNIUsage)
 	return 2
 }
 
 // globalFlags may come before the command, as in kubectl and podman; each
 // takes a value. The commands listed are those that define the flag.
 var globalFlags = map[string][]string{
-	"socket":  {"get", "ns", "server", "stats", "run", "hook"},
-	"timeout": {"get", "ns", "server", "stats"},
+	"socket":  {"get", "ns", "server", "stats", "run", "hook", "apply", "delete", "diff"},
+	"timeout": {"get", "ns", "server", "stats", "apply", "delete", "diff"},
 }
 
 // hoistGlobalFlags moves global flags given before the command to the end
@@ -191,6 +193,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	socket := fs.String("socket", api.DefaultSocket, "control socket (\"\" or \"none\" disables it)")
 	socketGroup := fs.String("socket-group", "", "group (name or id) that may also use the control socket")
+	tenantAccess := fs.Bool("tenant-access", false, "let the users and groups of each tenant's spec.access use the control socket for that tenant only (the socket becomes mode 0666; every request is checked by SO_PEERCRED)")
+	manifestDir := fs.String("manifests", "", "directory of tenant manifests (*.yaml, *.yml) to apply and keep applied: reloaded on change and on SIGHUP; its documents are read-only through the API")
 	stateFile := fs.String("state-file", "/var/lib/nsproxy/state.json", "where run-time objects persist (\"\" or \"none\": not at all)")
 	attachmentDir := fs.String("attachment-dir", hooks.RecordDir, "attachment records of the CNI plugin, replayed at start (\"none\": off)")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on this TCP address, e.g. 127.0.0.1:9101 (off by default)")
@@ -235,7 +239,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 	var m *metrics.Metrics
 	var d *sidecar.Daemon
 	opt := sidecar.Options{ConfigFiles: f, NetnsDir: *netnsDir, DrainTimeout: *drain, StateFile: *stateFile,
-		AttachmentDir: *attachmentDir, Logger: log, Notifier: notifier, Successor: successorOptions(args)}
+		AttachmentDir: *attachmentDir, Logger: log, Notifier: notifier, Successor: successorOptions(args),
+		ManifestDir: *manifestDir}
 	if *metricsAddr != "" {
 		opt.OnReconcile = func(dur time.Duration, err error) {
 			if m != nil {
@@ -312,7 +317,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 			ln = tk.Listener(sidecar.RoleControl)
 		}
 		if ln == nil {
-			if ln, err = sidecar.ListenControl(sidecar.ControlOptions{Socket: *socket, Group: group}); err != nil {
+			if ln, err = sidecar.ListenControl(sidecar.ControlOptions{Socket: *socket, Group: group, TenantAccess: *tenantAccess}); err != nil {
 				fmt.Fprintln(stderr, "nsproxy run:", err)
 				return 1
 			}

@@ -1,0 +1,206 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nsproxy/nsproxy/sidecar/manifest"
+	"golang.org/x/sys/unix"
+)
+
+// The --manifests directory: loaded at start (an invalid directory stops
+// the start, as an invalid -f file does), reloaded when it changes
+// (inotify, debounced), every ManifestResync and on SIGHUP. A reload that
+// does not decode or validate changes nothing and logs every problem.
+
+// manifestDebounce lets an editor or `cp -r` finish writing several files
+// before the directory is read.
+const manifestDebounce = 200 * time.Millisecond
+
+// defaultManifestResync is the period of the directory's resync: it
+// catches what inotify missed (a watch that failed, an NFS directory).
+const defaultManifestResync = 30 * time.Second
+
+// loadManifestDir decodes every manifest file of dir (manifest.Load). A
+// directory without manifest files is an empty set: an operator may start
+// with an empty directory and fill it later.
+func loadManifestDir(dir string) (manifest.Set, error) {
+	fi, err := os.Stat(dir)
+	if err == nil && !fi.IsDir() {
+		err = errors.New("not a directory")
+	}
+	if err != nil {
+		return manifest.Set{}, fmt.Errorf("--manifests %s: %w", dir, err)
+	}
+	s, err := manifest.Load(dir)
+	if errors.Is(err, manifest.ErrNoDocuments) {
+		return manifest.Set{Positions: map[string]manifest.Pos{}}, nil
+	}
+	return s, err
+}
+
+// withDirectory is st with the directory's documents replaced by set's. An
+// API document of the same KIND/NAME is taken over by the directory; moved
+// lists those.
+func withDirectory(st State, set manifest.Set) (out State, moved []string) {
+	var old []string
+	for k := range st.dirOwned {
+		old = append(old, k)
+	}
+	next := withoutDocs(st.Manifests, old)
+	owned := map[string]bool{}
+	for _, r := range docRefs(set) {
+		owned[r.key] = true
+	}
+	for _, r := range docRefs(next) {
+		if owned[r.key] {
+			moved = append(moved, r.key)
+		}
+	}
+	st.Manifests = withDocs(next, set)
+	st.dirOwned = owned
+	return st, moved
+}
+
+// ReloadManifests reads the --manifests directory again and applies it,
+// all or nothing. Nothing happens when its documents did not change.
+func (d *Daemon) ReloadManifests() error {
+	if d.opt.ManifestDir == "" {
+		return nil
+	}
+	set, err := loadManifestDir(d.opt.ManifestDir)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	keys := slices.Sorted(maps.Keys(d.state.dirOwned))
+	before := onlyDocs(d.state.Manifests, keys)
+	if _, changed := manifest.Diff(before, set); !changed {
+		return nil
+	}
+	var moved []string
+	err = d.changeLocked(true, func(s *State) error {
+		*s, moved = withDirectory(*s, set)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	text, _ := manifest.Diff(before, set)
+	d.logMoved(moved)
+	d.log.Info("manifest directory applied", "dir", d.opt.ManifestDir, "documents", len(docRefs(set)), "diff", text)
+	return nil
+}
+
+func (d *Daemon) logMoved(moved []string) {
+	for _, k := range moved {
+		d.log.Warn("manifest document taken over by the manifest directory; the API's copy is gone",
+			"document", k, "dir", d.opt.ManifestDir)
+	}
+}
+
+// watchManifests reloads the directory when it changes and every resync
+// period until ctx ends.
+func (d *Daemon) watchManifests(ctx context.Context) {
+	every := d.opt.ManifestResync
+	if every <= 0 {
+		every = defaultManifestResync
+	}
+	events, stop := watchManifestDir(d.opt.ManifestDir)
+	defer stop()
+	if events == nil {
+		d.log.Warn("cannot watch the manifest directory; relying on the periodic resync and SIGHUP",
+			"dir", d.opt.ManifestDir, "every", every.String())
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	var debounce <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			debounce = time.After(manifestDebounce)
+			continue
+		case <-debounce:
+			debounce = nil
+		case <-tick.C:
+		}
+		d.reloadManifestsLogged()
+	}
+}
+
+// reloadManifestsLogged reloads the directory and logs each problem of a
+// refused reload on its own line.
+func (d *Daemon) reloadManifestsLogged() {
+	if err := d.ReloadManifests(); err != nil {
+		for _, p := range flatten(err) {
+			d.log.Error("manifest reload refused: the running manifests stay", "dir", d.opt.ManifestDir, "problem", p)
+		}
+	}
+}
+
+// watchManifestDir reports changes of dir's entries and of what is written
+// to them; nil when inotify cannot watch it.
+func watchManifestDir(dir string) (<-chan struct{}, func()) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return nil, func() {}
+	}
+	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_CREATE|unix.IN_DELETE|unix.IN_MOVED_FROM|unix.IN_MOVED_TO|
+		unix.IN_CLOSE_WRITE|unix.IN_MODIFY|unix.IN_ATTRIB|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF); err != nil {
+		unix.Close(fd)
+		return nil, func() {}
+	}
+	f := os.NewFile(uintptr(fd), "inotify") // nonblocking: reads park on the poller
+	events := make(chan struct{}, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(events)
+		buf := make([]byte, 4096)
+		for {
+			if _, err := f.Read(buf); err != nil {
+				return
+			}
+			select {
+			case events <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return events, func() { f.Close(); <-done }
+}
+
+// dirDocsKept fails a start whose restore dropped a document of the
+// --manifests directory: the directory is the operator's, and an invalid
+// one stops the start as an invalid -f file does (restore drops only
+// saved run-time objects silently, with a log line each).
+func dirDocsKept(st State) error {
+	have := map[string]bool{}
+	for _, r := range docRefs(st.Manifests) {
+		have[r.key] = true
+	}
+	var lost []string
+	for k := range st.dirOwned {
+		if !have[k] {
+			lost = append(lost, k)
+		}
+	}
+	if len(lost) > 0 {
+		slices.Sort(lost)
+		return fmt.Errorf("--manifests: %s did not validate with the rest of the desired state (see the log); fix the directory", strings.Join(lost, ", "))
+	}
+	return nil
+}
