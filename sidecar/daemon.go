@@ -80,6 +80,7 @@ type Daemon struct {
 	batch            attachmentBatch           // attachment writes waiting for mu
 	builtFrom        map[string]api.Attachment // the attachment each registered entry was made from
 	tenants          *tenantIndex              // the manifests as the last plan indexed them
+	apiIDs           map[string]netns.Identity // API namespaces' identities by path, as the last plan read them
 	committedTenants *tenantIndex              // the manifests as the last commit applied them
 	dirSet           manifest.Set              // the --manifests directory as New read it, for Start
 
@@ -305,7 +306,8 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 	var exps []exposure
 	d.exposed.start()
 	defer d.exposed.done()
-	ids := ix.staticIdentities()
+	ids := ix.staticIdentities(d.reg.Dir())
+	d.apiIDs = ids.addAPI(st.Namespaces, d.apiIDs, d.reg.Dir())
 	for _, a := range st.Attachments {
 		c := d.exposed.exposuresFor(a, ix, allocs)
 		if c.err != nil {

@@ -69,7 +69,7 @@ func TestOCITenantAnnotationNeedsSelector(t *testing.T) {
 // --network container:X) are both registered when they are of one tenant;
 // one of another tenant is refused (a problem on it, not registered, not
 // exposed), and so is an attachment of a namespace that is another
-// tenant's static namespace. When the first holder goes, the refused one
+// tenant's static or API namespace. When the first holder goes, the refused one
 // is registered at the next plan.
 func TestSharedNamespaceOneTenant(t *testing.T) {
 	testns.RequireRoot(t)
@@ -109,12 +109,23 @@ func TestSharedNamespaceOneTenant(t *testing.T) {
 	if p := strings.Join(got.Problems, ";"); !strings.Contains(p, "already "+static+" of tenant tc") {
 		t.Errorf("ta's attachment of tc's static namespace: problems %v, want refused", got.Problems)
 	}
+	// An API namespace (root's, of its tenant) holds its kernel namespace too.
+	apiNS := testns.New(t, "N")
+	if code, e := td.call("POST", "/v1/namespaces", api.Namespace{Name: "api-ns", Path: "/var/run/netns/" + apiNS, Tenant: "tb"}, nil); code != 201 {
+		t.Fatalf("POST namespace: %d %+v", code, e)
+	}
+	n := attachmentIn("c3", apiNS, map[string]string{hooks.MetaNetwork: "net-a"})
+	got = post(n)
+	if p := strings.Join(got.Problems, ";"); !strings.Contains(p, "already api-ns of tenant tb") {
+		t.Errorf("ta's attachment of tb's API namespace: problems %v, want refused", got.Problems)
+	}
 	reg := td.d.Registry()
 	for _, c := range []struct {
 		key    api.AttachmentKey
 		tenant string
 		want   bool
-	}{{a.AttachmentKey, "ta", true}, {a2.AttachmentKey, "ta", true}, {b.AttachmentKey, "tb", false}, {s.AttachmentKey, "ta", false}} {
+	}{{a.AttachmentKey, "ta", true}, {a2.AttachmentKey, "ta", true}, {b.AttachmentKey, "tb", false}, {s.AttachmentKey, "ta", false},
+		{n.AttachmentKey, "ta", false}} {
 		name := td.d.attachmentName(c.key)
 		if reg.Known(name) != c.want || (reg.Admit(c.tenant, name) == nil) != c.want {
 			t.Errorf("%s (%s): registered %v, Admit(%s) %v; want %v", c.key.ContainerID, name, reg.Known(name), c.tenant,

@@ -332,7 +332,7 @@ type identityIndex map[kernelNS]nsHolder
 // staticIdentities is a new identity index holding the static namespaces
 // of the tenants. A static namespace's identity is read once per index;
 // one that did not exist then is read again at each plan until it does.
-func (ix *tenantIndex) staticIdentities() identityIndex {
+func (ix *tenantIndex) staticIdentities(dir string) identityIndex {
 	ids := identityIndex{}
 	if ix == nil || len(ix.nsOwner) == 0 {
 		return ids
@@ -345,7 +345,7 @@ func (ix *tenantIndex) staticIdentities() identityIndex {
 		if !ok {
 			p := ix.nsPath[name]
 			if p == "" {
-				p = path.Join(netns.DefaultDir, name)
+				p = path.Join(dir, name)
 			}
 			var err error
 			if id, err = netns.StatIdentity(p); err != nil {
@@ -356,6 +356,33 @@ func (ix *tenantIndex) staticIdentities() identityIndex {
 		ids[kernelNS{id.Dev, id.Ino}] = nsHolder{tenant, name}
 	}
 	return ids
+}
+
+// addAPI adds the API namespaces (nsproxy ns add, root's, each of its
+// tenant) to the index, after the static namespaces, and returns their
+// identities by path for the next plan: each path is stat'ed once while
+// it is in the state (a missing one again at each plan).
+func (ids identityIndex) addAPI(nss []api.Namespace, prev map[string]netns.Identity, dir string) map[string]netns.Identity {
+	if len(nss) == 0 {
+		return nil
+	}
+	next := make(map[string]netns.Identity, len(nss))
+	for _, n := range nss {
+		p := n.Path
+		if p == "" {
+			p = path.Join(dir, n.Name)
+		}
+		id, ok := prev[p]
+		if !ok {
+			var err error
+			if id, err = netns.StatIdentity(p); err != nil {
+				continue
+			}
+		}
+		next[p] = id
+		ids.claim(id, tenantOr(n.Tenant), n.Name) // the first holder keeps it; an attachment is checked against both
+	}
+	return next
 }
 
 // claim gives the namespace id to name of tenant, or says why not: a
