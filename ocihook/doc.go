@@ -19,6 +19,11 @@ import "github.com/nsproxy/nsproxy/hooks"
 // Annotations the hook reads itself.
 const (
 	AnnExpose = hooks.MetaPrefix + "expose" // "8080:80,127.0.0.1:8443:443/tcp"
+	// AnnTenant is the tenant the container asks for. Whoever creates the
+	// container sets it, so the daemon gives that tenant only when one of
+	// the tenant's selectors matches the container (the annotation is also
+	// metadata a selector can match); otherwise the container stays in the
+	// default tenant and the attachment's problems say so.
 	AnnTenant = hooks.MetaPrefix + "tenant"
 )
 
