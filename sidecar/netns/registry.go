@@ -228,6 +228,10 @@ func (r *Registry) Register(e Entry) error {
 		// old owner runs in it (listeners, sessions a TLV selected) must
 		// not go on under the new one, so the handle closes and a new
 		// one is opened.
+		if s.owner() != tenantOr(e.Tenant) {
+			r.log.Warn("namespace changed tenant: closing everything of the old tenant in it", "netns", e.Name,
+				"old", s.owner(), "new", tenantOr(e.Tenant))
+		}
 		drop = r.unpublishLocked(s)
 	}
 	cp := e
@@ -256,6 +260,8 @@ func (r *Registry) Unregister(name string) bool {
 	if h == nil && s.h != nil && wasOwner != DefaultTenant {
 		// The files still name it: it is the default tenant's now, and
 		// nothing of its former tenant stays open in it.
+		r.log.Warn("namespace back to the default tenant: closing everything of its tenant in it", "netns", name,
+			"old", wasOwner)
 		h = r.unpublishLocked(s)
 	}
 	r.mu.Unlock()
