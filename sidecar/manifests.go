@@ -325,7 +325,7 @@ func (d *Daemon) applyManifests(acc access, req api.ManifestRequest, op manifest
 // and the default tenant (the files' objects) for root, the peer's own
 // tenants otherwise.
 func (d *Daemon) tenantViews(acc access) []api.Tenant {
-	st, merged, _ := d.snapshotState()
+	st, merged, attStatus := d.snapshotState()
 	snap := d.engine.Snapshot()
 	views := map[string]*api.Tenant{}
 	view := func(name string) *api.Tenant {
@@ -392,6 +392,15 @@ func (d *Daemon) tenantViews(acc access) []api.Tenant {
 			t.Services = append(t.Services, x.Meta.Name)
 		}
 	}
+	for _, a := range st.Attachments {
+		claims := attStatus[a.AttachmentKey].claims
+		for _, c := range claims {
+			if t := view(c); t != nil {
+				t.Overlaps = append(t.Overlaps, api.TenantOverlap{AttachmentKey: a.AttachmentKey,
+					Namespace: attachmentNamespace(a), Tenants: claims})
+			}
+		}
+	}
 	for _, f := range snap.Frontends {
 		t := view(tenantOr(f.Tenant))
 		if t == nil {
@@ -411,6 +420,7 @@ func (d *Daemon) tenantViews(acc access) []api.Tenant {
 	for _, name := range slices.Sorted(maps.Keys(views)) {
 		t := views[name]
 		slices.SortFunc(t.Namespaces, func(a, b api.TenantNamespace) int { return strings.Compare(a.Name, b.Name) })
+		slices.SortFunc(t.Overlaps, func(a, b api.TenantOverlap) int { return strings.Compare(a.Namespace, b.Namespace) })
 		for _, l := range []*[]string{&t.Frontends, &t.Exposures, &t.Services} {
 			slices.Sort(*l)
 			*l = slices.Compact(*l)
