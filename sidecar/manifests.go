@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -70,30 +69,13 @@ func refKeys(refs []docRef) []string {
 	return out
 }
 
-// ManifestFiles reads what -f PATH (nsproxy apply/delete/diff) means: the
-// file itself, or a directory's *.yaml and *.yml files (not its
-// subdirectories) in name order, as manifest.Load reads --manifests DIR.
-// The CLI sends them as they are, so that the daemon's errors name them.
+// ManifestFiles reads what -f PATH (nsproxy apply/delete/diff) means:
+// manifest.Files(path), the rule --manifests DIR also follows. The CLI
+// sends them as they are, so that the daemon's errors name them.
 func ManifestFiles(path string) ([]api.ManifestFile, error) {
-	fi, err := os.Stat(path)
+	names, err := manifest.Files(path)
 	if err != nil {
 		return nil, err
-	}
-	names := []string{path}
-	if fi.IsDir() {
-		ents, err := os.ReadDir(path)
-		if err != nil {
-			return nil, err
-		}
-		names = names[:0]
-		for _, e := range ents {
-			n := e.Name()
-			ext := filepath.Ext(n)
-			if e.IsDir() || (ext != ".yaml" && ext != ".yml") {
-				continue
-			}
-			names = append(names, filepath.Join(path, n))
-		}
 	}
 	var out []api.ManifestFile
 	for _, n := range names {
