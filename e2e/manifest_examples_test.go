@@ -24,8 +24,10 @@ import (
 // fixed host ports are free) with a private netns directory holding the
 // example's static namespaces. `get tenants` lists both tenants with their
 // namespaces and frontends; `diff -f` exits 0 after the apply and 1 after
-// an edit; the analytics tenant's frontend serves through its server in
-// the namespace analytics-db.
+// an edit; both tenants' frontends serve: analytics' reports through its
+// server in analytics-db (with the PROXY v2 header it asks for), shop's
+// shop-https to web1 in shop-web for a PROXY header from a trusted peer,
+// and not for one from another peer.
 func TestManifestExamples(t *testing.T) {
 	nsproxyBin(t)
 	examples, err := filepath.Abs("../manifests/examples")
@@ -49,7 +51,7 @@ func TestManifestExamples(t *testing.T) {
 			return
 		}
 		body := make([]byte, binary.BigEndian.Uint16(hdr[14:]))
-		if _, err := io.ReadFull(c, body); err != nil || hdr[13] != 0x11 {
+		if _, err := io.ReadFull(c, body); err != nil || hdr[13] != 0x11 || len(body) < 12 {
 			fmt.Fprintf(c, "bad PROXY v2 header: %q %q\n", hdr, body)
 			return
 		}
@@ -134,6 +136,9 @@ func TestManifestExamples(t *testing.T) {
 		return err
 	})
 	d.waitLog("frontend=shop-https backend=shop-web server=web1 client=198.51.100.7:40000")
+	if got := sendHeader(t, host, "127.0.0.1:8443", hdr); got != "" {
+		t.Errorf("a PROXY header from 127.0.0.1 (not in shop's trustedProxies) was served: %q", got)
+	}
 }
 
 // exitCode is a CLI run's exit status (-1: it did not run) and output.

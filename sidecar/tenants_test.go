@@ -618,3 +618,48 @@ func TestRestoreDropsInvalidRule(t *testing.T) {
 		t.Errorf("the dropped rule is not logged:\n%s", td.log)
 	}
 }
+
+// TestTenantTrustedProxiesApplied: a tenant's spec.proxy.trustedProxies
+// narrow its frontends' own (the engine gets the peers both admit), and a
+// frontend whose list shares no address with the tenant's is refused at
+// its position.
+func TestTenantTrustedProxiesApplied(t *testing.T) {
+	td := startTestDaemon(t, "# attachments only\n", "")
+	doc := func(trusted string) manifest.Set {
+		s, err := manifest.Decode("t.yaml", []byte(`apiVersion: nsproxy.io/v1alpha1
+kind: Tenant
+metadata:
+  name: ta
+spec:
+  proxy:
+    trustedProxies: [10.0.0.0/24]
+  frontends:
+    - name: ta-pp
+      binds:
+        - addr: 127.0.0.1:20150
+          acceptProxy: true
+      backend: ta-b
+`+trusted+`  backends:
+    - name: ta-b
+      servers:
+        - name: s
+          addr: 127.0.0.1:1
+`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if err := td.d.ApplyManifests(doc(""), false); err != nil {
+		t.Fatal(err)
+	}
+	_, merged, _ := td.d.snapshotState()
+	i := slices.IndexFunc(merged.Frontends, func(f *config.Frontend) bool { return f.Name == "ta-pp" })
+	if i < 0 || fmt.Sprint(merged.Frontends[i].TrustedProxies) != "[10.0.0.0/24]" {
+		t.Fatalf("frontend ta-pp: %+v, want trusted peers 10.0.0.0/24 (the tenant's)", merged.Frontends)
+	}
+	err := td.d.ApplyManifests(doc("      trustedProxies: [127.0.0.1]\n"), false)
+	if err == nil || !strings.Contains(err.Error(), "t.yaml:") || !strings.Contains(err.Error(), "no address is in both") {
+		t.Fatalf("disjoint trustedProxies: %v, want refused at t.yaml:LINE:COL", err)
+	}
+}
