@@ -25,6 +25,7 @@ type cachedExposures struct {
 	ix       *tenantIndex // the manifests it was made with
 	tenant   string       // the tenant a belongs to
 	overlap  string       // tenants' claims that overlap on a, if they do
+	claims   []string     // the tenants of that overlap
 	xs       []exposure
 	problems []string
 	err      error // the exposures' own validation
@@ -56,8 +57,9 @@ func (ec *exposureCache) exposuresFor(a api.Attachment, ix *tenantIndex, allocs 
 		return c
 	}
 	tenant, overlap := netns.DefaultTenant, ""
+	var claims []string
 	if ix != nil {
-		tenant, overlap = ix.ownerOf(a)
+		tenant, claims, overlap = ix.ownerOf(a)
 	} else if tenant = tenantOr(a.Tenant); a.Source == api.SourceOCI && tenant != netns.DefaultTenant {
 		tenant, overlap = netns.DefaultTenant, hookClaimRefused(tenant)
 	}
@@ -84,7 +86,7 @@ func (ec *exposureCache) exposuresFor(a api.Attachment, ix *tenantIndex, allocs 
 			}
 		}
 	}
-	c := &cachedExposures{from: a, ix: ix, tenant: tenant, overlap: overlap, xs: xs, problems: problems}
+	c := &cachedExposures{from: a, ix: ix, tenant: tenant, overlap: overlap, claims: claims, xs: xs, problems: problems}
 	if a.Netns != "" {
 		c.id, _ = netns.StatIdentity(a.Netns)
 	}
