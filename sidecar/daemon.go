@@ -392,6 +392,16 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 	return &plan{file: file, merged: merged, attStatus: status, tenants: ix, ports: ports}, nil
 }
 
+// dryPlan is plan for a state that will not be committed (diff, a
+// dry-run apply): the planner's caches stay as the last real plan left
+// them, else the next write would validate every live container's
+// exposures again and commit would log every overlap again.
+func (d *Daemon) dryPlan(file *config.Config, st State) (*plan, error) {
+	tenants, prev := d.tenants, d.exposed.prev
+	defer func() { d.tenants, d.exposed.prev = tenants, prev }()
+	return d.plan(file, st)
+}
+
 // runtimeEntries are the registry entries the state asks for, and the
 // attachments of the entries it had to build (not reused).
 func (d *Daemon) runtimeEntries(st State, p *plan) (map[string]netns.Entry, map[string]api.Attachment) {

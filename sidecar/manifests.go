@@ -301,7 +301,7 @@ func (d *Daemon) applyManifests(acc access, req api.ManifestRequest, op manifest
 	if op == opDiff {
 		st := d.state.clone()
 		st.Manifests = next
-		if _, err := d.plan(d.file, st); err != nil {
+		if _, err := d.dryPlan(d.file, st); err != nil {
 			return api.ManifestResult{}, &validationError{err}
 		}
 		return res, nil

@@ -491,10 +491,7 @@ func (d *Daemon) ApplyManifests(set manifest.Set, dryRun bool) error {
 		next := d.state.clone()
 		next.Manifests = set
 		assignNames(d.file, &next, givenNames(d.state))
-		prev := d.tenants
-		_, err := d.plan(d.file, next)
-		d.tenants = prev
-		if err != nil {
+		if _, err := d.dryPlan(d.file, next); err != nil {
 			return &validationError{err}
 		}
 		return nil
