@@ -82,6 +82,7 @@ type Daemon struct {
 	tenants          *tenantIndex              // the manifests as the last plan indexed them
 	committedTenants *tenantIndex              // the manifests as the last commit applied them
 	dirSet           manifest.Set              // the --manifests directory as New read it, for Start
+	live             config.BindSet            // every bind of the running model (d.merged), with its frontend
 
 	ho handover // zero-downtime upgrade to a successor process
 }
@@ -257,6 +258,7 @@ type plan struct {
 	attStatus map[api.AttachmentKey]attachmentStatus
 	tenants   *tenantIndex
 	ports     []PortAllocation // State.Ports as this plan allocated them
+	binds     config.BindSet   // every bind of merged, with its frontend
 }
 
 // plan merges files and state and validates the result. Attachments'
@@ -302,7 +304,8 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 	var exps []exposure
 	d.exposed.start()
 	defer d.exposed.done()
-	for _, a := range st.Attachments {
+	cs := make([]*cachedExposures, len(st.Attachments))
+	for j, a := range st.Attachments {
 		c := d.exposed.exposuresFor(a, ix, allocs)
 		if c.err != nil {
 			return nil, c.err
@@ -310,61 +313,113 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 		if _, ok := refs[attachmentNamespace(a)]; ok {
 			refs[attachmentNamespace(a)] = c.tenant
 		}
+		cs[j] = c
+	}
+	// Binds and names live in the running model keep them: the
+	// exposures serving now are placed first (pass 0), new ones after
+	// (pass 1), so a new container, rule or frontend never takes a port
+	// from under another tenant's clients. A change that would is
+	// refused at its position (d.takesLive); a new container only gets a
+	// problem (an ADD is never refused).
+	outcomes := make([][]placement, len(st.Attachments))
+	var errs []error
+	for pass := 0; pass < 2; pass++ {
+		for j, a := range st.Attachments {
+			c := cs[j]
+			if len(c.xs) == 0 {
+				continue
+			}
+			if outcomes[j] == nil {
+				outcomes[j] = make([]placement, len(c.xs))
+			}
+			lim := ix.limits(c.tenant)
+			for i := range c.xs {
+				x := c.xs[i]
+				if d.liveBind(x.bind, x.frontend.Name) != (pass == 0) {
+					continue
+				}
+				o := &outcomes[j][i]
+				// Limits first: an exposure over them takes no port, so it
+				// never moves another container's.
+				if x.service == nil && lim.MaxExposedPorts > 0 && use.of(c.tenant).exposed >= lim.MaxExposedPorts {
+					o.problem = fmt.Sprintf("%s: tenant %s has reached limits.maxExposedPorts (%d); not exposed: raise the limit or remove exposures",
+						exposureLabel(x), c.tenant, lim.MaxExposedPorts)
+					continue
+				}
+				if lim.MaxListeners > 0 && use.of(c.tenant).listeners >= lim.MaxListeners {
+					o.problem = fmt.Sprintf("%s: tenant %s has reached limits.maxListeners (%d); not exposed: raise the limit or remove listeners",
+						exposureLabel(x), c.tenant, lim.MaxListeners)
+					continue
+				}
+				if x.lo > 0 {
+					// A range found full stays full for the rest of the plan,
+					// except for a port this container holds (State.Ports).
+					msg, isFull := full.of(x)
+					if isFull && reserved[int(x.bind.Addr.Port())] != (allocKey{x.key, x.rule}) {
+						o.problem = msg
+						continue
+					}
+					port, ok := freePort(x, &used, reserved)
+					if !ok {
+						o.problem = full.add(x)
+						continue
+					}
+					if port != int(x.bind.Addr.Port()) {
+						x = ruleExposure(a, c.tenant, *x.src, port)
+						c = d.exposed.moved(c, i, x)
+						cs[j] = c
+					}
+				}
+				if ub, uf, taken := used.Conflict(x.bind); taken {
+					if err := d.takesLive(ix, x, c.tenant, ub, uf, pass == 0); err != nil {
+						errs = append(errs, err)
+					}
+					o.problem = exposureLabel(x) + " is already in use by another frontend or container; not exposed"
+					continue
+				}
+				if names[x.frontend.Name] {
+					if pass == 0 {
+						if err := nameTakesLive(base, x, c.tenant); err != nil {
+							errs = append(errs, err)
+						}
+					}
+					o.problem = fmt.Sprintf("name %q is taken; not exposed", x.frontend.Name)
+					continue
+				}
+				used.Add(x.bind, x.frontend)
+				names[x.frontend.Name] = true
+				o.x, o.ok = x, true
+				if x.service != nil {
+					use.add(c.tenant, 0, 1)
+				} else {
+					use.add(c.tenant, 1, 1)
+				}
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	for j, a := range st.Attachments {
+		c := cs[j]
 		problems := slices.Clone(c.problems)
 		var exposed []api.Exposure
 		var services []api.ServiceListener
-		lim := ix.limits(c.tenant)
-		for i := range c.xs {
-			x := c.xs[i]
-			// Limits first: an exposure over them takes no port, so it
-			// never moves another container's.
-			if x.service == nil && lim.MaxExposedPorts > 0 && use.of(c.tenant).exposed >= lim.MaxExposedPorts {
-				problems = append(problems, fmt.Sprintf("%s: tenant %s has reached limits.maxExposedPorts (%d); not exposed: raise the limit or remove exposures",
-					exposureLabel(x), c.tenant, lim.MaxExposedPorts))
-				continue
-			}
-			if lim.MaxListeners > 0 && use.of(c.tenant).listeners >= lim.MaxListeners {
-				problems = append(problems, fmt.Sprintf("%s: tenant %s has reached limits.maxListeners (%d); not exposed: raise the limit or remove listeners",
-					exposureLabel(x), c.tenant, lim.MaxListeners))
-				continue
-			}
-			if x.lo > 0 {
-				// A range found full stays full for the rest of the plan,
-				// except for a port this container holds (State.Ports).
-				msg, isFull := full.of(x)
-				if isFull && reserved[int(x.bind.Addr.Port())] != (allocKey{x.key, x.rule}) {
-					problems = append(problems, msg)
-					continue
+		for _, o := range outcomes[j] {
+			if !o.ok {
+				if o.problem != "" {
+					problems = append(problems, o.problem)
 				}
-				port, ok := freePort(x, &used, reserved)
-				if !ok {
-					problems = append(problems, full.add(x))
-					continue
-				}
-				if port != int(x.bind.Addr.Port()) {
-					x = ruleExposure(a, c.tenant, *x.src, port)
-					c = d.exposed.moved(c, i, x)
-				}
-			}
-			if _, _, taken := used.Conflict(x.bind); taken {
-				problems = append(problems, exposureLabel(x)+" is already in use by another frontend or container; not exposed")
 				continue
 			}
-			if names[x.frontend.Name] {
-				problems = append(problems, fmt.Sprintf("name %q is taken; not exposed", x.frontend.Name))
-				continue
-			}
+			x := o.x
 			if x.lo > 0 && int(x.bind.Addr.Port()) != preferredPort(a.AttachmentKey, x.rule, x.lo, x.hi) {
 				ports = append(ports, PortAllocation{AttachmentKey: a.AttachmentKey, Rule: x.rule, Port: int(x.bind.Addr.Port())})
 			}
-			used.Add(x.bind, x.frontend)
-			names[x.frontend.Name] = true
 			exps = append(exps, x)
 			if x.service != nil {
-				use.add(c.tenant, 0, 1)
 				services = append(services, *x.service)
 			} else {
-				use.add(c.tenant, 1, 1)
 				exposed = append(exposed, api.Exposure{PortMapping: x.mapping, Frontend: x.frontend.Name, Rule: x.rule})
 			}
 		}
@@ -389,7 +444,7 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 		// across objects (unique names, binds) is checked above. A whole
 		// Validate made every ADD cost grow with the live containers.
 	}
-	return &plan{file: file, merged: merged, attStatus: status, tenants: ix, ports: ports}, nil
+	return &plan{file: file, merged: merged, attStatus: status, tenants: ix, ports: ports, binds: used}, nil
 }
 
 // dryPlan is plan for a state that will not be committed (diff, a
@@ -513,6 +568,7 @@ func (d *Daemon) commit(st State, p *plan) error {
 		d.committedTenants = p.tenants
 	}
 	d.file, d.merged, d.attStatus = p.file, p.merged, p.attStatus
+	d.live = p.binds
 	d.state = st
 	if d.opt.OnReconcile != nil {
 		d.opt.OnReconcile(time.Since(start), err)
