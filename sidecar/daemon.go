@@ -283,11 +283,22 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 	}
 	var used config.BindSet
 	use := tenantUse{}
+	var overLimit []error
 	for _, f := range base.Frontends {
+		t := tenantOr(f.Tenant)
+		lim := ix.limits(t).MaxListeners
 		for _, b := range f.Binds {
 			used.Add(b, f)
+			if lim > 0 && use.of(t).listeners == lim {
+				overLimit = append(overLimit, &config.Error{Pos: b.Pos, Err: config.ErrInvalid, Msg: fmt.Sprintf(
+					"frontend %s: bind %s is over limits.maxListeners (%d) of tenant %q: remove binds or ask root to raise the limit",
+					f.Name, b.Addr, lim, t)})
+			}
+			use.add(t, 0, 1)
 		}
-		use.add(tenantOr(f.Tenant), 0, len(f.Binds))
+	}
+	if len(overLimit) > 0 {
+		return nil, errors.Join(overLimit...)
 	}
 	names := map[string]bool{}
 	for _, f := range base.Frontends {
