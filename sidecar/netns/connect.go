@@ -11,14 +11,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// ErrThreadStuck: the calling goroutine's thread could not return to the
+// daemon's namespace. It stays locked, so that it dies with the goroutine;
+// the goroutine must end without creating another socket.
+var ErrThreadStuck = errors.New("nsproxy: thread stuck in a foreign network namespace")
+
 // StartConnect creates a non-blocking TCP socket inside the namespace and
 // starts connecting it to addr, for an event loop to finish: it returns
 // the fd once connect(2) has succeeded or is in progress (EINPROGRESS);
 // the caller waits until the fd is writable and reads SO_ERROR. As in
 // Dial, the calling goroutine's thread is inside the namespace for
 // socket(2) only; if the switch back fails, the thread stays locked and
-// dies with the goroutine, so never call it from a goroutine that lives
-// on (an event loop).
+// dies with the goroutine, and the error wraps ErrThreadStuck: a caller
+// that lives on (a listener) must then end its goroutine at once and go on
+// in a new one; never call it from an event loop.
 func (h *Handle) StartConnect(addr netip.AddrPort, opt DialOptions) (int, error) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
@@ -54,7 +60,7 @@ func (h *Handle) socketHere(fam int) (int, error) {
 		if serr == nil {
 			unix.Close(fd)
 		}
-		return -1, fmt.Errorf("setns back to the default namespace: %w", err) // thread stays locked
+		return -1, fmt.Errorf("%w: setns back to the default namespace: %w", ErrThreadStuck, err) // thread stays locked
 	}
 	runtime.UnlockOSThread()
 	return fd, serr

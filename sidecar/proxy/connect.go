@@ -7,12 +7,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The loop's side of a connect: the session's setup goroutine creates the
+// The loop's side of a connect: the listener's goroutine or a connector creates the
 // server's socket inside its namespace and starts the connect; the loop
 // learns the outcome from the socket's writability, bounds it with the
 // connect timeout in its timer heap, writes the PROXY header the server
 // wants, and starts pumping. A failed attempt is retried on another server
-// by a short-lived goroutine, since a socket in a namespace is never
+// by a connector (hdrloop.go), since a socket in a namespace is never
 // created on a loop's thread.
 
 // armConnect sets the deadline of the attempt in progress.
@@ -65,7 +65,7 @@ func (c *pconn) established() {
 }
 
 // connectFailed closes the attempt's socket, counts the failure, and lets
-// a goroutine start the next attempt.
+// a connector start the next attempt.
 func (c *pconn) connectFailed(err error) {
 	l, s := c.l, c.s
 	fd := c.fd[1]
@@ -76,21 +76,7 @@ func (c *pconn) connectFailed(err error) {
 	c.fd[1] = -1
 	l.timers.remove(c)
 	s.attemptFailed(s.at.srv, err)
-	s.e.sessWG.Add(1) // the session's own count is held: Shutdown waits for the retry too
-	go func() {
-		defer s.e.sessWG.Done()
-		sfd, err := s.nextAttempt()
-		if err != nil {
-			l.post(func() {
-				c.endErr = err
-				c.finish()
-			})
-			return
-		}
-		if !l.post(func() { c.adoptServer(sfd) }) {
-			s.dropAttempt(sfd) // the loop stopped and closed the connection
-		}
-	}()
+	s.e.connect(c)
 }
 
 // adoptServer takes the socket of the next attempt.

@@ -39,9 +39,11 @@ func (s *session) prepareConnect() error {
 // nextAttempt picks servers until a connect starts (non-blocking: the
 // loop learns how it ends) and returns its socket, or the error that ends
 // the session (its termination set). Each attempt goes to a different
-// server. It runs on the session's setup goroutine, or on a short-lived
-// one for a retry: creating a socket in a namespace must not happen on a
-// loop's thread.
+// server. It runs on the listener's goroutine (plain binds) or a connector
+// (after a PROXY header read in a loop, and for a retry):
+// creating a socket in a namespace must not happen on a loop's thread. An
+// error wrapping netns.ErrThreadStuck means the caller's thread is stuck
+// in a foreign namespace: the caller's goroutine must end.
 func (s *session) nextAttempt() (int, error) {
 	nsOK := func(name string) bool { _, err := s.e.reg.Get(name); return err == nil }
 	for s.attempts < maxAttempts {
@@ -61,6 +63,12 @@ func (s *session) nextAttempt() (int, error) {
 		}
 		if err != nil {
 			s.attemptFailed(srv, err)
+			if errors.Is(err, netns.ErrThreadStuck) {
+				// This thread must make no other socket: it dies with
+				// its goroutine.
+				s.setTerm("connect_failed")
+				return -1, err
+			}
 			continue
 		}
 		// The attempt ends with the session if its namespace goes.

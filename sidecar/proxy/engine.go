@@ -50,6 +50,7 @@ type Engine struct {
 	sessMu   sync.Mutex
 	sessions map[*session]struct{}
 	sessWG   sync.WaitGroup
+	connectQ chan *pconn // connect attempts for the connectors (hdrloop.go)
 	nextID   atomic.Uint64
 }
 

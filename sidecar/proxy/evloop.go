@@ -238,6 +238,14 @@ func (l *evloop) event(ev unix.EpollEvent) {
 	if c.fd[1] == fd {
 		side = 1
 	}
+	if c.header != nil {
+		// Only readable matters; adoptHeader read once already, so the
+		// registration's writable event costs no read.
+		if side == 0 && ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			c.readHeader()
+		}
+		return
+	}
 	if c.connecting {
 		// The client's bytes wait in the kernel until the server is
 		// connected; then both directions are pumped.
@@ -394,6 +402,7 @@ func (e *Engine) startLoops(n int) error {
 		go l.run()
 	}
 	e.loops = loops
+	e.startConnectors(n)
 	return nil
 }
 

@@ -32,7 +32,6 @@ func inherit(t *testing.T, hs []HandedListener) []InheritedListener {
 func TestHandOverListener(t *testing.T) {
 	l, s := testns.New(t, "L"), testns.New(t, "S")
 	a := newEnv(t, l, s)
-	b := newEnv(t, l, s)
 	a.serve(s, "127.0.0.1:7301", "old")
 	a.serve(s, "127.0.0.1:7302", "new")
 	bind := BindSpec{Addr: netip.MustParseAddrPort("127.0.0.1:9300"), Namespace: l}
@@ -42,6 +41,9 @@ func TestHandOverListener(t *testing.T) {
 	echo, closeC := openSession(t, a, l, bind.Addr.String(), "old")
 	defer closeC()
 
+	// B counts its goroutines from here on (its cleanup, which runs
+	// first, checks them while A's loops and connectors still run).
+	b := newEnv(t, l, s)
 	handed, err := a.e.HandOver()
 	if err != nil {
 		t.Fatal(err)

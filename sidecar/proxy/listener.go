@@ -187,6 +187,30 @@ func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListen
 	if err != nil {
 		return
 	}
+	// The accept loop runs on a goroutine of its own that plain binds'
+	// setup may have to give up (a thread stuck in a foreign namespace
+	// dies with its goroutine): the loop then goes on in a new one, on the
+	// same socket, so no queued connection is lost.
+	exited := make(chan struct{})
+	go l.acceptLoop(sctx, h, raw, exited)
+	<-exited
+}
+
+// acceptLoop accepts until the listener fails, then closes exited. Plain
+// binds' connections are set up right here (startSessionFD); if that
+// leaves this goroutine's thread stuck in a foreign namespace, a new
+// goroutine takes over and this one ends, its thread locked, so that the
+// thread exits with it.
+func (l *listener) acceptLoop(sctx context.Context, h *netns.Handle, raw syscall.RawConn,
+	exited chan struct{}) {
+	stuck := false
+	defer func() {
+		if stuck {
+			go l.acceptLoop(sctx, h, raw, exited)
+			return
+		}
+		close(exited)
+	}()
 	pending := func(fd uintptr) bool {
 		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 		n, _ := unix.Poll(pfd, 0)
@@ -213,14 +237,7 @@ func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListen
 			l.fe.limit.release()
 			return
 		}
-		var c *net.TCPConn
-		fd := -1
-		var src netip.AddrPort
-		if l.bind.AcceptProxy {
-			c, err = ln.AcceptTCP()
-		} else {
-			fd, src, err = acceptRaw(raw)
-		}
+		fd, src, err := acceptRaw(raw)
 		if errors.Is(err, unix.ECONNABORTED) {
 			l.e.global.release()
 			l.fe.limit.release()
@@ -249,10 +266,6 @@ func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListen
 			continue
 		}
 		backoff = 0
-		if c != nil {
-			l.e.startSession(l, h, c)
-			continue
-		}
 		dst, err := acceptedFD(fd)
 		if err != nil {
 			unix.Close(fd)
@@ -260,7 +273,12 @@ func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListen
 			l.fe.limit.release()
 			continue
 		}
-		l.e.startSessionFD(l, h, fd, src, dst)
+		if l.e.startSessionFD(l, h, fd, src, dst) {
+			l.e.log.Warn("a thread could not leave a server's namespace; it ends, accepting goes on in another",
+				"frontend", l.fe.name, "netns", h.Label())
+			stuck = true
+			return
+		}
 	}
 }
 

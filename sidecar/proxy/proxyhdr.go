@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nsproxy/nsproxy/sidecar/proxyproto"
 )
@@ -51,21 +52,45 @@ func (r *reasonCounter) snapshot() map[string]uint64 {
 	return out
 }
 
-// readProxyHeader reads the PROXY header of an accept-proxy connection and
-// applies it: client and destination addresses, and the connection's
-// namespace when a NETNS TLV names an allowed one.
-func (s *session) readProxyHeader() error {
+// checkProxySource refuses a connection to an accept-proxy bind from a
+// source outside the frontend's trusted-proxies, before any header byte is
+// read.
+func (s *session) checkProxySource() error {
+	if pol := s.fe.Proxy; len(pol.Trusted) > 0 && !inPrefixes(pol.Trusted, s.src.Addr()) {
+		return s.refuseProxy(reasonUntrusted, "proxy_untrusted", fmt.Errorf("%w: %s", ErrUntrustedProxy, s.src.Addr()))
+	}
+	return nil
+}
+
+// refuseProxy counts a refusal by reason and sets the termination.
+func (s *session) refuseProxy(reason, term string, err error) error {
+	s.e.frontendRefusal(s.fe.Name, reason)
+	s.setTerm(term)
+	return err
+}
+
+// headerParser reads the header of an accept-proxy connection in its loop:
+// the size limit of the moment.
+func (s *session) headerParser() *proxyproto.Parser {
+	return proxyproto.NewParser(proxyproto.ReadOptions{MaxSize: int(s.e.proxyMax.Load())})
+}
+
+// headerTimeout bounds the header's arrival (the loop's timer).
+func (s *session) headerTimeout() time.Duration {
+	if t := s.fe.Proxy.HeaderTimeout; t > 0 {
+		return t
+	}
+	return proxyproto.DefaultReadTimeout
+}
+
+// applyProxyHeader applies what the Parser made of the header (hdr, err as
+// ReadHeader returns them): client and destination addresses, and the
+// connection's namespace when a NETNS TLV names an allowed one. It returns
+// the error that refuses the connection, counted and with its termination
+// set.
+func (s *session) applyProxyHeader(hdr *proxyproto.Header, err error) error {
 	pol := s.fe.Proxy
-	refuse := func(reason, term string, err error) error {
-		s.e.frontendRefusal(s.fe.Name, reason)
-		s.setTerm(term)
-		return err
-	}
-	if len(pol.Trusted) > 0 && !inPrefixes(pol.Trusted, s.src.Addr()) {
-		return refuse(reasonUntrusted, "proxy_untrusted", fmt.Errorf("%w: %s", ErrUntrustedProxy, s.src.Addr()))
-	}
-	hdr, err := proxyproto.ReadHeader(s.client, proxyproto.ReadOptions{
-		Timeout: pol.HeaderTimeout, MaxSize: int(s.e.proxyMax.Load())})
+	refuse := s.refuseProxy
 	if hdr == nil {
 		return refuse(proxyproto.Reason(err), "proxy_header", fmt.Errorf("PROXY header: %w", err))
 	}

@@ -1,10 +1,10 @@
 package proxy
 
 import (
-	"net"
 	"syscall"
 	"unsafe"
 
+	"github.com/nsproxy/nsproxy/sidecar/proxyproto"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,9 +18,10 @@ type pconn struct {
 	dir [2]flow // client → server (bytes in), then server → client (bytes out)
 
 	activity
-	connecting bool  // the server's connect is in progress (fd[1] -1 between attempts)
-	endErr     error // why the connection failed, for its log line
-	queued     bool  // in the loop's again list
+	header     *proxyproto.Parser // the PROXY header is being read (accept-proxy binds; fd[1] -1)
+	connecting bool               // the server's connect is in progress (fd[1] -1 between attempts)
+	endErr     error              // why the connection failed, for its log line
+	queued     bool               // in the loop's again list
 	closed     bool
 }
 
@@ -293,24 +294,4 @@ func rawSplice(in, out, n int) (int, syscall.Errno) {
 	r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n),
 		unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
 	return int(r), e
-}
-
-// detachFD takes a connected socket out of the Go runtime: it duplicates
-// the fd (the duplicate shares the non-blocking file status) and closes
-// the *net.TCPConn, which leaves the runtime's poller.
-func detachFD(c *net.TCPConn) (int, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	var derr error
-	if err := raw.Control(func(f uintptr) { fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return -1, err
-	}
-	if derr != nil {
-		return -1, derr
-	}
-	c.Close()
-	return fd, nil
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -12,9 +13,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// session is one proxied connection. A goroutine sets it up (PROXY header,
-// server choice, the start of the connect), then hands both sockets to an
-// event loop and ends: an established connection costs no goroutine.
+// session is one proxied connection. The listener's goroutine sets up a
+// plain bind's connection inline (server choice, the start of the connect)
+// and hands both sockets to an event loop; an accept-proxy bind's client
+// socket goes to a loop at once, which reads the PROXY header and has a
+// connector start the connect. No connection costs a goroutine.
 type session struct {
 	e        *Engine
 	id       uint64
@@ -22,8 +25,7 @@ type session struct {
 	front    *frontend
 	bind     BindSpec
 	start    time.Time
-	client   *net.TCPConn  // the client's socket until a loop owns it, or
-	cfd      int           // the client's raw socket (-1: none)
+	cfd      int           // the client's raw socket until a loop owns it (-1: none)
 	listenNS *netns.Handle // where the client socket lives
 	clientNS *netns.Handle // the connection's namespace (listener's, or from a PROXY TLV)
 	nsSource string        // where clientNS came from: listener or tlv
@@ -36,7 +38,7 @@ type session struct {
 	nsCounters   []*Counters
 
 	// Connection attempts (dial.go), used by one goroutine or loop at a
-	// time: the setup goroutine, a retry's, then the loop.
+	// time: the listener's goroutine or a connector, then the loop.
 	b        *backend
 	bs       *BackendSpec
 	tried    map[*server]bool
@@ -61,20 +63,26 @@ type session struct {
 	counters []*Counters
 }
 
-// startSession starts a connection accepted as a *net.TCPConn (binds
-// whose PROXY header is read with proxyproto's net.Conn reader).
-func (e *Engine) startSession(l *listener, h *netns.Handle, c *net.TCPConn) {
-	s := e.newSession(l, h, addrPort(c.RemoteAddr()), addrPort(c.LocalAddr()))
-	s.client = c
-	go s.setup()
-}
-
-// startSessionFD starts a connection accepted as a raw non-blocking fd: it
-// never enters the Go runtime's poller.
-func (e *Engine) startSessionFD(l *listener, h *netns.Handle, fd int, src, dst netip.AddrPort) {
+// startSessionFD sets up a connection accepted as a raw non-blocking fd on
+// the caller's goroutine, the listener's; no goroutine of its own. A plain
+// bind's: server choice, the start of the connect, the hand-off to a loop.
+// An accept-proxy bind's: the trusted-proxies check, then the hand-off to a
+// loop, which reads the header. It reports a thread stuck in a foreign
+// namespace (netns.ErrThreadStuck): the caller must then end its
+// goroutine, which takes the thread with it.
+func (e *Engine) startSessionFD(l *listener, h *netns.Handle, fd int, src, dst netip.AddrPort) (stuck bool) {
 	s := e.newSession(l, h, src, dst)
 	s.cfd = fd
-	go s.setup()
+	s.stopClientNS = context.AfterFunc(s.listenNS.Context(), func() { s.abort("client_netns_gone") })
+	if s.bind.AcceptProxy {
+		if err := s.checkProxySource(); err != nil {
+			s.end(err)
+			return false
+		}
+		s.handOffHeader()
+		return false
+	}
+	return s.connectNext()
 }
 
 func (e *Engine) newSession(l *listener, h *netns.Handle, src, dst netip.AddrPort) *session {
@@ -110,10 +118,6 @@ func (s *session) abort(reason string) {
 	s.aborted = true
 	if pc := s.pc; pc != nil {
 		pc.l.post(pc.finish) // a loop that stopped has closed it already
-		return
-	}
-	if s.client != nil {
-		s.client.Close() // ends a PROXY header read; a connect in progress is the loop's
 	}
 }
 
@@ -125,27 +129,20 @@ func (s *session) setTerm(reason string) {
 	s.mu.Unlock()
 }
 
-// setup runs on the session's own goroutine: the PROXY header, the server
-// choice and the start of the connect; then it gives the connection to a
-// loop, which finishes the connect, and ends.
-func (s *session) setup() {
-	s.stopClientNS = context.AfterFunc(s.listenNS.Context(), func() { s.abort("client_netns_gone") })
-	if s.bind.AcceptProxy {
-		if err := s.readProxyHeader(); err != nil {
-			s.end(err)
-			return
-		}
-	}
+// connectNext chooses the server, starts the connect and hands the
+// connection to a loop, or ends the session.
+func (s *session) connectNext() (stuck bool) {
 	if err := s.prepareConnect(); err != nil {
 		s.end(err)
-		return
+		return false
 	}
 	sfd, err := s.nextAttempt()
 	if err != nil {
 		s.end(err)
-		return
+		return errors.Is(err, netns.ErrThreadStuck)
 	}
 	s.handOff(sfd)
+	return false
 }
 
 // handOff moves the client's socket and the connecting server socket to
@@ -161,17 +158,7 @@ func (s *session) handOff(sfd int) {
 		return
 	}
 	cfd := s.cfd
-	if s.client != nil {
-		var err error
-		if cfd, err = detachFD(s.client); err != nil {
-			s.mu.Unlock()
-			s.dropAttempt(sfd)
-			s.setTerm("closed")
-			s.end(err)
-			return
-		}
-	}
-	s.client, s.cfd = nil, -1 // the loop's from now on
+	s.cfd = -1 // the loop's from now on
 	pc := &pconn{s: s, l: l, fd: [2]int{cfd, sfd}, connecting: true}
 	pc.hidx = -1
 	s.pc = pc
@@ -182,6 +169,32 @@ func (s *session) handOff(sfd int) {
 		l.conns.Add(-1)
 		unix.Close(cfd)
 		s.dropAttempt(sfd)
+		s.setTerm("shutdown")
+		s.end(nil)
+	}
+}
+
+// handOffHeader moves an accept-proxy bind's client socket to the least
+// busy loop, which reads the PROXY header (pconn.readHeader).
+func (s *session) handOffHeader() {
+	l := s.e.pickLoop()
+	s.mu.Lock()
+	if s.aborted {
+		s.mu.Unlock()
+		s.end(nil)
+		return
+	}
+	cfd := s.cfd
+	s.cfd = -1 // the loop's from now on
+	pc := &pconn{s: s, l: l, fd: [2]int{cfd, -1}, header: s.headerParser()}
+	pc.hidx = -1
+	s.pc = pc
+	l.conns.Add(1)
+	ok := l.post(func() { l.adoptHeader(pc) })
+	s.mu.Unlock()
+	if !ok { // the loops stopped: the engine is shutting down
+		l.conns.Add(-1)
+		unix.Close(cfd)
 		s.setTerm("shutdown")
 		s.end(nil)
 	}
@@ -203,7 +216,7 @@ func (s *session) dropAttempt(sfd int) {
 
 // end writes the connection's log line and gives back what it held:
 // counters, maxconn slots, its place in the engine's set. It runs once,
-// on the setup goroutine or on the loop that owned the connection.
+// on the listener's goroutine or on the loop that owned the connection.
 func (s *session) end(err error) {
 	s.logEnd(err)
 	for _, c := range s.nsCounters {
@@ -220,13 +233,8 @@ func (s *session) end(err error) {
 		stopServerNS()
 	}
 	s.stopClientNS()
-	if pc == nil {
-		if s.client != nil {
-			s.client.Close()
-		}
-		if s.cfd >= 0 {
-			unix.Close(s.cfd)
-		}
+	if pc == nil && s.cfd >= 0 {
+		unix.Close(s.cfd)
 	}
 	e := s.e
 	e.sessMu.Lock()

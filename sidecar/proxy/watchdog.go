@@ -73,6 +73,10 @@ func (c *pconn) armIdle(now time.Time) {
 // idleCheck runs at the deadline: it ends the connection if it has been
 // idle for its timeout, else moves the deadline.
 func (c *pconn) idleCheck(now time.Time) {
+	if c.header != nil {
+		c.headerDone(nil, c.header.Timeout())
+		return
+	}
 	if c.connecting {
 		c.connectFailed(fmt.Errorf("dial tcp %s: i/o timeout (timeout connect %v)", c.s.at.dst, c.s.connectTimeout()))
 		return

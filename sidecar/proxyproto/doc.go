@@ -7,6 +7,11 @@
 //   - ReadHeader: take exactly one PROXY header off a freshly accepted
 //     connection, within a deadline and a size limit, and report what it said
 //     as a Header with plain netip values.
+//   - Parser: the same decision on bytes that arrive in pieces, for an event
+//     loop that cannot block on a connection: Feed takes only the header's
+//     bytes of what it is given (the rest is payload); end of stream and the
+//     caller's timeout give ReadHeader's errors. FuzzParser checks that it
+//     agrees with ReadHeader on every input and every split.
 //   - The NETNS TLV policy: at most one NETNS TLV, whose value must satisfy
 //     hooks.ValidName, the one namespace-name rule. A header breaking that is refused with
 //     ErrBadNamespace or ErrMultipleNamespaces (HAProxy silently ignores such

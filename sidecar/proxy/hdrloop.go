@@ -1,0 +1,139 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nsproxy/nsproxy/sidecar/netns"
+	"github.com/nsproxy/nsproxy/sidecar/proxyproto"
+	"golang.org/x/sys/unix"
+)
+
+// An accept-proxy bind's connection in its loop before it has a server:
+// the loop reads the PROXY header with an incremental parser as bytes
+// arrive (no blocking read, no goroutine), bounded by the header timeout
+// in its timer heap; then a connector starts the connect, since a socket
+// in a namespace is never created on a loop's thread.
+
+// adoptHeader registers the client's socket and arms the header timeout.
+func (l *evloop) adoptHeader(c *pconn) {
+	if l.now.IsZero() {
+		l.now = time.Now()
+	}
+	c.active = l.now
+	if !l.watch(c, c.fd[0]) {
+		c.fail("closed")
+		return
+	}
+	c.deadline = l.now.Add(c.s.headerTimeout())
+	l.timers.set(c)
+	c.readHeader() // the header is usually there already
+}
+
+// readHeader feeds what the client sent to the parser until the socket
+// runs dry (edge-triggered) or the header is done. Bytes after the header
+// wait in a buffer of the loop for the server, like a short write's.
+func (c *pconn) readHeader() {
+	l := c.l
+	for c.header != nil && !c.closed {
+		n, errno := rawRead(c.fd[0], l.buf)
+		switch {
+		case errno == unix.EAGAIN:
+			return
+		case errno == unix.EINTR:
+			continue
+		case errno != 0:
+			c.headerDone(nil, fmt.Errorf("proxyproto: reading header: %w", errno))
+			return
+		case n == 0:
+			c.headerDone(nil, c.header.EOF())
+			return
+		}
+		c.active = l.now
+		taken, done, h, err := c.header.Feed(l.buf[:n])
+		if !done {
+			continue
+		}
+		if err == nil && taken < n {
+			c.dir[0].pend = append(l.getSpare(), l.buf[taken:n]...)
+		}
+		c.headerDone(h, err)
+		return
+	}
+}
+
+// headerDone applies the header (or refuses the connection), then hands
+// the first connect attempt to a connector.
+func (c *pconn) headerDone(h *proxyproto.Header, err error) {
+	c.header = nil
+	c.l.timers.remove(c)
+	s := c.s
+	if err := s.applyProxyHeader(h, err); err != nil {
+		c.endErr = err
+		c.finish()
+		return
+	}
+	if err := s.prepareConnect(); err != nil {
+		c.endErr = err
+		c.finish()
+		return
+	}
+	c.connecting = true
+	c.l.e.connect(c)
+}
+
+// connectQueue: attempts waiting for a connector; a loop that finds it
+// full waits (back-pressure), connectors never wait on a loop.
+const connectQueue = 4096
+
+// connect has a connector start the next attempt of c, whose loop takes
+// the socket (adoptServer) or ends the connection.
+func (e *Engine) connect(c *pconn) {
+	e.sessWG.Add(1) // Shutdown waits for the attempt too
+	e.connectQ <- c
+}
+
+// connectors start connect attempts for the loops: a few goroutines, not
+// one per connection. A connector whose thread is stuck in a foreign
+// namespace is replaced and ends, taking the thread with it.
+func (e *Engine) startConnectors(n int) {
+	e.connectQ = make(chan *pconn, connectQueue)
+	for range n {
+		go e.connector()
+	}
+}
+
+func (e *Engine) connector() {
+	for {
+		select {
+		case c := <-e.connectQ:
+			if c.startAttempt() {
+				go e.connector()
+				return // locked to a stuck thread: it dies with this goroutine
+			}
+		case <-e.ctx.Done():
+			return
+		}
+	}
+}
+
+// startAttempt runs on a connector: it starts the next attempt and gives
+// the socket, or the error that ends the session, to the loop. It reports
+// a thread stuck in a foreign namespace.
+func (c *pconn) startAttempt() (stuck bool) {
+	s, l := c.s, c.l
+	defer s.e.sessWG.Done()
+	sfd, err := s.nextAttempt()
+	if err != nil {
+		l.post(func() {
+			c.endErr = err
+			c.finish()
+		})
+		return errors.Is(err, netns.ErrThreadStuck)
+	}
+	if !l.post(func() { c.adoptServer(sfd) }) {
+		s.dropAttempt(sfd) // the loop stopped and closed the connection
+	}
+	return false
+}
