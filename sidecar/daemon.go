@@ -564,7 +564,9 @@ func (d *Daemon) commit(st State, p *plan) error {
 		allowed = append(allowed, n.Name)
 	}
 	d.reg.SetAllowed(allowed)
-	if aerr := d.engine.Apply(engineSpec(p.merged)); aerr != nil {
+	spec := engineSpec(p.merged)
+	spec.TenantMaxConn = p.tenants.maxConnections()
+	if aerr := d.engine.Apply(spec); aerr != nil {
 		err = errors.Join(err, aerr)
 	}
 	if p.tenants != nil && p.tenants != d.committedTenants {
