@@ -346,10 +346,13 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 			lim := ix.limits(c.tenant)
 			for i := range c.xs {
 				x := c.xs[i]
-				if d.liveBind(x.bind, x.frontend.Name) != (pass == 0) {
+				o := &outcomes[j][i]
+				if pass == 0 {
+					o.later = !d.liveBind(x.bind, x.frontend.Name)
+				}
+				if o.later != (pass == 1) {
 					continue
 				}
-				o := &outcomes[j][i]
 				// Limits first: an exposure over them takes no port, so it
 				// never moves another container's.
 				if x.service == nil && lim.MaxExposedPorts > 0 && use.of(c.tenant).exposed >= lim.MaxExposedPorts {

@@ -22,6 +22,7 @@ type placement struct {
 	x       exposure // as placed (a range rule's port may have moved)
 	ok      bool
 	problem string // why not, when not
+	later   bool   // not live: placed in the second pass
 }
 
 // liveBind reports whether frontend name serves b in the running model.
