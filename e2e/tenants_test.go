@@ -22,22 +22,27 @@ import (
 // exposures on 127.0.0.1:20100-20199, the accept-proxy frontend on
 // 127.0.0.2:20160, metrics on 127.0.0.2:20199.
 
-// seedManifests writes a state file holding only tenant manifests (the
-// JSON the daemon persists them as), for `nsproxy run --state-file`.
-func seedManifests(t *testing.T, manifests map[string]any) string {
+// applyYAML writes manifest documents to a file and applies them with
+// `nsproxy apply -f`, the user's own path.
+func applyYAML(t *testing.T, d *daemon, docs string) {
 	t.Helper()
-	b, err := json.MarshalIndent(map[string]any{"version": 1, "manifests": manifests}, "", "  ")
-	if err != nil {
-		t.Fatal(err)
+	f := writeFile(t, t.TempDir(), "tenants.yaml", docs)
+	if out, err := d.cli("apply", "-f", f); err != nil {
+		t.Fatalf("nsproxy apply -f %s: %v\n%s\n%s", f, err, out, docs)
 	}
-	return writeFile(t, t.TempDir(), "state.json", string(b))
 }
 
-// tenantDoc is a Tenant whose containers are those of the CNI network
-// network.
-func tenantDoc(name, network string) map[string]any {
-	return map[string]any{"metadata": map[string]any{"name": name},
-		"spec": map[string]any{"select": []any{map[string]any{"network": network}}}}
+// tenantYAMLFor is a Tenant whose containers are those of the CNI network
+// network; extra is more of its spec, indented by four spaces.
+func tenantYAMLFor(name, network, extra string) string {
+	return fmt.Sprintf(`apiVersion: nsproxy.io/v1alpha1
+kind: Tenant
+metadata:
+  name: %s
+spec:
+  select:
+    - network: %s
+%s`, name, network, extra)
 }
 
 // sameSubnet rewrites n's conflist to give its containers addresses of
@@ -148,16 +153,23 @@ backend star
 	netA, netB := newCNINet(t, sock), newCNINet(t, sock)
 	sameSubnet(t, netA, "10.234.9.0/24")
 	sameSubnet(t, netB, "10.234.9.0/24")
-	ta := tenantDoc("ta", netA.name)
-	// Tenant ta's own PROXY entry point: its TLVs pick the namespace.
-	ta["spec"].(map[string]any)["frontends"] = []any{map[string]any{"name": "ta-pp", "backend": "ta-star",
-		"binds": []any{map[string]any{"addr": "127.0.0.2:20161", "acceptProxy": true}}}}
-	ta["spec"].(map[string]any)["backends"] = []any{map[string]any{"name": "ta-star",
-		"servers": []any{map[string]any{"name": "any", "addr": "*:80", "namespace": "*"}}}}
-	state := seedManifests(t, map[string]any{"tenants": []any{ta, tenantDoc("tb", netB.name)}})
-	d := startDaemon(t, nil, "-f", cfg, "--socket", sock, "--state-file", state, "--attachment-dir", "none",
-		"--metrics-addr", "127.0.0.2:20199")
+	d := startDaemon(t, nil, "-f", cfg, "--socket", sock, "--state-file", filepath.Join(dir, "state.json"),
+		"--attachment-dir", "none", "--metrics-addr", "127.0.0.2:20199")
 	d.waitLog("control socket listening")
+	// Tenant ta's own PROXY entry point: its TLVs pick the namespace.
+	applyYAML(t, d, tenantYAMLFor("ta", netA.name, `  frontends:
+    - name: ta-pp
+      binds:
+        - addr: 127.0.0.2:20161
+          acceptProxy: true
+      backend: ta-star
+  backends:
+    - name: ta-star
+      servers:
+        - name: any
+          addr: "*:80"
+          namespace: "*"
+`)+"---\n"+tenantYAMLFor("tb", netB.name, ""))
 
 	nsA, nsB := newNS(t, "TA"), newNS(t, "TB")
 	ipA, ipB := netA.add(nsA, 0), netB.add(nsB, 0)
@@ -231,16 +243,23 @@ func TestTenantsExposure100(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "ctl.sock")
 	cn := newCNINet(t, sock)
-	state := seedManifests(t, map[string]any{
-		"tenants": []any{tenantDoc("ta", cn.name)},
-		"exposures": []any{map[string]any{"metadata": map[string]any{"name": "web", "tenant": "ta"},
-			"spec": map[string]any{"select": map[string]any{"network": cn.name}, "containerPort": 80,
-				"hostAddr": "127.0.0.1", "portRange": "20100-20199"}}},
-	})
 	cfg := writeFile(t, dir, "empty.cfg", "# attachments only\n")
-	d := startDaemon(t, nil, "-f", cfg, "--socket", sock, "--state-file", state, "--attachment-dir", "none",
-		"--metrics-addr", "127.0.0.2:20199")
+	d := startDaemon(t, nil, "-f", cfg, "--socket", sock, "--state-file", filepath.Join(dir, "state.json"),
+		"--attachment-dir", "none", "--metrics-addr", "127.0.0.2:20199")
 	d.waitLog("control socket listening")
+	applyYAML(t, d, tenantYAMLFor("ta", cn.name, "")+fmt.Sprintf(`---
+apiVersion: nsproxy.io/v1alpha1
+kind: Exposure
+metadata:
+  name: web
+  tenant: ta
+spec:
+  select:
+    network: %s
+  containerPort: 80
+  hostAddr: 127.0.0.1
+  portRange: 20100-20199
+`, cn.name))
 	pid := d.cmd.Process.Pid
 	var goBase float64
 	eventually(t, "metrics", func() error {

@@ -90,8 +90,9 @@ type Daemon struct {
 type attachmentStatus struct {
 	exposures []api.Exposure
 	problems  []string
-	tenant    string // the tenant the attachment belongs to
-	overlap   string // tenants' claims overlapping on it (also in problems)
+	tenant    string   // the tenant the attachment belongs to
+	overlap   string   // tenants' claims overlapping on it (also in problems)
+	claims    []string // the tenants of that overlap (get tenants shows it to each)
 	services  []api.ServiceListener
 }
 
@@ -438,7 +439,7 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 			}
 		}
 		status[a.AttachmentKey] = attachmentStatus{exposures: exposed, problems: problems, tenant: c.tenant, services: services,
-			overlap: c.overlap}
+			overlap: c.overlap, claims: c.claims}
 	}
 	if err := checkTenantRefs(base, ix, st, refs); err != nil {
 		return nil, err

@@ -25,6 +25,7 @@ type cachedExposures struct {
 	ix       *tenantIndex // the manifests it was made with
 	tenant   string       // the tenant a belongs to
 	overlap  string       // tenants' claims that overlap on a, if they do
+	claims   []string     // the tenants of that overlap
 	xs       []exposure
 	problems []string
 	err      error // the exposures' own validation
@@ -52,8 +53,9 @@ func (ec *exposureCache) exposuresFor(a api.Attachment, ix *tenantIndex, allocs 
 		return c
 	}
 	tenant, overlap := netns.DefaultTenant, ""
+	var claims []string
 	if ix != nil {
-		tenant, overlap = ix.ownerOf(a)
+		tenant, claims, overlap = ix.ownerOf(a)
 	} else {
 		tenant = tenantOr(a.Tenant)
 	}
@@ -80,7 +82,7 @@ func (ec *exposureCache) exposuresFor(a api.Attachment, ix *tenantIndex, allocs 
 			}
 		}
 	}
-	c := &cachedExposures{from: a, ix: ix, tenant: tenant, overlap: overlap, xs: xs, problems: problems}
+	c := &cachedExposures{from: a, ix: ix, tenant: tenant, overlap: overlap, claims: claims, xs: xs, problems: problems}
 	if len(xs) > 0 {
 		own := &config.Config{}
 		for _, x := range xs {

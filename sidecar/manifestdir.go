@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nsproxy/nsproxy/internal/dirwatch"
 	"github.com/nsproxy/nsproxy/sidecar/manifest"
 	"golang.org/x/sys/unix"
 )
@@ -113,11 +114,14 @@ func (d *Daemon) watchManifests(ctx context.Context) {
 	if every <= 0 {
 		every = defaultManifestResync
 	}
-	events, stop := watchManifestDir(d.opt.ManifestDir)
-	defer stop()
-	if events == nil {
+	// Entries and what is written to them; editors save by rename or in place.
+	events, stop, err := dirwatch.Watch(d.opt.ManifestDir, unix.IN_CREATE|unix.IN_DELETE|unix.IN_MOVED_FROM|
+		unix.IN_MOVED_TO|unix.IN_CLOSE_WRITE|unix.IN_MODIFY|unix.IN_ATTRIB|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF)
+	if err != nil {
 		d.log.Warn("cannot watch the manifest directory; relying on the periodic resync and SIGHUP",
-			"dir", d.opt.ManifestDir, "every", every.String())
+			"dir", d.opt.ManifestDir, "every", every.String(), "err", err)
+	} else {
+		defer stop()
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -149,38 +153,6 @@ func (d *Daemon) reloadManifestsLogged() {
 			d.log.Error("manifest reload refused: the running manifests stay", "dir", d.opt.ManifestDir, "problem", p)
 		}
 	}
-}
-
-// watchManifestDir reports changes of dir's entries and of what is written
-// to them; nil when inotify cannot watch it.
-func watchManifestDir(dir string) (<-chan struct{}, func()) {
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err != nil {
-		return nil, func() {}
-	}
-	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_CREATE|unix.IN_DELETE|unix.IN_MOVED_FROM|unix.IN_MOVED_TO|
-		unix.IN_CLOSE_WRITE|unix.IN_MODIFY|unix.IN_ATTRIB|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF); err != nil {
-		unix.Close(fd)
-		return nil, func() {}
-	}
-	f := os.NewFile(uintptr(fd), "inotify") // nonblocking: reads park on the poller
-	events := make(chan struct{}, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer close(events)
-		buf := make([]byte, 4096)
-		for {
-			if _, err := f.Read(buf); err != nil {
-				return
-			}
-			select {
-			case events <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	return events, func() { f.Close(); <-done }
 }
 
 // dirDocsKept fails a start whose restore dropped a document of the

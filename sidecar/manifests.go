@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -70,30 +69,13 @@ func refKeys(refs []docRef) []string {
 	return out
 }
 
-// ManifestFiles reads what -f PATH (nsproxy apply/delete/diff) means: the
-// file itself, or a directory's *.yaml and *.yml files (not its
-// subdirectories) in name order, as manifest.Load reads --manifests DIR.
-// The CLI sends them as they are, so that the daemon's errors name them.
+// ManifestFiles reads what -f PATH (nsproxy apply/delete/diff) means:
+// manifest.Files(path), the rule --manifests DIR also follows. The CLI
+// sends them as they are, so that the daemon's errors name them.
 func ManifestFiles(path string) ([]api.ManifestFile, error) {
-	fi, err := os.Stat(path)
+	names, err := manifest.Files(path)
 	if err != nil {
 		return nil, err
-	}
-	names := []string{path}
-	if fi.IsDir() {
-		ents, err := os.ReadDir(path)
-		if err != nil {
-			return nil, err
-		}
-		names = names[:0]
-		for _, e := range ents {
-			n := e.Name()
-			ext := filepath.Ext(n)
-			if e.IsDir() || (ext != ".yaml" && ext != ".yml") {
-				continue
-			}
-			names = append(names, filepath.Join(path, n))
-		}
 	}
 	var out []api.ManifestFile
 	for _, n := range names {
@@ -325,7 +307,7 @@ func (d *Daemon) applyManifests(acc access, req api.ManifestRequest, op manifest
 // and the default tenant (the files' objects) for root, the peer's own
 // tenants otherwise.
 func (d *Daemon) tenantViews(acc access) []api.Tenant {
-	st, merged, _ := d.snapshotState()
+	st, merged, attStatus := d.snapshotState()
 	snap := d.engine.Snapshot()
 	views := map[string]*api.Tenant{}
 	view := func(name string) *api.Tenant {
@@ -392,6 +374,15 @@ func (d *Daemon) tenantViews(acc access) []api.Tenant {
 			t.Services = append(t.Services, x.Meta.Name)
 		}
 	}
+	for _, a := range st.Attachments {
+		claims := attStatus[a.AttachmentKey].claims
+		for _, c := range claims {
+			if t := view(c); t != nil {
+				t.Overlaps = append(t.Overlaps, api.TenantOverlap{AttachmentKey: a.AttachmentKey,
+					Namespace: attachmentNamespace(a), Tenants: claims})
+			}
+		}
+	}
 	for _, f := range snap.Frontends {
 		t := view(tenantOr(f.Tenant))
 		if t == nil {
@@ -411,6 +402,7 @@ func (d *Daemon) tenantViews(acc access) []api.Tenant {
 	for _, name := range slices.Sorted(maps.Keys(views)) {
 		t := views[name]
 		slices.SortFunc(t.Namespaces, func(a, b api.TenantNamespace) int { return strings.Compare(a.Name, b.Name) })
+		slices.SortFunc(t.Overlaps, func(a, b api.TenantOverlap) int { return strings.Compare(a.Namespace, b.Namespace) })
 		for _, l := range []*[]string{&t.Frontends, &t.Exposures, &t.Services} {
 			slices.Sort(*l)
 			*l = slices.Compact(*l)

@@ -582,3 +582,25 @@ func FuzzDecodeManifests(f *testing.F) {
 		}
 	})
 }
+
+// TestManifestFilesSkipsDotFiles: -f DIR lists a directory as --manifests
+// DIR does (manifest.Files): an editor's lock or backup file (".#a.yaml")
+// and a subdirectory reached through a symlink are not sent.
+func TestManifestFilesSkipsDotFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"a.yaml", ".#a.yaml"} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("kind: Tenant\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "sub"), filepath.Join(dir, "sub.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	fs, err := ManifestFiles(dir)
+	if err != nil || len(fs) != 1 || fs[0].Name != filepath.Join(dir, "a.yaml") {
+		t.Fatalf("ManifestFiles(%s) = %+v, %v; want a.yaml only", dir, fs, err)
+	}
+}

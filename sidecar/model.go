@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"path"
 	"slices"
 	"strconv"
@@ -386,12 +387,27 @@ func merge(file *config.Config, st State, exposures []exposure) (*config.Config,
 	}
 	for _, t := range set.Tenants {
 		doc := manifest.KindTenant + "/" + t.Meta.Name + ".spec"
+		var tenantTrusted []netip.Prefix // checked by the decoder
+		for _, tp := range t.Spec.Proxy.TrustedProxies {
+			if pf, err := config.ParseTrustedProxy(tp); err == nil {
+				tenantTrusted = append(tenantTrusted, pf)
+			}
+		}
 		for i, f := range t.Spec.Frontends {
-			cf, err := frontendModel(f, manifestOrigin(set, t.Meta.Name, fmt.Sprintf("%s.frontends[%d]", doc, i)), defs)
+			o := manifestOrigin(set, t.Meta.Name, fmt.Sprintf("%s.frontends[%d]", doc, i))
+			cf, err := frontendModel(f, o, defs)
 			if err != nil {
 				errs = append(errs, err)
 				continue
 			}
+			both, ok := trustedByBoth(cf.TrustedProxies, tenantTrusted)
+			if !ok {
+				errs = append(errs, config.Errorf(o.pos("trustedProxies"), config.ErrInvalid,
+					"no address is in both these trustedProxies and the tenant's spec.proxy.trustedProxies %v, so no peer "+
+						"could send a PROXY header; name peers the tenant trusts", t.Spec.Proxy.TrustedProxies))
+				continue
+			}
+			cf.TrustedProxies = both
 			m.Frontends = append(m.Frontends, cf)
 		}
 	}
@@ -414,6 +430,37 @@ func merge(file *config.Config, st State, exposures []exposure) (*config.Config,
 		return nil, err
 	}
 	return m, nil
+}
+
+// trustedByBoth is the peers a tenant's frontend admits on its acceptProxy
+// binds: those of its own trustedProxies that the tenant's
+// spec.proxy.trustedProxies also admit (an empty list admits any peer). Two
+// prefixes meet in the longer one, if they overlap at all. ok is false
+// when both lists are set and share no address (an empty result would
+// admit everyone).
+func trustedByBoth(frontend, tenant []netip.Prefix) ([]netip.Prefix, bool) {
+	switch {
+	case len(tenant) == 0:
+		return frontend, true
+	case len(frontend) == 0:
+		return slices.Clone(tenant), true
+	}
+	var out []netip.Prefix
+	for _, f := range frontend {
+		for _, t := range tenant {
+			if !f.Overlaps(t) {
+				continue
+			}
+			p := f
+			if t.Bits() > f.Bits() {
+				p = t
+			}
+			if !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	return out, len(out) > 0
 }
 
 // blameKey is the run-time object a problem at pos is about: an API

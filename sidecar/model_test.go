@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -529,5 +530,39 @@ func TestManifestYAMLIsTheSameModel(t *testing.T) {
 	// The decoder's positions place the model's objects in the file.
 	if p := fromYAML.Frontends[0].Binds[1].Pos; p.File != "acme.yaml" || p.Line == 0 || p.Col == 0 {
 		t.Errorf("bind position %+v", p)
+	}
+}
+
+// TestTrustedByBoth: a tenant frontend's acceptProxy peers are those both
+// its own trustedProxies and the tenant's admit (empty: any).
+func TestTrustedByBoth(t *testing.T) {
+	p := func(ss ...string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, s := range ss {
+			out = append(out, netip.MustParsePrefix(s))
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name             string
+		frontend, tenant []netip.Prefix
+		want             []netip.Prefix
+		ok               bool
+	}{
+		{"neither", nil, nil, nil, true},
+		{"tenant only", nil, p("10.0.0.0/24"), p("10.0.0.0/24"), true},
+		{"frontend only", p("10.0.0.5/32"), nil, p("10.0.0.5/32"), true},
+		{"frontend narrower", p("10.0.0.5/32"), p("10.0.0.0/24"), p("10.0.0.5/32"), true},
+		{"tenant narrower", p("10.0.0.0/8"), p("10.0.0.0/24", "192.0.2.0/24"), p("10.0.0.0/24"), true},
+		{"several meet", p("10.0.0.0/8", "192.0.2.7/32"), p("10.1.0.0/16", "192.0.2.0/24"), p("10.1.0.0/16", "192.0.2.7/32"), true},
+		{"disjoint", p("127.0.0.1/32"), p("10.0.0.0/24"), nil, false},
+		{"other family", p("::1/128"), p("10.0.0.0/24"), nil, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, ok := trustedByBoth(c.frontend, c.tenant)
+			if ok != c.ok || !slices.Equal(got, c.want) {
+				t.Errorf("trustedByBoth(%v, %v) = %v, %v; want %v, %v", c.frontend, c.tenant, got, ok, c.want, c.ok)
+			}
+		})
 	}
 }

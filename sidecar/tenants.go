@@ -256,8 +256,9 @@ func serviceRule(set *manifest.Set, doc string, s manifest.Service, nsOwner map[
 	return r, errs
 }
 
-// ownerOf is the tenant a belongs to, and a problem when it is not the
-// one a's claims ask for. The claims are the tenants whose selectors
+// ownerOf is the tenant a belongs to, the tenants whose claims overlap on
+// a (two or more, sorted; nil when they do not), and a problem when a's
+// owner is not the one its claims ask for. The claims are the tenants whose selectors
 // match, and the tenant the hook asked for (a CNI network's "tenant", an
 // OCI annotation; "default" asks for nothing) when that tenant has no
 // selectors of its own (no manifest, or one without spec.select: the
@@ -265,7 +266,7 @@ func serviceRule(set *manifest.Set, doc string, s manifest.Service, nsOwner map[
 // only through them, so an annotation cannot put a container into it.
 // Two different claims: a belongs to the default tenant (today's
 // behaviour) and the overlap is reported, never resolved.
-func (ix *tenantIndex) ownerOf(a api.Attachment) (string, string) {
+func (ix *tenantIndex) ownerOf(a api.Attachment) (string, []string, string) {
 	var by []string
 	for _, c := range ix.claims {
 		if !slices.Contains(by, c.tenant) && c.sel.Matches(a) {
@@ -283,9 +284,9 @@ func (ix *tenantIndex) ownerOf(a api.Attachment) (string, string) {
 	}
 	switch len(by) {
 	case 0:
-		return netns.DefaultTenant, refused
+		return netns.DefaultTenant, nil, refused
 	case 1:
-		return by[0], refused
+		return by[0], nil, refused
 	}
 	slices.Sort(by)
 	overlap := fmt.Sprintf("claimed by tenants %s (selectors or the hook's tenant overlap): "+
@@ -294,7 +295,7 @@ func (ix *tenantIndex) ownerOf(a api.Attachment) (string, string) {
 	if refused != "" {
 		overlap += "; " + refused
 	}
-	return netns.DefaultTenant, overlap
+	return netns.DefaultTenant, by, overlap
 }
 
 // limits are tenant's limits (none for the default tenant or a tenant

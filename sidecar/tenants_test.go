@@ -407,6 +407,62 @@ func TestTenantLogNamesOverlap(t *testing.T) {
 	}
 }
 
+// TestTenantViewsOverlaps: get tenants shows a container claimed by two
+// tenants' selectors on each of them (with both names), not on the
+// default tenant that holds it, nor a container one tenant claims alone;
+// a member of one tenant sees it on that tenant only. Changing a selector
+// so that one tenant matches ends the overlap.
+func TestTenantViewsOverlaps(t *testing.T) {
+	td := startTestDaemon(t, "# attachments only\n", "")
+	set := manifest.Set{Tenants: []manifest.Tenant{
+		tenant("ta", nil, manifest.Selector{Network: "net-a"}, manifest.Selector{PodNamespace: "both"}),
+		tenant("tb", nil, manifest.Selector{Network: "net-b"}, manifest.Selector{PodName: "both-*"}),
+	}}
+	if err := td.d.ApplyManifests(set, false); err != nil {
+		t.Fatal(err)
+	}
+	x := attachmentIn("cx", testns.New(t, "X"), map[string]string{hooks.MetaPodNamespace: "both", hooks.MetaPodName: "both-1"})
+	a := attachmentIn("ca", testns.New(t, "A"), map[string]string{hooks.MetaNetwork: "net-a"})
+	for _, att := range []api.Attachment{x, a} {
+		if code, e := td.call("POST", "/v1/attachments", att, nil); code != 201 {
+			t.Fatalf("POST: %d %+v", code, e)
+		}
+	}
+	want := []api.TenantOverlap{{AttachmentKey: x.AttachmentKey, Namespace: td.d.attachmentName(x.AttachmentKey),
+		Tenants: []string{"ta", "tb"}}}
+	overlaps := func(acc access) map[string][]api.TenantOverlap {
+		m := map[string][]api.TenantOverlap{}
+		for _, v := range td.d.tenantViews(acc) {
+			m[v.Name] = v.Overlaps
+		}
+		return m
+	}
+	got := overlaps(access{all: true, who: "root"})
+	for _, name := range []string{"ta", "tb"} {
+		if !slices.EqualFunc(got[name], want, func(a, b api.TenantOverlap) bool {
+			return a.AttachmentKey == b.AttachmentKey && a.Namespace == b.Namespace && slices.Equal(a.Tenants, b.Tenants)
+		}) {
+			t.Errorf("tenant %s: overlaps %+v, want %+v", name, got[name], want)
+		}
+	}
+	if len(got[netns.DefaultTenant]) != 0 {
+		t.Errorf("default tenant: overlaps %+v, want none", got[netns.DefaultTenant])
+	}
+	if m := overlaps(access{tenants: []string{"tb"}, who: "uid 1000"}); len(m) != 1 || len(m["tb"]) != 1 {
+		t.Errorf("a member of tb sees %+v, want tb's one overlap only", m)
+	}
+	// tb no longer selects by pod name: ta alone claims cx.
+	set = manifest.Set{Tenants: []manifest.Tenant{set.Tenants[0], tenant("tb", nil, manifest.Selector{Network: "net-b"})}}
+	if err := td.d.ApplyManifests(set, false); err != nil {
+		t.Fatal(err)
+	}
+	for name, o := range overlaps(access{all: true, who: "root"}) {
+		if len(o) != 0 {
+			t.Errorf("after the selector change, tenant %s: overlaps %+v, want none", name, o)
+		}
+	}
+}
+
 // dialIn connects to addr from inside the namespace ns and reads what
 // the server says until it closes.
 func dialIn(ns, addr string) (string, error) {
@@ -560,5 +616,50 @@ func TestRestoreDropsInvalidRule(t *testing.T) {
 	}
 	if !strings.Contains(td.log.String(), "Exposure/gone") {
 		t.Errorf("the dropped rule is not logged:\n%s", td.log)
+	}
+}
+
+// TestTenantTrustedProxiesApplied: a tenant's spec.proxy.trustedProxies
+// narrow its frontends' own (the engine gets the peers both admit), and a
+// frontend whose list shares no address with the tenant's is refused at
+// its position.
+func TestTenantTrustedProxiesApplied(t *testing.T) {
+	td := startTestDaemon(t, "# attachments only\n", "")
+	doc := func(trusted string) manifest.Set {
+		s, err := manifest.Decode("t.yaml", []byte(`apiVersion: nsproxy.io/v1alpha1
+kind: Tenant
+metadata:
+  name: ta
+spec:
+  proxy:
+    trustedProxies: [10.0.0.0/24]
+  frontends:
+    - name: ta-pp
+      binds:
+        - addr: 127.0.0.1:20150
+          acceptProxy: true
+      backend: ta-b
+`+trusted+`  backends:
+    - name: ta-b
+      servers:
+        - name: s
+          addr: 127.0.0.1:1
+`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if err := td.d.ApplyManifests(doc(""), false); err != nil {
+		t.Fatal(err)
+	}
+	_, merged, _ := td.d.snapshotState()
+	i := slices.IndexFunc(merged.Frontends, func(f *config.Frontend) bool { return f.Name == "ta-pp" })
+	if i < 0 || fmt.Sprint(merged.Frontends[i].TrustedProxies) != "[10.0.0.0/24]" {
+		t.Fatalf("frontend ta-pp: %+v, want trusted peers 10.0.0.0/24 (the tenant's)", merged.Frontends)
+	}
+	err := td.d.ApplyManifests(doc("      trustedProxies: [127.0.0.1]\n"), false)
+	if err == nil || !strings.Contains(err.Error(), "t.yaml:") || !strings.Contains(err.Error(), "no address is in both") {
+		t.Fatalf("disjoint trustedProxies: %v, want refused at t.yaml:LINE:COL", err)
 	}
 }

@@ -702,6 +702,15 @@ var tenantKind = objectKind[api.Tenant]{
 			}
 			return strconv.FormatUint(n, 10)
 		}},
+		// A container several tenants' selectors claim: its namespace and
+		// the tenants, e.g. cni-web-1(ta+tb).
+		{header: "OVERLAPS", value: func(t api.Tenant) string {
+			l := make([]string, len(t.Overlaps))
+			for i, o := range t.Overlaps {
+				l[i] = o.Namespace + "(" + strings.Join(o.Tenants, "+") + ")"
+			}
+			return strings.Join(l, ",")
+		}},
 		{header: "SERVICES", wide: true, value: func(t api.Tenant) string { return strings.Join(t.Services, ",") }},
 		{header: "REFUSALS", wide: true, value: func(t api.Tenant) string {
 			m := map[string]string{}

@@ -153,11 +153,13 @@ func TestCLIManifestsExitCodes(t *testing.T) {
 }
 
 // TestCLIGetTenants: the table shows each tenant's namespaces, frontends,
-// exposures and the sum of its refusals; -o wide adds refusals by reason.
+// exposures, the sum of its refusals and the containers its selectors
+// claim with another tenant; -o wide adds refusals by reason.
 func TestCLIGetTenants(t *testing.T) {
 	tenants := []api.Tenant{
 		{Name: "a", Source: api.SourceAPI, Namespaces: []api.TenantNamespace{{Name: "a1", Source: "manifest"}, {Name: "cni-1", Source: "cni"}},
-			Frontends: []string{"a-web"}, Exposures: []string{"a-80"}, Refusals: map[string]uint64{"netns_not_allowed": 3, "loop": 1}},
+			Frontends: []string{"a-web"}, Exposures: []string{"a-80"}, Refusals: map[string]uint64{"netns_not_allowed": 3, "loop": 1},
+			Overlaps: []api.TenantOverlap{{AttachmentKey: api.AttachmentKey{ContainerID: "c9", IfName: "eth0"}, Namespace: "cni-9", Tenants: []string{"a", "b"}}}},
 		{Name: "default", Namespaces: []api.TenantNamespace{}, Frontends: []string{"web"}},
 	}
 	d := startManifestDaemon(t, 200, tenants)
@@ -166,10 +168,10 @@ func TestCLIGetTenants(t *testing.T) {
 		t.Fatalf("%d %s", code, errOut)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "TENANT SOURCE NAMESPACES FRONTENDS EXPOSURES REFUSED SERVICES REFUSALS OWNER" {
+	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "TENANT SOURCE NAMESPACES FRONTENDS EXPOSURES REFUSED OVERLAPS SERVICES REFUSALS OWNER" {
 		t.Fatalf("table:\n%s", out)
 	}
-	if got := strings.Join(strings.Fields(lines[1]), " "); got != "a api a1,cni-1 a-web a-80 4 <none> loop=1,netns_not_allowed=3 <none>" {
+	if got := strings.Join(strings.Fields(lines[1]), " "); got != "a api a1,cni-1 a-web a-80 4 cni-9(a+b) <none> loop=1,netns_not_allowed=3 <none>" {
 		t.Fatalf("row of a: %q", got)
 	}
 	if d.paths[0] != "GET /v1/tenants" {

@@ -50,6 +50,17 @@ type Tenant struct {
 	// Refusals sums the refused connections of the tenant's frontends by
 	// reason (see the frontends' counters).
 	Refusals map[string]uint64 `json:"refusals,omitempty"`
+	// Overlaps are the containers this tenant's selectors claim together
+	// with another tenant's: they belong to neither (the default tenant
+	// has them) until the selectors are changed so that one matches.
+	Overlaps []TenantOverlap `json:"overlaps,omitempty"`
+}
+
+// TenantOverlap is one container claimed by several tenants.
+type TenantOverlap struct {
+	AttachmentKey
+	Namespace string   `json:"namespace"` // the name the daemon gave its namespace
+	Tenants   []string `json:"tenants"`   // every tenant claiming it, sorted
 }
 
 // TenantNamespace is one namespace of a tenant.

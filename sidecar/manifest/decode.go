@@ -44,36 +44,47 @@ func Decode(file string, data []byte) (Set, error) {
 	return d.finish()
 }
 
-// Load decodes a file, or a directory's *.yaml and *.yml files in name
-// order as one Set (names must be unique across the files). In a
-// directory, subdirectories and names starting with "." (editors' lock and
-// backup files) are skipped; a directory without manifest files is
+// Files is what a manifest path means, for --manifests DIR and for the
+// CLI's -f PATH alike: the file itself, or a directory's *.yaml and *.yml
+// files in name order, skipping subdirectories (also through symlinks)
+// and names starting with "." (editors' lock and backup files). A
+// directory without manifest files gives none and no error.
+func Files(path string) ([]string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.IsDir() {
+		return []string{path}, nil
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, e := range entries { // ReadDir sorts by name
+		ext := filepath.Ext(e.Name())
+		if (ext == ".yaml" || ext == ".yml") && !strings.HasPrefix(e.Name(), ".") {
+			name := filepath.Join(path, e.Name())
+			if fi, err := os.Stat(name); err == nil && fi.IsDir() {
+				continue
+			}
+			files = append(files, name)
+		}
+	}
+	return files, nil
+}
+
+// Load decodes Files(path) in order as one Set (names must be unique
+// across the files); a directory without manifest files is
 // ErrNoDocuments. Only regular files are read (a FIFO would block).
 func Load(path string) (Set, error) {
-	fi, err := os.Stat(path)
+	files, err := Files(path)
 	if err != nil {
 		return Set{}, err
 	}
-	files := []string{path}
-	if fi.IsDir() {
-		entries, err := os.ReadDir(path)
-		if err != nil {
-			return Set{}, err
-		}
-		files = files[:0]
-		for _, e := range entries { // ReadDir sorts by name
-			ext := filepath.Ext(e.Name())
-			if (ext == ".yaml" || ext == ".yml") && !strings.HasPrefix(e.Name(), ".") {
-				name := filepath.Join(path, e.Name())
-				if fi, err := os.Stat(name); err == nil && fi.IsDir() {
-					continue
-				}
-				files = append(files, name)
-			}
-		}
-		if len(files) == 0 {
-			return Set{}, fmt.Errorf("%s: %w: write manifests in files named *.yaml or *.yml", path, ErrNoDocuments)
-		}
+	if len(files) == 0 {
+		return Set{}, fmt.Errorf("%s: %w: write manifests in files named *.yaml or *.yml", path, ErrNoDocuments)
 	}
 	d := newDecoder()
 	left := MaxSize

@@ -48,3 +48,33 @@ func TestReadmeSnippets(t *testing.T) {
 		t.Errorf("found %d YAML blocks in the README; the pattern no longer finds them", yamls)
 	}
 }
+
+// TestTopReadmeExcerpts: every YAML block of the top-level README is an
+// excerpt of manifests/examples/tenants.yaml, word for word, so what the
+// README shows is what the e2e suite applies.
+func TestTopReadmeExcerpts(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := os.ReadFile("../../manifests/examples/tenants.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, m := range fence.FindAllStringSubmatch(string(b), -1) {
+		if m[2] != "yaml" {
+			continue
+		}
+		n++
+		if !strings.Contains(string(ex), m[3]) {
+			t.Errorf("README.md's YAML block is not an excerpt of manifests/examples/tenants.yaml:\n%s", m[3])
+		}
+		if _, err := Decode("README.md", []byte(m[3])); err != nil {
+			t.Errorf("README.md's YAML block does not decode: %v", err)
+		}
+	}
+	if n == 0 {
+		t.Error("README.md shows no YAML block of the example")
+	}
+}
