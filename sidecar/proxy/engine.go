@@ -37,7 +37,8 @@ type Engine struct {
 	hop       []byte              // our v2 headers' loop marker (NOOP TLV value)
 	// nofile is RLIMIT_NOFILE: maxconn is kept below what it allows.
 	nofile  uint64
-	lastMax int // the effective global maxconn last applied
+	lastMax int        // the effective global maxconn last applied
+	pipes   pipeBudget // splice pipes of every loop, capped by fitMaxConn
 
 	handedOver bool // StopAccepting: a successor serves the listeners
 

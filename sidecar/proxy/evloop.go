@@ -103,7 +103,7 @@ func newLoop(e *Engine, id int) (*evloop, error) {
 		return nil, err
 	}
 	return &evloop{e: e, id: id, epfd: epfd, efd: efd, pf: pf, rc: rc, done: make(chan struct{}),
-		buf: make([]byte, loopBufSize)}, nil
+		buf: make([]byte, loopBufSize), pipes: pipePool{budget: &e.pipes}}, nil
 }
 
 // post runs f on the loop. It reports false once the loop has stopped.

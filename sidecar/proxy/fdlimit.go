@@ -11,12 +11,16 @@ import (
 // allows, as HAProxy derives its maxconn from the limit.
 
 const (
-	// fdsPerConn: a proxied connection holds its two sockets, and a pipe
-	// pair (two fds) while a direction is being spliced. Both directions
-	// splicing at once can take two more; a pipe the process cannot get
-	// makes the runtime copy in user space instead of failing, so only
-	// the sockets are a hard need.
-	fdsPerConn = 4
+	// fdsPerConn: a proxied connection holds its two sockets; pipes for
+	// splice are leased only while bytes are in flight, and all loops
+	// together hold at most one pipe (two fds) per connsPerPipe
+	// connections (HAProxy's maxpipes = maxconn/4); past that a direction
+	// copies through its loop's buffer. So connsPerPipe connections need
+	// connsPerPipe*fdsPerConn + 2 fds.
+	fdsPerConn   = 2
+	connsPerPipe = 4
+	// pipesMin: a small maxconn still splices a few bulk streams.
+	pipesMin = 8
 	// fdsReserved are the daemon's own fds besides listeners and
 	// namespaces: standard streams, the runtime's poller, the control and
 	// metrics sockets and their clients, state and attachment files,
@@ -36,7 +40,12 @@ func connLimitForFDs(nofile uint64, reserved int) int {
 	if avail < fdsPerConn {
 		return 1
 	}
-	return avail / fdsPerConn
+	return max(avail/(connsPerPipe*fdsPerConn+2)*connsPerPipe, 1)
+}
+
+// pipesFor is the engine-wide cap of splice pipes for a global maxconn.
+func pipesFor(maxconn int) int64 {
+	return max(int64(maxconn/connsPerPipe), pipesMin)
 }
 
 // effectiveMaxConn is the configured maxconn (0: none) capped by fdLimit.
@@ -69,6 +78,7 @@ func raiseNoFile() uint64 {
 // changes.
 func (e *Engine) fitMaxConn(spec Spec) int {
 	if e.nofile == 0 {
+		e.pipes.max.Store(1 << 30) // no limit known: pipes are not capped
 		return spec.MaxConn
 	}
 	reserved := fdsReserved + e.reg.Count()
@@ -88,5 +98,6 @@ func (e *Engine) fitMaxConn(spec Spec) int {
 		}
 	}
 	e.lastMax = eff
+	e.pipes.max.Store(pipesFor(eff))
 	return eff
 }

@@ -12,13 +12,14 @@ func TestConnLimitForFDs(t *testing.T) {
 		reserved int
 		want     int
 	}{
-		{256, 64, 48},
-		{1024, 64, 240},
-		{1 << 20, 64, (1<<20 - 64) / 4},
-		{67, 64, 1}, // three left: still one connection
-		{10, 64, 1}, // below the reserve
+		{256, 64, 76},   // 192 fds: 19 groups of 4 connections + 1 pipe
+		{1024, 64, 384}, // 960 fds: 384 connections (768 fds) + 96 pipes (192 fds)
+		{1 << 20, 64, (1<<20 - 64) / 10 * 4},
+		{20000, 66, 7972}, // this machine's limit: 5,000 idle connections fit
+		{67, 64, 1},       // three left: still one connection
+		{10, 64, 1},       // below the reserve
 		{0, 0, 1},
-		{1<<64 - 1, 64, (int(^uint(0)>>1) - 64) / 4}, // RLIM_INFINITY
+		{1<<64 - 1, 64, (int(^uint(0)>>1) - 64) / 10 * 4}, // RLIM_INFINITY
 	} {
 		if got := connLimitForFDs(tc.nofile, tc.reserved); got != tc.want {
 			t.Errorf("connLimitForFDs(%d, %d) = %d, want %d", tc.nofile, tc.reserved, got, tc.want)
@@ -57,7 +58,7 @@ func TestApplyFitsMaxConnToNoFile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want := (256 - fdsReserved - 2) / fdsPerConn
+	want := connLimitForFDs(256, fdsReserved+2)
 	v.e.global.mu.Lock()
 	got := v.e.global.limit
 	v.e.global.mu.Unlock()
@@ -75,5 +76,48 @@ func TestApplyFitsMaxConnToNoFile(t *testing.T) {
 	v.e.global.mu.Unlock()
 	if got != 10 {
 		t.Fatalf("global maxconn %d, want the configured 10", got)
+	}
+}
+
+// TestPipeBudget: all loops together open at most the budget's pipes (their
+// fds are counted in maxconn's fit); past it get says none, and a direction
+// copies instead. Pipes closed or pooled past pipeIdleMax free their share.
+func TestPipeBudget(t *testing.T) {
+	var b pipeBudget
+	b.max.Store(3)
+	p1, p2 := pipePool{budget: &b}, pipePool{budget: &b}
+	var got []*pipe
+	for _, p := range []*pipePool{&p1, &p2, &p1} {
+		pp := p.get()
+		if pp == nil {
+			t.Fatalf("pipe %d refused under a budget of 3", len(got)+1)
+		}
+		got = append(got, pp)
+	}
+	if p2.get() != nil {
+		t.Fatal("a fourth pipe was opened past the budget of 3")
+	}
+	p1.put(got[0]) // pooled: still open, still counted
+	if p2.get() != nil {
+		t.Fatal("a pooled pipe's share was handed out again")
+	}
+	if pp := p1.get(); pp != got[0] {
+		t.Fatal("the pooled pipe was not reused")
+	}
+	got[1].close()
+	b.give()
+	if pp := p2.get(); pp == nil {
+		t.Fatal("a closed pipe's share was not returned")
+	} else {
+		got[1] = pp
+	}
+	for _, pp := range got {
+		pp.close()
+		b.give()
+	}
+	p1.close()
+	p2.close()
+	if n := b.open.Load(); n != 0 {
+		t.Fatalf("%d pipes counted open after closing all", n)
 	}
 }

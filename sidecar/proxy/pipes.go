@@ -1,6 +1,10 @@
 package proxy
 
-import "golang.org/x/sys/unix"
+import (
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
 
 // pipe is a kernel pipe that splice(2) moves bulk data through.
 type pipe struct {
@@ -10,9 +14,35 @@ type pipe struct {
 
 // pipePool is a loop's pipes. A direction leases one only while bulk data
 // is in flight, so idle connections hold none; the pool keeps a few for
-// the next transfer and closes the rest.
+// the next transfer and closes the rest. budget counts the pipes of every
+// loop against the open-file limit (HAProxy's maxpipes): past it a
+// direction copies through the loop's buffer instead.
 type pipePool struct {
-	idle []*pipe
+	idle   []*pipe
+	budget *pipeBudget
+}
+
+// pipeBudget is the engine-wide count of open pipes and its cap.
+type pipeBudget struct {
+	open, max atomic.Int64
+}
+
+// take reserves one pipe; false when the cap is reached.
+func (b *pipeBudget) take() bool {
+	if b == nil {
+		return true
+	}
+	if b.open.Add(1) > b.max.Load() {
+		b.open.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (b *pipeBudget) give() {
+	if b != nil {
+		b.open.Add(-1)
+	}
 }
 
 const (
@@ -32,8 +62,12 @@ func (p *pipePool) get() *pipe {
 		p.idle = p.idle[:n-1]
 		return pp
 	}
+	if !p.budget.take() {
+		return nil
+	}
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		p.budget.give()
 		return nil
 	}
 	pp := &pipe{r: fds[0], w: fds[1]}
@@ -56,11 +90,13 @@ func (p *pipePool) put(pp *pipe) {
 		return
 	}
 	pp.close()
+	p.budget.give()
 }
 
 func (p *pipePool) close() {
 	for _, pp := range p.idle {
 		pp.close()
+		p.budget.give()
 	}
 	p.idle = nil
 }

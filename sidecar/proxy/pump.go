@@ -182,6 +182,7 @@ func (c *pconn) releasePipe(f *flow) {
 	}
 	if f.inPipe > 0 {
 		f.pipe.close() // bytes that will never be written: not reusable
+		c.l.pipes.budget.give()
 	} else {
 		c.l.pipes.put(f.pipe)
 	}
