@@ -22,7 +22,8 @@ import (
 // primary gid or one of its supplementary groups. Who the peer is comes
 // from the socket (SO_PEERCRED, SO_PEERGROUPS), taken by the kernel when it
 // connected: nothing the peer sends, and no /proc file a reused pid could
-// change.
+// change. Where SO_PEERGROUPS is missing (kernels before 4.13) the peer has
+// no supplementary groups: its uid and primary gid count, nothing else.
 
 // access is what one control request may do.
 type access struct {
@@ -170,24 +171,4 @@ func allowedPeer(cred *unix.Ucred, groups []uint32, group int) bool {
 		return false
 	}
 	return int(cred.Gid) == group || slices.Contains(groups, uint32(group))
-}
-
-// procGroups reads the supplementary groups of pid from /proc: the
-// fallback where SO_PEERGROUPS is missing (kernels before 4.13).
-func procGroups(pid int32) []uint32 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return nil
-	}
-	var out []uint32
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "Groups:"); ok {
-			for _, f := range strings.Fields(rest) {
-				if n, err := strconv.ParseUint(f, 10, 32); err == nil {
-					out = append(out, uint32(n))
-				}
-			}
-		}
-	}
-	return out
 }

@@ -85,13 +85,18 @@ func ListenControl(opt ControlOptions) (net.Listener, error) {
 
 type credKey struct{}
 
+// readPeerGroups is peerGroups; tests make it fail, as it does on kernels
+// before 4.13.
+var readPeerGroups = peerGroups
+
 // groupsKey holds the peer's supplementary groups ([]uint32).
 type groupsKey struct{}
 
 // accessKey holds what the request may do (access).
 type accessKey struct{}
 
-// peerCred reads SO_PEERCRED and SO_PEERGROUPS of a unix connection.
+// peerCred reads SO_PEERCRED and SO_PEERGROUPS of a unix connection;
+// without SO_PEERGROUPS the peer has no supplementary groups.
 func peerCred(c net.Conn) (*unix.Ucred, []uint32, error) {
 	if cc, ok := c.(*controlConn); ok {
 		c = cc.Conn
@@ -109,10 +114,13 @@ func peerCred(c net.Conn) (*unix.Ucred, []uint32, error) {
 	var cerr, gerr error
 	raw.Control(func(fd uintptr) {
 		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-		groups, gerr = peerGroups(int(fd))
+		groups, gerr = readPeerGroups(int(fd))
 	})
-	if cerr == nil && gerr != nil {
-		groups = procGroups(cred.Pid)
+	if gerr != nil {
+		// Kernels before 4.13: the primary gid (SO_PEERCRED) only. The
+		// groups of /proc/<pid> would be another process's once the
+		// peer exits and its pid is reused.
+		groups = nil
 	}
 	return cred, groups, cerr
 }

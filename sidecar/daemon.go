@@ -83,6 +83,7 @@ type Daemon struct {
 	apiIDs           map[string]netns.Identity // API namespaces' identities by path, as the last plan read them
 	committedTenants *tenantIndex              // the manifests as the last commit applied them
 	dirSet           manifest.Set              // the --manifests directory as New read it, for Start
+	live             config.BindSet            // every bind of the running model (d.merged), with its frontend
 
 	ho handover // zero-downtime upgrade to a successor process
 }
@@ -262,6 +263,7 @@ type plan struct {
 	attStatus map[api.AttachmentKey]attachmentStatus
 	tenants   *tenantIndex
 	ports     []PortAllocation // State.Ports as this plan allocated them
+	binds     config.BindSet   // every bind of merged, with its frontend
 }
 
 // plan merges files and state and validates the result. Attachments'
@@ -286,11 +288,22 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 	}
 	var used config.BindSet
 	use := tenantUse{}
+	var overLimit []error
 	for _, f := range base.Frontends {
+		t := tenantOr(f.Tenant)
+		lim := ix.limits(t).MaxListeners
 		for _, b := range f.Binds {
 			used.Add(b, f)
+			if lim > 0 && use.of(t).listeners == lim {
+				overLimit = append(overLimit, &config.Error{Pos: b.Pos, Err: config.ErrInvalid, Msg: fmt.Sprintf(
+					"frontend %s: bind %s is over limits.maxListeners (%d) of tenant %q: remove binds or ask root to raise the limit",
+					f.Name, b.Addr, lim, t)})
+			}
+			use.add(t, 0, 1)
 		}
-		use.add(tenantOr(f.Tenant), 0, len(f.Binds))
+	}
+	if len(overLimit) > 0 {
+		return nil, errors.Join(overLimit...)
 	}
 	names := map[string]bool{}
 	for _, f := range base.Frontends {
@@ -309,74 +322,133 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 	defer d.exposed.done()
 	ids := ix.staticIdentities(d.reg.Dir())
 	d.apiIDs = ids.addAPI(st.Namespaces, d.apiIDs, d.reg.Dir())
-	for _, a := range st.Attachments {
+	cs := make([]*cachedExposures, len(st.Attachments))
+	for j, a := range st.Attachments {
 		c := d.exposed.exposuresFor(a, ix, allocs)
 		if c.err != nil {
 			return nil, c.err
 		}
 		if msg := ids.claim(c.id, c.tenant, attachmentNamespace(a)); msg != "" {
 			status[a.AttachmentKey] = attachmentStatus{problems: append(slices.Clone(c.problems), msg), tenant: c.tenant,
-				overlap: c.overlap, shared: true}
+				overlap: c.overlap, claims: c.claims, shared: true}
 			continue
 		}
 		if _, ok := refs[attachmentNamespace(a)]; ok {
 			refs[attachmentNamespace(a)] = c.tenant
 		}
+		cs[j] = c
+	}
+	// Binds and names live in the running model keep them: the
+	// exposures serving now are placed first (pass 0), new ones after
+	// (pass 1), so a new container, rule or frontend never takes a port
+	// from under another tenant's clients. A change that would is
+	// refused at its position (d.takesLive); a new container only gets a
+	// problem (an ADD is never refused).
+	outcomes := make([][]placement, len(st.Attachments))
+	var errs []error
+	for pass := 0; pass < 2; pass++ {
+		for j, a := range st.Attachments {
+			c := cs[j]
+			if c == nil || len(c.xs) == 0 {
+				continue // nil: refused, another tenant's namespace
+			}
+			if outcomes[j] == nil {
+				outcomes[j] = make([]placement, len(c.xs))
+			}
+			lim := ix.limits(c.tenant)
+			for i := range c.xs {
+				x := c.xs[i]
+				o := &outcomes[j][i]
+				if pass == 0 {
+					o.later = !d.liveBind(x.bind, x.frontend.Name)
+				}
+				if o.later != (pass == 1) {
+					continue
+				}
+				// Limits first: an exposure over them takes no port, so it
+				// never moves another container's.
+				if x.service == nil && lim.MaxExposedPorts > 0 && use.of(c.tenant).exposed >= lim.MaxExposedPorts {
+					o.problem = fmt.Sprintf("%s: tenant %s has reached limits.maxExposedPorts (%d); not exposed: raise the limit or remove exposures",
+						exposureLabel(x), c.tenant, lim.MaxExposedPorts)
+					continue
+				}
+				if lim.MaxListeners > 0 && use.of(c.tenant).listeners >= lim.MaxListeners {
+					o.problem = fmt.Sprintf("%s: tenant %s has reached limits.maxListeners (%d); not exposed: raise the limit or remove listeners",
+						exposureLabel(x), c.tenant, lim.MaxListeners)
+					continue
+				}
+				if x.lo > 0 {
+					// A range found full stays full for the rest of the plan,
+					// except for a port this container holds (State.Ports).
+					msg, isFull := full.of(x)
+					if isFull && reserved[int(x.bind.Addr.Port())] != (allocKey{x.key, x.rule}) {
+						o.problem = msg
+						continue
+					}
+					port, ok := freePort(x, &used, reserved)
+					if !ok {
+						o.problem = full.add(x)
+						continue
+					}
+					if port != int(x.bind.Addr.Port()) {
+						x = ruleExposure(a, c.tenant, *x.src, port)
+						c = d.exposed.moved(c, i, x)
+						cs[j] = c
+					}
+				}
+				if ub, uf, taken := used.Conflict(x.bind); taken {
+					if err := d.takesLive(ix, x, c.tenant, ub, uf, pass == 0); err != nil {
+						errs = append(errs, err)
+					}
+					o.problem = exposureLabel(x) + " is already in use by another frontend or container; not exposed"
+					continue
+				}
+				if names[x.frontend.Name] {
+					if pass == 0 {
+						if err := nameTakesLive(base, x, c.tenant); err != nil {
+							errs = append(errs, err)
+						}
+					}
+					o.problem = fmt.Sprintf("name %q is taken; not exposed", x.frontend.Name)
+					continue
+				}
+				used.Add(x.bind, x.frontend)
+				names[x.frontend.Name] = true
+				o.x, o.ok = x, true
+				if x.service != nil {
+					use.add(c.tenant, 0, 1)
+				} else {
+					use.add(c.tenant, 1, 1)
+				}
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	for j, a := range st.Attachments {
+		c := cs[j]
+		if c == nil {
+			continue // its status says why (identityIndex.claim)
+		}
 		problems := slices.Clone(c.problems)
 		var exposed []api.Exposure
 		var services []api.ServiceListener
-		lim := ix.limits(c.tenant)
-		for i := range c.xs {
-			x := c.xs[i]
-			// Limits first: an exposure over them takes no port, so it
-			// never moves another container's.
-			if x.service == nil && lim.MaxExposedPorts > 0 && use.of(c.tenant).exposed >= lim.MaxExposedPorts {
-				problems = append(problems, fmt.Sprintf("%s: tenant %s has reached limits.maxExposedPorts (%d); not exposed: raise the limit or remove exposures",
-					exposureLabel(x), c.tenant, lim.MaxExposedPorts))
-				continue
-			}
-			if lim.MaxListeners > 0 && use.of(c.tenant).listeners >= lim.MaxListeners {
-				problems = append(problems, fmt.Sprintf("%s: tenant %s has reached limits.maxListeners (%d); not exposed: raise the limit or remove listeners",
-					exposureLabel(x), c.tenant, lim.MaxListeners))
-				continue
-			}
-			if x.lo > 0 {
-				// A range found full stays full for the rest of the plan,
-				// except for a port this container holds (State.Ports).
-				msg, isFull := full.of(x)
-				if isFull && reserved[int(x.bind.Addr.Port())] != (allocKey{x.key, x.rule}) {
-					problems = append(problems, msg)
-					continue
+		for _, o := range outcomes[j] {
+			if !o.ok {
+				if o.problem != "" {
+					problems = append(problems, o.problem)
 				}
-				port, ok := freePort(x, &used, reserved)
-				if !ok {
-					problems = append(problems, full.add(x))
-					continue
-				}
-				if port != int(x.bind.Addr.Port()) {
-					x = ruleExposure(a, c.tenant, *x.src, port)
-					c = d.exposed.moved(c, i, x)
-				}
-			}
-			if _, _, taken := used.Conflict(x.bind); taken {
-				problems = append(problems, exposureLabel(x)+" is already in use by another frontend or container; not exposed")
 				continue
 			}
-			if names[x.frontend.Name] {
-				problems = append(problems, fmt.Sprintf("name %q is taken; not exposed", x.frontend.Name))
-				continue
-			}
+			x := o.x
 			if x.lo > 0 && int(x.bind.Addr.Port()) != preferredPort(a.AttachmentKey, x.rule, x.lo, x.hi) {
 				ports = append(ports, PortAllocation{AttachmentKey: a.AttachmentKey, Rule: x.rule, Port: int(x.bind.Addr.Port())})
 			}
-			used.Add(x.bind, x.frontend)
-			names[x.frontend.Name] = true
 			exps = append(exps, x)
 			if x.service != nil {
-				use.add(c.tenant, 0, 1)
 				services = append(services, *x.service)
 			} else {
-				use.add(c.tenant, 1, 1)
 				exposed = append(exposed, api.Exposure{PortMapping: x.mapping, Frontend: x.frontend.Name, Rule: x.rule})
 			}
 		}
@@ -401,7 +473,17 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 		// across objects (unique names, binds) is checked above. A whole
 		// Validate made every ADD cost grow with the live containers.
 	}
-	return &plan{file: file, merged: merged, attStatus: status, tenants: ix, ports: ports}, nil
+	return &plan{file: file, merged: merged, attStatus: status, tenants: ix, ports: ports, binds: used}, nil
+}
+
+// dryPlan is plan for a state that will not be committed (diff, a
+// dry-run apply): the planner's caches stay as the last real plan left
+// them, else the next write would validate every live container's
+// exposures again and commit would log every overlap again.
+func (d *Daemon) dryPlan(file *config.Config, st State) (*plan, error) {
+	tenants, prev := d.tenants, d.exposed.prev
+	defer func() { d.tenants, d.exposed.prev = tenants, prev }()
+	return d.plan(file, st)
 }
 
 // runtimeEntries are the registry entries the state asks for, and the
@@ -504,7 +586,9 @@ func (d *Daemon) commit(st State, p *plan) error {
 		allowed = append(allowed, n.Name)
 	}
 	d.reg.SetAllowed(allowed)
-	if aerr := d.engine.Apply(engineSpec(p.merged)); aerr != nil {
+	spec := engineSpec(p.merged)
+	spec.TenantMaxConn = p.tenants.maxConnections()
+	if aerr := d.engine.Apply(spec); aerr != nil {
 		err = errors.Join(err, aerr)
 	}
 	if p.tenants != nil && p.tenants != d.committedTenants {
@@ -519,6 +603,7 @@ func (d *Daemon) commit(st State, p *plan) error {
 		d.committedTenants = p.tenants
 	}
 	d.file, d.merged, d.attStatus = p.file, p.merged, p.attStatus
+	d.live = p.binds
 	d.state = st
 	if d.opt.OnReconcile != nil {
 		d.opt.OnReconcile(time.Since(start), err)

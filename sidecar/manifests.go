@@ -283,7 +283,7 @@ func (d *Daemon) applyManifests(acc access, req api.ManifestRequest, op manifest
 	if op == opDiff {
 		st := d.state.clone()
 		st.Manifests = next
-		if _, err := d.plan(d.file, st); err != nil {
+		if _, err := d.dryPlan(d.file, st); err != nil {
 			return api.ManifestResult{}, &validationError{err}
 		}
 		return res, nil
@@ -413,8 +413,11 @@ func (d *Daemon) tenantViews(acc access) []api.Tenant {
 }
 
 // boundaryKept refuses a member's change of what bounds its tenant: who
-// may use it (access), which namespaces are its (namespaces, select) and
-// its limits. Root sets those; a member changes its objects inside them.
+// may use it (access), which namespaces are its (namespaces, select), its
+// limits, and the host addresses its frontends listen on (binds outside
+// the tenant's namespaces: the daemon binds them as root, so a member
+// could otherwise take any address and port of the host). Root sets
+// those; a member changes its objects inside them.
 func boundaryKept(cur, docs manifest.Set) error {
 	for _, t := range docs.Tenants {
 		i := slices.IndexFunc(cur.Tenants, func(c manifest.Tenant) bool { return c.Meta.Name == t.Meta.Name })
@@ -430,11 +433,13 @@ func boundaryKept(cur, docs manifest.Set) error {
 			{"spec.namespaces", c.Spec.Namespaces, t.Spec.Namespaces},
 			{"spec.select", c.Spec.Select, t.Spec.Select},
 			{"spec.limits", c.Spec.Limits, t.Spec.Limits},
+			{"spec.frontends[].binds (on the host)", hostBinds(c), hostBinds(t)},
 		} {
 			a, _ := json.Marshal(f.old)
 			b, _ := json.Marshal(f.new)
 			if !bytes.Equal(a, b) && !(isEmptyJSON(a) && isEmptyJSON(b)) {
-				where := docs.Where(docKey(manifest.KindTenant, t.Meta.Name) + "." + f.name)
+				field, _, _ := strings.Cut(f.name, "[")
+				where := docs.Where(docKey(manifest.KindTenant, t.Meta.Name) + "." + field)
 				return fmt.Errorf("permission denied: %s: %s of Tenant %q is for root to change (it bounds the tenant); keep it as applied: %w",
 					where, f.name, t.Meta.Name, errForbidden)
 			}
@@ -449,4 +454,20 @@ func isEmptyJSON(b []byte) bool {
 		return true
 	}
 	return false
+}
+
+// hostBinds are the binds of t's frontends in the daemon's own namespace
+// (no namespace), as a sorted list: what a member may not change. Which
+// frontend holds them, and everything else of a frontend, is the member's.
+func hostBinds(t manifest.Tenant) []string {
+	var out []string
+	for _, f := range t.Spec.Frontends {
+		for _, b := range f.Binds {
+			if b.Namespace == "" {
+				out = append(out, fmt.Sprintf("%s v4v6=%t v6only=%t", b.Addr, b.V4V6, b.V6Only))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -418,6 +418,24 @@ func (ix *tenantIndex) limits(tenant string) manifest.Limits {
 	return manifest.Limits{}
 }
 
+// maxConnections are the tenants' limits.maxConnections, for the engine
+// (proxy.Spec.TenantMaxConn); nil when no tenant sets one.
+func (ix *tenantIndex) maxConnections() map[string]int {
+	if ix == nil {
+		return nil
+	}
+	var out map[string]int
+	for name, t := range ix.tenants {
+		if n := t.Spec.Limits.MaxConnections; n > 0 {
+			if out == nil {
+				out = map[string]int{}
+			}
+			out[name] = n
+		}
+	}
+	return out
+}
+
 // tenantUse counts what each tenant holds during a plan, for its limits.
 type tenantUse map[string]*struct{ exposed, listeners int }
 
@@ -603,10 +621,7 @@ func (d *Daemon) ApplyManifests(set manifest.Set, dryRun bool) error {
 		next := d.state.clone()
 		next.Manifests = set
 		assignNames(d.file, &next, givenNames(d.state))
-		prev := d.tenants
-		_, err := d.plan(d.file, next)
-		d.tenants = prev
-		if err != nil {
+		if _, err := d.dryPlan(d.file, next); err != nil {
 			return &validationError{err}
 		}
 		return nil

@@ -30,10 +30,11 @@ type Engine struct {
 	frontends map[string]*frontend
 	backends  atomic.Pointer[map[string]*backend] // read lock-free per connection
 	global    *limiter
-	proxyMax  atomic.Int64 // Spec.ProxyHeaderMaxSize
-	ns        nsCounters   // per-namespace counters, by label
-	own       ownListeners // our listening sockets, for the loop guard
-	hop       []byte       // our v2 headers' loop marker (NOOP TLV value)
+	tenants   map[string]*limiter // per-tenant maxconn (Spec.TenantMaxConn), of the frontends' tenants
+	proxyMax  atomic.Int64        // Spec.ProxyHeaderMaxSize
+	ns        nsCounters          // per-namespace counters, by label
+	own       ownListeners        // our listening sockets, for the loop guard
+	hop       []byte              // our v2 headers' loop marker (NOOP TLV value)
 	// nofile is RLIMIT_NOFILE: maxconn is kept below what it allows.
 	nofile  uint64
 	lastMax int        // the effective global maxconn last applied
@@ -73,6 +74,7 @@ type frontend struct {
 	name      string
 	spec      atomic.Pointer[FrontendSpec]
 	limit     *limiter
+	tenant    atomic.Pointer[limiter] // its tenant's, shared by the tenant's frontends
 	listeners map[BindSpec]*listener
 	stats     Counters
 	refusals  reasonCounter // PROXY header and NETNS TLV refusals by reason
@@ -148,6 +150,7 @@ func (e *Engine) Apply(spec Spec) error {
 			delete(e.frontends, name)
 		}
 	}
+	tenants := e.tenantLimiters(spec)
 	for _, fs := range spec.Frontends {
 		fe := e.frontends[fs.Name]
 		if fe == nil {
@@ -158,6 +161,7 @@ func (e *Engine) Apply(spec Spec) error {
 			fe.spec.Store(&fs)
 		}
 		fe.limit.setLimit(fs.MaxConn)
+		fe.tenant.Store(tenants[fs.Tenant])
 		for _, bs := range fs.Binds {
 			if fe.listeners[bs] == nil {
 				fe.listeners[bs] = e.startListener(fe, bs)
@@ -174,6 +178,28 @@ func (e *Engine) Apply(spec Spec) error {
 		return false
 	})
 	return nil
+}
+
+// tenantLimiters gives each tenant of spec's frontends its limiter, with
+// the limit spec sets, and forgets the tenants no frontend has any more
+// (their connections keep the limiter they took a slot of). A tenant's
+// limiter lives as long as the tenant has frontends, so its count spans
+// applies, as a frontend's does.
+func (e *Engine) tenantLimiters(spec Spec) map[string]*limiter {
+	next := make(map[string]*limiter, len(e.tenants))
+	for _, fs := range spec.Frontends {
+		if next[fs.Tenant] != nil {
+			continue
+		}
+		l := e.tenants[fs.Tenant]
+		if l == nil {
+			l = newLimiter(0)
+		}
+		l.setLimit(spec.TenantMaxConn[fs.Tenant])
+		next[fs.Tenant] = l
+	}
+	e.tenants = next
+	return next
 }
 
 // sameBackendSpec: a and b are equal, servers included.

@@ -162,7 +162,7 @@ func (l *listener) run(ctx context.Context) {
 }
 
 // serve accepts until ln fails. It waits until a connection is pending,
-// then takes the maxconn slots, then accepts: connections over the limit
+// then takes the maxconn slots (frontend, tenant, global), then accepts: connections over the limit
 // wait in the kernel backlog, as in HAProxy, and an idle listener holds no
 // slot that another listener of the frontend could use.
 func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListener) {
@@ -225,7 +225,8 @@ func (l *listener) acceptLoop(sctx context.Context, h *netns.Handle, raw syscall
 	for {
 		// Without any maxconn there is no slot to hold: accept directly
 		// and save the readiness poll.
-		if l.fe.limit.limited() || l.e.global.limited() {
+		tl := l.fe.tenant.Load()
+		if l.fe.limit.limited() || tl.limited() || l.e.global.limited() {
 			if err := raw.Read(pending); err != nil {
 				return // closed
 			}
@@ -233,19 +234,27 @@ func (l *listener) acceptLoop(sctx context.Context, h *netns.Handle, raw syscall
 		if err := l.fe.limit.acquire(sctx); err != nil {
 			return
 		}
-		if err := l.e.global.acquire(sctx); err != nil {
+		if err := tl.acquire(sctx); err != nil {
 			l.fe.limit.release()
 			return
 		}
+		if err := l.e.global.acquire(sctx); err != nil {
+			tl.release()
+			l.fe.limit.release()
+			return
+		}
+		release := func() {
+			l.e.global.release()
+			tl.release()
+			l.fe.limit.release()
+		}
 		fd, src, err := acceptRaw(raw)
 		if errors.Is(err, unix.ECONNABORTED) {
-			l.e.global.release()
-			l.fe.limit.release()
+			release()
 			continue // the client gave up while queued
 		}
 		if err != nil {
-			l.e.global.release()
-			l.fe.limit.release()
+			release()
 			if sctx.Err() != nil || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
 				return
 			}
@@ -269,11 +278,10 @@ func (l *listener) acceptLoop(sctx context.Context, h *netns.Handle, raw syscall
 		dst, err := acceptedFD(fd)
 		if err != nil {
 			unix.Close(fd)
-			l.e.global.release()
-			l.fe.limit.release()
+			release()
 			continue
 		}
-		if l.e.startSessionFD(l, h, fd, src, dst) {
+		if l.e.startSessionFD(l, tl, h, fd, src, dst) {
 			l.e.log.Warn("a thread could not leave a server's namespace; it ends, accepting goes on in another",
 				"frontend", l.fe.name, "netns", h.Label())
 			stuck = true

@@ -19,18 +19,21 @@ import (
 // socket goes to a loop at once, which reads the PROXY header and has a
 // connector start the connect. No connection costs a goroutine.
 type session struct {
-	e        *Engine
-	id       uint64
-	fe       *FrontendSpec
-	front    *frontend
-	bind     BindSpec
-	start    time.Time
-	cfd      int           // the client's raw socket until a loop owns it (-1: none)
-	listenNS *netns.Handle // where the client socket lives
-	clientNS *netns.Handle // the connection's namespace (listener's, or from a PROXY TLV)
-	nsSource string        // where clientNS came from: listener or tlv
-	src, dst netip.AddrPort
-	proxyVer int
+	e     *Engine
+	id    uint64
+	fe    *FrontendSpec
+	front *frontend
+	// tenantLimit is the tenant maxconn slot it holds (the frontend's
+	// tenant may change while it lives).
+	tenantLimit *limiter
+	bind        BindSpec
+	start       time.Time
+	cfd         int           // the client's raw socket until a loop owns it (-1: none)
+	listenNS    *netns.Handle // where the client socket lives
+	clientNS    *netns.Handle // the connection's namespace (listener's, or from a PROXY TLV)
+	nsSource    string        // where clientNS came from: listener or tlv
+	src, dst    netip.AddrPort
+	proxyVer    int
 
 	// stopClientNS unhooks the abort on the client namespace's end;
 	// nsCounters are the namespaces' counters the connection holds.
@@ -70,8 +73,9 @@ type session struct {
 // loop, which reads the header. It reports a thread stuck in a foreign
 // namespace (netns.ErrThreadStuck): the caller must then end its
 // goroutine, which takes the thread with it.
-func (e *Engine) startSessionFD(l *listener, h *netns.Handle, fd int, src, dst netip.AddrPort) (stuck bool) {
+func (e *Engine) startSessionFD(l *listener, tenant *limiter, h *netns.Handle, fd int, src, dst netip.AddrPort) (stuck bool) {
 	s := e.newSession(l, h, src, dst)
+	s.tenantLimit = tenant
 	s.cfd = fd
 	s.stopClientNS = context.AfterFunc(s.listenNS.Context(), func() { s.abort("client_netns_gone") })
 	if s.bind.AcceptProxy {
@@ -242,6 +246,7 @@ func (s *session) end(err error) {
 	e.sessMu.Unlock()
 	s.front.stats.Current.Add(-1)
 	s.front.limit.release()
+	s.tenantLimit.release()
 	e.global.release()
 	e.sessWG.Done()
 }

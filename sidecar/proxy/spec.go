@@ -15,9 +15,14 @@ type Spec struct {
 	// NbThread is the number of event loops (each a goroutine with its own epoll set) that own
 	// established connections; 0: one per CPU. Read by the first Apply
 	// only: a change takes effect at the next start.
-	NbThread  int
-	Frontends []FrontendSpec
-	Backends  []BackendSpec
+	NbThread int
+	// TenantMaxConn caps concurrent client connections over all the
+	// frontends of a tenant (FrontendSpec.Tenant), next to each frontend's
+	// MaxConn and the global MaxConn: excess ones wait in the listen
+	// backlog. A tenant absent or 0: no cap.
+	TenantMaxConn map[string]int
+	Frontends     []FrontendSpec
+	Backends      []BackendSpec
 }
 
 // FrontendSpec is one frontend: its listeners and where connections go.
