@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nsproxy/nsproxy/internal/testns"
+	"github.com/nsproxy/nsproxy/sidecar/netns"
 )
 
 // TestTenantMaxConn: Spec.TenantMaxConn caps a tenant's connections over
@@ -15,19 +16,27 @@ import (
 // frontend waits in the backlog while the first holds the slot, and is
 // served once it closes; another tenant's frontend is not held back.
 func TestTenantMaxConn(t *testing.T) {
-	b := testns.New(t, "B")
-	v := newEnv(t, b)
-	v.serve(b, "127.0.0.1:9402", "s")
-	bind := func(port uint16) BindSpec {
-		return BindSpec{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), Namespace: b}
+	// Each tenant's frontends and server in a namespace of its own: a
+	// server in another tenant's namespace is refused (MayUse).
+	b, c := testns.New(t, "B"), testns.New(t, "C")
+	v := newEnv(t)
+	for ns, tenant := range map[string]string{b: "t", c: "u"} {
+		if err := v.reg.Register(netns.Entry{Name: ns, Source: "cni", Tenant: tenant, Allowed: true}); err != nil {
+			t.Fatal(err)
+		}
+		v.serve(ns, "127.0.0.1:9402", "s")
+	}
+	bind := func(ns string, port uint16) BindSpec {
+		return BindSpec{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), Namespace: ns}
 	}
 	sp := Spec{TenantMaxConn: map[string]int{"t": 1},
 		Frontends: []FrontendSpec{
-			{Name: "t1", Tenant: "t", Binds: []BindSpec{bind(9501)}, Backend: "b"},
-			{Name: "t2", Tenant: "t", Binds: []BindSpec{bind(9502)}, Backend: "b"},
-			{Name: "u1", Tenant: "u", Binds: []BindSpec{bind(9503)}, Backend: "b"},
+			{Name: "t1", Tenant: "t", Binds: []BindSpec{bind(b, 9501)}, Backend: "b"},
+			{Name: "t2", Tenant: "t", Binds: []BindSpec{bind(b, 9502)}, Backend: "b"},
+			{Name: "u1", Tenant: "u", Binds: []BindSpec{bind(c, 9503)}, Backend: "bu"},
 		},
-		Backends: []BackendSpec{{Name: "b", Servers: []ServerSpec{srv("s", "127.0.0.1:9402", b)}}}}
+		Backends: []BackendSpec{{Name: "b", Servers: []ServerSpec{srv("s", "127.0.0.1:9402", b)}},
+			{Name: "bu", Servers: []ServerSpec{srv("s", "127.0.0.1:9402", c)}}}}
 	if err := v.e.Apply(sp); err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +61,7 @@ func TestTenantMaxConn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	expectTag(v, b, "127.0.0.1:9503", "s") // tenant u is not held back
+	expectTag(v, c, "127.0.0.1:9503", "s") // tenant u is not held back
 	c2.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 	if n, _ := c2.Read(make([]byte, 1)); n != 0 {
 		t.Fatal("tenant t's second connection was served while the first held the tenant's only slot")
