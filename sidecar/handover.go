@@ -351,13 +351,31 @@ func sendOffer(c *net.UnixConn, offer handoverOffer, files []*os.File) error {
 		return err
 	}
 	for start := 0; start < len(files); start += maxFDsPerMsg {
-		var fds []int
-		for _, f := range files[start:min(start+maxFDsPerMsg, len(files))] {
-			fds = append(fds, int(f.Fd()))
+		fds, err := rawFDs(files[start:min(start+maxFDsPerMsg, len(files))])
+		if err != nil {
+			return err
 		}
 		if _, _, err := c.WriteMsgUnix([]byte{'F'}, unix.UnixRights(fds...), nil); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// rawFDs are the files' descriptors, read without (*os.File).Fd: Fd puts
+// the file into blocking mode, and a dup shares that flag with the socket
+// this daemon still accepts on, whose next accept(2) would then block its
+// thread for good (and Close would wait on it).
+func rawFDs(files []*os.File) ([]int, error) {
+	fds := make([]int, 0, len(files))
+	for _, f := range files {
+		rc, err := f.SyscallConn()
+		if err != nil {
+			return nil, err
+		}
+		if err := rc.Control(func(fd uintptr) { fds = append(fds, int(fd)) }); err != nil {
+			return nil, err
+		}
+	}
+	return fds, nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/nsproxy/nsproxy/internal/testwait"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/sdnotify"
+	"golang.org/x/sys/unix"
 )
 
 func freeTCPPort(t *testing.T) int {
@@ -275,4 +276,37 @@ func TestMutateRefusedDuringHandover(t *testing.T) {
 	td.d.ho.mu.Lock()
 	td.d.ho.active = false
 	td.d.ho.mu.Unlock()
+}
+
+// TestHandoverKeepsListenersNonBlocking: sending a listening socket to a
+// successor leaves the socket this daemon still accepts on non-blocking.
+// (*os.File).Fd cleared O_NONBLOCK on the shared file description, so the
+// old daemon's next accept blocked its thread and Close waited on it
+// forever (a hung sidecar test run showed it).
+func TestHandoverKeepsListenersNonBlocking(t *testing.T) {
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(t.TempDir(), "l.sock"), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	f, err := ln.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := rawFDs([]*os.File{f}); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flags int
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { flags, ferr = unix.FcntlInt(fd, unix.F_GETFL, 0) }); err != nil || ferr != nil {
+		t.Fatal(err, ferr)
+	}
+	if flags&unix.O_NONBLOCK == 0 {
+		t.Fatal("the listener is in blocking mode after its fd was taken for a hand-over")
+	}
 }
