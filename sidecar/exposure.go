@@ -101,20 +101,28 @@ func exposuresFor(a api.Attachment, tenant string) ([]exposure, []string) {
 			// exits: sshd restarted on :22 must not find a container there.
 			bind.NoTakeover = true
 		}
-		out = append(out, exposure{
-			key:      a.AttachmentKey,
-			mapping:  pm,
-			bind:     bind,
-			frontend: &config.Frontend{Name: name, Pos: pos, Tenant: tenantField(tenant), Binds: []config.Bind{bind}, DefaultBackend: name},
-			backend: &config.Backend{Name: name, Pos: pos, Tenant: tenantField(tenant), Balance: config.BalanceRoundRobin, Servers: []*config.Server{{
-				Name: "c", Pos: pos, Addr: target, Port: uint16(pm.ContainerPort), PortMode: config.PortFixed,
-				Namespace: ns, Weight: 1, Inter: defaultInter, Rise: 2, Fall: 3, SendProxy: sendProxy}}},
-		})
+		e := exposure{key: a.AttachmentKey, mapping: pm, bind: bind}
+		e.frontend, e.backend = forwarding(name, pos, tenant, bind, 0,
+			config.Server{Name: "c", Addr: target, Port: uint16(pm.ContainerPort), Namespace: ns, SendProxy: sendProxy})
+		out = append(out, e)
 	}
 	return out, problems
 }
 
-const defaultInter = 2_000_000_000 // 2s, as config's default-server
+// forwarding is the frontend and backend an exposure stands for: bind,
+// forwarding to one server s (name, address, port, namespace, PROXY) with
+// the built-in default-server's checks and weight, as a file's server has.
+func forwarding(name string, pos config.Pos, tenant string, bind config.Bind, maxConn int, s config.Server) (*config.Frontend, *config.Backend) {
+	def := config.BuiltinDefaults()
+	srv := def.Server
+	srv.Name, srv.Pos, srv.Addr, srv.Port, srv.PortMode = s.Name, pos, s.Addr, s.Port, config.PortFixed
+	srv.Namespace, srv.SendProxy = s.Namespace, s.SendProxy
+	fe := &config.Frontend{Name: name, Pos: pos, Tenant: tenantField(tenant), Binds: []config.Bind{bind},
+		DefaultBackend: name, MaxConn: maxConn}
+	be := &config.Backend{Name: name, Pos: pos, Tenant: tenantField(tenant), Balance: def.Backend.Balance,
+		Servers: []*config.Server{&srv}}
+	return fe, be
+}
 
 // tenantField is a tenant as the model's Tenant fields hold it ("" for
 // the default tenant, as the files' objects have it).
@@ -138,13 +146,10 @@ func ruleExposure(a api.Attachment, tenant string, r rule, port int) exposure {
 	pos := config.Pos{File: "Exposure/" + r.name + " for " + a.ContainerID + "/" + a.IfName}
 	bind := config.Bind{Pos: pos, Addr: netip.AddrPortFrom(r.hostAddr, uint16(port)), NoTakeover: true}
 	pm := api.PortMapping{HostPort: port, ContainerPort: r.containerPort, Protocol: "tcp", HostIP: r.hostAddr.String()}
-	return exposure{key: a.AttachmentKey, mapping: pm, bind: bind, rule: r.name, lo: r.lo, hi: r.hi, src: &r,
-		frontend: &config.Frontend{Name: name, Pos: pos, Tenant: tenantField(tenant), Binds: []config.Bind{bind},
-			DefaultBackend: name, MaxConn: r.maxConn},
-		backend: &config.Backend{Name: name, Pos: pos, Tenant: tenantField(tenant), Balance: config.BalanceRoundRobin,
-			Servers: []*config.Server{{Name: "c", Pos: pos, Addr: target, Port: uint16(r.containerPort), PortMode: config.PortFixed,
-				Namespace: ns, Weight: 1, Inter: defaultInter, Rise: 2, Fall: 3, SendProxy: r.sendProxy}}},
-	}
+	e := exposure{key: a.AttachmentKey, mapping: pm, bind: bind, rule: r.name, lo: r.lo, hi: r.hi, src: &r}
+	e.frontend, e.backend = forwarding(name, pos, tenant, bind, r.maxConn,
+		config.Server{Name: "c", Addr: target, Port: uint16(r.containerPort), Namespace: ns, SendProxy: r.sendProxy})
+	return e
 }
 
 // serviceExposure is what the Service rule r makes for a: a listener
@@ -155,14 +160,12 @@ func serviceExposure(a api.Attachment, tenant string, r rule) exposure {
 	name := hooks.WithSuffix(hooks.SanitizeName(ns), "svc-"+hooks.SanitizeName(r.name), maxExposureName)
 	pos := config.Pos{File: "Service/" + r.name + " for " + a.ContainerID + "/" + a.IfName}
 	bind := config.Bind{Pos: pos, Addr: r.listen, Namespace: ns, NoTakeover: true}
-	return exposure{key: a.AttachmentKey, bind: bind, rule: r.name,
+	e := exposure{key: a.AttachmentKey, bind: bind, rule: r.name,
 		service: &api.ServiceListener{Rule: r.name, Listen: r.listen.String(), Target: r.target.String(),
-			TargetNamespace: r.targetNS, Frontend: name},
-		frontend: &config.Frontend{Name: name, Pos: pos, Tenant: tenantField(tenant), Binds: []config.Bind{bind}, DefaultBackend: name},
-		backend: &config.Backend{Name: name, Pos: pos, Tenant: tenantField(tenant), Balance: config.BalanceRoundRobin,
-			Servers: []*config.Server{{Name: "s", Pos: pos, Addr: r.target.Addr(), Port: r.target.Port(), PortMode: config.PortFixed,
-				Namespace: r.targetNS, Weight: 1, Inter: defaultInter, Rise: 2, Fall: 3, SendProxy: r.targetPxy}}},
-	}
+			TargetNamespace: r.targetNS, Frontend: name}}
+	e.frontend, e.backend = forwarding(name, pos, tenant, bind, 0,
+		config.Server{Name: "s", Addr: r.target.Addr(), Port: r.target.Port(), Namespace: r.targetNS, SendProxy: r.targetPxy})
+	return e
 }
 
 // preferredPort is the first port a range rule offers a: derived from its
