@@ -63,17 +63,7 @@ func serveTagOnHost(t *testing.T, port int, tag string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte(tag))
-			c.Close()
-		}
-	}()
+	serveTag(t, ln, tag)
 }
 
 // TestNewFrontendCannotTakeLiveExposure: tenant tb applies a frontend on

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"fmt"
+	"net"
 	"net/http/httptest"
 	"net/netip"
 	"strconv"
@@ -48,6 +49,12 @@ func serveTagIn(t *testing.T, ns string, port uint16, tag string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	serveTag(t, ln, tag)
+}
+
+// serveTag answers every connection to ln with tag and closes it, until
+// the test ends.
+func serveTag(t *testing.T, ln net.Listener, tag string) {
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {

@@ -20,9 +20,7 @@ func TestTenantIsolation(t *testing.T) {
 	x, y := testns.New(t, "X"), testns.New(t, "Y")
 	v := newEnv(t)
 	for ns, tenant := range map[string]string{x: "a", y: "b"} {
-		if err := v.reg.Register(netns.Entry{Name: ns, Source: "cni", Tenant: tenant, Allowed: true}); err != nil {
-			t.Fatal(err)
-		}
+		v.registerTenant(ns, tenant)
 		testns.Addr(t, ns, "10.68.0.1/32")
 		v.serve(ns, "10.68.0.1:8080", ns)
 	}
@@ -81,9 +79,7 @@ func TestTenantFixedNamespaceServer(t *testing.T) {
 	x, y := testns.New(t, "X"), testns.New(t, "Y")
 	v := newEnv(t)
 	for ns, tenant := range map[string]string{x: "a", y: "b"} {
-		if err := v.reg.Register(netns.Entry{Name: ns, Source: "cni", Tenant: tenant, Allowed: true}); err != nil {
-			t.Fatal(err)
-		}
+		v.registerTenant(ns, tenant)
 	}
 	testns.Addr(t, y, "10.68.0.1/32")
 	v.serve(y, "10.68.0.1:8080", y)
@@ -118,5 +114,13 @@ func TestTenantFixedNamespaceServer(t *testing.T) {
 	})
 	if g := v.e.Refusals("g")[reasonTenant]; g != 0 {
 		t.Errorf("tenant refusals of g = %d, want 0", g)
+	}
+}
+
+// registerTenant registers ns as an allowlisted run-time namespace of tenant.
+func (v *env) registerTenant(ns, tenant string) {
+	v.t.Helper()
+	if err := v.reg.Register(netns.Entry{Name: ns, Source: "cni", Tenant: tenant, Allowed: true}); err != nil {
+		v.t.Fatal(err)
 	}
 }

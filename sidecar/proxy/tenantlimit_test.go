@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nsproxy/nsproxy/internal/testns"
-	"github.com/nsproxy/nsproxy/sidecar/netns"
 )
 
 // TestTenantMaxConn: Spec.TenantMaxConn caps a tenant's connections over
@@ -21,9 +20,7 @@ func TestTenantMaxConn(t *testing.T) {
 	b, c := testns.New(t, "B"), testns.New(t, "C")
 	v := newEnv(t)
 	for ns, tenant := range map[string]string{b: "t", c: "u"} {
-		if err := v.reg.Register(netns.Entry{Name: ns, Source: "cni", Tenant: tenant, Allowed: true}); err != nil {
-			t.Fatal(err)
-		}
+		v.registerTenant(ns, tenant)
 		v.serve(ns, "127.0.0.1:9402", "s")
 	}
 	bind := func(ns string, port uint16) BindSpec {
