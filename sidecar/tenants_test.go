@@ -327,17 +327,7 @@ func TestServiceRule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("db\n"))
-			c.Close()
-		}
-	}()
+	serveTag(t, ln, "db\n")
 	ns := testns.New(t, "V")
 	set := manifest.Set{Tenants: []manifest.Tenant{tenant("ta", nil, manifest.Selector{Network: "net-a"})},
 		Services: []manifest.Service{{Meta: manifest.Meta{Name: "db", Tenant: "ta"},
