@@ -65,9 +65,8 @@ type rule struct {
 // to do. Restore blames the document (config.Pos.Object up to the first
 // dot) and drops it.
 func tenantError(set *manifest.Set, path, msg string) error {
-	w := set.Where(path)
-	return &config.Error{Pos: config.Pos{File: w.File, Line: w.Line, Col: w.Col, Origin: config.OriginManifest, Object: path},
-		Msg: msg, Err: config.ErrInvalid}
+	pos := origin{kind: config.OriginManifest, object: path, set: set}.pos("")
+	return &config.Error{Pos: pos, Msg: msg, Err: config.ErrInvalid}
 }
 
 // sameSet: b is a unchanged (an apply replaces the set's slices whole).
