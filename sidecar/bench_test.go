@@ -153,30 +153,50 @@ func BenchmarkWrite(b *testing.B) {
 	}
 	ns := testns.New(b, "bw")
 	path := "/var/run/netns/" + ns
-	for _, n := range []int{100, 1000, 5000} {
-		b.Run(fmt.Sprintf("attachment/live=%d", n), func(b *testing.B) {
-			var st State
-			for i := 0; i < n; i++ {
-				st.Attachments = append(st.Attachments, api.Attachment{
-					AttachmentKey: api.AttachmentKey{ContainerID: fmt.Sprintf("live%d", i), IfName: "eth0"},
-					Netns:         path, Source: api.SourceCNI, Tenant: netns.DefaultTenant})
-			}
-			d := benchDaemon(b, st)
-			// As the daemon runs by default: CNI attachments are durable
-			// as the plugin's records, not in the state file.
-			d.opt.AttachmentDir = b.TempDir()
-			a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "churn", IfName: "eth0"}, Netns: path}
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if _, err := d.PutAttachment(a); err != nil {
-					b.Fatal(err)
+	// attachment-hostport: the ADD has a host port (a listener opened and
+	// closed), as every container of bench/churn.sh has.
+	for _, v := range []struct {
+		name string
+		pm   []api.PortMapping
+	}{{"attachment", nil}, {"attachment-hostport", []api.PortMapping{{HostPort: 20590, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}}}} {
+		for _, n := range []int{100, 1000, 5000} {
+			b.Run(fmt.Sprintf("%s/live=%d", v.name, n), func(b *testing.B) {
+				var st State
+				for i := 0; i < n; i++ {
+					st.Attachments = append(st.Attachments, api.Attachment{
+						AttachmentKey: api.AttachmentKey{ContainerID: fmt.Sprintf("live%d", i), IfName: "eth0"},
+						Netns:         path, Source: api.SourceCNI, Tenant: netns.DefaultTenant})
 				}
-				if err := d.DeleteAttachment(a.AttachmentKey); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+				d := benchDaemon(b, st)
+				// As the daemon runs by default: CNI attachments are durable
+				// as the plugin's records, not in the state file.
+				d.opt.AttachmentDir = b.TempDir()
+				a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "churn", IfName: "eth0"}, Netns: path,
+					PortMappings: v.pm}
+				addDel(b, d, a)
+			})
+		}
 	}
+}
+
+// addDel times b.N ADD+DEL of a through d and reports each half too
+// (add-ns/op, del-ns/op): the churn target is per ADD.
+func addDel(b *testing.B, d *Daemon, a api.Attachment) {
+	var add, del time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if _, err := d.PutAttachment(a); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := d.DeleteAttachment(a.AttachmentKey); err != nil {
+			b.Fatal(err)
+		}
+		add, del = add+t1.Sub(t0), del+time.Since(t1)
+	}
+	b.ReportMetric(float64(add.Nanoseconds())/float64(b.N), "add-ns/op")
+	b.ReportMetric(float64(del.Nanoseconds())/float64(b.N), "del-ns/op")
 }
 
 // benchDaemon starts a daemon on restoreCfg with st saved, for benchmarks.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -37,8 +38,11 @@ type Engine struct {
 	hop       []byte              // our v2 headers' loop marker (NOOP TLV value)
 	// nofile is RLIMIT_NOFILE: maxconn is kept below what it allows.
 	nofile  uint64
-	lastMax int        // the effective global maxconn last applied
-	pipes   pipeBudget // splice pipes of every loop, capped by fitMaxConn
+	lastMax int // the effective global maxconn last applied
+	// specMaxConn is the last Spec.MaxConn applied; binds counts the
+	// binds of the frontends (for fitMaxConn, also after ApplyDelta).
+	specMaxConn, binds int
+	pipes              pipeBudget // splice pipes of every loop, capped by fitMaxConn
 
 	handedOver bool // StopAccepting: a successor serves the listeners
 
@@ -99,7 +103,11 @@ func (e *Engine) Apply(spec Spec) error {
 	} else if spec.NbThread > 0 && spec.NbThread != len(e.loops) {
 		e.log.Warn("nbthread changes take effect at the next start", "running", len(e.loops), "wanted", spec.NbThread)
 	}
-	e.global.setLimit(e.fitMaxConn(spec))
+	e.specMaxConn, e.binds = spec.MaxConn, 0
+	for _, fs := range spec.Frontends {
+		e.binds += len(fs.Binds)
+	}
+	e.global.setLimit(e.fitMaxConn(spec.MaxConn, e.binds))
 	e.proxyMax.Store(int64(spec.ProxyHeaderMaxSize))
 
 	old := *e.backends.Load()
@@ -108,21 +116,7 @@ func (e *Engine) Apply(spec Spec) error {
 		if bs.Balance == "" {
 			bs.Balance = RoundRobin
 		}
-		b := old[bs.Name]
-		if b == nil {
-			b = &backend{name: bs.Name}
-		} else if sameBackendSpec(*b.spec.Load(), bs) {
-			next[bs.Name] = b // unchanged: an Apply costs what changed
-			continue
-		}
-		dropped, added := b.update(bs)
-		for _, s := range dropped {
-			s.stopCheck()
-		}
-		for _, s := range added {
-			e.startCheck(s)
-		}
-		next[bs.Name] = b
+		next[bs.Name] = e.updateBackend(old[bs.Name], bs)
 	}
 	for name, b := range old {
 		if _, ok := next[name]; !ok {
@@ -152,21 +146,7 @@ func (e *Engine) Apply(spec Spec) error {
 	}
 	tenants := e.tenantLimiters(spec)
 	for _, fs := range spec.Frontends {
-		fe := e.frontends[fs.Name]
-		if fe == nil {
-			fe = &frontend{name: fs.Name, limit: newLimiter(fs.MaxConn), listeners: map[BindSpec]*listener{}}
-			e.frontends[fs.Name] = fe
-		}
-		if cur := fe.spec.Load(); cur == nil || !sameFrontendSpec(*cur, fs) {
-			fe.spec.Store(&fs)
-		}
-		fe.limit.setLimit(fs.MaxConn)
-		fe.tenant.Store(tenants[fs.Tenant])
-		for _, bs := range fs.Binds {
-			if fe.listeners[bs] == nil {
-				fe.listeners[bs] = e.startListener(fe, bs)
-			}
-		}
+		e.startFrontend(fs, tenants[fs.Tenant])
 	}
 	e.ns.prune(e.liveNamespace) // namespaces removed since the last Apply
 	e.dropUnwantedInherited(func(bs BindSpec) bool {
@@ -177,6 +157,128 @@ func (e *Engine) Apply(spec Spec) error {
 		}
 		return false
 	})
+	return nil
+}
+
+// updateBackend is b (nil: a new one) running bs: unchanged, it is kept as
+// it is; else its servers are updated, those whose spec is unchanged
+// keeping their health.
+func (e *Engine) updateBackend(b *backend, bs BackendSpec) *backend {
+	if bs.Balance == "" {
+		bs.Balance = RoundRobin
+	}
+	if b == nil {
+		b = &backend{name: bs.Name}
+	} else if sameBackendSpec(*b.spec.Load(), bs) {
+		return b // unchanged: an Apply costs what changed
+	}
+	dropped, added := b.update(bs)
+	for _, s := range dropped {
+		s.stopCheck()
+	}
+	for _, s := range added {
+		e.startCheck(s)
+	}
+	return b
+}
+
+// startFrontend makes fs the spec of its frontend (new or running) and
+// starts the listeners of its binds that are not running; the caller has
+// stopped those of binds fs no longer has.
+func (e *Engine) startFrontend(fs FrontendSpec, tenant *limiter) {
+	fe := e.frontends[fs.Name]
+	if fe == nil {
+		fe = &frontend{name: fs.Name, limit: newLimiter(fs.MaxConn), listeners: map[BindSpec]*listener{}}
+		e.frontends[fs.Name] = fe
+	}
+	if cur := fe.spec.Load(); cur == nil || !sameFrontendSpec(*cur, fs) {
+		fe.spec.Store(&fs)
+	}
+	fe.limit.setLimit(fs.MaxConn)
+	fe.tenant.Store(tenant)
+	for _, bs := range fs.Binds {
+		if fe.listeners[bs] == nil {
+			fe.listeners[bs] = e.startListener(fe, bs)
+		}
+	}
+}
+
+// Delta changes the running spec by whole frontends and backends: those
+// to add (or replace, by name) and those to remove.
+type Delta struct {
+	Frontends       []FrontendSpec
+	Backends        []BackendSpec
+	RemoveFrontends []string
+	RemoveBackends  []string
+	// TenantMaxConn: as Spec's, read for a tenant that has no frontend yet.
+	TenantMaxConn map[string]int
+}
+
+// ApplyDelta is Apply for the spec last applied changed by d, at the cost
+// of d: Apply's pass over every frontend and backend made each container's
+// ADD cost grow with the live containers (issue 13). Apply must have run
+// once before. A tenant whose last frontend d removes keeps its limiter
+// until the next Apply.
+func (e *Engine) ApplyDelta(d Delta) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopped || e.handedOver || e.loops == nil {
+		return ErrStopped
+	}
+	if len(d.Backends)+len(d.RemoveBackends) > 0 {
+		next := maps.Clone(*e.backends.Load()) // copied: read lock-free per connection
+		for _, name := range d.RemoveBackends {
+			if b := next[name]; b != nil {
+				b.stop()
+				delete(next, name)
+			}
+		}
+		for _, bs := range d.Backends {
+			next[bs.Name] = e.updateBackend(next[bs.Name], bs)
+		}
+		e.backends.Store(&next)
+	}
+	stop := func(fe *frontend, keep []BindSpec) {
+		for bs, l := range fe.listeners {
+			if !slices.Contains(keep, bs) {
+				l.stop()
+				delete(fe.listeners, bs)
+				e.binds--
+			}
+		}
+	}
+	for _, name := range d.RemoveFrontends {
+		if fe := e.frontends[name]; fe != nil {
+			stop(fe, nil)
+			delete(e.frontends, name)
+		}
+	}
+	for _, fs := range d.Frontends {
+		before := 0
+		if fe := e.frontends[fs.Name]; fe != nil {
+			stop(fe, fs.Binds)
+			before = len(fe.listeners)
+		}
+		l := e.tenants[fs.Tenant]
+		if l == nil {
+			l = newLimiter(0)
+			l.setLimit(d.TenantMaxConn[fs.Tenant])
+			e.tenants[fs.Tenant] = l
+		}
+		e.startFrontend(fs, l)
+		e.binds += len(e.frontends[fs.Name].listeners) - before
+	}
+	e.global.setLimit(e.fitMaxConn(e.specMaxConn, e.binds))
+	if len(d.RemoveFrontends) > 0 {
+		e.dropUnwantedInherited(func(bs BindSpec) bool {
+			for _, fe := range e.frontends {
+				if fe.listeners[bs] != nil {
+					return true
+				}
+			}
+			return false
+		})
+	}
 	return nil
 }
 
