@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -35,6 +36,7 @@ func BenchmarkRestore(b *testing.B) {
 	// Attachment records replayed at start, all in one namespace: each is
 	// a registry entry with its own handle.
 	ns := testns.New(b, "br")
+	b.Run("attachments-hostport=5000", func(b *testing.B) { benchRestoreExposed(b, ns, 5000) })
 	for _, n := range []int{1000, 5000} {
 		b.Run(fmt.Sprintf("attachments=%d", n), func(b *testing.B) {
 			dir := b.TempDir()
@@ -59,6 +61,72 @@ func BenchmarkRestore(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchRestoreExposed: n attachment records, each with a host port (on
+// 127.0.X.1, ports 20500-20599), replayed at start, until every listener
+// is open and a connection through the last one reaches the server in the
+// namespace: issue 13's restart target (5,000 serving within 2 s).
+func benchRestoreExposed(b *testing.B, ns string, n int) {
+	h, err := netns.OpenPath("/var/run/netns/"+ns, ns)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	ln, err := h.Listen(netip.MustParseAddrPort("127.0.0.1:8080"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("ok\n"))
+			c.Close()
+		}
+	}()
+	dir := b.TempDir()
+	var last string
+	for i := 0; i < n; i++ {
+		host := fmt.Sprintf("127.0.%d.1", 1+i/100)
+		a := hooks.Attachment{AttachmentKey: hooks.AttachmentKey{ContainerID: fmt.Sprintf("rec%d", i), IfName: "eth0"},
+			Netns: "/var/run/netns/" + ns, PortMappings: []hooks.PortMapping{{HostPort: 20500 + i%100, ContainerPort: 8080,
+				Protocol: "tcp", HostIP: host}}}
+		if err := hooks.WriteRecord(dir, a); err != nil {
+			b.Fatal(err)
+		}
+		last = fmt.Sprintf("%s:%d", host, 20500+i%100)
+	}
+	cfgPath := filepath.Join(dir, "n.cfg")
+	os.WriteFile(cfgPath, []byte(restoreCfg("127.0.0.1:19390", "127.0.0.1:19391")), 0o644)
+	var started time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		d := startedDaemon(b, Options{ConfigFiles: []string{cfgPath}, AttachmentDir: dir})
+		started += time.Since(t0)
+		for up := 0; up < n; {
+			up = 0
+			for _, l := range d.engine.Listeners() {
+				if l.Listening && l.Bind.NoTakeover {
+					up++
+				}
+			}
+			if up < n {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		if err := answers(last, "ok\n", 5*time.Second); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		stopDaemon(d)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(started.Milliseconds())/float64(b.N), "start-ms/op") // New + Start returned
 }
 
 func benchRestore(b *testing.B, n int) {

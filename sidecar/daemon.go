@@ -2,7 +2,6 @@ package sidecar
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -762,15 +761,7 @@ func (d *Daemon) replay(st State) State {
 			kept = append(kept, a)
 		}
 	}
-	for _, r := range recs {
-		b, err := json.Marshal(r)
-		if err != nil {
-			continue
-		}
-		var a api.Attachment
-		if err := json.Unmarshal(b, &a); err != nil {
-			continue
-		}
+	for _, a := range recs { // api.Attachment is hooks.Attachment: no conversion
 		if a.Source == "" {
 			a.Source = api.SourceCNI
 		}
