@@ -222,18 +222,25 @@ func BenchmarkWrite(b *testing.B) {
 	ns := testns.New(b, "bw")
 	path := "/var/run/netns/" + ns
 	// attachment-hostport: the ADD has a host port (a listener opened and
-	// closed), as every container of bench/churn.sh has.
+	// closed), as every container of bench/churn.sh has; attachment-exposed:
+	// the live ones have one too (127.0.X.1, ports 20400-20499).
+	hostPort := []api.PortMapping{{HostPort: 20590, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}}
 	for _, v := range []struct {
-		name string
-		pm   []api.PortMapping
-	}{{"attachment", nil}, {"attachment-hostport", []api.PortMapping{{HostPort: 20590, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}}}} {
+		name        string
+		pm          []api.PortMapping
+		liveExposed bool
+	}{{"attachment", nil, false}, {"attachment-hostport", hostPort, false}, {"attachment-exposed", hostPort, true}} {
 		for _, n := range []int{100, 1000, 5000} {
 			b.Run(fmt.Sprintf("%s/live=%d", v.name, n), func(b *testing.B) {
 				var st State
 				for i := 0; i < n; i++ {
-					st.Attachments = append(st.Attachments, api.Attachment{
-						AttachmentKey: api.AttachmentKey{ContainerID: fmt.Sprintf("live%d", i), IfName: "eth0"},
-						Netns:         path, Source: api.SourceCNI, Tenant: netns.DefaultTenant})
+					a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: fmt.Sprintf("live%d", i), IfName: "eth0"},
+						Netns: path, Source: api.SourceCNI, Tenant: netns.DefaultTenant}
+					if v.liveExposed {
+						a.PortMappings = []api.PortMapping{{HostPort: 20400 + i%100, ContainerPort: 80, Protocol: "tcp",
+							HostIP: fmt.Sprintf("127.0.%d.1", 1+i/100)}}
+					}
+					st.Attachments = append(st.Attachments, a)
 				}
 				d := benchDaemon(b, st)
 				// As the daemon runs by default: CNI attachments are durable

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -29,7 +28,7 @@ type Engine struct {
 	mu        sync.Mutex // serialises Apply and Shutdown
 	stopped   bool
 	frontends map[string]*frontend
-	backends  atomic.Pointer[map[string]*backend] // read lock-free per connection
+	backends  backendSet // read lock-free per connection
 	global    *limiter
 	tenants   map[string]*limiter // per-tenant maxconn (Spec.TenantMaxConn), of the frontends' tenants
 	proxyMax  atomic.Int64        // Spec.ProxyHeaderMaxSize
@@ -69,7 +68,6 @@ func New(reg *netns.Registry, log *slog.Logger) *Engine {
 	e := &Engine{reg: reg, log: log, ctx: ctx, cancel: cancel,
 		frontends: map[string]*frontend{}, global: newLimiter(0), sessions: map[*session]struct{}{},
 		hop: newHopMarker(), nofile: raiseNoFile()}
-	e.backends.Store(&map[string]*backend{})
 	return e
 }
 
@@ -110,20 +108,17 @@ func (e *Engine) Apply(spec Spec) error {
 	e.global.setLimit(e.fitMaxConn(spec.MaxConn, e.binds))
 	e.proxyMax.Store(int64(spec.ProxyHeaderMaxSize))
 
-	old := *e.backends.Load()
-	next := make(map[string]*backend, len(spec.Backends))
+	wanted := make(map[string]bool, len(spec.Backends))
 	for _, bs := range spec.Backends {
-		if bs.Balance == "" {
-			bs.Balance = RoundRobin
-		}
-		next[bs.Name] = e.updateBackend(old[bs.Name], bs)
+		e.backends.set(e.updateBackend(e.backends.get(bs.Name), bs))
+		wanted[bs.Name] = true
 	}
-	for name, b := range old {
-		if _, ok := next[name]; !ok {
+	e.backends.each(func(b *backend) {
+		if !wanted[b.name] {
 			b.stop()
+			e.backends.remove(b.name)
 		}
-	}
-	e.backends.Store(&next)
+	})
 
 	// Stop what goes before starting what comes, so that a bind that
 	// moves between frontends or changes options finds its address free.
@@ -225,18 +220,14 @@ func (e *Engine) ApplyDelta(d Delta) error {
 	if e.stopped || e.handedOver || e.loops == nil {
 		return ErrStopped
 	}
-	if len(d.Backends)+len(d.RemoveBackends) > 0 {
-		next := maps.Clone(*e.backends.Load()) // copied: read lock-free per connection
-		for _, name := range d.RemoveBackends {
-			if b := next[name]; b != nil {
-				b.stop()
-				delete(next, name)
-			}
+	for _, name := range d.RemoveBackends {
+		if b := e.backends.get(name); b != nil {
+			b.stop()
+			e.backends.remove(name)
 		}
-		for _, bs := range d.Backends {
-			next[bs.Name] = e.updateBackend(next[bs.Name], bs)
-		}
-		e.backends.Store(&next)
+	}
+	for _, bs := range d.Backends {
+		e.backends.set(e.updateBackend(e.backends.get(bs.Name), bs))
 	}
 	stop := func(fe *frontend, keep []BindSpec) {
 		for bs, l := range fe.listeners {
@@ -322,7 +313,26 @@ func sameFrontendSpec(a, b FrontendSpec) bool {
 		slices.Equal(a.Binds, b.Binds) && slices.Equal(a.Proxy.Trusted, b.Proxy.Trusted)
 }
 
-func (e *Engine) backend(name string) *backend { return (*e.backends.Load())[name] }
+func (e *Engine) backend(name string) *backend { return e.backends.get(name) }
+
+// backendSet maps names to the running backends: read lock-free per
+// connection, changed per name (a copy of the whole map per change made
+// each container's ADD cost grow with the live containers, issue 13).
+// Written with Engine.mu held.
+type backendSet struct{ m sync.Map }
+
+func (s *backendSet) get(name string) *backend {
+	if v, ok := s.m.Load(name); ok {
+		return v.(*backend)
+	}
+	return nil
+}
+
+func (s *backendSet) set(b *backend)     { s.m.Store(b.name, b) }
+func (s *backendSet) remove(name string) { s.m.Delete(name) }
+func (s *backendSet) each(f func(*backend)) {
+	s.m.Range(func(_, v any) bool { f(v.(*backend)); return true })
+}
 
 func (e *Engine) backendSpec(name string) *BackendSpec {
 	if b := e.backend(name); b != nil {
@@ -346,9 +356,7 @@ func (e *Engine) Shutdown(ctx context.Context) int {
 			l.stop()
 		}
 	}
-	for _, b := range *e.backends.Load() {
-		b.stop()
-	}
+	e.backends.each(func(b *backend) { b.stop() })
 	e.mu.Unlock()
 
 	done := make(chan struct{})
@@ -421,12 +429,12 @@ type ServerState struct {
 // Servers lists every server with its health.
 func (e *Engine) Servers() []ServerState {
 	var out []ServerState
-	for _, b := range *e.backends.Load() {
+	e.backends.each(func(b *backend) {
 		for _, s := range b.snapshot() {
 			out = append(out, ServerState{Backend: b.name, Server: s.spec.Name, Up: s.up.Load(),
 				Active: s.active.Load(), Total: s.stats.Total.Load()})
 		}
-	}
+	})
 	return out
 }
 
