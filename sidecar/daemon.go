@@ -84,6 +84,7 @@ type Daemon struct {
 	dirSet           manifest.Set              // the --manifests directory as New read it, for Start
 	live             config.BindSet            // every bind of the running model (d.merged), with its frontend
 	fast             attachmentIndex           // the fast path's indexes (delta.go)
+	memory           memoryReturn              // when freed heap went back to the OS (delta.go)
 
 	ho handover // zero-downtime upgrade to a successor process
 }

@@ -44,7 +44,6 @@ type attachmentIndex struct {
 	base     *config.Config            // the running model without the exposures
 	stale    bool                      // d.merged lags behind: mergedLocked rebuilds it
 	peak     int                       // most live attachments since the maps were made
-	freed    time.Time                 // the last return of memory to the OS
 }
 
 // indexAttachments builds the fast path's indexes from a committed full
@@ -54,8 +53,7 @@ func (d *Daemon) indexAttachments(st State, p *plan) {
 	x := attachmentIndex{ok: len(m.Tenants)+len(m.Exposures)+len(m.Services) == 0 && p.shared == 0,
 		pos: make(map[api.AttachmentKey]int, len(st.Attachments)), names: make(map[string]bool, len(st.Attachments)),
 		owners: nameOwners(p.file, &st), objNames: p.objNames, baseNS: map[string]bool{}, ids: p.ids,
-		idCount: map[kernelNS]int{}, blocked: p.blocked, base: p.base, peak: max(d.fast.peak, len(st.Attachments)),
-		freed: d.fast.freed}
+		idCount: map[kernelNS]int{}, blocked: p.blocked, base: p.base, peak: max(d.fast.peak, len(st.Attachments))}
 	for _, n := range p.base.NamespaceNames() {
 		x.baseNS[n] = true
 	}
@@ -292,12 +290,18 @@ func (d *Daemon) applyEngineDelta(ed *engineDelta) error {
 
 // shrink rebuilds the daemon's per-attachment maps once the live
 // attachments fell below a quarter of their peak (a Go map keeps its
-// largest bucket array), and returns the freed heap to the OS at most
-// every 10 s: after a node's containers leave, the daemon's RSS goes back
-// near where it started instead of staying at the peak's.
+// largest bucket array), and has the freed heap returned to the OS
+// (freeOSMemory): after a node's containers leave, the daemon's RSS goes
+// back near where it started instead of staying at the peak's.
 func (d *Daemon) shrink() {
 	x := &d.fast
 	n := len(d.state.Attachments)
+	m := &d.memory
+	removed := n < m.last
+	m.last, m.peak = n, max(m.peak, n)
+	if removed && m.peak >= shrinkFloor && n <= m.peak/4 {
+		d.freeOSMemory()
+	}
 	if x.peak < shrinkFloor || n > x.peak/4 {
 		return
 	}
@@ -312,10 +316,35 @@ func (d *Daemon) shrink() {
 	d.live.Compact(x.peak)
 	d.state.Attachments = slices.Clip(slices.Clone(d.state.Attachments))
 	x.peak = n
-	if time.Since(x.freed) >= 10*time.Second {
-		x.freed = time.Now()
-		go debug.FreeOSMemory() // a forced GC: not on the writer's time
+}
+
+// memoryReturn is when the daemon last gave freed heap back to the OS.
+type memoryReturn struct {
+	last  int       // live attachments after the last batch
+	peak  int       // most live attachments since the last return
+	freed time.Time // the last return
+	armed bool      // a return is due (timer set)
+}
+
+// freeOSMemory returns the freed heap to the OS once the DELs of a burst
+// are done (1 s after the last that asked, so the burst's garbage goes
+// too) and at most every 10 s: debug.FreeOSMemory is a forced GC. With
+// d.mu held.
+func (d *Daemon) freeOSMemory() {
+	m := &d.memory
+	if m.armed {
+		return
 	}
+	m.armed = true
+	wait := max(time.Second, 10*time.Second-time.Since(m.freed))
+	time.AfterFunc(wait, func() {
+		d.mu.Lock()
+		m.armed, m.freed = false, time.Now()
+		// Below the floor, DELs that leave a quarter of this ask again.
+		m.peak = max(len(d.state.Attachments), shrinkFloor)
+		d.mu.Unlock()
+		debug.FreeOSMemory()
+	})
 }
 
 // shrinkFloor: below this many attachments at the peak, the maps are left

@@ -247,6 +247,9 @@ func TestAttachmentChurnLeavesNothing(t *testing.T) {
 	if d.fast.peak >= shrinkFloor {
 		t.Errorf("peak %d after every attachment left: the maps were not rebuilt", d.fast.peak)
 	}
+	if !d.memory.armed && d.memory.freed.IsZero() {
+		t.Error("no return of the freed heap to the OS asked for after every attachment left")
+	}
 	if got := d.mergedLocked(); len(got.Frontends) != 1 || len(got.Backends) != 1 {
 		t.Errorf("model after all DELs: %d frontends, %d backends; want the files' 1 and 1", len(got.Frontends), len(got.Backends))
 	}
