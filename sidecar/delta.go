@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"fmt"
+	"maps"
 	"runtime/debug"
 	"slices"
 	"time"
@@ -351,12 +352,11 @@ func (d *Daemon) freeOSMemory() {
 // as they are.
 const shrinkFloor = 256
 
-// maps2 is m copied into a map sized for what it holds now.
+// maps2 is m copied into a map sized for what it holds now (maps.Clone
+// keeps the source's capacity).
 func maps2[K comparable, V any](m map[K]V) map[K]V {
 	out := make(map[K]V, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
+	maps.Copy(out, m)
 	return out
 }
 

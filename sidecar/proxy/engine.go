@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -41,6 +42,7 @@ type Engine struct {
 	// specMaxConn is the last Spec.MaxConn applied; binds counts the
 	// binds of the frontends (for fitMaxConn, also after ApplyDelta).
 	specMaxConn, binds int
+	frontendsPeak      int        // most frontends since the map was made (shrunk)
 	pipes              pipeBudget // splice pipes of every loop, capped by fitMaxConn
 
 	handedOver bool // StopAccepting: a successor serves the listeners
@@ -260,6 +262,10 @@ func (e *Engine) ApplyDelta(d Delta) error {
 		e.binds += len(e.frontends[fs.Name].listeners) - before
 	}
 	e.global.setLimit(e.fitMaxConn(e.specMaxConn, e.binds))
+	e.frontendsPeak = max(e.frontendsPeak, len(e.frontends))
+	if shrunk(len(e.frontends), &e.frontendsPeak) {
+		e.frontends = resized(e.frontends)
+	}
 	if len(d.RemoveFrontends) > 0 {
 		e.dropUnwantedInherited(func(bs BindSpec) bool {
 			for _, fe := range e.frontends {
@@ -271,6 +277,26 @@ func (e *Engine) ApplyDelta(d Delta) error {
 		})
 	}
 	return nil
+}
+
+// shrunk reports whether a map of n entries fell to a quarter of its peak
+// (at least 256), and then makes n its peak: a Go map keeps its largest
+// bucket array, so the caller copies it (resized) to let the rest go
+// after a node's containers left.
+func shrunk(n int, peak *int) bool {
+	if *peak < 256 || n > *peak/4 {
+		return false
+	}
+	*peak = n
+	return true
+}
+
+// resized is m copied into a map made for its size now (maps.Clone keeps
+// the source's capacity).
+func resized[K comparable, V any](m map[K]V) map[K]V {
+	out := make(map[K]V, len(m))
+	maps.Copy(out, m)
+	return out
 }
 
 // tenantLimiters gives each tenant of spec's frontends its limiter, with

@@ -57,6 +57,7 @@ type ownListeners struct {
 	mu    sync.Mutex
 	refs  map[listenKey]int // sockets per key
 	ports map[uint16]int    // keys per port
+	peak  int               // most keys since refs was made (shrunk)
 	keys  sync.Map          // listenKey → struct{}: the keys refs holds
 	// bits has a bit per port in use, so that most destinations are
 	// cleared without hashing a key.
@@ -108,6 +109,7 @@ func (o *ownListeners) change(k listenKey, d int) {
 	switch {
 	case was <= 0 && now > 0:
 		o.refs[k] = now
+		o.peak = max(o.peak, len(o.refs))
 		o.keys.Store(k, struct{}{})
 		if o.ports[p]++; o.ports[p] == 1 {
 			o.bits[p/64].Or(1 << (p % 64))
@@ -118,6 +120,9 @@ func (o *ownListeners) change(k listenKey, d int) {
 		if o.ports[p]--; o.ports[p] <= 0 {
 			delete(o.ports, p)
 			o.bits[p/64].And(^(uint64(1) << (p % 64)))
+		}
+		if shrunk(len(o.refs), &o.peak) {
+			o.refs, o.ports = resized(o.refs), resized(o.ports)
 		}
 	case now > 0:
 		o.refs[k] = now
