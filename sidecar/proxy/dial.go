@@ -36,25 +36,52 @@ func (s *session) prepareConnect() error {
 	return nil
 }
 
+// errOffLoop: the attempt's socket is to be made in another namespace,
+// which a loop's thread never enters; a connector goes on with it.
+var errOffLoop = errors.New("nsproxy: the server's socket is made by a connector")
+
 // nextAttempt picks servers until a connect starts (non-blocking: the
 // loop learns how it ends) and returns its socket, or the error that ends
 // the session (its termination set). Each attempt goes to a different
-// server. It runs on the listener's goroutine (plain binds) or a connector
-// (after a PROXY header read in a loop, and for a retry):
-// creating a socket in a namespace must not happen on a loop's thread. An
-// error wrapping netns.ErrThreadStuck means the caller's thread is stuck
+// server. On a loop (onLoop), a server whose socket is made in another
+// namespace stops it with errOffLoop, the attempt chosen and kept in s.at
+// (s.deferred): the loop hands the connection to a connector, whose
+// nextAttempt(false) starts that attempt first. An error wrapping
+// netns.ErrThreadStuck means the caller's thread (a connector's) is stuck
 // in a foreign namespace: the caller's goroutine must end.
-func (s *session) nextAttempt() (int, error) {
+func (s *session) nextAttempt(onLoop bool) (int, error) {
 	nsOK := func(name string) bool { _, err := s.e.reg.Get(name); return err == nil }
-	for s.attempts < maxAttempts {
-		srv := s.b.pick(s.src.Addr(), s.tried, nsOK)
-		if srv == nil {
-			break
+	for {
+		var at attempt
+		var err error
+		if s.deferred {
+			s.deferred = false
+			at = s.at
+		} else {
+			if s.attempts >= maxAttempts {
+				break
+			}
+			srv := s.b.pick(s.src.Addr(), s.tried, nsOK)
+			if srv == nil {
+				break
+			}
+			s.attempts++
+			s.tried[srv] = true
+			srv.active.Add(1)
+			at, err = s.resolve(srv)
+			if err == nil && onLoop && !at.h.IsDefault() {
+				s.mu.Lock()
+				s.at = at
+				s.mu.Unlock()
+				s.deferred = true
+				return -1, errOffLoop
+			}
 		}
-		s.attempts++
-		s.tried[srv] = true
-		srv.active.Add(1)
-		fd, at, err := s.startDial(srv)
+		srv := at.srv
+		fd := -1
+		if err == nil {
+			fd, err = s.dial(at)
+		}
 		if reason := refusalReason(err); reason != "" { // loop, tenant
 			srv.active.Add(-1)
 			s.e.frontendRefusal(s.fe.Name, reason)
@@ -127,31 +154,43 @@ func (s *session) connectTimeout() time.Duration {
 	return DefaultConnectTimeout
 }
 
-// startDial creates a socket for srv inside its namespace (the client's
-// for "namespace *") and starts connecting it.
-func (s *session) startDial(srv *server) (int, attempt, error) {
+// resolve finds where an attempt on srv goes: the namespace its socket is
+// made in (the client's for "namespace *"), checked against the tenant's
+// allowlist, and the destination. The attempt carries srv even on error.
+func (s *session) resolve(srv *server) (attempt, error) {
+	at := attempt{srv: srv}
 	h := s.clientNS
 	if srv.spec.ClientNamespace {
 		if err := s.clientNamespaceAllowed(h); err != nil {
-			return -1, attempt{}, err
+			return at, err
 		}
 	} else {
 		var err error
 		if h, err = s.e.reg.Get(srv.spec.Namespace); err != nil {
-			return -1, attempt{}, err
+			return at, err
 		}
 		if err := s.serverNamespaceAllowed(h); err != nil {
-			return -1, attempt{}, err
+			return at, err
 		}
 	}
 	dst, err := s.destination(srv.spec)
 	if err != nil {
-		return -1, attempt{}, err
+		return at, err
 	}
+	at.h, at.dst = h, dst
 	// A destination from the client may be one of our own listeners.
-	fromClient := !srv.spec.Addr.IsValid() || srv.spec.Addr.IsUnspecified() || srv.spec.PortMode != PortFixed
-	if fromClient && s.e.own.isOwn(h, dst, func(a netip.Addr) bool { return localInNamespace(h, a) }) {
-		return -1, attempt{}, fmt.Errorf("%w: %s in namespace %s", ErrLoop, dst, h.Label())
+	at.fromClient = !srv.spec.Addr.IsValid() || srv.spec.Addr.IsUnspecified() || srv.spec.PortMode != PortFixed
+	return at, nil
+}
+
+// dial creates the attempt's socket inside its namespace and starts
+// connecting it. Only in the daemon's own namespace may it run on a loop:
+// no setns then, and the loop guard's question to the kernel (is the
+// address local?) is one netlink request made right here.
+func (s *session) dial(at attempt) (int, error) {
+	h, dst := at.h, at.dst
+	if at.fromClient && s.e.own.isOwn(h, dst, func(a netip.Addr) bool { return localInNamespace(h, a) }) {
+		return -1, fmt.Errorf("%w: %s in namespace %s", ErrLoop, dst, h.Label())
 	}
 	var opt netns.DialOptions
 	switch {
@@ -160,11 +199,7 @@ func (s *session) startDial(srv *server) (int, attempt, error) {
 	case s.bs.Source.IsValid() && !s.bs.Source.IsUnspecified():
 		opt = netns.DialOptions{Source: netip.AddrPortFrom(s.bs.Source, 0)}
 	}
-	fd, err := h.StartConnect(dst, opt)
-	if err != nil {
-		return -1, attempt{}, err
-	}
-	return fd, attempt{srv: srv, h: h, dst: dst, fromClient: fromClient}, nil
+	return h.StartConnect(dst, opt)
 }
 
 // errNoDestination: a server takes its address from the client connection,

@@ -53,7 +53,10 @@ type Engine struct {
 	sessions map[*session]struct{}
 	sessWG   sync.WaitGroup
 	connectQ chan *pconn // connect attempts for the connectors (hdrloop.go)
-	nextID   atomic.Uint64
+	// connectorAttempts counts the attempts a loop gave a connector (a
+	// server's socket in another namespace).
+	connectorAttempts atomic.Uint64
+	nextID            atomic.Uint64
 }
 
 // New returns an engine that resolves namespaces through reg.

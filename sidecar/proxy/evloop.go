@@ -18,7 +18,8 @@ import (
 // in the runtime's poller on the epoll fd (wait). It keeps their idle
 // timers in a heap, moves bytes through one read buffer or, for bulk,
 // through pipes leased from its pool. Nothing else touches a connection
-// it owns: other goroutines post commands (post), which the loop runs
+// it owns (and accepts on the listening sockets it owns, accept.go):
+// other goroutines post commands (post), which the loop runs
 // between two epoll waits, woken by an eventfd.
 //
 // Idle connections cost no goroutine and no buffer: two slots of the fd
@@ -35,8 +36,9 @@ type evloop struct {
 	cmds    []func()
 	stopped bool // no more commands are taken
 
-	conns atomic.Int64 // connections owned, for the choice of a loop
-	done  chan struct{}
+	conns     atomic.Int64 // connections owned, for the choice of a loop
+	listening atomic.Int64 // listening sockets owned (accept.go)
+	done      chan struct{}
 
 	// Owned by the loop's goroutine.
 	fds      []fdSlot // indexed by fd number
@@ -48,6 +50,11 @@ type evloop struct {
 	pipes    pipePool
 	now      time.Time // taken once per turn: activity stamps
 	stopping bool
+	// Listening sockets it accepts on (accept.go), by fd, and those whose
+	// batch ran out this turn.
+	acceptors   map[int]*acceptor
+	acceptAgain []*acceptor
+	sa          unix.RawSockaddrAny // accept4's and getsockname's
 }
 
 // fdSlot says which connection an fd belongs to. gen is the registration's
@@ -141,6 +148,7 @@ func (l *evloop) run() {
 			l.event(events[i])
 		}
 		l.runAgain()
+		l.runAcceptAgain()
 		l.fireTimers()
 		if l.stopping {
 			l.close()
@@ -172,7 +180,7 @@ func (l *evloop) wait(events []unix.EpollEvent) int {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		if n > 0 || len(l.again) > 0 {
+		if n > 0 || len(l.again) > 0 || len(l.acceptAgain) > 0 {
 			return n
 		}
 		ms := l.waitMillis()
@@ -207,7 +215,7 @@ func epollPoll(epfd int, events []unix.EpollEvent) (int, syscall.Errno) {
 // waitMillis is epoll_wait's timeout: 0 when work is left over, else until
 // the next timer.
 func (l *evloop) waitMillis() int {
-	if len(l.again) > 0 {
+	if len(l.again) > 0 || len(l.acceptAgain) > 0 {
 		return 0
 	}
 	if len(l.timers) == 0 {
@@ -226,12 +234,16 @@ func (l *evloop) event(ev unix.EpollEvent) {
 		l.commands()
 		return
 	}
-	if fd >= len(l.fds) {
+	var slot fdSlot
+	if fd < len(l.fds) {
+		slot = l.fds[fd]
+	}
+	c := slot.c
+	if c == nil {
+		l.acceptEvent(fd, uint32(ev.Pad)) // a listening socket, or nothing
 		return
 	}
-	slot := l.fds[fd]
-	c := slot.c
-	if c == nil || slot.gen != uint32(ev.Pad) || c.closed {
+	if slot.gen != uint32(ev.Pad) || c.closed {
 		return // closed, maybe reused, since the event was queued
 	}
 	side := 0

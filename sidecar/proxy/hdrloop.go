@@ -13,8 +13,9 @@ import (
 // An accept-proxy bind's connection in its loop before it has a server:
 // the loop reads the PROXY header with an incremental parser as bytes
 // arrive (no blocking read, no goroutine), bounded by the header timeout
-// in its timer heap; then a connector starts the connect, since a socket
-// in a namespace is never created on a loop's thread.
+// in its timer heap; then the connect starts on the loop (a server in the
+// daemon's own namespace) or on a connector, since a socket in another
+// namespace is never created on a loop's thread.
 
 // adoptHeader registers the client's socket and arms the header timeout.
 func (l *evloop) adoptHeader(c *pconn) {
@@ -63,8 +64,8 @@ func (c *pconn) readHeader() {
 	}
 }
 
-// headerDone applies the header (or refuses the connection), then hands
-// the first connect attempt to a connector.
+// headerDone applies the header (or refuses the connection), then starts
+// the first connect attempt (pconn.attempt).
 func (c *pconn) headerDone(h *proxyproto.Header, err error) {
 	c.header = nil
 	c.l.timers.remove(c)
@@ -80,7 +81,7 @@ func (c *pconn) headerDone(h *proxyproto.Header, err error) {
 		return
 	}
 	c.connecting = true
-	c.l.e.connect(c)
+	c.attempt()
 }
 
 // connectQueue: attempts waiting for a connector; a loop that finds it
@@ -90,6 +91,7 @@ const connectQueue = 4096
 // connect has a connector start the next attempt of c, whose loop takes
 // the socket (adoptServer) or ends the connection.
 func (e *Engine) connect(c *pconn) {
+	e.connectorAttempts.Add(1)
 	e.sessWG.Add(1) // Shutdown waits for the attempt too
 	e.connectQ <- c
 }
@@ -124,7 +126,7 @@ func (e *Engine) connector() {
 func (c *pconn) startAttempt() (stuck bool) {
 	s, l := c.s, c.l
 	defer s.e.sessWG.Done()
-	sfd, err := s.nextAttempt()
+	sfd, err := s.nextAttempt(false)
 	if err != nil {
 		l.post(func() {
 			c.endErr = err
