@@ -95,6 +95,24 @@ func TestConnectOnTheLoop(t *testing.T) {
 	if d := v.e.connectorAttempts.Load() - before; d != n {
 		t.Fatalf("%d connects to a server in another namespace went through a connector, want %d", d, n)
 	}
+	// A retry after a refused connect stays on the loop too.
+	sp.Backends[0].Servers = []ServerSpec{srv("dead", "127.0.0.1:21006", ""), srv("s", "127.0.0.1:21001", "")}
+	sp.Backends[0].Balance = First
+	if err := v.e.Apply(sp); err != nil {
+		t.Fatal(err)
+	}
+	before = v.e.connectorAttempts.Load()
+	for range n {
+		if got, err := v.ask(a, plain.Addr.String()); err != nil || got != "home" {
+			t.Fatalf("retry: %q, %v", got, err)
+		}
+	}
+	if d := v.e.connectorAttempts.Load() - before; d != 0 {
+		t.Fatalf("%d retries in the daemon's namespace went through a connector, want 0", d)
+	}
+	if errs := v.e.backend("home").stats.ConnectErrors.Load(); errs < n {
+		t.Fatalf("%d failed attempts on the dead server, want %d: the retries were not tested", errs, n)
+	}
 }
 
 // TestAcceptBackoffOnEMFILE: when accept(2) fails for want of fds, the
