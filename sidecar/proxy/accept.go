@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"net/netip"
 	"syscall"
 	"time"
@@ -260,7 +259,10 @@ func (l *evloop) startSession(a *acceptor, tl *limiter, fd int, src netip.AddrPo
 	s.pc = c // an abort from now on is a command to owner, after setup
 	s.mu.Unlock()
 	owner.conns.Add(1)
-	s.stopClientNS = context.AfterFunc(h.Context(), func() { s.abort("client_netns_gone") })
+	l.e.watchNS(h) // Engine.nsGone aborts it with its listener's namespace
+	if h.Context().Err() != nil {
+		s.abort("client_netns_gone")
+	}
 	if owner == l {
 		owner.setup(c)
 		return
@@ -302,9 +304,9 @@ func (l *evloop) setup(c *pconn) {
 		c.finish()
 		return
 	}
-	if s.bind.AcceptProxy {
+	if s.acceptProxy {
 		if err := s.checkProxySource(); err != nil {
-			c.endErr = err
+			c.s.endErr = err
 			c.finish()
 			return
 		}
@@ -317,7 +319,7 @@ func (l *evloop) setup(c *pconn) {
 		return
 	}
 	if err := s.prepareConnect(); err != nil {
-		c.endErr = err
+		c.s.endErr = err
 		c.finish()
 		return
 	}
@@ -334,7 +336,7 @@ func (c *pconn) attempt() {
 	case err == errOffLoop:
 		c.l.e.connect(c)
 	case err != nil:
-		c.endErr = err
+		c.s.endErr = err
 		c.finish()
 	default:
 		c.adoptServer(fd)

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -31,8 +32,12 @@ func serveHome(t *testing.T, addr, tag string) {
 		defer wg.Done()
 		for {
 			c, err := ln.Accept()
-			if err != nil {
+			if errors.Is(err, net.ErrClosed) {
 				return
+			}
+			if err != nil { // EMFILE in TestAcceptBackoffOnEMFILE: try again
+				time.Sleep(5 * time.Millisecond)
+				continue
 			}
 			wg.Add(1)
 			go func() {
@@ -270,4 +275,41 @@ func readDirNames(dir string) ([]string, error) {
 	}
 	defer f.Close()
 	return f.Readdirnames(-1)
+}
+
+// TestServerNamespaceGoneAbortsItsSessions: the end of the server's
+// namespace ends the connections whose server lives there (one hook per
+// namespace, Engine.nsGone), and only those.
+func TestServerNamespaceGoneAbortsItsSessions(t *testing.T) {
+	a, b, c := testns.New(t, "A"), testns.New(t, "B"), testns.New(t, "C")
+	v := newEnv(t, a, b, c)
+	v.serve(b, "127.0.0.1:21041", "b")
+	v.serve(c, "127.0.0.1:21041", "c")
+	toB := BindSpec{Addr: netip.MustParseAddrPort("127.0.0.1:21042"), Namespace: a}
+	toC := BindSpec{Addr: netip.MustParseAddrPort("127.0.0.1:21043"), Namespace: a}
+	sp := Spec{
+		Frontends: []FrontendSpec{{Name: "fb", Binds: []BindSpec{toB}, Backend: "b"},
+			{Name: "fc", Binds: []BindSpec{toC}, Backend: "c"}},
+		Backends: []BackendSpec{{Name: "b", Servers: []ServerSpec{srv("s", "127.0.0.1:21041", b)}},
+			{Name: "c", Servers: []ServerSpec{srv("s", "127.0.0.1:21041", c)}}},
+	}
+	if err := v.e.Apply(sp); err != nil {
+		t.Fatal(err)
+	}
+	echoB, closeB := openSession(t, v, a, toB.Addr.String(), "b")
+	defer closeB()
+	echoC, closeC := openSession(t, v, a, toC.Addr.String(), "c")
+	defer closeC()
+	testns.Run(t, "ip", "netns", "del", b)
+	v.reg.Resync()
+	eventually(t, "connection closed with its server's namespace", func() error {
+		if err := echoB("y"); err == nil {
+			return errors.New("still open")
+		}
+		return nil
+	})
+	v.waitLog("termination=server_netns_gone")
+	if err := echoC("z"); err != nil {
+		t.Fatalf("a connection to another namespace ended too: %v", err)
+	}
 }

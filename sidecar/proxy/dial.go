@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -32,7 +31,6 @@ func (s *session) prepareConnect() error {
 	s.backend = b.name
 	s.mu.Unlock()
 	s.b, s.bs = b, b.spec.Load()
-	s.tried = map[*server]bool{}
 	return nil
 }
 
@@ -61,12 +59,12 @@ func (s *session) nextAttempt(onLoop bool) (int, error) {
 			if s.attempts >= maxAttempts {
 				break
 			}
-			srv := s.b.pick(s.src.Addr(), s.tried, nsOK)
+			srv := s.b.pick(s.src.Addr(), s.tried[:s.attempts], nsOK)
 			if srv == nil {
 				break
 			}
+			s.tried[s.attempts] = srv
 			s.attempts++
-			s.tried[srv] = true
 			srv.active.Add(1)
 			at, err = s.resolve(srv)
 			if err == nil && onLoop && !at.h.IsDefault() {
@@ -74,6 +72,10 @@ func (s *session) nextAttempt(onLoop bool) (int, error) {
 				s.at = at
 				s.mu.Unlock()
 				s.deferred = true
+				s.e.watchNS(at.h)
+				if at.h.Context().Err() != nil {
+					s.abort("server_netns_gone")
+				}
 				return -1, errOffLoop
 			}
 		}
@@ -98,11 +100,15 @@ func (s *session) nextAttempt(onLoop bool) (int, error) {
 			}
 			continue
 		}
-		// The attempt ends with the session if its namespace goes.
-		stop := context.AfterFunc(at.h.Context(), func() { s.abort("server_netns_gone") })
+		// The attempt ends with the session if its namespace goes
+		// (Engine.nsGone finds it by s.at).
 		s.mu.Lock()
-		s.at, s.stopServerNS = at, stop
+		s.at = at
 		s.mu.Unlock()
+		s.e.watchNS(at.h)
+		if at.h.Context().Err() != nil {
+			s.abort("server_netns_gone")
+		}
 		return fd, nil
 	}
 	if s.lastErr == nil {
@@ -115,13 +121,6 @@ func (s *session) nextAttempt(onLoop bool) (int, error) {
 
 // attemptFailed counts a failed attempt on srv.
 func (s *session) attemptFailed(srv *server, err error) {
-	s.mu.Lock()
-	stop := s.stopServerNS
-	s.stopServerNS = nil
-	s.mu.Unlock()
-	if stop != nil {
-		stop()
-	}
 	srv.active.Add(-1)
 	srv.stats.ConnectErrors.Add(1)
 	s.b.stats.ConnectErrors.Add(1)
@@ -138,11 +137,9 @@ func (s *session) connected() {
 	s.mu.Lock()
 	s.srv, s.serverNS = srv, s.at.h
 	s.mu.Unlock()
-	s.counters = append(s.counters, &srv.stats)
-	for _, label := range s.netnsLabels() {
-		c := s.e.ns.acquire(label)
-		s.nsCounters = append(s.nsCounters, c)
-		s.counters = append(s.counters, c)
+	s.counters[1] = &srv.stats
+	for i, label := range s.netnsLabels() {
+		s.counters[2+i] = s.e.ns.acquire(label)
 	}
 }
 

@@ -56,7 +56,10 @@ type Engine struct {
 	// connectorAttempts counts the attempts a loop gave a connector (a
 	// server's socket in another namespace).
 	connectorAttempts atomic.Uint64
-	nextID            atomic.Uint64
+	// nsWatched: the namespaces (*netns.Handle) whose end aborts the
+	// sessions using them (watchNS).
+	nsWatched sync.Map
+	nextID    atomic.Uint64
 }
 
 // New returns an engine that resolves namespaces through reg.

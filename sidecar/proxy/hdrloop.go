@@ -71,12 +71,12 @@ func (c *pconn) headerDone(h *proxyproto.Header, err error) {
 	c.l.timers.remove(c)
 	s := c.s
 	if err := s.applyProxyHeader(h, err); err != nil {
-		c.endErr = err
+		c.s.endErr = err
 		c.finish()
 		return
 	}
 	if err := s.prepareConnect(); err != nil {
-		c.endErr = err
+		c.s.endErr = err
 		c.finish()
 		return
 	}
@@ -129,7 +129,7 @@ func (c *pconn) startAttempt() (stuck bool) {
 	sfd, err := s.nextAttempt(false)
 	if err != nil {
 		l.post(func() {
-			c.endErr = err
+			c.s.endErr = err
 			c.finish()
 		})
 		return errors.Is(err, netns.ErrThreadStuck)

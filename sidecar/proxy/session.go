@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"sync"
@@ -24,49 +25,46 @@ type session struct {
 	// tenantLimit is the tenant maxconn slot it holds (the frontend's
 	// tenant may change while it lives).
 	tenantLimit *limiter
-	bind        BindSpec
 	start       time.Time
 	listenNS    *netns.Handle // where the client socket lives
 	clientNS    *netns.Handle // the connection's namespace (listener's, or from a PROXY TLV)
-	nsSource    string        // where clientNS came from: listener or tlv
 	src, dst    netip.AddrPort
-	proxyVer    int
-
-	// stopClientNS unhooks the abort on the client namespace's end;
-	// nsCounters are the namespaces' counters the connection holds.
-	stopClientNS func() bool
-	nsCounters   []*Counters
+	acceptProxy bool  // the bind reads a PROXY header
+	tlvNS       bool  // clientNS came from the header's NETNS TLV, not the listener
+	proxyVer    uint8 // of the header read
 
 	// Connection attempts (dial.go), used by one goroutine or loop at a
 	// time: the loop or a connector.
+	deferred bool  // at is chosen, its socket not made yet (a loop's errOffLoop)
+	attempts uint8 // servers tried: tried[:attempts]
+	tried    [maxAttempts]*server
 	b        *backend
 	bs       *BackendSpec
-	tried    map[*server]bool
-	attempts int
 	lastErr  error
-	at       attempt // in progress or established, or chosen for a connector (deferred)
-	deferred bool    // at is chosen, its socket not made yet (a loop's errOffLoop)
+	at       attempt // in progress or established, or chosen for a connector (deferred); under mu
+	endErr   error   // why the connection failed, for its log line (the loop's)
 
-	mu           sync.Mutex
-	stopServerNS func() bool // unhooks the abort on the server namespace's end
-	srv          *server
-	serverNS     *netns.Handle
-	backend      string
-	term         string // first reason the session ended abnormally
-	aborted      bool
-	pc           *pconn      // its sockets in a loop, set right after accept
-	clientFin    atomic.Bool // client sent FIN
-	serverFin    atomic.Bool // server sent FIN
-	bytesIn      atomic.Uint64
-	bytesOut     atomic.Uint64
+	mu        sync.Mutex
+	aborted   bool
+	clientFin atomic.Bool // client sent FIN
+	serverFin atomic.Bool // server sent FIN
+	srv       *server
+	serverNS  *netns.Handle
+	backend   string
+	term      string // first reason the session ended abnormally
+	pc        *pconn // its sockets in a loop, set right after accept
+	bytesIn   atomic.Uint64
+	bytesOut  atomic.Uint64
 	// counters fed per chunk besides the session's own: the frontend's,
-	// the server's and the namespaces'. Set before the loop takes over.
-	counters []*Counters
+	// the server's and the namespaces' (client's, then server's if
+	// another; they are held: Current lowered at the end). Written by the
+	// loop (or before it takes over); nil entries are none.
+	counters [4]*Counters
 }
 
 func (e *Engine) newSession(l *listener, h *netns.Handle, src, dst netip.AddrPort) *session {
-	s := &session{e: e, id: e.nextID.Add(1), fe: l.fe.spec.Load(), front: l.fe, bind: l.bind, start: time.Now(),
-		listenNS: h, clientNS: h, nsSource: "listener", src: src, dst: dst}
+	s := &session{e: e, id: e.nextID.Add(1), fe: l.fe.spec.Load(), front: l.fe, acceptProxy: l.bind.AcceptProxy,
+		start: time.Now(), listenNS: h, clientNS: h, src: src, dst: dst}
 	e.sessMu.Lock()
 	e.sessions[s] = struct{}{}
 	e.sessWG.Add(1)
@@ -74,7 +72,7 @@ func (e *Engine) newSession(l *listener, h *netns.Handle, src, dst netip.AddrPor
 	fe := l.fe
 	fe.stats.Current.Add(1)
 	fe.stats.Total.Add(1)
-	s.counters = []*Counters{&fe.stats}
+	s.counters[0] = &fe.stats
 	return s
 }
 
@@ -113,12 +111,8 @@ func (s *session) setTerm(reason string) {
 func (s *session) dropAttempt(sfd int) {
 	unix.Close(sfd)
 	s.mu.Lock()
-	srv, stop := s.at.srv, s.stopServerNS
-	s.stopServerNS = nil
+	srv := s.at.srv
 	s.mu.Unlock()
-	if stop != nil {
-		stop()
-	}
 	srv.active.Add(-1)
 }
 
@@ -127,20 +121,18 @@ func (s *session) dropAttempt(sfd int) {
 // on the listener's goroutine or on the loop that owned the connection.
 func (s *session) end(err error) {
 	s.logEnd(err)
-	for _, c := range s.nsCounters {
-		c.Current.Add(-1)
+	for _, c := range s.counters[2:] {
+		if c != nil {
+			c.Current.Add(-1)
+		}
 	}
 	s.mu.Lock()
-	srv, stopServerNS := s.srv, s.stopServerNS
+	srv := s.srv
 	s.mu.Unlock()
 	if srv != nil {
 		srv.stats.Current.Add(-1)
 		srv.active.Add(-1)
 	}
-	if stopServerNS != nil {
-		stopServerNS()
-	}
-	s.stopClientNS()
 	e := s.e
 	e.sessMu.Lock()
 	delete(e.sessions, s)
@@ -159,4 +151,45 @@ func (s *session) netnsLabels() []string {
 		return []string{c}
 	}
 	return []string{c, v}
+}
+
+// watchNS makes sure that the end of h's namespace aborts the sessions
+// that use it (nsGone): one hook per namespace in use, not one per
+// connection and side.
+func (e *Engine) watchNS(h *netns.Handle) {
+	if _, ok := e.nsWatched.Load(h); ok {
+		return
+	}
+	if _, loaded := e.nsWatched.LoadOrStore(h, struct{}{}); !loaded {
+		context.AfterFunc(h.Context(), func() { e.nsGone(h) })
+	}
+}
+
+// nsGone aborts the sessions whose client socket (listener) or server
+// attempt lives in h's namespace, which has gone. A session that starts
+// using h after this looks at h's context itself.
+func (e *Engine) nsGone(h *netns.Handle) {
+	e.nsWatched.Delete(h)
+	type gone struct {
+		s      *session
+		reason string
+	}
+	var out []gone
+	e.sessMu.Lock()
+	for s := range e.sessions {
+		if s.listenNS == h {
+			out = append(out, gone{s, "client_netns_gone"})
+			continue
+		}
+		s.mu.Lock()
+		server := s.at.h == h
+		s.mu.Unlock()
+		if server {
+			out = append(out, gone{s, "server_netns_gone"})
+		}
+	}
+	e.sessMu.Unlock()
+	for _, g := range out {
+		g.s.abort(g.reason)
+	}
 }
