@@ -289,8 +289,8 @@ func (e *Engine) loopFor(owner *evloop) *evloop {
 // its PROXY header (accept-proxy binds, after the trusted-proxies check)
 // or starts its first connect attempt.
 func (l *evloop) setup(c *pconn) {
-	if l.now.IsZero() {
-		l.now = time.Now()
+	if l.now == 0 {
+		l.now = monoNow()
 	}
 	c.active = l.now
 	if c.closed {

@@ -435,6 +435,9 @@ func BenchmarkLoopCheck(b *testing.B) {
 // allocator's share), not a timed assertion.
 //
 //	go test -run '^$' -bench IdleConnectionBytes -benchtime 1x ./sidecar/proxy/
+//
+// NSPROXY_IDLE_HEAP_PROFILE=FILE (with -memprofilerate 1) writes a heap
+// profile while the connections are open.
 func BenchmarkIdleConnectionBytes(b *testing.B) {
 	const n = 2000
 	r := newBenchRig(b, slog.LevelWarn)
@@ -505,9 +508,10 @@ func BenchmarkIdleConnectionBytes(b *testing.B) {
 		b.Fatalf("%d sessions, want %d", s, n)
 	}
 	b.ReportMetric(float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc))/n, "engine-heap-B/conn")
-	if p := os.Getenv("TMPHEAP"); p != "" {
-		f, _ := os.Create(p)
-		pprof.WriteHeapProfile(f)
-		f.Close()
+	if p := os.Getenv("NSPROXY_IDLE_HEAP_PROFILE"); p != "" { // what holds it: go tool pprof -sample_index=inuse_space
+		if f, err := os.Create(p); err == nil {
+			pprof.WriteHeapProfile(f)
+			f.Close()
+		}
 	}
 }

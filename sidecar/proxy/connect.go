@@ -17,7 +17,7 @@ import (
 
 // armConnect sets the deadline of the attempt in progress.
 func (c *pconn) armConnect() {
-	c.deadline = c.l.now.Add(c.s.connectTimeout())
+	c.deadline = c.l.now.add(c.s.connectTimeout())
 	c.l.timers.set(c)
 }
 

@@ -28,9 +28,9 @@ func (s *session) prepareConnect() error {
 		return errors.New("backend " + s.fe.Backend + " does not exist")
 	}
 	s.mu.Lock()
-	s.backend = b.name
+	s.b = b
 	s.mu.Unlock()
-	s.b, s.bs = b, b.spec.Load()
+	s.bs = b.spec.Load()
 	return nil
 }
 

@@ -48,7 +48,7 @@ type evloop struct {
 	buf      []byte   // read buffer for small payloads
 	spare    [][]byte // buffers for bytes a short write left over
 	pipes    pipePool
-	now      time.Time // taken once per turn: activity stamps
+	now      mono // taken once per turn: activity stamps
 	stopping bool
 	// Listening sockets it accepts on (accept.go), by fd, and those whose
 	// batch ran out this turn.
@@ -140,10 +140,10 @@ func (l *evloop) stop() {
 func (l *evloop) run() {
 	defer close(l.done)
 	events := make([]unix.EpollEvent, loopEvents)
-	lastYield := time.Now()
+	lastYield := monoNow()
 	for {
 		n := l.wait(events)
-		l.now = time.Now()
+		l.now = monoNow()
 		for i := 0; i < n; i++ {
 			l.event(events[i])
 		}
@@ -154,9 +154,9 @@ func (l *evloop) run() {
 			l.close()
 			return
 		}
-		if l.now.Sub(lastYield) >= loopYieldEvery {
+		if l.now.sub(lastYield) >= loopYieldEvery {
 			runtime.Gosched()
-			lastYield = time.Now()
+			lastYield = monoNow()
 		}
 	}
 }
@@ -221,7 +221,7 @@ func (l *evloop) waitMillis() int {
 	if len(l.timers) == 0 {
 		return -1
 	}
-	d := time.Until(l.timers[0].deadline)
+	d := l.timers[0].deadline.sub(monoNow())
 	if d <= 0 {
 		return 0
 	}
@@ -291,8 +291,8 @@ func (l *evloop) commands() {
 // adopt registers a connection's two sockets (the server's connecting)
 // and arms its connect timeout.
 func (l *evloop) adopt(c *pconn) {
-	if l.now.IsZero() {
-		l.now = time.Now()
+	if l.now == 0 {
+		l.now = monoNow()
 	}
 	c.active = l.now
 	for _, fd := range c.fd {
@@ -351,7 +351,7 @@ func (l *evloop) runAgain() {
 }
 
 func (l *evloop) fireTimers() {
-	for len(l.timers) > 0 && !l.timers[0].deadline.After(l.now) {
+	for len(l.timers) > 0 && l.timers[0].deadline <= l.now {
 		l.timers[0].idleCheck(l.now)
 	}
 }

@@ -3,7 +3,6 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nsproxy/nsproxy/sidecar/netns"
 	"github.com/nsproxy/nsproxy/sidecar/proxyproto"
@@ -19,15 +18,15 @@ import (
 
 // adoptHeader registers the client's socket and arms the header timeout.
 func (l *evloop) adoptHeader(c *pconn) {
-	if l.now.IsZero() {
-		l.now = time.Now()
+	if l.now == 0 {
+		l.now = monoNow()
 	}
 	c.active = l.now
 	if !l.watch(c, c.fd[0]) {
 		c.fail("closed")
 		return
 	}
-	c.deadline = l.now.Add(c.s.headerTimeout())
+	c.deadline = l.now.add(c.s.headerTimeout())
 	l.timers.set(c)
 	c.readHeader() // the header is usually there already
 }

@@ -9,7 +9,7 @@ import (
 // logEnd writes the one log line of a connection.
 func (s *session) logEnd(err error) {
 	s.mu.Lock()
-	term := s.term
+	term, backend := s.term, s.backendName()
 	srvName, srvNS := "", ""
 	if s.srv != nil {
 		srvName = s.srv.spec.Name
@@ -28,7 +28,7 @@ func (s *session) logEnd(err error) {
 	if !s.e.log.Enabled(context.Background(), level) {
 		return // build no arguments for a line nobody reads
 	}
-	args := []any{"tenant", s.fe.Tenant, "frontend", s.fe.Name, "backend", s.backend, "server", srvName,
+	args := []any{"tenant", s.fe.Tenant, "frontend", s.fe.Name, "backend", backend, "server", srvName,
 		"client", s.src.String(), "client_netns", s.clientNS.Label(), "client_netns_source", s.nsSourceLabel(),
 		"server_netns", srvNS, "bytes_in", s.bytesIn.Load(), "bytes_out", s.bytesOut.Load(),
 		"duration", time.Since(s.start).Round(time.Microsecond).String(), "termination", term}

@@ -37,20 +37,19 @@ type session struct {
 	// time: the loop or a connector.
 	deferred bool  // at is chosen, its socket not made yet (a loop's errOffLoop)
 	attempts uint8 // servers tried: tried[:attempts]
+	aborted  bool  // under mu
 	tried    [maxAttempts]*server
-	b        *backend
+	b        *backend // under mu when set (its name is the session's backend)
 	bs       *BackendSpec
 	lastErr  error
 	at       attempt // in progress or established, or chosen for a connector (deferred); under mu
 	endErr   error   // why the connection failed, for its log line (the loop's)
 
 	mu        sync.Mutex
-	aborted   bool
 	clientFin atomic.Bool // client sent FIN
 	serverFin atomic.Bool // server sent FIN
 	srv       *server
 	serverNS  *netns.Handle
-	backend   string
 	term      string // first reason the session ended abnormally
 	pc        *pconn // its sockets in a loop, set right after accept
 	bytesIn   atomic.Uint64
@@ -192,4 +191,13 @@ func (e *Engine) nsGone(h *netns.Handle) {
 	for _, g := range out {
 		g.s.abort(g.reason)
 	}
+}
+
+// backendName is the session's backend, once chosen (s.mu held, or on the
+// loop).
+func (s *session) backendName() string {
+	if s.b == nil {
+		return ""
+	}
+	return s.b.name
 }
