@@ -144,3 +144,51 @@ func TestStartConnectHome(t *testing.T) {
 		}
 	}
 }
+
+// TestSockets: sockets made ahead are made inside the namespace (one trip
+// for the batch), non-blocking, and ConnectSocket connects them from the
+// caller's thread, which stays in the daemon's namespace.
+func TestSockets(t *testing.T) {
+	a := testns.New(t, "S")
+	h, err := OpenPath(filepath.Join(DefaultDir, a), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	ln, err := h.Listen(netip.MustParseAddrPort("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fds, err := h.Sockets(unix.AF_INET, 4)
+	if err != nil || len(fds) != 4 {
+		t.Fatalf("Sockets: %d, %v", len(fds), err)
+	}
+	for _, fd := range fds {
+		defer unix.Close(fd)
+		if err := h.CheckSocket(fd); err != nil {
+			t.Fatalf("socket not in the namespace: %v", err)
+		}
+		if fl, _ := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); fl&unix.O_NONBLOCK == 0 {
+			t.Error("socket is blocking")
+		}
+	}
+	target := ln.Addr().(*net.TCPAddr).AddrPort()
+	if err := ConnectSocket(fds[0], target, DialOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ConnectSocket(fds[1], target, DialOptions{Source: netip.MustParseAddrPort("127.0.0.2:0")}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	h.Close()
+	if fds, err := h.Sockets(unix.AF_INET, 1); err == nil || len(fds) != 0 {
+		t.Fatal("Sockets on a closed handle succeeded")
+	}
+}

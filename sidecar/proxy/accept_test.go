@@ -52,8 +52,10 @@ func serveHome(t *testing.T, addr, tag string) {
 
 // TestConnectOnTheLoop (issue 14): a loop that accepted a connection
 // starts the connect itself when the server's socket is made in the
-// daemon's own namespace, for plain and accept-proxy binds alike; only a
-// server in another namespace costs a connector's attempt.
+// daemon's own namespace, for plain and accept-proxy binds alike, and for
+// a server in another namespace once a connector has made sockets there
+// ahead (sockpool.go): only the first connections, before the pool is
+// filled, cost a connector's attempt.
 func TestConnectOnTheLoop(t *testing.T) {
 	a, b := testns.New(t, "A"), testns.New(t, "B")
 	v := newEnv(t, a, b)
@@ -97,8 +99,18 @@ func TestConnectOnTheLoop(t *testing.T) {
 			t.Fatalf("server in another namespace: %q, %v", got, err)
 		}
 	}
+	if d := v.e.connectorAttempts.Load() - before; d > n/4 {
+		t.Fatalf("%d of %d connects to a server in another namespace went through a connector, want a pool's sockets", d, n)
+	}
+	v.e.pools.close() // without a pool, every one goes through a connector
+	before = v.e.connectorAttempts.Load()
+	for range n {
+		if got, err := v.ask(a, away.Addr.String()); err != nil || got != "away" {
+			t.Fatalf("server in another namespace: %q, %v", got, err)
+		}
+	}
 	if d := v.e.connectorAttempts.Load() - before; d != n {
-		t.Fatalf("%d connects to a server in another namespace went through a connector, want %d", d, n)
+		t.Fatalf("%d of %d connects without a pool went through a connector, want all", d, n)
 	}
 	// A retry after a refused connect stays on the loop too.
 	sp.Backends[0].Servers = []ServerSpec{srv("dead", "127.0.0.1:21006", ""), srv("s", "127.0.0.1:21001", "")}
@@ -279,7 +291,8 @@ func readDirNames(dir string) ([]string, error) {
 
 // TestServerNamespaceGoneAbortsItsSessions: the end of the server's
 // namespace ends the connections whose server lives there (one hook per
-// namespace, Engine.nsGone), and only those.
+// namespace, Engine.nsGone), and only those, and closes the sockets made
+// ahead there (they would keep the namespace alive).
 func TestServerNamespaceGoneAbortsItsSessions(t *testing.T) {
 	a, b, c := testns.New(t, "A"), testns.New(t, "B"), testns.New(t, "C")
 	v := newEnv(t, a, b, c)
@@ -300,8 +313,21 @@ func TestServerNamespaceGoneAbortsItsSessions(t *testing.T) {
 	defer closeB()
 	echoC, closeC := openSession(t, v, a, toC.Addr.String(), "c")
 	defer closeC()
+	hb := v.handle(b)
+	eventually(t, "sockets made ahead in B", func() error {
+		if _, ok := v.e.pools.m.Load(hb); !ok {
+			return errors.New("no pool for B")
+		}
+		return nil
+	})
 	testns.Run(t, "ip", "netns", "del", b)
 	v.reg.Resync()
+	eventually(t, "B's pool closed with B", func() error {
+		if _, ok := v.e.pools.m.Load(hb); ok {
+			return errors.New("B's pool still there")
+		}
+		return nil
+	})
 	eventually(t, "connection closed with its server's namespace", func() error {
 		if err := echoB("y"); err == nil {
 			return errors.New("still open")

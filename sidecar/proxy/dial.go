@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nsproxy/nsproxy/sidecar/netns"
+	"golang.org/x/sys/unix"
 )
 
 // attempt is the connection attempt in progress: where it goes and how.
@@ -68,6 +69,19 @@ func (s *session) nextAttempt(onLoop bool) (int, error) {
 			srv.active.Add(1)
 			at, err = s.resolve(srv)
 			if err == nil && onLoop && !at.h.IsDefault() {
+				// A socket made ahead in the server's namespace, if any,
+				// unless the loop guard must ask that namespace's kernel.
+				var asks bool
+				if err = s.guard(at, &asks); err == nil && !asks {
+					if fd := s.e.pools.take(at.h, dstFamily(at.dst)); fd >= 0 {
+						if err = netns.ConnectSocket(fd, at.dst, s.dialOptions()); err == nil {
+							return s.started(fd, at)
+						}
+						unix.Close(fd)
+					}
+				}
+			}
+			if err == nil && onLoop && !at.h.IsDefault() {
 				s.mu.Lock()
 				s.at = at
 				s.mu.Unlock()
@@ -100,16 +114,7 @@ func (s *session) nextAttempt(onLoop bool) (int, error) {
 			}
 			continue
 		}
-		// The attempt ends with the session if its namespace goes
-		// (Engine.nsGone finds it by s.at).
-		s.mu.Lock()
-		s.at = at
-		s.mu.Unlock()
-		s.e.watchNS(at.h)
-		if at.h.Context().Err() != nil {
-			s.abort("server_netns_gone")
-		}
-		return fd, nil
+		return s.started(fd, at)
 	}
 	if s.lastErr == nil {
 		s.setTerm("no_server")
@@ -185,18 +190,60 @@ func (s *session) resolve(srv *server) (attempt, error) {
 // no setns then, and the loop guard's question to the kernel (is the
 // address local?) is one netlink request made right here.
 func (s *session) dial(at attempt) (int, error) {
-	h, dst := at.h, at.dst
-	if at.fromClient && s.e.own.isOwn(h, dst, func(a netip.Addr) bool { return localInNamespace(h, a) }) {
-		return -1, fmt.Errorf("%w: %s in namespace %s", ErrLoop, dst, h.Label())
+	if err := s.guard(at, nil); err != nil {
+		return -1, err
 	}
-	var opt netns.DialOptions
+	return at.h.StartConnect(at.dst, s.dialOptions())
+}
+
+// started records the attempt in progress. It ends with the session if
+// its namespace goes (Engine.nsGone finds it by s.at).
+func (s *session) started(fd int, at attempt) (int, error) {
+	s.mu.Lock()
+	s.at = at
+	s.mu.Unlock()
+	s.e.watchNS(at.h)
+	if at.h.Context().Err() != nil {
+		s.abort("server_netns_gone")
+	}
+	return fd, nil
+}
+
+// guard refuses a destination from the client that is one of our own
+// listeners (the loop guard). With asks set, it does not ask the kernel
+// whether an address is local to the namespace (a netlink request made
+// there, which a loop must not) but reports through asks that it would.
+func (s *session) guard(at attempt, asks *bool) error {
+	if !at.fromClient {
+		return nil
+	}
+	isLocal := func(a netip.Addr) bool { return localInNamespace(at.h, a) }
+	if asks != nil {
+		isLocal = func(netip.Addr) bool { *asks = true; return false }
+	}
+	if s.e.own.isOwn(at.h, at.dst, isLocal) {
+		return fmt.Errorf("%w: %s in namespace %s", ErrLoop, at.dst, at.h.Label())
+	}
+	return nil
+}
+
+// dialOptions: the source address the backend asks for.
+func (s *session) dialOptions() netns.DialOptions {
 	switch {
 	case s.bs.UseSrcClientIP:
-		opt = netns.DialOptions{Source: netip.AddrPortFrom(s.src.Addr(), 0), Transparent: true}
+		return netns.DialOptions{Source: netip.AddrPortFrom(s.src.Addr(), 0), Transparent: true}
 	case s.bs.Source.IsValid() && !s.bs.Source.IsUnspecified():
-		opt = netns.DialOptions{Source: netip.AddrPortFrom(s.bs.Source, 0)}
+		return netns.DialOptions{Source: netip.AddrPortFrom(s.bs.Source, 0)}
 	}
-	return h.StartConnect(dst, opt)
+	return netns.DialOptions{}
+}
+
+// dstFamily is the socket family for dst.
+func dstFamily(dst netip.AddrPort) int {
+	if dst.Addr().Unmap().Is4() {
+		return unix.AF_INET
+	}
+	return unix.AF_INET6
 }
 
 // errNoDestination: a server takes its address from the client connection,

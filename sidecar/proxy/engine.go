@@ -53,6 +53,7 @@ type Engine struct {
 	sessions map[*session]struct{}
 	sessWG   sync.WaitGroup
 	connectQ chan *pconn // connect attempts for the connectors (hdrloop.go)
+	pools    sockPools   // sockets made ahead in other namespaces (sockpool.go)
 	// connectorAttempts counts the attempts a loop gave a connector (a
 	// server's socket in another namespace).
 	connectorAttempts atomic.Uint64
@@ -270,6 +271,7 @@ func (e *Engine) Shutdown(ctx context.Context) int {
 		<-done
 	}
 	e.stopLoops()
+	e.pools.close()
 	e.cancel()
 	return forced
 }

@@ -100,6 +100,7 @@ func (e *Engine) connect(c *pconn) {
 // namespace is replaced and ends, taking the thread with it.
 func (e *Engine) startConnectors(n int) {
 	e.connectQ = make(chan *pconn, connectQueue)
+	e.pools.refill = make(chan *sockRefill, sockPoolTotal/sockPoolBatch)
 	for range n {
 		go e.connector()
 	}
@@ -112,6 +113,11 @@ func (e *Engine) connector() {
 			if c.startAttempt() {
 				go e.connector()
 				return // locked to a stuck thread: it dies with this goroutine
+			}
+		case r := <-e.pools.refill:
+			if e.pools.fill(r) {
+				go e.connector()
+				return
 			}
 		case <-e.ctx.Done():
 			return
