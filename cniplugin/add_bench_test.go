@@ -21,8 +21,8 @@ import (
 // BenchmarkAdd splits what nsproxy-cni adds to a container's ADD, in
 // process (the process start is measured by bench/churn.sh's caller:
 // CNI_COMMAND=VERSION in a loop): the whole Add against a daemon that
-// answers at once, the record alone (write, fsync, rename, fsync of the
-// directory: the durability point), and the daemon's round trip alone.
+// answers at once, the record alone (temp file, write, rename; not
+// fsynced, see hooks.WriteRecord), and the daemon's round trip alone.
 // The record lives on the disk of the test's temp directory.
 //
 //	go test -run '^$' -bench BenchmarkAdd ./cniplugin/

@@ -2,8 +2,9 @@
 // nsproxy-cni chained plugin, as functions of *skel.CmdArgs that tests call
 // without exec (cmd/nsproxy-cni only wires them into skel).
 //
-// ADD writes a durable attachment record (package hooks) and then tells the
-// daemon; the daemon registers the container's namespace and exposes its
+// ADD writes an attachment record (package hooks: it survives any
+// process's crash; it is not fsynced, since its namespace dies with the
+// kernel) and then tells the daemon; the daemon registers the container's namespace and exposes its
 // TCP portMappings from the host. DEL always succeeds. The plugin prints
 // only its result on stdout; logs go to stderr.
 //

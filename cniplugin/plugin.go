@@ -434,6 +434,16 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 	var errs []string
 	records, bad := hooks.ListRecords(dir)
 	for _, e := range bad {
+		var re *hooks.RecordError
+		if errors.Is(e, hooks.ErrEarlierBoot) && errors.As(e, &re) {
+			// Stale whatever the valid list says: its namespace is gone.
+			if err := hooks.RemoveRecordFile(re.Path); err != nil {
+				errs = append(errs, err.Error())
+			} else {
+				log.Info("attachment record of an earlier boot removed", "record", re.Path)
+			}
+			continue
+		}
 		log.Warn("skipping a bad attachment record", "err", e)
 	}
 	for _, a := range records {

@@ -674,6 +674,34 @@ func TestGC(t *testing.T) {
 	}
 }
 
+// TestGCRemovesRecordsOfAnEarlierBoot: a record that outlived its kernel
+// (records are not fsynced; its namespace is gone) is garbage for every
+// network, whatever the valid list says.
+func TestGCRemovesRecordsOfAnEarlierBoot(t *testing.T) {
+	e := newEnv(t)
+	keep := e.args(e.conf("1.1.0", nil))
+	if err := e.p.Add(keep); err != nil {
+		t.Fatal(err)
+	}
+	stale := hooks.RecordPath(e.dir, hooks.AttachmentKey{ContainerID: "before", IfName: "eth0"})
+	if err := os.WriteFile(stale, []byte(`{"version":1,"boot":"00000000-0000-0000-0000-000000000000",`+
+		`"attachment":{"containerID":"before","ifname":"eth0","netns":"/run/netns/x","metadata":{"network":"othernet"}}}`), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	extra := map[string]any{"prevResult": nil, "cni.dev/valid-attachments": []any{
+		map[string]string{"containerID": keep.ContainerID, "ifname": "eth0"},
+		map[string]string{"containerID": "before", "ifname": "eth0"}}}
+	if err := e.p.GC(with(keep, e.conf("1.1.0", extra))); err != nil {
+		t.Fatalf("GC: %v", err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("record of an earlier boot kept: %v", err)
+	}
+	if _, ok := e.record(keep); !ok {
+		t.Error("this boot's valid record removed")
+	}
+}
+
 func TestParseCNIArgs(t *testing.T) {
 	tests := []struct {
 		in   string

@@ -1,14 +1,12 @@
 package hooks
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -75,7 +73,7 @@ type StatusError struct {
 // Text is the daemon's message, or the status when it sent none.
 func (e *StatusError) Text() string {
 	if e.Message == "" {
-		return fmt.Sprintf("%d %s", e.Code, http.StatusText(e.Code))
+		return strings.TrimSpace(fmt.Sprintf("%d %s", e.Code, statusText(e.Code)))
 	}
 	return e.Message
 }
@@ -93,7 +91,7 @@ func (e *StatusError) Error() string {
 // IsNotFound reports whether err is a 404 answer of the daemon.
 func IsNotFound(err error) bool {
 	var se *StatusError
-	return errors.As(err, &se) && se.Code == http.StatusNotFound
+	return errors.As(err, &se) && se.Code == 404
 }
 
 // IsRejected reports whether the daemon answered err with a 4xx status:
@@ -105,15 +103,13 @@ func IsRejected(err error) bool {
 	return errors.As(err, &se) && se.Code >= 400 && se.Code < 500
 }
 
-// Client talks to the daemon's control socket. It is safe for concurrent
-// use.
+// Client talks to the daemon's control socket: one HTTP/1.0 request per
+// connection (wire.go). It is safe for concurrent use and holds nothing
+// open between requests.
 type Client struct {
 	socket    string
 	timeout   time.Duration
-	keepAlive bool
 	maxAnswer int64
-	transport *http.Transport
-	http      *http.Client
 }
 
 // ClientOption configures a Client.
@@ -125,13 +121,6 @@ func WithTimeout(d time.Duration) ClientOption {
 	return func(c *Client) { c.timeout = d }
 }
 
-// WithKeepAlive keeps up to two idle connections for 30 s between
-// requests, for long-lived callers such as the CLI; CloseIdleConnections
-// releases them. Hooks are short-lived processes and keep none.
-func WithKeepAlive() ClientOption {
-	return func(c *Client) { c.keepAlive = true }
-}
-
 // WithAnswerLimit bounds the size of a 2xx answer the client decodes; the
 // default, 16 MiB, is ample for attachments but not for long lists.
 func WithAnswerLimit(n int64) ClientOption {
@@ -139,8 +128,7 @@ func WithAnswerLimit(n int64) ClientOption {
 }
 
 // NewClient returns a client of the daemon at socket (empty: DefaultSocket).
-// It does not connect until the first request, and keeps no connection
-// open between requests: hooks are short-lived processes.
+// It does not connect until the first request.
 func NewClient(socket string, opts ...ClientOption) *Client {
 	if socket == "" {
 		socket = DefaultSocket
@@ -149,38 +137,7 @@ func NewClient(socket string, opts ...ClientOption) *Client {
 	for _, o := range opts {
 		o(c)
 	}
-	c.transport = unixTransport(c.socket, c.keepAlive)
-	c.http = &http.Client{
-		Transport: c.transport,
-		// The API never redirects; a redirect means a malformed path, and
-		// following it would turn a POST into a GET.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
 	return c
-}
-
-// CloseIdleConnections releases the connections WithKeepAlive keeps. The
-// client stays usable.
-func (c *Client) CloseIdleConnections() { c.transport.CloseIdleConnections() }
-
-// unixTransport is an HTTP transport that reaches the daemon over its unix
-// socket; a failed dial is an *UnreachableError. It ignores HTTP_PROXY (a
-// proxy must never capture a local socket).
-func unixTransport(socket string, keepAlive bool) *http.Transport {
-	t := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			conn, err := dialUnix(ctx, socket)
-			if err != nil {
-				return nil, &UnreachableError{Socket: socket, Err: err}
-			}
-			return conn, nil
-		},
-		DisableKeepAlives: !keepAlive,
-	}
-	if keepAlive {
-		t.MaxIdleConns, t.IdleConnTimeout = 2, 30*time.Second
-	}
-	return t
 }
 
 // dialUnix dials socket, retrying while its accept queue is full: a unix
@@ -213,7 +170,7 @@ func (c *Client) Socket() string { return c.socket }
 // returns the daemon's view of it (with its status fields).
 func (c *Client) PutAttachment(ctx context.Context, a Attachment) (Attachment, error) {
 	var out Attachment
-	if _, err := c.Do(ctx, http.MethodPost, "/v1/attachments", a.WithoutStatus(), &out); err != nil {
+	if _, err := c.Do(ctx, "POST", "/v1/attachments", a.WithoutStatus(), &out); err != nil {
 		return Attachment{}, err
 	}
 	return out, nil
@@ -227,7 +184,7 @@ func (c *Client) Attachment(ctx context.Context, k AttachmentKey) (Attachment, e
 		return Attachment{}, err
 	}
 	var out Attachment
-	if _, err := c.Do(ctx, http.MethodGet, p, nil, &out); err != nil {
+	if _, err := c.Do(ctx, "GET", p, nil, &out); err != nil {
 		return Attachment{}, err
 	}
 	return out, nil
@@ -236,7 +193,7 @@ func (c *Client) Attachment(ctx context.Context, k AttachmentKey) (Attachment, e
 // Attachments lists every attachment the daemon has.
 func (c *Client) Attachments(ctx context.Context) ([]Attachment, error) {
 	var out []Attachment
-	_, err := c.Do(ctx, http.MethodGet, "/v1/attachments", nil, &out)
+	_, err := c.Do(ctx, "GET", "/v1/attachments", nil, &out)
 	return out, err
 }
 
@@ -247,7 +204,7 @@ func (c *Client) DeleteAttachment(ctx context.Context, k AttachmentKey) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.Do(ctx, http.MethodDelete, p, nil, nil)
+	_, err = c.Do(ctx, "DELETE", p, nil, nil)
 	if IsNotFound(err) {
 		return nil
 	}
@@ -261,14 +218,14 @@ func (c *Client) GC(ctx context.Context, valid []AttachmentKey) ([]AttachmentKey
 		valid = []AttachmentKey{}
 	}
 	var out GCResult
-	_, err := c.Do(ctx, http.MethodPost, "/v1/attachments/gc", GCRequest{Valid: valid}, &out)
+	_, err := c.Do(ctx, "POST", "/v1/attachments/gc", GCRequest{Valid: valid}, &out)
 	return out.Removed, err
 }
 
 // Ready returns nil when the daemon is ready; a *StatusError (503) says why
 // not.
 func (c *Client) Ready(ctx context.Context) error {
-	_, err := c.Do(ctx, http.MethodGet, "/v1/readyz", nil, nil)
+	_, err := c.Do(ctx, "GET", "/v1/readyz", nil, nil)
 	return err
 }
 
@@ -294,43 +251,69 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) (int,
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	var body io.Reader
+	var body []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return 0, fmt.Errorf("%s %s: %w", method, path, err)
 		}
-		body = bytes.NewReader(b)
+		body = b
 	}
-	// The host is ignored: the transport dials the socket.
-	req, err := http.NewRequestWithContext(ctx, method, "http://nsproxy"+path, body)
+	req, err := requestBytes(method, path, body)
 	if err != nil {
 		return 0, fmt.Errorf("%s %s: %w", method, path, err)
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.http.Do(req)
+	ans, err := c.roundTrip(ctx, req, max(c.maxAnswer, maxErrorBody))
 	if err != nil {
 		return 0, c.transportError(parent, method, path, err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return resp.StatusCode, readStatusError(resp)
+	if ans.code < 200 || ans.code > 299 {
+		return ans.code, statusError(ans)
 	}
-	if out == nil || resp.StatusCode == http.StatusNoContent {
-		// Drain so that a kept connection can be reused.
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
-		return resp.StatusCode, nil
+	if int64(len(ans.body)) > c.maxAnswer {
+		return ans.code, fmt.Errorf("%s %s: bad answer from nsproxy at %s: %d bytes, more than the %d this request reads",
+			method, path, c.socket, len(ans.body), c.maxAnswer)
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, c.maxAnswer)).Decode(out); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = ErrEmptyAnswer
+	if out == nil || ans.code == 204 {
+		return ans.code, nil
+	}
+	if len(strings.TrimSpace(string(ans.body))) == 0 {
+		return ans.code, fmt.Errorf("%s %s: bad answer from nsproxy at %s: %w", method, path, c.socket, ErrEmptyAnswer)
+	}
+	if err := json.Unmarshal(ans.body, out); err != nil {
+		return ans.code, fmt.Errorf("%s %s: bad answer from nsproxy at %s: %w", method, path, c.socket, err)
+	}
+	return ans.code, nil
+}
+
+// roundTrip sends req on a new connection and reads the answer within
+// ctx.
+func (c *Client) roundTrip(ctx context.Context, req []byte, limit int64) (answer, error) {
+	conn, err := dialUnix(ctx, c.socket)
+	if err != nil {
+		if ctx.Err() != nil {
+			return answer{}, ctx.Err()
 		}
-		return resp.StatusCode, fmt.Errorf("%s %s: bad answer from nsproxy at %s: %w", method, path, c.socket, err)
+		return answer{}, &UnreachableError{Socket: c.socket, Err: err}
 	}
-	return resp.StatusCode, nil
+	defer conn.Close()
+	// The end of ctx (its deadline included) interrupts a read or write in
+	// progress; ctx.Err() is set by then, so the error names the timeout.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	ans, err := exchange(conn, req, limit)
+	if err != nil && ctx.Err() != nil {
+		return answer{}, ctx.Err()
+	}
+	return ans, err
+}
+
+// exchange writes req and reads one answer of at most limit bytes.
+func exchange(conn net.Conn, req []byte, limit int64) (answer, error) {
+	if _, err := conn.Write(req); err != nil {
+		return answer{}, err
+	}
+	return readAnswer(bufio.NewReaderSize(conn, 4096), limit)
 }
 
 // transportError explains a request that got no answer. parent is the
@@ -343,20 +326,18 @@ func (c *Client) transportError(parent context.Context, method, path string, err
 	if errors.Is(err, context.DeadlineExceeded) && parent.Err() == nil && c.timeout > 0 {
 		return fmt.Errorf("nsproxy at %s did not answer %s %s within %v: %w", c.socket, method, path, c.timeout, context.DeadlineExceeded)
 	}
-	// url.Error repeats the made-up URL; keep the cause.
-	var uerr *url.Error
-	if errors.As(err, &uerr) {
-		err = uerr.Err
-	}
 	return fmt.Errorf("nsproxy at %s: %s %s: %w", c.socket, method, path, err)
 }
 
-// readStatusError turns a non-2xx answer into a StatusError; a body that is
+// statusError turns a non-2xx answer into a StatusError; a body that is
 // not the daemon's {"error","details"} is kept as the message.
-func readStatusError(resp *http.Response) error {
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+func statusError(ans answer) error {
+	b := ans.body
+	if len(b) > maxErrorBody {
+		b = b[:maxErrorBody]
+	}
 	var body ErrorBody
-	se := &StatusError{Code: resp.StatusCode}
+	se := &StatusError{Code: ans.code}
 	if err := json.Unmarshal(b, &body); err == nil && body.Error != "" {
 		se.Message, se.Details = body.Error, body.Details
 	} else {

@@ -77,3 +77,23 @@ func TestSkelLinksUnix(t *testing.T) {
 		t.Fatal("skel no longer links golang.org/x/sys/unix: drop it from cniplugin's allowed imports")
 	}
 }
+
+// TestPluginLinksNoNetHTTP: the CNI plugin and the OCI hook are started for
+// every container, and net/http's package tree (crypto/tls, x509, http2)
+// costs each start more CPU than the request itself; the client speaks
+// HTTP/1.0 by hand (wire.go). Nothing the plugin links may bring it back.
+func TestPluginLinksNoNetHTTP(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("needs the go command")
+	}
+	out, err := exec.Command(goBin, "list", "-deps", "github.com/nsproxy/nsproxy/cmd/nsproxy-cni").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if p == "net/http" || p == "crypto/tls" {
+			t.Errorf("cmd/nsproxy-cni links %s", p)
+		}
+	}
+}

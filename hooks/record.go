@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/nsproxy/nsproxy/internal/atomicfile"
 )
@@ -24,7 +25,10 @@ const RecordDir = "/var/lib/nsproxy/attachments"
 // writes and DecodeRecord accepts. A record is one JSON file per
 // attachment, named by RecordName, holding
 //
-//	{"version": 1, "attachment": {<Attachment without its status>}}
+//	{"version": 1, "boot": "<boot id>", "attachment": {<Attachment without its status>}}
+//
+// "boot" (added later; a record without it counts as of this boot) is the
+// kernel's boot id when the record was written.
 const RecordVersion = 1
 
 // recordSuffix ends every record's file name; files without it (and hidden
@@ -51,12 +55,32 @@ const maxNameLen = 200
 // per-file errors of ListRecords.
 var ErrBadRecord = errors.New("nsproxy: bad attachment record")
 
+// ErrEarlierBoot matches (errors.Is) the error of ReadRecord and ListRecords
+// for a record written before the kernel last booted: every network
+// namespace it could name died with that kernel, and a path it names may
+// belong to another namespace now. Readers remove such records.
+var ErrEarlierBoot = errors.New("nsproxy: attachment record of an earlier boot")
+
 // record is the file format: a version, so that a future format is
-// refused instead of misread, and the attachment without its status.
+// refused instead of misread, the boot it belongs to, and the attachment
+// without its status.
 type record struct {
 	Version    int        `json:"version"`
+	Boot       string     `json:"boot,omitempty"`
 	Attachment Attachment `json:"attachment"`
 }
+
+// bootIDFile holds the kernel's random id of the current boot, the same in
+// every namespace and container.
+var bootIDFile = "/proc/sys/kernel/random/boot_id"
+
+var bootID = sync.OnceValue(func() string {
+	b, err := os.ReadFile(bootIDFile)
+	if err != nil {
+		return "" // no /proc: records carry no boot and count as this boot's
+	}
+	return strings.TrimSpace(string(b))
+})
 
 // RecordName is the file name of the record of k: the escaped container
 // ID and interface name joined by "+", or, when that would be too long,
@@ -105,7 +129,7 @@ func EncodeRecord(a Attachment) ([]byte, error) {
 	if err := checkKey(a.AttachmentKey); err != nil {
 		return nil, err
 	}
-	b, err := json.MarshalIndent(record{Version: RecordVersion, Attachment: a.WithoutStatus()}, "", "  ")
+	b, err := json.MarshalIndent(record{Version: RecordVersion, Boot: bootID(), Attachment: a.WithoutStatus()}, "", "  ")
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +141,8 @@ func EncodeRecord(a Attachment) ([]byte, error) {
 }
 
 // DecodeRecord parses the content of a record. Unknown fields are ignored
-// (a newer writer may add some); an unknown version is an error.
+// (a newer writer may add some); an unknown version is an error, a record
+// of an earlier boot is ErrEarlierBoot.
 func DecodeRecord(b []byte) (Attachment, error) {
 	if len(b) > MaxAttachmentSize {
 		return Attachment{}, fmt.Errorf("%w: larger than %d bytes", ErrBadRecord, MaxAttachmentSize)
@@ -136,6 +161,9 @@ func DecodeRecord(b []byte) (Attachment, error) {
 	if err := checkKey(r.Attachment.AttachmentKey); err != nil {
 		return Attachment{}, err
 	}
+	if r.Boot != "" && bootID() != "" && r.Boot != bootID() {
+		return Attachment{}, fmt.Errorf("%w (%s/%s, boot %s)", ErrEarlierBoot, r.Attachment.ContainerID, r.Attachment.IfName, r.Boot)
+	}
 	return r.Attachment.WithoutStatus(), nil
 }
 
@@ -151,10 +179,15 @@ func checkKey(k AttachmentKey) error {
 }
 
 // WriteRecord writes the record of a into dir (created if needed),
-// replacing any record with the same key. The write is atomic and durable
+// replacing any record with the same key. The write is atomic
 // (atomicfile.Write): a crash leaves the old record or the new one, never
 // a torn file, and ListRecords skips the hidden temporary file it may
-// leave.
+// leave. It is not fsynced (atomicfile.NoSync): once WriteRecord returns,
+// the record survives the crash of any process, the daemon's included, and
+// only a crash of the kernel can lose it, which also ends every network
+// namespace it could name; a record that outlives its boot anyway (the
+// file system kept it) is refused as ErrEarlierBoot. The two fsyncs (file
+// and directory) were most of what the plugin added to a container's start.
 func WriteRecord(dir string, a Attachment) error {
 	b, err := EncodeRecord(a)
 	if err != nil {
@@ -163,16 +196,31 @@ func WriteRecord(dir string, a Attachment) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("attachment records: %w", err)
 	}
-	if err := atomicfile.Write(RecordPath(dir, a.AttachmentKey), b, atomicfile.WithMode(0o640)); err != nil {
+	if err := atomicfile.Write(RecordPath(dir, a.AttachmentKey), b, atomicfile.WithMode(0o640), atomicfile.NoSync()); err != nil {
 		return fmt.Errorf("attachment records: %w", err)
 	}
 	return nil
 }
 
 // RemoveRecord removes the record of k from dir; a missing record (or
-// directory) is not an error.
+// directory) is not an error. Like WriteRecord, it does not wait for the
+// disk.
 func RemoveRecord(dir string, k AttachmentKey) error {
-	if err := atomicfile.Remove(RecordPath(dir, k)); err != nil {
+	return removeRecordFile(RecordPath(dir, k))
+}
+
+// RemoveRecordFile removes the record file p that ListRecords or
+// ReadRecord reported in a RecordError (ErrEarlierBoot); a missing file is
+// not an error.
+func RemoveRecordFile(p string) error {
+	if !strings.HasSuffix(p, recordSuffix) {
+		return fmt.Errorf("attachment records: %s is not a record", p)
+	}
+	return removeRecordFile(p)
+}
+
+func removeRecordFile(p string) error {
+	if err := atomicfile.Remove(p, atomicfile.NoSync()); err != nil {
 		return fmt.Errorf("attachment records: %w", err)
 	}
 	return nil
@@ -244,7 +292,17 @@ func readRecordFile(p string) (Attachment, error) {
 	}
 	a, err := DecodeRecord(b)
 	if err != nil {
-		return Attachment{}, fmt.Errorf("%s: %w", p, err)
+		return Attachment{}, &RecordError{Path: p, Err: err}
 	}
 	return a, nil
 }
+
+// RecordError is the error of a record file whose content was refused:
+// its path and why (ErrBadRecord, ErrEarlierBoot).
+type RecordError struct {
+	Path string
+	Err  error
+}
+
+func (e *RecordError) Error() string { return e.Path + ": " + e.Err.Error() }
+func (e *RecordError) Unwrap() error { return e.Err }

@@ -129,10 +129,13 @@ func TestRecords(t *testing.T) {
 }
 
 func TestDecodeRecord(t *testing.T) {
+	boot := currentBoot(t)
 	tests := []struct {
 		name, in string
 		ok       bool
 	}{
+		{"this boot", `{"version":1,"boot":"` + boot + `","attachment":{"containerID":"c","ifname":"eth0"}}`, true},
+		{"earlier boot", `{"version":1,"boot":"00000000-0000-0000-0000-000000000000","attachment":{"containerID":"c","ifname":"eth0"}}`, false},
 		{"minimal", `{"version":1,"attachment":{"containerID":"c","ifname":"eth0","netns":"/x"}}`, true},
 		{"unknown fields", `{"version":1,"writer":"x","attachment":{"containerID":"c","ifname":"eth0","future":1}}`, true},
 		{"status dropped", `{"version":1,"attachment":{"containerID":"c","ifname":"eth0","state":"available"}}`, true},
@@ -151,12 +154,76 @@ func TestDecodeRecord(t *testing.T) {
 			if (err == nil) != tt.ok {
 				t.Fatalf("err %v, want ok=%v", err, tt.ok)
 			}
-			if err != nil && !errors.Is(err, hooks.ErrBadRecord) {
-				t.Errorf("%v is not ErrBadRecord", err)
+			want := hooks.ErrBadRecord
+			if strings.Contains(tt.in, "00000000-") {
+				want = hooks.ErrEarlierBoot
+			}
+			if err != nil && !errors.Is(err, want) {
+				t.Errorf("%v is not %v", err, want)
 			}
 			if err == nil && a.State != "" {
 				t.Errorf("status kept: %+v", a)
 			}
 		})
+	}
+}
+
+func currentBoot(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		t.Skip("no boot id:", err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// TestRecordsOfAnEarlierBoot: a record carries the boot it was written in;
+// one of an earlier boot (its namespace died with that kernel, its path may
+// name another namespace now) is reported with its path, apart from bad
+// records, and RemoveRecordFile removes it. A record without a boot (an
+// older writer) counts as this boot's.
+func TestRecordsOfAnEarlierBoot(t *testing.T) {
+	boot := currentBoot(t)
+	dir := t.TempDir()
+	now := hooks.Attachment{AttachmentKey: hooks.AttachmentKey{ContainerID: "now", IfName: "eth0"}, Netns: "/proc/1/ns/net"}
+	if err := hooks.WriteRecord(dir, now); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(hooks.RecordPath(dir, now.AttachmentKey)); !strings.Contains(string(b), `"boot": "`+boot+`"`) {
+		t.Fatalf("record without this boot's id:\n%s", b)
+	}
+	old := hooks.AttachmentKey{ContainerID: "old", IfName: "eth0"}
+	oldPath := hooks.RecordPath(dir, old)
+	write := func(p, content string) {
+		if err := os.WriteFile(p, []byte(content), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(oldPath, `{"version":1,"boot":"00000000-0000-0000-0000-000000000000","attachment":{"containerID":"old","ifname":"eth0","netns":"/run/netns/x"}}`)
+	older := hooks.AttachmentKey{ContainerID: "older", IfName: "eth0"}
+	write(hooks.RecordPath(dir, older), `{"version":1,"attachment":{"containerID":"older","ifname":"eth0","netns":"/run/netns/y"}}`)
+
+	recs, errs := hooks.ListRecords(dir)
+	if len(recs) != 2 || recs[0].AttachmentKey != now.AttachmentKey || recs[1].AttachmentKey != older {
+		t.Errorf("records %+v, want now and older", recs)
+	}
+	if len(errs) != 1 || !errors.Is(errs[0], hooks.ErrEarlierBoot) || errors.Is(errs[0], hooks.ErrBadRecord) {
+		t.Fatalf("errors %v, want one ErrEarlierBoot", errs)
+	}
+	var re *hooks.RecordError
+	if !errors.As(errs[0], &re) || re.Path != oldPath {
+		t.Fatalf("%v names no path %s", errs[0], oldPath)
+	}
+	if _, err := hooks.ReadRecord(dir, old); !errors.Is(err, hooks.ErrEarlierBoot) {
+		t.Errorf("ReadRecord: %v, want ErrEarlierBoot", err)
+	}
+	if err := hooks.RemoveRecordFile(re.Path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(oldPath); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("still there: %v", err)
+	}
+	if err := hooks.RemoveRecordFile(filepath.Join(dir, "state.txt")); err == nil {
+		t.Error("RemoveRecordFile removed a file that is no record")
 	}
 }

@@ -157,7 +157,6 @@ func TestControlBoundsConnections(t *testing.T) {
 		clients = append(clients, dialSlow(t, td.socket, kinds[i%len(kinds)]))
 	}
 	cli := api.NewClient(td.socket, api.WithTimeout(5*time.Second))
-	defer cli.Close()
 	start := time.Now()
 	for i := 0; i < 5; i++ {
 		if _, err := cli.Namespaces(context.Background()); err != nil {

@@ -1,8 +1,11 @@
 package sidecar
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -92,8 +95,8 @@ func TestMergeKeepsInputsClean(t *testing.T) {
 }
 
 // TestCNIAttachmentWritesNoState: with a record directory, CNI attachments
-// are durable as the plugin's records (written and synced before the
-// plugin calls the daemon, replayed at start), so an ADD or DEL must not
+// are durable as the plugin's records (written before the plugin calls
+// the daemon, replayed at start), so an ADD or DEL must not
 // rewrite and fsync the whole state file: that made every ADD cost grow
 // with the live objects. An attachment without that guarantee (source
 // "oci") is still written to the state file, and both come back after a
@@ -264,5 +267,32 @@ func TestStateWithoutManifestsOmitsThem(t *testing.T) {
 	got, err := st.load()
 	if err != nil || !reflect.DeepEqual(got.Manifests, want) {
 		t.Fatalf("loaded %+v, %v; want %+v", got.Manifests, err, want)
+	}
+}
+
+// TestReplayRemovesRecordsOfAnEarlierBoot: records are not fsynced (they
+// only mean something while the kernel that made their namespaces runs),
+// so one may outlive a crash of the kernel; its path can name another
+// namespace then. Replay must neither bring it back nor keep it.
+func TestReplayRemovesRecordsOfAnEarlierBoot(t *testing.T) {
+	ns := testns.New(t, "rpb")
+	dir := t.TempDir()
+	d := &Daemon{opt: Options{AttachmentDir: dir}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	netnsPath := filepath.Join("/var/run/netns", ns)
+	if err := hooks.WriteRecord(dir, hooks.Attachment{AttachmentKey: hooks.AttachmentKey{ContainerID: "now", IfName: "eth0"},
+		Netns: netnsPath}); err != nil {
+		t.Fatal(err)
+	}
+	stale := hooks.RecordPath(dir, hooks.AttachmentKey{ContainerID: "before", IfName: "eth0"})
+	if err := os.WriteFile(stale, []byte(`{"version":1,"boot":"00000000-0000-0000-0000-000000000000",`+
+		`"attachment":{"containerID":"before","ifname":"eth0","netns":"`+netnsPath+`"}}`), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	got := d.replay(State{})
+	if len(got.Attachments) != 1 || got.Attachments[0].ContainerID != "now" {
+		t.Fatalf("replayed %+v, want only this boot's record", got.Attachments)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the earlier boot's record is still there: %v", err)
 	}
 }

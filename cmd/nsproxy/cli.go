@@ -189,7 +189,6 @@ func cliGet(args []string, stdout, stderr io.Writer) int {
 		name = pos[1]
 	}
 	client := c.client()
-	defer client.Close()
 	res, err := kind.get(context.Background(), client, name, *output == "wide")
 	if err != nil {
 		return c.fail(err)
@@ -233,7 +232,6 @@ func cliNamespace(args []string, stdout, stderr io.Writer) int {
 			return c.usageError("bad --pid %d", *pid)
 		}
 		client := c.client()
-		defer client.Close()
 		n, err := client.AddNamespace(context.Background(), api.Namespace{Name: pos[0], Path: *path, Pid: *pid})
 		if err != nil {
 			return c.fail(err)
@@ -250,7 +248,6 @@ func cliNamespace(args []string, stdout, stderr io.Writer) int {
 			return c.usageError("want one NAME, got %d arguments", len(pos))
 		}
 		client := c.client()
-		defer client.Close()
 		if err := client.DeleteNamespace(context.Background(), pos[0]); err != nil {
 			return c.fail(err)
 		}
@@ -305,7 +302,6 @@ func cliServer(args []string, stdout, stderr io.Writer) int {
 			s.SendProxy = 2
 		}
 		client := c.client()
-		defer client.Close()
 		got, err := client.AddServer(context.Background(), s)
 		if err != nil {
 			return c.fail(err)
@@ -322,7 +318,6 @@ func cliServer(args []string, stdout, stderr io.Writer) int {
 			return c.usageError("want BACKEND NAME, got %d arguments", len(pos))
 		}
 		client := c.client()
-		defer client.Close()
 		if err := client.DeleteServer(context.Background(), pos[0], pos[1]); err != nil {
 			return c.fail(err)
 		}
@@ -347,7 +342,6 @@ func cliStats(args []string, stdout, stderr io.Writer) int {
 		return c.usageError("unexpected arguments: %s", strings.Join(pos, " "))
 	}
 	client := c.client()
-	defer client.Close()
 	s, err := client.Stats(context.Background())
 	if err != nil {
 		return c.fail(err)

@@ -82,7 +82,6 @@ func cliManifests(verb string, args []string, stdout, stderr io.Writer) int {
 		return fail
 	}
 	client := c.client()
-	defer client.Close()
 	call := map[string]func(context.Context, api.ManifestRequest) (api.ManifestResult, error){
 		"apply": client.ApplyManifests, "delete": client.DeleteManifests, "diff": client.DiffManifests,
 	}[verb]

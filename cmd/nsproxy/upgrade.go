@@ -128,7 +128,6 @@ func cmdUpgrade(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	c := api.NewClient(*socket, api.WithTimeout(*timeout))
-	defer c.Close()
 	res, err := c.Upgrade(context.Background(), req)
 	if err != nil {
 		fmt.Fprintln(stderr, "nsproxy upgrade:", errorText(err))

@@ -37,6 +37,7 @@ type Option func(*options)
 type options struct {
 	mode     fs.FileMode
 	uid, gid int
+	noSync   bool
 }
 
 // WithMode sets the permission bits of the file (DefaultMode without it).
@@ -51,11 +52,20 @@ func WithOwner(uid, gid int) Option {
 	return func(o *options) { o.uid, o.gid = uid, gid }
 }
 
+// NoSync skips the fsyncs: the write stays atomic for every reader and
+// survives any process's crash (the page cache holds it), but not a crash
+// of the kernel. Only for files that mean nothing after a reboot, such as
+// records of network namespaces, which die with the kernel.
+func NoSync() Option {
+	return func(o *options) { o.noSync = true }
+}
+
 // Write replaces path with data. It returns only once data and the new
 // name are on disk; on error the old content (or no file) is left. A
 // symbolic link at path is replaced, not followed.
 func Write(path string, data []byte, opts ...Option) error {
-	tmp, err := writeTemp(path, data, opts)
+	o := optionsOf(opts)
+	tmp, err := writeTemp(path, data, o)
 	if err != nil {
 		return err
 	}
@@ -63,7 +73,18 @@ func Write(path string, data []byte, opts ...Option) error {
 		os.Remove(tmp)
 		return err
 	}
+	if o.noSync {
+		return nil
+	}
 	return syncDir(filepath.Dir(path))
+}
+
+func optionsOf(opts []Option) options {
+	o := options{mode: DefaultMode, uid: -1, gid: -1}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
 }
 
 // Create creates path with data unless something (a file, a directory, a
@@ -73,7 +94,8 @@ func Create(path string, data []byte, opts ...Option) (created bool, err error) 
 	if _, err := os.Lstat(path); err == nil {
 		return false, nil
 	}
-	tmp, err := writeTemp(path, data, opts)
+	o := optionsOf(opts)
+	tmp, err := writeTemp(path, data, o)
 	if err != nil {
 		return false, err
 	}
@@ -86,16 +108,15 @@ func Create(path string, data []byte, opts ...Option) (created bool, err error) 
 		}
 		return false, err
 	}
+	if o.noSync {
+		return true, nil
+	}
 	return true, syncDir(filepath.Dir(path))
 }
 
 // writeTemp writes data into a new temporary file next to path, with the
-// options' mode and owner, fsynced, and returns its name.
-func writeTemp(path string, data []byte, opts []Option) (string, error) {
-	o := options{mode: DefaultMode, uid: -1, gid: -1}
-	for _, opt := range opts {
-		opt(&o)
-	}
+// options' mode and owner, fsynced unless NoSync, and returns its name.
+func writeTemp(path string, data []byte, o options) (string, error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+TempInfix+"*")
 	if err != nil {
 		return "", err
@@ -111,6 +132,9 @@ func writeTemp(path string, data []byte, opts []Option) (string, error) {
 			if err := f.Chown(o.uid, o.gid); err != nil {
 				return err
 			}
+		}
+		if o.noSync {
+			return nil
 		}
 		return f.Sync()
 	}()
@@ -134,14 +158,18 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// Remove removes path durably: once it returns, the name is gone from the
-// directory on disk too. A missing path is not an error.
-func Remove(path string) error {
+// Remove removes path durably (with NoSync: for every process, not for
+// the disk): once it returns, the name is gone from the directory on disk
+// too. A missing path is not an error.
+func Remove(path string, opts ...Option) error {
 	if err := os.Remove(path); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
 		return err
+	}
+	if optionsOf(opts).noSync {
+		return nil
 	}
 	return syncDir(filepath.Dir(path))
 }

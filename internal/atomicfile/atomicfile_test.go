@@ -2,6 +2,7 @@ package atomicfile_test
 
 import (
 	"bytes"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -93,6 +94,9 @@ func TestWrite(t *testing.T) {
 		{name: "after a crash: the stray temporary file is no obstacle", setup: crashed, wantMode: atomicfile.DefaultMode, uid: -1, gid: -1},
 		{name: "replaces a link, does not follow it", setup: danglingLn, wantMode: atomicfile.DefaultMode, uid: -1, gid: -1},
 		{name: "a directory is not replaced", setup: directory, wantErr: true},
+		{name: "no sync: replaces, same rules", setup: crashed, opts: []atomicfile.Option{atomicfile.NoSync(), atomicfile.WithMode(0o640)},
+			wantMode: 0o640, uid: -1, gid: -1},
+		{name: "no sync: a directory is not replaced", setup: directory, opts: []atomicfile.Option{atomicfile.NoSync()}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -234,18 +238,39 @@ func TestRemove(t *testing.T) {
 		{"link, not its target", danglingLn, false},
 		{"non-empty directory", directory, true},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			path := prepare(t, tt.setup)
-			err := atomicfile.Remove(path)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("Remove = %v, want error %v", err, tt.wantErr)
-			}
-			if _, lerr := os.Lstat(path); !tt.wantErr && lerr == nil {
-				t.Error("still there")
-			}
-		})
+		for _, opts := range [][]atomicfile.Option{nil, {atomicfile.NoSync()}} {
+			t.Run(fmt.Sprintf("%s/options=%d", tt.name, len(opts)), func(t *testing.T) {
+				path := prepare(t, tt.setup)
+				err := atomicfile.Remove(path, opts...)
+				if (err != nil) != tt.wantErr {
+					t.Fatalf("Remove = %v, want error %v", err, tt.wantErr)
+				}
+				if _, lerr := os.Lstat(path); !tt.wantErr && lerr == nil {
+					t.Error("still there")
+				}
+			})
+		}
 	}
 	if err := atomicfile.Remove(filepath.Join(t.TempDir(), "no", "dir")); err != nil {
 		t.Errorf("missing directory: %v", err)
+	}
+}
+
+// BenchmarkWrite: what the fsyncs of a durable write cost against NoSync
+// (a record of a few hundred bytes).
+func BenchmarkWrite(b *testing.B) {
+	data := bytes.Repeat([]byte("x"), 600)
+	for _, tt := range []struct {
+		name string
+		opts []atomicfile.Option
+	}{{"sync", nil}, {"nosync", []atomicfile.Option{atomicfile.NoSync()}}} {
+		b.Run(tt.name, func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "r.json")
+			for b.Loop() {
+				if err := atomicfile.Write(path, data, tt.opts...); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -41,9 +41,9 @@ type (
 // other than the caller's context. The default is DefaultTimeout.
 func WithTimeout(d time.Duration) ClientOption { return hooks.WithTimeout(d) }
 
-// Client talks to the daemon's control socket: the hooks' client, kept
-// alive between requests, with the whole API. It is safe for concurrent
-// use. Close releases its idle connections.
+// Client talks to the daemon's control socket: the hooks' client (one
+// connection per request, nothing held between them) with the whole API.
+// It is safe for concurrent use.
 type Client struct {
 	c *hooks.Client
 }
@@ -51,15 +51,12 @@ type Client struct {
 // NewClient returns a client of the daemon listening on socket (empty:
 // DefaultSocket). It does not connect until the first request.
 func NewClient(socket string, opts ...ClientOption) *Client {
-	base := []ClientOption{hooks.WithTimeout(DefaultTimeout), hooks.WithKeepAlive(), hooks.WithAnswerLimit(maxAnswer)}
+	base := []ClientOption{hooks.WithTimeout(DefaultTimeout), hooks.WithAnswerLimit(maxAnswer)}
 	return &Client{c: hooks.NewClient(socket, append(base, opts...)...)}
 }
 
 // Socket is the path the client dials.
 func (c *Client) Socket() string { return c.c.Socket() }
-
-// Close releases idle connections. The client stays usable.
-func (c *Client) Close() { c.c.CloseIdleConnections() }
 
 // do sends in (if not nil) as JSON and decodes a 2xx answer into out (if
 // not nil). It returns the status code of the answer.
