@@ -81,9 +81,9 @@ func (e *Engine) fitMaxConn(spec Spec) int {
 		e.pipes.max.Store(1 << 30) // no limit known: pipes are not capped
 		return spec.MaxConn
 	}
-	reserved := fdsReserved + e.reg.Count()
+	reserved := fdsReserved + sockPoolTotal + e.reg.Count()
 	for _, fs := range spec.Frontends {
-		reserved += 2 * len(fs.Binds) // the socket and its readiness twin
+		reserved += len(fs.Binds) // the listening socket
 	}
 	fdLimit := connLimitForFDs(e.nofile, reserved)
 	eff := effectiveMaxConn(spec.MaxConn, fdLimit)
