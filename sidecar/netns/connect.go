@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strconv"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,6 +26,9 @@ var ErrThreadStuck = errors.New("nsproxy: thread stuck in a foreign network name
 // dies with the goroutine, and the error wraps ErrThreadStuck: a caller
 // that lives on (a listener) must then end its goroutine at once and go on
 // in a new one; never call it from an event loop.
+//
+// In the daemon's own namespace (an event loop's case) every call is a raw
+// system call and nothing is allocated unless it fails: they never block.
 func (h *Handle) StartConnect(addr netip.AddrPort, opt DialOptions) (int, error) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
@@ -32,6 +36,9 @@ func (h *Handle) StartConnect(addr netip.AddrPort, opt DialOptions) (int, error)
 		return -1, fmt.Errorf("dial %s in %s: %w", addr, h.Label(), ErrClosed)
 	}
 	fam := family(addr)
+	if h.isHome && !opt.Source.IsValid() && addr.Addr().Zone() == "" {
+		return connectHome(fam, addr)
+	}
 	fd, err := h.socketHere(fam)
 	if err != nil {
 		return -1, fmt.Errorf("dial %s in %s: %w", addr, h.Label(), err)
@@ -64,6 +71,120 @@ func (h *Handle) socketHere(fam int) (int, error) {
 	}
 	runtime.UnlockOSThread()
 	return fd, serr
+}
+
+// connectHome is StartConnect in the daemon's namespace without a source
+// address, in raw system calls.
+func connectHome(fam int, addr netip.AddrPort) (int, error) {
+	r, _, errno := unix.RawSyscall(unix.SYS_SOCKET, uintptr(fam),
+		unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if errno != 0 {
+		return -1, fmt.Errorf("dial %s: socket: %w", addr, errno)
+	}
+	fd := int(r)
+	if err := connectRaw(fd, fam, addr); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// Sockets makes up to n non-blocking TCP sockets of family fam (AF_INET,
+// AF_INET6) inside the namespace with one round trip into it, for
+// ConnectSocket to connect later from any thread (an event loop's). As
+// with StartConnect, if the thread cannot return home it stays locked and
+// the error wraps ErrThreadStuck: the caller's goroutine must end. The
+// sockets made before an error are returned with it.
+func (h *Handle) Sockets(fam, n int) ([]int, error) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.closed {
+		return nil, fmt.Errorf("sockets in %s: %w", h.Label(), ErrClosed)
+	}
+	const typ = unix.SOCK_STREAM | unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC
+	var fds []int
+	if h.isHome {
+		for range n {
+			fd, err := unix.Socket(fam, typ, 0)
+			if err != nil {
+				return fds, err
+			}
+			fds = append(fds, fd)
+		}
+		return fds, nil
+	}
+	runtime.LockOSThread()
+	if err := unix.Setns(h.fd, unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("setns: %w", err)
+	}
+	var serr error
+	for range n {
+		fd, err := unix.Socket(fam, typ, 0)
+		if err != nil {
+			serr = err
+			break
+		}
+		fds = append(fds, fd)
+	}
+	if err := unix.Setns(homeFD, unix.CLONE_NEWNET); err != nil {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return nil, fmt.Errorf("%w: setns back to the default namespace: %w", ErrThreadStuck, err) // thread stays locked
+	}
+	runtime.UnlockOSThread()
+	return fds, serr
+}
+
+// ConnectSocket starts connecting a socket made by Sockets, as
+// StartConnect does (TCP_NODELAY, the source address, connect →
+// EINPROGRESS), from any thread: without a source address in raw system
+// calls, allocating nothing.
+func ConnectSocket(fd int, addr netip.AddrPort, opt DialOptions) error {
+	fam := family(addr)
+	if !opt.Source.IsValid() && addr.Addr().Zone() == "" {
+		return connectRaw(fd, fam, addr)
+	}
+	if err := connectFD(fd, fam, addr, opt); err != nil {
+		return fmt.Errorf("dial tcp %s: %w", addr, err)
+	}
+	return nil
+}
+
+// connectRaw sets TCP_NODELAY and starts the connect, in raw system calls.
+func connectRaw(fd, fam int, addr netip.AddrPort) error {
+	one := int32(1)
+	if _, _, errno := unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY,
+		uintptr(unsafe.Pointer(&one)), 4, 0); errno != 0 {
+		return fmt.Errorf("dial tcp %s: setsockopt: %w", addr, errno)
+	}
+	var sa unix.RawSockaddrInet6 // large enough for either family
+	n := uintptr(unix.SizeofSockaddrInet6)
+	port := addr.Port()
+	if fam == unix.AF_INET {
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(&sa))
+		sa4.Family = unix.AF_INET
+		sa4.Addr = addr.Addr().Unmap().As4()
+		p := (*[2]byte)(unsafe.Pointer(&sa4.Port))
+		p[0], p[1] = byte(port>>8), byte(port)
+		n = unix.SizeofSockaddrInet4
+	} else {
+		sa.Family = unix.AF_INET6
+		sa.Addr = addr.Addr().As16()
+		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		p[0], p[1] = byte(port>>8), byte(port)
+	}
+	for {
+		_, _, errno := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), n)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 && errno != unix.EINPROGRESS {
+			return fmt.Errorf("dial tcp %s: connect: %w", addr, errno)
+		}
+		return nil
+	}
 }
 
 // connectFD sets the socket up as Go's dialer would (no delay, the source

@@ -3,6 +3,7 @@ package proxy
 import (
 	"hash/fnv"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -90,12 +91,12 @@ func (b *backend) update(bs BackendSpec) (dropped []*server, added []*server) {
 
 // pick chooses a server for a client by the backend's algorithm, among
 // usable servers not in tried; backup servers only when no other is usable.
-func (b *backend) pick(client netip.Addr, tried map[*server]bool, nsOK func(string) bool) *server {
+func (b *backend) pick(client netip.Addr, tried []*server, nsOK func(string) bool) *server {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var cands []*server
 	for _, s := range b.servers {
-		if !s.spec.Backup && !tried[s] && s.usable(nsOK) {
+		if !s.spec.Backup && !slices.Contains(tried, s) && s.usable(nsOK) {
 			cands = append(cands, s)
 		}
 	}
@@ -103,7 +104,7 @@ func (b *backend) pick(client netip.Addr, tried map[*server]bool, nsOK func(stri
 		// As HAProxy without "option allbackups": the first usable backup
 		// takes everything while no active server is usable.
 		for _, s := range b.servers {
-			if s.spec.Backup && !tried[s] && s.usable(nsOK) {
+			if s.spec.Backup && !slices.Contains(tried, s) && s.usable(nsOK) {
 				return s
 			}
 		}

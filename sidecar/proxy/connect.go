@@ -7,17 +7,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The loop's side of a connect: the listener's goroutine or a connector creates the
-// server's socket inside its namespace and starts the connect; the loop
-// learns the outcome from the socket's writability, bounds it with the
-// connect timeout in its timer heap, writes the PROXY header the server
-// wants, and starts pumping. A failed attempt is retried on another server
-// by a connector (hdrloop.go), since a socket in a namespace is never
-// created on a loop's thread.
+// The loop's side of a connect: the loop itself (a server in the daemon's
+// own namespace) or a connector (another namespace, hdrloop.go) creates the
+// server's socket and starts the connect; the loop learns the outcome from
+// the socket's writability, bounds it with the connect timeout in its
+// timer heap, writes the PROXY header the server wants, and starts
+// pumping. A failed attempt is retried on another server the same way
+// (pconn.attempt).
 
 // armConnect sets the deadline of the attempt in progress.
 func (c *pconn) armConnect() {
-	c.deadline = c.l.now.Add(c.s.connectTimeout())
+	c.deadline = c.l.now.add(c.s.connectTimeout())
 	c.l.timers.set(c)
 }
 
@@ -64,8 +64,8 @@ func (c *pconn) established() {
 	}
 }
 
-// connectFailed closes the attempt's socket, counts the failure, and lets
-// a connector start the next attempt.
+// connectFailed closes the attempt's socket, counts the failure, and starts
+// the next attempt (pconn.attempt).
 func (c *pconn) connectFailed(err error) {
 	l, s := c.l, c.s
 	fd := c.fd[1]
@@ -76,7 +76,7 @@ func (c *pconn) connectFailed(err error) {
 	c.fd[1] = -1
 	l.timers.remove(c)
 	s.attemptFailed(s.at.srv, err)
-	s.e.connect(c)
+	c.attempt()
 }
 
 // adoptServer takes the socket of the next attempt.

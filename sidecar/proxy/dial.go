@@ -1,13 +1,13 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/netip"
 	"time"
 
 	"github.com/nsproxy/nsproxy/sidecar/netns"
+	"golang.org/x/sys/unix"
 )
 
 // attempt is the connection attempt in progress: where it goes and how.
@@ -29,32 +29,75 @@ func (s *session) prepareConnect() error {
 		return errors.New("backend " + s.fe.Backend + " does not exist")
 	}
 	s.mu.Lock()
-	s.backend = b.name
+	s.b = b
 	s.mu.Unlock()
-	s.b, s.bs = b, b.spec.Load()
-	s.tried = map[*server]bool{}
+	s.bs = b.spec.Load()
 	return nil
 }
+
+// errOffLoop: the attempt's socket is to be made in another namespace,
+// which a loop's thread never enters; a connector goes on with it.
+var errOffLoop = errors.New("nsproxy: the server's socket is made by a connector")
 
 // nextAttempt picks servers until a connect starts (non-blocking: the
 // loop learns how it ends) and returns its socket, or the error that ends
 // the session (its termination set). Each attempt goes to a different
-// server. It runs on the listener's goroutine (plain binds) or a connector
-// (after a PROXY header read in a loop, and for a retry):
-// creating a socket in a namespace must not happen on a loop's thread. An
-// error wrapping netns.ErrThreadStuck means the caller's thread is stuck
+// server. On a loop (onLoop), a server whose socket is made in another
+// namespace stops it with errOffLoop, the attempt chosen and kept in s.at
+// (s.deferred): the loop hands the connection to a connector, whose
+// nextAttempt(false) starts that attempt first. An error wrapping
+// netns.ErrThreadStuck means the caller's thread (a connector's) is stuck
 // in a foreign namespace: the caller's goroutine must end.
-func (s *session) nextAttempt() (int, error) {
+func (s *session) nextAttempt(onLoop bool) (int, error) {
 	nsOK := func(name string) bool { _, err := s.e.reg.Get(name); return err == nil }
-	for s.attempts < maxAttempts {
-		srv := s.b.pick(s.src.Addr(), s.tried, nsOK)
-		if srv == nil {
-			break
+	for {
+		var at attempt
+		var err error
+		if s.deferred {
+			s.deferred = false
+			at = s.at
+		} else {
+			if s.attempts >= maxAttempts {
+				break
+			}
+			srv := s.b.pick(s.src.Addr(), s.tried[:s.attempts], nsOK)
+			if srv == nil {
+				break
+			}
+			s.tried[s.attempts] = srv
+			s.attempts++
+			srv.active.Add(1)
+			at, err = s.resolve(srv)
+			if err == nil && onLoop && !at.h.IsDefault() {
+				// A socket made ahead in the server's namespace, if any,
+				// unless the loop guard must ask that namespace's kernel.
+				var asks bool
+				if err = s.guard(at, &asks); err == nil && !asks {
+					if fd := s.e.pools.take(at.h, dstFamily(at.dst)); fd >= 0 {
+						if err = netns.ConnectSocket(fd, at.dst, s.dialOptions()); err == nil {
+							return s.started(fd, at)
+						}
+						unix.Close(fd)
+					}
+				}
+			}
+			if err == nil && onLoop && !at.h.IsDefault() {
+				s.mu.Lock()
+				s.at = at
+				s.mu.Unlock()
+				s.deferred = true
+				s.e.watchNS(at.h)
+				if at.h.Context().Err() != nil {
+					s.abort("server_netns_gone")
+				}
+				return -1, errOffLoop
+			}
 		}
-		s.attempts++
-		s.tried[srv] = true
-		srv.active.Add(1)
-		fd, at, err := s.startDial(srv)
+		srv := at.srv
+		fd := -1
+		if err == nil {
+			fd, err = s.dial(at)
+		}
 		if reason := refusalReason(err); reason != "" { // loop, tenant
 			srv.active.Add(-1)
 			s.e.frontendRefusal(s.fe.Name, reason)
@@ -71,12 +114,7 @@ func (s *session) nextAttempt() (int, error) {
 			}
 			continue
 		}
-		// The attempt ends with the session if its namespace goes.
-		stop := context.AfterFunc(at.h.Context(), func() { s.abort("server_netns_gone") })
-		s.mu.Lock()
-		s.at, s.stopServerNS = at, stop
-		s.mu.Unlock()
-		return fd, nil
+		return s.started(fd, at)
 	}
 	if s.lastErr == nil {
 		s.setTerm("no_server")
@@ -88,13 +126,6 @@ func (s *session) nextAttempt() (int, error) {
 
 // attemptFailed counts a failed attempt on srv.
 func (s *session) attemptFailed(srv *server, err error) {
-	s.mu.Lock()
-	stop := s.stopServerNS
-	s.stopServerNS = nil
-	s.mu.Unlock()
-	if stop != nil {
-		stop()
-	}
 	srv.active.Add(-1)
 	srv.stats.ConnectErrors.Add(1)
 	s.b.stats.ConnectErrors.Add(1)
@@ -111,11 +142,9 @@ func (s *session) connected() {
 	s.mu.Lock()
 	s.srv, s.serverNS = srv, s.at.h
 	s.mu.Unlock()
-	s.counters = append(s.counters, &srv.stats)
-	for _, label := range s.netnsLabels() {
-		c := s.e.ns.acquire(label)
-		s.nsCounters = append(s.nsCounters, c)
-		s.counters = append(s.counters, c)
+	s.counters[1] = &srv.stats
+	for i, label := range s.netnsLabels() {
+		s.counters[2+i] = s.e.ns.acquire(label)
 	}
 }
 
@@ -127,44 +156,94 @@ func (s *session) connectTimeout() time.Duration {
 	return DefaultConnectTimeout
 }
 
-// startDial creates a socket for srv inside its namespace (the client's
-// for "namespace *") and starts connecting it.
-func (s *session) startDial(srv *server) (int, attempt, error) {
+// resolve finds where an attempt on srv goes: the namespace its socket is
+// made in (the client's for "namespace *"), checked against the tenant's
+// allowlist, and the destination. The attempt carries srv even on error.
+func (s *session) resolve(srv *server) (attempt, error) {
+	at := attempt{srv: srv}
 	h := s.clientNS
 	if srv.spec.ClientNamespace {
 		if err := s.clientNamespaceAllowed(h); err != nil {
-			return -1, attempt{}, err
+			return at, err
 		}
 	} else {
 		var err error
 		if h, err = s.e.reg.Get(srv.spec.Namespace); err != nil {
-			return -1, attempt{}, err
+			return at, err
 		}
 		if err := s.serverNamespaceAllowed(h); err != nil {
-			return -1, attempt{}, err
+			return at, err
 		}
 	}
 	dst, err := s.destination(srv.spec)
 	if err != nil {
-		return -1, attempt{}, err
+		return at, err
 	}
+	at.h, at.dst = h, dst
 	// A destination from the client may be one of our own listeners.
-	fromClient := !srv.spec.Addr.IsValid() || srv.spec.Addr.IsUnspecified() || srv.spec.PortMode != PortFixed
-	if fromClient && s.e.own.isOwn(h, dst, func(a netip.Addr) bool { return localInNamespace(h, a) }) {
-		return -1, attempt{}, fmt.Errorf("%w: %s in namespace %s", ErrLoop, dst, h.Label())
+	at.fromClient = !srv.spec.Addr.IsValid() || srv.spec.Addr.IsUnspecified() || srv.spec.PortMode != PortFixed
+	return at, nil
+}
+
+// dial creates the attempt's socket inside its namespace and starts
+// connecting it. Only in the daemon's own namespace may it run on a loop:
+// no setns then, and the loop guard's question to the kernel (is the
+// address local?) is one netlink request made right here.
+func (s *session) dial(at attempt) (int, error) {
+	if err := s.guard(at, nil); err != nil {
+		return -1, err
 	}
-	var opt netns.DialOptions
+	return at.h.StartConnect(at.dst, s.dialOptions())
+}
+
+// started records the attempt in progress. It ends with the session if
+// its namespace goes (Engine.nsGone finds it by s.at).
+func (s *session) started(fd int, at attempt) (int, error) {
+	s.mu.Lock()
+	s.at = at
+	s.mu.Unlock()
+	s.e.watchNS(at.h)
+	if at.h.Context().Err() != nil {
+		s.abort("server_netns_gone")
+	}
+	return fd, nil
+}
+
+// guard refuses a destination from the client that is one of our own
+// listeners (the loop guard). With asks set, it does not ask the kernel
+// whether an address is local to the namespace (a netlink request made
+// there, which a loop must not) but reports through asks that it would.
+func (s *session) guard(at attempt, asks *bool) error {
+	if !at.fromClient {
+		return nil
+	}
+	isLocal := func(a netip.Addr) bool { return localInNamespace(at.h, a) }
+	if asks != nil {
+		isLocal = func(netip.Addr) bool { *asks = true; return false }
+	}
+	if s.e.own.isOwn(at.h, at.dst, isLocal) {
+		return fmt.Errorf("%w: %s in namespace %s", ErrLoop, at.dst, at.h.Label())
+	}
+	return nil
+}
+
+// dialOptions: the source address the backend asks for.
+func (s *session) dialOptions() netns.DialOptions {
 	switch {
 	case s.bs.UseSrcClientIP:
-		opt = netns.DialOptions{Source: netip.AddrPortFrom(s.src.Addr(), 0), Transparent: true}
+		return netns.DialOptions{Source: netip.AddrPortFrom(s.src.Addr(), 0), Transparent: true}
 	case s.bs.Source.IsValid() && !s.bs.Source.IsUnspecified():
-		opt = netns.DialOptions{Source: netip.AddrPortFrom(s.bs.Source, 0)}
+		return netns.DialOptions{Source: netip.AddrPortFrom(s.bs.Source, 0)}
 	}
-	fd, err := h.StartConnect(dst, opt)
-	if err != nil {
-		return -1, attempt{}, err
+	return netns.DialOptions{}
+}
+
+// dstFamily is the socket family for dst.
+func dstFamily(dst netip.AddrPort) int {
+	if dst.Addr().Unmap().Is4() {
+		return unix.AF_INET
 	}
-	return fd, attempt{srv: srv, h: h, dst: dst, fromClient: fromClient}, nil
+	return unix.AF_INET6
 }
 
 // errNoDestination: a server takes its address from the client connection,

@@ -58,7 +58,14 @@ type Engine struct {
 	sessions map[*session]struct{}
 	sessWG   sync.WaitGroup
 	connectQ chan *pconn // connect attempts for the connectors (hdrloop.go)
-	nextID   atomic.Uint64
+	pools    sockPools   // sockets made ahead in other namespaces (sockpool.go)
+	// connectorAttempts counts the attempts a loop gave a connector (a
+	// server's socket in another namespace).
+	connectorAttempts atomic.Uint64
+	// nsWatched: the namespaces (*netns.Handle) whose end aborts the
+	// sessions using them (watchNS).
+	nsWatched sync.Map
+	nextID    atomic.Uint64
 }
 
 // New returns an engine that resolves namespaces through reg.
@@ -400,6 +407,7 @@ func (e *Engine) Shutdown(ctx context.Context) int {
 		<-done
 	}
 	e.stopLoops()
+	e.pools.close()
 	e.cancel()
 	return forced
 }

@@ -18,7 +18,8 @@ import (
 // in the runtime's poller on the epoll fd (wait). It keeps their idle
 // timers in a heap, moves bytes through one read buffer or, for bulk,
 // through pipes leased from its pool. Nothing else touches a connection
-// it owns: other goroutines post commands (post), which the loop runs
+// it owns (and accepts on the listening sockets it owns, accept.go):
+// other goroutines post commands (post), which the loop runs
 // between two epoll waits, woken by an eventfd.
 //
 // Idle connections cost no goroutine and no buffer: two slots of the fd
@@ -35,8 +36,9 @@ type evloop struct {
 	cmds    []func()
 	stopped bool // no more commands are taken
 
-	conns atomic.Int64 // connections owned, for the choice of a loop
-	done  chan struct{}
+	conns     atomic.Int64 // connections owned, for the choice of a loop
+	listening atomic.Int64 // listening sockets owned (accept.go)
+	done      chan struct{}
 
 	// Owned by the loop's goroutine.
 	fds      []fdSlot // indexed by fd number
@@ -46,8 +48,13 @@ type evloop struct {
 	buf      []byte   // read buffer for small payloads
 	spare    [][]byte // buffers for bytes a short write left over
 	pipes    pipePool
-	now      time.Time // taken once per turn: activity stamps
+	now      mono // taken once per turn: activity stamps
 	stopping bool
+	// Listening sockets it accepts on (accept.go), by fd, and those whose
+	// batch ran out this turn.
+	acceptors   map[int]*acceptor
+	acceptAgain []*acceptor
+	sa          unix.RawSockaddrAny // accept4's and getsockname's
 }
 
 // fdSlot says which connection an fd belongs to. gen is the registration's
@@ -133,22 +140,23 @@ func (l *evloop) stop() {
 func (l *evloop) run() {
 	defer close(l.done)
 	events := make([]unix.EpollEvent, loopEvents)
-	lastYield := time.Now()
+	lastYield := monoNow()
 	for {
 		n := l.wait(events)
-		l.now = time.Now()
+		l.now = monoNow()
 		for i := 0; i < n; i++ {
 			l.event(events[i])
 		}
 		l.runAgain()
+		l.runAcceptAgain()
 		l.fireTimers()
 		if l.stopping {
 			l.close()
 			return
 		}
-		if l.now.Sub(lastYield) >= loopYieldEvery {
+		if l.now.sub(lastYield) >= loopYieldEvery {
 			runtime.Gosched()
-			lastYield = time.Now()
+			lastYield = monoNow()
 		}
 	}
 }
@@ -172,7 +180,7 @@ func (l *evloop) wait(events []unix.EpollEvent) int {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		if n > 0 || len(l.again) > 0 {
+		if n > 0 || len(l.again) > 0 || len(l.acceptAgain) > 0 {
 			return n
 		}
 		ms := l.waitMillis()
@@ -207,13 +215,13 @@ func epollPoll(epfd int, events []unix.EpollEvent) (int, syscall.Errno) {
 // waitMillis is epoll_wait's timeout: 0 when work is left over, else until
 // the next timer.
 func (l *evloop) waitMillis() int {
-	if len(l.again) > 0 {
+	if len(l.again) > 0 || len(l.acceptAgain) > 0 {
 		return 0
 	}
 	if len(l.timers) == 0 {
 		return -1
 	}
-	d := time.Until(l.timers[0].deadline)
+	d := l.timers[0].deadline.sub(monoNow())
 	if d <= 0 {
 		return 0
 	}
@@ -226,12 +234,16 @@ func (l *evloop) event(ev unix.EpollEvent) {
 		l.commands()
 		return
 	}
-	if fd >= len(l.fds) {
+	var slot fdSlot
+	if fd < len(l.fds) {
+		slot = l.fds[fd]
+	}
+	c := slot.c
+	if c == nil {
+		l.acceptEvent(fd, uint32(ev.Pad)) // a listening socket, or nothing
 		return
 	}
-	slot := l.fds[fd]
-	c := slot.c
-	if c == nil || slot.gen != uint32(ev.Pad) || c.closed {
+	if slot.gen != uint32(ev.Pad) || c.closed {
 		return // closed, maybe reused, since the event was queued
 	}
 	side := 0
@@ -279,8 +291,8 @@ func (l *evloop) commands() {
 // adopt registers a connection's two sockets (the server's connecting)
 // and arms its connect timeout.
 func (l *evloop) adopt(c *pconn) {
-	if l.now.IsZero() {
-		l.now = time.Now()
+	if l.now == 0 {
+		l.now = monoNow()
 	}
 	c.active = l.now
 	for _, fd := range c.fd {
@@ -339,7 +351,7 @@ func (l *evloop) runAgain() {
 }
 
 func (l *evloop) fireTimers() {
-	for len(l.timers) > 0 && !l.timers[0].deadline.After(l.now) {
+	for len(l.timers) > 0 && l.timers[0].deadline <= l.now {
 		l.timers[0].idleCheck(l.now)
 	}
 }

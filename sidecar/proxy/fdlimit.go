@@ -81,7 +81,7 @@ func (e *Engine) fitMaxConn(maxConn, binds int) int {
 		e.pipes.max.Store(1 << 30) // no limit known: pipes are not capped
 		return maxConn
 	}
-	reserved := fdsReserved + e.reg.Count() + 2*binds // a bind: the socket and its readiness twin
+	reserved := fdsReserved + sockPoolTotal + e.reg.Count() + binds // a bind: the listening socket
 	fdLimit := connLimitForFDs(e.nofile, reserved)
 	eff := effectiveMaxConn(maxConn, fdLimit)
 	if eff != e.lastMax {

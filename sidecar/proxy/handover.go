@@ -40,12 +40,11 @@ func (e *Engine) HandOver() ([]HandedListener, error) {
 	for _, fe := range e.frontends {
 		for bs, l := range fe.listeners {
 			l.mu.Lock()
-			ln, h := l.ln, l.h
+			f, h, err := l.dupFD()
 			l.mu.Unlock()
-			if ln == nil || h == nil {
-				continue
+			if f == nil && err == nil {
+				continue // not listening
 			}
-			f, err := dupListener(ln)
 			if err != nil {
 				for _, x := range out {
 					x.File.Close()
@@ -58,20 +57,17 @@ func (e *Engine) HandOver() ([]HandedListener, error) {
 	return out, nil
 }
 
-func dupListener(ln *net.TCPListener) (*os.File, error) {
-	raw, err := ln.SyscallConn()
+// dupFD duplicates the listening socket (l.mu held; nil when there is
+// none): the listener closes its own fd only after taking l.mu.
+func (l *listener) dupFD() (*os.File, *netns.Handle, error) {
+	if l.fd < 0 || l.h == nil {
+		return nil, nil, nil
+	}
+	nfd, err := unix.FcntlInt(uintptr(l.fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("dup listener: %w", err)
 	}
-	nfd := -1
-	var derr error
-	if err := raw.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return nil, err
-	}
-	if derr != nil {
-		return nil, fmt.Errorf("dup listener: %w", derr)
-	}
-	return os.NewFile(uintptr(nfd), "handed-listener"), nil
+	return os.NewFile(uintptr(nfd), "handed-listener"), l.h, nil
 }
 
 // StopAccepting closes every listener (the sockets live on in the

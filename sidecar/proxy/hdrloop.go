@@ -3,7 +3,6 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nsproxy/nsproxy/sidecar/netns"
 	"github.com/nsproxy/nsproxy/sidecar/proxyproto"
@@ -13,20 +12,21 @@ import (
 // An accept-proxy bind's connection in its loop before it has a server:
 // the loop reads the PROXY header with an incremental parser as bytes
 // arrive (no blocking read, no goroutine), bounded by the header timeout
-// in its timer heap; then a connector starts the connect, since a socket
-// in a namespace is never created on a loop's thread.
+// in its timer heap; then the connect starts on the loop (a server in the
+// daemon's own namespace) or on a connector, since a socket in another
+// namespace is never created on a loop's thread.
 
 // adoptHeader registers the client's socket and arms the header timeout.
 func (l *evloop) adoptHeader(c *pconn) {
-	if l.now.IsZero() {
-		l.now = time.Now()
+	if l.now == 0 {
+		l.now = monoNow()
 	}
 	c.active = l.now
 	if !l.watch(c, c.fd[0]) {
 		c.fail("closed")
 		return
 	}
-	c.deadline = l.now.Add(c.s.headerTimeout())
+	c.deadline = l.now.add(c.s.headerTimeout())
 	l.timers.set(c)
 	c.readHeader() // the header is usually there already
 }
@@ -63,24 +63,24 @@ func (c *pconn) readHeader() {
 	}
 }
 
-// headerDone applies the header (or refuses the connection), then hands
-// the first connect attempt to a connector.
+// headerDone applies the header (or refuses the connection), then starts
+// the first connect attempt (pconn.attempt).
 func (c *pconn) headerDone(h *proxyproto.Header, err error) {
 	c.header = nil
 	c.l.timers.remove(c)
 	s := c.s
 	if err := s.applyProxyHeader(h, err); err != nil {
-		c.endErr = err
+		c.s.endErr = err
 		c.finish()
 		return
 	}
 	if err := s.prepareConnect(); err != nil {
-		c.endErr = err
+		c.s.endErr = err
 		c.finish()
 		return
 	}
 	c.connecting = true
-	c.l.e.connect(c)
+	c.attempt()
 }
 
 // connectQueue: attempts waiting for a connector; a loop that finds it
@@ -90,6 +90,7 @@ const connectQueue = 4096
 // connect has a connector start the next attempt of c, whose loop takes
 // the socket (adoptServer) or ends the connection.
 func (e *Engine) connect(c *pconn) {
+	e.connectorAttempts.Add(1)
 	e.sessWG.Add(1) // Shutdown waits for the attempt too
 	e.connectQ <- c
 }
@@ -99,6 +100,7 @@ func (e *Engine) connect(c *pconn) {
 // namespace is replaced and ends, taking the thread with it.
 func (e *Engine) startConnectors(n int) {
 	e.connectQ = make(chan *pconn, connectQueue)
+	e.pools.refill = make(chan *sockRefill, sockPoolTotal/sockPoolBatch)
 	for range n {
 		go e.connector()
 	}
@@ -112,6 +114,11 @@ func (e *Engine) connector() {
 				go e.connector()
 				return // locked to a stuck thread: it dies with this goroutine
 			}
+		case r := <-e.pools.refill:
+			if e.pools.fill(r) {
+				go e.connector()
+				return
+			}
 		case <-e.ctx.Done():
 			return
 		}
@@ -124,10 +131,10 @@ func (e *Engine) connector() {
 func (c *pconn) startAttempt() (stuck bool) {
 	s, l := c.s, c.l
 	defer s.e.sessWG.Done()
-	sfd, err := s.nextAttempt()
+	sfd, err := s.nextAttempt(false)
 	if err != nil {
 		l.post(func() {
-			c.endErr = err
+			c.s.endErr = err
 			c.finish()
 		})
 		return errors.Is(err, netns.ErrThreadStuck)

@@ -1,58 +1,45 @@
 package proxy
 
-import (
-	"context"
-	"sync"
-)
+import "sync"
 
 // limiter is a counting semaphore whose limit can change at run time
-// (maxconn across reloads). A limit <= 0 means unlimited.
+// (maxconn across reloads). A limit <= 0 means unlimited. Nothing waits on
+// it: a loop's acceptor that finds it full stops watching its listening
+// socket (the excess waits in the kernel backlog) and leaves a function
+// that the next release or limit change calls.
 type limiter struct {
-	mu      sync.Mutex
-	limit   int
-	used    int
-	waiters int
-	wake    chan struct{}
+	mu    sync.Mutex
+	limit int
+	used  int
+	wake  []func() // called once by the next release or setLimit
 }
 
-func newLimiter(n int) *limiter { return &limiter{limit: n, wake: make(chan struct{})} }
+func newLimiter(n int) *limiter { return &limiter{limit: n} }
 
-func (l *limiter) acquire(ctx context.Context) error {
-	for {
-		l.mu.Lock()
-		if l.limit <= 0 || l.used < l.limit {
-			l.used++
-			l.mu.Unlock()
-			return nil
-		}
-		l.waiters++
-		ch := l.wake
-		l.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-		}
-		l.mu.Lock()
-		l.waiters--
-		l.mu.Unlock()
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+// tryAcquire takes a slot, or, when the limiter is full, keeps wake for
+// the next release or limit change (each call to wake is one such event:
+// the slot may be gone again by the time the caller retries).
+func (l *limiter) tryAcquire(wake func()) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.limit <= 0 || l.used < l.limit {
+		l.used++
+		return true
 	}
+	l.wake = append(l.wake, wake)
+	return false
 }
 
 func (l *limiter) release() {
 	l.mu.Lock()
 	l.used--
-	l.broadcastLocked()
-	l.mu.Unlock()
+	l.wakeLocked()
 }
 
 func (l *limiter) setLimit(n int) {
 	l.mu.Lock()
 	l.limit = n
-	l.broadcastLocked()
-	l.mu.Unlock()
+	l.wakeLocked()
 }
 
 // limited reports whether a limit is set.
@@ -62,9 +49,12 @@ func (l *limiter) limited() bool {
 	return l.limit > 0
 }
 
-func (l *limiter) broadcastLocked() {
-	if l.waiters > 0 {
-		close(l.wake)
-		l.wake = make(chan struct{})
+// wakeLocked unlocks l.mu and calls the waiting functions.
+func (l *limiter) wakeLocked() {
+	wake := l.wake
+	l.wake = nil
+	l.mu.Unlock()
+	for _, f := range wake {
+		f()
 	}
 }

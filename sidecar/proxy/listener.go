@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/nsproxy/nsproxy/sidecar/netns"
@@ -27,7 +25,8 @@ type listener struct {
 	done   chan struct{}
 
 	mu       sync.Mutex
-	ln       *net.TCPListener
+	fd       int    // the listening socket, -1 when none (a loop accepts on it)
+	addr     string // its address
 	h        *netns.Handle
 	lastErr  string
 	conflict bool
@@ -38,7 +37,7 @@ type listener struct {
 
 func (e *Engine) startListener(fe *frontend, bs BindSpec) *listener {
 	ctx, cancel := context.WithCancel(e.ctx)
-	l := &listener{e: e, fe: fe, bind: bs, cancel: cancel, done: make(chan struct{})}
+	l := &listener{e: e, fe: fe, bind: bs, cancel: cancel, done: make(chan struct{}), fd: -1}
 	if bs.NoTakeover && bs.AdoptFrom == "" {
 		if h, err := e.reg.Get(bs.Namespace); err == nil {
 			ln, err := l.listen(h)
@@ -71,9 +70,9 @@ func (l *listener) state() ListenerState {
 	defer l.mu.Unlock()
 	st := ListenerState{Frontend: l.fe.name, Bind: l.bind, Netns: nsLabel(l.bind.Namespace), Err: l.lastErr,
 		Conflict: l.conflict}
-	if l.ln != nil {
+	if l.fd >= 0 {
 		st.Listening = true
-		st.Addr = l.ln.Addr().String()
+		st.Addr = l.addr
 	}
 	return st
 }
@@ -140,7 +139,7 @@ func (l *listener) run(ctx context.Context) {
 		}
 		backoff = 100 * time.Millisecond
 		l.mu.Lock()
-		l.ln, l.h, l.lastErr = ln, h, ""
+		l.addr, l.h, l.lastErr = ln.Addr().String(), h, ""
 		l.mu.Unlock()
 		l.e.log.Info("listening", "frontend", l.fe.name, "bind", ln.Addr().String(), "netns", h.Label())
 		own := listenKeysOf(h, ln)
@@ -152,7 +151,7 @@ func (l *listener) run(ctx context.Context) {
 			l.e.own.remove(k)
 		}
 		l.mu.Lock()
-		l.ln, l.h = nil, nil
+		l.h = nil
 		l.mu.Unlock()
 		if ctx.Err() == nil {
 			l.e.log.Warn("listener closed with its namespace", "frontend", l.fe.name,
@@ -161,205 +160,63 @@ func (l *listener) run(ctx context.Context) {
 	}
 }
 
-// serve accepts until ln fails. It waits until a connection is pending,
-// then takes the maxconn slots (frontend, tenant, global), then accepts: connections over the limit
-// wait in the kernel backlog, as in HAProxy, and an idle listener holds no
-// slot that another listener of the frontend could use.
+// serve has a loop accept on ln's socket (accept.go) until the listener is
+// stopped or its namespace goes away. The socket leaves the Go runtime's
+// poller (a duplicate fd, then ln is closed), so that a connection wakes
+// the owning loop only; the loop stops watching it before it is closed,
+// and its generation tag drops any event still queued.
 func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListener) {
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stopNS := context.AfterFunc(h.Context(), cancel)
-	defer stopNS()
-	// A listener's RawConn cannot wait for readability, so a duplicate of
-	// its fd, wrapped as a pollable os.File, does the waiting. It shares the
-	// socket: both are closed together.
-	wait, err := waiter(ln)
+	fd, err := detach(ln)
 	if err != nil {
-		ln.Close()
 		l.setErr(err)
 		return
 	}
-	closeBoth := func() { ln.Close(); wait.Close() }
-	stopLn := context.AfterFunc(sctx, closeBoth)
-	defer stopLn()
-	defer closeBoth()
-	raw, err := wait.SyscallConn()
-	if err != nil {
-		return
-	}
-	// The accept loop runs on a goroutine of its own that plain binds'
-	// setup may have to give up (a thread stuck in a foreign namespace
-	// dies with its goroutine): the loop then goes on in a new one, on the
-	// same socket, so no queued connection is lost.
-	exited := make(chan struct{})
-	go l.acceptLoop(sctx, h, raw, exited)
-	<-exited
-}
-
-// acceptLoop accepts until the listener fails, then closes exited. Plain
-// binds' connections are set up right here (startSessionFD); if that
-// leaves this goroutine's thread stuck in a foreign namespace, a new
-// goroutine takes over and this one ends, its thread locked, so that the
-// thread exits with it.
-func (l *listener) acceptLoop(sctx context.Context, h *netns.Handle, raw syscall.RawConn,
-	exited chan struct{}) {
-	stuck := false
+	l.mu.Lock()
+	l.fd = fd
+	l.mu.Unlock()
 	defer func() {
-		if stuck {
-			go l.acceptLoop(sctx, h, raw, exited)
-			return
-		}
-		close(exited)
+		l.mu.Lock()
+		l.fd = -1
+		l.mu.Unlock()
+		unix.Close(fd)
 	}()
-	pending := func(fd uintptr) bool {
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, _ := unix.Poll(pfd, 0)
-		return n > 0
+	a := &acceptor{l: l, h: h, fd: fd}
+	lp := l.e.acceptLoop()
+	a.loop = lp
+	if !lp.post(func() { lp.addAcceptor(a) }) {
+		lp.listening.Add(-1)
+		return // the loops stopped: the engine is shutting down
 	}
-	// Accept errors (EMFILE, ENFILE, ENOBUFS...) back off exponentially
-	// and are logged at most once per acceptLogEvery, with the number of
-	// those not logged; every one is counted.
-	var backoff time.Duration
-	var lastLog time.Time
-	suppressed := 0
-	for {
-		// Without any maxconn there is no slot to hold: accept directly
-		// and save the readiness poll.
-		tl := l.fe.tenant.Load()
-		if l.fe.limit.limited() || tl.limited() || l.e.global.limited() {
-			if err := raw.Read(pending); err != nil {
-				return // closed
-			}
-		}
-		if err := l.fe.limit.acquire(sctx); err != nil {
-			return
-		}
-		if err := tl.acquire(sctx); err != nil {
-			l.fe.limit.release()
-			return
-		}
-		if err := l.e.global.acquire(sctx); err != nil {
-			tl.release()
-			l.fe.limit.release()
-			return
-		}
-		release := func() {
-			l.e.global.release()
-			tl.release()
-			l.fe.limit.release()
-		}
-		fd, src, err := acceptRaw(raw)
-		if errors.Is(err, unix.ECONNABORTED) {
-			release()
-			continue // the client gave up while queued
-		}
-		if err != nil {
-			release()
-			if sctx.Err() != nil || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
-				return
-			}
-			l.fe.acceptErrors.Add(1)
-			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
-			if now := time.Now(); now.Sub(lastLog) >= acceptLogEvery {
-				l.e.log.Warn("accept failed; backing off", "frontend", l.fe.name, "netns", h.Label(),
-					"err", err, "backoff", backoff, "not_logged_since_last", suppressed)
-				lastLog, suppressed = now, 0
-			} else {
-				suppressed++
-			}
-			select {
-			case <-sctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			continue
-		}
-		backoff = 0
-		dst, err := acceptedFD(fd)
-		if err != nil {
-			unix.Close(fd)
-			release()
-			continue
-		}
-		if l.e.startSessionFD(l, tl, h, fd, src, dst) {
-			l.e.log.Warn("a thread could not leave a server's namespace; it ends, accepting goes on in another",
-				"frontend", l.fe.name, "netns", h.Label())
-			stuck = true
-			return
-		}
+	select {
+	case <-ctx.Done():
+	case <-h.Context().Done():
+	}
+	dropped := make(chan struct{})
+	if lp.post(func() { lp.dropAcceptor(a); close(dropped) }) {
+		<-dropped
+	} else {
+		<-lp.done // a stopped loop watches nothing any more
 	}
 }
 
-// acceptRaw accepts one connection as a raw non-blocking fd, waiting on the
-// listener's readiness twin: a connection that goes straight to an event
-// loop never enters the Go runtime's poller. It returns the client's
-// address.
-func acceptRaw(raw syscall.RawConn) (int, netip.AddrPort, error) {
-	nfd := -1
-	var sa unix.Sockaddr
-	var aerr error
-	err := raw.Read(func(fd uintptr) bool {
-		for {
-			nfd, sa, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-			if aerr != unix.EINTR {
-				return aerr != unix.EAGAIN
-			}
-		}
-	})
-	if err != nil {
-		return -1, netip.AddrPort{}, err
-	}
-	if aerr != nil {
-		return -1, netip.AddrPort{}, os.NewSyscallError("accept4", aerr)
-	}
-	return nfd, sockaddrAddrPort(sa), nil
-}
-
-// acceptedFD sets up an accepted socket as Go's accept would (no delay)
-// and returns its local address: the connection's destination.
-func acceptedFD(fd int) (netip.AddrPort, error) {
-	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
-		return netip.AddrPort{}, err
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	return sockaddrAddrPort(sa), nil
-}
-
-// sockaddrAddrPort converts a socket address, IPv4-mapped addresses as
-// plain IPv4 (as addrPort does for *net.TCPAddr).
-func sockaddrAddrPort(sa unix.Sockaddr) netip.AddrPort {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
-	}
-	return netip.AddrPort{}
-}
-
-// Accept error back-off and log rate.
-const (
-	acceptBackoffMin = 5 * time.Millisecond
-	acceptBackoffMax = time.Second
-	acceptLogEvery   = 10 * time.Second
-)
-
-// waiter duplicates ln's fd into a pollable file for readiness waits.
-func waiter(ln *net.TCPListener) (*os.File, error) {
+// detach takes ln's socket out of the Go runtime: a duplicate fd (same
+// socket, same accept queue, still non-blocking), then ln is closed.
+func detach(ln *net.TCPListener) (int, error) {
 	raw, err := ln.SyscallConn()
 	if err != nil {
-		return nil, err
+		ln.Close()
+		return -1, err
 	}
 	nfd := -1
 	var derr error
-	raw.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) })
-	if derr != nil {
-		return nil, fmt.Errorf("dup listener: %w", derr)
+	if err := raw.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		derr = err
 	}
-	return os.NewFile(uintptr(nfd), "listener-wait"), nil
+	ln.Close()
+	if derr != nil {
+		return -1, fmt.Errorf("dup listener: %w", derr)
+	}
+	return nfd, nil
 }
 
 // listen binds the listening socket, or adopts the runtime's reservation.

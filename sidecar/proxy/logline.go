@@ -9,7 +9,7 @@ import (
 // logEnd writes the one log line of a connection.
 func (s *session) logEnd(err error) {
 	s.mu.Lock()
-	term := s.term
+	term, backend := s.term, s.backendName()
 	srvName, srvNS := "", ""
 	if s.srv != nil {
 		srvName = s.srv.spec.Name
@@ -28,12 +28,13 @@ func (s *session) logEnd(err error) {
 	if !s.e.log.Enabled(context.Background(), level) {
 		return // build no arguments for a line nobody reads
 	}
-	args := []any{"tenant", s.fe.Tenant, "frontend", s.fe.Name, "backend", s.backend, "server", srvName,
-		"client", s.src.String(), "client_netns", s.clientNS.Label(), "client_netns_source", s.nsSource,
+	args := []any{"tenant", s.fe.Tenant, "frontend", s.fe.Name, "backend", backend, "server", srvName,
+		"client", s.src.String(), "client_netns", s.clientNS.Label(), "client_netns_source", s.nsSourceLabel(),
 		"server_netns", srvNS, "bytes_in", s.bytesIn.Load(), "bytes_out", s.bytesOut.Load(),
 		"duration", time.Since(s.start).Round(time.Microsecond).String(), "termination", term}
 	if s.proxyVer > 0 {
-		args = append(args, "proxy_version", s.proxyVer)
+		// an int, as before: the line's value type is part of its format
+		args = append(args, "proxy_version", int(s.proxyVer))
 	}
 	if err != nil {
 		args = append(args, "err", err.Error())
@@ -41,4 +42,12 @@ func (s *session) logEnd(err error) {
 		return
 	}
 	s.e.log.Info("connection", args...)
+}
+
+// nsSourceLabel says where clientNS came from: listener or tlv.
+func (s *session) nsSourceLabel() string {
+	if s.tlvNS {
+		return "tlv"
+	}
+	return "listener"
 }

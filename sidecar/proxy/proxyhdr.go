@@ -95,7 +95,7 @@ func (s *session) applyProxyHeader(hdr *proxyproto.Header, err error) error {
 		return refuse(proxyproto.Reason(err), "proxy_header", fmt.Errorf("PROXY header: %w", err))
 	}
 	s.mu.Lock()
-	s.proxyVer = hdr.Version
+	s.proxyVer = uint8(hdr.Version)
 	if !hdr.Local && hdr.Source.IsValid() && hdr.Destination.IsValid() {
 		s.src = netip.AddrPortFrom(hdr.Source.Addr().Unmap(), hdr.Source.Port())
 		s.dst = netip.AddrPortFrom(hdr.Destination.Addr().Unmap(), hdr.Destination.Port())
@@ -115,7 +115,7 @@ func (s *session) applyProxyHeader(hdr *proxyproto.Header, err error) error {
 			reason, err = reasonUnavailable, gerr
 		default:
 			s.mu.Lock()
-			s.clientNS, s.nsSource = h, "tlv"
+			s.clientNS, s.tlvNS = h, true
 			s.mu.Unlock()
 			return nil
 		}
@@ -123,7 +123,7 @@ func (s *session) applyProxyHeader(hdr *proxyproto.Header, err error) error {
 	raw := strconv.Quote(string(hdr.RawNamespace))
 	if pol.LenientNamespace {
 		s.e.frontendRefusal(s.fe.Name, reasonLenientIgnored)
-		s.nsSource = "listener"
+		s.tlvNS = false
 		s.e.log.Info("PROXY NETNS TLV ignored (option lenient-netns-tlv): keeping the listener's namespace",
 			"frontend", s.fe.Name, "client", s.src.String(), "netns_tlv", raw, "reason", reason, "err", err.Error())
 		return nil

@@ -20,7 +20,6 @@ type pconn struct {
 	activity
 	header     *proxyproto.Parser // the PROXY header is being read (accept-proxy binds; fd[1] -1)
 	connecting bool               // the server's connect is in progress (fd[1] -1 between attempts)
-	endErr     error              // why the connection failed, for its log line
 	queued     bool               // in the loop's again list
 	closed     bool
 }
@@ -197,13 +196,17 @@ func (c *pconn) count(side, n int) {
 	if side == 0 {
 		s.bytesIn.Add(uint64(n))
 		for _, ct := range s.counters {
-			ct.BytesIn.Add(uint64(n))
+			if ct != nil {
+				ct.BytesIn.Add(uint64(n))
+			}
 		}
 		return
 	}
 	s.bytesOut.Add(uint64(n))
 	for _, ct := range s.counters {
-		ct.BytesOut.Add(uint64(n))
+		if ct != nil {
+			ct.BytesOut.Add(uint64(n))
+		}
 	}
 }
 
@@ -243,7 +246,7 @@ func (c *pconn) finish() {
 	}
 	l.timers.remove(c)
 	l.conns.Add(-1)
-	c.s.end(c.endErr)
+	c.s.end(c.s.endErr)
 }
 
 // classify names the side that ended a direction with errno. A write's

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -13,11 +12,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// session is one proxied connection. The listener's goroutine sets up a
-// plain bind's connection inline (server choice, the start of the connect)
-// and hands both sockets to an event loop; an accept-proxy bind's client
-// socket goes to a loop at once, which reads the PROXY header and has a
-// connector start the connect. No connection costs a goroutine.
+// session is one proxied connection. The loop that accepted it sets it up
+// (accept.go): an accept-proxy bind's header is read in the loop; the
+// connect starts on the loop when the server's socket is made in the
+// daemon's own namespace, else on a connector. No connection costs a
+// goroutine.
 type session struct {
 	e     *Engine
 	id    uint64
@@ -26,72 +25,45 @@ type session struct {
 	// tenantLimit is the tenant maxconn slot it holds (the frontend's
 	// tenant may change while it lives).
 	tenantLimit *limiter
-	bind        BindSpec
 	start       time.Time
-	cfd         int           // the client's raw socket until a loop owns it (-1: none)
 	listenNS    *netns.Handle // where the client socket lives
 	clientNS    *netns.Handle // the connection's namespace (listener's, or from a PROXY TLV)
-	nsSource    string        // where clientNS came from: listener or tlv
 	src, dst    netip.AddrPort
-	proxyVer    int
-
-	// stopClientNS unhooks the abort on the client namespace's end;
-	// nsCounters are the namespaces' counters the connection holds.
-	stopClientNS func() bool
-	nsCounters   []*Counters
+	acceptProxy bool  // the bind reads a PROXY header
+	tlvNS       bool  // clientNS came from the header's NETNS TLV, not the listener
+	proxyVer    uint8 // of the header read
 
 	// Connection attempts (dial.go), used by one goroutine or loop at a
-	// time: the listener's goroutine or a connector, then the loop.
-	b        *backend
+	// time: the loop or a connector.
+	deferred bool  // at is chosen, its socket not made yet (a loop's errOffLoop)
+	attempts uint8 // servers tried: tried[:attempts]
+	aborted  bool  // under mu
+	tried    [maxAttempts]*server
+	b        *backend // under mu when set (its name is the session's backend)
 	bs       *BackendSpec
-	tried    map[*server]bool
-	attempts int
 	lastErr  error
-	at       attempt // in progress or established
+	at       attempt // in progress or established, or chosen for a connector (deferred); under mu
+	endErr   error   // why the connection failed, for its log line (the loop's)
 
-	mu           sync.Mutex
-	stopServerNS func() bool // unhooks the abort on the server namespace's end
-	srv          *server
-	serverNS     *netns.Handle
-	backend      string
-	term         string // first reason the session ended abnormally
-	aborted      bool
-	pc           *pconn      // set once a loop owns the sockets
-	clientFin    atomic.Bool // client sent FIN
-	serverFin    atomic.Bool // server sent FIN
-	bytesIn      atomic.Uint64
-	bytesOut     atomic.Uint64
+	mu        sync.Mutex
+	clientFin atomic.Bool // client sent FIN
+	serverFin atomic.Bool // server sent FIN
+	srv       *server
+	serverNS  *netns.Handle
+	term      string // first reason the session ended abnormally
+	pc        *pconn // its sockets in a loop, set right after accept
+	bytesIn   atomic.Uint64
+	bytesOut  atomic.Uint64
 	// counters fed per chunk besides the session's own: the frontend's,
-	// the server's and the namespaces'. Set before the loop takes over.
-	counters []*Counters
-}
-
-// startSessionFD sets up a connection accepted as a raw non-blocking fd on
-// the caller's goroutine, the listener's; no goroutine of its own. A plain
-// bind's: server choice, the start of the connect, the hand-off to a loop.
-// An accept-proxy bind's: the trusted-proxies check, then the hand-off to a
-// loop, which reads the header. It reports a thread stuck in a foreign
-// namespace (netns.ErrThreadStuck): the caller must then end its
-// goroutine, which takes the thread with it.
-func (e *Engine) startSessionFD(l *listener, tenant *limiter, h *netns.Handle, fd int, src, dst netip.AddrPort) (stuck bool) {
-	s := e.newSession(l, h, src, dst)
-	s.tenantLimit = tenant
-	s.cfd = fd
-	s.stopClientNS = context.AfterFunc(s.listenNS.Context(), func() { s.abort("client_netns_gone") })
-	if s.bind.AcceptProxy {
-		if err := s.checkProxySource(); err != nil {
-			s.end(err)
-			return false
-		}
-		s.handOffHeader()
-		return false
-	}
-	return s.connectNext()
+	// the server's and the namespaces' (client's, then server's if
+	// another; they are held: Current lowered at the end). Written by the
+	// loop (or before it takes over); nil entries are none.
+	counters [4]*Counters
 }
 
 func (e *Engine) newSession(l *listener, h *netns.Handle, src, dst netip.AddrPort) *session {
-	s := &session{e: e, id: e.nextID.Add(1), fe: l.fe.spec.Load(), front: l.fe, bind: l.bind, start: time.Now(),
-		cfd: -1, listenNS: h, clientNS: h, nsSource: "listener", src: src, dst: dst}
+	s := &session{e: e, id: e.nextID.Add(1), fe: l.fe.spec.Load(), front: l.fe, acceptProxy: l.bind.AcceptProxy,
+		start: time.Now(), listenNS: h, clientNS: h, src: src, dst: dst}
 	e.sessMu.Lock()
 	e.sessions[s] = struct{}{}
 	e.sessWG.Add(1)
@@ -99,7 +71,7 @@ func (e *Engine) newSession(l *listener, h *netns.Handle, src, dst netip.AddrPor
 	fe := l.fe
 	fe.stats.Current.Add(1)
 	fe.stats.Total.Add(1)
-	s.counters = []*Counters{&fe.stats}
+	s.counters[0] = &fe.stats
 	return s
 }
 
@@ -133,88 +105,13 @@ func (s *session) setTerm(reason string) {
 	s.mu.Unlock()
 }
 
-// connectNext chooses the server, starts the connect and hands the
-// connection to a loop, or ends the session.
-func (s *session) connectNext() (stuck bool) {
-	if err := s.prepareConnect(); err != nil {
-		s.end(err)
-		return false
-	}
-	sfd, err := s.nextAttempt()
-	if err != nil {
-		s.end(err)
-		return errors.Is(err, netns.ErrThreadStuck)
-	}
-	s.handOff(sfd)
-	return false
-}
-
-// handOff moves the client's socket and the connecting server socket to
-// the least busy loop. Under s.mu, so that an abort either finds the
-// *net.TCPConn here or reaches the loop after the adoption.
-func (s *session) handOff(sfd int) {
-	l := s.e.pickLoop()
-	s.mu.Lock()
-	if s.aborted {
-		s.mu.Unlock()
-		s.dropAttempt(sfd)
-		s.end(nil)
-		return
-	}
-	cfd := s.cfd
-	s.cfd = -1 // the loop's from now on
-	pc := &pconn{s: s, l: l, fd: [2]int{cfd, sfd}, connecting: true}
-	pc.hidx = -1
-	s.pc = pc
-	l.conns.Add(1)
-	ok := l.post(func() { l.adopt(pc) })
-	s.mu.Unlock()
-	if !ok { // the loops stopped: the engine is shutting down
-		l.conns.Add(-1)
-		unix.Close(cfd)
-		s.dropAttempt(sfd)
-		s.setTerm("shutdown")
-		s.end(nil)
-	}
-}
-
-// handOffHeader moves an accept-proxy bind's client socket to the least
-// busy loop, which reads the PROXY header (pconn.readHeader).
-func (s *session) handOffHeader() {
-	l := s.e.pickLoop()
-	s.mu.Lock()
-	if s.aborted {
-		s.mu.Unlock()
-		s.end(nil)
-		return
-	}
-	cfd := s.cfd
-	s.cfd = -1 // the loop's from now on
-	pc := &pconn{s: s, l: l, fd: [2]int{cfd, -1}, header: s.headerParser()}
-	pc.hidx = -1
-	s.pc = pc
-	l.conns.Add(1)
-	ok := l.post(func() { l.adoptHeader(pc) })
-	s.mu.Unlock()
-	if !ok { // the loops stopped: the engine is shutting down
-		l.conns.Add(-1)
-		unix.Close(cfd)
-		s.setTerm("shutdown")
-		s.end(nil)
-	}
-}
-
 // dropAttempt gives up the attempt in progress without counting it as
 // the server's failure: the session ends for another reason.
 func (s *session) dropAttempt(sfd int) {
 	unix.Close(sfd)
 	s.mu.Lock()
-	srv, stop := s.at.srv, s.stopServerNS
-	s.stopServerNS = nil
+	srv := s.at.srv
 	s.mu.Unlock()
-	if stop != nil {
-		stop()
-	}
 	srv.active.Add(-1)
 }
 
@@ -223,22 +120,17 @@ func (s *session) dropAttempt(sfd int) {
 // on the listener's goroutine or on the loop that owned the connection.
 func (s *session) end(err error) {
 	s.logEnd(err)
-	for _, c := range s.nsCounters {
-		c.Current.Add(-1)
+	for _, c := range s.counters[2:] {
+		if c != nil {
+			c.Current.Add(-1)
+		}
 	}
 	s.mu.Lock()
-	srv, stopServerNS, pc := s.srv, s.stopServerNS, s.pc
+	srv := s.srv
 	s.mu.Unlock()
 	if srv != nil {
 		srv.stats.Current.Add(-1)
 		srv.active.Add(-1)
-	}
-	if stopServerNS != nil {
-		stopServerNS()
-	}
-	s.stopClientNS()
-	if pc == nil && s.cfd >= 0 {
-		unix.Close(s.cfd)
 	}
 	e := s.e
 	e.sessMu.Lock()
@@ -258,4 +150,54 @@ func (s *session) netnsLabels() []string {
 		return []string{c}
 	}
 	return []string{c, v}
+}
+
+// watchNS makes sure that the end of h's namespace aborts the sessions
+// that use it (nsGone): one hook per namespace in use, not one per
+// connection and side.
+func (e *Engine) watchNS(h *netns.Handle) {
+	if _, ok := e.nsWatched.Load(h); ok {
+		return
+	}
+	if _, loaded := e.nsWatched.LoadOrStore(h, struct{}{}); !loaded {
+		context.AfterFunc(h.Context(), func() { e.nsGone(h) })
+	}
+}
+
+// nsGone aborts the sessions whose client socket (listener) or server
+// attempt lives in h's namespace, which has gone. A session that starts
+// using h after this looks at h's context itself.
+func (e *Engine) nsGone(h *netns.Handle) {
+	e.nsWatched.Delete(h)
+	type gone struct {
+		s      *session
+		reason string
+	}
+	var out []gone
+	e.sessMu.Lock()
+	for s := range e.sessions {
+		if s.listenNS == h {
+			out = append(out, gone{s, "client_netns_gone"})
+			continue
+		}
+		s.mu.Lock()
+		server := s.at.h == h
+		s.mu.Unlock()
+		if server {
+			out = append(out, gone{s, "server_netns_gone"})
+		}
+	}
+	e.sessMu.Unlock()
+	for _, g := range out {
+		g.s.abort(g.reason)
+	}
+}
+
+// backendName is the session's backend, once chosen (s.mu held, or on the
+// loop).
+func (s *session) backendName() string {
+	if s.b == nil {
+		return ""
+	}
+	return s.b.name
 }

@@ -245,7 +245,7 @@ func (e *Engine) Connections() []ConnectionInfo {
 	out := make([]ConnectionInfo, 0, len(ss))
 	for _, s := range ss {
 		s.mu.Lock()
-		ci := ConnectionInfo{ID: s.id, Frontend: s.fe.Name, Backend: s.backend, Client: s.src.String(),
+		ci := ConnectionInfo{ID: s.id, Frontend: s.fe.Name, Backend: s.backendName(), Client: s.src.String(),
 			ClientNetns: s.clientNS.Label(), Start: s.start, BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load()}
 		if s.srv != nil {
 			ci.Server = s.srv.spec.Name

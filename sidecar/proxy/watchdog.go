@@ -16,7 +16,7 @@ func (s *session) idle() (time.Duration, string) {
 		ct = s.fe.ClientFinTimeout
 	}
 	var st time.Duration
-	if bs := s.e.backendSpec(s.backend); bs != nil {
+	if bs := s.e.backendSpec(s.backendName()); bs != nil {
 		st = bs.ServerTimeout
 		if s.serverFin.Load() && bs.ServerFinTimeout > 0 {
 			st = bs.ServerFinTimeout
@@ -41,8 +41,8 @@ func (s *session) idle() (time.Duration, string) {
 // activity too, and re-arms at once (finSeen): the fin timeouts that may
 // apply now are usually shorter than the deadline already set.
 type activity struct {
-	active   time.Time // when bytes last moved
-	deadline time.Time // of the next check
+	active   mono      // when bytes last moved
+	deadline mono      // of the next check
 	hidx     int       // index in the loop's timer heap; -1: not in it
 	last     [4]uint64 // bytes received/acked on the client, then the server socket
 }
@@ -57,13 +57,13 @@ const watchdogRecheck = 30 * time.Second
 
 // armIdle sets the next check for the timeout that applies now, counted
 // from the last activity.
-func (c *pconn) armIdle(now time.Time) {
+func (c *pconn) armIdle(now mono) {
 	timeout, _ := c.s.idle()
 	if timeout <= 0 {
-		c.deadline = now.Add(watchdogRecheck)
+		c.deadline = now.add(watchdogRecheck)
 	} else {
-		c.deadline = c.active.Add(max(timeout, watchdogMin))
-		if c.deadline.Before(now) {
+		c.deadline = c.active.add(max(timeout, watchdogMin))
+		if c.deadline < now {
 			c.deadline = now
 		}
 	}
@@ -72,7 +72,7 @@ func (c *pconn) armIdle(now time.Time) {
 
 // idleCheck runs at the deadline: it ends the connection if it has been
 // idle for its timeout, else moves the deadline.
-func (c *pconn) idleCheck(now time.Time) {
+func (c *pconn) idleCheck(now mono) {
 	if c.header != nil {
 		c.headerDone(nil, c.header.Timeout())
 		return
@@ -83,25 +83,25 @@ func (c *pconn) idleCheck(now time.Time) {
 	}
 	timeout, reason := c.s.idle()
 	if timeout <= 0 {
-		c.deadline = now.Add(watchdogRecheck)
+		c.deadline = now.add(watchdogRecheck)
 		c.l.timers.set(c)
 		return
 	}
 	p, age := c.progress()
 	for i := range p {
 		if p[i] != c.last[i] {
-			if at := now.Add(-age[i]); at.After(c.active) {
+			if at := now.add(-age[i]); at > c.active {
 				c.active = at
 			}
 		}
 	}
 	c.last = p
-	idle := now.Sub(c.active)
+	idle := now.sub(c.active)
 	if idle >= timeout {
 		c.fail(reason)
 		return
 	}
-	c.deadline = now.Add(max(timeout-idle, watchdogMin))
+	c.deadline = now.add(max(timeout-idle, watchdogMin))
 	c.l.timers.set(c)
 }
 
