@@ -148,8 +148,10 @@ func (d *Daemon) accessOf(cred *unix.Ucred, groups []uint32, group int) access {
 	if a.all {
 		return a
 	}
-	st, _, _ := d.snapshotState()
-	for _, t := range st.Manifests.Tenants {
+	d.mu.Lock()
+	tenants := d.state.Manifests.Tenants // replaced whole by a change, never modified in place
+	d.mu.Unlock()
+	for _, t := range tenants {
 		if memberOf(p, t.Spec.Access) {
 			a.tenants = append(a.tenants, t.Meta.Name)
 		}

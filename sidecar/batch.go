@@ -3,6 +3,8 @@ package sidecar
 import (
 	"errors"
 	"sync"
+
+	"github.com/nsproxy/nsproxy/sidecar/api"
 )
 
 // attachmentBatch gathers the attachment writes (CNI ADD and DEL) that
@@ -18,14 +20,24 @@ type attachmentBatch struct {
 
 type queuedChange struct {
 	fn   func(*State) error
+	op   *attachmentOp // the same change, for the fast path (delta.go)
 	done chan error
+}
+
+// attachmentOp is an attachment write as the fast path applies it: put a
+// (whose Name the daemon gives) or delete key del.
+type attachmentOp struct {
+	put   *api.Attachment
+	del   *api.AttachmentKey
+	moved []movedName // set by the fast path, as fn sets it
 }
 
 // mutateAttachments is mutate for attachment writes, batched. fn may run
 // more than once (see runBatch): it must set what it reports, never
-// accumulate it.
-func (d *Daemon) mutateAttachments(fn func(*State) error) error {
-	c := &queuedChange{fn: fn, done: make(chan error, 1)}
+// accumulate it. op is fn's change for the fast path, which applies it
+// instead of fn when it can.
+func (d *Daemon) mutateAttachments(fn func(*State) error, op *attachmentOp) error {
+	c := &queuedChange{fn: fn, op: op, done: make(chan error, 1)}
 	d.batch.mu.Lock()
 	d.batch.queue = append(d.batch.queue, c)
 	d.batch.mu.Unlock()
@@ -46,7 +58,44 @@ func (d *Daemon) mutateAttachments(fn func(*State) error) error {
 // runBatch applies the batch with d.mu held and answers each write. When
 // the batch as a whole does not validate, nothing was applied: each write
 // is applied alone, so that only the one at fault is refused.
+//
+// Writes the fast path can apply (delta.go) go first, each at its own
+// cost; from the first one it cannot, the rest is planned as a whole.
 func (d *Daemon) runBatch(batch []*queuedChange) {
+	var ed engineDelta
+	fast := 0
+	if !d.ho.inProgress() {
+		for _, c := range batch {
+			if c.op == nil || !d.applyFast(c.op, &ed) {
+				break
+			}
+			fast++
+		}
+	}
+	err := d.applyEngineDelta(&ed)
+	for _, c := range batch[:fast] {
+		c.done <- err
+	}
+	if batch = batch[fast:]; len(batch) > 0 {
+		d.planBatch(batch)
+		d.shrink()
+	}
+}
+
+// applyFast applies op through the fast path, or reports false.
+func (d *Daemon) applyFast(op *attachmentOp, ed *engineDelta) bool {
+	if op.put != nil {
+		moved, ok := d.fastPut(*op.put, ed)
+		if ok {
+			op.moved = moved
+		}
+		return ok
+	}
+	return d.fastDelete(*op.del, ed)
+}
+
+// planBatch applies the batch with one full plan and answers each write.
+func (d *Daemon) planBatch(batch []*queuedChange) {
 	fns := make([]func(*State) error, len(batch))
 	for i, c := range batch {
 		fns[i] = c.fn

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -35,6 +36,7 @@ func BenchmarkRestore(b *testing.B) {
 	// Attachment records replayed at start, all in one namespace: each is
 	// a registry entry with its own handle.
 	ns := testns.New(b, "br")
+	b.Run("attachments-hostport=5000", func(b *testing.B) { benchRestoreExposed(b, ns, 5000) })
 	for _, n := range []int{1000, 5000} {
 		b.Run(fmt.Sprintf("attachments=%d", n), func(b *testing.B) {
 			dir := b.TempDir()
@@ -59,6 +61,72 @@ func BenchmarkRestore(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchRestoreExposed: n attachment records, each with a host port (on
+// 127.0.X.1, ports 20500-20599), replayed at start, until every listener
+// is open and a connection through the last one reaches the server in the
+// namespace: issue 13's restart target (5,000 serving within 2 s).
+func benchRestoreExposed(b *testing.B, ns string, n int) {
+	h, err := netns.OpenPath("/var/run/netns/"+ns, ns)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	ln, err := h.Listen(netip.MustParseAddrPort("127.0.0.1:8080"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("ok\n"))
+			c.Close()
+		}
+	}()
+	dir := b.TempDir()
+	var last string
+	for i := 0; i < n; i++ {
+		host := fmt.Sprintf("127.0.%d.1", 1+i/100)
+		a := hooks.Attachment{AttachmentKey: hooks.AttachmentKey{ContainerID: fmt.Sprintf("rec%d", i), IfName: "eth0"},
+			Netns: "/var/run/netns/" + ns, PortMappings: []hooks.PortMapping{{HostPort: 20500 + i%100, ContainerPort: 8080,
+				Protocol: "tcp", HostIP: host}}}
+		if err := hooks.WriteRecord(dir, a); err != nil {
+			b.Fatal(err)
+		}
+		last = fmt.Sprintf("%s:%d", host, 20500+i%100)
+	}
+	cfgPath := filepath.Join(dir, "n.cfg")
+	os.WriteFile(cfgPath, []byte(restoreCfg("127.0.0.1:19390", "127.0.0.1:19391")), 0o644)
+	var started time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		d := startedDaemon(b, Options{ConfigFiles: []string{cfgPath}, AttachmentDir: dir})
+		started += time.Since(t0)
+		for up := 0; up < n; {
+			up = 0
+			for _, l := range d.engine.Listeners() {
+				if l.Listening && l.Bind.NoTakeover {
+					up++
+				}
+			}
+			if up < n {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		if err := answers(last, "ok\n", 5*time.Second); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		stopDaemon(d)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(started.Milliseconds())/float64(b.N), "start-ms/op") // New + Start returned
 }
 
 func benchRestore(b *testing.B, n int) {
@@ -153,30 +221,57 @@ func BenchmarkWrite(b *testing.B) {
 	}
 	ns := testns.New(b, "bw")
 	path := "/var/run/netns/" + ns
-	for _, n := range []int{100, 1000, 5000} {
-		b.Run(fmt.Sprintf("attachment/live=%d", n), func(b *testing.B) {
-			var st State
-			for i := 0; i < n; i++ {
-				st.Attachments = append(st.Attachments, api.Attachment{
-					AttachmentKey: api.AttachmentKey{ContainerID: fmt.Sprintf("live%d", i), IfName: "eth0"},
-					Netns:         path, Source: api.SourceCNI, Tenant: netns.DefaultTenant})
-			}
-			d := benchDaemon(b, st)
-			// As the daemon runs by default: CNI attachments are durable
-			// as the plugin's records, not in the state file.
-			d.opt.AttachmentDir = b.TempDir()
-			a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "churn", IfName: "eth0"}, Netns: path}
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if _, err := d.PutAttachment(a); err != nil {
-					b.Fatal(err)
+	// attachment-hostport: the ADD has a host port (a listener opened and
+	// closed), as every container of bench/churn.sh has; attachment-exposed:
+	// the live ones have one too (127.0.X.1, ports 20400-20499).
+	hostPort := []api.PortMapping{{HostPort: 20590, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}}
+	for _, v := range []struct {
+		name        string
+		pm          []api.PortMapping
+		liveExposed bool
+	}{{"attachment", nil, false}, {"attachment-hostport", hostPort, false}, {"attachment-exposed", hostPort, true}} {
+		for _, n := range []int{100, 1000, 5000} {
+			b.Run(fmt.Sprintf("%s/live=%d", v.name, n), func(b *testing.B) {
+				var st State
+				for i := 0; i < n; i++ {
+					a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: fmt.Sprintf("live%d", i), IfName: "eth0"},
+						Netns: path, Source: api.SourceCNI, Tenant: netns.DefaultTenant}
+					if v.liveExposed {
+						a.PortMappings = []api.PortMapping{{HostPort: 20400 + i%100, ContainerPort: 80, Protocol: "tcp",
+							HostIP: fmt.Sprintf("127.0.%d.1", 1+i/100)}}
+					}
+					st.Attachments = append(st.Attachments, a)
 				}
-				if err := d.DeleteAttachment(a.AttachmentKey); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+				d := benchDaemon(b, st)
+				// As the daemon runs by default: CNI attachments are durable
+				// as the plugin's records, not in the state file.
+				d.opt.AttachmentDir = b.TempDir()
+				a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "churn", IfName: "eth0"}, Netns: path,
+					PortMappings: v.pm}
+				addDel(b, d, a)
+			})
+		}
 	}
+}
+
+// addDel times b.N ADD+DEL of a through d and reports each half too
+// (add-ns/op, del-ns/op): the churn target is per ADD.
+func addDel(b *testing.B, d *Daemon, a api.Attachment) {
+	var add, del time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if _, err := d.PutAttachment(a); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := d.DeleteAttachment(a.AttachmentKey); err != nil {
+			b.Fatal(err)
+		}
+		add, del = add+t1.Sub(t0), del+time.Since(t1)
+	}
+	b.ReportMetric(float64(add.Nanoseconds())/float64(b.N), "add-ns/op")
+	b.ReportMetric(float64(del.Nanoseconds())/float64(b.N), "del-ns/op")
 }
 
 // benchDaemon starts a daemon on restoreCfg with st saved, for benchmarks.

@@ -2,7 +2,6 @@ package sidecar
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -84,6 +83,8 @@ type Daemon struct {
 	committedTenants *tenantIndex              // the manifests as the last commit applied them
 	dirSet           manifest.Set              // the --manifests directory as New read it, for Start
 	live             config.BindSet            // every bind of the running model (d.merged), with its frontend
+	fast             attachmentIndex           // the fast path's indexes (delta.go)
+	memory           memoryReturn              // when freed heap went back to the OS (delta.go)
 
 	ho handover // zero-downtime upgrade to a successor process
 }
@@ -195,7 +196,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			d.watchManifests(mctx)
 		}
 	}()
-	_, merged, _ := d.snapshotState() // the control socket may already be changing it
+	merged := d.mergedNow() // the control socket may already be changing it
 	d.log.Info("nsproxy running", "config", d.opt.ConfigFiles, "netns_dir", d.reg.Dir(),
 		"frontends", len(merged.Frontends), "backends", len(merged.Backends))
 	for {
@@ -264,6 +265,12 @@ type plan struct {
 	tenants   *tenantIndex
 	ports     []PortAllocation // State.Ports as this plan allocated them
 	binds     config.BindSet   // every bind of merged, with its frontend
+	// What the attachment fast path (delta.go) keeps between writes:
+	base     *config.Config  // merged without the exposures
+	objNames map[string]bool // names of merged's frontends and backends
+	ids      identityIndex   // kernel namespaces given out, attachments' included
+	blocked  int             // attachments with an exposure a port or name conflict left out
+	shared   int             // attachments refused: their namespace is another tenant's
 }
 
 // plan merges files and state and validates the result. Attachments'
@@ -323,12 +330,14 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 	ids := ix.staticIdentities(d.reg.Dir())
 	d.apiIDs = ids.addAPI(st.Namespaces, d.apiIDs, d.reg.Dir())
 	cs := make([]*cachedExposures, len(st.Attachments))
+	shared, blocked := 0, 0
 	for j, a := range st.Attachments {
 		c := d.exposed.exposuresFor(a, ix, allocs)
 		if c.err != nil {
 			return nil, c.err
 		}
 		if msg := ids.claim(c.id, c.tenant, attachmentNamespace(a)); msg != "" {
+			shared++
 			status[a.AttachmentKey] = attachmentStatus{problems: append(slices.Clone(c.problems), msg), tenant: c.tenant,
 				overlap: c.overlap, claims: c.claims, shared: true}
 			continue
@@ -434,10 +443,12 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 		problems := slices.Clone(c.problems)
 		var exposed []api.Exposure
 		var services []api.ServiceListener
+		left := false
 		for _, o := range outcomes[j] {
 			if !o.ok {
 				if o.problem != "" {
 					problems = append(problems, o.problem)
+					left = true
 				}
 				continue
 			}
@@ -451,6 +462,9 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 			} else {
 				exposed = append(exposed, api.Exposure{PortMapping: x.mapping, Frontend: x.frontend.Name, Rule: x.rule})
 			}
+		}
+		if left {
+			blocked++
 		}
 		status[a.AttachmentKey] = attachmentStatus{exposures: exposed, problems: problems, tenant: c.tenant, services: services,
 			overlap: c.overlap, claims: c.claims}
@@ -473,7 +487,8 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 		// across objects (unique names, binds) is checked above. A whole
 		// Validate made every ADD cost grow with the live containers.
 	}
-	return &plan{file: file, merged: merged, attStatus: status, tenants: ix, ports: ports, binds: used}, nil
+	return &plan{file: file, merged: merged, attStatus: status, tenants: ix, ports: ports, binds: used,
+		base: base, objNames: names, ids: ids, blocked: blocked, shared: shared}, nil
 }
 
 // dryPlan is plan for a state that will not be committed (diff, a
@@ -521,22 +536,27 @@ func (d *Daemon) runtimeEntries(st State, p *plan) (map[string]netns.Entry, map[
 			out[name] = e // unchanged: building and comparing it again cost O(live) per write
 			continue
 		}
-		meta := maps.Clone(a.Metadata)
-		if meta == nil {
-			meta = map[string]string{}
-		}
-		meta["containerID"], meta["ifname"] = a.ContainerID, a.IfName
-		for i, ip := range a.IPs {
-			meta[fmt.Sprintf("ip%d", i)] = ip
-		}
-		src := a.Source
-		if src == "" {
-			src = api.SourceCNI
-		}
-		out[name] = netns.Entry{Name: name, Path: a.Netns, Source: src, Tenant: tenant, Allowed: true, Metadata: meta}
+		out[name] = attachmentEntry(a, tenant)
 		built[name] = a
 	}
 	return out, built
+}
+
+// attachmentEntry is the registry entry of attachment a of tenant.
+func attachmentEntry(a api.Attachment, tenant string) netns.Entry {
+	meta := maps.Clone(a.Metadata)
+	if meta == nil {
+		meta = map[string]string{}
+	}
+	meta["containerID"], meta["ifname"] = a.ContainerID, a.IfName
+	for i, ip := range a.IPs {
+		meta[fmt.Sprintf("ip%d", i)] = ip
+	}
+	src := a.Source
+	if src == "" {
+		src = api.SourceCNI
+	}
+	return netns.Entry{Name: attachmentNamespace(a), Path: a.Netns, Source: src, Tenant: tenant, Allowed: true, Metadata: meta}
 }
 
 func sameEntry(a, b netns.Entry) bool {
@@ -605,6 +625,7 @@ func (d *Daemon) commit(st State, p *plan) error {
 	d.file, d.merged, d.attStatus = p.file, p.merged, p.attStatus
 	d.live = p.binds
 	d.state = st
+	d.indexAttachments(st, p)
 	if d.opt.OnReconcile != nil {
 		d.opt.OnReconcile(time.Since(start), err)
 	}
@@ -752,15 +773,7 @@ func (d *Daemon) replay(st State) State {
 			kept = append(kept, a)
 		}
 	}
-	for _, r := range recs {
-		b, err := json.Marshal(r)
-		if err != nil {
-			continue
-		}
-		var a api.Attachment
-		if err := json.Unmarshal(b, &a); err != nil {
-			continue
-		}
+	for _, a := range recs { // api.Attachment is hooks.Attachment: no conversion
 		if a.Source == "" {
 			a.Source = api.SourceCNI
 		}
@@ -831,10 +844,21 @@ func (e *validationError) Error() string { return e.err.Error() }
 func (e *validationError) Unwrap() error { return e.err }
 
 // snapshotState returns the current state, merged config and attachment
-// status. commit replaces them whole and never changes them in place, so
-// they are handed out without a copy: callers only read them.
+// status, for callers that read them without the lock: commit replaces the
+// merged config whole, the attachments and their status are copied.
 func (d *Daemon) snapshotState() (State, *config.Config, map[api.AttachmentKey]attachmentStatus) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.state, d.merged, d.attStatus
+	st := d.state
+	// The fast path (delta.go) changes the attachments and their status
+	// in place: the caller gets copies.
+	st.Attachments = slices.Clone(st.Attachments)
+	return st, d.mergedLocked(), maps.Clone(d.attStatus)
+}
+
+// mergedNow is the running model, for callers that need only it.
+func (d *Daemon) mergedNow() *config.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.mergedLocked()
 }

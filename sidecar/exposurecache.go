@@ -56,6 +56,13 @@ func (ec *exposureCache) exposuresFor(a api.Attachment, ix *tenantIndex, allocs 
 		ec.next[a.AttachmentKey] = c
 		return c
 	}
+	c := buildExposures(a, ix, allocs)
+	ec.next[a.AttachmentKey] = c
+	return c
+}
+
+// buildExposures makes and validates a's exposures (see exposuresFor).
+func buildExposures(a api.Attachment, ix *tenantIndex, allocs map[allocKey]int) *cachedExposures {
 	tenant, overlap := netns.DefaultTenant, ""
 	var claims []string
 	if ix != nil {
@@ -98,7 +105,6 @@ func (ec *exposureCache) exposuresFor(a api.Attachment, ix *tenantIndex, allocs 
 		}
 		c.err = own.Validate()
 	}
-	ec.next[a.AttachmentKey] = c
 	return c
 }
 

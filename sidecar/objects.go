@@ -111,7 +111,7 @@ func (d *Daemon) DeleteNamespace(name string) error {
 
 // definedBy reports where a frontend or backend name is defined.
 func (d *Daemon) definedBy(kind, name string) (config.Pos, bool) {
-	_, merged, _ := d.snapshotState()
+	merged := d.mergedNow()
 	return definedIn(merged, kind, name)
 }
 
@@ -182,7 +182,7 @@ func (d *Daemon) DeleteBackend(name string) error {
 
 // AddServer adds a server to any backend, from the files or the API.
 func (d *Daemon) AddServer(sv api.Server) error {
-	_, merged, _ := d.snapshotState()
+	merged := d.mergedNow()
 	bi := slices.IndexFunc(merged.Backends, func(b *config.Backend) bool { return b.Name == sv.Backend })
 	if bi < 0 {
 		return fmt.Errorf("backend %q: %w", sv.Backend, errNotFound)
@@ -223,9 +223,9 @@ func (d *Daemon) DeleteServer(backend, name string) error {
 }
 
 // notRuntime explains why an object cannot be deleted through the API.
-// It runs inside mutate, with d.mu held: it reads d.merged directly.
+// It runs inside mutate, with d.mu held: it reads the model directly.
 func (d *Daemon) notRuntime(kind, name string) error {
-	merged := d.merged
+	merged := d.mergedLocked()
 	switch kind {
 	case "frontend", "backend":
 		if pos, ok := definedIn(merged, kind, name); ok {
@@ -277,7 +277,7 @@ func (d *Daemon) PutAttachment(a api.Attachment) (bool, error) {
 	a.Tenant = tenantOr(a.Tenant)
 	a = a.WithoutStatus()
 	updated := false
-	var moved []movedName
+	op := &attachmentOp{put: &a}
 	err := d.mutateAttachments(func(s *State) error {
 		prev := givenNames(*s)
 		if i := slices.IndexFunc(s.Attachments, func(x api.Attachment) bool { return x.AttachmentKey == a.AttachmentKey }); i >= 0 {
@@ -285,9 +285,10 @@ func (d *Daemon) PutAttachment(a api.Attachment) (bool, error) {
 		} else {
 			s.Attachments = append(s.Attachments, a)
 		}
-		moved = assignNames(d.file, s, prev)
+		op.moved = assignNames(d.file, s, prev)
 		return nil
-	})
+	}, op)
+	moved := op.moved
 	if err == nil {
 		v, _ := d.attachmentView(a.AttachmentKey)
 		d.log.Info("attachment registered", "container", a.ContainerID, "ifname", a.IfName, "netns", a.Netns,
@@ -301,9 +302,11 @@ func (d *Daemon) PutAttachment(a api.Attachment) (bool, error) {
 // built for that one only: the answer to every ADD used to build the view
 // of every live attachment.
 func (d *Daemon) attachmentView(k api.AttachmentKey) (api.Attachment, bool) {
-	st, _, status := d.snapshotState()
-	i := slices.IndexFunc(st.Attachments, func(a api.Attachment) bool { return a.AttachmentKey == k })
-	if i < 0 {
+	d.mu.Lock()
+	a, ok := d.attachmentLocked(k)
+	status := map[api.AttachmentKey]attachmentStatus{k: d.attStatus[k]}
+	d.mu.Unlock()
+	if !ok {
 		return api.Attachment{}, false
 	}
 	conflicts := map[string]netip.AddrPort{}
@@ -314,7 +317,19 @@ func (d *Daemon) attachmentView(k api.AttachmentKey) (api.Attachment, bool) {
 			}
 		}
 	}
-	return d.view(st.Attachments[i], status[k], conflicts), true
+	return d.view(a, status[k], conflicts), true
+}
+
+// attachmentLocked is the attachment k of the state. With d.mu held.
+func (d *Daemon) attachmentLocked(k api.AttachmentKey) (api.Attachment, bool) {
+	if i, ok := d.fast.pos[k]; ok && i < len(d.state.Attachments) && d.state.Attachments[i].AttachmentKey == k {
+		return d.state.Attachments[i], true
+	}
+	i := slices.IndexFunc(d.state.Attachments, func(a api.Attachment) bool { return a.AttachmentKey == k })
+	if i < 0 {
+		return api.Attachment{}, false
+	}
+	return d.state.Attachments[i], true
 }
 
 // view is an attachment with its status, as the API shows it.
@@ -333,10 +348,8 @@ func (d *Daemon) view(a api.Attachment, status attachmentStatus, conflicts map[s
 func (d *Daemon) attachmentName(k api.AttachmentKey) string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, a := range d.state.Attachments {
-		if a.AttachmentKey == k {
-			return attachmentNamespace(a)
-		}
+	if a, ok := d.attachmentLocked(k); ok {
+		return attachmentNamespace(a)
 	}
 	return ""
 }
@@ -344,14 +357,16 @@ func (d *Daemon) attachmentName(k api.AttachmentKey) string {
 // DeleteAttachment removes an attachment; removing a missing one is fine
 // (CNI DEL must be idempotent).
 func (d *Daemon) DeleteAttachment(k api.AttachmentKey) error {
-	st, _, _ := d.snapshotState()
-	if !slices.ContainsFunc(st.Attachments, func(a api.Attachment) bool { return a.AttachmentKey == k }) {
+	d.mu.Lock()
+	_, ok := d.attachmentLocked(k)
+	d.mu.Unlock()
+	if !ok {
 		return nil
 	}
 	err := d.mutateAttachments(func(s *State) error {
 		s.Attachments = slices.DeleteFunc(s.Attachments, func(a api.Attachment) bool { return a.AttachmentKey == k })
 		return nil
-	})
+	}, &attachmentOp{del: &k})
 	if err == nil {
 		d.dropRecord(k)
 		d.log.Info("attachment removed", "container", k.ContainerID, "ifname", k.IfName)
@@ -426,7 +441,7 @@ func (d *Daemon) namespaces() []api.Namespace {
 }
 
 func (d *Daemon) frontends() []api.Frontend {
-	_, merged, _ := d.snapshotState()
+	merged := d.mergedNow()
 	snap := d.engine.Snapshot()
 	stats := map[string]proxy.FrontendStats{}
 	for _, f := range snap.Frontends {
@@ -447,7 +462,7 @@ func (d *Daemon) frontends() []api.Frontend {
 }
 
 func (d *Daemon) backends() []api.Backend {
-	_, merged, _ := d.snapshotState()
+	merged := d.mergedNow()
 	snap := d.engine.Snapshot()
 	stats := map[string]map[string]proxy.ServerStats{}
 	for _, b := range snap.Backends {

@@ -201,49 +201,61 @@ func TestSameAttachmentFields(t *testing.T) {
 }
 
 // TestAttachmentWritesBatched: attachment writes that wait for the lock
-// are applied together, with one plan, and each gets its answer.
+// are applied together and each gets its answer: with one plan when they
+// need planning (no attachment directory: the state file holds them), with
+// none through the fast path (delta.go).
 func TestAttachmentWritesBatched(t *testing.T) {
 	ns := testns.New(t, "ab")
-	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:19394", "127.0.0.1:19395"), State{}, io.Discard)
-	d.opt.AttachmentDir = t.TempDir()
-	t.Cleanup(func() { stopDaemon(d) })
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	const n = 8
-	d.mu.Lock() // a write in progress
-	plans := d.plans
-	errs := make(chan error, n)
-	for i := 0; i < n; i++ {
-		go func() {
-			_, err := d.PutAttachment(api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: fmt.Sprintf("b%d", i), IfName: "eth0"},
-				Netns: "/var/run/netns/" + ns})
-			errs <- err
-		}()
-	}
-	for waited := 0; ; waited++ {
-		d.batch.mu.Lock()
-		q := len(d.batch.queue)
-		d.batch.mu.Unlock()
-		if q == n {
-			break
-		}
-		if waited > 5000 {
+	for _, tc := range []struct {
+		name      string
+		recorded  bool
+		wantPlans int
+	}{{"planned", false, 1}, {"fast", true, 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newRestoreDaemon(t, restoreCfg("127.0.0.1:19394", "127.0.0.1:19395"), State{}, io.Discard)
+			if tc.recorded {
+				d.opt.AttachmentDir = t.TempDir()
+			}
+			t.Cleanup(func() { stopDaemon(d) })
+			if err := d.Start(); err != nil {
+				t.Fatal(err)
+			}
+			const n = 8
+			d.mu.Lock() // a write in progress
+			plans := d.plans
+			errs := make(chan error, n)
+			for i := 0; i < n; i++ {
+				go func() {
+					_, err := d.PutAttachment(api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: fmt.Sprintf("b%d", i), IfName: "eth0"},
+						Netns: "/var/run/netns/" + ns})
+					errs <- err
+				}()
+			}
+			for waited := 0; ; waited++ {
+				d.batch.mu.Lock()
+				q := len(d.batch.queue)
+				d.batch.mu.Unlock()
+				if q == n {
+					break
+				}
+				if waited > 5000 {
+					d.mu.Unlock()
+					t.Fatalf("%d of %d writes queued", q, n)
+				}
+				time.Sleep(time.Millisecond)
+			}
 			d.mu.Unlock()
-			t.Fatalf("%d of %d writes queued", q, n)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	d.mu.Unlock()
-	for i := 0; i < n; i++ {
-		if err := <-errs; err != nil {
-			t.Error(err)
-		}
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if got := d.plans - plans; got != 1 || len(d.state.Attachments) != n {
-		t.Errorf("%d queued writes: %d plans, %d attachments; want 1 plan and %d", n, got, len(d.state.Attachments), n)
+			for i := 0; i < n; i++ {
+				if err := <-errs; err != nil {
+					t.Error(err)
+				}
+			}
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			if got := d.plans - plans; got != tc.wantPlans || len(d.state.Attachments) != n {
+				t.Errorf("%d queued writes: %d plans, %d attachments; want %d and %d", n, got, len(d.state.Attachments), tc.wantPlans, n)
+			}
+		})
 	}
 }
 

@@ -1,5 +1,7 @@
 package config
 
+import "slices"
+
 // Conflicts reports whether b and o cannot both listen: the same namespace
 // and port, and addresses that overlap. Two addresses overlap when they are
 // equal, or when one is a wildcard of a family the other listens on:
@@ -51,6 +53,35 @@ func (s *BindSet) Add(b Bind, f *Frontend) {
 	}
 	k := bindPort{b.Namespace, b.Addr.Port()}
 	s.byPort[k] = append(s.byPort[k], boundBy{b, f})
+}
+
+// Remove forgets that f listens on b (Add's pointer f). A port no bind
+// holds any more leaves the set.
+func (s *BindSet) Remove(b Bind, f *Frontend) {
+	k := bindPort{b.Namespace, b.Addr.Port()}
+	us := slices.DeleteFunc(s.byPort[k], func(u boundBy) bool { return u.frontend == f && u.bind.sameAddr(b) })
+	if len(us) == 0 {
+		delete(s.byPort, k)
+		return
+	}
+	s.byPort[k] = us
+}
+
+// Len is the number of ports (per namespace) the set holds.
+func (s *BindSet) Len() int { return len(s.byPort) }
+
+// Compact copies the set into a new map when it holds less than a quarter
+// of peak ports: a Go map keeps its largest bucket array, so a set that
+// served thousands of containers would hold it after they left.
+func (s *BindSet) Compact(peak int) {
+	if peak < 64 || len(s.byPort) > peak/4 {
+		return
+	}
+	next := make(map[bindPort][]boundBy, len(s.byPort))
+	for k, v := range s.byPort {
+		next[k] = v
+	}
+	s.byPort = next
 }
 
 // Conflict returns the first bind added that conflicts with b (see

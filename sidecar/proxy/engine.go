@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -28,7 +29,7 @@ type Engine struct {
 	mu        sync.Mutex // serialises Apply and Shutdown
 	stopped   bool
 	frontends map[string]*frontend
-	backends  atomic.Pointer[map[string]*backend] // read lock-free per connection
+	backends  backendSet // read lock-free per connection
 	global    *limiter
 	tenants   map[string]*limiter // per-tenant maxconn (Spec.TenantMaxConn), of the frontends' tenants
 	proxyMax  atomic.Int64        // Spec.ProxyHeaderMaxSize
@@ -37,8 +38,12 @@ type Engine struct {
 	hop       []byte              // our v2 headers' loop marker (NOOP TLV value)
 	// nofile is RLIMIT_NOFILE: maxconn is kept below what it allows.
 	nofile  uint64
-	lastMax int        // the effective global maxconn last applied
-	pipes   pipeBudget // splice pipes of every loop, capped by fitMaxConn
+	lastMax int // the effective global maxconn last applied
+	// specMaxConn is the last Spec.MaxConn applied; binds counts the
+	// binds of the frontends (for fitMaxConn, also after ApplyDelta).
+	specMaxConn, binds int
+	frontendsPeak      int        // most frontends since the map was made (shrunk)
+	pipes              pipeBudget // splice pipes of every loop, capped by fitMaxConn
 
 	handedOver bool // StopAccepting: a successor serves the listeners
 
@@ -72,7 +77,6 @@ func New(reg *netns.Registry, log *slog.Logger) *Engine {
 	e := &Engine{reg: reg, log: log, ctx: ctx, cancel: cancel,
 		frontends: map[string]*frontend{}, global: newLimiter(0), sessions: map[*session]struct{}{},
 		hop: newHopMarker(), nofile: raiseNoFile()}
-	e.backends.Store(&map[string]*backend{})
 	return e
 }
 
@@ -106,37 +110,24 @@ func (e *Engine) Apply(spec Spec) error {
 	} else if spec.NbThread > 0 && spec.NbThread != len(e.loops) {
 		e.log.Warn("nbthread changes take effect at the next start", "running", len(e.loops), "wanted", spec.NbThread)
 	}
-	e.global.setLimit(e.fitMaxConn(spec))
+	e.specMaxConn, e.binds = spec.MaxConn, 0
+	for _, fs := range spec.Frontends {
+		e.binds += len(fs.Binds)
+	}
+	e.global.setLimit(e.fitMaxConn(spec.MaxConn, e.binds))
 	e.proxyMax.Store(int64(spec.ProxyHeaderMaxSize))
 
-	old := *e.backends.Load()
-	next := make(map[string]*backend, len(spec.Backends))
+	wanted := make(map[string]bool, len(spec.Backends))
 	for _, bs := range spec.Backends {
-		if bs.Balance == "" {
-			bs.Balance = RoundRobin
-		}
-		b := old[bs.Name]
-		if b == nil {
-			b = &backend{name: bs.Name}
-		} else if sameBackendSpec(*b.spec.Load(), bs) {
-			next[bs.Name] = b // unchanged: an Apply costs what changed
-			continue
-		}
-		dropped, added := b.update(bs)
-		for _, s := range dropped {
-			s.stopCheck()
-		}
-		for _, s := range added {
-			e.startCheck(s)
-		}
-		next[bs.Name] = b
+		e.backends.set(e.updateBackend(e.backends.get(bs.Name), bs))
+		wanted[bs.Name] = true
 	}
-	for name, b := range old {
-		if _, ok := next[name]; !ok {
+	e.backends.each(func(b *backend) {
+		if !wanted[b.name] {
 			b.stop()
+			e.backends.remove(b.name)
 		}
-	}
-	e.backends.Store(&next)
+	})
 
 	// Stop what goes before starting what comes, so that a bind that
 	// moves between frontends or changes options finds its address free.
@@ -159,21 +150,7 @@ func (e *Engine) Apply(spec Spec) error {
 	}
 	tenants := e.tenantLimiters(spec)
 	for _, fs := range spec.Frontends {
-		fe := e.frontends[fs.Name]
-		if fe == nil {
-			fe = &frontend{name: fs.Name, limit: newLimiter(fs.MaxConn), listeners: map[BindSpec]*listener{}}
-			e.frontends[fs.Name] = fe
-		}
-		if cur := fe.spec.Load(); cur == nil || !sameFrontendSpec(*cur, fs) {
-			fe.spec.Store(&fs)
-		}
-		fe.limit.setLimit(fs.MaxConn)
-		fe.tenant.Store(tenants[fs.Tenant])
-		for _, bs := range fs.Binds {
-			if fe.listeners[bs] == nil {
-				fe.listeners[bs] = e.startListener(fe, bs)
-			}
-		}
+		e.startFrontend(fs, tenants[fs.Tenant])
 	}
 	e.ns.prune(e.liveNamespace) // namespaces removed since the last Apply
 	e.dropUnwantedInherited(func(bs BindSpec) bool {
@@ -185,6 +162,148 @@ func (e *Engine) Apply(spec Spec) error {
 		return false
 	})
 	return nil
+}
+
+// updateBackend is b (nil: a new one) running bs: unchanged, it is kept as
+// it is; else its servers are updated, those whose spec is unchanged
+// keeping their health.
+func (e *Engine) updateBackend(b *backend, bs BackendSpec) *backend {
+	if bs.Balance == "" {
+		bs.Balance = RoundRobin
+	}
+	if b == nil {
+		b = &backend{name: bs.Name}
+	} else if sameBackendSpec(*b.spec.Load(), bs) {
+		return b // unchanged: an Apply costs what changed
+	}
+	dropped, added := b.update(bs)
+	for _, s := range dropped {
+		s.stopCheck()
+	}
+	for _, s := range added {
+		e.startCheck(s)
+	}
+	return b
+}
+
+// startFrontend makes fs the spec of its frontend (new or running) and
+// starts the listeners of its binds that are not running; the caller has
+// stopped those of binds fs no longer has.
+func (e *Engine) startFrontend(fs FrontendSpec, tenant *limiter) {
+	fe := e.frontends[fs.Name]
+	if fe == nil {
+		fe = &frontend{name: fs.Name, limit: newLimiter(fs.MaxConn), listeners: map[BindSpec]*listener{}}
+		e.frontends[fs.Name] = fe
+	}
+	if cur := fe.spec.Load(); cur == nil || !sameFrontendSpec(*cur, fs) {
+		fe.spec.Store(&fs)
+	}
+	fe.limit.setLimit(fs.MaxConn)
+	fe.tenant.Store(tenant)
+	for _, bs := range fs.Binds {
+		if fe.listeners[bs] == nil {
+			fe.listeners[bs] = e.startListener(fe, bs)
+		}
+	}
+}
+
+// Delta changes the running spec by whole frontends and backends: those
+// to add (or replace, by name) and those to remove.
+type Delta struct {
+	Frontends       []FrontendSpec
+	Backends        []BackendSpec
+	RemoveFrontends []string
+	RemoveBackends  []string
+	// TenantMaxConn: as Spec's, read for a tenant that has no frontend yet.
+	TenantMaxConn map[string]int
+}
+
+// ApplyDelta is Apply for the spec last applied changed by d, at the cost
+// of d: Apply's pass over every frontend and backend made each container's
+// ADD cost grow with the live containers (issue 13). Apply must have run
+// once before. A tenant whose last frontend d removes keeps its limiter
+// until the next Apply.
+func (e *Engine) ApplyDelta(d Delta) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopped || e.handedOver || e.loops == nil {
+		return ErrStopped
+	}
+	for _, name := range d.RemoveBackends {
+		if b := e.backends.get(name); b != nil {
+			b.stop()
+			e.backends.remove(name)
+		}
+	}
+	for _, bs := range d.Backends {
+		e.backends.set(e.updateBackend(e.backends.get(bs.Name), bs))
+	}
+	stop := func(fe *frontend, keep []BindSpec) {
+		for bs, l := range fe.listeners {
+			if !slices.Contains(keep, bs) {
+				l.stop()
+				delete(fe.listeners, bs)
+				e.binds--
+			}
+		}
+	}
+	for _, name := range d.RemoveFrontends {
+		if fe := e.frontends[name]; fe != nil {
+			stop(fe, nil)
+			delete(e.frontends, name)
+		}
+	}
+	for _, fs := range d.Frontends {
+		before := 0
+		if fe := e.frontends[fs.Name]; fe != nil {
+			stop(fe, fs.Binds)
+			before = len(fe.listeners)
+		}
+		l := e.tenants[fs.Tenant]
+		if l == nil {
+			l = newLimiter(0)
+			l.setLimit(d.TenantMaxConn[fs.Tenant])
+			e.tenants[fs.Tenant] = l
+		}
+		e.startFrontend(fs, l)
+		e.binds += len(e.frontends[fs.Name].listeners) - before
+	}
+	e.global.setLimit(e.fitMaxConn(e.specMaxConn, e.binds))
+	e.frontendsPeak = max(e.frontendsPeak, len(e.frontends))
+	if shrunk(len(e.frontends), &e.frontendsPeak) {
+		e.frontends = resized(e.frontends)
+	}
+	if len(d.RemoveFrontends) > 0 {
+		e.dropUnwantedInherited(func(bs BindSpec) bool {
+			for _, fe := range e.frontends {
+				if fe.listeners[bs] != nil {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	return nil
+}
+
+// shrunk reports whether a map of n entries fell to a quarter of its peak
+// (at least 256), and then makes n its peak: a Go map keeps its largest
+// bucket array, so the caller copies it (resized) to let the rest go
+// after a node's containers left.
+func shrunk(n int, peak *int) bool {
+	if *peak < 256 || n > *peak/4 {
+		return false
+	}
+	*peak = n
+	return true
+}
+
+// resized is m copied into a map made for its size now (maps.Clone keeps
+// the source's capacity).
+func resized[K comparable, V any](m map[K]V) map[K]V {
+	out := make(map[K]V, len(m))
+	maps.Copy(out, m)
+	return out
 }
 
 // tenantLimiters gives each tenant of spec's frontends its limiter, with
@@ -227,7 +346,26 @@ func sameFrontendSpec(a, b FrontendSpec) bool {
 		slices.Equal(a.Binds, b.Binds) && slices.Equal(a.Proxy.Trusted, b.Proxy.Trusted)
 }
 
-func (e *Engine) backend(name string) *backend { return (*e.backends.Load())[name] }
+func (e *Engine) backend(name string) *backend { return e.backends.get(name) }
+
+// backendSet maps names to the running backends: read lock-free per
+// connection, changed per name (a copy of the whole map per change made
+// each container's ADD cost grow with the live containers, issue 13).
+// Written with Engine.mu held.
+type backendSet struct{ m sync.Map }
+
+func (s *backendSet) get(name string) *backend {
+	if v, ok := s.m.Load(name); ok {
+		return v.(*backend)
+	}
+	return nil
+}
+
+func (s *backendSet) set(b *backend)     { s.m.Store(b.name, b) }
+func (s *backendSet) remove(name string) { s.m.Delete(name) }
+func (s *backendSet) each(f func(*backend)) {
+	s.m.Range(func(_, v any) bool { f(v.(*backend)); return true })
+}
 
 func (e *Engine) backendSpec(name string) *BackendSpec {
 	if b := e.backend(name); b != nil {
@@ -251,9 +389,7 @@ func (e *Engine) Shutdown(ctx context.Context) int {
 			l.stop()
 		}
 	}
-	for _, b := range *e.backends.Load() {
-		b.stop()
-	}
+	e.backends.each(func(b *backend) { b.stop() })
 	e.mu.Unlock()
 
 	done := make(chan struct{})
@@ -327,12 +463,12 @@ type ServerState struct {
 // Servers lists every server with its health.
 func (e *Engine) Servers() []ServerState {
 	var out []ServerState
-	for _, b := range *e.backends.Load() {
+	e.backends.each(func(b *backend) {
 		for _, s := range b.snapshot() {
 			out = append(out, ServerState{Backend: b.name, Server: s.spec.Name, Up: s.up.Load(),
 				Active: s.active.Load(), Total: s.stats.Total.Load()})
 		}
-	}
+	})
 	return out
 }
 

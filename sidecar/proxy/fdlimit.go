@@ -73,27 +73,24 @@ func raiseNoFile() uint64 {
 	return r.Cur
 }
 
-// fitMaxConn returns the global maxconn to apply for spec, and logs when
-// the open-file limit lowers it (or sets it, when spec has none) and that
-// changes.
-func (e *Engine) fitMaxConn(spec Spec) int {
+// fitMaxConn returns the global maxconn to apply for a spec's maxConn
+// and its frontends' binds, and logs when the open-file limit lowers it
+// (or sets it, when spec has none) and that changes.
+func (e *Engine) fitMaxConn(maxConn, binds int) int {
 	if e.nofile == 0 {
 		e.pipes.max.Store(1 << 30) // no limit known: pipes are not capped
-		return spec.MaxConn
+		return maxConn
 	}
-	reserved := fdsReserved + sockPoolTotal + e.reg.Count()
-	for _, fs := range spec.Frontends {
-		reserved += len(fs.Binds) // the listening socket
-	}
+	reserved := fdsReserved + sockPoolTotal + e.reg.Count() + binds // a bind: the listening socket
 	fdLimit := connLimitForFDs(e.nofile, reserved)
-	eff := effectiveMaxConn(spec.MaxConn, fdLimit)
+	eff := effectiveMaxConn(maxConn, fdLimit)
 	if eff != e.lastMax {
-		args := []any{"maxconn", eff, "maxconn_configured", spec.MaxConn, "nofile", e.nofile,
+		args := []any{"maxconn", eff, "maxconn_configured", maxConn, "nofile", e.nofile,
 			"fds_per_conn", fdsPerConn, "fds_reserved", reserved}
 		switch {
-		case spec.MaxConn <= 0:
+		case maxConn <= 0:
 			e.log.Info("maxconn set from the open-file limit (ulimit -n)", args...)
-		case eff < spec.MaxConn:
+		case eff < maxConn:
 			e.log.Warn("maxconn lowered to fit the open-file limit (ulimit -n): more connections wait in the listen backlog", args...)
 		}
 	}

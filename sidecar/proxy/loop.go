@@ -50,19 +50,18 @@ type listenKey struct {
 }
 
 // ownListeners is the set of the engine's listening sockets, written when
-// a listener opens or closes and read lock-free per connection.
+// a listener opens or closes and read lock-free per connection. A change
+// costs O(1): copying the whole set per listener made a restart with
+// 5,000 exposures open its listeners in O(n²) (issue 13).
 type ownListeners struct {
-	mu   sync.Mutex
-	refs map[listenKey]int
-	set  atomic.Pointer[ownSet]
-}
-
-// ownSet is an immutable snapshot of the listening addresses; ports has a
-// bit per port in use, so that most destinations are cleared without
-// hashing a key.
-type ownSet struct {
-	keys  map[listenKey]struct{}
-	ports [65536 / 64]uint64
+	mu    sync.Mutex
+	refs  map[listenKey]int // sockets per key
+	ports map[uint16]int    // keys per port
+	peak  int               // most keys since refs was made (shrunk)
+	keys  sync.Map          // listenKey → struct{}: the keys refs holds
+	// bits has a bit per port in use, so that most destinations are
+	// cleared without hashing a key.
+	bits [65536 / 64]atomic.Uint64
 }
 
 // listenKeyOf is the key of a socket listening on a in h. A wildcard keeps
@@ -102,26 +101,39 @@ func (o *ownListeners) change(k listenKey, d int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.refs == nil {
-		o.refs = map[listenKey]int{}
+		o.refs, o.ports = map[listenKey]int{}, map[uint16]int{}
 	}
-	if o.refs[k] += d; o.refs[k] <= 0 {
+	was := o.refs[k]
+	now := was + d
+	p := k.addr.Port()
+	switch {
+	case was <= 0 && now > 0:
+		o.refs[k] = now
+		o.peak = max(o.peak, len(o.refs))
+		o.keys.Store(k, struct{}{})
+		if o.ports[p]++; o.ports[p] == 1 {
+			o.bits[p/64].Or(1 << (p % 64))
+		}
+	case was > 0 && now <= 0:
 		delete(o.refs, k)
+		o.keys.Delete(k)
+		if o.ports[p]--; o.ports[p] <= 0 {
+			delete(o.ports, p)
+			o.bits[p/64].And(^(uint64(1) << (p % 64)))
+		}
+		if shrunk(len(o.refs), &o.peak) {
+			o.refs, o.ports = resized(o.refs), resized(o.ports)
+		}
+	case now > 0:
+		o.refs[k] = now
 	}
-	next := &ownSet{keys: make(map[listenKey]struct{}, len(o.refs))}
-	for k := range o.refs {
-		next.keys[k] = struct{}{}
-		p := k.addr.Port()
-		next.ports[p/64] |= 1 << (p % 64)
-	}
-	o.set.Store(next)
 }
 
 // isOwn reports whether connecting to dst from inside h reaches one of our
 // listeners. isLocal answers whether an address is local to h; it is asked
 // only when dst's port is a wildcard listener's.
 func (o *ownListeners) isOwn(h *netns.Handle, dst netip.AddrPort, isLocal func(netip.Addr) bool) bool {
-	set := o.set.Load()
-	if p := dst.Port(); set == nil || set.ports[p/64]&(1<<(p%64)) == 0 {
+	if p := dst.Port(); o.bits[p/64].Load()&(1<<(p%64)) == 0 {
 		return false
 	}
 	addr := dst.Addr().Unmap().WithZone("")
@@ -133,14 +145,14 @@ func (o *ownListeners) isOwn(h *netns.Handle, dst netip.AddrPort, isLocal func(n
 		}
 	}
 	id := h.Identity()
-	if _, ok := set.keys[listenKey{id, netip.AddrPortFrom(addr, dst.Port())}]; ok {
+	if _, ok := o.keys.Load(listenKey{id, netip.AddrPortFrom(addr, dst.Port())}); ok {
 		return true
 	}
 	wildcard := netip.IPv6Unspecified()
 	if addr.Is4() {
 		wildcard = netip.IPv4Unspecified()
 	}
-	if _, ok := set.keys[listenKey{id, netip.AddrPortFrom(wildcard, dst.Port())}]; !ok {
+	if _, ok := o.keys.Load(listenKey{id, netip.AddrPortFrom(wildcard, dst.Port())}); !ok {
 		return false
 	}
 	return addr.IsLoopback() || isLocal(addr)

@@ -171,7 +171,7 @@ func (e *Engine) Snapshot() Snapshot {
 		s.Frontends = append(s.Frontends, fs)
 	}
 	e.mu.Unlock()
-	for _, b := range *e.backends.Load() {
+	e.backends.each(func(b *backend) {
 		bs := BackendStats{Name: b.name, Total: b.stats.Total.Load(), ConnectErrors: b.stats.ConnectErrors.Load()}
 		for _, sv := range b.snapshot() {
 			ns := sv.spec.Namespace
@@ -184,7 +184,8 @@ func (e *Engine) Snapshot() Snapshot {
 				ConnectErrors: sv.stats.ConnectErrors.Load()})
 		}
 		s.Backends = append(s.Backends, bs)
-	}
+	})
+
 	s.Namespaces, s.RemovedNamespaces = e.ns.snapshot(e.liveNamespace)
 	slices.SortFunc(s.Frontends, func(a, b FrontendStats) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(s.Backends, func(a, b BackendStats) int { return strings.Compare(a.Name, b.Name) })
