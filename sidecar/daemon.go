@@ -224,6 +224,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		cancel()
 		stopWatch()
 		<-watchDone
+		d.stopMemoryReturn()
 		d.reg.Close()
 		d.log.Info("stopped", "forced_closed", forced)
 		return nil
@@ -279,8 +280,16 @@ type plan struct {
 // (st.Manifests) decide which tenant each attachment belongs to and add
 // their rules' exposures and service listeners in the same pass, under
 // the same conflict rule (config.BindSet).
-func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
+func (d *Daemon) plan(file *config.Config, st State) (_ *plan, err error) {
 	d.plans++
+	// A plan that fails leaves the planner's caches as the last plan left
+	// them: the attachment fast path reads them as the running state.
+	kept := d.planCaches()
+	defer func() {
+		if err != nil {
+			d.restorePlanCaches(kept)
+		}
+	}()
 	ix := tenantIndexFor(d.tenants, st.Manifests)
 	d.tenants = ix // a cache keyed by the set's identity, valid or not
 	if ix.err != nil {
@@ -496,9 +505,26 @@ func (d *Daemon) plan(file *config.Config, st State) (*plan, error) {
 // them, else the next write would validate every live container's
 // exposures again and commit would log every overlap again.
 func (d *Daemon) dryPlan(file *config.Config, st State) (*plan, error) {
-	tenants, prev := d.tenants, d.exposed.prev
-	defer func() { d.tenants, d.exposed.prev = tenants, prev }()
+	defer d.restorePlanCaches(d.planCaches())
 	return d.plan(file, st)
+}
+
+// planCaches are what plan keeps for the next plan and for the attachment
+// fast path (delta.go): valid only as a committed plan left them.
+type planCaches struct {
+	tenants *tenantIndex
+	prev    map[api.AttachmentKey]*cachedExposures
+	apiIDs  map[string]netns.Identity
+}
+
+func (d *Daemon) planCaches() planCaches {
+	return planCaches{tenants: d.tenants, prev: d.exposed.prev, apiIDs: d.apiIDs}
+}
+
+// restorePlanCaches puts back what planCaches returned, after a plan that
+// is not committed (a dry run, a refused write, a failed save).
+func (d *Daemon) restorePlanCaches(c planCaches) {
+	d.tenants, d.exposed.prev, d.apiIDs = c.tenants, c.prev, c.apiIDs
 }
 
 // runtimeEntries are the registry entries the state asks for, and the
@@ -823,6 +849,7 @@ func (d *Daemon) changeLocked(objects bool, fns ...func(*State) error) error {
 			return err
 		}
 	}
+	kept := d.planCaches()
 	p, err := d.plan(d.file, next)
 	if err != nil {
 		return &validationError{err}
@@ -831,6 +858,7 @@ func (d *Daemon) changeLocked(objects bool, fns ...func(*State) error) error {
 	if objects || !slices.Equal(d.state.Ports, next.Ports) ||
 		!slices.EqualFunc(d.saved(d.state).Attachments, d.saved(next).Attachments, sameAttachment) {
 		if err := d.store.save(d.saved(next)); err != nil {
+			d.restorePlanCaches(kept)
 			return fmt.Errorf("not applied: %w", err)
 		}
 	}

@@ -76,6 +76,7 @@ type engineDelta struct {
 	backends  map[string]proxy.BackendSpec
 	rmFront   []string
 	rmBack    []string
+	gone      []string // namespaces unregistered: the engine folds their counters
 	changed   bool
 }
 
@@ -103,7 +104,8 @@ func (ed *engineDelta) remove(x exposure) {
 }
 
 func (ed *engineDelta) delta(tenantMax map[string]int) proxy.Delta {
-	out := proxy.Delta{RemoveFrontends: ed.rmFront, RemoveBackends: ed.rmBack, TenantMaxConn: tenantMax}
+	out := proxy.Delta{RemoveFrontends: ed.rmFront, RemoveBackends: ed.rmBack, TenantMaxConn: tenantMax,
+		GoneNamespaces: ed.gone}
 	for _, fs := range ed.frontends {
 		out.Frontends = append(out.Frontends, fs)
 	}
@@ -225,6 +227,11 @@ func (d *Daemon) fastDelete(k api.AttachmentKey, ed *engineDelta) bool {
 	if !d.registeredFrom(name, a) {
 		return false
 	}
+	for _, e := range status.exposures {
+		if !slices.ContainsFunc(c.xs, func(xe exposure) bool { return xe.frontend.Name == e.Frontend }) {
+			return false // the cache is not what the status was built from: plan
+		}
+	}
 	// Nothing refuses the removal from here on.
 	if c.id.Ino != 0 {
 		if x.idCount[id]--; x.idCount[id] <= 0 {
@@ -247,6 +254,8 @@ func (d *Daemon) fastDelete(k api.AttachmentKey, ed *engineDelta) bool {
 	delete(d.attStatus, k)
 	delete(d.exposed.prev, k)
 	d.reg.Unregister(name)
+	ed.gone = append(ed.gone, name)
+	ed.changed = true
 	delete(d.registered, name)
 	delete(d.builtFrom, name)
 	delete(x.names, name)
@@ -323,8 +332,9 @@ func (d *Daemon) shrink() {
 type memoryReturn struct {
 	last  int       // live attachments after the last batch
 	peak  int       // most live attachments since the last return
-	freed time.Time // the last return
-	armed bool      // a return is due (timer set)
+	freed time.Time   // the last return
+	armed bool        // a return is due (timer set)
+	timer *time.Timer // the due return; stopped when the daemon stops
 }
 
 // freeOSMemory returns the freed heap to the OS once the DELs of a burst
@@ -338,14 +348,24 @@ func (d *Daemon) freeOSMemory() {
 	}
 	m.armed = true
 	wait := max(time.Second, 10*time.Second-time.Since(m.freed))
-	time.AfterFunc(wait, func() {
+	m.timer = time.AfterFunc(wait, func() {
 		d.mu.Lock()
 		m.armed, m.freed = false, time.Now()
-		// Below the floor, DELs that leave a quarter of this ask again.
-		m.peak = max(len(d.state.Attachments), shrinkFloor)
+		// The next return needs a new peak of shrinkFloor or more: a node
+		// that keeps a few containers does not force a GC every 10 s.
+		m.peak = len(d.state.Attachments)
 		d.mu.Unlock()
 		debug.FreeOSMemory()
 	})
+}
+
+// stopMemoryReturn cancels a due return of memory (the daemon stops).
+func (d *Daemon) stopMemoryReturn() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.memory.timer != nil {
+		d.memory.timer.Stop()
+	}
 }
 
 // shrinkFloor: below this many attachments at the peak, the maps are left

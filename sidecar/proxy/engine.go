@@ -216,6 +216,9 @@ type Delta struct {
 	RemoveBackends  []string
 	// TenantMaxConn: as Spec's, read for a tenant that has no frontend yet.
 	TenantMaxConn map[string]int
+	// GoneNamespaces left the registry: their counters are folded into the
+	// removed totals once no connection uses them (Apply prunes them all).
+	GoneNamespaces []string
 }
 
 // ApplyDelta is Apply for the spec last applied changed by d, at the cost
@@ -269,6 +272,7 @@ func (e *Engine) ApplyDelta(d Delta) error {
 		e.binds += len(e.frontends[fs.Name].listeners) - before
 	}
 	e.global.setLimit(e.fitMaxConn(e.specMaxConn, e.binds))
+	e.ns.forget(d.GoneNamespaces, e.liveNamespace)
 	e.frontendsPeak = max(e.frontendsPeak, len(e.frontends))
 	if shrunk(len(e.frontends), &e.frontendsPeak) {
 		e.frontends = resized(e.frontends)

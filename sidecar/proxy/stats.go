@@ -87,6 +87,7 @@ type nsCounters struct {
 	mu      sync.Mutex
 	m       map[string]*Counters
 	removed RemovedNamespaces
+	gone    map[string]bool // labels said to be gone (forget) whose counters were still in use
 }
 
 // RemovedNamespaces are the folded totals of namespaces that are gone.
@@ -121,16 +122,43 @@ func (n *nsCounters) acquire(label string) *Counters {
 func (n *nsCounters) prune(live func(label string) bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for label, c := range n.m {
-		if c.Current.Load() != 0 || live(label) {
-			continue
-		}
-		n.removed.Namespaces++
-		n.removed.Total += c.Total.Load()
-		n.removed.BytesIn += c.BytesIn.Load()
-		n.removed.BytesOut += c.BytesOut.Load()
-		delete(n.m, label)
+	for label := range n.m {
+		n.foldLocked(label, live)
 	}
+}
+
+// forget is prune for the labels of namespaces that just left and those
+// that left earlier while a connection still used them, at their cost, not
+// the cost of every namespace with counters (ApplyDelta).
+func (n *nsCounters) forget(labels []string, live func(label string) bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, label := range labels {
+		if n.gone == nil {
+			n.gone = map[string]bool{}
+		}
+		n.gone[label] = true
+	}
+	for label := range n.gone {
+		if n.foldLocked(label, live) || n.m[label] == nil || live(label) {
+			delete(n.gone, label)
+		}
+	}
+}
+
+// foldLocked folds label's counters into the removed totals when no
+// connection uses them and live no longer names it, and says whether it did.
+func (n *nsCounters) foldLocked(label string, live func(label string) bool) bool {
+	c := n.m[label]
+	if c == nil || c.Current.Load() != 0 || live(label) {
+		return false
+	}
+	n.removed.Namespaces++
+	n.removed.Total += c.Total.Load()
+	n.removed.BytesIn += c.BytesIn.Load()
+	n.removed.BytesOut += c.BytesOut.Load()
+	delete(n.m, label)
+	return true
 }
 
 // snapshot prunes, then copies what is left and the removed totals.
