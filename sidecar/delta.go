@@ -330,8 +330,8 @@ func (d *Daemon) shrink() {
 
 // memoryReturn is when the daemon last gave freed heap back to the OS.
 type memoryReturn struct {
-	last  int       // live attachments after the last batch
-	peak  int       // most live attachments since the last return
+	last  int         // live attachments after the last batch
+	peak  int         // most live attachments since the last return
 	freed time.Time   // the last return
 	armed bool        // a return is due (timer set)
 	timer *time.Timer // the due return; stopped when the daemon stops
