@@ -100,7 +100,7 @@ func (s *session) nextAttempt(onLoop bool) (int, error) {
 		}
 		if reason := refusalReason(err); reason != "" { // loop, tenant
 			srv.active.Add(-1)
-			s.e.frontendRefusal(s.fe.Name, reason)
+			s.front.refusals.inc(reason)
 			s.setTerm(reason)
 			return -1, err
 		}

@@ -199,7 +199,10 @@ func (e *Engine) startFrontend(fs FrontendSpec, tenant *limiter) {
 		fe.spec.Store(&fs)
 	}
 	fe.limit.setLimit(fs.MaxConn)
-	fe.tenant.Store(tenant)
+	if old := fe.tenant.Swap(tenant); old != nil && old != tenant {
+		// A listener paused on the old tenant's limit waits for its wake-up.
+		old.wakeAll()
+	}
 	for _, bs := range fs.Binds {
 		if fe.listeners[bs] == nil {
 			fe.listeners[bs] = e.startListener(fe, bs)

@@ -42,6 +42,12 @@ func (l *limiter) setLimit(n int) {
 	l.wakeLocked()
 }
 
+// wakeAll calls the waiting functions now (what they waited for changed).
+func (l *limiter) wakeAll() {
+	l.mu.Lock()
+	l.wakeLocked()
+}
+
 // limited reports whether a limit is set.
 func (l *limiter) limited() bool {
 	l.mu.Lock()

@@ -146,13 +146,27 @@ func (l *listener) run(ctx context.Context) {
 		for _, k := range own {
 			l.e.own.add(k)
 		}
-		l.serve(ctx, h, ln)
+		err = l.serve(ctx, h, ln)
 		for _, k := range own {
 			l.e.own.remove(k)
 		}
 		l.mu.Lock()
 		l.h = nil
 		l.mu.Unlock()
+		if err != nil {
+			// The socket could not leave the runtime's poller (no fd left
+			// for its duplicate): as a failed listen, retry after a pause.
+			l.setErr(err)
+			l.e.log.Warn("listener closed: its socket could not be handed to a loop", "frontend", l.fe.name,
+				"bind", l.bind.Addr.String(), "netns", h.Label(), "err", err.Error(), "retry_in", backoff.String())
+			select {
+			case <-ctx.Done():
+			case <-h.Context().Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, l.maxBackoff())
+			continue
+		}
 		if ctx.Err() == nil {
 			l.e.log.Warn("listener closed with its namespace", "frontend", l.fe.name,
 				"bind", l.bind.Addr.String(), "netns", h.Label())
@@ -165,11 +179,10 @@ func (l *listener) run(ctx context.Context) {
 // poller (a duplicate fd, then ln is closed), so that a connection wakes
 // the owning loop only; the loop stops watching it before it is closed,
 // and its generation tag drops any event still queued.
-func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListener) {
+func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListener) error {
 	fd, err := detach(ln)
 	if err != nil {
-		l.setErr(err)
-		return
+		return err
 	}
 	l.mu.Lock()
 	l.fd = fd
@@ -185,7 +198,7 @@ func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListen
 	a.loop = lp
 	if !lp.post(func() { lp.addAcceptor(a) }) {
 		lp.listening.Add(-1)
-		return // the loops stopped: the engine is shutting down
+		return nil // the loops stopped: the engine is shutting down
 	}
 	select {
 	case <-ctx.Done():
@@ -197,6 +210,7 @@ func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListen
 	} else {
 		<-lp.done // a stopped loop watches nothing any more
 	}
+	return nil
 }
 
 // detach takes ln's socket out of the Go runtime: a duplicate fd (same

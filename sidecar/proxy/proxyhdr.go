@@ -64,7 +64,7 @@ func (s *session) checkProxySource() error {
 
 // refuseProxy counts a refusal by reason and sets the termination.
 func (s *session) refuseProxy(reason, term string, err error) error {
-	s.e.frontendRefusal(s.fe.Name, reason)
+	s.front.refusals.inc(reason)
 	s.setTerm(term)
 	return err
 }
@@ -122,7 +122,7 @@ func (s *session) applyProxyHeader(hdr *proxyproto.Header, err error) error {
 	}
 	raw := strconv.Quote(string(hdr.RawNamespace))
 	if pol.LenientNamespace {
-		s.e.frontendRefusal(s.fe.Name, reasonLenientIgnored)
+		s.front.refusals.inc(reasonLenientIgnored)
 		s.tlvNS = false
 		s.e.log.Info("PROXY NETNS TLV ignored (option lenient-netns-tlv): keeping the listener's namespace",
 			"frontend", s.fe.Name, "client", s.src.String(), "netns_tlv", raw, "reason", reason, "err", err.Error())
@@ -160,15 +160,6 @@ func (s *session) appendProxyHeader(buf []byte, version int, fromClient bool) []
 		return proxyproto.AppendV2(buf, s.src, s.dst, ns, proxyproto.TLV{Type: proxyproto.TypeNoop, Value: s.e.hop})
 	}
 	return proxyproto.AppendV2(buf, s.src, s.dst, ns)
-}
-
-func (e *Engine) frontendRefusal(name, reason string) {
-	e.mu.Lock()
-	fe := e.frontends[name]
-	e.mu.Unlock()
-	if fe != nil {
-		fe.refusals.inc(reason)
-	}
 }
 
 // Refusals returns the PROXY refusal counts of a frontend by reason.

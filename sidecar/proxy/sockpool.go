@@ -29,8 +29,8 @@ const (
 
 // sockPools are the engine's pools, by namespace handle.
 type sockPools struct {
-	m      sync.Map // *netns.Handle → *sockPool
-	pooled atomic.Int64
+	m      sync.Map         // *netns.Handle → *sockPool
+	pooled atomic.Int64     // sockets pooled, and a batch for each refill asked for
 	refill chan *sockRefill // for the connectors
 	closed atomic.Bool
 }
@@ -80,15 +80,29 @@ func (ps *sockPools) take(h *netns.Handle, fam int) int {
 		p.fds[i] = p.fds[i][:n-1]
 		ps.pooled.Add(-1)
 	}
-	if len(p.fds[i]) < sockPoolBatch/2 && !p.asked[i] && !p.closed &&
-		ps.pooled.Load()+sockPoolBatch <= sockPoolTotal {
+	if len(p.fds[i]) < sockPoolBatch/2 && !p.asked[i] && !p.closed && ps.reserve() {
 		select {
 		case ps.refill <- &sockRefill{p, fam}:
 			p.asked[i] = true
 		default: // the connectors are busy: the next take asks again
+			ps.pooled.Add(-sockPoolBatch)
 		}
 	}
 	return fd
+}
+
+// reserve counts a batch against sockPoolTotal before it is asked for, so
+// that refills queued or running never take the pools past it.
+func (ps *sockPools) reserve() bool {
+	for {
+		n := ps.pooled.Load()
+		if n+sockPoolBatch > sockPoolTotal {
+			return false
+		}
+		if ps.pooled.CompareAndSwap(n, n+sockPoolBatch) {
+			return true
+		}
+	}
 }
 
 // fill runs on a connector: it makes a batch of sockets for the pool. It
@@ -99,6 +113,7 @@ func (ps *sockPools) fill(r *sockRefill) (stuck bool) {
 	p.mu.Lock()
 	p.asked[i] = false
 	if p.closed || ps.closed.Load() {
+		ps.pooled.Add(-sockPoolBatch) // the batch reserve went unused
 		p.mu.Unlock()
 		for _, fd := range fds {
 			unix.Close(fd)
@@ -106,7 +121,7 @@ func (ps *sockPools) fill(r *sockRefill) (stuck bool) {
 		return errors.Is(err, netns.ErrThreadStuck)
 	}
 	p.fds[i] = append(p.fds[i], fds...)
-	ps.pooled.Add(int64(len(fds)))
+	ps.pooled.Add(int64(len(fds) - sockPoolBatch)) // what was reserved and not made
 	p.mu.Unlock()
 	return errors.Is(err, netns.ErrThreadStuck)
 }
