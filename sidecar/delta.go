@@ -351,9 +351,10 @@ func (d *Daemon) freeOSMemory() {
 	m.timer = time.AfterFunc(wait, func() {
 		d.mu.Lock()
 		m.armed, m.freed = false, time.Now()
-		// The next return needs a new peak of shrinkFloor or more: a node
-		// that keeps a few containers does not force a GC every 10 s.
-		m.peak = len(d.state.Attachments)
+		// Below the floor, DELs that leave a quarter of this ask again:
+		// the heap goes back down to what the last containers need (a
+		// forced GC of a small heap, at most every 10 s while DELs come).
+		m.peak = max(len(d.state.Attachments), shrinkFloor)
 		d.mu.Unlock()
 		debug.FreeOSMemory()
 	})

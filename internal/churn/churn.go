@@ -651,9 +651,9 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	})
 	res.Add, res.Expose = nonZero(res.Add), nonZero(res.Expose)
 	res.Del, res.Release = nonZero(res.Del), nonZero(res.Release)
-	// The Go runtime gives freed memory back to the kernel in the
-	// background, within a few seconds.
-	time.Sleep(3 * time.Second)
+	// The daemon returns freed memory to the kernel at most every 10 s
+	// (sidecar/delta.go, freeOSMemory), 1 s after the DEL that asked.
+	time.Sleep(12 * time.Second)
 	if res.AfterDel, err = r.DaemonUsage(); err != nil {
 		return nil, err
 	}
