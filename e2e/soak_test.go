@@ -51,7 +51,9 @@ const (
 	// allowed to exceed the warm-up by one pipe (two fds) per direction of
 	// every connection the soak can hold open at once. Every other kind of
 	// fd (sockets, namespaces, epoll, files) must come back to its warm-up
-	// count exactly.
+	// count exactly; sockets are counted without those the engine pools
+	// ahead in other namespaces (nsproxy_pooled_sockets), whose number
+	// follows the pool's refills.
 	soakPipeFDsPerConn = 2 * 2
 )
 
@@ -557,6 +559,9 @@ func (s *soak) sample() soakSample {
 		}
 		fds[kind]++
 	}
+	// Sockets pooled ahead in other namespaces (at most 64, refilled as
+	// connections take them) belong to the pool, not to a connection.
+	fds["socket"] -= int(metric(s.t, soakMetrics, "nsproxy_pooled_sockets"))
 	return soakSample{
 		goroutines: metric(s.t, soakMetrics, "go_goroutines"),
 		rss:        metric(s.t, soakMetrics, "process_resident_memory_bytes"),

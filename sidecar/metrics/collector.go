@@ -81,6 +81,8 @@ var (
 
 	connectionsCurrent = desc("connections_current",
 		"Connections open through the daemon, all frontends together.", nil)
+	pooledSockets = desc("pooled_sockets",
+		"Sockets made ahead in other namespaces for the event loops to connect (at most 64).", nil)
 	registryNamespaces = desc("registry_namespaces",
 		"Namespaces in the registry (the allowlist for NETNS TLVs, namespace * and hook-driven servers).", nil)
 	attachments = desc("attachments",
@@ -110,7 +112,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 			serverUp, serverChecked, serverCurrent, serverTotal, serverBytesIn, serverBytesOut, serverConnectErrors,
 			netnsCurrent, netnsTotal, netnsBytesIn, netnsBytesOut,
 			netnsRemoved, netnsRemovedTotal, netnsRemovedBytesIn, netnsRemovedBytesOut,
-			connectionsCurrent,
+			connectionsCurrent, pooledSockets,
 		} {
 			ch <- d
 		}
@@ -136,6 +138,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	s := c.src.Snapshot()
 	e.gauge(connectionsCurrent, float64(s.Connections))
+	e.gauge(pooledSockets, float64(s.PooledSockets))
 	for _, f := range s.Frontends {
 		e.gauge(frontendCurrent, float64(f.Current), f.Name, f.Tenant)
 		e.counter(frontendTotal, f.Total, f.Name, f.Tenant)

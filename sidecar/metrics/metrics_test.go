@@ -21,7 +21,7 @@ import (
 // namespace, an empty backend and two namespaces.
 func fakeSnapshot() proxy.Snapshot {
 	return proxy.Snapshot{
-		Connections: 5,
+		Connections: 5, PooledSockets: 7,
 		Frontends: []proxy.FrontendStats{
 			{Name: "web", Tenant: "acme", Backend: "app", Current: 4, Total: 100, BytesIn: 123456, BytesOut: 654321,
 				Refusals: map[string]uint64{"timeout": 2, "netns_not_allowed": 1}, AcceptErrors: 3,
@@ -54,6 +54,7 @@ func fakeSnapshot() proxy.Snapshot {
 // must expose, every engine series and nothing else.
 var fullSeries = []string{
 	`nsproxy_connections_current 5`,
+	`nsproxy_pooled_sockets 7`,
 	`nsproxy_registry_namespaces 3`,
 	`nsproxy_attachments 2`,
 
@@ -118,6 +119,7 @@ var fullSeries = []string{
 // families is every family the package defines, with its type.
 var families = map[string]string{
 	"nsproxy_connections_current":                 "gauge",
+	"nsproxy_pooled_sockets":                      "gauge",
 	"nsproxy_registry_namespaces":                 "gauge",
 	"nsproxy_attachments":                         "gauge",
 	"nsproxy_frontend_connections_current":        "gauge",
@@ -203,7 +205,7 @@ func TestHandlerExposesSnapshot(t *testing.T) {
 				Snapshot:     func() proxy.Snapshot { return proxy.Snapshot{} },
 				RegistrySize: func() int { return 0 },
 			},
-			want: []string{"nsproxy_connections_current 0", "nsproxy_registry_namespaces 0",
+			want: []string{"nsproxy_connections_current 0", "nsproxy_pooled_sockets 0", "nsproxy_registry_namespaces 0",
 				"nsproxy_namespace_removed_total 0", "nsproxy_namespace_removed_connections_total 0",
 				"nsproxy_namespace_removed_bytes_in_total 0", "nsproxy_namespace_removed_bytes_out_total 0"},
 		},

@@ -18,6 +18,9 @@ type Snapshot struct {
 	// and its last connection has ended.
 	RemovedNamespaces RemovedNamespaces
 	Connections       int
+	// PooledSockets are sockets made ahead in other namespaces
+	// (sockpool.go), refills asked for and not yet made included.
+	PooledSockets int
 }
 
 // FrontendStats are one frontend's counters and listeners.
@@ -219,6 +222,7 @@ func (e *Engine) Snapshot() Snapshot {
 	slices.SortFunc(s.Backends, func(a, b BackendStats) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(s.Namespaces, func(a, b NamespaceStats) int { return strings.Compare(a.Name, b.Name) })
 	s.Connections = e.Sessions()
+	s.PooledSockets = int(e.pools.pooled.Load())
 	return s
 }
 
