@@ -318,7 +318,14 @@ func (l *evloop) setup(c *pconn) {
 		c.fail("closed")
 		return
 	}
-	if err := s.prepareConnect(); err != nil {
+	c.connect()
+}
+
+// connect chooses the server (prepareConnect) and starts the first
+// attempt: right after accept on a plain bind, after the PROXY header on an
+// accept-proxy one.
+func (c *pconn) connect() {
+	if err := c.s.prepareConnect(); err != nil {
 		c.s.endErr = err
 		c.finish()
 		return

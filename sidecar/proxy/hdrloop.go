@@ -74,13 +74,7 @@ func (c *pconn) headerDone(h *proxyproto.Header, err error) {
 		c.finish()
 		return
 	}
-	if err := s.prepareConnect(); err != nil {
-		c.s.endErr = err
-		c.finish()
-		return
-	}
-	c.connecting = true
-	c.attempt()
+	c.connect()
 }
 
 // connectQueue: attempts waiting for a connector; a loop that finds it
