@@ -434,13 +434,12 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 	var errs []string
 	records, bad := hooks.ListRecords(dir)
 	for _, e := range bad {
-		var re *hooks.RecordError
-		if errors.Is(e, hooks.ErrEarlierBoot) && errors.As(e, &re) {
-			// Stale whatever the valid list says: its namespace is gone.
-			if err := hooks.RemoveRecordFile(re.Path); err != nil {
+		// Stale whatever the valid list says: its namespace is gone.
+		if path, ok, err := hooks.RemoveEarlierBoot(e); ok {
+			if err != nil {
 				errs = append(errs, err.Error())
 			} else {
-				log.Info("attachment record of an earlier boot removed", "record", re.Path)
+				log.Info("attachment record of an earlier boot removed", "record", path)
 			}
 			continue
 		}

@@ -219,6 +219,19 @@ func RemoveRecordFile(p string) error {
 	return removeRecordFile(p)
 }
 
+// RemoveEarlierBoot removes the file of a record that ListRecords or
+// ReadRecord refused as ErrEarlierBoot: ok reports whether err was one,
+// path names its file. Every reader of records does this with them: its
+// namespace died with that kernel, and its path may name another
+// container's namespace now.
+func RemoveEarlierBoot(err error) (path string, ok bool, rmErr error) {
+	var re *RecordError
+	if !errors.Is(err, ErrEarlierBoot) || !errors.As(err, &re) {
+		return "", false, nil
+	}
+	return re.Path, true, RemoveRecordFile(re.Path)
+}
+
 func removeRecordFile(p string) error {
 	if err := atomicfile.Remove(p, atomicfile.NoSync()); err != nil {
 		return fmt.Errorf("attachment records: %w", err)

@@ -766,14 +766,11 @@ func (d *Daemon) replay(st State) State {
 	}
 	recs, errs := hooks.ListRecords(d.opt.AttachmentDir)
 	for _, err := range errs {
-		var re *hooks.RecordError
-		if errors.Is(err, hooks.ErrEarlierBoot) && errors.As(err, &re) {
-			// Its namespace died with the kernel that booted then; its
-			// path may name another container's namespace now.
-			if rerr := hooks.RemoveRecordFile(re.Path); rerr != nil {
+		if path, ok, rerr := hooks.RemoveEarlierBoot(err); ok {
+			if rerr != nil {
 				d.log.Warn("attachment record of an earlier boot not removed", "err", rerr.Error())
 			} else {
-				d.log.Info("attachment record of an earlier boot removed", "record", re.Path)
+				d.log.Info("attachment record of an earlier boot removed", "record", path)
 			}
 			continue
 		}
