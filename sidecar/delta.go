@@ -227,10 +227,13 @@ func (d *Daemon) fastDelete(k api.AttachmentKey, ed *engineDelta) bool {
 	if !d.registeredFrom(name, a) {
 		return false
 	}
+	placed := make([]exposure, 0, len(status.exposures))
 	for _, e := range status.exposures {
-		if !slices.ContainsFunc(c.xs, func(xe exposure) bool { return xe.frontend.Name == e.Frontend }) {
+		i := slices.IndexFunc(c.xs, func(xe exposure) bool { return xe.frontend.Name == e.Frontend })
+		if i < 0 {
 			return false // the cache is not what the status was built from: plan
 		}
+		placed = append(placed, c.xs[i])
 	}
 	// Nothing refuses the removal from here on.
 	if c.id.Ino != 0 {
@@ -241,15 +244,10 @@ func (d *Daemon) fastDelete(k api.AttachmentKey, ed *engineDelta) bool {
 			}
 		}
 	}
-	for _, e := range status.exposures {
-		for _, xe := range c.xs {
-			if xe.frontend.Name == e.Frontend {
-				d.live.Remove(xe.bind, xe.frontend)
-				delete(x.objNames, xe.frontend.Name)
-				ed.remove(xe)
-				break
-			}
-		}
+	for _, xe := range placed {
+		d.live.Remove(xe.bind, xe.frontend)
+		delete(x.objNames, xe.frontend.Name)
+		ed.remove(xe)
 	}
 	delete(d.attStatus, k)
 	delete(d.exposed.prev, k)
