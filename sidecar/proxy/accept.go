@@ -49,6 +49,11 @@ type acceptor struct {
 	lastLog   time.Time
 	notLogged int
 	wake      func() // a slot freed: posted to the loop (limiter.tryAcquire)
+	// What every accepted socket inherits (acceptedFD): TCP_NODELAY set
+	// on the listening socket, and its address when bound to one (not a
+	// wildcard, not transparent): the connections' destination.
+	nodelay bool
+	local   netip.AddrPort
 }
 
 type pauseReason uint8
@@ -95,7 +100,34 @@ func (l *evloop) addAcceptor(a *acceptor) {
 	}
 	l.acceptors[a.fd] = a
 	a.wake = func() { l.post(a.slotFreed) }
+	a.nodelay, a.local = inherited(a.fd, &l.sa)
 	a.arm()
+}
+
+// inherited sets TCP_NODELAY on a listening socket, which the sockets it
+// accepts inherit, and returns the local address they all have: its own
+// when bound to one address and not transparent (a transparent socket
+// accepts connections to any address), else none. Two system calls per
+// connection fewer (acceptedFD).
+func inherited(fd int, sa *unix.RawSockaddrAny) (nodelay bool, local netip.AddrPort) {
+	nodelay = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) == nil
+	n := uint32(unsafe.Sizeof(*sa))
+	if _, _, errno := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(sa)),
+		uintptr(unsafe.Pointer(&n))); errno != 0 {
+		return nodelay, netip.AddrPort{}
+	}
+	local = rawAddrPort(sa)
+	if !local.IsValid() || local.Addr().IsUnspecified() || local.Port() == 0 {
+		return nodelay, netip.AddrPort{}
+	}
+	level, opt := unix.SOL_IP, unix.IP_TRANSPARENT
+	if sa.Addr.Family == unix.AF_INET6 {
+		level, opt = unix.SOL_IPV6, unix.IPV6_TRANSPARENT
+	}
+	if v, err := unix.GetsockoptInt(fd, level, opt); err != nil || v != 0 {
+		return nodelay, netip.AddrPort{}
+	}
+	return nodelay, local
 }
 
 // dropAcceptor stops watching a listening socket for good (on the loop);
@@ -241,7 +273,7 @@ func (l *evloop) runAcceptAgain() {
 // then the loop that will own it (this one, unless another owns loopSlack
 // fewer), which reads the PROXY header or starts the connect (setup).
 func (l *evloop) startSession(a *acceptor, tl *limiter, fd int, src netip.AddrPort) {
-	dst, errno := acceptedFD(fd, &l.sa)
+	dst, errno := acceptedFD(fd, &l.sa, a)
 	if errno != 0 {
 		unix.Close(fd)
 		l.e.global.release()
@@ -364,12 +396,18 @@ func (l *evloop) accept4(lfd int) (int, netip.AddrPort, syscall.Errno) {
 }
 
 // acceptedFD sets up an accepted socket as Go's accept would (no delay)
-// and returns its local address: the connection's destination.
-func acceptedFD(fd int, sa *unix.RawSockaddrAny) (netip.AddrPort, syscall.Errno) {
-	one := int32(1)
-	if _, _, errno := unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY,
-		uintptr(unsafe.Pointer(&one)), 4, 0); errno != 0 {
-		return netip.AddrPort{}, errno
+// and returns its local address: the connection's destination. What the
+// socket inherited from its listening socket (a's) costs no system call.
+func acceptedFD(fd int, sa *unix.RawSockaddrAny, a *acceptor) (netip.AddrPort, syscall.Errno) {
+	if !a.nodelay {
+		one := int32(1)
+		if _, _, errno := unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY,
+			uintptr(unsafe.Pointer(&one)), 4, 0); errno != 0 {
+			return netip.AddrPort{}, errno
+		}
+	}
+	if a.local.IsValid() {
+		return a.local, 0
 	}
 	n := uint32(unsafe.Sizeof(*sa))
 	if _, _, errno := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(sa)),

@@ -345,3 +345,76 @@ func TestServerNamespaceGoneAbortsItsSessions(t *testing.T) {
 		t.Fatalf("a connection to another namespace ended too: %v", err)
 	}
 }
+
+// TestAcceptedSocketInherits: what acceptedFD no longer asks per
+// connection holds. A socket accepted from a listening socket with
+// TCP_NODELAY has it too, and its local address is the listening socket's
+// when that is bound to one address; a wildcard or transparent listening
+// socket gives no such address, so acceptedFD asks the accepted socket.
+func TestAcceptedSocketInherits(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root (IP_TRANSPARENT)")
+	}
+	listen := func(addr netip.AddrPort, transparent bool) int {
+		t.Helper()
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+		if transparent {
+			if err := unix.SetsockoptInt(fd, unix.SOL_IP, unix.IP_TRANSPARENT, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Listen(fd, 8); err != nil {
+			t.Fatal(err)
+		}
+		return fd
+	}
+	for _, tc := range []struct {
+		name        string
+		bind        netip.AddrPort
+		transparent bool
+		fixed       bool
+	}{
+		{"one address", netip.MustParseAddrPort("127.0.0.1:21050"), false, true},
+		{"wildcard", netip.MustParseAddrPort("0.0.0.0:21051"), false, false},
+		{"transparent", netip.MustParseAddrPort("127.0.0.1:21052"), true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lfd := listen(tc.bind, tc.transparent)
+			var sa unix.RawSockaddrAny
+			nodelay, local := inherited(lfd, &sa)
+			if !nodelay {
+				t.Fatal("TCP_NODELAY not set on the listening socket")
+			}
+			if local.IsValid() != tc.fixed || (tc.fixed && local != tc.bind) {
+				t.Fatalf("local = %v, want fixed %v (%v)", local, tc.fixed, tc.bind)
+			}
+			target := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), tc.bind.Port())
+			c, err := net.Dial("tcp", target.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			fd, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(fd)
+			if v, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY); err != nil || v == 0 {
+				t.Fatalf("accepted socket: TCP_NODELAY %d, %v: not inherited", v, err)
+			}
+			a := &acceptor{nodelay: nodelay, local: local}
+			dst, errno := acceptedFD(fd, &sa, a)
+			if errno != 0 || dst != target {
+				t.Fatalf("acceptedFD = %v, %v; want %v", dst, errno, target)
+			}
+		})
+	}
+}

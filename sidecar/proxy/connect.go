@@ -22,14 +22,20 @@ func (c *pconn) armConnect() {
 }
 
 // connectDone runs when the connecting socket reports writability or an
-// error.
-func (c *pconn) connectDone() {
+// error (events). Writable without an error or hang-up means connected (a
+// socket still in SYN_SENT is not writable): only a failure costs the
+// getsockopt(SO_ERROR) that names it.
+func (c *pconn) connectDone(events uint32) {
+	if events&(unix.EPOLLERR|unix.EPOLLHUP) == 0 {
+		c.established(events)
+		return
+	}
 	soErr, err := unix.GetsockoptInt(c.fd[1], unix.SOL_SOCKET, unix.SO_ERROR)
 	switch {
 	case err != nil:
 		c.connectFailed(fmt.Errorf("dial tcp %s: %w", c.s.at.dst, err))
 	case soErr == 0:
-		c.established()
+		c.established(events)
 	case syscall.Errno(soErr) == unix.EINPROGRESS || syscall.Errno(soErr) == unix.EALREADY:
 		// not yet
 	default:
@@ -39,7 +45,7 @@ func (c *pconn) connectDone() {
 
 // established: the server accepted. Send the PROXY header if the server
 // wants one, then move what both sides have sent so far.
-func (c *pconn) established() {
+func (c *pconn) established(events uint32) {
 	s := c.s
 	if v := s.at.srv.spec.SendProxy; v > 0 {
 		hdr := s.appendProxyHeader(c.l.buf[:0], v, s.at.fromClient)
@@ -56,10 +62,23 @@ func (c *pconn) established() {
 	}
 	c.connecting = false
 	s.connected()
-	c.active = c.l.now
-	c.armIdle(c.l.now)
-	c.pump(0)
-	if !c.closed {
+	l := c.l
+	c.active = l.now
+	c.armIdle(l.now)
+	// The client's bytes: their events came while connecting (early).
+	// After a PROXY header, bytes may wait in dir[0].pend, and the header
+	// reader stopped without an EAGAIN: read until one.
+	switch {
+	case s.acceptProxy:
+		c.pump(0)
+	case c.early&(unix.EPOLLIN|evEnd) != 0:
+		l.drained = c.early&evEnd == 0
+		c.pump(0)
+		l.drained = false
+	}
+	// The server's: only if the event that completed the connect said
+	// so; bytes arriving later raise their own edge.
+	if !c.closed && events&(unix.EPOLLIN|evEnd) != 0 {
 		c.pump(1)
 	}
 }

@@ -50,6 +50,8 @@ type evloop struct {
 	pipes    pipePool
 	now      mono // taken once per turn: activity stamps
 	stopping bool
+	// drained: the pump in progress may stop at a short read (pump).
+	drained bool
 	// Listening sockets it accepts on (accept.go), by fd, and those whose
 	// batch ran out this turn.
 	acceptors   map[int]*acceptor
@@ -65,6 +67,9 @@ type fdSlot struct {
 	c   *pconn
 	gen uint32
 }
+
+// evEnd: the events that say a socket's peer finished or failed.
+const evEnd = unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR
 
 const (
 	// loopBufSize is the read buffer: a read that fills it switches the
@@ -260,16 +265,21 @@ func (l *evloop) event(ev unix.EpollEvent) {
 	}
 	if c.connecting {
 		// The client's bytes wait in the kernel until the server is
-		// connected; then both directions are pumped.
-		if side == 1 && ev.Events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-			c.connectDone()
+		// connected; then both directions are pumped (established),
+		// knowing what the client's events said meanwhile.
+		if side == 0 {
+			c.early |= ev.Events
+		} else if ev.Events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			c.connectDone(ev.Events)
 		}
 		return
 	}
 	in := ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
 	out := ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0
 	if in {
+		l.drained = ev.Events&evEnd == 0
 		c.pump(side) // side's socket is the source
+		l.drained = false
 	}
 	if out && !c.closed && c.dir[1-side].holding() {
 		c.pump(1 - side) // side's socket is the destination

@@ -20,6 +20,7 @@ type pconn struct {
 	activity
 	header     *proxyproto.Parser // the PROXY header is being read (accept-proxy binds; fd[1] -1)
 	connecting bool               // the server's connect is in progress (fd[1] -1 between attempts)
+	early      uint32             // the client socket's epoll events while connecting
 	queued     bool               // in the loop's again list
 	closed     bool
 }
@@ -55,7 +56,8 @@ const flowBudget = 1 << 20
 // pipe leased while bytes are in flight (given back whenever the source
 // runs dry), until a splice moves less than bulkMin. With edge-triggered
 // readiness every call goes on until EAGAIN (or requeues itself): a missed
-// edge would stall a transfer.
+// edge would stall a transfer, except after a short read when the loop's
+// drained says the event that started this pump carried no FIN.
 func (c *pconn) pump(side int) {
 	f := &c.dir[side]
 	if f.done || c.closed || c.connecting {
@@ -108,11 +110,16 @@ func (c *pconn) pump(side int) {
 		if f.eof {
 			f.done = true
 			c.releasePipe(f)
+			if c.dir[1-side].done {
+				// Both directions are over: close(2) in finish sends this
+				// FIN (nothing is left unread on either socket, so it is
+				// no reset), one shutdown(2) fewer per connection.
+				c.finFlag(side)
+				c.finish()
+				return
+			}
 			unix.Shutdown(dst, unix.SHUT_WR)
 			c.finSeen(side)
-			if c.dir[1-side].done {
-				c.finish()
-			}
 			return
 		}
 		if f.bulk && f.pipe == nil {
@@ -170,6 +177,12 @@ func (c *pconn) pump(side int) {
 		}
 		if n == len(l.buf) {
 			f.bulk = true // a full buffer: splice from now on
+		} else if l.drained && w == n {
+			// A short read found the socket's queue empty: what arrives
+			// from now on raises a new edge. Only when the event said
+			// no FIN had come (a FIN waiting behind the bytes raises
+			// none): one read (its EAGAIN) fewer per message.
+			return
 		}
 	}
 	l.requeue(c, side)

@@ -121,11 +121,16 @@ func (c *pconn) progress() (p [4]uint64, age [4]time.Duration) {
 // finSeen records a FIN from side as activity and re-arms the check for
 // the timeouts that apply from now on.
 func (c *pconn) finSeen(side int) {
+	c.finFlag(side)
+	c.active = c.l.now
+	c.armIdle(c.l.now)
+}
+
+// finFlag records that side sent its FIN.
+func (c *pconn) finFlag(side int) {
 	if side == 0 {
 		c.s.clientFin.Store(true)
 	} else {
 		c.s.serverFin.Store(true)
 	}
-	c.active = c.l.now
-	c.armIdle(c.l.now)
 }
