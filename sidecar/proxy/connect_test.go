@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,4 +44,60 @@ func TestConnectTimeoutTriesNext(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestAbortedWhileQueuedConnectsNothing: a connection aborted while it
+// waits for a connector (its server's socket is made in another
+// namespace) makes no connect: the server never sees it, and the server's
+// active count goes back to zero.
+func TestAbortedWhileQueuedConnectsNothing(t *testing.T) {
+	b := testns.New(t, "B")
+	v := newEnv(t, b)
+	var served atomic.Int32
+	v.serveFunc(b, "127.0.0.1:7813", func(c net.Conn) { served.Add(1) })
+	queued := make(chan *pconn, 1)
+	release := make(chan struct{})
+	connectorTestHook = func(c *pconn) {
+		queued <- c
+		<-release
+	}
+	t.Cleanup(func() { connectorTestHook = nil })
+	port := freePort(t)
+	bind := BindSpec{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)}
+	if err := v.e.Apply(spec1(bind, BackendSpec{Servers: []ServerSpec{srv("s1", "127.0.0.1:7813", b)}})); err != nil {
+		t.Fatal(err)
+	}
+	var cl *net.TCPConn
+	eventually(t, "listening", func() error {
+		var err error
+		cl, err = v.dial("", bind.Addr.String())
+		return err
+	})
+	defer cl.Close()
+	var c *pconn
+	select {
+	case c = <-queued:
+	case <-time.After(5 * time.Second):
+		close(release)
+		t.Fatal("the attempt did not go to a connector")
+	}
+	c.s.abort("killed")
+	close(release)
+	eventually(t, "session ended", func() error {
+		if n := v.e.Sessions(); n != 0 {
+			return fmt.Errorf("%d sessions", n)
+		}
+		return nil
+	})
+	time.Sleep(100 * time.Millisecond) // a connect made anyway would be accepted by now
+	if n := served.Load(); n != 0 {
+		t.Fatalf("the server accepted %d connections from an aborted session", n)
+	}
+	for _, bs := range v.e.Snapshot().Backends {
+		for _, s := range bs.Servers {
+			if s.Active != 0 {
+				t.Fatalf("server %s: %d active, want 0", s.Name, s.Active)
+			}
+		}
+	}
 }

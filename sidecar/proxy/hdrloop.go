@@ -77,6 +77,10 @@ func (c *pconn) headerDone(h *proxyproto.Header, err error) {
 	c.connect()
 }
 
+// connectorTestHook, when set by a test, runs on the connector before an
+// attempt it took from the queue.
+var connectorTestHook func(*pconn)
+
 // connectQueue: attempts waiting for a connector; a loop that finds it
 // full waits (back-pressure), connectors never wait on a loop.
 const connectQueue = 4096
@@ -125,6 +129,21 @@ func (e *Engine) connector() {
 func (c *pconn) startAttempt() (stuck bool) {
 	s, l := c.s, c.l
 	defer s.e.sessWG.Done()
+	if connectorTestHook != nil {
+		connectorTestHook(c)
+	}
+	// Aborted while it waited in the queue: its loop has closed it, or
+	// will (the abort's command); connect nothing.
+	s.mu.Lock()
+	aborted := s.aborted
+	s.mu.Unlock()
+	if aborted {
+		if s.deferred {
+			s.deferred = false
+			s.at.srv.active.Add(-1) // the attempt the loop chose
+		}
+		return false
+	}
 	sfd, err := s.nextAttempt(false)
 	if err != nil {
 		l.post(func() {
