@@ -49,8 +49,15 @@ func (c *pconn) established(events uint32) {
 	s := c.s
 	if v := s.at.srv.spec.SendProxy; v > 0 {
 		hdr := s.appendProxyHeader(c.l.buf[:0], v, s.at.fromClient)
-		// A fresh socket's send buffer takes a header whole.
-		n, errno := rawSend(c.fd[1], hdr)
+		// A fresh socket's send buffer takes a header whole. When the
+		// client's bytes are known to wait (pump(0) sends them next), the
+		// header waits for them (MSG_MORE): one segment, and the server
+		// reads header and request at once.
+		var more uintptr
+		if len(c.dir[0].pend) > 0 || (!s.acceptProxy && c.early&(unix.EPOLLIN|evEnd) == unix.EPOLLIN) {
+			more = unix.MSG_MORE
+		}
+		n, errno := rawSendFlags(c.fd[1], hdr, more)
 		if errno != 0 || n != len(hdr) {
 			err := error(errno)
 			if errno == 0 {

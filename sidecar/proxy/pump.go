@@ -301,9 +301,12 @@ func rawRead(fd int, b []byte) (int, syscall.Errno) {
 
 // rawSend writes with MSG_NOSIGNAL: a peer that is gone is an EPIPE, not
 // a signal.
-func rawSend(fd int, b []byte) (int, syscall.Errno) {
+func rawSend(fd int, b []byte) (int, syscall.Errno) { return rawSendFlags(fd, b, 0) }
+
+// rawSendFlags is rawSend with more flags (MSG_MORE).
+func rawSendFlags(fd int, b []byte, flags uintptr) (int, syscall.Errno) {
 	r, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
-		unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT, 0, 0)
+		unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT|flags, 0, 0)
 	return int(r), e
 }
 
