@@ -48,7 +48,8 @@ type acceptor struct {
 	backoff   time.Duration // after accept errors; 0 after a success
 	lastLog   time.Time
 	notLogged int
-	wake      func() // a slot freed: posted to the loop (limiter.tryAcquire)
+	wake      func(*limiter) // a slot freed: posted to the loop (limiter.tryAcquire)
+	woken     *limiter       // whose wake-up the accept in progress uses (slotFreed)
 	// What every accepted socket inherits (acceptedFD): TCP_NODELAY set
 	// on the listening socket, and its address when bound to one (not a
 	// wildcard, not transparent): the connections' destination.
@@ -99,7 +100,7 @@ func (l *evloop) addAcceptor(a *acceptor) {
 		l.acceptors = map[int]*acceptor{}
 	}
 	l.acceptors[a.fd] = a
-	a.wake = func() { l.post(a.slotFreed) }
+	a.wake = func(from *limiter) { l.post(func() { a.slotFreed(from) }) }
 	a.nodelay, a.local = inherited(a.fd, &l.sa)
 	a.arm()
 }
@@ -178,8 +179,32 @@ func (a *acceptor) resume(why pauseReason) {
 	a.arm()
 }
 
-// slotFreed runs on the loop when a maxconn slot it waited for may be free.
-func (a *acceptor) slotFreed() { a.resume(pausedSlots) }
+// slotFreed runs on the loop when a slot of from it waited for may be
+// free. A freed slot wakes one acceptor, so the slot must not be lost: an
+// acceptor that is no longer paused for slots passes the wake-up on, and
+// one that resumes accepts at once (with nothing queued in its backlog no
+// event would come; the accept's EAGAIN gives the slot back, and that
+// release wakes the next).
+func (a *acceptor) slotFreed(from *limiter) {
+	if a.dropped || a.paused != pausedSlots {
+		from.passOn()
+		return
+	}
+	a.resume(pausedSlots)
+	a.woken = from
+	a.accept()
+	a.woken = nil
+}
+
+// full pauses the acceptor on a full limiter; a wake-up from another
+// limiter that it could not use goes on to that limiter's next waiter.
+func (a *acceptor) full(lim *limiter) {
+	if w := a.woken; w != nil && w != lim {
+		w.passOn()
+	}
+	a.woken = nil
+	a.pause(pausedSlots)
+}
 
 // acceptEvent: a listening socket of the loop is readable.
 func (l *evloop) acceptEvent(fd int, gen uint32) {
@@ -197,18 +222,18 @@ func (a *acceptor) accept() {
 	for range acceptBatch {
 		tl := fe.tenant.Load()
 		if !fe.limit.tryAcquire(a.wake) {
-			a.pause(pausedSlots)
+			a.full(fe.limit)
 			return
 		}
 		if !tl.tryAcquire(a.wake) {
 			fe.limit.release()
-			a.pause(pausedSlots)
+			a.full(tl)
 			return
 		}
 		if !l.e.global.tryAcquire(a.wake) {
 			tl.release()
 			fe.limit.release()
-			a.pause(pausedSlots)
+			a.full(l.e.global)
 			return
 		}
 		fd, src, errno := l.accept4(a.fd)
