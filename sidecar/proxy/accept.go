@@ -26,8 +26,9 @@ import (
 //
 // Why one owner and not every loop with EPOLLEXCLUSIVE: an exclusive
 // wake-up goes to the first waiter in the socket's wait queue whose epoll
-// takes the event, whether or not its loop is busy (the loops park in the
-// Go runtime's poller, not in epoll_wait), so the same loop takes nearly
+// takes the event, whether or not its loop is busy (the wake-up goes to
+// the socket's first wait-queue entry, an epoll set, not to a thread that
+// waits), so the same loop takes nearly
 // every connection anyway (the "LIFO" wake-up nginx saw); and one owner
 // makes a listening socket's registration, pause and close one loop's
 // commands, with one generation tag, instead of N loops to agree with

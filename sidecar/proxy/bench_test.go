@@ -140,21 +140,44 @@ func (r *benchRig) benchInA(fn func() error) error { return r.clientNS.Do(fn) }
 // iteration: the client dials the listener in A, the engine accepts and
 // dials the server in B, one byte goes there and back, the client closes.
 // log=info includes writing the per-connection log line (to io.Discard).
+// client=locked dials from a goroutine locked to a thread inside A (no
+// setns per dial); client=unlocked from an ordinary goroutine
+// (netns.Handle.Dial: the thread enters A for socket(2) only), as the
+// daemon's own network waits are. wait=park runs the loops parked in the
+// runtime's poller instead of blocking in epoll_wait (evloop.wait).
 func BenchmarkAcceptDialClose(b *testing.B) {
-	for _, lv := range []struct {
-		name  string
-		level slog.Level
-	}{{"log=warn", slog.LevelWarn}, {"log=info", slog.LevelInfo}} {
-		b.Run(lv.name, func(b *testing.B) {
-			r := newBenchRig(b, lv.level)
+	for _, bc := range []struct {
+		name     string
+		level    slog.Level
+		block    bool
+		unlocked bool
+	}{
+		{"log=warn", slog.LevelWarn, true, false},
+		{"log=info", slog.LevelInfo, true, false},
+		{"log=warn/client=unlocked", slog.LevelWarn, true, true},
+		{"log=warn/wait=park", slog.LevelWarn, false, false},
+		{"log=warn/wait=park/client=unlocked", slog.LevelWarn, false, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			defer func(old bool) { loopWaitBlocks = old }(loopWaitBlocks)
+			loopWaitBlocks = bc.block // read when the engine's loops start
+			r := newBenchRig(b, bc.level)
 			addr := r.benchServe(b, func(c *net.TCPConn) { io.Copy(c, c) })
 			r.benchRoute(b, addr)
 			target := net.TCPAddrFromAddrPort(r.engineAddrPort)
+			dial := func() (*net.TCPConn, error) { return net.DialTCP("tcp", nil, target) }
+			run := r.benchInA
+			if bc.unlocked {
+				dial = func() (*net.TCPConn, error) {
+					return r.clientNS.Dial(context.Background(), r.engineAddrPort, netns.DialOptions{})
+				}
+				run = func(fn func() error) error { return fn() }
+			}
 			b.ResetTimer()
-			err := r.benchInA(func() error {
+			err := run(func() error {
 				one := []byte{'x'}
 				for range b.N {
-					c, err := net.DialTCP("tcp", nil, target)
+					c, err := dial()
 					if err != nil {
 						return err
 					}

@@ -14,8 +14,8 @@ import (
 
 // evloop is one event loop of the data plane: a goroutine that owns the
 // established connections handed to it. It learns readiness from its own
-// epoll set (edge-triggered), polled without blocking; when idle it parks
-// in the runtime's poller on the epoll fd (wait). It keeps their idle
+// epoll set (edge-triggered); when idle it blocks in epoll_wait on its own
+// locked thread (wait). It keeps their idle
 // timers in a heap, moves bytes through one read buffer or, for bulk,
 // through pipes leased from its pool. Nothing else touches a connection
 // it owns (and accepts on the listening sockets it owns, accept.go):
@@ -29,7 +29,7 @@ type evloop struct {
 	id   int
 	epfd int
 	efd  int             // eventfd: commands wait in cmds
-	pf   *os.File        // epfd, registered in the runtime's poller
+	pf   *os.File        // epfd in the runtime's poller (parking only, loopWaitBlocks off)
 	rc   syscall.RawConn // pf's, to park until epfd is readable
 
 	mu      sync.Mutex
@@ -52,6 +52,8 @@ type evloop struct {
 	stopping bool
 	// drained: the pump in progress may stop at a short read (pump).
 	drained bool
+	// parkedUntil: the read deadline set on pf (the next timer; 0 none).
+	parkedUntil mono
 	// Listening sockets it accepts on (accept.go), by fd, and those whose
 	// batch ran out this turn.
 	acceptors   map[int]*acceptor
@@ -100,6 +102,11 @@ func newLoop(e *Engine, id int) (*evloop, error) {
 		unix.Close(efd)
 		return nil, err
 	}
+	l := &evloop{e: e, id: id, epfd: epfd, efd: efd, done: make(chan struct{}),
+		buf: make([]byte, loopBufSize), pipes: pipePool{budget: &e.pipes}}
+	if loopWaitBlocks {
+		return l, nil
+	}
 	// The epoll set is itself pollable: wrapped as a non-blocking file,
 	// the runtime's poller wakes the loop when it has events (wait).
 	if err := unix.SetNonblock(epfd, true); err != nil {
@@ -107,15 +114,15 @@ func newLoop(e *Engine, id int) (*evloop, error) {
 		unix.Close(efd)
 		return nil, err
 	}
-	pf := os.NewFile(uintptr(epfd), "evloop")
-	rc, err := pf.SyscallConn()
+	l.pf = os.NewFile(uintptr(epfd), "evloop")
+	rc, err := l.pf.SyscallConn()
 	if err != nil {
-		pf.Close()
+		l.pf.Close()
 		unix.Close(efd)
 		return nil, err
 	}
-	return &evloop{e: e, id: id, epfd: epfd, efd: efd, pf: pf, rc: rc, done: make(chan struct{}),
-		buf: make([]byte, loopBufSize), pipes: pipePool{budget: &e.pipes}}, nil
+	l.rc = rc
+	return l, nil
 }
 
 // post runs f on the loop. It reports false once the loop has stopped.
@@ -144,6 +151,11 @@ func (l *evloop) stop() {
 
 func (l *evloop) run() {
 	defer close(l.done)
+	if loopWaitBlocks {
+		// The loop blocks in epoll_wait on its own thread; see wait.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
 	events := make([]unix.EpollEvent, loopEvents)
 	lastYield := monoNow()
 	for {
@@ -166,47 +178,119 @@ func (l *evloop) run() {
 	}
 }
 
-// wait returns the next batch of events. It polls the epoll set without
-// blocking (a raw syscall) and, when nothing is ready and no work is left
-// over, parks the goroutine in the Go runtime's poller until the epoll set
-// becomes readable or the next timer is due.
+// wait returns the next batch of events: waitBlocking (loopWaitBlocks), or
+// else parked in the Go runtime's poller on the epoll fd (the epoll set is
+// itself pollable) with a read deadline at the next timer.
 //
-// Blocking in epoll_wait as a system call instead held the loop's P in
-// syscall state for up to 10 ms, and a P that goes idle while others sit
-// in system calls starts no thread to wait on the runtime's own poller:
-// goroutines waiting on the network (health checks, setup, a test's
-// client) then waited for sysmon's 10 ms poll (measured: 6-12 ms per
-// connection in BenchmarkAcceptDialClose with two loops).
+// Why blocking: measured A/B, interleaved in one session (bench/ab.sh, 5
+// rounds, ns mode, 2026-12-02 15:14-15:24 UTC, load 11-14 on 2 cores),
+// blocking vs parking, with everything else equal: short connections
+// 4,525 vs 3,298/s at 126.6 vs 151.6 µs proxy CPU each ("namespace *"
+// 4,410 vs 3,657 at 121.8 vs 146.8; send-proxy-v2 3,794 vs 3,419 at 127.0
+// vs 157.1), keep-alive 15,733 vs 11,583 req/s at 21.8 vs 25.7 µs. A
+// parked loop's every wake-up went through the runtime's own epoll, a
+// thread hand-off and the scheduler (findRunnable was ~20 % of the
+// proxy's CPU under short connections), and polled its epoll set three
+// times.
+//
+// What parking still does better: a goroutine locked to its thread that
+// waits on the runtime's poller while the loops' Ps sit in epoll_wait.
+// When it parks, its thread hands its P off, and the runtime starts a
+// thread to poll the network only if every other P is idle; Ps in a
+// system call are not, so the poller waits for sysmon (up to 10 ms):
+// BenchmarkAcceptDialClose with its client on a locked thread, ~6 ms per
+// connection blocking vs ~0.4-0.8 ms parked (client=unlocked: the same
+// both ways). The daemon has no such goroutine: netns.Handle.Dial unlocks
+// before the connect waits, Do's functions make sockets and never wait on
+// the network. An ordinary goroutine that parks leaves its thread in
+// findRunnable, which blocks in the runtime's poller itself.
 func (l *evloop) wait(events []unix.EpollEvent) int {
+	if loopWaitBlocks {
+		return l.waitBlocking(events)
+	}
 	for {
-		n, errno := epollPoll(l.epfd, events)
+		if len(l.again) > 0 || len(l.acceptAgain) > 0 {
+			// Work is left over: only what is ready now.
+			n, errno := epollPoll(l.epfd, events)
+			if errno != 0 {
+				return 0 // EINTR or worse: the next turn polls again
+			}
+			return n
+		}
+		// The read deadline is the next timer; set only when it changed
+		// (a runtime timer update per wake-up otherwise).
+		dl := mono(0)
+		if len(l.timers) > 0 {
+			dl = l.timers[0].deadline
+			if dl <= monoNow() {
+				n, errno := epollPoll(l.epfd, events)
+				if errno != 0 {
+					return 0
+				}
+				return n
+			}
+		}
+		if dl != l.parkedUntil {
+			deadline := time.Time{}
+			if dl != 0 {
+				deadline = epoch.Add(time.Duration(dl))
+			}
+			l.pf.SetReadDeadline(deadline)
+			l.parkedUntil = dl
+		}
+		// Read polls once before it parks: no poll of our own first.
+		var n int
+		var errno syscall.Errno
+		err := l.rc.Read(func(fd uintptr) bool {
+			n, errno = epollPoll(int(fd), events)
+			return n > 0 || (errno != 0 && errno != unix.EINTR)
+		})
+		if n > 0 {
+			return n
+		}
 		if errno != 0 && errno != unix.EINTR {
 			l.e.log.Error("event loop: epoll_wait failed", "loop", l.id, "err", errno)
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		if n > 0 || len(l.again) > 0 || len(l.acceptAgain) > 0 {
-			return n
-		}
-		ms := l.waitMillis()
-		if ms == 0 {
-			return 0
-		}
-		deadline := time.Time{}
-		if ms > 0 {
-			deadline = time.Now().Add(time.Duration(ms) * time.Millisecond)
-		}
-		l.pf.SetReadDeadline(deadline)
-		err := l.rc.Read(func(fd uintptr) bool {
-			n, errno = epollPoll(int(fd), events)
-			return n > 0
-		})
-		if n > 0 {
-			return n
-		}
 		if err != nil {
-			return 0 // the deadline: timers are due
+			l.parkedUntil = -1 // expired: set again next time
+			return 0           // the deadline: timers are due
 		}
+	}
+}
+
+// loopWaitBlocks chooses waitBlocking over parking in the runtime's poller
+// (wait says why); the benchmarks turn it off to compare.
+var loopWaitBlocks = true
+
+// waitBlocking blocks in epoll_wait on the loop's locked thread, as a
+// system call the runtime knows of (syscall.Syscall6, not a raw one: a
+// stop-the-world waits for no thread in a system call), with the next
+// timer as its timeout; with work left over it only polls (a raw call).
+// EINTR (the runtime's preemption signal) retries. The epoll fd is not in
+// the runtime's poller then (newLoop), which would wake for every event.
+func (l *evloop) waitBlocking(events []unix.EpollEvent) int {
+	for {
+		ms := l.waitMillis()
+		var n int
+		var errno syscall.Errno
+		if ms == 0 {
+			n, errno = epollPoll(l.epfd, events)
+		} else {
+			r, _, e := syscall.Syscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.epfd), uintptr(unsafe.Pointer(&events[0])),
+				uintptr(len(events)), uintptr(ms), 0, 0)
+			n, errno = int(r), e
+		}
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			l.e.log.Error("event loop: epoll_wait failed", "loop", l.id, "err", errno)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		return n
 	}
 }
 
@@ -398,7 +482,11 @@ func (l *evloop) close() {
 		}
 	}
 	l.pipes.close()
-	l.pf.Close() // epfd
+	if l.pf != nil {
+		l.pf.Close() // epfd
+	} else {
+		unix.Close(l.epfd)
+	}
 	unix.Close(l.efd)
 }
 
