@@ -330,7 +330,7 @@ func (d *Daemon) plan(file *config.Config, st State) (_ *plan, err error) {
 		names[b.Name] = true
 	}
 	refs := ix.unresolvedRefs(st, base)
-	allocs, reserved := portAllocations(st.Ports)
+	allocs, reserved := portAllocations(liveAllocations(st))
 	var ports []PortAllocation
 	full := fullRanges{}
 	status := map[api.AttachmentKey]attachmentStatus{}

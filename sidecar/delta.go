@@ -275,7 +275,7 @@ func (d *Daemon) fastDelete(k api.AttachmentKey, ed *engineDelta) bool {
 	name := attachmentNamespace(a)
 	c := d.exposed.prev[k]
 	status := d.attStatus[k]
-	if !d.fastWritable(a) || x.blocked > 0 || x.baseNS[name] || c == nil || status.shared || x.alloc[k] > 0 {
+	if !d.fastWritable(a) || x.blocked > 0 || x.baseNS[name] || x.owners[name] != "" || c == nil || status.shared || x.alloc[k] > 0 {
 		return false
 	}
 	id := kernelNS{c.id.Dev, c.id.Ino}

@@ -121,7 +121,7 @@ func fastAgreement(t *testing.T, nsA, nsB, nsT string, conflicts bool) {
 // manifests applied: tenants chosen by selectors (one pair overlapping),
 // a tenant with limits.maxExposedPorts and a fixed-port Exposure rule that
 // every one of its containers wants, a tenant with limits.maxListeners, a
-// port-range rule (10 ports for up to 12 containers: preferred ports
+// port-range rule (4 ports for up to 6 containers: preferred ports
 // taken, allocations, a full range) and a Service listener in each of its
 // containers, next to the default tenant's port mappings. Before tenant
 // manifests had the fast path, every write under them planned fully.
@@ -140,7 +140,7 @@ func TestFastPathAgreesWithPlanManifests(t *testing.T) {
 			{Meta: manifest.Meta{Name: "fixed", Tenant: "ta"}, Spec: manifest.ExposureSpec{Select: sel("team-a")[0],
 				ContainerPort: 8080, HostAddr: "127.0.0.1", HostPort: 21210}},
 			{Meta: manifest.Meta{Name: "ranged", Tenant: "tb"}, Spec: manifest.ExposureSpec{Select: sel("team-b")[0],
-				ContainerPort: 8081, HostAddr: "127.0.0.1", PortRange: "21220-21229"}},
+				ContainerPort: 8081, HostAddr: "127.0.0.1", PortRange: "21220-21223"}},
 		},
 		Services: []manifest.Service{{Meta: manifest.Meta{Name: "db", Tenant: "tb"}, Spec: manifest.ServiceSpec{
 			Select: sel("team-b")[0], Listen: "127.0.0.1:5432", Target: manifest.Endpoint{Addr: "127.0.0.1:21290"}}}},

@@ -97,13 +97,14 @@ func buildExposures(a api.Attachment, ix *tenantIndex, allocs map[allocKey]int) 
 	if a.Netns != "" {
 		c.id, _ = netns.StatIdentity(a.Netns)
 	}
-	if len(xs) > 0 {
-		own := &config.Config{}
-		for _, x := range xs {
-			own.Frontends = append(own.Frontends, x.frontend)
-			own.Backends = append(own.Backends, x.backend)
+	// Each exposure alone: two of one attachment that want one port (a
+	// port mapping on its tenant's rule's port) are the plan's conflict,
+	// a problem of the attachment, never a refused ADD.
+	for _, x := range xs {
+		own := &config.Config{Frontends: []*config.Frontend{x.frontend}, Backends: []*config.Backend{x.backend}}
+		if c.err = own.Validate(); c.err != nil {
+			break
 		}
-		c.err = own.Validate()
 	}
 	return c
 }

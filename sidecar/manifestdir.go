@@ -87,8 +87,13 @@ func (d *Daemon) ReloadManifests() error {
 		return nil
 	}
 	var moved []string
+	var renamed []movedName
 	err = d.changeLocked(true, func(s *State) error {
+		prev := givenNames(*s)
 		*s, moved = withDirectory(*s, set)
+		// A tenant's static namespace may be a name an attachment holds:
+		// the attachment moves to another of its names.
+		renamed = assignNames(d.file, s, prev)
 		return nil
 	})
 	if err != nil {
@@ -96,6 +101,7 @@ func (d *Daemon) ReloadManifests() error {
 	}
 	text, _ := manifest.Diff(before, set)
 	d.logMoved(moved)
+	d.logNames(renamed)
 	d.log.Info("manifest directory applied", "dir", d.opt.ManifestDir, "documents", len(docRefs(set)), "diff", text)
 	return nil
 }

@@ -283,6 +283,7 @@ func (d *Daemon) applyManifests(acc access, req api.ManifestRequest, op manifest
 	if op == opDiff {
 		st := d.state.clone()
 		st.Manifests = next
+		assignNames(d.file, &st, givenNames(d.state))
 		if _, err := d.dryPlan(d.file, st); err != nil {
 			return api.ManifestResult{}, &validationError{err}
 		}
@@ -291,13 +292,19 @@ func (d *Daemon) applyManifests(acc access, req api.ManifestRequest, op manifest
 	if !changed {
 		return res, nil
 	}
+	var moved []movedName
 	err = d.changeLocked(true, func(s *State) error {
+		prev := givenNames(*s)
 		s.Manifests = next
+		// A tenant's static namespace may be a name an attachment holds:
+		// the attachment moves to another of its names (as ApplyManifests).
+		moved = assignNames(d.file, s, prev)
 		return nil
 	})
 	if err != nil {
 		return api.ManifestResult{}, err
 	}
+	d.logNames(moved)
 	verb := map[manifestOp]string{opApply: "applied", opDelete: "deleted"}[op]
 	d.log.Info("manifests "+verb, "documents", keys, "by", acc.who)
 	return res, nil

@@ -44,10 +44,10 @@ func r6PM(port int) api.PortMapping {
 // registry until the next full plan (fast writes under manifests are new
 // in f8e9c32).
 func TestReview6ManifestDocsStaticNameOfAttachment(t *testing.T) {
-	ns := testns.New(t, "rzs")
+	ns, static := testns.New(t, "rzs"), testns.New(t, "rzd")
 	d := r6Daemon(t, 22000, State{})
 	a := attachmentIn("s0", ns, nil)
-	a.Name = "rzdb"
+	a.Name = static
 	a.PortMappings = []api.PortMapping{r6PM(22002)}
 	if _, err := d.PutAttachment(a); err != nil {
 		t.Fatal(err)
@@ -58,8 +58,7 @@ metadata:
   name: acme
 spec:
   namespaces:
-    - name: rzdb
-`
+    - name: ` + static + "\n"
 	if _, err := d.applyManifests(access{all: true, who: "root"}, manifestReq("t.yaml", doc), opApply); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
@@ -67,10 +66,10 @@ spec:
 		t.Errorf("after the apply: %s", msg)
 	}
 	d.mu.Lock()
-	e := d.registered["rzdb"]
+	e := d.registered[static]
 	d.mu.Unlock()
 	if e.Source != SourceManifest || e.Tenant != "acme" {
-		t.Errorf("after the apply, rzdb is registered as %s of tenant %s; want the static namespace of tenant acme", e.Source, e.Tenant)
+		t.Errorf("after the apply, %s is registered as %s of tenant %s; want the static namespace of tenant acme", static, e.Source, e.Tenant)
 	}
 	plans := d.plans
 	if err := d.DeleteAttachment(a.AttachmentKey); err != nil {
@@ -80,8 +79,8 @@ spec:
 	if msg := fastAgreesWithPlan(d); msg != "" {
 		t.Errorf("after the DEL: %s", msg)
 	}
-	if _, err := d.reg.Get("rzdb"); err != nil {
-		t.Errorf("after the DEL, tenant acme's static namespace rzdb is not in the registry: %v", err)
+	if _, err := d.reg.Get(static); err != nil {
+		t.Errorf("after the DEL, tenant acme's static namespace %s is not in the registry: %v", static, err)
 	}
 }
 

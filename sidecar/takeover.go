@@ -246,6 +246,9 @@ func (d *Daemon) ReplayAttachments() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := d.replay(d.state.clone())
+	// The records hold the names the containers asked for: the names
+	// given stay, new ones get the first free candidate.
+	moved := assignNames(d.file, &st, givenNames(d.state))
 	p, err := d.plan(d.file, st)
 	if err != nil {
 		return err
@@ -253,5 +256,9 @@ func (d *Daemon) ReplayAttachments() error {
 	if err := d.store.save(st); err != nil {
 		d.log.Error("cannot write state", "path", d.opt.StateFile, "err", err.Error())
 	}
-	return d.commit(st, p)
+	if err := d.commit(st, p); err != nil {
+		return err
+	}
+	d.logNames(moved)
+	return nil
 }

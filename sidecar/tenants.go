@@ -459,9 +459,9 @@ func (u tenantUse) add(tenant string, exposed, listeners int) {
 }
 
 // limitProblem is the problem of exposure x of tenant when the tenant's use
-// u has reached one of its limits, "" when not. Limits are checked before
-// ports: an exposure over them takes no port, so it never moves another
-// container's.
+// u has reached one of its limits, "" when not. The plan checks them
+// after the port and the name, and before it places the exposure: one
+// over them takes no port, so it never moves another container's.
 func limitProblem(x exposure, tenant string, lim manifest.Limits, u tenantCount) string {
 	if x.service == nil && lim.MaxExposedPorts > 0 && u.exposed >= lim.MaxExposedPorts {
 		return fmt.Sprintf("%s: tenant %s has reached limits.maxExposedPorts (%d); not exposed: raise the limit or remove exposures",
@@ -604,6 +604,27 @@ func checkTenantRefs(base *config.Config, ix *tenantIndex, st State, refs map[st
 
 // portAllocations indexes State.Ports: each allocation's port, and who
 // holds each port, so a range rule never hands a held port to another
+
+// liveAllocations are st.Ports of the attachments st holds: the port of
+// an attachment that is gone (deleted by this very write, or dropped at
+// restore) is free for the others in the same plan.
+func liveAllocations(st State) []PortAllocation {
+	if len(st.Ports) == 0 {
+		return nil
+	}
+	live := make(map[api.AttachmentKey]bool, len(st.Attachments))
+	for _, a := range st.Attachments {
+		live[a.AttachmentKey] = true
+	}
+	out := make([]PortAllocation, 0, len(st.Ports))
+	for _, pa := range st.Ports {
+		if live[pa.AttachmentKey] {
+			out = append(out, pa)
+		}
+	}
+	return out
+}
+
 // container.
 func portAllocations(ps []PortAllocation) (map[allocKey]int, map[int]allocKey) {
 	if len(ps) == 0 {
