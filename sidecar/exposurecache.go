@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
 
@@ -99,8 +100,16 @@ func buildExposures(a api.Attachment, ix *tenantIndex, allocs map[allocKey]int) 
 	}
 	// Each exposure alone: two of one attachment that want one port (a
 	// port mapping on its tenant's rule's port) are the plan's conflict,
-	// a problem of the attachment, never a refused ADD.
+	// a problem of the attachment, never a refused ADD. Two with one name
+	// (one host port on two host addresses) are refused, as before.
+	names := make(map[string]bool, len(xs))
 	for _, x := range xs {
+		if names[x.frontend.Name] {
+			c.err = &config.Error{Pos: x.frontend.Pos, Err: config.ErrDuplicate, Msg: fmt.Sprintf(
+				"two exposures of the attachment are named %s (one host port on two host addresses); map the port on one address", x.frontend.Name)}
+			break
+		}
+		names[x.frontend.Name] = true
 		own := &config.Config{Frontends: []*config.Frontend{x.frontend}, Backends: []*config.Backend{x.backend}}
 		if c.err = own.Validate(); c.err != nil {
 			break
