@@ -289,10 +289,13 @@ func benchDaemon(b testing.TB, st State) *Daemon {
 }
 
 // BenchmarkWriteTenants: one attachment ADD + DEL with n live attachments
-// that all belong to a tenant by its selector and match its Exposure rule
-// (a range of 100 ports on 127.0.0.2, so most find it full: the worst
-// case of the range search). Ownership and rules are decided once per
-// attachment (the exposure cache), so this should stay as flat in n as
+// that all belong to a tenant by its selector (tenant limits set, not
+// reached). range-full: they all match its Exposure rule, a range of 100
+// ports on 127.0.0.2, so most find it full (the worst case of the range
+// search; an attachment left out makes every write plan fully).
+// hostport: each has a host port of its own (127.0.X.3) and the ADD has
+// one too, as bench/churn.sh's containers under a tenant: the attachment
+// fast path's case, which should stay as flat in n as
 // BenchmarkWrite/attachment.
 //
 //	go test -run '^$' -bench BenchmarkWriteTenants ./sidecar/
@@ -301,31 +304,40 @@ func BenchmarkWriteTenants(b *testing.B) {
 	ns := testns.New(b, "bt")
 	path := "/var/run/netns/" + ns
 	meta := map[string]string{hooks.MetaNetwork: "tenant-net"}
-	set := manifest.Set{Tenants: []manifest.Tenant{{Meta: manifest.Meta{Name: "ta"},
-		Spec: manifest.TenantSpec{Select: []manifest.Selector{{Network: "tenant-net"}}}}},
-		Exposures: []manifest.Exposure{{Meta: manifest.Meta{Name: "web", Tenant: "ta"},
-			Spec: manifest.ExposureSpec{ContainerPort: 80, HostAddr: "127.0.0.2", PortRange: "20100-20199"}}}}
-	for _, n := range []int{100, 1000, 5000} {
-		b.Run(fmt.Sprintf("live=%d", n), func(b *testing.B) {
-			st := State{Manifests: set}
-			for i := 0; i < n; i++ {
-				st.Attachments = append(st.Attachments, api.Attachment{
-					AttachmentKey: api.AttachmentKey{ContainerID: fmt.Sprintf("live%d", i), IfName: "eth0"},
-					Netns:         path, Source: api.SourceCNI, Tenant: netns.DefaultTenant, Metadata: meta})
-			}
-			d := benchDaemon(b, st)
-			d.opt.AttachmentDir = b.TempDir()
-			a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "churn", IfName: "eth0"}, Netns: path,
-				Metadata: meta}
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if _, err := d.PutAttachment(a); err != nil {
-					b.Fatal(err)
+	ta := manifest.Tenant{Meta: manifest.Meta{Name: "ta"},
+		Spec: manifest.TenantSpec{Select: []manifest.Selector{{Network: "tenant-net"}},
+			Limits: manifest.Limits{MaxExposedPorts: 10000, MaxListeners: 10000}}}
+	for _, v := range []struct {
+		name     string
+		set      manifest.Set
+		hostPort bool
+	}{
+		{"range-full", manifest.Set{Tenants: []manifest.Tenant{ta},
+			Exposures: []manifest.Exposure{{Meta: manifest.Meta{Name: "web", Tenant: "ta"},
+				Spec: manifest.ExposureSpec{ContainerPort: 80, HostAddr: "127.0.0.2", PortRange: "20100-20199"}}}}, false},
+		{"hostport", manifest.Set{Tenants: []manifest.Tenant{ta}}, true},
+	} {
+		for _, n := range []int{100, 1000, 5000} {
+			b.Run(fmt.Sprintf("%s/live=%d", v.name, n), func(b *testing.B) {
+				st := State{Manifests: v.set}
+				for i := 0; i < n; i++ {
+					a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: fmt.Sprintf("live%d", i), IfName: "eth0"},
+						Netns: path, Source: api.SourceCNI, Tenant: netns.DefaultTenant, Metadata: meta}
+					if v.hostPort {
+						a.PortMappings = []api.PortMapping{{HostPort: 21240 + i%100, ContainerPort: 80, Protocol: "tcp",
+							HostIP: fmt.Sprintf("127.0.%d.3", 1+i/100)}}
+					}
+					st.Attachments = append(st.Attachments, a)
 				}
-				if err := d.DeleteAttachment(a.AttachmentKey); err != nil {
-					b.Fatal(err)
+				d := benchDaemon(b, st)
+				d.opt.AttachmentDir = b.TempDir()
+				a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "churn", IfName: "eth0"}, Netns: path,
+					Metadata: meta}
+				if v.hostPort {
+					a.PortMappings = []api.PortMapping{{HostPort: 21399, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}}
 				}
-			}
-		})
+				addDel(b, d, a)
+			})
+		}
 	}
 }

@@ -272,6 +272,7 @@ type plan struct {
 	ids      identityIndex   // kernel namespaces given out, attachments' included
 	blocked  int             // attachments with an exposure a port or name conflict left out
 	shared   int             // attachments refused: their namespace is another tenant's
+	use      tenantUse       // what each tenant holds, for its limits
 }
 
 // plan merges files and state and validates the result. Attachments'
@@ -383,18 +384,12 @@ func (d *Daemon) plan(file *config.Config, st State) (_ *plan, err error) {
 				if o.later != (pass == 1) {
 					continue
 				}
-				// Limits first: an exposure over them takes no port, so it
+				// The port and the name first, then the limits: a left-out
+				// exposure reads the same in every plan (its siblings that
+				// were placed count towards the limit only once they are
+				// live), and one over the limits takes no port, so it
 				// never moves another container's.
-				if x.service == nil && lim.MaxExposedPorts > 0 && use.of(c.tenant).exposed >= lim.MaxExposedPorts {
-					o.problem = fmt.Sprintf("%s: tenant %s has reached limits.maxExposedPorts (%d); not exposed: raise the limit or remove exposures",
-						exposureLabel(x), c.tenant, lim.MaxExposedPorts)
-					continue
-				}
-				if lim.MaxListeners > 0 && use.of(c.tenant).listeners >= lim.MaxListeners {
-					o.problem = fmt.Sprintf("%s: tenant %s has reached limits.maxListeners (%d); not exposed: raise the limit or remove listeners",
-						exposureLabel(x), c.tenant, lim.MaxListeners)
-					continue
-				}
+				moved := false
 				if x.lo > 0 {
 					// A range found full stays full for the rest of the plan,
 					// except for a port this container holds (State.Ports).
@@ -409,9 +404,7 @@ func (d *Daemon) plan(file *config.Config, st State) (_ *plan, err error) {
 						continue
 					}
 					if port != int(x.bind.Addr.Port()) {
-						x = ruleExposure(a, c.tenant, *x.src, port)
-						c = d.exposed.moved(c, i, x)
-						cs[j] = c
+						x, moved = ruleExposure(a, c.tenant, *x.src, port), true
 					}
 				}
 				if ub, uf, taken := used.Conflict(x.bind); taken {
@@ -427,17 +420,20 @@ func (d *Daemon) plan(file *config.Config, st State) (_ *plan, err error) {
 							errs = append(errs, err)
 						}
 					}
-					o.problem = fmt.Sprintf("name %q is taken; not exposed", x.frontend.Name)
+					o.problem = fmt.Sprintf("%s: name %q is taken; not exposed", exposureLabel(x), x.frontend.Name)
 					continue
+				}
+				if o.problem = limitProblem(x, c.tenant, lim, *use.of(c.tenant)); o.problem != "" {
+					continue
+				}
+				if moved {
+					c = d.exposed.moved(c, i, x)
+					cs[j] = c
 				}
 				used.Add(x.bind, x.frontend)
 				names[x.frontend.Name] = true
 				o.x, o.ok = x, true
-				if x.service != nil {
-					use.add(c.tenant, 0, 1)
-				} else {
-					use.add(c.tenant, 1, 1)
-				}
+				use.uses(c.tenant, x, 1)
 			}
 		}
 	}
@@ -497,7 +493,7 @@ func (d *Daemon) plan(file *config.Config, st State) (_ *plan, err error) {
 		// Validate made every ADD cost grow with the live containers.
 	}
 	return &plan{file: file, merged: merged, attStatus: status, tenants: ix, ports: ports, binds: used,
-		base: base, objNames: names, ids: ids, blocked: blocked, shared: shared}, nil
+		base: base, objNames: names, ids: ids, blocked: blocked, shared: shared, use: use}, nil
 }
 
 // dryPlan is plan for a state that will not be committed (diff, a

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nsproxy/nsproxy/sidecar/api"
 	"github.com/nsproxy/nsproxy/sidecar/config"
+	"github.com/nsproxy/nsproxy/sidecar/manifest"
 	"github.com/nsproxy/nsproxy/sidecar/proxy"
 )
 
@@ -23,13 +24,20 @@ import (
 // registered or unregistered, and the engine gets a delta.
 //
 // The fast path is taken only where its answer is the full plan's
-// (TestFastPathAgreesWithPlan): no tenant manifests (no rules, limits or
-// selectors), no attachment refused for its namespace, a CNI attachment
-// (its record is its durable copy: no state write), a new key (an update
-// plans fully), a name no object of the files or the API uses, a kernel
-// namespace no other tenant holds, and for a DEL no attachment whose
-// exposure a conflict left out (the DEL may free its port or name). Any
-// other write plans fully and rebuilds the indexes at its commit.
+// (TestFastPathAgreesWithPlan, with and without tenant manifests): no
+// attachment refused for its namespace, a CNI attachment (its record is
+// its durable copy: no state write), a new key (an update plans fully), a
+// name no object of the files, the API or a manifest uses, a kernel
+// namespace no other tenant holds, a range rule's port that is the
+// attachment's preferred one (another port is an allocation in the state
+// file), and for a DEL no attachment whose exposure a conflict or a limit
+// left out (the DEL may free its port, name or limit) and no allocation
+// to drop. While some attachment is left out, an ADD into a tenant with
+// limits or a port range plans fully too (the plan's order decides who
+// gets the limit or the range). Tenants' selectors, limits, fixed-port
+// exposures and service listeners are the fast path's: the tenant index
+// is built once per manifest change, and each tenant's use is counted.
+// Any other write plans fully and rebuilds the indexes at its commit.
 
 // attachmentIndex is what the fast path keeps from the last full plan.
 type attachmentIndex struct {
@@ -41,7 +49,10 @@ type attachmentIndex struct {
 	baseNS   map[string]bool           // namespace names the model's own objects use
 	ids      identityIndex             // kernel namespaces given out
 	idCount  map[kernelNS]int          // attachments in each kernel namespace
-	blocked  int                       // attachments with an exposure a conflict left out
+	blocked  int                       // attachments with an exposure a conflict or a limit left out
+	use      tenantUse                 // what each tenant holds, for its limits
+	held     map[int]allocKey          // range rules' ports allocated in the state file
+	alloc    map[api.AttachmentKey]int // allocations per attachment (State.Ports)
 	base     *config.Config            // the running model without the exposures
 	stale    bool                      // d.merged is nil: mergedLocked rebuilds it
 	peak     int                       // most live attachments since the maps were made
@@ -50,11 +61,15 @@ type attachmentIndex struct {
 // indexAttachments builds the fast path's indexes from a committed full
 // plan of st. With d.mu held.
 func (d *Daemon) indexAttachments(st State, p *plan) {
-	m := st.Manifests
-	x := attachmentIndex{ok: len(m.Tenants)+len(m.Exposures)+len(m.Services) == 0 && p.shared == 0,
+	x := attachmentIndex{ok: p.shared == 0,
 		pos: make(map[api.AttachmentKey]int, len(st.Attachments)), names: make(map[string]bool, len(st.Attachments)),
 		owners: nameOwners(p.file, &st), objNames: p.objNames, baseNS: map[string]bool{}, ids: p.ids,
-		idCount: map[kernelNS]int{}, blocked: p.blocked, base: p.base, peak: max(d.fast.peak, len(st.Attachments))}
+		idCount: map[kernelNS]int{}, blocked: p.blocked, base: p.base, peak: max(d.fast.peak, len(st.Attachments)),
+		use: p.use, alloc: map[api.AttachmentKey]int{}}
+	_, x.held = portAllocations(st.Ports)
+	for _, pa := range st.Ports {
+		x.alloc[pa.AttachmentKey]++
+	}
 	for _, n := range p.base.NamespaceNames() {
 		x.baseNS[n] = true
 	}
@@ -145,15 +160,57 @@ func (d *Daemon) fastPut(a api.Attachment, ed *engineDelta) ([]movedName, bool) 
 	if c.err != nil {
 		return nil, false // refused: the full plan says why, to this write only
 	}
-	for _, e := range c.xs {
-		if e.lo > 0 || e.service != nil || e.rule != "" {
-			return nil, false // rules are the manifests' (not here: x.ok)
-		}
-	}
 	tenant := tenantOr(c.tenant)
+	var lim manifest.Limits
+	if d.tenants != nil {
+		lim = d.tenants.limits(c.tenant)
+	}
+	if x.alloc[a.AttachmentKey] > 0 {
+		return nil, false // a port allocated to this key: the plan starts from it
+	}
+	if x.blocked > 0 && (lim.MaxExposedPorts > 0 || lim.MaxListeners > 0 || slices.ContainsFunc(c.xs, func(e exposure) bool { return e.lo > 0 })) {
+		return nil, false // an attachment left out ahead of a in the plan's order may take the limit or the range
+	}
 	k := kernelNS{c.id.Dev, c.id.Ino}
 	if h, held := x.ids[k]; c.id.Ino != 0 && held && h.tenant != tenant {
 		return nil, false // another tenant's namespace: refused, and the plan orders claims
+	}
+	// The plan's pass over a new attachment (daemon.go): the port, the
+	// name, then the limits; decided before anything changes, since a
+	// range rule whose preferred port is not free needs the plan.
+	problem := make([]string, len(c.xs))
+	var mine config.BindSet
+	mineNames := map[string]bool{}
+	u := *x.use.of(c.tenant)
+	for i, e := range c.xs {
+		_, _, taken := d.live.Conflict(e.bind)
+		if !taken {
+			_, _, taken = mine.Conflict(e.bind)
+		}
+		if e.lo > 0 {
+			if _, allocated := x.held[int(e.bind.Addr.Port())]; allocated || taken {
+				return nil, false // the plan looks for another port of the range and allocates it
+			}
+		}
+		switch {
+		case taken:
+			problem[i] = exposureLabel(e) + " is already in use by another frontend or container; not exposed"
+		case x.objNames[e.frontend.Name] || mineNames[e.frontend.Name]:
+			problem[i] = fmt.Sprintf("%s: name %q is taken; not exposed", exposureLabel(e), e.frontend.Name)
+		default:
+			problem[i] = limitProblem(e, c.tenant, lim, u)
+		}
+		if problem[i] != "" {
+			continue
+		}
+		mine.Add(e.bind, e.frontend)
+		mineNames[e.frontend.Name] = true
+		if e.service != nil {
+			u.listeners++
+		} else {
+			u.exposed++
+			u.listeners++
+		}
 	}
 	// Nothing refuses a from here on.
 	if c.id.Ino != 0 {
@@ -162,28 +219,29 @@ func (d *Daemon) fastPut(a api.Attachment, ed *engineDelta) ([]movedName, bool) 
 	}
 	problems := slices.Clone(c.problems)
 	var exposed []api.Exposure
+	var services []api.ServiceListener
 	left := false
-	for _, e := range c.xs {
-		if _, _, taken := d.live.Conflict(e.bind); taken {
-			problems = append(problems, exposureLabel(e)+" is already in use by another frontend or container; not exposed")
-			left = true
-			continue
-		}
-		if x.objNames[e.frontend.Name] {
-			problems = append(problems, fmt.Sprintf("name %q is taken; not exposed", e.frontend.Name))
+	for i, e := range c.xs {
+		if problem[i] != "" {
+			problems = append(problems, problem[i])
 			left = true
 			continue
 		}
 		d.live.Add(e.bind, e.frontend)
 		x.objNames[e.frontend.Name] = true
-		exposed = append(exposed, api.Exposure{PortMapping: e.mapping, Frontend: e.frontend.Name, Rule: e.rule})
+		x.use.uses(c.tenant, e, 1)
+		if e.service != nil {
+			services = append(services, *e.service)
+		} else {
+			exposed = append(exposed, api.Exposure{PortMapping: e.mapping, Frontend: e.frontend.Name, Rule: e.rule})
+		}
 		ed.add(e)
 	}
 	if left {
 		x.blocked++
 	}
 	d.attStatus[a.AttachmentKey] = attachmentStatus{exposures: exposed, problems: problems, tenant: c.tenant,
-		overlap: c.overlap, claims: c.claims}
+		services: services, overlap: c.overlap, claims: c.claims}
 	d.exposed.prev[a.AttachmentKey] = c
 	if e := attachmentEntry(a, tenant); d.reg.Register(e) != nil {
 		d.log.Warn("namespace not registered", "netns", name, "path", a.Netns)
@@ -218,7 +276,7 @@ func (d *Daemon) fastDelete(k api.AttachmentKey, ed *engineDelta) bool {
 	name := attachmentNamespace(a)
 	c := d.exposed.prev[k]
 	status := d.attStatus[k]
-	if !d.fastWritable(a) || x.blocked > 0 || x.baseNS[name] || c == nil || status.shared {
+	if !d.fastWritable(a) || x.blocked > 0 || x.baseNS[name] || c == nil || status.shared || x.alloc[k] > 0 {
 		return false
 	}
 	id := kernelNS{c.id.Dev, c.id.Ino}
@@ -228,13 +286,9 @@ func (d *Daemon) fastDelete(k api.AttachmentKey, ed *engineDelta) bool {
 	if !d.registeredFrom(name, a) {
 		return false
 	}
-	placed := make([]exposure, 0, len(status.exposures))
-	for _, e := range status.exposures {
-		i := slices.IndexFunc(c.xs, func(xe exposure) bool { return xe.frontend.Name == e.Frontend })
-		if i < 0 {
-			return false // the cache is not what the status was built from: plan
-		}
-		placed = append(placed, c.xs[i])
+	placed := placedExposures(c, status)
+	if len(placed) != len(status.exposures)+len(status.services) {
+		return false // the cache is not what the status was built from: plan
 	}
 	// Nothing refuses the removal from here on.
 	if c.id.Ino != 0 {
@@ -246,6 +300,7 @@ func (d *Daemon) fastDelete(k api.AttachmentKey, ed *engineDelta) bool {
 		}
 	}
 	for _, xe := range placed {
+		x.use.uses(status.tenant, xe, -1)
 		d.live.Remove(xe.bind, xe.frontend)
 		delete(x.objNames, xe.frontend.Name)
 		ed.remove(xe)
@@ -396,16 +451,34 @@ func (d *Daemon) mergedLocked() *config.Config {
 		if c == nil {
 			continue
 		}
-		for _, e := range d.attStatus[a.AttachmentKey].exposures {
-			for _, xe := range c.xs {
-				if xe.frontend.Name == e.Frontend {
-					m.Frontends = append(m.Frontends, xe.frontend)
-					m.Backends = append(m.Backends, xe.backend)
-					break
-				}
-			}
+		for _, xe := range placedExposures(c, d.attStatus[a.AttachmentKey]) {
+			m.Frontends = append(m.Frontends, xe.frontend)
+			m.Backends = append(m.Backends, xe.backend)
 		}
 	}
 	d.merged, d.fast.stale = m, false
 	return m
+}
+
+// placedExposures are the exposures and service listeners of c that the
+// status says were placed, in c's order (the plan's).
+func placedExposures(c *cachedExposures, s attachmentStatus) []exposure {
+	n := len(s.exposures) + len(s.services)
+	if n == 0 {
+		return nil
+	}
+	out := make([]exposure, 0, n)
+	for _, xe := range c.xs {
+		name := xe.frontend.Name
+		// A name is placed once: an exposure whose name an earlier one
+		// of c took was left out ("name is taken").
+		if slices.ContainsFunc(out, func(o exposure) bool { return o.frontend.Name == name }) {
+			continue
+		}
+		if slices.ContainsFunc(s.exposures, func(e api.Exposure) bool { return e.Frontend == name }) ||
+			slices.ContainsFunc(s.services, func(sv api.ServiceListener) bool { return sv.Frontend == name }) {
+			out = append(out, xe)
+		}
+	}
+	return out
 }

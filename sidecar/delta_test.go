@@ -15,6 +15,7 @@ import (
 	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/internal/testns"
 	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/sidecar/manifest"
 	"github.com/nsproxy/nsproxy/sidecar/netns"
 	"github.com/nsproxy/nsproxy/sidecar/proxy"
 )
@@ -118,6 +119,96 @@ func fastAgreement(t *testing.T, nsA, nsB, nsT string, conflicts bool) {
 	}
 }
 
+// TestFastPathAgreesWithPlanManifests is the same check with tenant
+// manifests applied: tenants chosen by selectors (one pair overlapping),
+// a tenant with limits.maxExposedPorts and a fixed-port Exposure rule that
+// every one of its containers wants, a tenant with limits.maxListeners, a
+// port-range rule (10 ports for up to 12 containers: preferred ports
+// taken, allocations, a full range) and a Service listener in each of its
+// containers, next to the default tenant's port mappings. Before tenant
+// manifests had the fast path, every write under them planned fully.
+func TestFastPathAgreesWithPlanManifests(t *testing.T) {
+	var nss []string
+	for i := 0; i < 24; i++ {
+		nss = append(nss, testns.New(t, fmt.Sprintf("fm%02d", i)))
+	}
+	sel := func(podNS string) []manifest.Selector { return []manifest.Selector{{PodNamespace: podNS}} }
+	ta, tb := tenant("ta", nil, sel("team-a")...), tenant("tb", nil, sel("team-b")...)
+	ta.Spec.Limits.MaxExposedPorts = 5
+	tb.Spec.Limits.MaxListeners = 9
+	st := State{Manifests: manifest.Set{
+		Tenants: []manifest.Tenant{ta, tb, tenant("tc", nil, sel("team-c")...), tenant("tx", nil, sel("team-[cx]")...)},
+		Exposures: []manifest.Exposure{
+			{Meta: manifest.Meta{Name: "fixed", Tenant: "ta"}, Spec: manifest.ExposureSpec{Select: sel("team-a")[0],
+				ContainerPort: 8080, HostAddr: "127.0.0.1", HostPort: 21210}},
+			{Meta: manifest.Meta{Name: "ranged", Tenant: "tb"}, Spec: manifest.ExposureSpec{Select: sel("team-b")[0],
+				ContainerPort: 8081, HostAddr: "127.0.0.1", PortRange: "21220-21229"}},
+		},
+		Services: []manifest.Service{{Meta: manifest.Meta{Name: "db", Tenant: "tb"}, Spec: manifest.ServiceSpec{
+			Select: sel("team-b")[0], Listen: "127.0.0.1:5432", Target: manifest.Endpoint{Addr: "127.0.0.1:21290"}}}},
+	}}
+	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:21200", "127.0.0.1:21201"), st, io.Discard)
+	d.opt.AttachmentDir = t.TempDir()
+	t.Cleanup(func() { stopDaemon(d) })
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	teams := []string{"team-a", "team-b", "team-c", ""}
+	attachment := func(i int) api.Attachment {
+		pod := i / 2
+		a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: fmt.Sprintf("m%02d", pod), IfName: "eth0"},
+			Source: api.SourceCNI, Netns: "/var/run/netns/" + nss[i], IPs: []string{fmt.Sprintf("10.9.1.%d/24", i+2)}}
+		if i%2 == 1 {
+			a.IfName = "net1"
+		}
+		team := teams[pod%4]
+		if team == "team-a" && i%2 == 1 {
+			a.Netns = "/var/run/netns/" + nss[i-1] // a pod of ta on two networks: one kernel namespace
+		}
+		if team != "" {
+			a.Metadata = map[string]string{hooks.MetaPodNamespace: team}
+		}
+		if i%7 == 3 {
+			a.Name = "web" // clashes: suffixed names
+		}
+		a.PortMappings = []api.PortMapping{{HostPort: 21300 + i%8, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}}
+		if i%5 == 0 {
+			a.PortMappings = append(a.PortMappings, api.PortMapping{HostPort: 21320 + i, ContainerPort: 81, HostIP: "127.0.0.1"})
+		}
+		return a
+	}
+	rng := rand.New(rand.NewPCG(17, 5001))
+	fast, writes := 0, 0
+	for step := 0; step < 400; step++ {
+		i := rng.IntN(24)
+		a := attachment(i)
+		var err error
+		plans := d.plans
+		switch r := rng.IntN(20); {
+		case r < 12:
+			_, err = d.PutAttachment(a)
+		case r < 19:
+			err = d.DeleteAttachment(a.AttachmentKey)
+		default:
+			err = d.mutate(func(*State) error { return nil })
+		}
+		if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		writes++
+		if d.plans == plans {
+			fast++
+		}
+		if msg := fastAgreesWithPlan(d); msg != "" {
+			t.Fatalf("step %d (attachment %d): %s", step, i, msg)
+		}
+	}
+	t.Logf("%d of %d writes took the fast path", fast, writes)
+	if fast < writes/5 {
+		t.Errorf("%d of %d writes took the fast path under tenant manifests; want at least a fifth", fast, writes)
+	}
+}
+
 // fastAgreesWithPlan plans d's state fully and says how it differs from
 // what d holds ("" when it does not).
 func fastAgreesWithPlan(d *Daemon) string {
@@ -131,11 +222,16 @@ func fastAgreesWithPlan(d *Daemon) string {
 	if err != nil {
 		return "full plan: " + err.Error()
 	}
+	portKey := func(pa PortAllocation) string { return fmt.Sprintf("%v/%s=%d", pa.AttachmentKey, pa.Rule, pa.Port) }
+	if got, want := slices.Sorted(slices.Values(mapSlice(d.state.Ports, portKey))), slices.Sorted(slices.Values(mapSlice(p.ports, portKey))); !slices.Equal(got, want) {
+		return fmt.Sprintf("port allocations %v, plan has %v", got, want)
+	}
 	if len(p.attStatus) != len(d.attStatus) {
 		return fmt.Sprintf("%d statuses, plan has %d", len(d.attStatus), len(p.attStatus))
 	}
 	for k, want := range p.attStatus {
-		if got := d.attStatus[k]; !reflect.DeepEqual(got, want) {
+		got := d.attStatus[k]
+		if !reflect.DeepEqual(leftOut(got), leftOut(want)) {
 			return fmt.Sprintf("status of %v: %+v, plan has %+v", k, got, want)
 		}
 	}
@@ -259,6 +355,43 @@ func TestAttachmentChurnLeavesNothing(t *testing.T) {
 	if _, err := d.reg.Get(attachmentNamespace(api.Attachment{AttachmentKey: keys[0]})); err == nil {
 		t.Errorf("%v still in the registry", keys[0])
 	}
+}
+
+func mapSlice[T, U any](in []T, f func(T) U) []U {
+	out := make([]U, 0, len(in))
+	for _, v := range in {
+		out = append(out, f(v))
+	}
+	return out
+}
+
+// leftOut is s with each problem of an exposure left out reduced to which
+// exposure it is. Why it was left out may read differently in the next
+// plan when more than one reason holds: the plan checks the port, the
+// name and the tenant's limits in that order at the time it places the
+// exposure, and one plan counts siblings placed in the same plan after it
+// that the next counts before it (they are live then). Which exposures
+// are left out, and everything else of the status, must be the same.
+func leftOut(s attachmentStatus) attachmentStatus {
+	s.problems = slices.Clone(s.problems)
+	for i, p := range s.problems {
+		label, ok := "", false
+		for _, reason := range []string{" is already in use by another frontend or container; not exposed", ": name ",
+			": tenant ", ": every port of "} {
+			if j := strings.Index(p, reason); j > 0 {
+				label, ok = p[:j], true
+				break
+			}
+		}
+		if !ok {
+			continue
+		}
+		if rule, _, isRule := strings.Cut(label, ":"); isRule && (strings.HasPrefix(rule, "Exposure ") || strings.HasPrefix(rule, "Service ")) {
+			label = rule // a range rule's port is the one it was tried on
+		}
+		s.problems[i] = "left out: " + label
+	}
+	return s
 }
 
 // TestRestoredModelGoesWithItsAttachments (issue 13): attachments restored

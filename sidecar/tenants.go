@@ -435,13 +435,18 @@ func (ix *tenantIndex) maxConnections() map[string]int {
 	return out
 }
 
-// tenantUse counts what each tenant holds during a plan, for its limits.
-type tenantUse map[string]*struct{ exposed, listeners int }
+// tenantUse counts what each tenant holds during a plan, for its limits;
+// the attachment fast path keeps the last plan's and counts on.
+type tenantUse map[string]*tenantCount
 
-func (u tenantUse) of(tenant string) *struct{ exposed, listeners int } {
+// tenantCount is one tenant's use: exposed ports (exposures) and
+// listeners (its frontends' binds, exposures and service listeners).
+type tenantCount struct{ exposed, listeners int }
+
+func (u tenantUse) of(tenant string) *tenantCount {
 	c := u[tenant]
 	if c == nil {
-		c = &struct{ exposed, listeners int }{}
+		c = &tenantCount{}
 		u[tenant] = c
 	}
 	return c
@@ -451,6 +456,31 @@ func (u tenantUse) add(tenant string, exposed, listeners int) {
 	c := u.of(tenant)
 	c.exposed += exposed
 	c.listeners += listeners
+}
+
+// limitProblem is the problem of exposure x of tenant when the tenant's use
+// u has reached one of its limits, "" when not. Limits are checked before
+// ports: an exposure over them takes no port, so it never moves another
+// container's.
+func limitProblem(x exposure, tenant string, lim manifest.Limits, u tenantCount) string {
+	if x.service == nil && lim.MaxExposedPorts > 0 && u.exposed >= lim.MaxExposedPorts {
+		return fmt.Sprintf("%s: tenant %s has reached limits.maxExposedPorts (%d); not exposed: raise the limit or remove exposures",
+			exposureLabel(x), tenant, lim.MaxExposedPorts)
+	}
+	if lim.MaxListeners > 0 && u.listeners >= lim.MaxListeners {
+		return fmt.Sprintf("%s: tenant %s has reached limits.maxListeners (%d); not exposed: raise the limit or remove listeners",
+			exposureLabel(x), tenant, lim.MaxListeners)
+	}
+	return ""
+}
+
+// uses adds to u what exposure x holds (sign -1: gives it back).
+func (u tenantUse) uses(tenant string, x exposure, sign int) {
+	if x.service != nil {
+		u.add(tenant, 0, sign)
+	} else {
+		u.add(tenant, sign, sign)
+	}
 }
 
 // checkOwners: a tenant's static namespace is no one else's. The files'
