@@ -54,7 +54,7 @@ type attachmentIndex struct {
 	held     map[int]allocKey          // range rules' ports allocated in the state file
 	alloc    map[api.AttachmentKey]int // allocations per attachment (State.Ports)
 	base     *config.Config            // the running model without the exposures
-	stale    bool                      // d.merged lags behind: mergedLocked rebuilds it
+	stale    bool                      // d.merged is nil: mergedLocked rebuilds it
 	peak     int                       // most live attachments since the maps were made
 }
 
@@ -253,6 +253,7 @@ func (d *Daemon) fastPut(a api.Attachment, ed *engineDelta) ([]movedName, bool) 
 	x.names[name] = true
 	x.peak = max(x.peak, len(d.state.Attachments))
 	x.stale = true
+	d.merged = nil // mergedLocked rebuilds it; kept, it held every exposure of the last full plan
 	if r := requestedName(a); r != name {
 		return []movedName{{a.AttachmentKey, r, name, x.owners[r]}}, true
 	}
@@ -330,6 +331,7 @@ func (d *Daemon) fastDelete(k api.AttachmentKey, ed *engineDelta) bool {
 	atts[last] = api.Attachment{} // let go of its strings and maps
 	d.state.Attachments = atts[:last]
 	x.stale = true
+	d.merged = nil // mergedLocked rebuilds it; kept, it held every exposure of the last full plan
 	return true
 }
 

@@ -5,6 +5,8 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -390,4 +392,51 @@ func leftOut(s attachmentStatus) attachmentStatus {
 		s.problems[i] = "left out: " + label
 	}
 	return s
+}
+
+// TestRestoredModelGoesWithItsAttachments (issue 13): attachments restored
+// from records at start and then deleted leave no model behind. The model
+// the restore's full plan committed held every restored exposure's
+// frontend and backend, and fast DELs only marked it stale, so after a
+// node's containers left the daemon kept them all until the next full
+// plan.
+func TestRestoredModelGoesWithItsAttachments(t *testing.T) {
+	ns := testns.New(t, "fl")
+	dir := t.TempDir()
+	const n = 300
+	var keys []api.AttachmentKey
+	for i := 0; i < n; i++ {
+		a := hooks.Attachment{AttachmentKey: hooks.AttachmentKey{ContainerID: fmt.Sprintf("rest%03d", i), IfName: "eth0"},
+			Netns: "/var/run/netns/" + ns, PortMappings: []hooks.PortMapping{{HostPort: 20500 + i%100, ContainerPort: 80,
+				Protocol: "tcp", HostIP: fmt.Sprintf("127.0.%d.1", 11+i/100)}}}
+		if err := hooks.WriteRecord(dir, a); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, a.AttachmentKey)
+	}
+	cfgPath := filepath.Join(dir, "n.cfg")
+	if err := os.WriteFile(cfgPath, []byte(restoreCfg("127.0.0.1:20432", "127.0.0.1:20433")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := startedDaemon(t, Options{ConfigFiles: []string{cfgPath}, AttachmentDir: dir})
+	t.Cleanup(func() { stopDaemon(d) })
+	d.mu.Lock()
+	restored := len(d.state.Attachments)
+	d.mu.Unlock()
+	if restored != n {
+		t.Fatalf("restored %d attachments, want %d", restored, n)
+	}
+	for _, k := range keys {
+		if err := d.DeleteAttachment(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.merged != nil && len(d.merged.Frontends) > 1 {
+		t.Errorf("after every DEL the daemon still holds a model of %d frontends", len(d.merged.Frontends))
+	}
+	if got := d.mergedLocked(); len(got.Frontends) != 1 || len(got.Backends) != 1 {
+		t.Errorf("model after all DELs: %d frontends, %d backends; want the files' 1 and 1", len(got.Frontends), len(got.Backends))
+	}
 }

@@ -37,9 +37,13 @@ type Registry struct {
 	log *slog.Logger
 	def *Handle
 
-	mu      sync.Mutex
-	slots   map[string]*slot
-	allowed map[string]bool
+	mu    sync.Mutex
+	slots map[string]*slot
+	// slotsPeak is the most slots since the map was made: a Go map keeps
+	// its largest table, so after a node's containers left it is made
+	// anew (shrinkLocked).
+	slotsPeak int
+	allowed   map[string]bool
 }
 
 type slot struct {
@@ -162,6 +166,7 @@ func (r *Registry) SetNames(names []string) error {
 			drop = append(drop, h)
 		}
 	}
+	r.shrinkLocked()
 	r.mu.Unlock()
 	r.closeDropped(drop)
 	for _, n := range added {
@@ -175,8 +180,20 @@ func (r *Registry) slotLocked(name string) *slot {
 	if !ok {
 		s = &slot{changed: make(chan struct{})}
 		r.slots[name] = s
+		r.slotsPeak = max(r.slotsPeak, len(r.slots))
 	}
 	return s
+}
+
+// shrinkLocked makes the slots map anew once it holds a quarter of its
+// peak (at least 256), so that its table goes with the names that left.
+func (r *Registry) shrinkLocked() {
+	if r.slotsPeak < 256 || len(r.slots) > r.slotsPeak/4 {
+		return
+	}
+	m := make(map[string]*slot, len(r.slots))
+	maps.Copy(m, r.slots)
+	r.slots, r.slotsPeak = m, len(m)
 }
 
 // dropIfUnusedLocked removes a slot nothing wants any more and returns its
@@ -257,6 +274,7 @@ func (r *Registry) Unregister(name string) bool {
 	wasOwner := s.owner()
 	s.entry = nil
 	h := r.dropIfUnusedLocked(name, s)
+	r.shrinkLocked()
 	if h == nil && s.h != nil && wasOwner != DefaultTenant {
 		// The files still name it: it is the default tenant's now, and
 		// nothing of its former tenant stays open in it.

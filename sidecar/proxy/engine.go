@@ -66,6 +66,68 @@ type Engine struct {
 	// sessions using them (watchNS).
 	nsWatched sync.Map
 	nextID    atomic.Uint64
+
+	// nsListeners: the listeners whose socket is in a loop, by namespace,
+	// for that namespace's end (nsGone) to close them: no goroutine per
+	// listening socket waits for it.
+	lisMu       sync.Mutex
+	nsListeners map[*netns.Handle]*listenerSet
+}
+
+// listenerSet is the listeners serving in one namespace; its map is made
+// anew when it falls to a quarter of its peak (shrunk).
+type listenerSet struct {
+	m    map[*listener]struct{}
+	peak int
+}
+
+// watchListener has h's end close l's socket (nsGone).
+func (e *Engine) watchListener(h *netns.Handle, l *listener) {
+	e.lisMu.Lock()
+	if e.nsListeners == nil {
+		e.nsListeners = map[*netns.Handle]*listenerSet{}
+	}
+	set := e.nsListeners[h]
+	if set == nil {
+		set = &listenerSet{m: map[*listener]struct{}{}}
+		e.nsListeners[h] = set
+	}
+	set.m[l] = struct{}{}
+	set.peak = max(set.peak, len(set.m))
+	e.lisMu.Unlock()
+	e.watchNS(h)
+}
+
+// unwatchListener forgets l, whose socket in h is closed.
+func (e *Engine) unwatchListener(h *netns.Handle, l *listener) {
+	e.lisMu.Lock()
+	defer e.lisMu.Unlock()
+	set := e.nsListeners[h]
+	if set == nil {
+		return
+	}
+	delete(set.m, l)
+	switch {
+	case len(set.m) == 0:
+		delete(e.nsListeners, h)
+	case shrunk(len(set.m), &set.peak):
+		set.m = resized(set.m)
+	}
+}
+
+// listenersIn takes the set of the listeners serving in h, which has ended.
+func (e *Engine) listenersIn(h *netns.Handle) []*listener {
+	e.lisMu.Lock()
+	defer e.lisMu.Unlock()
+	set := e.nsListeners[h]
+	if set == nil {
+		return nil
+	}
+	out := make([]*listener, 0, len(set.m))
+	for l := range set.m {
+		out = append(out, l)
+	}
+	return out
 }
 
 // New returns an engine that resolves namespaces through reg.

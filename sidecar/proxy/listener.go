@@ -15,54 +15,93 @@ import (
 )
 
 // listener keeps one BindSpec listening: it waits for the namespace, binds,
-// accepts until the namespace goes away or the listener is stopped, and
-// starts over in the namespace's replacement.
+// hands the socket to an event loop, and starts over in the namespace's
+// replacement when the namespace ends. A socket in a loop costs no
+// goroutine: the namespace's end reaches the listener through the engine's
+// hook for that namespace (Engine.nsGone), and stop is a call. A goroutine
+// runs only while the listener waits: for its namespace, or to retry a
+// failed bind.
 type listener struct {
-	e      *Engine
-	fe     *frontend
-	bind   BindSpec
-	cancel context.CancelFunc
-	done   chan struct{}
+	e    *Engine
+	fe   *frontend
+	bind BindSpec
 
-	mu       sync.Mutex
-	fd       int    // the listening socket, -1 when none (a loop accepts on it)
+	// closeMu is held while the socket leaves its loop and closes, so that
+	// stop returns only once the socket is closed, also when the
+	// namespace's end was closing it at the same time.
+	closeMu sync.Mutex
+
+	mu      sync.Mutex
+	stopped bool
+	// cancel and done: the waiting goroutine's, nil when none runs.
+	cancel   context.CancelFunc
+	done     chan struct{}
+	fd       int       // the listening socket, -1 when none (a loop accepts on it)
+	a        *acceptor // its registration in the loop, nil when none
+	own      []listenKey
 	addr     string // its address
 	h        *netns.Handle
 	lastErr  string
 	conflict bool
-	// first is bound by startListener in firstNS, then served by run.
-	first   *net.TCPListener
-	firstNS *netns.Handle
 }
 
+// startListener starts a listener of bs. An exposure (NoTakeover) whose
+// namespace is there binds and enters its loop before this returns: a
+// port in use is a conflict at once, and no goroutine is started.
 func (e *Engine) startListener(fe *frontend, bs BindSpec) *listener {
-	ctx, cancel := context.WithCancel(e.ctx)
-	l := &listener{e: e, fe: fe, bind: bs, cancel: cancel, done: make(chan struct{}), fd: -1}
+	l := &listener{e: e, fe: fe, bind: bs, fd: -1}
 	if bs.NoTakeover && bs.AdoptFrom == "" {
 		if h, err := e.reg.Get(bs.Namespace); err == nil {
 			ln, err := l.listen(h)
 			if l.inUse(err) {
-				close(l.done)
 				return l
 			}
-			l.first, l.firstNS = ln, h
+			if err == nil {
+				err = l.serve(h, ln)
+				if err == nil {
+					return l
+				}
+				l.serveFailed(h, err)
+			}
 		}
 	}
-	go func() {
-		defer close(l.done)
-		defer func() {
-			if l.first != nil { // stopped before run served it
-				l.first.Close()
-			}
-		}()
-		l.run(ctx)
-	}()
+	l.mu.Lock()
+	l.goWaitLocked()
+	l.mu.Unlock()
 	return l
 }
 
+// goWaitLocked starts the goroutine that waits for the namespace and binds
+// (l.mu held). Its context is not the engine's: a child of a long-lived
+// context stays in that context's children, a Go map that keeps its
+// largest size after 5,000 listeners left.
+func (l *listener) goWaitLocked() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	l.cancel, l.done = cancel, done
+	go func() {
+		defer close(done)
+		l.run(ctx)
+		l.mu.Lock()
+		if l.done == done {
+			l.cancel, l.done = nil, nil
+		}
+		l.mu.Unlock()
+		cancel()
+	}()
+}
+
+// stop closes the listener for good; it returns once its socket is closed.
 func (l *listener) stop() {
-	l.cancel()
-	<-l.done
+	l.mu.Lock()
+	l.stopped = true
+	cancel, done := l.cancel, l.done
+	l.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	l.closeSocket(nil)
 }
 
 func (l *listener) state() ListenerState {
@@ -106,6 +145,8 @@ func (l *listener) inUse(err error) bool {
 	return true
 }
 
+// run waits for the namespace and binds, retrying a failed bind with
+// backoff, until the socket is in a loop or ctx ends.
 func (l *listener) run(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
@@ -125,92 +166,121 @@ func (l *listener) run(ctx context.Context) {
 		if l.inUse(err) {
 			return
 		}
-		if err != nil {
-			// The address may not exist in the namespace yet: retry until it
-			// does, the namespace changes or we are stopped.
-			l.setErr(err)
-			select {
-			case <-ctx.Done():
-			case <-h.Context().Done():
-			case <-time.After(backoff):
+		if err == nil {
+			if err = l.serve(h, ln); err == nil {
+				return // the loop and the namespace's hook take it from here
 			}
-			backoff = min(backoff*2, l.maxBackoff())
-			continue
-		}
-		backoff = 100 * time.Millisecond
-		l.mu.Lock()
-		l.addr, l.h, l.lastErr = ln.Addr().String(), h, ""
-		l.mu.Unlock()
-		l.e.log.Info("listening", "frontend", l.fe.name, "bind", ln.Addr().String(), "netns", h.Label())
-		own := listenKeysOf(h, ln)
-		for _, k := range own {
-			l.e.own.add(k)
-		}
-		err = l.serve(ctx, h, ln)
-		for _, k := range own {
-			l.e.own.remove(k)
-		}
-		l.mu.Lock()
-		l.h = nil
-		l.mu.Unlock()
-		if err != nil {
 			// The socket could not leave the runtime's poller (no fd left
 			// for its duplicate): as a failed listen, retry after a pause.
+			l.serveFailed(h, err)
+		} else {
+			// The address may not exist in the namespace yet: retry until
+			// it does, the namespace changes or we are stopped.
 			l.setErr(err)
-			l.e.log.Warn("listener closed: its socket could not be handed to a loop", "frontend", l.fe.name,
-				"bind", l.bind.Addr.String(), "netns", h.Label(), "err", err.Error(), "retry_in", backoff.String())
-			select {
-			case <-ctx.Done():
-			case <-h.Context().Done():
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, l.maxBackoff())
-			continue
 		}
-		if ctx.Err() == nil {
-			l.e.log.Warn("listener closed with its namespace", "frontend", l.fe.name,
-				"bind", l.bind.Addr.String(), "netns", h.Label())
+		select {
+		case <-ctx.Done():
+		case <-h.Context().Done():
+		case <-time.After(backoff):
 		}
+		backoff = min(backoff*2, l.maxBackoff())
 	}
 }
 
+func (l *listener) serveFailed(h *netns.Handle, err error) {
+	l.setErr(err)
+	l.e.log.Warn("listener closed: its socket could not be handed to a loop", "frontend", l.fe.name,
+		"bind", l.bind.Addr.String(), "netns", h.Label(), "err", err.Error())
+}
+
 // serve has a loop accept on ln's socket (accept.go) until the listener is
-// stopped or its namespace goes away. The socket leaves the Go runtime's
-// poller (a duplicate fd, then ln is closed), so that a connection wakes
-// the owning loop only; the loop stops watching it before it is closed,
-// and its generation tag drops any event still queued.
-func (l *listener) serve(ctx context.Context, h *netns.Handle, ln *net.TCPListener) error {
+// stopped or its namespace goes away (closeSocket). The socket leaves the
+// Go runtime's poller (a duplicate fd, then ln is closed), so that a
+// connection wakes the owning loop only; the loop stops watching it before
+// it is closed, and its generation tag drops any event still queued.
+func (l *listener) serve(h *netns.Handle, ln *net.TCPListener) error {
+	own := listenKeysOf(h, ln)
+	addr := ln.Addr().String()
 	fd, err := detach(ln)
 	if err != nil {
 		return err
 	}
-	l.mu.Lock()
-	l.fd = fd
-	l.mu.Unlock()
-	defer func() {
-		l.mu.Lock()
-		l.fd = -1
-		l.mu.Unlock()
-		unix.Close(fd)
-	}()
-	a := &acceptor{l: l, h: h, fd: fd}
 	lp := l.e.acceptLoop()
-	a.loop = lp
-	if !lp.post(func() { lp.addAcceptor(a) }) {
+	a := &acceptor{l: l, h: h, fd: fd, loop: lp}
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
 		lp.listening.Add(-1)
+		unix.Close(fd)
+		return nil
+	}
+	// Posted with l.mu held: closeSocket's drop, which takes l.a under
+	// l.mu, is queued after this add.
+	if !lp.post(func() { lp.addAcceptor(a) }) {
+		l.mu.Unlock()
+		lp.listening.Add(-1)
+		unix.Close(fd)
 		return nil // the loops stopped: the engine is shutting down
 	}
-	select {
-	case <-ctx.Done():
-	case <-h.Context().Done():
+	l.fd, l.a, l.own, l.addr, l.h, l.lastErr = fd, a, own, addr, h, ""
+	l.mu.Unlock()
+	for _, k := range own {
+		l.e.own.add(k)
 	}
+	l.e.log.Info("listening", "frontend", l.fe.name, "bind", addr, "netns", h.Label())
+	l.e.watchListener(h, l)
+	if h.Context().Err() != nil { // ended before the hook was there
+		l.nsEnded(h)
+	}
+	return nil
+}
+
+// closeSocket takes the socket out of its loop and closes it, if it lives
+// in only's namespace (any when only is nil); it reports whether it did.
+func (l *listener) closeSocket(only *netns.Handle) bool {
+	l.closeMu.Lock()
+	defer l.closeMu.Unlock()
+	l.mu.Lock()
+	a, own, h := l.a, l.own, l.h
+	if a == nil || (only != nil && h != only) {
+		l.mu.Unlock()
+		return false
+	}
+	l.a, l.own = nil, nil
+	l.mu.Unlock()
+	lp := a.loop
 	dropped := make(chan struct{})
 	if lp.post(func() { lp.dropAcceptor(a); close(dropped) }) {
 		<-dropped
 	} else {
 		<-lp.done // a stopped loop watches nothing any more
 	}
-	return nil
+	// HandOver duplicates l.fd under l.mu: it is closed only after.
+	l.mu.Lock()
+	l.fd, l.h = -1, nil
+	l.mu.Unlock()
+	unix.Close(a.fd)
+	for _, k := range own {
+		l.e.own.remove(k)
+	}
+	l.e.unwatchListener(h, l)
+	return true
+}
+
+// nsEnded closes the socket of a listener whose namespace h has ended and
+// waits for the namespace's replacement (Engine.nsGone).
+func (l *listener) nsEnded(h *netns.Handle) {
+	if !l.closeSocket(h) {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		return
+	}
+	l.e.log.Warn("listener closed with its namespace", "frontend", l.fe.name,
+		"bind", l.bind.Addr.String(), "netns", h.Label())
+	l.goWaitLocked()
 }
 
 // detach takes ln's socket out of the Go runtime: a duplicate fd (same
@@ -235,13 +305,6 @@ func detach(ln *net.TCPListener) (int, error) {
 
 // listen binds the listening socket, or adopts the runtime's reservation.
 func (l *listener) listen(h *netns.Handle) (*net.TCPListener, error) {
-	if ln := l.first; ln != nil {
-		l.first = nil
-		if h == l.firstNS {
-			return ln, nil
-		}
-		ln.Close() // the namespace changed in between
-	}
 	if ln := l.e.takeInherited(l.bind, h); ln != nil {
 		return ln, nil
 	}

@@ -165,7 +165,8 @@ func (e *Engine) watchNS(h *netns.Handle) {
 }
 
 // nsGone aborts the sessions whose client socket (listener) or server
-// attempt lives in h's namespace, which has gone. A session that starts
+// attempt lives in h's namespace, which has gone, and closes the
+// listening sockets there (each listener then waits for a replacement). A session that starts
 // using h after this looks at h's context itself.
 func (e *Engine) nsGone(h *netns.Handle) {
 	e.nsWatched.Delete(h)
@@ -190,6 +191,9 @@ func (e *Engine) nsGone(h *netns.Handle) {
 	e.sessMu.Unlock()
 	for _, g := range out {
 		g.s.abort(g.reason)
+	}
+	for _, l := range e.listenersIn(h) {
+		l.nsEnded(h)
 	}
 }
 
