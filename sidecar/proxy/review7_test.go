@@ -1,0 +1,201 @@
+package proxy
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Tests of review7 (the merge of engine5 and daemon5 at 266e8b2). They run
+// in the daemon's own namespace on ports 22000-22199 and make no
+// namespace.
+
+// review7Server listens at addr in the test's own namespace and copies
+// what each connection sends to got.
+func review7Server(t *testing.T, addr string) (got func() []byte) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	var wg sync.WaitGroup
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				b := make([]byte, 4096)
+				for {
+					n, err := c.Read(b)
+					mu.Lock()
+					buf.Write(b[:n])
+					mu.Unlock()
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return func() []byte {
+		mu.Lock()
+		defer mu.Unlock()
+		return bytes.Clone(buf.Bytes())
+	}
+}
+
+// waitFor polls cond for up to d.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return cond()
+}
+
+// TestUrgentDataDoesNotStallTheRest: a read stops short at TCP's urgent
+// mark although more bytes wait behind it. The loop takes a short read for
+// "the socket's queue is empty" and waits for the next edge (pump's
+// drained), which never comes when those bytes arrived in the same segment
+// as the urgent byte: they stay in the proxy until the client sends
+// something else. Before a8f4d98 every pump read on to EAGAIN and the
+// second read (past the mark) returned them.
+func TestUrgentDataDoesNotStallTheRest(t *testing.T) {
+	v := newEnv(t)
+	got := review7Server(t, "127.0.0.1:22001")
+	bind := BindSpec{Addr: netip.MustParseAddrPort("127.0.0.1:22000")}
+	if err := v.e.Apply(spec1(bind, BackendSpec{Servers: []ServerSpec{srv("s", "127.0.0.1:22001", "")}})); err != nil {
+		t.Fatal(err)
+	}
+	var c *net.TCPConn
+	eventually(t, "listening", func() error {
+		var err error
+		c, err = v.dial("", bind.Addr.String())
+		return err
+	})
+	defer c.Close()
+	// The connection is established end to end first.
+	if _, err := c.Write([]byte("start\n")); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(5*time.Second, func() bool { return bytes.Equal(got(), []byte("start\n")) }) {
+		t.Fatalf("the server got %q, want %q", got(), "start\n")
+	}
+	// One segment: "hello" with its last byte urgent, then "world\n"
+	// (MSG_MORE holds the first part back until the second is written).
+	raw, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	raw.Write(func(fd uintptr) bool {
+		if serr = unix.Sendto(int(fd), []byte("hello"), unix.MSG_OOB|unix.MSG_MORE, nil); serr != nil {
+			return true
+		}
+		serr = unix.Sendto(int(fd), []byte("world\n"), 0, nil)
+		return true
+	})
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	// The urgent byte ("o", not inline) is not part of the stream: the
+	// server must see "hell" and then "world\n".
+	want := []byte("start\nhellworld\n")
+	if !waitFor(3*time.Second, func() bool { return bytes.Equal(got(), want) }) {
+		t.Fatalf("the server got %q after 3s, want %q: the bytes behind the urgent mark stalled in the proxy",
+			got(), want)
+	}
+}
+
+// clientSockets returns the client-side fds of the engine's sessions.
+func clientSockets(e *Engine) []int {
+	e.sessMu.Lock()
+	defer e.sessMu.Unlock()
+	var fds []int
+	for s := range e.sessions {
+		s.mu.Lock()
+		if s.pc != nil {
+			fds = append(fds, s.pc.fd[0])
+		}
+		s.mu.Unlock()
+	}
+	return fds
+}
+
+// TestQueuedConnectionGetsNoDelay: TCP_NODELAY is now set once on the
+// listening socket when a loop starts accepting on it (inherited), and
+// acceptedFD skips it for every accepted socket. But a socket copies its
+// listening socket's options when the handshake completes, not when
+// accept(2) returns: connections that were already waiting in the
+// backlog (an inherited socket from a hand-over by a daemon that never
+// set the option on it, an adopted reservation, or clients that connected
+// between listen(2) and the loop's registration) are accepted without
+// TCP_NODELAY, and their replies to the client go through Nagle.
+func TestQueuedConnectionGetsNoDelay(t *testing.T) {
+	v := newEnv(t)
+	review7Server(t, "127.0.0.1:22011")
+	bind := BindSpec{Addr: netip.MustParseAddrPort("127.0.0.1:22010")}
+	// A listening socket as a predecessor hands it over: no TCP_NODELAY
+	// on it (Go sets it on accepted sockets only), and a client whose
+	// handshake is done waits in its backlog.
+	ln, err := net.Listen("tcp", bind.Addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", bind.Addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	v.e.Inherit([]InheritedListener{{Bind: bind, Listener: ln.(*net.TCPListener)}})
+	if err := v.e.Apply(spec1(bind, BackendSpec{Servers: []ServerSpec{srv("s", "127.0.0.1:22011", "")}})); err != nil {
+		t.Fatal(err)
+	}
+	var fds []int
+	if !waitFor(5*time.Second, func() bool { fds = clientSockets(v.e); return len(fds) == 1 }) {
+		t.Fatalf("%d sessions, want the queued client's", len(fds))
+	}
+	nd, err := unix.GetsockoptInt(fds[0], unix.IPPROTO_TCP, unix.TCP_NODELAY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nd == 0 {
+		t.Fatal("the connection queued before the loop set TCP_NODELAY on the listening socket was accepted without it")
+	}
+	// A connection made afterwards inherits it (the case the change
+	// optimised).
+	c2, err := net.Dial("tcp", bind.Addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+}
