@@ -110,20 +110,30 @@ func TestUrgentDataDoesNotStallTheRest(t *testing.T) {
 	if !waitFor(5*time.Second, func() bool { return bytes.Equal(got(), []byte("start\n")) }) {
 		t.Fatalf("the server got %q, want %q", got(), "start\n")
 	}
-	// One segment: "hello" with its last byte urgent, then "world\n"
-	// (MSG_MORE holds the first part back until the second is written).
+	// "hello" with its last byte urgent, then "world\n", both in the
+	// proxy's socket before its loop reads: the loops are held on a
+	// command meanwhile.
+	hold := make(chan struct{})
+	var held sync.WaitGroup
+	for _, l := range v.e.loops {
+		held.Add(1)
+		l.post(func() { held.Done(); <-hold })
+	}
+	held.Wait()
 	raw, err := c.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var serr error
 	raw.Write(func(fd uintptr) bool {
-		if serr = unix.Sendto(int(fd), []byte("hello"), unix.MSG_OOB|unix.MSG_MORE, nil); serr != nil {
+		if serr = unix.Sendto(int(fd), []byte("hello"), unix.MSG_OOB, nil); serr != nil {
 			return true
 		}
 		serr = unix.Sendto(int(fd), []byte("world\n"), 0, nil)
 		return true
 	})
+	time.Sleep(50 * time.Millisecond) // loopback: both segments are queued by now
+	close(hold)
 	if serr != nil {
 		t.Fatal(serr)
 	}
