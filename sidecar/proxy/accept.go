@@ -53,9 +53,14 @@ type acceptor struct {
 	woken     *limiter       // whose wake-up the accept in progress uses (slotFreed)
 	// What every accepted socket inherits (acceptedFD): TCP_NODELAY set
 	// on the listening socket, and its address when bound to one (not a
-	// wildcard, not transparent): the connections' destination.
-	nodelay bool
-	local   netip.AddrPort
+	// wildcard, not transparent): the connections' destination. A socket
+	// takes its listener's options when its handshake completes, so the
+	// connections queued before the option was set (a socket handed over
+	// or adopted, a client between listen and the loop) lack it: nodelay
+	// holds only from the first EAGAIN after it was set (canNodelay).
+	nodelay    bool
+	canNodelay bool
+	local      netip.AddrPort
 }
 
 type pauseReason uint8
@@ -102,7 +107,7 @@ func (l *evloop) addAcceptor(a *acceptor) {
 	}
 	l.acceptors[a.fd] = a
 	a.wake = func(from *limiter) { l.post(func() { a.slotFreed(from) }) }
-	a.nodelay, a.local = inherited(a.fd, &l.sa)
+	a.canNodelay, a.local = inherited(a.fd, &l.sa)
 	a.arm()
 }
 
@@ -244,6 +249,9 @@ func (a *acceptor) accept() {
 			fe.limit.release()
 			switch errno {
 			case unix.EAGAIN:
+				// The backlog queued before TCP_NODELAY was set on the
+				// listening socket is accepted: the rest inherit it.
+				a.nodelay = a.canNodelay
 				return
 			case unix.EINTR, unix.ECONNABORTED: // the client gave up while queued
 				continue

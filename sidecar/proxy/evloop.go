@@ -71,7 +71,10 @@ type fdSlot struct {
 }
 
 // evEnd: the events that say a socket's peer finished or failed.
-const evEnd = unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR
+// EPOLLPRI too: a read stops short at TCP's urgent mark with bytes
+// behind it, which raise no new edge (the kernel reports EPOLLPRI while
+// urgent data is pending), so such a short read is not an empty queue.
+const evEnd = unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR | unix.EPOLLPRI
 
 const (
 	// loopBufSize is the read buffer: a read that fills it switches the
@@ -358,7 +361,7 @@ func (l *evloop) event(ev unix.EpollEvent) {
 		}
 		return
 	}
-	in := ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
+	in := ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLPRI) != 0
 	out := ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0
 	if in {
 		l.drained = ev.Events&evEnd == 0
@@ -405,7 +408,7 @@ func (l *evloop) watch(c *pconn, fd int) bool {
 	}
 	l.gen++
 	l.fds[fd] = fdSlot{c: c, gen: l.gen}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLPRI | unix.EPOLLET,
 		Fd: int32(fd), Pad: int32(l.gen)}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		l.fds[fd] = fdSlot{}
