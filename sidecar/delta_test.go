@@ -88,31 +88,7 @@ func fastAgreement(t *testing.T, nsA, nsB, nsT string, conflicts bool) {
 		}
 		return a
 	}
-	fast, writes := 0, 0
-	for step := 0; step < 300; step++ {
-		i := rng.IntN(24)
-		a := attachment(i)
-		var err error
-		plans := d.plans
-		switch r := rng.IntN(20); {
-		case r < 12:
-			_, err = d.PutAttachment(a)
-		case r < 19:
-			err = d.DeleteAttachment(a.AttachmentKey)
-		default: // another write: a full plan, indexes rebuilt
-			err = d.mutate(func(*State) error { return nil })
-		}
-		if err != nil {
-			t.Fatalf("step %d: %v", step, err)
-		}
-		writes++
-		if d.plans == plans {
-			fast++
-		}
-		if msg := fastAgreesWithPlan(d); msg != "" {
-			t.Fatalf("step %d (attachment %d): %s", step, i, msg)
-		}
-	}
+	fast, writes := randomWrites(t, d, rng, 300, attachment)
 	t.Logf("%d of %d writes took the fast path", fast, writes)
 	if want := writes / 10; fast < want || !conflicts && fast < writes/3 {
 		t.Errorf("%d of %d writes took the fast path; want at least a tenth, a third without conflicts", fast, writes)
@@ -178,8 +154,20 @@ func TestFastPathAgreesWithPlanManifests(t *testing.T) {
 		return a
 	}
 	rng := rand.New(rand.NewPCG(17, 5001))
-	fast, writes := 0, 0
-	for step := 0; step < 400; step++ {
+	fast, writes := randomWrites(t, d, rng, 400, attachment)
+	t.Logf("%d of %d writes took the fast path", fast, writes)
+	if fast < writes/5 {
+		t.Errorf("%d of %d writes took the fast path under tenant manifests; want at least a fifth", fast, writes)
+	}
+}
+
+// randomWrites makes steps random writes through d — ADDs and DELs of
+// attachment(0..23), now and then another write that plans fully — and
+// after each checks that a full plan agrees with what d holds. It returns
+// how many writes went without a plan (the fast path, or nothing to do).
+func randomWrites(t *testing.T, d *Daemon, rng *rand.Rand, steps int, attachment func(int) api.Attachment) (fast, writes int) {
+	t.Helper()
+	for step := 0; step < steps; step++ {
 		i := rng.IntN(24)
 		a := attachment(i)
 		var err error
@@ -189,7 +177,7 @@ func TestFastPathAgreesWithPlanManifests(t *testing.T) {
 			_, err = d.PutAttachment(a)
 		case r < 19:
 			err = d.DeleteAttachment(a.AttachmentKey)
-		default:
+		default: // another write: a full plan, indexes rebuilt
 			err = d.mutate(func(*State) error { return nil })
 		}
 		if err != nil {
@@ -203,10 +191,7 @@ func TestFastPathAgreesWithPlanManifests(t *testing.T) {
 			t.Fatalf("step %d (attachment %d): %s", step, i, msg)
 		}
 	}
-	t.Logf("%d of %d writes took the fast path", fast, writes)
-	if fast < writes/5 {
-		t.Errorf("%d of %d writes took the fast path under tenant manifests; want at least a fifth", fast, writes)
-	}
+	return fast, writes
 }
 
 // fastAgreesWithPlan plans d's state fully and says how it differs from
