@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -9,60 +10,32 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nsproxy/nsproxy/internal/testwait"
 )
 
-// Tests of review7 (the merge of engine5 and daemon5 at 266e8b2). They run
-// in the daemon's own namespace on ports 22000-22199 and make no
-// namespace.
+// Tests of what the event loops' system-call savings must not lose: bytes
+// behind TCP's urgent mark, TCP_NODELAY on connections queued before the
+// listening socket got it. They run in the test's own namespace on ports
+// 22000-22199.
 
-// review7Server listens at addr in the test's own namespace and copies
-// what each connection sends to got.
-func review7Server(t *testing.T, addr string) (got func() []byte) {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+// recordingServer listens at addr in the test's own namespace and returns
+// what the connections to it have sent so far.
+func recordingServer(v *env, addr string) (got func() []byte) {
 	var mu sync.Mutex
 	var buf bytes.Buffer
-	var wg sync.WaitGroup
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	v.serveFunc("", addr, func(c net.Conn) {
+		b := make([]byte, 4096)
 		for {
-			c, err := ln.Accept()
+			n, err := c.Read(b)
+			mu.Lock()
+			buf.Write(b[:n])
+			mu.Unlock()
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				b := make([]byte, 4096)
-				for {
-					n, err := c.Read(b)
-					mu.Lock()
-					buf.Write(b[:n])
-					mu.Unlock()
-					if err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
+	})
 	return func() []byte {
 		mu.Lock()
 		defer mu.Unlock()
@@ -70,16 +43,15 @@ func review7Server(t *testing.T, addr string) (got func() []byte) {
 	}
 }
 
-// waitFor polls cond for up to d.
-func waitFor(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
+// serverGot waits up to d for the server to have got want.
+func serverGot(t *testing.T, got func() []byte, want []byte, d time.Duration, why string) {
+	t.Helper()
+	testwait.For(t, d, "the server's bytes", func() error {
+		if b := got(); !bytes.Equal(b, want) {
+			return fmt.Errorf("the server got %q, want %q%s", b, want, why)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return cond()
+		return nil
+	})
 }
 
 // TestUrgentDataDoesNotStallTheRest: a read stops short at TCP's urgent
@@ -91,7 +63,7 @@ func waitFor(d time.Duration, cond func() bool) bool {
 // second read (past the mark) returned them.
 func TestUrgentDataDoesNotStallTheRest(t *testing.T) {
 	v := newEnv(t)
-	got := review7Server(t, "127.0.0.1:22001")
+	got := recordingServer(v, "127.0.0.1:22001")
 	bind := BindSpec{Addr: netip.MustParseAddrPort("127.0.0.1:22000")}
 	if err := v.e.Apply(spec1(bind, BackendSpec{Servers: []ServerSpec{srv("s", "127.0.0.1:22001", "")}})); err != nil {
 		t.Fatal(err)
@@ -107,9 +79,7 @@ func TestUrgentDataDoesNotStallTheRest(t *testing.T) {
 	if _, err := c.Write([]byte("start\n")); err != nil {
 		t.Fatal(err)
 	}
-	if !waitFor(5*time.Second, func() bool { return bytes.Equal(got(), []byte("start\n")) }) {
-		t.Fatalf("the server got %q, want %q", got(), "start\n")
-	}
+	serverGot(t, got, []byte("start\n"), 5*time.Second, "")
 	// "hello" with its last byte urgent, then "world\n", both in the
 	// proxy's socket before its loop reads: the loops are held on a
 	// command meanwhile.
@@ -139,11 +109,7 @@ func TestUrgentDataDoesNotStallTheRest(t *testing.T) {
 	}
 	// The urgent byte ("o", not inline) is not part of the stream: the
 	// server must see "hell" and then "world\n".
-	want := []byte("start\nhellworld\n")
-	if !waitFor(3*time.Second, func() bool { return bytes.Equal(got(), want) }) {
-		t.Fatalf("the server got %q after 3s, want %q: the bytes behind the urgent mark stalled in the proxy",
-			got(), want)
-	}
+	serverGot(t, got, []byte("start\nhellworld\n"), 3*time.Second, ": the bytes behind the urgent mark stalled in the proxy")
 }
 
 // clientSockets returns the client-side fds of the engine's sessions.
@@ -172,7 +138,7 @@ func clientSockets(e *Engine) []int {
 // TCP_NODELAY, and their replies to the client go through Nagle.
 func TestQueuedConnectionGetsNoDelay(t *testing.T) {
 	v := newEnv(t)
-	review7Server(t, "127.0.0.1:22011")
+	recordingServer(v, "127.0.0.1:22011")
 	bind := BindSpec{Addr: netip.MustParseAddrPort("127.0.0.1:22010")}
 	// A listening socket as a predecessor hands it over: no TCP_NODELAY
 	// on it (Go sets it on accepted sockets only), and a client whose
@@ -191,9 +157,12 @@ func TestQueuedConnectionGetsNoDelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	var fds []int
-	if !waitFor(5*time.Second, func() bool { fds = clientSockets(v.e); return len(fds) == 1 }) {
-		t.Fatalf("%d sessions, want the queued client's", len(fds))
-	}
+	testwait.For(t, 5*time.Second, "the queued client's session", func() error {
+		if fds = clientSockets(v.e); len(fds) != 1 {
+			return fmt.Errorf("%d sessions, want the queued client's", len(fds))
+		}
+		return nil
+	})
 	nd, err := unix.GetsockoptInt(fds[0], unix.IPPROTO_TCP, unix.TCP_NODELAY)
 	if err != nil {
 		t.Fatal(err)

@@ -31,19 +31,29 @@ func (v *env) serveHeader(ns, addr, tag string) {
 	})
 }
 
+// serveFunc runs handle for each connection to addr in namespace ns (""
+// is the test's own).
 func (v *env) serveFunc(ns, addr string, handle func(net.Conn)) {
 	v.t.Helper()
-	h, err := netns.OpenPath(filepath.Join(netns.DefaultDir, ns), ns)
-	if err != nil {
-		v.t.Fatal(err)
+	var ln net.Listener
+	var err error
+	closeNS := func() {}
+	if ns == "" {
+		ln, err = net.Listen("tcp", addr)
+	} else {
+		h, herr := netns.OpenPath(filepath.Join(netns.DefaultDir, ns), ns)
+		if herr != nil {
+			v.t.Fatal(herr)
+		}
+		closeNS = func() { h.Close() }
+		ln, err = h.Listen(netip.MustParseAddrPort(addr))
 	}
-	ln, err := h.Listen(netip.MustParseAddrPort(addr))
 	if err != nil {
-		h.Close()
+		closeNS()
 		v.t.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	v.t.Cleanup(func() { ln.Close(); h.Close(); wg.Wait() })
+	v.t.Cleanup(func() { ln.Close(); closeNS(); wg.Wait() })
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
