@@ -411,7 +411,7 @@ func (d *Daemon) plan(file *config.Config, st State) (_ *plan, err error) {
 					if err := d.takesLive(ix, x, c.tenant, ub, uf, pass == 0); err != nil {
 						errs = append(errs, err)
 					}
-					o.problem = exposureLabel(x) + " is already in use by another frontend or container; not exposed"
+					o.problem = portTaken(x)
 					continue
 				}
 				if names[x.frontend.Name] {
@@ -420,7 +420,7 @@ func (d *Daemon) plan(file *config.Config, st State) (_ *plan, err error) {
 							errs = append(errs, err)
 						}
 					}
-					o.problem = fmt.Sprintf("%s: name %q is taken; not exposed", exposureLabel(x), x.frontend.Name)
+					o.problem = nameTaken(x)
 					continue
 				}
 				if o.problem = limitProblem(x, c.tenant, lim, *use.of(c.tenant)); o.problem != "" {

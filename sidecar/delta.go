@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"fmt"
 	"maps"
 	"runtime/debug"
 	"slices"
@@ -194,9 +193,9 @@ func (d *Daemon) fastPut(a api.Attachment, ed *engineDelta) ([]movedName, bool) 
 		}
 		switch {
 		case taken:
-			problem[i] = exposureLabel(e) + " is already in use by another frontend or container; not exposed"
+			problem[i] = portTaken(e)
 		case x.objNames[e.frontend.Name] || mineNames[e.frontend.Name]:
-			problem[i] = fmt.Sprintf("%s: name %q is taken; not exposed", exposureLabel(e), e.frontend.Name)
+			problem[i] = nameTaken(e)
 		default:
 			problem[i] = limitProblem(e, c.tenant, lim, u)
 		}
@@ -205,12 +204,7 @@ func (d *Daemon) fastPut(a api.Attachment, ed *engineDelta) ([]movedName, bool) 
 		}
 		mine.Add(e.bind, e.frontend)
 		mineNames[e.frontend.Name] = true
-		if e.service != nil {
-			u.listeners++
-		} else {
-			u.exposed++
-			u.listeners++
-		}
+		u.take(e, 1)
 	}
 	// Nothing refuses a from here on.
 	if c.id.Ino != 0 {

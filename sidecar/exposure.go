@@ -267,3 +267,13 @@ func exposureLabel(x exposure) string {
 	}
 	return fmt.Sprintf("host port %s", x.bind.Addr)
 }
+
+// portTaken is the problem of exposure x, left out: its port is taken.
+func portTaken(x exposure) string {
+	return exposureLabel(x) + " is already in use by another frontend or container; not exposed"
+}
+
+// nameTaken is the problem of exposure x, left out: its name is taken.
+func nameTaken(x exposure) string {
+	return fmt.Sprintf("%s: name %q is taken; not exposed", exposureLabel(x), x.frontend.Name)
+}

@@ -474,12 +474,17 @@ func limitProblem(x exposure, tenant string, lim manifest.Limits, u tenantCount)
 	return ""
 }
 
-// uses adds to u what exposure x holds (sign -1: gives it back).
+// uses adds to u what exposure x of tenant holds (sign -1: gives it back).
 func (u tenantUse) uses(tenant string, x exposure, sign int) {
-	if x.service != nil {
-		u.add(tenant, 0, sign)
-	} else {
-		u.add(tenant, sign, sign)
+	u.of(tenant).take(x, sign)
+}
+
+// take counts what exposure x holds: a listener, and an exposed port
+// unless it is a service listener.
+func (c *tenantCount) take(x exposure, sign int) {
+	c.listeners += sign
+	if x.service == nil {
+		c.exposed += sign
 	}
 }
 
