@@ -98,7 +98,7 @@ func (e *Engine) connect(c *pconn) {
 // namespace is replaced and ends, taking the thread with it.
 func (e *Engine) startConnectors(n int) {
 	e.connectQ = make(chan *pconn, connectQueue)
-	e.pools.refill = make(chan *sockRefill, sockPoolTotal/sockPoolBatch)
+	e.pools.refill = make(chan *sockRefill, sockPoolTotal/sockPoolBatchMin)
 	for range n {
 		go e.connector()
 	}
