@@ -89,8 +89,12 @@ type Result struct {
 
 // Usage is a daemon's resident memory and open fds.
 type Usage struct {
-	RSS int64 // bytes
-	FDs int
+	RSS int64 // bytes (VmRSS)
+	// Anon and File split RSS: the process's own memory, and the pages of
+	// mapped files (the binary's code and data) it has touched, which are
+	// page cache shared with every other user of the file.
+	Anon, File int64
+	FDs        int
 }
 
 // Runner owns one run's resources.
@@ -235,9 +239,18 @@ func usageOf(pid int) (Usage, error) {
 		return u, err
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+		key, rest, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+		switch key {
+		case "VmRSS":
 			u.RSS = kb << 10
+		case "RssAnon":
+			u.Anon = kb << 10
+		case "RssFile":
+			u.File = kb << 10
 		}
 	}
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
