@@ -95,6 +95,7 @@ type Usage struct {
 	// page cache shared with every other user of the file.
 	Anon, File int64
 	FDs        int
+	Threads    int // OS threads: Go never ends an idle one
 }
 
 // Runner owns one run's resources.
@@ -251,6 +252,8 @@ func usageOf(pid int) (Usage, error) {
 			u.Anon = kb << 10
 		case "RssFile":
 			u.File = kb << 10
+		case "Threads":
+			u.Threads, _ = strconv.Atoi(strings.TrimSpace(rest))
 		}
 	}
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))

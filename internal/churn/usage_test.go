@@ -18,6 +18,9 @@ func TestUsageSplitsRSS(t *testing.T) {
 	if u.Anon+u.File > u.RSS {
 		t.Errorf("Anon %d + File %d > RSS %d", u.Anon, u.File, u.RSS)
 	}
+	if u.Threads < 1 {
+		t.Errorf("threads %d, want at least 1", u.Threads)
+	}
 	if u.FDs < 3 {
 		t.Errorf("fds %d, want at least stdin, stdout, stderr", u.FDs)
 	}

@@ -154,8 +154,9 @@ func Table(w io.Writer, r *churn.Result, load string) {
 	}
 	fmt.Fprintf(w, "| daemon at start / %d live / after every DEL | %.1f / %.1f / %.1f MiB, %d / %d / %d fds | | after DEL = start ± 10 %% |\n",
 		r.N, mib(r.Start.RSS), mib(r.Live.RSS), mib(r.AfterDel.RSS), r.Start.FDs, r.Live.FDs, r.AfterDel.FDs)
-	fmt.Fprintf(w, "| of which anonymous / file pages | %.1f + %.1f / %.1f + %.1f / %.1f + %.1f MiB | | |\n",
-		mib(r.Start.Anon), mib(r.Start.File), mib(r.Live.Anon), mib(r.Live.File), mib(r.AfterDel.Anon), mib(r.AfterDel.File))
+	fmt.Fprintf(w, "| of which anonymous + file pages; OS threads | %.1f + %.1f / %.1f + %.1f / %.1f + %.1f MiB; %d / %d / %d | | |\n",
+		mib(r.Start.Anon), mib(r.Start.File), mib(r.Live.Anon), mib(r.Live.File), mib(r.AfterDel.Anon), mib(r.AfterDel.File),
+		r.Start.Threads, r.Live.Threads, r.AfterDel.Threads)
 	fmt.Fprintf(w, "| failed ADDs, DELs, exposures, releases | %d | | 0 |\n", r.Failures)
 	fmt.Fprintf(w, "| left in the daemon after every DEL | %d | | 0 |\n", len(r.Leftover))
 	for _, e := range r.Errors {
