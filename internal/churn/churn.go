@@ -69,6 +69,10 @@ type Result struct {
 	N, Parallel int
 	// ADD of the chain alone and with nsproxy-cni, interleaved.
 	AddBare, AddNsproxy []time.Duration
+	// The same ADDs' CPU time (user + system of cnitool and every plugin
+	// it ran, from wait4): unlike the wall time it does not grow with the
+	// time spent waiting for a CPU on a busy machine.
+	AddBareCPU, AddNsproxyCPU []time.Duration
 	// ADD and DEL as the runtime saw them during the churn.
 	Add, Del []time.Duration
 	// Expose: ADD returned → the host port answers with the container's
@@ -431,6 +435,13 @@ func dial(addr string) (net.Conn, error) {
 
 // cnitool runs `cnitool verb net /var/run/netns/ns`.
 func (r *Runner) cnitool(verb, network, ns string, hostPort int) error {
+	_, err := r.cnitoolCPU(verb, network, ns, hostPort)
+	return err
+}
+
+// cnitoolCPU runs cnitool as cnitool does and returns the CPU time of
+// cnitool and the plugins it ran (they are its waited-for children).
+func (r *Runner) cnitoolCPU(verb, network, ns string, hostPort int) (time.Duration, error) {
 	cmd := exec.Command(r.cfg.CNITool, verb, network, "/var/run/netns/"+ns)
 	caps := ""
 	if hostPort > 0 {
@@ -440,9 +451,9 @@ func (r *Runner) cnitool(verb, network, ns string, hostPort int) error {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("cnitool %s %s %s: %v: %s", verb, network, ns, err, strings.TrimSpace(out.String()))
+		return 0, fmt.Errorf("cnitool %s %s %s: %v: %s", verb, network, ns, err, strings.TrimSpace(out.String()))
 	}
-	return nil
+	return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
 }
 
 // ContainerID is cnitool's container ID for ns.
@@ -766,23 +777,25 @@ func (r *Runner) compareAdds(ctx context.Context, res *Result) error {
 		return err
 	}
 	defer holds.releaseAll()
-	timed := func(network, ns string, port int) (time.Duration, error) {
+	timed := func(network, ns string, port int) (wall, cpu time.Duration, err error) {
 		t0 := time.Now()
-		err := r.cnitool("add", network, ns, port)
-		return time.Since(t0), err
+		cpu, err = r.cnitoolCPU("add", network, ns, port)
+		return time.Since(t0), cpu, err
 	}
 	for i := 0; i < n && ctx.Err() == nil; i++ {
 		bare, with := names[2*i], names[2*i+1]
 		steps := []func() error{
 			func() error {
-				d, err := timed(r.netName(-1), bare, 0)
+				d, cpu, err := timed(r.netName(-1), bare, 0)
 				res.AddBare = append(res.AddBare, d)
+				res.AddBareCPU = append(res.AddBareCPU, cpu)
 				return err
 			},
 			func() error {
 				holds.release(ports[i])
-				d, err := timed(r.netName(-2), with, ports[i])
+				d, cpu, err := timed(r.netName(-2), with, ports[i])
 				res.AddNsproxy = append(res.AddNsproxy, d)
+				res.AddNsproxyCPU = append(res.AddNsproxyCPU, cpu)
 				return err
 			},
 		}

@@ -136,6 +136,10 @@ func Table(w io.Writer, r *churn.Result, load string) {
 	if len(r.AddBare) > 0 {
 		fmt.Fprintf(w, "| nsproxy-cni's share of an ADD (median difference) | %s | | < 2 ms |\n",
 			ms(pct(r.AddNsproxy, 50)-pct(r.AddBare, 50)))
+		fmt.Fprintf(w, "| CPU of an ADD (cnitool and its plugins), without / with nsproxy-cni: medians | %s / %s | | |\n",
+			ms(pct(r.AddBareCPU, 50)), ms(pct(r.AddNsproxyCPU, 50)))
+		fmt.Fprintf(w, "| nsproxy-cni's share of an ADD's CPU (median difference) | %s | | |\n",
+			ms(pct(r.AddNsproxyCPU, 50)-pct(r.AddBareCPU, 50)))
 	}
 	row(fmt.Sprintf("ADD, %d parallel", r.Parallel), r.Add, "")
 	row("expose: ADD returned → host port answers", r.Expose, "p99 < 5 ms")
