@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -100,6 +101,43 @@ type Usage struct {
 	Anon, File int64
 	FDs        int
 	Threads    int // OS threads: Go never ends an idle one
+	// Go is the daemon's Go memory (its /metrics), where it answered.
+	Go GoMemory
+}
+
+// GoMemory is where the Go runtime's memory is, from the daemon's
+// go_memstats_* metrics, in bytes.
+type GoMemory struct {
+	HeapLive  float64 // objects, live or not yet swept (heap_alloc)
+	HeapSpare float64 // heap spans held and unused (heap_idle - heap_released, heap_inuse - heap_alloc)
+	Stacks    float64 // goroutine stacks (stack_inuse)
+	GCGoal    float64 // the heap size at which the next GC starts
+	// The runtime's own *_sys metrics are address space mapped, not
+	// resident: the rest of RssAnon (runtime metadata, profiling buckets,
+	// thread stacks) is what they leave out.
+}
+
+// goMemory reads GoMemory from a Prometheus text page.
+func goMemory(page string) (GoMemory, bool) {
+	v := map[string]float64{}
+	for _, l := range strings.Split(page, "\n") {
+		name, val, ok := strings.Cut(l, " ")
+		if !ok || !strings.HasPrefix(name, "go_memstats_") {
+			continue
+		}
+		if f, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+			v[strings.TrimPrefix(name, "go_memstats_")] = f
+		}
+	}
+	if _, ok := v["heap_inuse_bytes"]; !ok {
+		return GoMemory{}, false
+	}
+	return GoMemory{
+		HeapLive:  v["heap_alloc_bytes"],
+		HeapSpare: v["heap_idle_bytes"] - v["heap_released_bytes"] + v["heap_inuse_bytes"] - v["heap_alloc_bytes"],
+		Stacks:    v["stack_inuse_bytes"],
+		GCGoal:    v["next_gc_bytes"],
+	}, true
 }
 
 // Runner owns one run's resources.
@@ -109,6 +147,8 @@ type Runner struct {
 	records string
 	confDir string
 	cniPath string
+	// metricsAddr: the daemon's --metrics-addr.
+	metricsAddr string
 
 	mu        sync.Mutex
 	daemon    *exec.Cmd
@@ -139,6 +179,14 @@ func New(cfg Config) (*Runner, error) {
 	}
 	r := &Runner{cfg: cfg, sock: filepath.Join(cfg.WorkDir, "ctl.sock"), records: filepath.Join(cfg.WorkDir, "attachments"),
 		confDir: filepath.Join(cfg.WorkDir, "net.d"), cniPath: cfg.PluginDir + ":" + filepath.Dir(cfg.Plugin)}
+	// A loopback port the kernel picked for the daemon's metrics (the
+	// restarted daemon takes it again).
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	r.metricsAddr = l.Addr().String()
+	l.Close()
 	if err := os.MkdirAll(r.confDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -191,7 +239,7 @@ func (r *Runner) StartDaemon() error {
 		return err
 	}
 	cmd := exec.Command(r.cfg.Nsproxy, "run", "--socket", r.sock, "--state-file", filepath.Join(r.cfg.WorkDir, "state.json"),
-		"--attachment-dir", r.records, "--log-level", "warn", "--drain-timeout", "1s")
+		"--attachment-dir", r.records, "--log-level", "warn", "--drain-timeout", "1s", "--metrics-addr", r.metricsAddr)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -234,7 +282,18 @@ func (r *Runner) DaemonUsage() (Usage, error) {
 	if cmd == nil {
 		return Usage{}, errors.New("no daemon")
 	}
-	return usageOf(cmd.Process.Pid)
+	u, err := usageOf(cmd.Process.Pid)
+	if err != nil {
+		return u, err
+	}
+	// Best effort: the figures above are the measurement, this says why.
+	c := http.Client{Timeout: 5 * time.Second}
+	if resp, err := c.Get("http://" + r.metricsAddr + "/metrics"); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		u.Go, _ = goMemory(string(b))
+	}
+	return u, nil
 }
 
 func usageOf(pid int) (Usage, error) {
