@@ -17,10 +17,13 @@ import (
 // the namespace per batch, netns.Handle.Sockets); the loop takes one per
 // attempt and asks for the next batch while the pool still holds as many
 // sockets as that batch will make, so that a burst of accepts finds
-// sockets while the connector makes more. A pool's batch grows with use,
-// from sockPoolBatchMin to sockPoolBatch (doubling per refill): a busy
-// namespace costs one trip and one connector wake-up per 32 connections,
-// one used now and then holds a few sockets only. A pool that is empty
+// sockets while the connector makes more. A pool's batch grows when the
+// pool ran dry after it had been filled, from sockPoolBatchMin to
+// sockPoolBatch (doubling each time): a busy namespace costs one trip and
+// one connector wake-up per 32 connections, one used now and then holds a
+// first batch or two only. No namespace holds more than a quarter of the
+// total (sockPoolShare), so idle pools cannot starve a busy one of
+// refills. A pool that is empty
 // costs nothing but the old way: the attempt goes to a connector
 // (errOffLoop). Pooled sockets count against the open-file budget
 // (sockPoolTotalFor the limit, in fitMaxConn's reserve) and keep their
@@ -57,6 +60,12 @@ type sockPools struct {
 	closed atomic.Bool
 }
 
+// share is the most sockets one namespace's pool may hold (and have asked
+// for): a quarter of the total, but at least a first batch.
+func (ps *sockPools) share() int {
+	return int(max(ps.limit()/4, sockPoolBatchMin))
+}
+
 // limit is the most sockets the pools may hold together.
 func (ps *sockPools) limit() int64 {
 	if t := ps.total.Load(); t > 0 {
@@ -71,6 +80,7 @@ type sockPool struct {
 	fds    [2][]int // AF_INET, AF_INET6
 	asked  [2]bool  // a refill is queued or running
 	batch  [2]int   // the next refill's size, and the level it is asked at
+	filled [2]bool  // a refill came: running dry now means the batch is too small
 	closed bool
 }
 
@@ -112,13 +122,17 @@ func (ps *sockPools) take(h *netns.Handle, fam int) int {
 		fd = p.fds[i][n-1]
 		p.fds[i] = p.fds[i][:n-1]
 		ps.pooled.Add(-1)
+	} else if p.filled[i] {
+		// Dry although it was filled: the connections come faster than
+		// a batch lasts. Only then does the batch grow.
+		p.batch[i] = min(2*p.batch[i], sockPoolBatch)
 	}
-	if want := p.batch[i]; len(p.fds[i]) < want && !p.asked[i] && !p.closed {
+	held := len(p.fds[i])
+	if want := min(p.batch[i], ps.share()-held); held < p.batch[i] && want > 0 && !p.asked[i] && !p.closed {
 		if n := ps.reserve(want); n > 0 {
 			select {
 			case ps.refill <- &sockRefill{p, fam, n}:
 				p.asked[i] = true
-				p.batch[i] = min(2*want, sockPoolBatch)
 			default: // the connectors are busy: the next take asks again
 				ps.pooled.Add(-int64(n))
 			}
@@ -160,6 +174,7 @@ func (ps *sockPools) fill(r *sockRefill) (stuck bool) {
 		return errors.Is(err, netns.ErrThreadStuck)
 	}
 	p.fds[i] = append(p.fds[i], fds...)
+	p.filled[i] = p.filled[i] || len(fds) > 0
 	ps.pooled.Add(int64(len(fds) - r.n)) // what was reserved and not made
 	p.mu.Unlock()
 	return errors.Is(err, netns.ErrThreadStuck)
@@ -187,4 +202,20 @@ func (ps *sockPools) close() {
 		ps.drop(v.(*sockPool))
 		return true
 	})
+}
+
+// drainRefills gives back the reserve of the refills still queued, once no
+// connector is left to take them (Shutdown).
+func (ps *sockPools) drainRefills() {
+	for {
+		select {
+		case r := <-ps.refill:
+			r.p.mu.Lock()
+			r.p.asked[famIndex(r.fam)] = false
+			r.p.mu.Unlock()
+			ps.pooled.Add(-int64(r.n))
+		default:
+			return
+		}
+	}
 }

@@ -8,31 +8,37 @@ import (
 )
 
 // TestSockPoolRefillsBeforeItRunsDry (issue 14): a pool asks for its next
-// batch while it still holds as many sockets as that batch will make, and
-// a busy pool's batch grows to sockPoolBatch, so that a burst of accepts
-// finds sockets while a connector makes more and a busy namespace costs one
-// trip into it per sockPoolBatch connections. With batches of 8 asked at 4
-// left, a burst of 16 connections emptied the pool and half of it went to
-// the connectors. Every socket made is closed with the pool, and the
-// engine-wide count returns to zero.
+// batch while it still holds as many sockets as that batch will make, so
+// that a burst of accepts finds sockets while a connector makes more (with
+// batches of 8 asked at 4 left, a burst of 16 connections emptied the pool
+// and half of it went to the connectors). The batch grows only when the
+// pool ran dry after it had been filled, up to sockPoolBatch: a namespace
+// used now and then keeps a first batch or two (the review found one used
+// three times holding 54). Every socket made is closed with the pool, and
+// the engine-wide count returns to zero.
 func TestSockPoolRefillsBeforeItRunsDry(t *testing.T) {
 	b := testns.New(t, "B")
 	v := newEnv(t, b)
 	h := v.handle(b)
 	fd0 := openFDs()
 	ps := &sockPools{refill: make(chan *sockRefill, sockPoolTotal/sockPoolBatchMin)}
-	asked := func(want int) {
+	next := func(want int) *sockRefill {
 		t.Helper()
 		select {
 		case r := <-ps.refill:
 			if r.n != want {
 				t.Fatalf("refill of %d sockets asked, want %d", r.n, want)
 			}
-			if ps.fill(r) {
-				t.Fatal("the test's thread is stuck in B")
-			}
+			return r
 		default:
 			t.Fatalf("no refill asked, want one of %d", want)
+			return nil
+		}
+	}
+	fill := func(r *sockRefill) {
+		t.Helper()
+		if ps.fill(r) {
+			t.Fatal("the test's thread is stuck in B")
 		}
 	}
 	noneAsked := func() {
@@ -43,31 +49,46 @@ func TestSockPoolRefillsBeforeItRunsDry(t *testing.T) {
 		default:
 		}
 	}
-	take := func() {
+	take := func() bool {
 		t.Helper()
 		fd := ps.take(h, unix.AF_INET)
-		if fd < 0 {
-			t.Fatalf("the pool ran dry with %d sockets pooled", ps.pooled.Load())
+		if fd >= 0 {
+			unix.Close(fd)
 		}
-		unix.Close(fd)
+		return fd >= 0
 	}
-	if fd := ps.take(h, unix.AF_INET); fd >= 0 {
+	if take() {
 		t.Fatal("a new pool had a socket")
 	}
-	asked(sockPoolBatchMin) // the first: a namespace used once holds a few
-	take()                  // 7 left: the next batch (16) is asked now
-	asked(2 * sockPoolBatchMin)
-	take() // 22 left: the next batch (32) is asked now
-	asked(sockPoolBatch)
-	for range 22 { // 54 → 32: no refill, a batch of 32 still covers it
+	fill(next(sockPoolBatchMin)) // the first batch
+	if !take() {                 // 7 left: the next batch is asked now, before the pool runs dry
+		t.Fatal("the pool ran dry after its first batch came")
+	}
+	fill(next(sockPoolBatchMin)) // used now and then: the batch stays the first one
+	for range 7 {                // 15 → 8: no refill
 		take()
 		noneAsked()
 	}
-	take() // 31 left: the next batch is asked before the pool runs dry
-	asked(sockPoolBatch)
-	if got := ps.pooled.Load(); got != 31+sockPoolBatch {
-		t.Fatalf("%d sockets counted as pooled, want %d", got, 31+sockPoolBatch)
+	if got := ps.pooled.Load(); got != sockPoolBatchMin {
+		t.Fatalf("%d pooled after 9 connections, want %d", got, sockPoolBatchMin)
 	}
+	// Busy: the pool runs dry while its refill is on the way, and only
+	// then does the batch grow, to sockPoolBatch at most.
+	want := sockPoolBatchMin
+	for want < sockPoolBatch {
+		take() // at 7 left: a refill of the current batch is asked
+		pending := next(want)
+		for take() { // runs dry before the refill comes
+		}
+		want *= 2
+		fill(pending)
+		for ps.pooled.Load() >= int64(want) {
+			take()
+			noneAsked()
+		}
+	}
+	take()
+	fill(next(sockPoolBatch))
 	ps.close()
 	if got := ps.pooled.Load(); got != 0 {
 		t.Fatalf("%d sockets counted as pooled after close, want 0", got)
