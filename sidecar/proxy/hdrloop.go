@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nsproxy/nsproxy/sidecar/netns"
 	"github.com/nsproxy/nsproxy/sidecar/proxyproto"
@@ -99,9 +100,26 @@ func (e *Engine) connect(c *pconn) {
 func (e *Engine) startConnectors(n int) {
 	e.connectQ = make(chan *pconn, connectQueue)
 	e.pools.refill = make(chan *sockRefill, sockPoolTotal/sockPoolBatchMin)
-	e.connectorWG.Add(n)
+	e.connectorWG.Add(n + 1)
 	for range n {
 		go e.connector()
+	}
+	go e.poolTrimmer()
+}
+
+// poolTrimmer trims the socket pools nobody used for sockPoolIdle
+// (sockPools.trimIdle) until the engine stops.
+func (e *Engine) poolTrimmer() {
+	defer e.connectorWG.Done()
+	t := time.NewTicker(sockPoolIdle)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			e.pools.trimIdle()
+		case <-e.ctx.Done():
+			return
+		}
 	}
 }
 

@@ -3,8 +3,10 @@ package proxy
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nsproxy/nsproxy/sidecar/netns"
 	"golang.org/x/sys/unix"
@@ -23,7 +25,10 @@ import (
 // one connector wake-up per 32 connections, one used now and then holds a
 // first batch or two only. No namespace holds more than a quarter of the
 // total (sockPoolShare), so idle pools cannot starve a busy one of
-// refills. A pool that is empty
+// refills. A pool that went unused for sockPoolIdle gives back all but a
+// first batch and starts over with small batches (trimIdle), so that a
+// burst's sockets do not stay open in a namespace that went quiet. A pool
+// that is empty
 // costs nothing but the old way: the attempt goes to a connector
 // (errOffLoop). Pooled sockets count against the open-file budget
 // (sockPoolTotalFor the limit, in fitMaxConn's reserve) and keep their
@@ -36,9 +41,10 @@ import (
 // refills, plus the scheduler's wake-ups). See ARCHITECTURE.md for the A/B.
 
 const (
-	sockPoolBatchMin = 8   // a pool's first batch
-	sockPoolBatch    = 32  // a busy pool's batch
-	sockPoolTotal    = 256 // pooled sockets of the whole engine, at most
+	sockPoolIdle     = 500 * time.Millisecond // unused this long: a pool is trimmed
+	sockPoolBatchMin = 8                      // a pool's first batch
+	sockPoolBatch    = 32                     // a busy pool's batch
+	sockPoolTotal    = 256                    // pooled sockets of the whole engine, at most
 )
 
 // sockPoolTotalFor is the engine's total for an open-file limit (0:
@@ -81,6 +87,7 @@ type sockPool struct {
 	asked  [2]bool  // a refill is queued or running
 	batch  [2]int   // the next refill's size, and the level it is asked at
 	filled [2]bool  // a refill came: running dry now means the batch is too small
+	used   bool     // taken from since the last trimIdle
 	closed bool
 }
 
@@ -117,6 +124,7 @@ func (ps *sockPools) take(h *netns.Handle, fam int) int {
 	i := famIndex(fam)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.used = true
 	fd := -1
 	if n := len(p.fds[i]); n > 0 {
 		fd = p.fds[i][n-1]
@@ -202,6 +210,38 @@ func (ps *sockPools) close() {
 		ps.drop(v.(*sockPool))
 		return true
 	})
+}
+
+// trimIdle gives back the sockets of the pools nobody took from since its
+// last run, down to a first batch, and resets their batches: a connector
+// runs it every sockPoolIdle. It returns how many sockets it closed.
+func (ps *sockPools) trimIdle() int {
+	closed := 0
+	ps.m.Range(func(_, v any) bool {
+		p := v.(*sockPool)
+		p.mu.Lock()
+		if p.used || p.closed {
+			p.used = false
+			p.mu.Unlock()
+			return true
+		}
+		var extra []int
+		for i := range p.fds {
+			if n := len(p.fds[i]); n > sockPoolBatchMin {
+				extra = append(extra, p.fds[i][sockPoolBatchMin:]...)
+				p.fds[i] = slices.Clip(p.fds[i][:sockPoolBatchMin])
+			}
+			p.batch[i], p.filled[i] = sockPoolBatchMin, false
+		}
+		ps.pooled.Add(-int64(len(extra)))
+		p.mu.Unlock()
+		for _, fd := range extra {
+			unix.Close(fd)
+		}
+		closed += len(extra)
+		return true
+	})
+	return closed
 }
 
 // drainRefills gives back the reserve of the refills still queued, once no

@@ -147,3 +147,75 @@ func TestSockPoolReserveNearTheTotal(t *testing.T) {
 		})
 	}
 }
+
+// TestSockPoolTrimsIdlePools: a pool nobody took from between two trims
+// gives back all but a first batch, closes them, and starts over with
+// small batches; a pool in use is left alone. Before, a burst's sockets
+// stayed open until the namespace's handle ended (and counted in every
+// idle connection's fds in the benchmark).
+func TestSockPoolTrimsIdlePools(t *testing.T) {
+	b := testns.New(t, "B")
+	v := newEnv(t, b)
+	h := v.handle(b)
+	fd0 := openFDs()
+	ps := &sockPools{refill: make(chan *sockRefill, sockPoolTotal/sockPoolBatchMin)}
+	t.Cleanup(ps.close)
+	// Busy: run the pool dry with its refills held back, so that it grows.
+	var held []*sockRefill
+	for range 200 {
+		if fd := ps.take(h, unix.AF_INET); fd >= 0 {
+			unix.Close(fd)
+			continue
+		}
+		for {
+			select {
+			case r := <-ps.refill:
+				held = append(held, r)
+				continue
+			default:
+			}
+			break
+		}
+		for _, r := range held {
+			ps.fill(r)
+		}
+		held = held[:0]
+	}
+	for { // the refill the last take asked for
+		select {
+		case r := <-ps.refill:
+			ps.fill(r)
+			continue
+		default:
+		}
+		break
+	}
+	grown := ps.pooled.Load()
+	if grown <= sockPoolBatchMin {
+		t.Fatalf("the busy pool holds %d, want more than a first batch to trim", grown)
+	}
+	if n := ps.trimIdle(); n != 0 {
+		t.Fatalf("a pool used since the last trim lost %d sockets", n)
+	}
+	if n := ps.trimIdle(); int64(n) != grown-sockPoolBatchMin {
+		t.Fatalf("an idle pool of %d gave back %d, want all but %d", grown, n, sockPoolBatchMin)
+	}
+	if got := ps.pooled.Load(); got != sockPoolBatchMin {
+		t.Fatalf("%d counted as pooled after the trim, want %d", got, sockPoolBatchMin)
+	}
+	if fd1 := openFDs(); fd1 > fd0+sockPoolBatchMin {
+		t.Fatalf("%d fds open after the trim, %d before: the trimmed sockets were not closed", fd1, fd0)
+	}
+	// It starts over with small batches: a first batch is asked at 7 left.
+	fd := ps.take(h, unix.AF_INET)
+	unix.Close(fd)
+	select {
+	case r := <-ps.refill:
+		if r.n != sockPoolBatchMin {
+			t.Fatalf("refill of %d after the trim, want %d", r.n, sockPoolBatchMin)
+		}
+		ps.fill(r)
+	default:
+		t.Fatal("no refill asked at 7 left after the trim")
+	}
+}
