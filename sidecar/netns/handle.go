@@ -154,10 +154,13 @@ func (h *Handle) Stale() bool {
 // held (an attachment's container holds its own).
 func StatIdentity(path string) (Identity, error) { return statIdentity(path) }
 
+// statfs is unix.Statfs; tests count the calls through it.
+var statfs = unix.Statfs
+
 // statIdentity returns the identity of the namespace mounted at path.
 func statIdentity(path string) (Identity, error) {
 	var sfs unix.Statfs_t
-	if err := unix.Statfs(path, &sfs); err != nil {
+	if err := statfs(path, &sfs); err != nil {
 		return Identity{}, err
 	}
 	if sfs.Type != unix.NSFS_MAGIC {
