@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/internal/atomicfile"
@@ -225,5 +227,46 @@ func TestRecordsOfAnEarlierBoot(t *testing.T) {
 	}
 	if err := hooks.RemoveRecordFile(filepath.Join(dir, "state.txt")); err == nil {
 		t.Error("RemoveRecordFile removed a file that is no record")
+	}
+}
+
+// TestListRecordsSkipsFIFO: a FIFO named like a record is reported as not
+// a regular file, and the records beside it are read. Opening it without
+// O_NONBLOCK waited for a writer, and with it the daemon's start.
+func TestListRecordsSkipsFIFO(t *testing.T) {
+	dir := t.TempDir()
+	a := hooks.Attachment{AttachmentKey: hooks.AttachmentKey{ContainerID: "c1", IfName: "eth0"}, Netns: "/proc/1/ns/net"}
+	if err := hooks.WriteRecord(dir, a); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo+eth0.json")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	type result struct {
+		list []hooks.Attachment
+		errs []error
+	}
+	done := make(chan result, 1)
+	go func() {
+		l, errs := hooks.ListRecords(dir)
+		done <- result{l, errs}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second): // a hang, not a duration being measured
+		// Unblock the reader (a writer opens the FIFO) so the test ends.
+		if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+			f.Close()
+		}
+		<-done
+		t.Fatal("ListRecords waited for a writer of a FIFO in the directory")
+	}
+	if len(r.list) != 1 || r.list[0].ContainerID != "c1" {
+		t.Errorf("records %+v, want c1's", r.list)
+	}
+	if len(r.errs) != 1 || !errors.Is(r.errs[0], hooks.ErrBadRecord) || !strings.Contains(r.errs[0].Error(), "not a regular file") {
+		t.Errorf("errors %v, want one: the FIFO is not a regular file", r.errs)
 	}
 }
