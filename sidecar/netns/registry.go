@@ -571,12 +571,12 @@ func (r *Registry) resyncOne(name string) {
 	switch {
 	case old != nil && nh != nil:
 		r.log.Warn("namespace recreated: closing everything in the old one", "netns", name,
-			"old", old.Identity().String(), "new", nh.Identity().String())
+			"old", old.fileIdentity().String(), "new", nh.fileIdentity().String())
 	case old != nil:
 		r.log.Warn("namespace deleted: closing its listeners and connections", "netns", name,
-			"identity", old.Identity().String())
+			"identity", old.fileIdentity().String())
 	default:
-		r.log.Info("namespace available", "netns", name, "identity", nh.Identity().String())
+		r.log.Info("namespace available", "netns", name, "identity", nh.fileIdentity().String())
 	}
 	if old != nil {
 		old.Close()
