@@ -366,8 +366,8 @@ func (r *Registry) Unregister(name string) bool {
 // Status lists every name with its state, sorted by name.
 func (r *Registry) Status() []EntryStatus {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	out := make([]EntryStatus, 0, len(r.slots))
+	hs := make([]*Handle, 0, len(r.slots))
 	for n, s := range r.slots {
 		st := EntryStatus{Entry: Entry{Name: n, Path: s.path(r.dir, n), Source: "config"}, Config: s.config,
 			Allowed: r.allowed[n] || (s.entry != nil && s.entry.Allowed)}
@@ -376,10 +376,17 @@ func (r *Registry) Status() []EntryStatus {
 			st.Path = s.path(r.dir, n)
 			st.Metadata = maps.Clone(s.entry.Metadata)
 		}
-		if s.h != nil {
-			st.Available, st.Identity = true, s.h.Identity()
-		}
+		st.Available = s.h != nil
 		out = append(out, st)
+		hs = append(hs, s.h)
+	}
+	r.mu.Unlock()
+	// Outside the lock: a handle's first Identity enters its namespace
+	// for the cookie.
+	for i, h := range hs {
+		if h != nil {
+			out[i].Identity = h.Identity()
+		}
 	}
 	slices.SortFunc(out, func(a, b EntryStatus) int { return strings.Compare(a.Name, b.Name) })
 	return out
