@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -69,6 +70,10 @@ type Result struct {
 	N, Parallel int
 	// ADD of the chain alone and with nsproxy-cni, interleaved.
 	AddBare, AddNsproxy []time.Duration
+	// The same ADDs' CPU time (user + system of cnitool and every plugin
+	// it ran, from wait4): unlike the wall time it does not grow with the
+	// time spent waiting for a CPU on a busy machine.
+	AddBareCPU, AddNsproxyCPU []time.Duration
 	// ADD and DEL as the runtime saw them during the churn.
 	Add, Del []time.Duration
 	// Expose: ADD returned → the host port answers with the container's
@@ -89,8 +94,50 @@ type Result struct {
 
 // Usage is a daemon's resident memory and open fds.
 type Usage struct {
-	RSS int64 // bytes
-	FDs int
+	RSS int64 // bytes (VmRSS)
+	// Anon and File split RSS: the process's own memory, and the pages of
+	// mapped files (the binary's code and data) it has touched, which are
+	// page cache shared with every other user of the file.
+	Anon, File int64
+	FDs        int
+	Threads    int // OS threads: Go never ends an idle one
+	// Go is the daemon's Go memory (its /metrics), where it answered.
+	Go GoMemory
+}
+
+// GoMemory is where the Go runtime's memory is, from the daemon's
+// go_memstats_* metrics, in bytes.
+type GoMemory struct {
+	HeapLive  float64 // objects, live or not yet swept (heap_alloc)
+	HeapSpare float64 // heap spans held and unused (heap_idle - heap_released, heap_inuse - heap_alloc)
+	Stacks    float64 // goroutine stacks (stack_inuse)
+	GCGoal    float64 // the heap size at which the next GC starts
+	// The runtime's own *_sys metrics are address space mapped, not
+	// resident: the rest of RssAnon (runtime metadata, profiling buckets,
+	// thread stacks) is what they leave out.
+}
+
+// goMemory reads GoMemory from a Prometheus text page.
+func goMemory(page string) (GoMemory, bool) {
+	v := map[string]float64{}
+	for _, l := range strings.Split(page, "\n") {
+		name, val, ok := strings.Cut(l, " ")
+		if !ok || !strings.HasPrefix(name, "go_memstats_") {
+			continue
+		}
+		if f, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+			v[strings.TrimPrefix(name, "go_memstats_")] = f
+		}
+	}
+	if _, ok := v["heap_inuse_bytes"]; !ok {
+		return GoMemory{}, false
+	}
+	return GoMemory{
+		HeapLive:  v["heap_alloc_bytes"],
+		HeapSpare: v["heap_idle_bytes"] - v["heap_released_bytes"] + v["heap_inuse_bytes"] - v["heap_alloc_bytes"],
+		Stacks:    v["stack_inuse_bytes"],
+		GCGoal:    v["next_gc_bytes"],
+	}, true
 }
 
 // Runner owns one run's resources.
@@ -100,6 +147,8 @@ type Runner struct {
 	records string
 	confDir string
 	cniPath string
+	// metricsAddr: the daemon's --metrics-addr.
+	metricsAddr string
 
 	mu        sync.Mutex
 	daemon    *exec.Cmd
@@ -130,6 +179,14 @@ func New(cfg Config) (*Runner, error) {
 	}
 	r := &Runner{cfg: cfg, sock: filepath.Join(cfg.WorkDir, "ctl.sock"), records: filepath.Join(cfg.WorkDir, "attachments"),
 		confDir: filepath.Join(cfg.WorkDir, "net.d"), cniPath: cfg.PluginDir + ":" + filepath.Dir(cfg.Plugin)}
+	// A loopback port the kernel picked for the daemon's metrics (the
+	// restarted daemon takes it again).
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	r.metricsAddr = l.Addr().String()
+	l.Close()
 	if err := os.MkdirAll(r.confDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -182,7 +239,7 @@ func (r *Runner) StartDaemon() error {
 		return err
 	}
 	cmd := exec.Command(r.cfg.Nsproxy, "run", "--socket", r.sock, "--state-file", filepath.Join(r.cfg.WorkDir, "state.json"),
-		"--attachment-dir", r.records, "--log-level", "warn", "--drain-timeout", "1s")
+		"--attachment-dir", r.records, "--log-level", "warn", "--drain-timeout", "1s", "--metrics-addr", r.metricsAddr)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -225,7 +282,18 @@ func (r *Runner) DaemonUsage() (Usage, error) {
 	if cmd == nil {
 		return Usage{}, errors.New("no daemon")
 	}
-	return usageOf(cmd.Process.Pid)
+	u, err := usageOf(cmd.Process.Pid)
+	if err != nil {
+		return u, err
+	}
+	// Best effort: the figures above are the measurement, this says why.
+	c := http.Client{Timeout: 5 * time.Second}
+	if resp, err := c.Get("http://" + r.metricsAddr + "/metrics"); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		u.Go, _ = goMemory(string(b))
+	}
+	return u, nil
 }
 
 func usageOf(pid int) (Usage, error) {
@@ -235,9 +303,20 @@ func usageOf(pid int) (Usage, error) {
 		return u, err
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+		key, rest, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+		switch key {
+		case "VmRSS":
 			u.RSS = kb << 10
+		case "RssAnon":
+			u.Anon = kb << 10
+		case "RssFile":
+			u.File = kb << 10
+		case "Threads":
+			u.Threads, _ = strconv.Atoi(strings.TrimSpace(rest))
 		}
 	}
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
@@ -415,6 +494,13 @@ func dial(addr string) (net.Conn, error) {
 
 // cnitool runs `cnitool verb net /var/run/netns/ns`.
 func (r *Runner) cnitool(verb, network, ns string, hostPort int) error {
+	_, err := r.cnitoolCPU(verb, network, ns, hostPort)
+	return err
+}
+
+// cnitoolCPU runs cnitool as cnitool does and returns the CPU time of
+// cnitool and the plugins it ran (they are its waited-for children).
+func (r *Runner) cnitoolCPU(verb, network, ns string, hostPort int) (time.Duration, error) {
 	cmd := exec.Command(r.cfg.CNITool, verb, network, "/var/run/netns/"+ns)
 	caps := ""
 	if hostPort > 0 {
@@ -424,9 +510,9 @@ func (r *Runner) cnitool(verb, network, ns string, hostPort int) error {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("cnitool %s %s %s: %v: %s", verb, network, ns, err, strings.TrimSpace(out.String()))
+		return 0, fmt.Errorf("cnitool %s %s %s: %v: %s", verb, network, ns, err, strings.TrimSpace(out.String()))
 	}
-	return nil
+	return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
 }
 
 // ContainerID is cnitool's container ID for ns.
@@ -750,23 +836,25 @@ func (r *Runner) compareAdds(ctx context.Context, res *Result) error {
 		return err
 	}
 	defer holds.releaseAll()
-	timed := func(network, ns string, port int) (time.Duration, error) {
+	timed := func(network, ns string, port int) (wall, cpu time.Duration, err error) {
 		t0 := time.Now()
-		err := r.cnitool("add", network, ns, port)
-		return time.Since(t0), err
+		cpu, err = r.cnitoolCPU("add", network, ns, port)
+		return time.Since(t0), cpu, err
 	}
 	for i := 0; i < n && ctx.Err() == nil; i++ {
 		bare, with := names[2*i], names[2*i+1]
 		steps := []func() error{
 			func() error {
-				d, err := timed(r.netName(-1), bare, 0)
+				d, cpu, err := timed(r.netName(-1), bare, 0)
 				res.AddBare = append(res.AddBare, d)
+				res.AddBareCPU = append(res.AddBareCPU, cpu)
 				return err
 			},
 			func() error {
 				holds.release(ports[i])
-				d, err := timed(r.netName(-2), with, ports[i])
+				d, cpu, err := timed(r.netName(-2), with, ports[i])
 				res.AddNsproxy = append(res.AddNsproxy, d)
+				res.AddNsproxyCPU = append(res.AddNsproxyCPU, cpu)
 				return err
 			},
 		}

@@ -136,6 +136,10 @@ func Table(w io.Writer, r *churn.Result, load string) {
 	if len(r.AddBare) > 0 {
 		fmt.Fprintf(w, "| nsproxy-cni's share of an ADD (median difference) | %s | | < 2 ms |\n",
 			ms(pct(r.AddNsproxy, 50)-pct(r.AddBare, 50)))
+		fmt.Fprintf(w, "| CPU of an ADD (cnitool and its plugins), without / with nsproxy-cni: medians | %s / %s | | |\n",
+			ms(pct(r.AddBareCPU, 50)), ms(pct(r.AddNsproxyCPU, 50)))
+		fmt.Fprintf(w, "| nsproxy-cni's share of an ADD's CPU (median difference) | %s | | |\n",
+			ms(pct(r.AddNsproxyCPU, 50)-pct(r.AddBareCPU, 50)))
 	}
 	row(fmt.Sprintf("ADD, %d parallel", r.Parallel), r.Add, "")
 	row("expose: ADD returned → host port answers", r.Expose, "p99 < 5 ms")
@@ -154,6 +158,18 @@ func Table(w io.Writer, r *churn.Result, load string) {
 	}
 	fmt.Fprintf(w, "| daemon at start / %d live / after every DEL | %.1f / %.1f / %.1f MiB, %d / %d / %d fds | | after DEL = start ± 10 %% |\n",
 		r.N, mib(r.Start.RSS), mib(r.Live.RSS), mib(r.AfterDel.RSS), r.Start.FDs, r.Live.FDs, r.AfterDel.FDs)
+	fmt.Fprintf(w, "| of which anonymous + file pages; OS threads | %.1f + %.1f / %.1f + %.1f / %.1f + %.1f MiB; %d / %d / %d | | |\n",
+		mib(r.Start.Anon), mib(r.Start.File), mib(r.Live.Anon), mib(r.Live.File), mib(r.AfterDel.Anon), mib(r.AfterDel.File),
+		r.Start.Threads, r.Live.Threads, r.AfterDel.Threads)
+	if r.Start.Go.GCGoal > 0 && r.AfterDel.Go.GCGoal > 0 {
+		g := func(u churn.Usage) string {
+			heap := u.Go.HeapLive + u.Go.HeapSpare + u.Go.Stacks
+			return fmt.Sprintf("%.1f + %.1f + %.1f + %.1f (GC at %.1f)", mib(int64(u.Go.HeapLive)), mib(int64(u.Go.HeapSpare)),
+				mib(int64(u.Go.Stacks)), mib(u.Anon-int64(heap)), mib(int64(u.Go.GCGoal)))
+		}
+		fmt.Fprintf(w, "| anonymous pages: heap objects + heap spans held unused + goroutine stacks + the rest (runtime metadata, threads) | %s / %s / %s MiB | | |\n",
+			g(r.Start), g(r.Live), g(r.AfterDel))
+	}
 	fmt.Fprintf(w, "| failed ADDs, DELs, exposures, releases | %d | | 0 |\n", r.Failures)
 	fmt.Fprintf(w, "| left in the daemon after every DEL | %d | | 0 |\n", len(r.Leftover))
 	for _, e := range r.Errors {
