@@ -131,7 +131,7 @@ func TestWatchResyncsNamedEntriesOnly(t *testing.T) {
 		}
 		return nil
 	})
-	testwait.For(t, 10*time.Second, "the re-checks of zz", func() error {
+	testwait.For(t, 20*time.Second, "the re-checks of zz", func() error {
 		if got, want := c.get(zz), 1+len(recheckAfter); got < want {
 			return fmt.Errorf("zz looked at %d times, want at least %d (the event's and its re-checks)", got, want)
 		}
@@ -247,7 +247,7 @@ func TestNamesOfFile(t *testing.T) {
 // period with n names registered, run-time entries whose namespace files
 // exist (one namespace bind-mounted under n names would need root; plain
 // files cost the same statfs and stat). "event" is the resync of one
-// named entry (Watch now, and again at each of its four re-checks),
+// named entry (Watch now, and again at each of its re-checks),
 // "full" the full resync every event and every second cost before, and
 // "sweep" a periodic step now.
 //
