@@ -2,10 +2,12 @@ package hooks_test
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -268,5 +270,61 @@ func TestListRecordsSkipsFIFO(t *testing.T) {
 	}
 	if len(r.errs) != 1 || !errors.Is(r.errs[0], hooks.ErrBadRecord) || !strings.Contains(r.errs[0].Error(), "not a regular file") {
 		t.Errorf("errors %v, want one: the FIFO is not a regular file", r.errs)
+	}
+}
+
+// TestListRecordsOrder: records come back sorted by file name, and the bad
+// ones' errors in the same order, one each, the others still read.
+func TestListRecordsOrder(t *testing.T) {
+	dir := t.TempDir()
+	var want []string
+	for i := range 300 {
+		id := fmt.Sprintf("c%03d", i)
+		if i%50 == 7 {
+			os.WriteFile(filepath.Join(dir, id+"+eth0.json"), []byte("{bad"), 0o600)
+			continue
+		}
+		if err := hooks.WriteRecord(dir, hooks.Attachment{AttachmentKey: hooks.AttachmentKey{ContainerID: id, IfName: "eth0"},
+			Netns: "/proc/1/ns/net"}); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, id)
+	}
+	list, errs := hooks.ListRecords(dir)
+	var got []string
+	for _, a := range list {
+		got = append(got, a.ContainerID)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("records %v, want %v", got, want)
+	}
+	if len(errs) != 6 {
+		t.Fatalf("%d errors, want 6: %v", len(errs), errs)
+	}
+	for i, e := range errs {
+		if w := fmt.Sprintf("c%03d+eth0.json", 50*i+7); !strings.Contains(e.Error(), w) {
+			t.Errorf("error %d is %v, want %s's", i, e, w)
+		}
+	}
+}
+
+// BenchmarkListRecords: reading 5,000 records, as a restart does.
+//
+//	go test -run '^$' -bench BenchmarkListRecords -benchtime 5x ./hooks/
+func BenchmarkListRecords(b *testing.B) {
+	dir := b.TempDir()
+	for i := range 5000 {
+		a := hooks.Attachment{AttachmentKey: hooks.AttachmentKey{ContainerID: fmt.Sprintf("rec%d", i), IfName: "eth0"},
+			Netns: "/var/run/netns/x", PortMappings: []hooks.PortMapping{{HostPort: 20500 + i%100, ContainerPort: 8080,
+				Protocol: "tcp", HostIP: "127.0.0.1"}}}
+		if err := hooks.WriteRecord(dir, a); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if l, _ := hooks.ListRecords(dir); len(l) != 5000 {
+			b.Fatalf("%d records", len(l))
+		}
 	}
 }
