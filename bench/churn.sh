@@ -5,13 +5,14 @@
 # Prints the churn table (bench/cmd/churn) and writes it to bench/out/churn.md.
 #
 #   bench/churn.sh            5,000 containers, 16 parallel, 40 interleaved
-#                             ADDs with and without nsproxy-cni, kill -9 restart
+#                             ADDs without a chained plugin, with nsproxy-cni and
+#                             with a Go plugin that does nothing; kill -9 restart
 #   bench/churn.sh --smoke    100 containers, 16 parallel, 5 ADD samples (< 1 min)
 #
 # Options: --n N --parallel P --add-samples S --no-restart
 # Needs root, cnitool and the reference plugins (scripts/deps-cni.sh).
 # Everything it creates is named pbc* (namespaces pbcc00000..., pbca00000...,
-# bridges pbcn0br..., pbcbarebr, pbccmpbr) and removed at the end, also on
+# bridges pbcn0br..., pbcbarebr, pbccmpbr, pbcnullbr) and removed at the end, also on
 # Ctrl-C or SIGTERM; leftovers of a killed run are removed at the next start.
 set -uo pipefail
 
@@ -40,7 +41,7 @@ have go || die "Go is needed to build bench/cmd/churn"
 
 churn_leftovers() {
 	ip netns list 2>/dev/null | awk '$1 ~ /^pbc[ca][0-9]{5}$/ { print "netns del " $1 }' | ip -force -batch - 2>/dev/null
-	ip -o link show type bridge 2>/dev/null | awk -F': ' '$2 ~ /^pbc(n[0-9]+|bare|cmp)br$/ { print $2 }' |
+	ip -o link show type bridge 2>/dev/null | awk -F': ' '$2 ~ /^pbc(n[0-9]+|bare|cmp|null)br$/ { print $2 }' |
 		while read -r b; do ip link del "$b"; done
 	return 0
 }
@@ -55,11 +56,14 @@ mkdir -p "$OUT" "$LOGS"
 mkdir -p "$OUT/churn-bin"
 cp "$NSPROXY" "$OUT/churn-bin/nsproxy" && cp "$(dirname "$NSPROXY")/nsproxy-cni" "$OUT/churn-bin/nsproxy-cni" ||
 	die "cannot copy the binaries (make build)"
+# The floor of a chained Go plugin, built as nsproxy-cni is (Makefile).
+(cd "$REPO" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$OUT/churn-bin/nullcni" ./bench/cmd/nullcni) ||
+	die "cannot build bench/cmd/nullcni"
 log "churn: $N containers, $PARALLEL parallel (load $(cut -d' ' -f1-3 /proc/loadavg))"
 # The Go program cleans up on SIGINT/SIGTERM itself: let it finish.
 trap '' INT TERM
 "$OUT/churn" -n "$N" -p "$PARALLEL" -add-samples "$SAMPLES" -restart="$RESTART" \
-	-nsproxy "$OUT/churn-bin/nsproxy" -out "$OUT/churn.md" &
+	-nsproxy "$OUT/churn-bin/nsproxy" -null-plugin "$OUT/churn-bin/nullcni" -out "$OUT/churn.md" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null' INT TERM
 wait $pid

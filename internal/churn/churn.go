@@ -53,6 +53,10 @@ type Config struct {
 	// Nsproxy and Plugin are the binaries; CNITool is cnitool; PluginDir
 	// holds the reference bridge and host-local plugins.
 	Nsproxy, Plugin, CNITool, PluginDir string
+	// NullPlugin, when set, is a chained plugin that does nothing
+	// (bench/cmd/nullcni): the ADD comparison also times the chain with it,
+	// the floor of what a chained Go plugin adds.
+	NullPlugin string
 	// Prefix starts every namespace, bridge and network name (at most 9
 	// characters: interface names are short).
 	Prefix string
@@ -68,12 +72,13 @@ type Config struct {
 // Result is what one run measured. Durations are per container.
 type Result struct {
 	N, Parallel int
-	// ADD of the chain alone and with nsproxy-cni, interleaved.
-	AddBare, AddNsproxy []time.Duration
+	// ADD of the chain alone, with nsproxy-cni and (Config.NullPlugin)
+	// with a plugin that does nothing, interleaved.
+	AddBare, AddNsproxy, AddNull []time.Duration
 	// The same ADDs' CPU time (user + system of cnitool and every plugin
 	// it ran, from wait4): unlike the wall time it does not grow with the
 	// time spent waiting for a CPU on a busy machine.
-	AddBareCPU, AddNsproxyCPU []time.Duration
+	AddBareCPU, AddNsproxyCPU, AddNullCPU []time.Duration
 	// ADD and DEL as the runtime saw them during the churn.
 	Add, Del []time.Duration
 	// Expose: ADD returned → the host port answers with the container's
@@ -81,8 +86,11 @@ type Result struct {
 	Expose, Release []time.Duration
 	// Daemon CPU per ADD while the first and the last tenth were added.
 	CPUPerAddFirst, CPUPerAddLast time.Duration
-	// The daemon before any ADD, with N live, and after every DEL.
-	Start, Live, AfterDel Usage
+	// The daemon before any ADD, with N live, and after every DEL. Warm:
+	// before the churn, after the ADD comparison's containers came and
+	// went (zero without one): a daemon that has worked holds garbage up
+	// to its GC goal and the code pages it ran, which a fresh one does not.
+	Start, Warm, Live, AfterDel Usage
 	// Restart: SIGKILL → every container answers (0: not run).
 	Restart time.Duration
 	// Failures counts ADDs and DELs that failed; Errors has the first few.
@@ -179,6 +187,12 @@ func New(cfg Config) (*Runner, error) {
 	}
 	r := &Runner{cfg: cfg, sock: filepath.Join(cfg.WorkDir, "ctl.sock"), records: filepath.Join(cfg.WorkDir, "attachments"),
 		confDir: filepath.Join(cfg.WorkDir, "net.d"), cniPath: cfg.PluginDir + ":" + filepath.Dir(cfg.Plugin)}
+	if cfg.NullPlugin != "" {
+		if _, err := os.Stat(cfg.NullPlugin); err != nil {
+			return nil, fmt.Errorf("null plugin: %w", err)
+		}
+		r.cniPath += ":" + filepath.Dir(cfg.NullPlugin)
+	}
 	// A loopback port the kernel picked for the daemon's metrics (the
 	// restarted daemon takes it again).
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -205,24 +219,36 @@ func (r *Runner) netName(b int) string {
 		return r.cfg.Prefix + "bare"
 	case -2:
 		return r.cfg.Prefix + "cmp"
+	case -3:
+		return r.cfg.Prefix + "null"
 	}
 	return fmt.Sprintf("%sn%d", r.cfg.Prefix, b)
 }
 
+// The chained plugin of a network: none, nsproxy-cni or the null plugin.
+const (
+	chainBare = iota
+	chainNsproxy
+	chainNull
+)
+
 // writeNetwork writes the conflist of network b on its own bridge and /22.
-func (r *Runner) writeNetwork(b int, withPlugin bool) error {
+func (r *Runner) writeNetwork(b int, chain int) error {
 	name := r.netName(b)
 	bridge := name + "br"
 	third := 4 * b // at most 59 bridges: 0..232
 	if b < 0 {
-		third = 252 + 4*b // -1: 248, -2: 244
+		third = 252 + 4*b // -1: 248, -2: 244, -3: 240
 	}
 	plugins := []any{map[string]any{"type": "bridge", "bridge": bridge, "isGateway": true,
 		"ipam": map[string]any{"type": "host-local", "subnet": fmt.Sprintf("10.%d.%d.0/22", r.cfg.Subnet, third),
 			"dataDir": filepath.Join(r.cfg.WorkDir, "ipam")}}}
-	if withPlugin {
+	switch chain {
+	case chainNsproxy:
 		plugins = append(plugins, map[string]any{"type": filepath.Base(r.cfg.Plugin), "socket": r.sock,
 			"attachmentDir": r.records, "capabilities": map[string]bool{"portMappings": true}})
+	case chainNull:
+		plugins = append(plugins, map[string]any{"type": filepath.Base(r.cfg.NullPlugin)})
 	}
 	b2, _ := json.MarshalIndent(map[string]any{"cniVersion": "1.1.0", "name": name, "plugins": plugins}, "", "  ")
 	r.mu.Lock()
@@ -598,13 +624,16 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 		if err := r.compareAdds(ctx, res); err != nil {
 			return nil, err
 		}
+		if res.Warm, err = r.DaemonUsage(); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.N == 0 {
 		return res, nil
 	}
 	bridges := (cfg.N + PerBridge - 1) / PerBridge
 	for b := 0; b < bridges; b++ {
-		if err := r.writeNetwork(b, true); err != nil {
+		if err := r.writeNetwork(b, chainNsproxy); err != nil {
 			return nil, err
 		}
 	}
@@ -816,18 +845,27 @@ func getJSON(sock, path string, v any) error {
 	return err
 }
 
-// compareAdds times ADDs of the bare chain and of the chain with
-// nsproxy-cni, alternating which goes first, one at a time.
+// compareAdds times ADDs of the bare chain, of the chain with nsproxy-cni
+// and (Config.NullPlugin) of the chain with a plugin that does nothing,
+// one at a time, rotating which goes first.
 func (r *Runner) compareAdds(ctx context.Context, res *Result) error {
 	n := r.cfg.AddSamples
-	if err := r.writeNetwork(-1, false); err != nil {
-		return err
+	type variant struct {
+		net       int
+		chain     int
+		wall, cpu *[]time.Duration
 	}
-	if err := r.writeNetwork(-2, true); err != nil {
-		return err
+	vs := []variant{{-1, chainBare, &res.AddBare, &res.AddBareCPU}, {-2, chainNsproxy, &res.AddNsproxy, &res.AddNsproxyCPU}}
+	if r.cfg.NullPlugin != "" {
+		vs = append(vs, variant{-3, chainNull, &res.AddNull, &res.AddNullCPU})
 	}
-	r.logf("ADD cost: %d ADDs with and %d without nsproxy-cni, interleaved", n, n)
-	names, err := r.makeNamespaces("a", 2*n)
+	for _, v := range vs {
+		if err := r.writeNetwork(v.net, v.chain); err != nil {
+			return err
+		}
+	}
+	r.logf("ADD cost: %d ADDs of each of %d chains, interleaved", n, len(vs))
+	names, err := r.makeNamespaces("a", len(vs)*n)
 	if err != nil {
 		return err
 	}
@@ -836,40 +874,31 @@ func (r *Runner) compareAdds(ctx context.Context, res *Result) error {
 		return err
 	}
 	defer holds.releaseAll()
-	timed := func(network, ns string, port int) (wall, cpu time.Duration, err error) {
-		t0 := time.Now()
-		cpu, err = r.cnitoolCPU("add", network, ns, port)
-		return time.Since(t0), cpu, err
-	}
 	for i := 0; i < n && ctx.Err() == nil; i++ {
-		bare, with := names[2*i], names[2*i+1]
-		steps := []func() error{
-			func() error {
-				d, cpu, err := timed(r.netName(-1), bare, 0)
-				res.AddBare = append(res.AddBare, d)
-				res.AddBareCPU = append(res.AddBareCPU, cpu)
-				return err
-			},
-			func() error {
+		for k := range vs {
+			v := vs[(i+k)%len(vs)] // rotate which goes first
+			port := 0
+			if v.chain == chainNsproxy {
 				holds.release(ports[i])
-				d, cpu, err := timed(r.netName(-2), with, ports[i])
-				res.AddNsproxy = append(res.AddNsproxy, d)
-				res.AddNsproxyCPU = append(res.AddNsproxyCPU, cpu)
-				return err
-			},
-		}
-		if i%2 == 1 { // alternate which goes first
-			slices.Reverse(steps)
-		}
-		for _, s := range steps {
-			if err := s(); err != nil {
+				port = ports[i]
+			}
+			t0 := time.Now()
+			cpu, err := r.cnitoolCPU("add", r.netName(v.net), names[len(vs)*i+int(-v.net-1)], port)
+			if err != nil {
 				return err
 			}
+			*v.wall = append(*v.wall, time.Since(t0))
+			*v.cpu = append(*v.cpu, cpu)
 		}
 	}
 	for i := 0; i < n; i++ {
-		r.cnitool("del", r.netName(-1), names[2*i], 0)
-		r.cnitool("del", r.netName(-2), names[2*i+1], ports[i])
+		for _, v := range vs {
+			port := 0
+			if v.chain == chainNsproxy {
+				port = ports[i]
+			}
+			r.cnitool("del", r.netName(v.net), names[len(vs)*i+int(-v.net-1)], port)
+		}
 	}
 	return ctx.Err()
 }

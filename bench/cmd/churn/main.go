@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -32,6 +33,7 @@ func main() {
 	flag.BoolVar(&cfg.Restart, "restart", true, "kill -9 the daemon with all live and time its successor")
 	flag.StringVar(&cfg.Nsproxy, "nsproxy", "bin/nsproxy", "nsproxy binary")
 	flag.StringVar(&cfg.Plugin, "plugin", "", "nsproxy-cni binary (default: next to -nsproxy)")
+	flag.StringVar(&cfg.NullPlugin, "null-plugin", "", "a chained plugin that does nothing (bench/cmd/nullcni), timed beside nsproxy-cni")
 	flag.StringVar(&cfg.CNITool, "cnitool", "/usr/local/bin/cnitool", "cnitool")
 	flag.StringVar(&cfg.PluginDir, "cni-dir", envOr("NSPROXY_TEST_CNI_DIR", "/usr/local/lib/nsproxy-test-cni"), "reference bridge and host-local plugins")
 	flag.StringVar(&cfg.Prefix, "prefix", "pbc", "prefix of namespace, bridge and network names")
@@ -133,6 +135,7 @@ func Table(w io.Writer, r *churn.Result, load string) {
 	}
 	row("ADD bridge+host-local, one at a time", r.AddBare, "")
 	row("ADD bridge+host-local+nsproxy-cni, one at a time", r.AddNsproxy, "")
+	row("ADD bridge+host-local+nullcni (a Go plugin that does nothing), one at a time", r.AddNull, "")
 	if len(r.AddBare) > 0 {
 		fmt.Fprintf(w, "| nsproxy-cni's share of an ADD (median difference) | %s | | < 2 ms |\n",
 			ms(pct(r.AddNsproxy, 50)-pct(r.AddBare, 50)))
@@ -140,6 +143,10 @@ func Table(w io.Writer, r *churn.Result, load string) {
 			ms(pct(r.AddBareCPU, 50)), ms(pct(r.AddNsproxyCPU, 50)))
 		fmt.Fprintf(w, "| nsproxy-cni's share of an ADD's CPU (median difference) | %s | | |\n",
 			ms(pct(r.AddNsproxyCPU, 50)-pct(r.AddBareCPU, 50)))
+		if len(r.AddNull) > 0 {
+			fmt.Fprintf(w, "| a do-nothing Go plugin's share of an ADD, wall / CPU (the floor for any Go plugin) | %s / %s | | |\n",
+				ms(pct(r.AddNull, 50)-pct(r.AddBare, 50)), ms(pct(r.AddNullCPU, 50)-pct(r.AddBareCPU, 50)))
+		}
 	}
 	row(fmt.Sprintf("ADD, %d parallel", r.Parallel), r.Add, "")
 	row("expose: ADD returned → host port answers", r.Expose, "p99 < 5 ms")
@@ -156,19 +163,32 @@ func Table(w io.Writer, r *churn.Result, load string) {
 	if r.Restart > 0 {
 		fmt.Fprintf(w, "| restart (kill -9) → all %d serving | %s | | < 2 s |\n", r.N, ms(r.Restart))
 	}
-	fmt.Fprintf(w, "| daemon at start / %d live / after every DEL | %.1f / %.1f / %.1f MiB, %d / %d / %d fds | | after DEL = start ± 10 %% |\n",
-		r.N, mib(r.Start.RSS), mib(r.Live.RSS), mib(r.AfterDel.RSS), r.Start.FDs, r.Live.FDs, r.AfterDel.FDs)
-	fmt.Fprintf(w, "| of which anonymous + file pages; OS threads | %.1f + %.1f / %.1f + %.1f / %.1f + %.1f MiB; %d / %d / %d | | |\n",
-		mib(r.Start.Anon), mib(r.Start.File), mib(r.Live.Anon), mib(r.Live.File), mib(r.AfterDel.Anon), mib(r.AfterDel.File),
-		r.Start.Threads, r.Live.Threads, r.AfterDel.Threads)
-	if r.Start.Go.GCGoal > 0 && r.AfterDel.Go.GCGoal > 0 {
-		g := func(u churn.Usage) string {
-			heap := u.Go.HeapLive + u.Go.HeapSpare + u.Go.Stacks
-			return fmt.Sprintf("%.1f + %.1f + %.1f + %.1f (GC at %.1f)", mib(int64(u.Go.HeapLive)), mib(int64(u.Go.HeapSpare)),
-				mib(int64(u.Go.Stacks)), mib(u.Anon-int64(heap)), mib(int64(u.Go.GCGoal)))
+	us := []churn.Usage{r.Start, r.Live, r.AfterDel}
+	names := fmt.Sprintf("start / %d live / after every DEL", r.N)
+	if r.Warm.RSS > 0 {
+		us = []churn.Usage{r.Start, r.Warm, r.Live, r.AfterDel}
+		names = fmt.Sprintf("start / before the churn (the ADD comparison's containers came and went) / %d live / after every DEL", r.N)
+	}
+	cells := func(f func(churn.Usage) string) string {
+		var out []string
+		for _, u := range us {
+			out = append(out, f(u))
 		}
-		fmt.Fprintf(w, "| anonymous pages: heap objects + heap spans held unused + goroutine stacks + the rest (runtime metadata, threads) | %s / %s / %s MiB | | |\n",
-			g(r.Start), g(r.Live), g(r.AfterDel))
+		return strings.Join(out, " / ")
+	}
+	fmt.Fprintf(w, "| daemon at %s | %s MiB, %s fds | | after DEL = start ± 10 %% |\n", names,
+		cells(func(u churn.Usage) string { return fmt.Sprintf("%.1f", mib(u.RSS)) }),
+		cells(func(u churn.Usage) string { return strconv.Itoa(u.FDs) }))
+	fmt.Fprintf(w, "| of which anonymous + file pages; OS threads | %s MiB; %s | | |\n",
+		cells(func(u churn.Usage) string { return fmt.Sprintf("%.1f + %.1f", mib(u.Anon), mib(u.File)) }),
+		cells(func(u churn.Usage) string { return strconv.Itoa(u.Threads) }))
+	if r.Start.Go.GCGoal > 0 && r.AfterDel.Go.GCGoal > 0 {
+		fmt.Fprintf(w, "| anonymous pages: heap objects + heap spans held unused + goroutine stacks + the rest (runtime metadata, threads) | %s MiB | | |\n",
+			cells(func(u churn.Usage) string {
+				heap := u.Go.HeapLive + u.Go.HeapSpare + u.Go.Stacks
+				return fmt.Sprintf("%.1f + %.1f + %.1f + %.1f (GC at %.1f)", mib(int64(u.Go.HeapLive)), mib(int64(u.Go.HeapSpare)),
+					mib(int64(u.Go.Stacks)), mib(u.Anon-int64(heap)), mib(int64(u.Go.GCGoal)))
+			}))
 	}
 	fmt.Fprintf(w, "| failed ADDs, DELs, exposures, releases | %d | | 0 |\n", r.Failures)
 	fmt.Fprintf(w, "| left in the daemon after every DEL | %d | | 0 |\n", len(r.Leftover))
