@@ -559,7 +559,7 @@ func (s *soak) sample() soakSample {
 		}
 		fds[kind]++
 	}
-	// Sockets pooled ahead in other namespaces (at most 64, refilled as
+	// Sockets pooled ahead in other namespaces (at most 256, refilled as
 	// connections take them) belong to the pool, not to a connection.
 	fds["socket"] -= int(metric(s.t, soakMetrics, "nsproxy_pooled_sockets"))
 	return soakSample{

@@ -82,7 +82,7 @@ var (
 	connectionsCurrent = desc("connections_current",
 		"Connections open through the daemon, all frontends together.", nil)
 	pooledSockets = desc("pooled_sockets",
-		"Sockets made ahead in other namespaces for the event loops to connect (at most 64).", nil)
+		"Sockets made ahead in other namespaces for the event loops to connect (at most 1/16 of the open-file limit, 8 to 256).", nil)
 	registryNamespaces = desc("registry_namespaces",
 		"Namespaces in the registry (the allowlist for NETNS TLVs, namespace * and hook-driven servers).", nil)
 	attachments = desc("attachments",

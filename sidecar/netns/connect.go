@@ -102,7 +102,7 @@ func (h *Handle) Sockets(fam, n int) ([]int, error) {
 		return nil, fmt.Errorf("sockets in %s: %w", h.Label(), ErrClosed)
 	}
 	const typ = unix.SOCK_STREAM | unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC
-	var fds []int
+	fds := make([]int, 0, n)
 	if h.isHome {
 		for range n {
 			fd, err := unix.Socket(fam, typ, 0)

@@ -57,8 +57,10 @@ type Engine struct {
 	sessMu   sync.Mutex
 	sessions map[*session]struct{}
 	sessWG   sync.WaitGroup
-	connectQ chan *pconn // connect attempts for the connectors (hdrloop.go)
-	pools    sockPools   // sockets made ahead in other namespaces (sockpool.go)
+	// connectorWG: the connectors (hdrloop.go), which Shutdown waits for.
+	connectorWG sync.WaitGroup
+	connectQ    chan *pconn // connect attempts for the connectors (hdrloop.go)
+	pools       sockPools   // sockets made ahead in other namespaces (sockpool.go)
 	// connectorAttempts counts the attempts a loop gave a connector (a
 	// server's socket in another namespace).
 	connectorAttempts atomic.Uint64
@@ -478,6 +480,10 @@ func (e *Engine) Shutdown(ctx context.Context) int {
 	e.stopLoops()
 	e.pools.close()
 	e.cancel()
+	// A refill in flight closes its sockets once it sees the pools
+	// closed; the queued ones are given back here.
+	e.connectorWG.Wait()
+	e.pools.drainRefills()
 	return forced
 }
 

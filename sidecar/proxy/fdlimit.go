@@ -81,7 +81,9 @@ func (e *Engine) fitMaxConn(maxConn, binds int) int {
 		e.pipes.max.Store(1 << 30) // no limit known: pipes are not capped
 		return maxConn
 	}
-	reserved := fdsReserved + sockPoolTotal + e.reg.Count() + binds // a bind: the listening socket
+	pooled := sockPoolTotalFor(e.nofile)
+	e.pools.total.Store(pooled)
+	reserved := fdsReserved + int(pooled) + e.reg.Count() + binds // a bind: the listening socket
 	fdLimit := connLimitForFDs(e.nofile, reserved)
 	eff := effectiveMaxConn(maxConn, fdLimit)
 	if eff != e.lastMax {

@@ -58,7 +58,7 @@ func TestApplyFitsMaxConnToNoFile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want := connLimitForFDs(256, fdsReserved+sockPoolTotal+1)
+	want := connLimitForFDs(256, fdsReserved+int(sockPoolTotalFor(256))+1)
 	v.e.global.mu.Lock()
 	got := v.e.global.limit
 	v.e.global.mu.Unlock()

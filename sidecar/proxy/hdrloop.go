@@ -98,22 +98,28 @@ func (e *Engine) connect(c *pconn) {
 // namespace is replaced and ends, taking the thread with it.
 func (e *Engine) startConnectors(n int) {
 	e.connectQ = make(chan *pconn, connectQueue)
-	e.pools.refill = make(chan *sockRefill, sockPoolTotal/sockPoolBatch)
+	e.pools.refill = make(chan *sockRefill, sockPoolTotal/sockPoolBatchMin)
+	e.connectorWG.Add(n)
 	for range n {
 		go e.connector()
 	}
 }
 
+// connector runs until the engine stops (Shutdown waits for it, then gives
+// back what is left in the refill queue).
 func (e *Engine) connector() {
+	defer e.connectorWG.Done()
 	for {
 		select {
 		case c := <-e.connectQ:
 			if c.startAttempt() {
+				e.connectorWG.Add(1)
 				go e.connector()
 				return // locked to a stuck thread: it dies with this goroutine
 			}
 		case r := <-e.pools.refill:
 			if e.pools.fill(r) {
+				e.connectorWG.Add(1)
 				go e.connector()
 				return
 			}
