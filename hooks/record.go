@@ -11,9 +11,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/nsproxy/nsproxy/internal/atomicfile"
 )
@@ -289,17 +291,10 @@ func ListRecords(dir string) ([]Attachment, []error) {
 
 // readRecordFile reads and decodes one regular file.
 func readRecordFile(p string) (Attachment, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return Attachment{}, fmt.Errorf("attachment record: %w", err)
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err != nil {
-		return Attachment{}, fmt.Errorf("attachment record: %w", err)
-	} else if !st.Mode().IsRegular() {
+	b, err := readRegular(p, MaxAttachmentSize+1)
+	if errors.Is(err, errNotRegular) {
 		return Attachment{}, fmt.Errorf("%w: %s is not a regular file", ErrBadRecord, p)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, MaxAttachmentSize+1))
 	if err != nil {
 		return Attachment{}, fmt.Errorf("attachment record: %w", err)
 	}
@@ -308,6 +303,54 @@ func readRecordFile(p string) (Attachment, error) {
 		return Attachment{}, &RecordError{Path: p, Err: err}
 	}
 	return a, nil
+}
+
+var errNotRegular = errors.New("not a regular file")
+
+// readRegular reads at most limit bytes of the regular file p with plain
+// system calls: the daemon reads thousands of records at start, and an
+// os.File would register each with the runtime's poller (an epoll_ctl that
+// fails for a regular file, a finalizer, a poll descriptor). O_NONBLOCK:
+// opening a FIFO planted in the directory must not wait for a writer.
+func readRegular(p string, limit int) ([]byte, error) {
+	var fd int
+	var err error
+	for {
+		fd, err = syscall.Open(p, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: p, Err: err}
+	}
+	defer syscall.Close(fd)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return nil, &fs.PathError{Op: "stat", Path: p, Err: err}
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return nil, errNotRegular
+	}
+	// One byte more than the size, to see the end in the same read.
+	buf := make([]byte, 0, min(max(int(st.Size)+1, 512), limit))
+	for len(buf) < limit {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(cap(buf), limit-len(buf)))
+		}
+		n, err := syscall.Read(fd, buf[len(buf):min(cap(buf), limit)])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "read", Path: p, Err: err}
+		}
+		if n == 0 {
+			break
+		}
+		buf = buf[:len(buf)+n]
+	}
+	return buf, nil
 }
 
 // RecordError is the error of a record file whose content was refused:

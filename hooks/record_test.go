@@ -2,12 +2,16 @@ package hooks_test
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/internal/atomicfile"
@@ -225,5 +229,102 @@ func TestRecordsOfAnEarlierBoot(t *testing.T) {
 	}
 	if err := hooks.RemoveRecordFile(filepath.Join(dir, "state.txt")); err == nil {
 		t.Error("RemoveRecordFile removed a file that is no record")
+	}
+}
+
+// TestListRecordsSkipsFIFO: a FIFO named like a record is reported as not
+// a regular file, and the records beside it are read. Opening it without
+// O_NONBLOCK waited for a writer, and with it the daemon's start.
+func TestListRecordsSkipsFIFO(t *testing.T) {
+	dir := t.TempDir()
+	a := hooks.Attachment{AttachmentKey: hooks.AttachmentKey{ContainerID: "c1", IfName: "eth0"}, Netns: "/proc/1/ns/net"}
+	if err := hooks.WriteRecord(dir, a); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo+eth0.json")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	type result struct {
+		list []hooks.Attachment
+		errs []error
+	}
+	done := make(chan result, 1)
+	go func() {
+		l, errs := hooks.ListRecords(dir)
+		done <- result{l, errs}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second): // a hang, not a duration being measured
+		// Unblock the reader (a writer opens the FIFO) so the test ends.
+		if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+			f.Close()
+		}
+		<-done
+		t.Fatal("ListRecords waited for a writer of a FIFO in the directory")
+	}
+	if len(r.list) != 1 || r.list[0].ContainerID != "c1" {
+		t.Errorf("records %+v, want c1's", r.list)
+	}
+	if len(r.errs) != 1 || !errors.Is(r.errs[0], hooks.ErrBadRecord) || !strings.Contains(r.errs[0].Error(), "not a regular file") {
+		t.Errorf("errors %v, want one: the FIFO is not a regular file", r.errs)
+	}
+}
+
+// TestListRecordsOrder: records come back sorted by file name, and the bad
+// ones' errors in the same order, one each, the others still read.
+func TestListRecordsOrder(t *testing.T) {
+	dir := t.TempDir()
+	var want []string
+	for i := range 300 {
+		id := fmt.Sprintf("c%03d", i)
+		if i%50 == 7 {
+			os.WriteFile(filepath.Join(dir, id+"+eth0.json"), []byte("{bad"), 0o600)
+			continue
+		}
+		if err := hooks.WriteRecord(dir, hooks.Attachment{AttachmentKey: hooks.AttachmentKey{ContainerID: id, IfName: "eth0"},
+			Netns: "/proc/1/ns/net"}); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, id)
+	}
+	list, errs := hooks.ListRecords(dir)
+	var got []string
+	for _, a := range list {
+		got = append(got, a.ContainerID)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("records %v, want %v", got, want)
+	}
+	if len(errs) != 6 {
+		t.Fatalf("%d errors, want 6: %v", len(errs), errs)
+	}
+	for i, e := range errs {
+		if w := fmt.Sprintf("c%03d+eth0.json", 50*i+7); !strings.Contains(e.Error(), w) {
+			t.Errorf("error %d is %v, want %s's", i, e, w)
+		}
+	}
+}
+
+// BenchmarkListRecords: reading 5,000 records, as a restart does.
+//
+//	go test -run '^$' -bench BenchmarkListRecords -benchtime 5x ./hooks/
+func BenchmarkListRecords(b *testing.B) {
+	dir := b.TempDir()
+	for i := range 5000 {
+		a := hooks.Attachment{AttachmentKey: hooks.AttachmentKey{ContainerID: fmt.Sprintf("rec%d", i), IfName: "eth0"},
+			Netns: "/var/run/netns/x", PortMappings: []hooks.PortMapping{{HostPort: 20500 + i%100, ContainerPort: 8080,
+				Protocol: "tcp", HostIP: "127.0.0.1"}}}
+		if err := hooks.WriteRecord(dir, a); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if l, _ := hooks.ListRecords(dir); len(l) != 5000 {
+			b.Fatalf("%d records", len(l))
+		}
 	}
 }

@@ -121,13 +121,15 @@ func (d *Daemon) watchManifests(ctx context.Context) {
 		every = defaultManifestResync
 	}
 	// Entries and what is written to them; editors save by rename or in place.
-	events, stop, err := dirwatch.Watch(d.opt.ManifestDir, unix.IN_CREATE|unix.IN_DELETE|unix.IN_MOVED_FROM|
+	w, err := dirwatch.Watch(d.opt.ManifestDir, unix.IN_CREATE|unix.IN_DELETE|unix.IN_MOVED_FROM|
 		unix.IN_MOVED_TO|unix.IN_CLOSE_WRITE|unix.IN_MODIFY|unix.IN_ATTRIB|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF)
+	var events <-chan struct{}
 	if err != nil {
 		d.log.Warn("cannot watch the manifest directory; relying on the periodic resync and SIGHUP",
 			"dir", d.opt.ManifestDir, "every", every.String(), "err", err)
 	} else {
-		defer stop()
+		defer w.Stop()
+		events = w.Events()
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -137,6 +139,9 @@ func (d *Daemon) watchManifests(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case _, ok := <-events:
+			// Any change means reading the whole directory again (a
+			// manifest may span files): the names do not matter.
+			w.Take()
 			if !ok {
 				events = nil
 				continue

@@ -53,6 +53,12 @@ type Handle struct {
 	isHome bool
 	ctx    context.Context
 	cancel context.CancelFunc
+	// cookie fills id.Cookie at the first Identity: reading it takes a
+	// socket inside the namespace (a thread's setns there and back), which
+	// thousands of containers' handles opened at a restart, most of which
+	// never need it (their host ports listen in the default namespace),
+	// would each pay up front.
+	cookie sync.Once
 	mu     sync.RWMutex // held shared while fd is in use, exclusively to close it
 	fd     int
 	closed bool
@@ -65,7 +71,37 @@ func (h *Handle) Name() string { return h.name }
 func (h *Handle) Path() string { return h.path }
 
 // Identity is the namespace's identity, valid while the handle is open.
-func (h *Handle) Identity() Identity { return h.id }
+// The cookie is read at the first call (0 if the handle was closed by
+// then, or the kernel lacks SO_NETNS_COOKIE); every call returns the same.
+// Callers must not hold the handle in use (inside Do).
+func (h *Handle) Identity() Identity {
+	h.cookie.Do(func() {
+		h.mu.RLock()
+		defer h.mu.RUnlock()
+		if !h.closed {
+			h.do(h.readCookie)
+		}
+	})
+	return h.id
+}
+
+// fileIdentity is the identity without the cookie (no socket needed), for
+// logs and the comparisons of files.
+func (h *Handle) fileIdentity() Identity { return Identity{Dev: h.id.Dev, Ino: h.id.Ino} }
+
+// readCookie sets id.Cookie from a socket made in the calling thread's
+// namespace (h's, inside do).
+func (h *Handle) readCookie() error {
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(s)
+	if c, err := unix.GetsockoptUint64(s, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE); err == nil {
+		h.id.Cookie = c
+	}
+	return nil
+}
 
 // IsDefault reports whether this is the namespace the daemon started in.
 func (h *Handle) IsDefault() bool { return h.isHome }
@@ -107,7 +143,8 @@ func OpenPath(path, name string) (*Handle, error) {
 
 // newHandle takes ownership of fd.
 func newHandle(fd int, path, name string, isHome bool) (*Handle, error) {
-	if err := checkFD(fd, path); err != nil {
+	typed, err := checkFDType(fd, path)
+	if err != nil {
 		unix.Close(fd)
 		return nil, err
 	}
@@ -119,21 +156,17 @@ func newHandle(fd int, path, name string, isHome bool) (*Handle, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Handle{name: name, path: path, fd: fd, ctx: ctx, cancel: cancel, isHome: isHome,
 		id: Identity{Dev: st.Dev, Ino: st.Ino}}
-	// On a kernel without NS_GET_NSTYPE, a namespace fd of another type
-	// (e.g. a mount namespace file) fails here rather than at first use.
-	if err := h.do(func() error {
-		s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(s)
-		if c, err := unix.GetsockoptUint64(s, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE); err == nil {
-			h.id.Cookie = c
-		}
-		return nil
-	}); err != nil {
+	if typed && !isHome {
+		return h, nil // the cookie comes at the first Identity
+	}
+	// The default namespace's cookie costs no setns. On a kernel without
+	// NS_GET_NSTYPE, a namespace fd of another type (e.g. a mount
+	// namespace file) fails here rather than at first use.
+	var cerr error
+	h.cookie.Do(func() { cerr = h.do(h.readCookie) })
+	if cerr != nil {
 		h.Close()
-		return nil, fmt.Errorf("enter namespace %s: %w", path, err)
+		return nil, fmt.Errorf("enter namespace %s: %w", path, cerr)
 	}
 	return h, nil
 }
@@ -154,10 +187,13 @@ func (h *Handle) Stale() bool {
 // held (an attachment's container holds its own).
 func StatIdentity(path string) (Identity, error) { return statIdentity(path) }
 
+// statfs is unix.Statfs; tests count the calls through it.
+var statfs = unix.Statfs
+
 // statIdentity returns the identity of the namespace mounted at path.
 func statIdentity(path string) (Identity, error) {
 	var sfs unix.Statfs_t
-	if err := unix.Statfs(path, &sfs); err != nil {
+	if err := statfs(path, &sfs); err != nil {
 		return Identity{}, err
 	}
 	if sfs.Type != unix.NSFS_MAGIC {
@@ -253,7 +289,7 @@ func (h *Handle) Socket(domain, typ, proto int) (int, error) {
 
 // String describes the handle for logs.
 func (h *Handle) String() string {
-	return fmt.Sprintf("%s (%s, %s)", h.Label(), h.path, h.id)
+	return fmt.Sprintf("%s (%s, %s)", h.Label(), h.path, h.fileIdentity())
 }
 
 var _ fmt.Stringer = (*Handle)(nil)

@@ -370,3 +370,37 @@ func TestRegistryWatch(t *testing.T) {
 		t.Fatal("watcher did not notice the deletion")
 	}
 }
+
+// TestCookieAtFirstIdentity: opening a namespace does not enter it; its
+// cookie is read at the first Identity, is the one of a socket made
+// inside, and stays the same. A handle closed before anyone asked has no
+// cookie (it was read at open before: a setns per namespace at every
+// restart, for thousands of containers whose cookie nobody needs).
+func TestCookieAtFirstIdentity(t *testing.T) {
+	testns.RequireRoot(t)
+	ns := testns.New(t, "K")
+	path := filepath.Join(DefaultDir, ns)
+	h, err := OpenPath(path, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	fd, err := h.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := cookieOf(t, fd)
+	unix.Close(fd)
+	if got := h.Identity(); got.Cookie != want || h.Identity() != got {
+		t.Fatalf("identity %v then %v, want cookie %d both times", got, h.Identity(), want)
+	}
+
+	unasked, err := OpenPath(path, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unasked.Close()
+	if id := unasked.Identity(); id.Cookie != 0 || id.Ino != h.Identity().Ino {
+		t.Fatalf("handle closed before its first Identity: %v, want the file's identity and no cookie", id)
+	}
+}

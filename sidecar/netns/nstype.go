@@ -58,21 +58,28 @@ func CheckPath(path string) error {
 
 // checkFD is CheckPath on an open fd; path names it in errors.
 func checkFD(fd int, path string) error {
+	_, err := checkFDType(fd, path)
+	return err
+}
+
+// checkFDType is checkFD, and whether the kernel told the namespace's
+// type (Linux ≥ 4.11) rather than only that it is a namespace file.
+func checkFDType(fd int, path string) (typed bool, err error) {
 	var sfs unix.Statfs_t
 	if err := unix.Fstatfs(fd, &sfs); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return false, fmt.Errorf("%s: %w", path, err)
 	}
 	if sfs.Type != unix.NSFS_MAGIC {
-		return &notNetnsError{path: path, found: fmt.Sprintf("is not a namespace file (file system type %#x)", sfs.Type)}
+		return false, &notNetnsError{path: path, found: fmt.Sprintf("is not a namespace file (file system type %#x)", sfs.Type)}
 	}
 	typ, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE)
 	switch {
 	case err == unix.ENOTTY || err == unix.EINVAL:
-		return nil // Linux < 4.11: nsfs is all we can tell; setns checks the type
+		return false, nil // Linux < 4.11: nsfs is all we can tell; setns checks the type
 	case err != nil:
-		return fmt.Errorf("%s: NS_GET_NSTYPE: %w", path, err)
+		return false, fmt.Errorf("%s: NS_GET_NSTYPE: %w", path, err)
 	case typ == unix.CLONE_NEWNET:
-		return nil
+		return true, nil
 	}
 	name, ok := nsTypeNames[typ]
 	if !ok {
@@ -82,5 +89,5 @@ func checkFD(fd int, path string) error {
 	if name == "ipc" {
 		article = "an"
 	}
-	return &notNetnsError{path: path, found: "is " + article + " " + name + " namespace"}
+	return true, &notNetnsError{path: path, found: "is " + article + " " + name + " namespace"}
 }

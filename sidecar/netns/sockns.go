@@ -63,8 +63,8 @@ func (h *Handle) CheckSocket(fd int) error {
 	if err != nil {
 		return err
 	}
-	if !got.Same(h.id) {
-		return fmt.Errorf("%w: socket in %s, %s is %s", ErrForeignSocket, got, h.Label(), h.id)
+	if id := h.Identity(); !got.Same(id) {
+		return fmt.Errorf("%w: socket in %s, %s is %s", ErrForeignSocket, got, h.Label(), id)
 	}
 	return nil
 }
