@@ -184,3 +184,59 @@ func TestWatchNoticesDeadOutsidePathsWithinAFewPeriods(t *testing.T) {
 		return nil
 	})
 }
+
+// TestWatchNetnsDirectoryMovedAndRecreated: the netns directory renamed
+// away and made again (by hand, or by a tool that rebuilds /run/netns).
+// The watch's mask lacks IN_MOVE_SELF and dirwatch does not end a watch
+// whose directory moved, so the registry keeps watching the old inode and
+// never sees a namespace made in the new directory; only the sweep finds
+// it, at 100 names a period. Fails on a7a7d6c (and on 9b46ebb, where the
+// full resync every second hid it).
+func TestWatchNetnsDirectoryMovedAndRecreated(t *testing.T) {
+	testns.RequireRoot(t)
+	src := testns.Add(t, hxrName("mv"))
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "netns")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRegistry(dir, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.SetNames([]string{"probe", "x"})
+	c := countStatfs(t)
+	watching(t, r)
+	probe := filepath.Join(dir, "probe")
+	if err := os.WriteFile(probe, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mode := os.FileMode(0o600)
+	testwait.For(t, 5*time.Second, "the watch is up", func() error {
+		mode ^= 0o044
+		if err := os.Chmod(probe, mode); err != nil {
+			return err
+		}
+		if c.get(probe) < 2 {
+			return fmt.Errorf("probe looked at %d times", c.get(probe))
+		}
+		return nil
+	})
+	if err := os.Rename(dir, filepath.Join(parent, "old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	x := filepath.Join(dir, "x")
+	if err := os.WriteFile(x, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bindNamespace(t, src, x)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := r.Wait(ctx, "x"); err != nil {
+		t.Fatalf("x, made in the recreated netns directory, not noticed: %v", err)
+	}
+}
