@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -297,4 +298,36 @@ func TestWatchRetriesAFailedInotifyWatch(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestNamesOfFileThroughALinkToTheDirectory: the registry's directory is
+// given as the real path (--netns-dir /run/netns) and a run-time path
+// names the same entry through a symbolic link to it (containerd's CNI
+// paths are /var/run/netns/cni-…, and /var/run is a link to /run). fileOf
+// compares the path's directory with the two spellings it knows (dir and
+// dir resolved) as strings, so such a path counts as outside the
+// directory: its events resync nothing, and only the sweep (names/100
+// periods) notices the namespace deleted or recreated. Resolving the
+// path's directory would do. Fails on a7a7d6c (no aliases on 9b46ebb,
+// where every event resynced every name).
+func TestNamesOfFileThroughALinkToTheDirectory(t *testing.T) {
+	base := t.TempDir()
+	real := filepath.Join(base, "run", "netns")
+	if err := os.MkdirAll(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(base, "run"), filepath.Join(base, "varrun")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRegistry(real, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := r.Register(Entry{Name: "cni-a", Path: filepath.Join(base, "varrun", "netns", "cni-x"), Source: "cni"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.namesOfFile("cni-x"); !slices.Equal(got, []string{"cni-a"}) {
+		t.Fatalf("names of entry cni-x: %q, want [cni-a] (its path is that entry, through a link)", got)
+	}
 }
