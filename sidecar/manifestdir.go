@@ -121,16 +121,29 @@ func (d *Daemon) watchManifests(ctx context.Context) {
 		every = defaultManifestResync
 	}
 	// Entries and what is written to them; editors save by rename or in place.
-	w, err := dirwatch.Watch(d.opt.ManifestDir, unix.IN_CREATE|unix.IN_DELETE|unix.IN_MOVED_FROM|
-		unix.IN_MOVED_TO|unix.IN_CLOSE_WRITE|unix.IN_MODIFY|unix.IN_ATTRIB|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF)
+	var w *dirwatch.Watcher
 	var events <-chan struct{}
-	if err != nil {
-		d.log.Warn("cannot watch the manifest directory; relying on the periodic resync and SIGHUP",
-			"dir", d.opt.ManifestDir, "every", every.String(), "err", err)
-	} else {
-		defer w.Stop()
-		events = w.Events()
+	warned := false
+	watch := func() {
+		var err error
+		w, err = dirwatch.Watch(d.opt.ManifestDir, unix.IN_CREATE|unix.IN_DELETE|unix.IN_MOVED_FROM|
+			unix.IN_MOVED_TO|unix.IN_CLOSE_WRITE|unix.IN_MODIFY|unix.IN_ATTRIB|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF)
+		if err != nil {
+			if !warned {
+				d.log.Warn("cannot watch the manifest directory; relying on the periodic resync and SIGHUP",
+					"dir", d.opt.ManifestDir, "every", every.String(), "err", err)
+			}
+			warned, events = true, nil
+			return
+		}
+		warned, events = false, w.Events()
 	}
+	watch()
+	defer func() {
+		if w != nil {
+			w.Stop()
+		}
+	}()
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	var debounce <-chan time.Time
@@ -143,14 +156,23 @@ func (d *Daemon) watchManifests(ctx context.Context) {
 			// manifest may span files): the names do not matter.
 			w.Take()
 			if !ok {
-				events = nil
-				continue
+				// The directory went or was moved (a ConfigMap volume's
+				// swap, an operator's mv): watch its name again at once.
+				w.Stop()
+				watch()
 			}
 			debounce = time.After(manifestDebounce)
 			continue
 		case <-debounce:
 			debounce = nil
 		case <-tick.C:
+			if events == nil {
+				if w != nil {
+					w.Stop()
+					w = nil
+				}
+				watch()
+			}
 		}
 		d.reloadManifestsLogged()
 	}

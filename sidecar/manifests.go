@@ -332,7 +332,7 @@ func (d *Daemon) tenantViews(acc access) []api.Tenant {
 		view(netns.DefaultTenant)
 	}
 	status := map[string]api.TenantNamespace{}
-	for _, e := range d.reg.Status() {
+	for _, e := range d.reg.States() {
 		n := api.TenantNamespace{Name: e.Name, Source: e.Source, State: api.StateMissing}
 		if e.Available {
 			n.State = api.StateAvailable

@@ -417,6 +417,28 @@ func TestManifestDir(t *testing.T) {
 		t.Fatalf("after removing c.yaml: %v", ts)
 	}
 
+	// The directory moved away and made anew (an operator's mv, a volume
+	// swapped): the watch follows the old inode, so the name is watched
+	// again and the new directory's edits are picked up by inotify, not
+	// at the next resync (an hour here).
+	if err := os.Rename(mdir, mdir+".old"); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(mdir, 0o755)
+	mustWrite(t, filepath.Join(mdir, "a.yaml"), tenantDoc("a", 2000))
+	time.Sleep(200 * time.Millisecond) // let the move's reload happen first
+	mustWrite(t, filepath.Join(mdir, "d.yaml"), tenantDoc("d", 2003))
+	testwait.For(t, 5*time.Second, "d.yaml of the new directory applied", func() error {
+		if ts := tenantNames(d.tenantViews(root())); !slices.Contains(ts, "d") {
+			return fmt.Errorf("tenants %v", ts)
+		}
+		return nil
+	})
+	os.Remove(filepath.Join(mdir, "d.yaml"))
+	if err := d.ReloadManifests(); err != nil {
+		t.Fatal(err)
+	}
+
 	// An empty directory is no error (it may be filled later); a missing
 	// one is.
 	empty := filepath.Join(dir, "empty")

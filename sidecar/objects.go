@@ -521,7 +521,7 @@ func (d *Daemon) AttachmentCount() int {
 
 func (d *Daemon) stats() api.Stats {
 	snap := d.engine.Snapshot()
-	st := api.Stats{Uptime: time.Since(d.started).Round(time.Second).String(), Namespaces: len(d.reg.Status()),
+	st := api.Stats{Uptime: time.Since(d.started).Round(time.Second).String(), Namespaces: d.reg.Count(),
 		Frontends: len(snap.Frontends), Backends: len(snap.Backends), Connections: snap.Connections,
 		Attachments: d.AttachmentCount()}
 	for _, f := range snap.Frontends {

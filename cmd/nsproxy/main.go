@@ -293,7 +293,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	if *metricsAddr != "" {
 		m = metrics.New(metrics.Source{Snapshot: d.Engine().Snapshot,
-			RegistrySize: func() int { return len(d.Registry().Status()) }, Attachments: d.AttachmentCount})
+			RegistrySize: d.Registry().Count, Attachments: d.AttachmentCount})
 		ln := inheritedMetrics
 		if ln == nil {
 			if ln, err = metrics.Listen(*metricsAddr); err != nil {

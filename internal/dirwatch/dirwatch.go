@@ -66,8 +66,8 @@ func Watch(dir string, mask uint32) (*Watcher, error) {
 }
 
 // Events wakes the caller when Take has something. It is closed when the
-// watch ends (Stop, or the directory is gone): a last Take after that
-// still returns what came before.
+// watch ends (Stop, or the directory is gone or moved: watch its name
+// again): a last Take after that still returns what came before.
 func (w *Watcher) Events() <-chan struct{} { return w.c }
 
 // Take returns what changed since the last Take and forgets it.
@@ -110,7 +110,7 @@ func (w *Watcher) run() {
 		gone := false
 		for _, ev := range evs {
 			w.note(ev)
-			gone = gone || ev.Mask&unix.IN_IGNORED != 0
+			gone = gone || ev.Mask&(unix.IN_IGNORED|unix.IN_MOVE_SELF) != 0
 		}
 		w.mu.Unlock()
 		select {
@@ -119,7 +119,10 @@ func (w *Watcher) run() {
 		}
 		if gone {
 			// The kernel removed the watch (the directory was deleted or
-			// unmounted): nothing more will come.
+			// unmounted), or the directory was moved: the watch follows
+			// the old inode, and a directory made under the name is not
+			// watched. Nothing more of use will come: the caller watches
+			// the name again.
 			return
 		}
 	}

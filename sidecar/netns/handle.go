@@ -57,11 +57,14 @@ type Handle struct {
 	// socket inside the namespace (a thread's setns there and back), which
 	// thousands of containers' handles opened at a restart, most of which
 	// never need it (their host ports listen in the default namespace),
-	// would each pay up front.
-	cookie sync.Once
-	mu     sync.RWMutex // held shared while fd is in use, exclusively to close it
-	fd     int
-	closed bool
+	// would each pay up front. A read that failed (no fd left, say) is
+	// tried again at the next Identity: a handle never keeps a cookie of 0
+	// that another handle of the namespace does not have.
+	cookieMu   sync.Mutex
+	cookieRead bool
+	mu         sync.RWMutex // held shared while fd is in use, exclusively to close it
+	fd         int
+	closed     bool
 }
 
 // Name is the registry name ("" for the default namespace).
@@ -75,13 +78,15 @@ func (h *Handle) Path() string { return h.path }
 // then, or the kernel lacks SO_NETNS_COOKIE); every call returns the same.
 // Callers must not hold the handle in use (inside Do).
 func (h *Handle) Identity() Identity {
-	h.cookie.Do(func() {
+	h.cookieMu.Lock()
+	defer h.cookieMu.Unlock()
+	if !h.cookieRead {
 		h.mu.RLock()
-		defer h.mu.RUnlock()
-		if !h.closed {
-			h.do(h.readCookie)
+		if !h.closed && h.do(h.readCookie) == nil {
+			h.cookieRead = true
 		}
-	})
+		h.mu.RUnlock()
+	}
 	return h.id
 }
 
@@ -162,8 +167,8 @@ func newHandle(fd int, path, name string, isHome bool) (*Handle, error) {
 	// The default namespace's cookie costs no setns. On a kernel without
 	// NS_GET_NSTYPE, a namespace fd of another type (e.g. a mount
 	// namespace file) fails here rather than at first use.
-	var cerr error
-	h.cookie.Do(func() { cerr = h.do(h.readCookie) })
+	cerr := h.do(h.readCookie)
+	h.cookieRead = cerr == nil
 	if cerr != nil {
 		h.Close()
 		return nil, fmt.Errorf("enter namespace %s: %w", path, cerr)

@@ -356,6 +356,7 @@ func TestRegistryWatch(t *testing.T) {
 	done := make(chan struct{})
 	go func() { r.Watch(ctx, time.Hour); close(done) }() // only inotify can notice in time
 	defer func() { cancel(); <-done }()
+	waitWatchStarted(t, r) // a namespace added before the watch makes no event
 	testns.Run(t, "ip", "netns", "add", name)
 	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer wcancel()

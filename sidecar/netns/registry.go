@@ -54,6 +54,9 @@ type Registry struct {
 	// besides the slot of the entry's own name. Paths outside the
 	// directory are not here: inotify does not see them.
 	aliases map[string][]string
+	// outside are the names whose path is outside the directory: the
+	// watcher looks at each of them every period.
+	outside map[string]struct{}
 }
 
 type slot struct {
@@ -63,6 +66,11 @@ type slot struct {
 	openErr string        // last "present but cannot be opened" reported
 	config  bool          // named by the configuration files
 	entry   *Entry        // registered at run time (API, CNI, OCI)
+	// file is the entry of the netns directory the namespace is opened
+	// from ("" for a path elsewhere, which inotify does not see), worked
+	// out when the entry is set (setEntryLocked): path's directory with
+	// its links resolved, so that /var/run/netns/x is /run/netns's x.
+	file string
 }
 
 // owner is the slot's tenant: its run-time entry's, else the default
@@ -130,7 +138,7 @@ func NewRegistry(dir string, log *slog.Logger) (*Registry, error) {
 	}
 	dir = filepath.Clean(dir)
 	return &Registry{dir: dir, realDir: resolveDir(dir), log: log, def: def, slots: map[string]*slot{},
-		aliases: map[string][]string{}}, nil
+		aliases: map[string][]string{}, outside: map[string]struct{}{}}, nil
 }
 
 // resolveDir is dir with its symbolic links resolved, as far as it exists
@@ -148,27 +156,53 @@ func resolveDir(dir string) string {
 // fileOf is the entry of the netns directory that name's namespace is
 // opened from, "" when its path is elsewhere.
 func (r *Registry) fileOf(name string, s *slot) string {
-	p := s.path(r.dir, name)
-	if d := filepath.Dir(p); d != r.dir && d != r.realDir {
-		return ""
+	if s.entry == nil || s.entry.Path == "" {
+		return name
 	}
-	return filepath.Base(p)
+	return s.file
+}
+
+// fileOfPath is the entry of the netns directory that path is, "" when it
+// is elsewhere. Its directory's links are resolved: containerd's
+// /var/run/netns/cni-... is an entry of /run/netns.
+func (r *Registry) fileOfPath(path string) string {
+	d := filepath.Dir(filepath.Clean(path))
+	if d == r.dir || d == r.realDir {
+		return filepath.Base(path)
+	}
+	if rd, err := filepath.EvalSymlinks(d); err == nil && (rd == r.dir || rd == r.realDir) {
+		return filepath.Base(path)
+	}
+	return ""
 }
 
 // setEntryLocked gives slot name its run-time entry (nil: none) and keeps
-// the aliases in step with the path that comes with it.
+// the aliases and the outside names in step with the path that comes
+// with it.
 func (r *Registry) setEntryLocked(name string, s *slot, e *Entry) {
 	r.unaliasLocked(name, s)
 	s.entry = e
-	if f := r.fileOf(name, s); f != "" && f != name {
+	s.file = ""
+	if e != nil && e.Path != "" {
+		s.file = r.fileOfPath(e.Path)
+	}
+	switch f := r.fileOf(name, s); {
+	case f == "":
+		r.outside[name] = struct{}{}
+	case f != name:
 		r.aliases[f] = append(r.aliases[f], name)
 	}
 }
 
-// unaliasLocked removes name from the aliases of its slot's path.
+// unaliasLocked removes name from the aliases of its slot's path, or from
+// the outside names.
 func (r *Registry) unaliasLocked(name string, s *slot) {
 	f := r.fileOf(name, s)
-	if f == "" || f == name {
+	if f == "" {
+		delete(r.outside, name)
+		return
+	}
+	if f == name {
 		return
 	}
 	if l := slices.DeleteFunc(r.aliases[f], func(n string) bool { return n == name }); len(l) > 0 {
@@ -176,6 +210,17 @@ func (r *Registry) unaliasLocked(name string, s *slot) {
 	} else {
 		delete(r.aliases, f)
 	}
+}
+
+// outsideNames are the names whose path inotify does not see.
+func (r *Registry) outsideNames() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.outside))
+	for n := range r.outside {
+		out = append(out, n)
+	}
+	return out
 }
 
 // namesOfFile are the names whose namespace is opened from entry file of
@@ -266,6 +311,9 @@ func (r *Registry) shrinkLocked() {
 	a := make(map[string][]string, len(r.aliases))
 	maps.Copy(a, r.aliases)
 	r.aliases = a
+	o := make(map[string]struct{}, len(r.outside))
+	maps.Copy(o, r.outside)
+	r.outside = o
 }
 
 // dropIfUnusedLocked removes a slot nothing wants any more and returns its
@@ -363,8 +411,15 @@ func (r *Registry) Unregister(name string) bool {
 	return true
 }
 
-// Status lists every name with its state, sorted by name.
-func (r *Registry) Status() []EntryStatus {
+// Status lists every name with its state and identity, sorted by name.
+// A handle's first identity enters its namespace (the cookie): callers
+// that count or look at the state only use Count or States.
+func (r *Registry) Status() []EntryStatus { return r.status(true) }
+
+// States is Status without the identities: it enters no namespace.
+func (r *Registry) States() []EntryStatus { return r.status(false) }
+
+func (r *Registry) status(identities bool) []EntryStatus {
 	r.mu.Lock()
 	out := make([]EntryStatus, 0, len(r.slots))
 	hs := make([]*Handle, 0, len(r.slots))
@@ -384,7 +439,7 @@ func (r *Registry) Status() []EntryStatus {
 	// Outside the lock: a handle's first Identity enters its namespace
 	// for the cookie.
 	for i, h := range hs {
-		if h != nil {
+		if h != nil && identities {
 			out[i].Identity = h.Identity()
 		}
 	}
@@ -602,6 +657,7 @@ func (r *Registry) Close() {
 		delete(r.slots, n)
 	}
 	clear(r.aliases)
+	clear(r.outside)
 	r.mu.Unlock()
 	for _, h := range hs {
 		h.Close()
@@ -623,14 +679,30 @@ func (r *Registry) Watch(ctx context.Context, every time.Duration) {
 	}
 	var w *dirwatch.Watcher
 	var events <-chan struct{}
+	warned := false
 	watch := func() {
-		if w = watchDir(r.dir, r.log); w != nil {
+		var err error
+		if w, err = watchDir(r.dir); w != nil {
 			events = w.Events()
+			if warned {
+				r.log.Info("watching the netns directory again", "dir", r.dir)
+			}
+			warned = false
+			return
+		}
+		events = nil
+		if !warned {
+			r.log.Warn("cannot watch the netns directory; resyncing every name every period until it can",
+				"dir", r.dir, "every", every.String(), "err", err)
+			warned = true
 		}
 	}
 	watch()
 	// What changed before the watch began made no event.
 	r.Resync()
+	if watchStartedHook != nil {
+		watchStartedHook(r)
+	}
 	defer func() {
 		if w != nil {
 			w.Stop()
@@ -646,13 +718,25 @@ func (r *Registry) Watch(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if events == nil && w != nil {
-				// The directory went (its watch ended with it): watch
-				// it again, and look at everything it may have missed.
-				w.Stop()
-				if watch(); w != nil {
-					r.Resync()
+			if events == nil {
+				// No watch (it failed, or the directory went, moved or was
+				// unmounted and its watch ended with it): try again, and
+				// look at everything it may have missed. While there is
+				// none, every name is looked at every period, as before
+				// the watcher named its entries.
+				if w != nil {
+					w.Stop()
+					w = nil
 				}
+				watch()
+				r.Resync()
+				continue
+			}
+			// Paths outside the directory (/proc/PID/ns/net, another
+			// runtime's directory) make no event here: each is looked at
+			// every period, the others in turn by the sweep.
+			for _, n := range r.outsideNames() {
+				r.resyncOne(n)
 			}
 			sw.step(r, sweepBatch)
 		case now := <-rc.c():
@@ -669,6 +753,10 @@ func (r *Registry) Watch(ctx context.Context, every time.Duration) {
 	}
 }
 
+// watchStartedHook, set by tests, runs once Watch watches and resynced:
+// a change after it makes an event.
+var watchStartedHook func(*Registry)
+
 // recheckAfter are the re-checks of a name an event named: `ip netns add`
 // creates the file before bind-mounting the namespace on it, and the
 // mount itself makes no inotify event. The last one is for a busy host:
@@ -678,22 +766,22 @@ var recheckAfter = []time.Duration{10 * time.Millisecond, 50 * time.Millisecond,
 	5 * time.Second}
 
 // changed is the resync of what an inotify wake-up reported: of the names
-// whose files it named, or of every name; nil when it named no file a
-// name uses.
+// whose files it named, or of every name; nil when it named no file. The
+// names are looked up at each run, not at the event: a name registered on
+// the file between `ip netns add`'s create and its mount is re-checked too.
 func (r *Registry) changed(ch dirwatch.Changes) func() {
 	if ch.All {
 		return r.Resync
 	}
-	var names []string
-	for _, f := range ch.Names {
-		names = append(names, r.namesOfFile(f)...)
-	}
-	if len(names) == 0 {
+	if len(ch.Names) == 0 {
 		return nil
 	}
+	files := ch.Names
 	return func() {
-		for _, n := range names {
-			r.resyncOne(n) // a name gone since is skipped there
+		for _, f := range files {
+			for _, n := range r.namesOfFile(f) {
+				r.resyncOne(n) // a name gone since is skipped there
+			}
 		}
 	}
 }

@@ -66,11 +66,53 @@ func (c *statfsCounter) others(want ...string) []string {
 
 // watching runs r.Watch (with no periodic sweep in the test's time) until
 // the test ends.
+// It returns once the watch is set up: a change after it makes an event.
 func watching(t *testing.T, r *Registry) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Watch(ctx, time.Hour); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+	waitWatchStarted(t, r)
+}
+
+// waitWatchStarted returns once r's Watch has set up its watch.
+func waitWatchStarted(t *testing.T, r *Registry) {
+	t.Helper()
+	startedMu.Lock()
+	ch, ok := started[r]
+	if !ok {
+		ch = make(chan struct{})
+		started[r] = ch
+	}
+	startedMu.Unlock()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Watch did not start watching within 10 s")
+	}
+}
+
+var (
+	startedMu sync.Mutex
+	started   = map[*Registry]chan struct{}{}
+)
+
+func init() {
+	watchStartedHook = func(r *Registry) {
+		startedMu.Lock()
+		defer startedMu.Unlock()
+		ch, ok := started[r]
+		if !ok {
+			ch = make(chan struct{})
+			started[r] = ch
+		}
+		select {
+		case <-ch:
+		default:
+			close(ch)
+		}
+	}
 }
 
 // TestWatchResyncsNamedEntriesOnly: an inotify event of one entry of the
