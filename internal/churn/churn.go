@@ -313,7 +313,9 @@ func (r *Runner) DaemonUsage() (Usage, error) {
 		return u, err
 	}
 	// Best effort: the figures above are the measurement, this says why.
-	c := http.Client{Timeout: 5 * time.Second}
+	// No keep-alive: an idle connection left open would count in the
+	// daemon's fds at the next reading.
+	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	if resp, err := c.Get("http://" + r.metricsAddr + "/metrics"); err == nil {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
