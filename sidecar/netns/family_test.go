@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nsproxy/nsproxy/internal/testns"
 )
 
@@ -126,5 +128,37 @@ func TestListenFamilyConflicts(t *testing.T) {
 	if both, err := h.Listen(netip.MustParseAddrPort("[::]:19510")); err == nil {
 		both.Close()
 		t.Fatal("[::]:19510 (bindv6only 0: both families) next to 0.0.0.0:19510: no error, want address in use")
+	}
+}
+
+// TestListenIsPlainTCP: listeners are plain TCP sockets, as HAProxy's, not
+// the MPTCP ones Go ≥ 1.24 makes by default where the kernel has MPTCP
+// (net.mptcp.enabled=1 here): those cost about twice as much to create and
+// would hand an MPTCP client a socket the splice path is not made for.
+func TestListenIsPlainTCP(t *testing.T) {
+	ns := testns.New(t, "tcp")
+	h, err := OpenPath(filepath.Join(DefaultDir, ns), ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	testns.Run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	ln, err := h.ListenWith(netip.MustParseAddrPort("127.0.0.1:0"), ListenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var proto int
+	var serr error
+	rc.Control(func(fd uintptr) { proto, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PROTOCOL) })
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	if proto != unix.IPPROTO_TCP {
+		t.Fatalf("listener protocol %d, want IPPROTO_TCP (%d)", proto, unix.IPPROTO_TCP)
 	}
 }

@@ -52,6 +52,11 @@ func (h *Handle) ListenWith(addr netip.AddrPort, opt ListenOptions) (*net.TCPLis
 		}
 		var err error
 		lc := net.ListenConfig{KeepAlive: -1}
+		// Plain TCP, as HAProxy listens: Go ≥ 1.24 makes MPTCP
+		// listeners where the kernel allows it, which cost about twice
+		// as much to create (5,000 exposures at a restart) and would
+		// give an MPTCP client a socket the splice path is not made for.
+		lc.SetMultipathTCP(false)
 		ln, err = lc.Listen(context.Background(), network, addr.String())
 		if err != nil && network == "tcp" && errors.Is(err, unix.EAFNOSUPPORT) {
 			ln, err = lc.Listen(context.Background(), "tcp4", netip.AddrPortFrom(netip.IPv4Unspecified(), addr.Port()).String())
