@@ -31,7 +31,9 @@ func Listen(addr string) (net.Listener, error) {
 	if addr == "" {
 		return nil, ErrNoAddress
 	}
-	ln, err := net.Listen("tcp", addr)
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false) // plain TCP, as the proxy's listeners (netns.Handle.ListenWith)
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: listen %s: %w", addr, err)
 	}

@@ -75,7 +75,9 @@ func (h *Handle) Path() string { return h.path }
 
 // Identity is the namespace's identity, valid while the handle is open.
 // The cookie is read at the first call (0 if the handle was closed by
-// then, or the kernel lacks SO_NETNS_COOKIE); every call returns the same.
+// then, or the kernel lacks SO_NETNS_COOKIE); a read that failed is tried
+// again at the next call, so the cookie may go from 0 to its value once:
+// keys that must never change use FileIdentity.
 // Callers must not hold the handle in use (inside Do).
 func (h *Handle) Identity() Identity {
 	h.cookieMu.Lock()
@@ -93,6 +95,13 @@ func (h *Handle) Identity() Identity {
 // fileIdentity is the identity without the cookie (no socket needed), for
 // logs and the comparisons of files.
 func (h *Handle) fileIdentity() Identity { return Identity{Dev: h.id.Dev, Ino: h.id.Ino} }
+
+// FileIdentity is the namespace's device and inode, without the cookie: it
+// costs nothing and never changes for a handle, where Identity's cookie is
+// 0 until its first read succeeds. While the handle is open its namespace
+// lives, so no other namespace can have this inode: a key for maps of the
+// namespaces in use (the engine's own listeners).
+func (h *Handle) FileIdentity() Identity { return h.fileIdentity() }
 
 // readCookie sets id.Cookie from a socket made in the calling thread's
 // namespace (h's, inside do).

@@ -45,7 +45,7 @@ var ErrLoop = errors.New("nsproxy: destination is one of nsproxy's own listeners
 // listeners are keyed with the IPv6 unspecified address: Go binds
 // 0.0.0.0 and [::] dual-stack alike.
 type listenKey struct {
-	ns   netns.Identity
+	ns   netns.Identity // FileIdentity: device and inode, no cookie
 	addr netip.AddrPort
 }
 
@@ -68,7 +68,7 @@ type ownListeners struct {
 // its family: 0.0.0.0 is reached by IPv4 destinations only, :: by IPv6
 // ones; a dual-stack [::] socket is added under both (see listenKeysOf).
 func listenKeyOf(h *netns.Handle, a netip.AddrPort) listenKey {
-	return listenKey{ns: h.Identity(), addr: netip.AddrPortFrom(a.Addr().Unmap().WithZone(""), a.Port())}
+	return listenKey{ns: h.FileIdentity(), addr: netip.AddrPortFrom(a.Addr().Unmap().WithZone(""), a.Port())}
 }
 
 // listenKeysOf is every key under which ln's socket is reached: a [::]
@@ -144,7 +144,7 @@ func (o *ownListeners) isOwn(h *netns.Handle, dst netip.AddrPort, isLocal func(n
 			addr = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 		}
 	}
-	id := h.Identity()
+	id := h.FileIdentity() // never changes for h, unlike a cookie read that failed and later worked
 	if _, ok := o.keys.Load(listenKey{id, netip.AddrPortFrom(addr, dst.Port())}); ok {
 		return true
 	}

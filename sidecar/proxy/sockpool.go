@@ -26,8 +26,10 @@ import (
 // first batch or two only. No namespace holds more than a quarter of the
 // total (sockPoolShare), so idle pools cannot starve a busy one of
 // refills. A pool that went unused for sockPoolIdle gives back all but a
-// first batch and starts over with small batches (trimIdle), so that a
-// burst's sockets do not stay open in a namespace that went quiet. A pool
+// first batch and starts over with small batches (trimIdle), and unused
+// for one more, the first batch too, so that a burst's sockets do not stay
+// open in a namespace that went quiet and idle first batches cannot hold
+// the total. A pool
 // that is empty
 // costs nothing but the old way: the attempt goes to a connector
 // (errOffLoop). Pooled sockets count against the open-file budget
@@ -87,7 +89,9 @@ type sockPool struct {
 	asked  [2]bool  // a refill is queued or running
 	batch  [2]int   // the next refill's size, and the level it is asked at
 	filled [2]bool  // a refill came: running dry now means the batch is too small
+	askedN [2]int   // sockets of the refill queued or running
 	used   bool     // taken from since the last trimIdle
+	idle   int      // trimIdle runs since the last take
 	closed bool
 }
 
@@ -136,11 +140,13 @@ func (ps *sockPools) take(h *netns.Handle, fam int) int {
 		p.batch[i] = min(2*p.batch[i], sockPoolBatch)
 	}
 	held := len(p.fds[i])
-	if want := min(p.batch[i], ps.share()-held); held < p.batch[i] && want > 0 && !p.asked[i] && !p.closed {
+	// The share is the namespace's, both families and what they asked for.
+	all := len(p.fds[0]) + len(p.fds[1]) + p.askedN[0] + p.askedN[1]
+	if want := min(p.batch[i], ps.share()-all); held < p.batch[i] && want > 0 && !p.asked[i] && !p.closed {
 		if n := ps.reserve(want); n > 0 {
 			select {
 			case ps.refill <- &sockRefill{p, fam, n}:
-				p.asked[i] = true
+				p.asked[i], p.askedN[i] = true, n
 			default: // the connectors are busy: the next take asks again
 				ps.pooled.Add(-int64(n))
 			}
@@ -172,7 +178,7 @@ func (ps *sockPools) fill(r *sockRefill) (stuck bool) {
 	p, i := r.p, famIndex(r.fam)
 	fds, err := p.h.Sockets(r.fam, r.n)
 	p.mu.Lock()
-	p.asked[i] = false
+	p.asked[i], p.askedN[i] = false, 0
 	if p.closed || ps.closed.Load() {
 		ps.pooled.Add(-int64(r.n)) // the batch reserve went unused
 		p.mu.Unlock()
@@ -213,23 +219,30 @@ func (ps *sockPools) close() {
 }
 
 // trimIdle gives back the sockets of the pools nobody took from since its
-// last run, down to a first batch, and resets their batches: a connector
-// runs it every sockPoolIdle. It returns how many sockets it closed.
+// last run, down to a first batch, and resets their batches; a pool still
+// unused at the next run gives back its first batch too, so that idle
+// namespaces' first batches cannot hold the whole total. A connector-side
+// ticker runs it every sockPoolIdle. It returns how many sockets it closed.
 func (ps *sockPools) trimIdle() int {
 	closed := 0
 	ps.m.Range(func(_, v any) bool {
 		p := v.(*sockPool)
 		p.mu.Lock()
 		if p.used || p.closed {
-			p.used = false
+			p.used, p.idle = false, 0
 			p.mu.Unlock()
 			return true
 		}
+		p.idle++
+		keep := sockPoolBatchMin
+		if p.idle > 1 {
+			keep = 0
+		}
 		var extra []int
 		for i := range p.fds {
-			if n := len(p.fds[i]); n > sockPoolBatchMin {
-				extra = append(extra, p.fds[i][sockPoolBatchMin:]...)
-				p.fds[i] = slices.Clip(p.fds[i][:sockPoolBatchMin])
+			if n := len(p.fds[i]); n > keep {
+				extra = append(extra, p.fds[i][keep:]...)
+				p.fds[i] = slices.Clip(p.fds[i][:keep])
 			}
 			p.batch[i], p.filled[i] = sockPoolBatchMin, false
 		}
@@ -251,7 +264,7 @@ func (ps *sockPools) drainRefills() {
 		select {
 		case r := <-ps.refill:
 			r.p.mu.Lock()
-			r.p.asked[famIndex(r.fam)] = false
+			r.p.asked[famIndex(r.fam)], r.p.askedN[famIndex(r.fam)] = false, 0
 			r.p.mu.Unlock()
 			ps.pooled.Add(-int64(r.n))
 		default:
