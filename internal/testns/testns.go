@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 )
 
@@ -113,4 +114,45 @@ func Veth(t testing.TB, a, cidrA, b, cidrB string) {
 func Exec(t testing.TB, ns string, args ...string) string {
 	t.Helper()
 	return Run(t, append([]string{"ip", "netns", "exec", ns}, args...)...)
+}
+
+// ExhaustFDs lowers RLIMIT_NOFILE to the fds open now and fills any left,
+// so that the next open, socket or dup fails with EMFILE, and returns the
+// undo (also run at cleanup): the fillers closed, the limit restored.
+func ExhaustFDs(t testing.TB) (undo func()) {
+	t.Helper()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	low := lim
+	low.Cur = uint64(len(fds)) // ReadDir's own fd is closed again: one spare at most
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	var filler []int
+	for {
+		fd, err := syscall.Dup(0)
+		if err != nil {
+			break
+		}
+		filler = append(filler, fd)
+	}
+	done := false
+	undo = func() {
+		if done {
+			return
+		}
+		done = true
+		for _, fd := range filler {
+			syscall.Close(fd)
+		}
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+	t.Cleanup(undo)
+	return undo
 }

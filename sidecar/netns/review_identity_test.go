@@ -1,9 +1,7 @@
 package netns
 
 import (
-	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 
 	"github.com/nsproxy/nsproxy/internal/testns"
@@ -39,78 +37,13 @@ func TestIdentityCookieSurvivesATransientFailure(t *testing.T) {
 	defer h.Close()
 
 	// No fd left while the first Identity runs.
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	low := lim
-	low.Cur = uint64(len(fds)) // ReadDir's own fd is closed again: one spare at most
-	var filler []int
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		fd, err := syscall.Dup(0)
-		if err != nil {
-			break
-		}
-		filler = append(filler, fd)
-	}
+	undo := testns.ExhaustFDs(t)
 	first := h.Identity()
-	for _, fd := range filler {
-		syscall.Close(fd)
-	}
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
+	undo()
 	if first != want {
 		t.Logf("first Identity with no fd left: %v (want %v)", first, want)
 	}
 	if got := h.Identity(); got != want {
 		t.Fatalf("Identity once fds are back: %v, another handle of the same namespace: %v", got, want)
 	}
-}
-
-// exhaustFDs lowers RLIMIT_NOFILE to the fds open now and fills what is
-// left, and returns the undo: nothing can open an fd in between.
-func exhaustFDs(t *testing.T) (undo func()) {
-	t.Helper()
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	low := lim
-	low.Cur = uint64(len(fds))
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
-		t.Fatal(err)
-	}
-	var filler []int
-	for {
-		fd, err := syscall.Dup(0)
-		if err != nil {
-			break
-		}
-		filler = append(filler, fd)
-	}
-	done := false
-	undo = func() {
-		if done {
-			return
-		}
-		done = true
-		for _, fd := range filler {
-			syscall.Close(fd)
-		}
-		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
-	}
-	t.Cleanup(undo)
-	return undo
 }

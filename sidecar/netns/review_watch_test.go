@@ -270,7 +270,7 @@ func TestWatchRetriesAFailedInotifyWatch(t *testing.T) {
 		}
 	}
 	c := countStatfs(t)
-	undo := exhaustFDs(t)
+	undo := testns.ExhaustFDs(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Watch(ctx, period); close(done) }()

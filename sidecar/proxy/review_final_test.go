@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"syscall"
 	"testing"
 
 	"github.com/nsproxy/nsproxy/internal/testns"
@@ -81,46 +80,6 @@ func TestSockPoolShareCountsBothFamilies(t *testing.T) {
 	}
 }
 
-// exhaustFDs lowers RLIMIT_NOFILE to the fds open now and fills what is
-// left, and returns the undo (also run at cleanup).
-func exhaustFDs(t *testing.T) (undo func()) {
-	t.Helper()
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	low := lim
-	low.Cur = uint64(len(fds))
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
-		t.Fatal(err)
-	}
-	var filler []int
-	for {
-		fd, err := syscall.Dup(0)
-		if err != nil {
-			break
-		}
-		filler = append(filler, fd)
-	}
-	done := false
-	undo = func() {
-		if done {
-			return
-		}
-		done = true
-		for _, fd := range filler {
-			syscall.Close(fd)
-		}
-		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
-	}
-	t.Cleanup(undo)
-	return undo
-}
-
 // TestOwnListenerFoundAfterAFailedCookieRead: since 873b3ee a handle's
 // Identity is not the same at every call (its doc still says it is): a
 // first cookie read that failed (no fd left: the daemon at its open-file
@@ -135,7 +94,7 @@ func TestOwnListenerFoundAfterAFailedCookieRead(t *testing.T) {
 	v := newEnv(t, b)
 	h := v.handle(b) // fresh: its cookie is read at its first Identity
 	dst := netip.MustParseAddrPort("127.0.0.1:22030")
-	undo := exhaustFDs(t)
+	undo := testns.ExhaustFDs(t)
 	key := listenKeyOf(h, dst) // the listener's key (serve): the handle's first Identity
 	undo()
 	if h.Identity().Cookie == 0 {
