@@ -92,16 +92,12 @@ func (h *Handle) Identity() Identity {
 	return h.id
 }
 
-// fileIdentity is the identity without the cookie (no socket needed), for
-// logs and the comparisons of files.
-func (h *Handle) fileIdentity() Identity { return Identity{Dev: h.id.Dev, Ino: h.id.Ino} }
-
 // FileIdentity is the namespace's device and inode, without the cookie: it
 // costs nothing and never changes for a handle, where Identity's cookie is
 // 0 until its first read succeeds. While the handle is open its namespace
 // lives, so no other namespace can have this inode: a key for maps of the
-// namespaces in use (the engine's own listeners).
-func (h *Handle) FileIdentity() Identity { return h.fileIdentity() }
+// namespaces in use (the engine's own listeners), and what logs print.
+func (h *Handle) FileIdentity() Identity { return Identity{Dev: h.id.Dev, Ino: h.id.Ino} }
 
 // readCookie sets id.Cookie from a socket made in the calling thread's
 // namespace (h's, inside do).
@@ -303,7 +299,7 @@ func (h *Handle) Socket(domain, typ, proto int) (int, error) {
 
 // String describes the handle for logs.
 func (h *Handle) String() string {
-	return fmt.Sprintf("%s (%s, %s)", h.Label(), h.path, h.fileIdentity())
+	return fmt.Sprintf("%s (%s, %s)", h.Label(), h.path, h.FileIdentity())
 }
 
 var _ fmt.Stringer = (*Handle)(nil)

@@ -633,12 +633,12 @@ func (r *Registry) resyncOne(name string) {
 	switch {
 	case old != nil && nh != nil:
 		r.log.Warn("namespace recreated: closing everything in the old one", "netns", name,
-			"old", old.fileIdentity().String(), "new", nh.fileIdentity().String())
+			"old", old.FileIdentity().String(), "new", nh.FileIdentity().String())
 	case old != nil:
 		r.log.Warn("namespace deleted: closing its listeners and connections", "netns", name,
-			"identity", old.fileIdentity().String())
+			"identity", old.FileIdentity().String())
 	default:
-		r.log.Info("namespace available", "netns", name, "identity", nh.fileIdentity().String())
+		r.log.Info("namespace available", "netns", name, "identity", nh.FileIdentity().String())
 	}
 	if old != nil {
 		old.Close()

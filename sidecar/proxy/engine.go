@@ -57,7 +57,8 @@ type Engine struct {
 	sessMu   sync.Mutex
 	sessions map[*session]struct{}
 	sessWG   sync.WaitGroup
-	// connectorWG: the connectors (hdrloop.go), which Shutdown waits for.
+	// connectorWG: the connectors and the pool trimmer (hdrloop.go), which
+	// Shutdown waits for.
 	connectorWG sync.WaitGroup
 	connectQ    chan *pconn // connect attempts for the connectors (hdrloop.go)
 	pools       sockPools   // sockets made ahead in other namespaces (sockpool.go)

@@ -86,10 +86,9 @@ type sockPool struct {
 	h      *netns.Handle
 	mu     sync.Mutex
 	fds    [2][]int // AF_INET, AF_INET6
-	asked  [2]bool  // a refill is queued or running
 	batch  [2]int   // the next refill's size, and the level it is asked at
 	filled [2]bool  // a refill came: running dry now means the batch is too small
-	askedN [2]int   // sockets of the refill queued or running
+	asked  [2]int   // sockets of the refill queued or running (0: none)
 	used   bool     // taken from since the last trimIdle
 	idle   int      // trimIdle runs since the last take
 	closed bool
@@ -141,12 +140,12 @@ func (ps *sockPools) take(h *netns.Handle, fam int) int {
 	}
 	held := len(p.fds[i])
 	// The share is the namespace's, both families and what they asked for.
-	all := len(p.fds[0]) + len(p.fds[1]) + p.askedN[0] + p.askedN[1]
-	if want := min(p.batch[i], ps.share()-all); held < p.batch[i] && want > 0 && !p.asked[i] && !p.closed {
+	all := len(p.fds[0]) + len(p.fds[1]) + p.asked[0] + p.asked[1]
+	if want := min(p.batch[i], ps.share()-all); held < p.batch[i] && want > 0 && p.asked[i] == 0 && !p.closed {
 		if n := ps.reserve(want); n > 0 {
 			select {
 			case ps.refill <- &sockRefill{p, fam, n}:
-				p.asked[i], p.askedN[i] = true, n
+				p.asked[i] = n
 			default: // the connectors are busy: the next take asks again
 				ps.pooled.Add(-int64(n))
 			}
@@ -178,7 +177,7 @@ func (ps *sockPools) fill(r *sockRefill) (stuck bool) {
 	p, i := r.p, famIndex(r.fam)
 	fds, err := p.h.Sockets(r.fam, r.n)
 	p.mu.Lock()
-	p.asked[i], p.askedN[i] = false, 0
+	p.asked[i] = 0
 	if p.closed || ps.closed.Load() {
 		ps.pooled.Add(-int64(r.n)) // the batch reserve went unused
 		p.mu.Unlock()
@@ -264,7 +263,7 @@ func (ps *sockPools) drainRefills() {
 		select {
 		case r := <-ps.refill:
 			r.p.mu.Lock()
-			r.p.asked[famIndex(r.fam)], r.p.askedN[famIndex(r.fam)] = false, 0
+			r.p.asked[famIndex(r.fam)] = 0
 			r.p.mu.Unlock()
 			ps.pooled.Add(-int64(r.n))
 		default:
