@@ -142,21 +142,12 @@ func TestWatchNoticesDeadOutsidePathsWithinAFewPeriods(t *testing.T) {
 	defer r.Close()
 	const n = 3000
 	const period = 200 * time.Millisecond
-	for i := range n {
-		if err := r.Register(Entry{Name: fmt.Sprintf("c%04d", i), Path: path, Source: "api"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range n {
-		if _, err := r.Get(fmt.Sprintf("c%04d", i)); err != nil {
-			t.Fatal(err)
-		}
+	registerMany(t, r, n, path, "api")
+	if got := availableOf(r, n); got != n {
+		t.Fatalf("%d of %d names available", got, n)
 	}
 	c := countStatfs(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Watch(ctx, period); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	watchingEvery(t, r, period)
 	// Watch's first full resync (every name) is over before the process
 	// dies: what follows is the watcher's steady state.
 	testwait.For(t, 10*time.Second, "Watch's first resync", func() error {
@@ -173,13 +164,7 @@ func TestWatchNoticesDeadOutsidePathsWithinAFewPeriods(t *testing.T) {
 	// Ten periods: the old watcher needs one (and one full resync); the
 	// sweep needs n/100 = 30.
 	testwait.For(t, 10*period, "every dead namespace closed", func() error {
-		open := 0
-		for i := range n {
-			if _, err := r.Get(fmt.Sprintf("c%04d", i)); err == nil {
-				open++
-			}
-		}
-		if open > 0 {
+		if open := availableOf(r, n); open > 0 {
 			return fmt.Errorf("%d of %d names still hold the dead namespace after %v", open, n, time.Since(start).Round(time.Millisecond))
 		}
 		return nil
@@ -264,17 +249,10 @@ func TestWatchRetriesAFailedInotifyWatch(t *testing.T) {
 	x := filepath.Join(dir, "x")
 	const n = 3000
 	const period = 200 * time.Millisecond
-	for i := range n {
-		if err := r.Register(Entry{Name: fmt.Sprintf("c%04d", i), Path: x, Source: "cni"}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	registerMany(t, r, n, x, "cni")
 	c := countStatfs(t)
 	undo := testns.ExhaustFDs(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Watch(ctx, period); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	watchingEvery(t, r, period)
 	// Watch has tried its watch once its first full resync ran.
 	for c.get(x) < n {
 		time.Sleep(10 * time.Millisecond)
@@ -287,13 +265,7 @@ func TestWatchRetriesAFailedInotifyWatch(t *testing.T) {
 	bindNamespace(t, src, x)
 	start := time.Now()
 	testwait.For(t, 10*period, "every name of x available", func() error {
-		missing := 0
-		for i := range n {
-			if _, err := r.Get(fmt.Sprintf("c%04d", i)); err != nil {
-				missing++
-			}
-		}
-		if missing > 0 {
+		if missing := n - availableOf(r, n); missing > 0 {
 			return fmt.Errorf("%d of %d names still missing after %v", missing, n, time.Since(start).Round(time.Millisecond))
 		}
 		return nil

@@ -67,13 +67,38 @@ func (c *statfsCounter) others(want ...string) []string {
 // watching runs r.Watch (with no periodic sweep in the test's time) until
 // the test ends.
 // It returns once the watch is set up: a change after it makes an event.
-func watching(t *testing.T, r *Registry) {
+func watching(t *testing.T, r *Registry) { watchingEvery(t, r, time.Hour) }
+
+// watchingEvery runs r.Watch with the given period until the test ends,
+// once the watch is set up.
+func watchingEvery(t *testing.T, r *Registry, period time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { r.Watch(ctx, time.Hour); close(done) }()
+	go func() { r.Watch(ctx, period); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	waitWatchStarted(t, r)
+}
+
+// registerMany registers names c0000... up to n, each on path.
+func registerMany(t *testing.T, r *Registry, n int, path, source string) {
+	t.Helper()
+	for i := range n {
+		if err := r.Register(Entry{Name: fmt.Sprintf("c%04d", i), Path: path, Source: source}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// availableOf counts the names of registerMany that have their namespace.
+func availableOf(r *Registry, n int) int {
+	ok := 0
+	for i := range n {
+		if _, err := r.Get(fmt.Sprintf("c%04d", i)); err == nil {
+			ok++
+		}
+	}
+	return ok
 }
 
 // waitWatchStarted returns once r's Watch has set up its watch.

@@ -32,7 +32,7 @@ func TestSockPoolIdleFirstBatchesStarveABusyOne(t *testing.T) {
 		names = append(names, testns.Add(t, hxfName(fmt.Sprintf("i%d", i))))
 	}
 	v := newEnv(t, names...)
-	ps := &sockPools{refill: make(chan *sockRefill, sockPoolTotal/sockPoolBatchMin)}
+	ps := newTestPools()
 	ps.total.Store(sockPoolTotalFor(1024))
 	t.Cleanup(ps.close)
 	for _, n := range names[:idle] {
@@ -64,7 +64,7 @@ func TestSockPoolShareCountsBothFamilies(t *testing.T) {
 	b := testns.Add(t, hxfName("sh"))
 	v := newEnv(t, b)
 	h := v.handle(b)
-	ps := &sockPools{refill: make(chan *sockRefill, sockPoolTotal/sockPoolBatchMin)}
+	ps := newTestPools()
 	ps.total.Store(sockPoolTotalFor(1024))
 	t.Cleanup(ps.close)
 	for range 3 {

@@ -48,7 +48,7 @@ func TestSockPoolFewConnectionsHoldFewSockets(t *testing.T) {
 	b := testns.New(t, "B")
 	v := newEnv(t, b)
 	h := v.handle(b)
-	ps := &sockPools{refill: make(chan *sockRefill, sockPoolTotal/sockPoolBatchMin)}
+	ps := newTestPools()
 	t.Cleanup(ps.close)
 	for range 3 {
 		useNow(t, ps, h)
@@ -74,7 +74,7 @@ func TestSockPoolIdleNamespacesDoNotStarveABusyOne(t *testing.T) {
 		names = append(names, testns.New(t, fmt.Sprintf("S%d", i)))
 	}
 	v := newEnv(t, names...)
-	ps := &sockPools{refill: make(chan *sockRefill, sockPoolTotal/sockPoolBatchMin)}
+	ps := newTestPools()
 	t.Cleanup(ps.close)
 	for _, n := range names[:5] { // used a little, then idle
 		h := v.handle(n)

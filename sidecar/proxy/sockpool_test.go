@@ -21,7 +21,7 @@ func TestSockPoolRefillsBeforeItRunsDry(t *testing.T) {
 	v := newEnv(t, b)
 	h := v.handle(b)
 	fd0 := openFDs()
-	ps := &sockPools{refill: make(chan *sockRefill, sockPoolTotal/sockPoolBatchMin)}
+	ps := newTestPools()
 	next := func(want int) *sockRefill {
 		t.Helper()
 		select {
@@ -158,7 +158,7 @@ func TestSockPoolTrimsIdlePools(t *testing.T) {
 	v := newEnv(t, b)
 	h := v.handle(b)
 	fd0 := openFDs()
-	ps := &sockPools{refill: make(chan *sockRefill, sockPoolTotal/sockPoolBatchMin)}
+	ps := newTestPools()
 	t.Cleanup(ps.close)
 	// Busy: run the pool dry with its refills held back, so that it grows.
 	var held []*sockRefill
@@ -218,4 +218,10 @@ func TestSockPoolTrimsIdlePools(t *testing.T) {
 	default:
 		t.Fatal("no refill asked at 7 left after the trim")
 	}
+}
+
+// newTestPools is an engine's pools without the engine: a test takes from
+// them and runs the refills it wants (fill) itself.
+func newTestPools() *sockPools {
+	return &sockPools{refill: make(chan *sockRefill, sockPoolTotal/sockPoolBatchMin)}
 }
