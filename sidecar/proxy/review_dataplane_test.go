@@ -24,13 +24,23 @@ func rvdName(tag string) string { return fmt.Sprintf("rvd%d%s", os.Getpid()%1000
 // returns the env, A's name and the bind's address.
 func rvdSetup(t *testing.T, port uint16, acceptProxy bool, be BackendSpec, handle func(net.Conn)) (*env, string, string) {
 	t.Helper()
+	return rvdSetupFE(t, port, acceptProxy, be, handle, nil)
+}
+
+// rvdSetupFE is rvdSetup with a function that edits the frontend.
+func rvdSetupFE(t *testing.T, port uint16, acceptProxy bool, be BackendSpec, handle func(net.Conn), fe func(*FrontendSpec)) (*env, string, string) {
+	t.Helper()
 	a, b := testns.Add(t, rvdName(fmt.Sprintf("a%d", port))), testns.Add(t, rvdName(fmt.Sprintf("b%d", port)))
 	v := newEnv(t, a, b)
 	saddr := fmt.Sprintf("127.0.0.1:%d", port+1)
 	v.serveFunc(b, saddr, handle)
 	bind := BindSpec{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), Namespace: a, AcceptProxy: acceptProxy}
 	be.Servers = append(be.Servers, srv("s", saddr, b))
-	if err := v.e.Apply(spec1(bind, be)); err != nil {
+	sp := spec1(bind, be)
+	if fe != nil {
+		fe(&sp.Frontends[0])
+	}
+	if err := v.e.Apply(sp); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "listener", func() error {
@@ -89,5 +99,44 @@ func TestReviewDPClientResetAfterHalfClose(t *testing.T) {
 	c.Close() // RST
 	if n := waitSessions(v, 0, 3*time.Second); n != 0 {
 		t.Fatalf("3s after the client reset its half-closed connection the proxy still holds %d session(s)", n)
+	}
+}
+
+// TestReviewDPResetAfterHalfCloseHoldsMaxconnSlot: the same with
+// maxconn 1: the dead connection keeps the only slot, and the next client
+// waits in the backlog for as long as the server stays silent.
+func TestReviewDPResetAfterHalfCloseHoldsMaxconnSlot(t *testing.T) {
+	release := make(chan struct{})
+	v, a, addr := rvdSetupFE(t, 22060, false, BackendSpec{}, func(c net.Conn) {
+		io.WriteString(c, "hi\n")
+		io.Copy(io.Discard, c)
+		select {
+		case <-release:
+		case <-time.After(10 * time.Second):
+		}
+	}, func(f *FrontendSpec) { f.MaxConn = 1 })
+	t.Cleanup(func() { close(release) })
+	c, err := v.dial(a, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	greet := make([]byte, 3)
+	if _, err := io.ReadFull(c, greet); err != nil {
+		t.Fatal(err)
+	}
+	c.CloseWrite()
+	time.Sleep(200 * time.Millisecond) // the FIN reaches the server
+	c.SetLinger(0)
+	c.Close() // RST
+	c2, err := v.dial(a, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c2.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.ReadFull(c2, greet); err != nil {
+		t.Fatalf("maxconn 1: the next client is not served 3s after the first one reset its half-closed connection: %v", err)
 	}
 }
