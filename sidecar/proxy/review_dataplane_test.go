@@ -140,3 +140,31 @@ func TestReviewDPResetAfterHalfCloseHoldsMaxconnSlot(t *testing.T) {
 		t.Fatalf("maxconn 1: the next client is not served 3s after the first one reset its half-closed connection: %v", err)
 	}
 }
+
+// TestResetAfterServerHalfClose is the mirror: the server sends its reply
+// and FIN, then resets, while the client, which got the reply and the
+// FIN, stays idle with its own direction open. The server socket's reset
+// is the only event: the session must end on it (the client then sees
+// its connection end), not wait for the client.
+func TestResetAfterServerHalfClose(t *testing.T) {
+	v, a, addr := rvdSetup(t, 22020, false, BackendSpec{}, func(c net.Conn) {
+		tc := c.(*net.TCPConn)
+		io.WriteString(tc, "reply")
+		tc.CloseWrite()
+		time.Sleep(200 * time.Millisecond) // the FIN reaches the client
+		tc.SetLinger(0)
+		tc.Close() // RST
+	})
+	c, err := v.dial(a, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, err := io.ReadAll(c); err != nil || string(b) != "reply" {
+		t.Fatalf("client read %q, %v; want the reply and the server's FIN", b, err)
+	}
+	if n := waitSessions(v, 0, 3*time.Second); n != 0 {
+		t.Fatalf("3s after the server reset its half-closed connection the proxy still holds %d session(s)", n)
+	}
+}
