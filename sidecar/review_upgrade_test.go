@@ -3,12 +3,20 @@ package sidecar
 import (
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nsproxy/nsproxy/internal/testns"
 )
 
 // TestReviewReloadRenameRefuses: README "Reloads keep every listener whose
@@ -61,5 +69,58 @@ func TestReviewReloadRenameRefuses(t *testing.T) {
 	wg.Wait()
 	if refused.Load() > 0 {
 		t.Errorf("10 reloads that only renamed the frontend: %d connections refused (%d accepted)", refused.Load(), ok.Load())
+	}
+}
+
+// TestReviewReplayAfterHandoverSavesDirectoryDocs: the successor calls
+// ReplayAttachments after every hand-over (and the old daemon after an
+// aborted one). It saves the whole state, not what the state file holds
+// (Daemon.saved): the --manifests directory's documents land in the state
+// file as API documents. A file removed from the directory afterwards is
+// deleted from the running daemon, but its document comes back from the
+// state file at the next start.
+func TestReviewReplayAfterHandoverSavesDirectoryDocs(t *testing.T) {
+	testns.RequireRoot(t)
+	dir := t.TempDir()
+	mdir := filepath.Join(dir, "manifests")
+	os.Mkdir(mdir, 0o755)
+	mustWrite(t, filepath.Join(mdir, "a.yaml"), tenantDoc("rvua", 2000))
+	cfg := filepath.Join(dir, "n.cfg")
+	mustWrite(t, cfg, "frontend web\n    bind 127.0.0.1:22170\n    default_backend web\nbackend web\n    server s1 127.0.0.1:22171\n")
+	opt := Options{ConfigFiles: []string{cfg}, StateFile: filepath.Join(dir, "state.json"), ManifestDir: mdir,
+		ManifestResync: time.Hour, AttachmentDir: filepath.Join(dir, "att"),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	os.Mkdir(opt.AttachmentDir, 0o755)
+	d, err := New(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(); err != nil {
+		stopDaemon(d)
+		t.Fatal(err)
+	}
+	before := readFile(t, opt.StateFile)
+	// What finishTakeover does once the old daemon stopped accepting.
+	if err := d.ReplayAttachments(); err != nil {
+		t.Fatal(err)
+	}
+	after := readFile(t, opt.StateFile)
+	stopDaemon(d)
+	if strings.Contains(after, "rvua") {
+		t.Errorf("state file after the successor's replay holds the directory's Tenant rvua (before: %d bytes, no rvua: %v)",
+			len(before), !strings.Contains(before, "rvua"))
+	}
+	// The operator removes the document; the next start should not have it.
+	os.Remove(filepath.Join(mdir, "a.yaml"))
+	d2, err := New(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopDaemon(d2)
+	if err := d2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if ts := tenantNames(d2.tenantViews(access{all: true, who: "root"})); slices.Contains(ts, "rvua") {
+		t.Errorf("a.yaml removed from --manifests, yet after a restart tenant rvua is back: %v", ts)
 	}
 }
