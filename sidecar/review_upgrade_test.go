@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/internal/testns"
+	"github.com/nsproxy/nsproxy/sidecar/api"
 )
 
 // TestReviewReloadRenameRefuses: README "Reloads keep every listener whose
@@ -122,5 +125,82 @@ func TestReviewReplayAfterHandoverSavesDirectoryDocs(t *testing.T) {
 	}
 	if ts := tenantNames(d2.tenantViews(access{all: true, who: "root"})); slices.Contains(ts, "rvua") {
 		t.Errorf("a.yaml removed from --manifests, yet after a restart tenant rvua is back: %v", ts)
+	}
+}
+
+// TestReviewHandoverMovesContendedPort: "Live binds keep precedence ... a
+// new container never moves a port from under its clients". Two containers
+// map the same host port: the first (bbb) holds it, the later one (aaa)
+// gets a problem. After a hand-over the successor plans from the records
+// in file-name order with no live binds, and gives the port to aaa: the
+// socket handed over now leads to the other container.
+func TestReviewHandoverMovesContendedPort(t *testing.T) {
+	attDir := t.TempDir()
+	nsB := testns.Add(t, fmt.Sprintf("rvu%dcb", os.Getpid()%10000))
+	nsA := testns.Add(t, fmt.Sprintf("rvu%dca", os.Getpid()%10000))
+	d, sock, _ := sharedDaemon(t, attDir)
+	td := &testDaemon{t: t, d: d, socket: sock, http: unixClient(sock)}
+	add := func(id, ns, ip string) api.Attachment {
+		a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: id, IfName: "eth0"}, Source: api.SourceCNI,
+			Netns: filepath.Join("/var/run/netns", ns), IPs: []string{ip + "/24"},
+			PortMappings: []api.PortMapping{{HostPort: 22195, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}}}
+		if err := hooks.WriteRecord(attDir, a); err != nil {
+			t.Fatal(err)
+		}
+		var got api.Attachment
+		if code, e := td.call("POST", "/v1/attachments", a, &got); code != 201 {
+			t.Fatalf("POST %s: %d %+v", id, code, e)
+		}
+		return got
+	}
+	first := add("bbb", nsB, "10.77.2.2")
+	second := add("aaa", nsA, "10.77.2.3")
+	if len(first.Exposed) != 1 || len(second.Exposed) != 0 {
+		t.Fatalf("before: bbb exposed %v, aaa exposed %v problems %v", first.Exposed, second.Exposed, second.Problems)
+	}
+	holder := func(x *Daemon) string {
+		for _, a := range x.attachments() {
+			st, _ := x.attachmentView(a.AttachmentKey)
+			if len(st.Exposed) > 0 {
+				return a.ContainerID
+			}
+		}
+		return ""
+	}
+	if h := holder(d); h != "bbb" {
+		t.Fatalf("old daemon: port held by %q", h)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tk, err := BeginTakeover(ctx, sock)
+	if err != nil || tk == nil {
+		t.Fatalf("BeginTakeover: %v", err)
+	}
+	b, err := New(Options{StateFile: d.opt.StateFile, AttachmentDir: attDir, Inherited: tk.Inherited,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		tk.Abort()
+		t.Fatal(err)
+	}
+	defer stopDaemon(b)
+	if err := b.Start(); err != nil {
+		tk.Abort()
+		t.Fatal(err)
+	}
+	if err := tk.Commit(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ReplayAttachments(); err != nil {
+		t.Fatal(err)
+	}
+	var servers []string
+	for _, bs := range b.Engine().Snapshot().Backends {
+		for _, sv := range bs.Servers {
+			servers = append(servers, sv.Addr)
+		}
+	}
+	if h := holder(b); h != "bbb" {
+		t.Errorf("after the hand-over host port 22195 belongs to %q, before to bbb; the successor's servers: %v", h, servers)
 	}
 }
