@@ -133,7 +133,8 @@ func TestReviewReplayAfterHandoverSavesDirectoryDocs(t *testing.T) {
 // map the same host port: the first (bbb) holds it, the later one (aaa)
 // gets a problem. After a hand-over the successor plans from the records
 // in file-name order with no live binds, and gives the port to aaa: the
-// socket handed over now leads to the other container.
+// socket handed over now leads to the other container. The same for a
+// name both asked for: the successor gives it to the other container.
 func TestReviewHandoverMovesContendedPort(t *testing.T) {
 	attDir := t.TempDir()
 	nsB := testns.Add(t, fmt.Sprintf("rvu%dcb", os.Getpid()%10000))
@@ -142,7 +143,7 @@ func TestReviewHandoverMovesContendedPort(t *testing.T) {
 	td := &testDaemon{t: t, d: d, socket: sock, http: unixClient(sock)}
 	add := func(id, ns, ip string) api.Attachment {
 		a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: id, IfName: "eth0"}, Source: api.SourceCNI,
-			Netns: filepath.Join("/var/run/netns", ns), IPs: []string{ip + "/24"},
+			Name: "rvuweb", Netns: filepath.Join("/var/run/netns", ns), IPs: []string{ip + "/24"},
 			PortMappings: []api.PortMapping{{HostPort: 22195, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}}}
 		if err := hooks.WriteRecord(attDir, a); err != nil {
 			t.Fatal(err)
@@ -169,6 +170,17 @@ func TestReviewHandoverMovesContendedPort(t *testing.T) {
 	}
 	if h := holder(d); h != "bbb" {
 		t.Fatalf("old daemon: port held by %q", h)
+	}
+	named := func(x *Daemon) string {
+		for _, a := range x.attachments() {
+			if a.ContainerID == "bbb" {
+				return x.attachmentName(a.AttachmentKey)
+			}
+		}
+		return ""
+	}
+	if n := named(d); n != "rvuweb" {
+		t.Fatalf("old daemon: bbb named %q", n)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -202,5 +214,8 @@ func TestReviewHandoverMovesContendedPort(t *testing.T) {
 	}
 	if h := holder(b); h != "bbb" {
 		t.Errorf("after the hand-over host port 22195 belongs to %q, before to bbb; the successor's servers: %v", h, servers)
+	}
+	if n := named(b); n != "rvuweb" {
+		t.Errorf("after the hand-over the name rvuweb (NETNS TLVs, namespace lookups) is no longer bbb's: bbb is %q", n)
 	}
 }
