@@ -219,3 +219,44 @@ func TestReviewHandoverMovesContendedPort(t *testing.T) {
 		t.Errorf("after the hand-over the name rvuweb (NETNS TLVs, namespace lookups) is no longer bbb's: bbb is %q", n)
 	}
 }
+
+// TestReviewReloadDuringHandoverLost: while a successor takes over, the
+// old daemon refuses API writes with "upgrade in progress ... retry", but a
+// SIGHUP reload is applied and reported as done ("configuration reloaded",
+// READY=1). The successor loaded the files before the edit, so after the
+// commit the reload is silently gone: the new frontend is not served.
+func TestReviewReloadDuringHandoverLost(t *testing.T) {
+	be := echoServer(t, "backend")
+	cfgA := fmt.Sprintf("frontend web\n    bind 127.0.0.1:22196\n    default_backend app\nbackend app\n    server s1 127.0.0.1:%d\n", be)
+	cfgB := cfgA + "frontend extra\n    bind 127.0.0.1:22197\n    default_backend app\n"
+	td := startTestDaemon(t, cfgA, "")
+	waitFor(t, "old daemon serves", func() error { _, err := askTag("127.0.0.1:22196"); return err })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tk, err := BeginTakeover(ctx, td.socket)
+	if err != nil || tk == nil {
+		t.Fatalf("BeginTakeover: %v", err)
+	}
+	// The successor starts: it reads the files as they are now.
+	b, err := New(Options{ConfigFiles: td.d.opt.ConfigFiles, StateFile: td.state, Inherited: tk.Inherited,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		tk.Abort()
+		t.Fatal(err)
+	}
+	defer stopDaemon(b)
+	// The operator edits the files and sends SIGHUP to the running daemon.
+	mustWrite(t, td.d.opt.ConfigFiles[0], cfgB)
+	reloadErr := td.d.Reload()
+	if err := b.Start(); err != nil {
+		tk.Abort()
+		t.Fatal(err)
+	}
+	if err := tk.Commit(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	_, serveErr := askTag("127.0.0.1:22197")
+	if reloadErr == nil && serveErr != nil {
+		t.Errorf("SIGHUP during the hand-over was accepted (Reload returned nil) but after the commit frontend extra is not served: %v", serveErr)
+	}
+}
