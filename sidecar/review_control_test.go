@@ -2,12 +2,14 @@ package sidecar
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/nsproxy/nsproxy/internal/testns"
+	"github.com/nsproxy/nsproxy/sidecar/api"
 )
 
 // rvcCfg listens in the control review's port range only.
@@ -57,4 +59,33 @@ func TestReviewReplayKeepsDirectoryOutOfState(t *testing.T) {
 	if slices.Contains(names, "rvcgone") {
 		t.Fatalf("tenant rvcgone, whose file was removed from %s, is back after a restart: tenants %v", mdir, names)
 	}
+}
+
+// rvcNS makes a namespace of this review's prefix, deleted at cleanup.
+func rvcNS(t *testing.T, tag string) string {
+	t.Helper()
+	return testns.Add(t, fmt.Sprintf("rvc%d%s", os.Getpid()%10000, tag))
+}
+
+// TestReviewAttachmentNameUsedByObjectOfOtherTenant: a CNI ADD whose
+// requested name an API backend of the default tenant uses (a server in
+// namespace "rvcweb") and whose config names tenant t1 is refused (400):
+// the daemon gives it the name and then the tenant check refuses the
+// backend. Names of attachments are meant to be given, never refused (a
+// failed ADD leaks the other plugins' state).
+func TestReviewAttachmentNameUsedByObjectOfOtherTenant(t *testing.T) {
+	ns := rvcNS(t, "n")
+	td := startTestDaemon(t, rvcCfg, "")
+	if code, e := td.call("POST", "/v1/backends", api.Backend{Name: "rvcb", Servers: []api.Server{{Name: "s",
+		Addr: "127.0.0.1:22102", Namespace: "rvcweb"}}}, nil); code != 201 {
+		t.Fatalf("backend: %d %+v", code, e)
+	}
+	var got api.Attachment
+	code, e := td.call("POST", "/v1/attachments", api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "rvc1", IfName: "eth0"},
+		Netns: "/var/run/netns/" + ns, Name: "rvcweb", Tenant: "t1",
+		PortMappings: []api.PortMapping{{HostPort: 22103, ContainerPort: 80, HostIP: "127.0.0.1"}}}, &got)
+	if code >= 300 {
+		t.Fatalf("ADD of tenant t1 asking for a name a default-tenant backend uses: %d %s %v", code, e.Error, e.Details)
+	}
+	t.Logf("given %s, problems %v", got.Name, got.Problems)
 }
