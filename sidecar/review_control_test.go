@@ -3,11 +3,14 @@ package sidecar
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
+	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/internal/testns"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 )
@@ -88,4 +91,34 @@ func TestReviewAttachmentNameUsedByObjectOfOtherTenant(t *testing.T) {
 		t.Fatalf("ADD of tenant t1 asking for a name a default-tenant backend uses: %d %s %v", code, e.Error, e.Details)
 	}
 	t.Logf("given %s, problems %v", got.Name, got.Problems)
+}
+
+// TestReviewRecordRefusedByPlanStopsStart: a record the plugin left while
+// the daemon was down (ADD succeeds then, the record is the durable copy)
+// with one host port on two host addresses — a dual-stack localhost
+// publish, -p 127.0.0.1:P:80 -p [::1]:P:80 — is an error of the whole plan
+// that restore cannot blame on a saved object: Start fails, and the daemon
+// does not start until someone deletes the record by hand.
+func TestReviewRecordRefusedByPlanStopsStart(t *testing.T) {
+	ns := rvcNS(t, "r")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "n.cfg")
+	mustWrite(t, cfg, rvcCfg)
+	recs := filepath.Join(dir, "attachments")
+	a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "rvc2", IfName: "eth0"}, Netns: "/var/run/netns/" + ns,
+		Source: api.SourceCNI, IPs: []string{"10.99.0.2/24"}, PortMappings: []api.PortMapping{
+			{HostPort: 22111, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"},
+			{HostPort: 22111, ContainerPort: 80, Protocol: "tcp", HostIP: "::1"}}}
+	if err := hooks.WriteRecord(recs, a); err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(Options{ConfigFiles: []string{cfg}, StateFile: filepath.Join(dir, "state.json"), AttachmentDir: recs,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopDaemon(d)
+	if err := d.Start(); err != nil {
+		t.Fatalf("the daemon does not start because of one attachment record: %v", err)
+	}
 }
