@@ -122,3 +122,36 @@ func TestReviewRecordRefusedByPlanStopsStart(t *testing.T) {
 		t.Fatalf("the daemon does not start because of one attachment record: %v", err)
 	}
 }
+
+// TestReviewRecordDropsAPIObjectAtStart: the same clash as
+// TestReviewAttachmentNameUsedByObjectOfOtherTenant, met at start: a
+// container of tenant t1 started while the daemon was down (its record
+// asks for "rvcweb"), and root's saved API backend names "rvcweb". Restore
+// blames the backend and drops it from the state file for good: root's
+// object is lost because a container started.
+func TestReviewRecordDropsAPIObjectAtStart(t *testing.T) {
+	ns := rvcNS(t, "d")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "n.cfg")
+	mustWrite(t, cfg, rvcCfg)
+	state := filepath.Join(dir, "state.json")
+	st := State{Backends: []api.Backend{{Name: "rvcb", Servers: []api.Server{{Name: "s", Addr: "127.0.0.1:22102", Namespace: "rvcweb"}}}}}
+	if err := (&store{path: state}).save(st); err != nil {
+		t.Fatal(err)
+	}
+	recs := filepath.Join(dir, "attachments")
+	if err := hooks.WriteRecord(recs, api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "rvc3", IfName: "eth0"},
+		Netns: "/var/run/netns/" + ns, Name: "rvcweb", Tenant: "t1", Source: api.SourceCNI}); err != nil {
+		t.Fatal(err)
+	}
+	d := startedDaemon(t, Options{ConfigFiles: []string{cfg}, StateFile: state, AttachmentDir: recs})
+	defer stopDaemon(d)
+	var saved State
+	if err := json.Unmarshal([]byte(readFile(t, state)), &saved); err != nil {
+		t.Fatal(err)
+	}
+	if len(saved.Backends) != 1 {
+		t.Fatalf("root's API backend rvcb was dropped from the state file at start: backends %+v; attachment name %q",
+			saved.Backends, d.attachmentName(api.AttachmentKey{ContainerID: "rvc3", IfName: "eth0"}))
+	}
+}
