@@ -1,14 +1,19 @@
 package sidecar
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/internal/testns"
@@ -153,5 +158,88 @@ func TestReviewRecordDropsAPIObjectAtStart(t *testing.T) {
 	if len(saved.Backends) != 1 {
 		t.Fatalf("root's API backend rvcb was dropped from the state file at start: backends %+v; attachment name %q",
 			saved.Backends, d.attachmentName(api.AttachmentKey{ContainerID: "rvc3", IfName: "eth0"}))
+	}
+}
+
+// TestReviewTenantAccessSocketSlotsHeldByAnyUser: with --tenant-access the
+// socket is mode 0666, and any local user may fill every connection slot
+// with connections the listener never evicts: requests it pipelines and
+// never reads the answers of (403s here) keep each connection "being
+// answered" until the write timeout, and at the bound a new connection is
+// closed at once. The CNI plugin's and the OCI hook's requests (root) are
+// then closed unanswered: a non-strict ADD succeeds without registering.
+func TestReviewTenantAccessSocketSlotsHeldByAnyUser(t *testing.T) {
+	testns.RequireRoot(t)
+	python := "/usr/bin/python3"
+	if _, err := os.Stat(python); err != nil {
+		t.Skip("python3 not installed")
+	}
+	dir, err := os.MkdirTemp("", "rvcsock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	cfg := filepath.Join(dir, "n.cfg")
+	mustWrite(t, cfg, rvcCfg)
+	d := startedDaemon(t, Options{ConfigFiles: []string{cfg}, StateFile: filepath.Join(dir, "state.json")})
+	t.Cleanup(func() { stopDaemon(d) })
+	sock := filepath.Join(dir, "ctl.sock")
+	const slots = 8
+	ln, err := ListenControl(ControlOptions{Socket: sock, Group: -1, TenantAccess: true, MaxConns: slots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { d.ServeControl(ctx, ln, -1); close(served) }()
+	t.Cleanup(func() { cancel(); <-served })
+
+	// nobody: slots connections, each with thousands of pipelined
+	// requests whose answers it never reads.
+	script := fmt.Sprintf(`
+import socket, time, sys
+req = b"GET /v1/stats HTTP/1.1\r\nHost: x\r\n\r\n" * 6000
+conns = []
+for i in range(%d):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(%q)
+    s.setblocking(False)
+    try:
+        s.send(req)
+    except BlockingIOError:
+        pass
+    conns.append(s)
+print("ready", flush=True)
+time.sleep(20)
+`, slots, sock)
+	cmd := exec.Command(python, "-c", script)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		t.Fatalf("nobody's client: %q %v", line, err)
+	}
+	time.Sleep(time.Second) // the daemon answers until every socket buffer is full
+
+	c := hooks.NewClient(sock, hooks.WithTimeout(2*time.Second))
+	var failed []string
+	for i := 0; i < 5; i++ {
+		if err := c.Ready(context.Background()); err != nil {
+			failed = append(failed, err.Error())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(failed) > 0 {
+		t.Fatalf("%d of 5 requests of root (the CNI plugin's client) failed while user nobody held the %d slots; first: %s",
+			len(failed), slots, failed[0])
 	}
 }
