@@ -243,3 +243,73 @@ time.sleep(20)
 			len(failed), slots, failed[0])
 	}
 }
+
+// rvcTenantT1 is tenant t1 with a frontend and a server in the namespace
+// of its own container "rvcweb" (an attachment's name, which a tenant's
+// objects may use while the attachment is the tenant's).
+const rvcTenantT1 = `apiVersion: nsproxy.io/v1alpha1
+kind: Tenant
+metadata:
+  name: t1
+spec:
+  frontends:
+  - name: t1-web
+    binds:
+    - addr: 127.0.0.1:22105
+      namespace: rvcweb
+    backend: t1-app
+  backends:
+  - name: t1-app
+    servers:
+    - name: s1
+      addr: 127.0.0.1:22106
+      namespace: rvcweb
+`
+
+// TestReviewDelOfContainerATenantObjectUses: a tenant's frontend binds in
+// its own container's namespace; the container ends (CNI DEL: the plugin
+// removes the record, then the daemon's DELETE). The daemon refuses the
+// DELETE (400: the tenant's objects would name a namespace of the default
+// tenant), the plugin only logs it, and the attachment stays for good:
+// its listeners, its registry entry and its namespace handle (which keeps
+// the dead container's namespace alive). At the next start the record is
+// gone, and restore drops the whole Tenant document instead.
+func TestReviewDelOfContainerATenantObjectUses(t *testing.T) {
+	ns := rvcNS(t, "t")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "n.cfg")
+	mustWrite(t, cfg, rvcCfg)
+	recs := filepath.Join(dir, "attachments")
+	opt := Options{ConfigFiles: []string{cfg}, StateFile: filepath.Join(dir, "state.json"), AttachmentDir: recs}
+	d := startedDaemon(t, opt)
+	root := access{all: true, who: "root"}
+	if _, err := d.applyManifests(root, manifestReq("t0.yaml", tenantDoc("t1", 2000)), opApply); err != nil {
+		t.Fatal(err)
+	}
+	a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "rvc4", IfName: "eth0"}, Netns: "/var/run/netns/" + ns,
+		Name: "rvcweb", Tenant: "t1", Source: api.SourceCNI}
+	if err := hooks.WriteRecord(recs, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.PutAttachment(a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.applyManifests(root, manifestReq("t1.yaml", rvcTenantT1), opApply); err != nil {
+		t.Fatalf("tenant t1's frontend in its container's namespace: %v", err)
+	}
+	// CNI DEL.
+	hooks.RemoveRecord(recs, a.AttachmentKey)
+	if err := d.DeleteAttachment(a.AttachmentKey); err != nil {
+		t.Errorf("DELETE of the ended container refused: %v", err)
+	}
+	if _, ok := d.attachmentView(a.AttachmentKey); ok {
+		t.Errorf("the attachment of the ended container is still held")
+	}
+	stopDaemon(d)
+
+	d2 := startedDaemon(t, opt)
+	defer stopDaemon(d2)
+	if names := tenantNames(d2.tenantViews(root)); !slices.Contains(names, "t1") {
+		t.Errorf("after a restart tenant t1's document is gone: tenants %v", names)
+	}
+}
