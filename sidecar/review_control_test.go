@@ -313,3 +313,69 @@ func TestReviewDelOfContainerATenantObjectUses(t *testing.T) {
 		t.Errorf("after a restart tenant t1's document is gone: tenants %v", names)
 	}
 }
+
+// TestReviewLateDeleteRemovesNewerRecord: a container restarted under the
+// same key (podman restart: CNI DEL, then ADD) while the daemon is busy
+// (its lock held longer than the hooks' timeout, as a large plan holds
+// it). The plugin's DELETE times out (DEL succeeds anyway), its ADD writes
+// the new record and its POST times out too (ADD succeeds: "the daemon
+// picks the record up"). The daemon then serves the stale DELETE: it
+// removes the attachment and also the record the later ADD wrote, so the
+// running container is neither served nor ever replayed.
+func TestReviewLateDeleteRemovesNewerRecord(t *testing.T) {
+	ns := rvcNS(t, "l")
+	dir, err := os.MkdirTemp("", "rvclate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg := filepath.Join(dir, "n.cfg")
+	mustWrite(t, cfg, rvcCfg)
+	recs := filepath.Join(dir, "attachments")
+	d := startedDaemon(t, Options{ConfigFiles: []string{cfg}, StateFile: filepath.Join(dir, "state.json"), AttachmentDir: recs})
+	t.Cleanup(func() { stopDaemon(d) })
+	sock := filepath.Join(dir, "ctl.sock")
+	ln, err := ListenControl(ControlOptions{Socket: sock, Group: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { d.ServeControl(ctx, ln, -1); close(served) }()
+	t.Cleanup(func() { cancel(); <-served })
+
+	a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "rvc5", IfName: "eth0"}, Netns: "/var/run/netns/" + ns,
+		Source: api.SourceCNI, PortMappings: []api.PortMapping{{HostPort: 22107, ContainerPort: 80, HostIP: "127.0.0.1"}}}
+	hook := hooks.NewClient(sock, hooks.WithTimeout(300*time.Millisecond))
+	if err := hooks.WriteRecord(recs, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hook.PutAttachment(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+
+	d.mu.Lock() // a long plan
+	// CNI DEL: record, then the daemon (times out).
+	hooks.RemoveRecord(recs, a.AttachmentKey)
+	if err := hook.DeleteAttachment(context.Background(), a.AttachmentKey); err == nil {
+		d.mu.Unlock()
+		t.Fatal("DELETE answered while the daemon was busy")
+	}
+	// CNI ADD of the restarted container: record, then the daemon (times out).
+	if err := hooks.WriteRecord(recs, a); err != nil {
+		d.mu.Unlock()
+		t.Fatal(err)
+	}
+	if _, err := hook.PutAttachment(context.Background(), a); err == nil {
+		d.mu.Unlock()
+		t.Fatal("POST answered while the daemon was busy")
+	}
+	d.mu.Unlock()
+	time.Sleep(500 * time.Millisecond) // the daemon serves both requests
+
+	_, live := d.attachmentView(a.AttachmentKey)
+	_, recErr := hooks.ReadRecord(recs, a.AttachmentKey)
+	if recErr != nil {
+		t.Fatalf("the record the last ADD wrote is gone (%v); attachment live: %v: the running container is lost for good", recErr, live)
+	}
+}
