@@ -253,7 +253,10 @@ func (d *Daemon) ReplayAttachments() error {
 	if err != nil {
 		return err
 	}
-	if err := d.store.save(st); err != nil {
+	// saved: the --manifests directory's documents and the recorded
+	// attachments have their own durable copies, never the state file.
+	st.Ports = p.ports
+	if err := d.store.save(d.saved(st)); err != nil {
 		d.log.Error("cannot write state", "path", d.opt.StateFile, "err", err.Error())
 	}
 	if err := d.commit(st, p); err != nil {
