@@ -684,8 +684,6 @@ func (d *Daemon) restore(st State) (State, *plan, error) {
 		}
 		out.Attachments = append(out.Attachments, a)
 	}
-	// Names are given before the one plan, to the attachments that stay.
-	d.logNames(assignNames(d.file, &out, givenNames(d.state)))
 	// A hand-edited state may hold an object twice: the first one wins,
 	// as it did when objects were added one by one.
 	seen := map[string]bool{}
@@ -716,6 +714,10 @@ func (d *Daemon) restore(st State) (State, *plan, error) {
 	out.Manifests.Tenants = slices.Clone(st.Manifests.Tenants)
 	out.Manifests.Exposures = slices.Clone(st.Manifests.Exposures) // dropped from below, never in st's
 	out.Manifests.Services = slices.Clone(st.Manifests.Services)
+	// Names are given before the one plan, to the attachments that stay,
+	// knowing the objects (a name another tenant's objects use is not
+	// given).
+	d.logNames(assignNames(d.file, &out, givenNames(d.state)))
 	for {
 		p, err := d.plan(d.file, out)
 		if err == nil {
