@@ -341,10 +341,12 @@ func (d *Daemon) plan(file *config.Config, st State) (_ *plan, err error) {
 	d.apiIDs = ids.addAPI(st.Namespaces, d.apiIDs, d.reg.Dir())
 	cs := make([]*cachedExposures, len(st.Attachments))
 	shared, blocked := 0, 0
+	var refused []error
 	for j, a := range st.Attachments {
 		c := d.exposed.exposuresFor(a, ix, allocs)
 		if c.err != nil {
-			return nil, c.err
+			refused = append(refused, &attachmentRefused{key: a.AttachmentKey, err: c.err})
+			continue
 		}
 		if msg := ids.claim(c.id, c.tenant, attachmentNamespace(a)); msg != "" {
 			shared++
@@ -356,6 +358,9 @@ func (d *Daemon) plan(file *config.Config, st State) (_ *plan, err error) {
 			refs[attachmentNamespace(a)] = c.tenant
 		}
 		cs[j] = c
+	}
+	if len(refused) > 0 {
+		return nil, errors.Join(refused...)
 	}
 	// Binds and names live in the running model keep them: the
 	// exposures serving now are placed first (pass 0), new ones after
@@ -751,6 +756,7 @@ func (d *Daemon) restore(st State) (State, *plan, error) {
 		out.Manifests.Services = slices.DeleteFunc(out.Manifests.Services, func(x manifest.Service) bool {
 			return !keep(manifest.KindService + "/" + x.Meta.Name)
 		})
+		dropped += d.dropRefused(&out, err, "restore")
 		if dropped == 0 {
 			return out, nil, err // not the saved objects' fault
 		}
@@ -858,6 +864,63 @@ func (d *Daemon) changeLocked(objects bool, fns ...func(*State) error) error {
 		}
 	}
 	return d.commit(next, p)
+}
+
+// attachmentRefused is an attachment the plan refuses on its own (its
+// exposures do not validate: one host port on two host addresses, a zoned
+// address). A write of it is refused; restore and replay drop it
+// (dropRefused) instead of failing the start.
+type attachmentRefused struct {
+	key api.AttachmentKey
+	err error
+}
+
+func (e *attachmentRefused) Error() string { return e.err.Error() }
+func (e *attachmentRefused) Unwrap() error { return e.err }
+
+// refusedAttachments are the attachments err refuses on their own.
+func refusedAttachments(err error) map[api.AttachmentKey]string {
+	out := map[api.AttachmentKey]string{}
+	var walk func(error)
+	walk = func(err error) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		var r *attachmentRefused
+		if errors.As(err, &r) {
+			out[r.key] = r.err.Error()
+		}
+	}
+	walk(err)
+	return out
+}
+
+// dropRefused removes from st the attachments err refuses on their own,
+// logging each with what to do (a record stays: the operator fixes or
+// removes it), and reports how many it dropped.
+func (d *Daemon) dropRefused(st *State, err error, during string) int {
+	bad := refusedAttachments(err)
+	if len(bad) == 0 {
+		return 0
+	}
+	n := len(st.Attachments)
+	st.Attachments = slices.DeleteFunc(slices.Clone(st.Attachments), func(a api.Attachment) bool {
+		msg, refused := bad[a.AttachmentKey]
+		if !refused {
+			return false
+		}
+		args := []any{"container", a.ContainerID, "ifname", a.IfName, "netns", a.Netns, "err", msg}
+		if d.opt.AttachmentDir != "" && recordedSource(a.Source) {
+			args = append(args, "record", hooks.RecordPath(d.opt.AttachmentDir, hooks.AttachmentKey{ContainerID: a.ContainerID, IfName: a.IfName}),
+				"todo", "the record is kept: fix or remove it, then restart the daemon (or re-create the container)")
+		}
+		d.log.Error(during+": attachment refused, not served", args...)
+		return true
+	})
+	return n - len(st.Attachments)
 }
 
 // validationError marks a desired state that failed validation.

@@ -379,3 +379,39 @@ func TestReviewLateDeleteRemovesNewerRecord(t *testing.T) {
 		t.Fatalf("the record the last ADD wrote is gone (%v); attachment live: %v: the running container is lost for good", recErr, live)
 	}
 }
+
+// TestReplaySkipsRecordRefusedByPlan: ReplayAttachments (a takeover's, an
+// aborted hand-over's) drops a record the plan refuses on its own and
+// applies the others; the record stays for the operator.
+func TestReplaySkipsRecordRefusedByPlan(t *testing.T) {
+	ns := testns.Add(t, fmt.Sprintf("fxc%dr", os.Getpid()%10000))
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "n.cfg")
+	mustWrite(t, cfg, rvcCfg)
+	recs := filepath.Join(dir, "attachments")
+	d := startedDaemon(t, Options{ConfigFiles: []string{cfg}, StateFile: filepath.Join(dir, "state.json"), AttachmentDir: recs})
+	defer stopDaemon(d)
+	bad := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "fxc1", IfName: "eth0"}, Netns: "/var/run/netns/" + ns,
+		Source: api.SourceCNI, PortMappings: []api.PortMapping{
+			{HostPort: 20401, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"},
+			{HostPort: 20401, ContainerPort: 80, Protocol: "tcp", HostIP: "::1"}}}
+	good := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "fxc2", IfName: "eth0"}, Netns: "/var/run/netns/" + ns,
+		Source: api.SourceCNI, PortMappings: []api.PortMapping{{HostPort: 20402, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}}}
+	for _, a := range []api.Attachment{bad, good} {
+		if err := hooks.WriteRecord(recs, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.ReplayAttachments(); err != nil {
+		t.Fatalf("one refused record failed the replay: %v", err)
+	}
+	if _, ok := d.attachmentView(good.AttachmentKey); !ok {
+		t.Errorf("the valid record was not replayed")
+	}
+	if _, ok := d.attachmentView(bad.AttachmentKey); ok {
+		t.Errorf("the refused record is served")
+	}
+	if _, err := hooks.ReadRecord(recs, bad.AttachmentKey); err != nil {
+		t.Errorf("the refused record was removed: %v", err)
+	}
+}

@@ -250,6 +250,9 @@ func (d *Daemon) ReplayAttachments() error {
 	// given stay, new ones get the first free candidate.
 	moved := assignNames(d.file, &st, givenNames(d.state))
 	p, err := d.plan(d.file, st)
+	for err != nil && d.dropRefused(&st, err, "replay") > 0 {
+		p, err = d.plan(d.file, st) // a record the plan refuses must not stop the others
+	}
 	if err != nil {
 		return err
 	}
