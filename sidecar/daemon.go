@@ -85,6 +85,7 @@ type Daemon struct {
 	live             config.BindSet            // every bind of the running model (d.merged), with its frontend
 	fast             attachmentIndex           // the fast path's indexes (delta.go)
 	memory           memoryReturn              // when freed heap went back to the OS (delta.go)
+	restoring        bool                      // restore is planning: saved tenants' names wait (waitingNames)
 
 	ho handover // zero-downtime upgrade to a successor process
 }
@@ -273,6 +274,9 @@ type plan struct {
 	blocked  int             // attachments with an exposure a port or name conflict left out
 	shared   int             // attachments refused: their namespace is another tenant's
 	use      tenantUse       // what each tenant holds, for its limits
+	// waiting are the names a tenant's objects use while no container
+	// holds them, with the tenant (waitingNames).
+	waiting map[string]string
 }
 
 // plan merges files and state and validates the result. Attachments'
@@ -342,6 +346,7 @@ func (d *Daemon) plan(file *config.Config, st State) (_ *plan, err error) {
 	cs := make([]*cachedExposures, len(st.Attachments))
 	shared, blocked := 0, 0
 	var refused []error
+	held := map[string]bool{} // names of refs an attachment holds
 	for j, a := range st.Attachments {
 		c := d.exposed.exposuresFor(a, ix, allocs)
 		if c.err != nil {
@@ -356,6 +361,7 @@ func (d *Daemon) plan(file *config.Config, st State) (_ *plan, err error) {
 		}
 		if _, ok := refs[attachmentNamespace(a)]; ok {
 			refs[attachmentNamespace(a)] = c.tenant
+			held[attachmentNamespace(a)] = true
 		}
 		cs[j] = c
 	}
@@ -479,6 +485,10 @@ func (d *Daemon) plan(file *config.Config, st State) (_ *plan, err error) {
 		status[a.AttachmentKey] = attachmentStatus{exposures: exposed, problems: problems, tenant: c.tenant, services: services,
 			overlap: c.overlap, claims: c.claims}
 	}
+	waiting := waitingNames(file, base, refs, held, func(name, tenant string) bool {
+		e, ok := d.registered[name]
+		return d.restoring || ok && e.Tenant == tenant
+	})
 	if err := checkTenantRefs(base, ix, st, refs); err != nil {
 		return nil, err
 	}
@@ -498,7 +508,7 @@ func (d *Daemon) plan(file *config.Config, st State) (_ *plan, err error) {
 		// Validate made every ADD cost grow with the live containers.
 	}
 	return &plan{file: file, merged: merged, attStatus: status, tenants: ix, ports: ports, binds: used,
-		base: base, objNames: names, ids: ids, blocked: blocked, shared: shared, use: use}, nil
+		base: base, objNames: names, ids: ids, blocked: blocked, shared: shared, use: use, waiting: waiting}, nil
 }
 
 // dryPlan is plan for a state that will not be committed (diff, a
@@ -566,6 +576,11 @@ func (d *Daemon) runtimeEntries(st State, p *plan) (map[string]netns.Entry, map[
 		out[name] = attachmentEntry(a, tenant)
 		built[name] = a
 	}
+	for name, tenant := range p.waiting {
+		if _, ok := out[name]; !ok {
+			out[name] = netns.Entry{Name: name, Source: SourceManifest, Tenant: tenant, Waiting: true}
+		}
+	}
 	return out, built
 }
 
@@ -588,7 +603,7 @@ func attachmentEntry(a api.Attachment, tenant string) netns.Entry {
 
 func sameEntry(a, b netns.Entry) bool {
 	return a.Name == b.Name && a.Path == b.Path && a.Source == b.Source && a.Tenant == b.Tenant &&
-		a.Allowed == b.Allowed && (sameMap(a.Metadata, b.Metadata) || maps.Equal(a.Metadata, b.Metadata))
+		a.Allowed == b.Allowed && a.Waiting == b.Waiting && (sameMap(a.Metadata, b.Metadata) || maps.Equal(a.Metadata, b.Metadata))
 }
 
 func tenantOr(t string) string {
@@ -669,6 +684,10 @@ func (d *Daemon) commit(st State, p *plan) error {
 // rarely uncovers more than one more (a frontend whose backend was
 // dropped), so a few passes suffice.
 func (d *Daemon) restore(st State) (State, *plan, error) {
+	// The saved state was accepted: its tenants' objects wait for their
+	// containers' names (waitingNames) as they did before the restart.
+	d.restoring = true
+	defer func() { d.restoring = false }()
 	out := State{Ports: st.Ports, dirOwned: st.dirOwned}
 	for _, n := range st.Namespaces {
 		path := n.Path

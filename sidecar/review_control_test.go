@@ -11,12 +11,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/internal/testns"
+	"github.com/nsproxy/nsproxy/internal/testwait"
 	"github.com/nsproxy/nsproxy/sidecar/api"
 )
 
@@ -414,4 +416,76 @@ func TestReplaySkipsRecordRefusedByPlan(t *testing.T) {
 	if _, err := hooks.ReadRecord(recs, bad.AttachmentKey); err != nil {
 		t.Errorf("the refused record was removed: %v", err)
 	}
+}
+
+// fxcListening reports whether something listens on 127.0.0.1:port in ns.
+func fxcListening(t *testing.T, ns string, port int) bool {
+	return strings.Contains(testns.Exec(t, ns, "ss", "-ltnH"), fmt.Sprintf("127.0.0.1:%d ", port))
+}
+
+// TestTenantObjectsWaitForTheirContainer: a tenant's frontend binds in its
+// container's namespace. The container ends: the DEL is served, the
+// frontend waits for the name (and does not bind in the netns directory's
+// namespace of that name, which is root's); the container comes back in a
+// new namespace: the frontend listens there.
+func TestTenantObjectsWaitForTheirContainer(t *testing.T) {
+	pid := os.Getpid() % 10000
+	c1 := testns.Add(t, fmt.Sprintf("fxc%dc1", pid))
+	c2 := testns.Add(t, fmt.Sprintf("fxc%dc2", pid))
+	rootNS := testns.Add(t, fmt.Sprintf("fxc%dwn", pid)) // root's namespace of the container's name
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "n.cfg")
+	mustWrite(t, cfg, rvcCfg)
+	recs := filepath.Join(dir, "attachments")
+	d := startedDaemon(t, Options{ConfigFiles: []string{cfg}, StateFile: filepath.Join(dir, "state.json"), AttachmentDir: recs})
+	defer stopDaemon(d)
+	root := access{all: true, who: "root"}
+	if _, err := d.applyManifests(root, manifestReq("t0.yaml", tenantDoc("t1", 2000)), opApply); err != nil {
+		t.Fatal(err)
+	}
+	doc := strings.NewReplacer("rvcweb", rootNS, "22105", "20410", "22106", "20411").Replace(rvcTenantT1)
+	// A name no container of t1 held is not t1's to wait for.
+	if _, err := d.applyManifests(root, manifestReq("t1.yaml", doc), opApply); err == nil {
+		t.Fatalf("tenant t1's objects naming %s, which no container of t1 holds, were accepted", rootNS)
+	}
+	a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "fxc4", IfName: "eth0"}, Netns: "/var/run/netns/" + c1,
+		Name: rootNS, Tenant: "t1", Source: api.SourceCNI}
+	if _, err := d.PutAttachment(a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.applyManifests(root, manifestReq("t1.yaml", doc), opApply); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 5*time.Second, "t1-web listening in the container's namespace", func() error {
+		if !fxcListening(t, c1, 20410) {
+			return fmt.Errorf("not listening in %s", c1)
+		}
+		return nil
+	})
+	if err := d.DeleteAttachment(a.AttachmentKey); err != nil {
+		t.Fatalf("DEL refused: %v", err)
+	}
+	testwait.For(t, 5*time.Second, "t1-web closed with its container", func() error {
+		if fxcListening(t, c1, 20410) {
+			return fmt.Errorf("still listening in %s", c1)
+		}
+		return nil
+	})
+	time.Sleep(300 * time.Millisecond)
+	if fxcListening(t, rootNS, 20410) {
+		t.Fatalf("tenant t1's frontend listens in %s, the netns directory's namespace of its container's name", rootNS)
+	}
+	a.Netns = "/var/run/netns/" + c2
+	if _, err := d.PutAttachment(a); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.attachmentName(a.AttachmentKey); got != rootNS {
+		t.Fatalf("the container came back as %q, not %q", got, rootNS)
+	}
+	testwait.For(t, 5*time.Second, "t1-web listening in the container's new namespace", func() error {
+		if !fxcListening(t, c2, 20410) {
+			return fmt.Errorf("not listening in %s", c2)
+		}
+		return nil
+	})
 }
