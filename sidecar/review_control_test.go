@@ -489,3 +489,82 @@ func TestTenantObjectsWaitForTheirContainer(t *testing.T) {
 		return nil
 	})
 }
+
+// TestTenantAccessOneUserCannotLockOutAnother: with --tenant-access, one
+// local user pipelining requests it never reads on as many connections as
+// it can open holds at most its uid's share: another unprivileged user is
+// still answered (a 403 here).
+func TestTenantAccessOneUserCannotLockOutAnother(t *testing.T) {
+	testns.RequireRoot(t)
+	python := "/usr/bin/python3"
+	if _, err := os.Stat(python); err != nil {
+		t.Skip("python3 not installed")
+	}
+	dir, err := os.MkdirTemp("", "fxcsock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	cfg := filepath.Join(dir, "n.cfg")
+	mustWrite(t, cfg, rvcCfg)
+	d := startedDaemon(t, Options{ConfigFiles: []string{cfg}, StateFile: filepath.Join(dir, "state.json")})
+	t.Cleanup(func() { stopDaemon(d) })
+	sock := filepath.Join(dir, "ctl.sock")
+	const slots = 16
+	ln, err := ListenControl(ControlOptions{Socket: sock, Group: -1, TenantAccess: true, MaxConns: slots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { d.ServeControl(ctx, ln, -1); close(served) }()
+	t.Cleanup(func() { cancel(); <-served })
+
+	fill := exec.Command(python, "-c", fmt.Sprintf(`
+import socket, time
+req = b"GET /v1/stats HTTP/1.1\r\nHost: x\r\n\r\n" * 6000
+conns = []
+for i in range(%d):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(%q)
+    s.setblocking(False)
+    try:
+        s.send(req)
+    except BlockingIOError:
+        pass
+    conns.append(s)
+print("ready", flush=True)
+time.sleep(20)
+`, slots*2, sock))
+	fill.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := fill.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill.Stderr = os.Stderr
+	if err := fill.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fill.Process.Kill(); fill.Wait() })
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("the filling client: %q %v", line, err)
+	}
+	time.Sleep(time.Second) // the daemon answers until every socket buffer is full
+
+	for i := 0; i < 3; i++ {
+		other := exec.Command(python, "-c", fmt.Sprintf(`
+import socket
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(3)
+s.connect(%q)
+s.sendall(b"GET /v1/tenants HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+print(s.recv(64).decode().split("\r\n")[0])
+`, sock))
+		other.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65533, Gid: 65533}}
+		got, err := other.CombinedOutput()
+		if err != nil || !strings.Contains(string(got), " 403 ") {
+			t.Fatalf("another user's request while uid 65534 pipelines on %d connections: %q %v", slots*2, got, err)
+		}
+	}
+}
