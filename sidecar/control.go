@@ -194,8 +194,8 @@ type controlPlane interface {
 	connections() []api.Connection
 	attachments() []api.Attachment
 	attachmentView(api.AttachmentKey) (api.Attachment, bool)
-	PutAttachment(api.Attachment) (updated bool, err error)
-	DeleteAttachment(api.AttachmentKey) error
+	putAttachment(context.Context, api.Attachment) (updated bool, err error)
+	deleteAttachment(context.Context, api.AttachmentKey) error
 	GCAttachments(valid []api.AttachmentKey) ([]api.AttachmentKey, error)
 	stats() api.Stats
 	accessOf(cred *unix.Ucred, groups []uint32, group int) access
@@ -358,7 +358,7 @@ func controlHandler(cp controlPlane, log *slog.Logger, group int) http.Handler {
 		if err := decode(r, &a); err != nil {
 			return 0, nil, err
 		}
-		updated, err := cp.PutAttachment(a)
+		updated, err := cp.putAttachment(r.Context(), a)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -372,7 +372,7 @@ func controlHandler(cp controlPlane, log *slog.Logger, group int) http.Handler {
 		return code, a, nil
 	})
 	h("DELETE /v1/attachments/{id}/{ifname}", func(r *http.Request) (int, any, error) {
-		return 204, nil, cp.DeleteAttachment(api.AttachmentKey{ContainerID: r.PathValue("id"), IfName: r.PathValue("ifname")})
+		return 204, nil, cp.deleteAttachment(r.Context(), api.AttachmentKey{ContainerID: r.PathValue("id"), IfName: r.PathValue("ifname")})
 	})
 	h("POST /v1/attachments/gc", func(r *http.Request) (int, any, error) {
 		var req api.GCRequest

@@ -568,3 +568,91 @@ print(s.recv(64).decode().split("\r\n")[0])
 		}
 	}
 }
+
+// TestLateAttachmentWritesYieldToRecords: writes whose clients gave up
+// while the daemon's lock was held are served later; the records (written
+// before a POST, removed before a DELETE) say which write came last.
+func TestLateAttachmentWritesYieldToRecords(t *testing.T) {
+	ns := testns.Add(t, fmt.Sprintf("fxc%dlw", os.Getpid()%10000))
+	dir, err := os.MkdirTemp("", "fxclate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg := filepath.Join(dir, "n.cfg")
+	mustWrite(t, cfg, rvcCfg)
+	recs := filepath.Join(dir, "attachments")
+	d := startedDaemon(t, Options{ConfigFiles: []string{cfg}, StateFile: filepath.Join(dir, "state.json"), AttachmentDir: recs})
+	t.Cleanup(func() { stopDaemon(d) })
+	sock := filepath.Join(dir, "ctl.sock")
+	ln, err := ListenControl(ControlOptions{Socket: sock, Group: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { d.ServeControl(ctx, ln, -1); close(served) }()
+	t.Cleanup(func() { cancel(); <-served })
+	hook := hooks.NewClient(sock, hooks.WithTimeout(300*time.Millisecond))
+	att := func(id string, port int) api.Attachment {
+		return api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: id, IfName: "eth0"}, Netns: "/var/run/netns/" + ns,
+			Source: api.SourceCNI, PortMappings: []api.PortMapping{{HostPort: port, ContainerPort: 80, HostIP: "127.0.0.1"}}}
+	}
+	add := func(a api.Attachment, late bool) {
+		t.Helper()
+		if err := hooks.WriteRecord(recs, a); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := hook.PutAttachment(context.Background(), a); (err == nil) == late {
+			t.Fatalf("ADD of %s (late %v): %v", a.ContainerID, late, err)
+		}
+	}
+	del := func(a api.Attachment, late bool) {
+		t.Helper()
+		hooks.RemoveRecord(recs, a.AttachmentKey)
+		if err := hook.DeleteAttachment(context.Background(), a.AttachmentKey); (err == nil) == late {
+			t.Fatalf("DEL of %s (late %v): %v", a.ContainerID, late, err)
+		}
+	}
+	live := func(a api.Attachment) bool { _, ok := d.attachmentView(a.AttachmentKey); return ok }
+
+	// A late DEL that no ADD followed still removes the attachment.
+	a := att("fxcl1", 20420)
+	add(a, false)
+	d.mu.Lock()
+	del(a, true)
+	d.mu.Unlock()
+	testwait.For(t, 3*time.Second, "the late DEL served", func() error {
+		if live(a) {
+			return fmt.Errorf("%s still live", a.ContainerID)
+		}
+		return nil
+	})
+
+	// A late ADD that a DEL followed does not bring the container back.
+	b := att("fxcl2", 20421)
+	d.mu.Lock()
+	add(b, true)
+	del(b, true)
+	d.mu.Unlock()
+	time.Sleep(500 * time.Millisecond)
+	if live(b) {
+		t.Errorf("a late ADD served after its container's DEL brought %s back", b.ContainerID)
+	}
+
+	// A late DEL that an ADD followed (podman restart) leaves the new
+	// container served and its record in place.
+	c := att("fxcl3", 20422)
+	add(c, false)
+	d.mu.Lock()
+	del(c, true)
+	add(c, true)
+	d.mu.Unlock()
+	time.Sleep(500 * time.Millisecond)
+	if !live(c) {
+		t.Errorf("the restarted container %s is not served", c.ContainerID)
+	}
+	if _, err := hooks.ReadRecord(recs, c.AttachmentKey); err != nil {
+		t.Errorf("the restarted container's record: %v", err)
+	}
+}
