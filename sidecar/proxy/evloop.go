@@ -371,6 +371,24 @@ func (l *evloop) event(ev unix.EpollEvent) {
 	if out && !c.closed && c.dir[1-side].holding() {
 		c.pump(1 - side) // side's socket is the destination
 	}
+	if ev.Events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 && !c.closed && c.dir[side].done {
+		// A reset (or hang-up) of a socket whose own direction had
+		// ended, its FIN passed on: pump has nothing left to read from
+		// it, and the other direction, idle, nothing to write to it; with
+		// edge-triggered readiness this event is the only news of it.
+		// Both sockets are up otherwise only while that other direction
+		// lasts, which a reset ended.
+		c.fail(c.classify(sockError(fd), side, false))
+	}
+}
+
+// sockError is the socket's pending error (SO_ERROR), ECONNRESET if it has
+// none left to tell (a hang-up, or an error a call returned already).
+func sockError(fd int) syscall.Errno {
+	if v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && v != 0 {
+		return syscall.Errno(v)
+	}
+	return unix.ECONNRESET
 }
 
 func (l *evloop) commands() {
