@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"errors"
+	"slices"
 	"sync"
 
 	"github.com/nsproxy/nsproxy/sidecar/api"
@@ -22,7 +23,14 @@ type queuedChange struct {
 	fn   func(*State) error
 	op   *attachmentOp // the same change, for the fast path (delta.go)
 	done chan error
+	// superseded, when set, is asked with d.mu held just before the
+	// change is applied: true drops it, answered with errSuperseded.
+	superseded func() bool
 }
+
+// errSuperseded answers a write that a later write of the same key made
+// moot (see Daemon.deleteAttachment).
+var errSuperseded = errors.New("superseded by a later write of the same attachment")
 
 // attachmentOp is an attachment write as the fast path applies it: put a
 // (whose Name the daemon gives) or delete key del.
@@ -36,8 +44,10 @@ type attachmentOp struct {
 // more than once (see runBatch): it must set what it reports, never
 // accumulate it. op is fn's change for the fast path, which applies it
 // instead of fn when it can.
-func (d *Daemon) mutateAttachments(fn func(*State) error, op *attachmentOp) error {
-	c := &queuedChange{fn: fn, op: op, done: make(chan error, 1)}
+// superseded, when not nil, may drop the write (errSuperseded) when it is
+// its turn.
+func (d *Daemon) mutateAttachments(fn func(*State) error, op *attachmentOp, superseded func() bool) error {
+	c := &queuedChange{fn: fn, op: op, done: make(chan error, 1), superseded: superseded}
 	d.batch.mu.Lock()
 	d.batch.queue = append(d.batch.queue, c)
 	d.batch.mu.Unlock()
@@ -62,6 +72,13 @@ func (d *Daemon) mutateAttachments(fn func(*State) error, op *attachmentOp) erro
 // Writes the fast path can apply (delta.go) go first, each at its own
 // cost; from the first one it cannot, the rest is planned as a whole.
 func (d *Daemon) runBatch(batch []*queuedChange) {
+	batch = slices.DeleteFunc(batch, func(c *queuedChange) bool {
+		if c.superseded != nil && c.superseded() {
+			c.done <- errSuperseded
+			return true
+		}
+		return false
+	})
 	var ed engineDelta
 	fast := 0
 	if !d.ho.inProgress() {

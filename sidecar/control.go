@@ -34,7 +34,9 @@ type ControlOptions struct {
 	TenantAccess bool
 	// MaxConns bounds the open connections (0: DefaultControlMaxConns). At
 	// the bound a new connection closes the oldest one that has no request
-	// being answered (see controlListener).
+	// being answered; peers that are not root, the daemon's user or of
+	// Group hold at most half of them, one uid an eighth (see
+	// controlListener).
 	MaxConns int
 	// ReadTimeout bounds reading a request, headers and body; IdleTimeout
 	// closes a keep-alive connection that sends no next request;
@@ -95,12 +97,18 @@ type groupsKey struct{}
 // accessKey holds what the request may do (access).
 type accessKey struct{}
 
-// peerCred reads SO_PEERCRED and SO_PEERGROUPS of a unix connection;
-// without SO_PEERGROUPS the peer has no supplementary groups.
+// peerCred is the peer of a connection: read at accept for a
+// controlListener's (readPeerCred).
 func peerCred(c net.Conn) (*unix.Ucred, []uint32, error) {
 	if cc, ok := c.(*controlConn); ok {
-		c = cc.Conn
+		return cc.cred, cc.groups, cc.credErr
 	}
+	return readPeerCred(c)
+}
+
+// readPeerCred reads SO_PEERCRED and SO_PEERGROUPS of a unix connection;
+// without SO_PEERGROUPS the peer has no supplementary groups.
+func readPeerCred(c net.Conn) (*unix.Ucred, []uint32, error) {
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
 		return nil, nil, errors.New("not a unix connection")
@@ -133,7 +141,7 @@ func (d *Daemon) ServeControl(ctx context.Context, ln net.Listener, group int) e
 		cl = newControlListener(ln, ControlOptions{})
 	}
 	cl.mu.Lock()
-	cl.log = d.log
+	cl.log, cl.group = d.log, group
 	cl.mu.Unlock()
 	srv := &http.Server{
 		Handler:     d.withHandover(controlHandler(d, d.log, group)),
@@ -186,8 +194,8 @@ type controlPlane interface {
 	connections() []api.Connection
 	attachments() []api.Attachment
 	attachmentView(api.AttachmentKey) (api.Attachment, bool)
-	PutAttachment(api.Attachment) (updated bool, err error)
-	DeleteAttachment(api.AttachmentKey) error
+	putAttachment(context.Context, api.Attachment) (updated bool, err error)
+	deleteAttachment(context.Context, api.AttachmentKey) error
 	GCAttachments(valid []api.AttachmentKey) ([]api.AttachmentKey, error)
 	stats() api.Stats
 	accessOf(cred *unix.Ucred, groups []uint32, group int) access
@@ -350,7 +358,7 @@ func controlHandler(cp controlPlane, log *slog.Logger, group int) http.Handler {
 		if err := decode(r, &a); err != nil {
 			return 0, nil, err
 		}
-		updated, err := cp.PutAttachment(a)
+		updated, err := cp.putAttachment(r.Context(), a)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -364,7 +372,7 @@ func controlHandler(cp controlPlane, log *slog.Logger, group int) http.Handler {
 		return code, a, nil
 	})
 	h("DELETE /v1/attachments/{id}/{ifname}", func(r *http.Request) (int, any, error) {
-		return 204, nil, cp.DeleteAttachment(api.AttachmentKey{ContainerID: r.PathValue("id"), IfName: r.PathValue("ifname")})
+		return 204, nil, cp.deleteAttachment(r.Context(), api.AttachmentKey{ContainerID: r.PathValue("id"), IfName: r.PathValue("ifname")})
 	})
 	h("POST /v1/attachments/gc", func(r *http.Request) (int, any, error) {
 		var req api.GCRequest

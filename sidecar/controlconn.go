@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Defaults of ControlOptions' limits.
@@ -54,28 +56,112 @@ func (o ControlOptions) withDefaults() ControlOptions {
 // the next one: the CLI's request is read as soon as it connects and is
 // then never closed. When every connection is being answered, the new one
 // is closed instead.
+//
+// Privileged peers (root, the daemon's user, the socket group: the CNI
+// plugin, the OCI hook, the CLI) are never locked out by the others, whom
+// --tenant-access lets connect: a client that pipelines requests and reads
+// no answer keeps its connection "being answered" until the write timeout.
+// So the other peers hold at most half the connections together and each
+// uid at most an eighth (unprivMax, uidMax; each at least one), a new
+// connection over those shares closes the oldest idle one of that uid or
+// of those peers or is itself closed, and a privileged connection that
+// finds every slot being answered closes the oldest unprivileged one even
+// while it is answered.
 type controlListener struct {
 	net.Listener
 	opt ControlOptions // with defaults
-	log *slog.Logger   // nil until ServeControl sets it
 
 	mu      sync.Mutex
+	log     *slog.Logger // nil until ServeControl sets it
+	group   int          // the socket group (allowedPeer), set by ServeControl
 	conns   map[*controlConn]struct{}
 	evicted int // since the last warning
 	warned  time.Time
 }
 
 func newControlListener(ln net.Listener, opt ControlOptions) *controlListener {
-	return &controlListener{Listener: ln, opt: opt.withDefaults(), conns: map[*controlConn]struct{}{}}
+	return &controlListener{Listener: ln, opt: opt.withDefaults(), conns: map[*controlConn]struct{}{}, group: opt.Group}
 }
 
 // controlConn is one connection of a controlListener.
 type controlConn struct {
 	net.Conn
 	l *controlListener
+	// The peer, read once at accept (SO_PEERCRED, SO_PEERGROUPS).
+	cred    *unix.Ucred
+	groups  []uint32
+	credErr error
+	priv    bool // allowedPeer: not bounded by the unprivileged shares
 	// Guarded by l.mu.
 	since     time.Time // when it last became evictable
 	answering bool      // its request was read; the answer is being made
+}
+
+// uid is the peer's uid; peers whose credentials could not be read
+// share one.
+func (c *controlConn) uid() uint32 {
+	if c.cred == nil {
+		return ^uint32(0)
+	}
+	return c.cred.Uid
+}
+
+// unprivMax and uidMax are the unprivileged peers' shares of the
+// connections: all of them together, and one uid.
+func (l *controlListener) unprivMax() int { return max(1, l.opt.MaxConns/2) }
+func (l *controlListener) uidMax() int    { return max(1, l.opt.MaxConns/8) }
+
+// oldest is the connection that has been evictable longest among those
+// match accepts, nil when there is none; with busy, those being answered
+// count too.
+func (l *controlListener) oldest(match func(*controlConn) bool, busy bool) *controlConn {
+	var victim *controlConn
+	for x := range l.conns {
+		if (busy || !x.answering) && match(x) && (victim == nil || x.since.Before(victim.since)) {
+			victim = x
+		}
+	}
+	return victim
+}
+
+// room finds the connection to close so that cc fits (nil: none needed
+// or none allowed) and reports whether cc may stay. With l.mu held.
+func (l *controlListener) room(cc *controlConn) (*controlConn, bool) {
+	all := func(*controlConn) bool { return true }
+	unpriv := func(x *controlConn) bool { return !x.priv }
+	if !cc.priv {
+		uid := cc.uid()
+		sameUID := func(x *controlConn) bool { return !x.priv && x.uid() == uid }
+		nUID, nUnpriv := 0, 0
+		for x := range l.conns {
+			if !x.priv {
+				nUnpriv++
+				if x.uid() == uid {
+					nUID++
+				}
+			}
+		}
+		switch {
+		case nUID >= l.uidMax():
+			v := l.oldest(sameUID, false)
+			return v, v != nil
+		case nUnpriv >= l.unprivMax():
+			v := l.oldest(unpriv, false)
+			return v, v != nil
+		}
+	}
+	if len(l.conns) < l.opt.MaxConns {
+		return nil, true
+	}
+	if v := l.oldest(all, false); v != nil {
+		return v, true
+	}
+	if cc.priv {
+		if v := l.oldest(unpriv, true); v != nil {
+			return v, true
+		}
+	}
+	return nil, false
 }
 
 // Accept returns the next connection, making room for it first.
@@ -86,23 +172,17 @@ func (l *controlListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		cc := &controlConn{Conn: c, l: l, since: time.Now()}
-		var victim *controlConn
+		cc.cred, cc.groups, cc.credErr = readPeerCred(c)
 		l.mu.Lock()
-		if len(l.conns) >= l.opt.MaxConns {
-			for x := range l.conns {
-				if !x.answering && (victim == nil || x.since.Before(victim.since)) {
-					victim = x
-				}
-			}
-			if victim != nil {
-				delete(l.conns, victim)
-			}
+		cc.priv = allowedPeer(cc.cred, cc.groups, l.group)
+		victim, ok := l.room(cc)
+		if victim != nil {
+			delete(l.conns, victim)
 		}
-		full := len(l.conns) >= l.opt.MaxConns
-		if !full {
+		if ok {
 			l.conns[cc] = struct{}{}
 		}
-		if victim != nil || full {
+		if victim != nil || !ok {
 			l.evicted++
 		}
 		var report int
@@ -114,10 +194,11 @@ func (l *controlListener) Accept() (net.Conn, error) {
 			victim.Conn.Close()
 		}
 		if report > 0 {
-			l.log.Warn("control socket full: closed connections that had no request in progress",
-				"closed", report, "limit", l.opt.MaxConns)
+			l.log.Warn("control socket full: closed connections that had no request in progress, "+
+				"or of unprivileged peers over their share",
+				"closed", report, "limit", l.opt.MaxConns, "unprivileged_limit", l.unprivMax(), "per_uid_limit", l.uidMax())
 		}
-		if full {
+		if !ok {
 			c.Close()
 			continue
 		}

@@ -85,6 +85,7 @@ type Daemon struct {
 	live             config.BindSet            // every bind of the running model (d.merged), with its frontend
 	fast             attachmentIndex           // the fast path's indexes (delta.go)
 	memory           memoryReturn              // when freed heap went back to the OS (delta.go)
+	restoring        bool                      // restore is planning: saved tenants' names wait (waitingNames)
 
 	ho handover // zero-downtime upgrade to a successor process
 }
@@ -273,6 +274,9 @@ type plan struct {
 	blocked  int             // attachments with an exposure a port or name conflict left out
 	shared   int             // attachments refused: their namespace is another tenant's
 	use      tenantUse       // what each tenant holds, for its limits
+	// waiting are the names a tenant's objects use while no container
+	// holds them, with the tenant (waitingNames).
+	waiting map[string]string
 }
 
 // plan merges files and state and validates the result. Attachments'
@@ -341,10 +345,13 @@ func (d *Daemon) plan(file *config.Config, st State) (_ *plan, err error) {
 	d.apiIDs = ids.addAPI(st.Namespaces, d.apiIDs, d.reg.Dir())
 	cs := make([]*cachedExposures, len(st.Attachments))
 	shared, blocked := 0, 0
+	var refused []error
+	held := map[string]bool{} // names of refs an attachment holds
 	for j, a := range st.Attachments {
 		c := d.exposed.exposuresFor(a, ix, allocs)
 		if c.err != nil {
-			return nil, c.err
+			refused = append(refused, &attachmentRefused{key: a.AttachmentKey, err: c.err})
+			continue
 		}
 		if msg := ids.claim(c.id, c.tenant, attachmentNamespace(a)); msg != "" {
 			shared++
@@ -354,8 +361,12 @@ func (d *Daemon) plan(file *config.Config, st State) (_ *plan, err error) {
 		}
 		if _, ok := refs[attachmentNamespace(a)]; ok {
 			refs[attachmentNamespace(a)] = c.tenant
+			held[attachmentNamespace(a)] = true
 		}
 		cs[j] = c
+	}
+	if len(refused) > 0 {
+		return nil, errors.Join(refused...)
 	}
 	// Binds and names live in the running model keep them: the
 	// exposures serving now are placed first (pass 0), new ones after
@@ -474,6 +485,10 @@ func (d *Daemon) plan(file *config.Config, st State) (_ *plan, err error) {
 		status[a.AttachmentKey] = attachmentStatus{exposures: exposed, problems: problems, tenant: c.tenant, services: services,
 			overlap: c.overlap, claims: c.claims}
 	}
+	waiting := waitingNames(file, base, refs, held, func(name, tenant string) bool {
+		e, ok := d.registered[name]
+		return d.restoring || ok && e.Tenant == tenant
+	})
 	if err := checkTenantRefs(base, ix, st, refs); err != nil {
 		return nil, err
 	}
@@ -493,7 +508,7 @@ func (d *Daemon) plan(file *config.Config, st State) (_ *plan, err error) {
 		// Validate made every ADD cost grow with the live containers.
 	}
 	return &plan{file: file, merged: merged, attStatus: status, tenants: ix, ports: ports, binds: used,
-		base: base, objNames: names, ids: ids, blocked: blocked, shared: shared, use: use}, nil
+		base: base, objNames: names, ids: ids, blocked: blocked, shared: shared, use: use, waiting: waiting}, nil
 }
 
 // dryPlan is plan for a state that will not be committed (diff, a
@@ -561,6 +576,11 @@ func (d *Daemon) runtimeEntries(st State, p *plan) (map[string]netns.Entry, map[
 		out[name] = attachmentEntry(a, tenant)
 		built[name] = a
 	}
+	for name, tenant := range p.waiting {
+		if _, ok := out[name]; !ok {
+			out[name] = netns.Entry{Name: name, Source: SourceManifest, Tenant: tenant, Waiting: true}
+		}
+	}
 	return out, built
 }
 
@@ -583,7 +603,7 @@ func attachmentEntry(a api.Attachment, tenant string) netns.Entry {
 
 func sameEntry(a, b netns.Entry) bool {
 	return a.Name == b.Name && a.Path == b.Path && a.Source == b.Source && a.Tenant == b.Tenant &&
-		a.Allowed == b.Allowed && (sameMap(a.Metadata, b.Metadata) || maps.Equal(a.Metadata, b.Metadata))
+		a.Allowed == b.Allowed && a.Waiting == b.Waiting && (sameMap(a.Metadata, b.Metadata) || maps.Equal(a.Metadata, b.Metadata))
 }
 
 func tenantOr(t string) string {
@@ -664,6 +684,10 @@ func (d *Daemon) commit(st State, p *plan) error {
 // rarely uncovers more than one more (a frontend whose backend was
 // dropped), so a few passes suffice.
 func (d *Daemon) restore(st State) (State, *plan, error) {
+	// The saved state was accepted: its tenants' objects wait for their
+	// containers' names (waitingNames) as they did before the restart.
+	d.restoring = true
+	defer func() { d.restoring = false }()
 	out := State{Ports: st.Ports, dirOwned: st.dirOwned}
 	for _, n := range st.Namespaces {
 		path := n.Path
@@ -684,8 +708,6 @@ func (d *Daemon) restore(st State) (State, *plan, error) {
 		}
 		out.Attachments = append(out.Attachments, a)
 	}
-	// Names are given before the one plan, to the attachments that stay.
-	d.logNames(assignNames(d.file, &out, givenNames(d.state)))
 	// A hand-edited state may hold an object twice: the first one wins,
 	// as it did when objects were added one by one.
 	seen := map[string]bool{}
@@ -716,6 +738,10 @@ func (d *Daemon) restore(st State) (State, *plan, error) {
 	out.Manifests.Tenants = slices.Clone(st.Manifests.Tenants)
 	out.Manifests.Exposures = slices.Clone(st.Manifests.Exposures) // dropped from below, never in st's
 	out.Manifests.Services = slices.Clone(st.Manifests.Services)
+	// Names are given before the one plan, to the attachments that stay,
+	// knowing the objects (a name another tenant's objects use is not
+	// given).
+	d.logNames(assignNames(d.file, &out, givenNames(d.state)))
 	for {
 		p, err := d.plan(d.file, out)
 		if err == nil {
@@ -749,6 +775,7 @@ func (d *Daemon) restore(st State) (State, *plan, error) {
 		out.Manifests.Services = slices.DeleteFunc(out.Manifests.Services, func(x manifest.Service) bool {
 			return !keep(manifest.KindService + "/" + x.Meta.Name)
 		})
+		dropped += d.dropRefused(&out, err, "restore")
 		if dropped == 0 {
 			return out, nil, err // not the saved objects' fault
 		}
@@ -856,6 +883,63 @@ func (d *Daemon) changeLocked(objects bool, fns ...func(*State) error) error {
 		}
 	}
 	return d.commit(next, p)
+}
+
+// attachmentRefused is an attachment the plan refuses on its own (its
+// exposures do not validate: one host port on two host addresses, a zoned
+// address). A write of it is refused; restore and replay drop it
+// (dropRefused) instead of failing the start.
+type attachmentRefused struct {
+	key api.AttachmentKey
+	err error
+}
+
+func (e *attachmentRefused) Error() string { return e.err.Error() }
+func (e *attachmentRefused) Unwrap() error { return e.err }
+
+// refusedAttachments are the attachments err refuses on their own.
+func refusedAttachments(err error) map[api.AttachmentKey]string {
+	out := map[api.AttachmentKey]string{}
+	var walk func(error)
+	walk = func(err error) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		var r *attachmentRefused
+		if errors.As(err, &r) {
+			out[r.key] = r.err.Error()
+		}
+	}
+	walk(err)
+	return out
+}
+
+// dropRefused removes from st the attachments err refuses on their own,
+// logging each with what to do (a record stays: the operator fixes or
+// removes it), and reports how many it dropped.
+func (d *Daemon) dropRefused(st *State, err error, during string) int {
+	bad := refusedAttachments(err)
+	if len(bad) == 0 {
+		return 0
+	}
+	n := len(st.Attachments)
+	st.Attachments = slices.DeleteFunc(slices.Clone(st.Attachments), func(a api.Attachment) bool {
+		msg, refused := bad[a.AttachmentKey]
+		if !refused {
+			return false
+		}
+		args := []any{"container", a.ContainerID, "ifname", a.IfName, "netns", a.Netns, "err", msg}
+		if d.opt.AttachmentDir != "" && recordedSource(a.Source) {
+			args = append(args, "record", hooks.RecordPath(d.opt.AttachmentDir, hooks.AttachmentKey{ContainerID: a.ContainerID, IfName: a.IfName}),
+				"todo", "the record is kept: fix or remove it, then restart the daemon (or re-create the container)")
+		}
+		d.log.Error(during+": attachment refused, not served", args...)
+		return true
+	})
+	return n - len(st.Attachments)
 }
 
 // validationError marks a desired state that failed validation.

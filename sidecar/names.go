@@ -3,6 +3,7 @@ package sidecar
 import (
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/sidecar/api"
@@ -94,6 +95,52 @@ func nameOwners(file *config.Config, st *State) map[string]string {
 	return owners
 }
 
+// objectUsers are the namespace names the run-time objects use (binds
+// and servers of API objects and of tenants' manifests), each with the
+// tenants of the objects that use it. A name the files use is
+// nameOwners'.
+func objectUsers(st *State) map[string][]string {
+	out := map[string][]string{}
+	add := func(name, tenant string) {
+		if name != "" && name != "*" && !slices.Contains(out[name], tenant) {
+			out[name] = append(out[name], tenant)
+		}
+	}
+	backendTenant := map[string]string{}
+	for _, t := range st.Manifests.Tenants {
+		for _, f := range t.Spec.Frontends {
+			for _, b := range f.Binds {
+				add(b.Namespace, t.Meta.Name)
+			}
+		}
+		for _, b := range t.Spec.Backends {
+			backendTenant[b.Name] = t.Meta.Name
+			for _, sv := range b.Servers {
+				add(sv.Namespace, t.Meta.Name)
+			}
+		}
+	}
+	for _, f := range st.Frontends {
+		for _, b := range f.Binds {
+			add(b.Namespace, netns.DefaultTenant)
+		}
+	}
+	for _, b := range st.Backends {
+		for _, sv := range b.Servers {
+			add(sv.Namespace, netns.DefaultTenant)
+		}
+	}
+	for _, sv := range st.Servers {
+		add(sv.Namespace, tenantOr(backendTenant[sv.Backend]))
+	}
+	return out
+}
+
+// otherTenants are the tenants in users other than tenant.
+func otherTenants(users []string, tenant string) []string {
+	return slices.DeleteFunc(slices.Clone(users), func(u string) bool { return u == tenant })
+}
+
 // givenNames maps each attachment's key to its current name.
 func givenNames(st State) map[api.AttachmentKey]string {
 	out := make(map[api.AttachmentKey]string, len(st.Attachments))
@@ -106,10 +153,22 @@ func givenNames(st State) map[api.AttachmentKey]string {
 // assignNames gives every attachment of st a name no one else owns and
 // stores it in its Name. An attachment keeps the name it had in prev
 // while that is still one of its candidates and free; the others get the
-// first free candidate, in state order. It returns the attachments newly
-// given another name than the one they asked for, for the log.
+// first free candidate, in state order. A name that objects of another
+// tenant use is not free for a new name: given, the plan would refuse
+// those objects (checkTenantRefs), and with them the ADD or the start.
+// It returns the attachments newly given another name than the one they
+// asked for, for the log.
 func assignNames(file *config.Config, st *State, prev map[api.AttachmentKey]string) []movedName {
 	owners := nameOwners(file, st)
+	users := objectUsers(st)
+	var ix *tenantIndex // built only when a candidate is an object's name
+	tenantOf := func(a api.Attachment) string {
+		if ix == nil {
+			ix = buildTenantIndex(st.Manifests)
+		}
+		t, _, _ := ix.ownerOf(a)
+		return tenantOr(t)
+	}
 	used := map[string]bool{}
 	given := make([]string, len(st.Attachments))
 	for i, a := range st.Attachments {
@@ -123,14 +182,29 @@ func assignNames(file *config.Config, st *State, prev map[api.AttachmentKey]stri
 		if given[i] != "" {
 			continue
 		}
+		tenant := ""
 		for j := 0; ; j++ {
-			if c := nameCandidate(a, j); owners[c] == "" && !used[c] {
-				given[i], used[c] = c, true
-				break
+			c := nameCandidate(a, j)
+			if owners[c] != "" || used[c] {
+				continue
 			}
+			if len(users[c]) > 0 {
+				if tenant == "" {
+					tenant = tenantOf(a)
+				}
+				if len(otherTenants(users[c], tenant)) > 0 {
+					continue
+				}
+			}
+			given[i], used[c] = c, true
+			break
 		}
 		if r := requestedName(a); given[i] != r {
-			moved = append(moved, movedName{a.AttachmentKey, r, given[i], owners[r]})
+			owner := owners[r]
+			if o := otherTenants(users[r], tenant); owner == "" && !used[r] && len(o) > 0 {
+				owner = "objects of tenant " + strings.Join(o, ", ")
+			}
+			moved = append(moved, movedName{a.AttachmentKey, r, given[i], owner})
 		}
 	}
 	for i := range st.Attachments {

@@ -1,8 +1,11 @@
 package sidecar
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -256,6 +259,16 @@ func (d *Daemon) notRuntime(kind, name string) error {
 // PutAttachment adds or updates (same container id and ifname) an
 // attachment; it reports whether it was an update.
 func (d *Daemon) PutAttachment(a api.Attachment) (bool, error) {
+	return d.putAttachment(context.Background(), a)
+}
+
+// putAttachment is PutAttachment for a request whose context ends when
+// its client goes away. The CNI plugin writes its record before it sends
+// the request and a DEL removes it before its DELETE: a CNI write whose
+// client gave up before its turn and whose record is gone was superseded
+// by a later DEL of the same key, and is not applied (it would bring a
+// removed container back).
+func (d *Daemon) putAttachment(ctx context.Context, a api.Attachment) (bool, error) {
 	var bad []string
 	if a.ContainerID == "" || a.IfName == "" {
 		bad = append(bad, "containerID and ifname are required")
@@ -287,7 +300,14 @@ func (d *Daemon) PutAttachment(a api.Attachment) (bool, error) {
 		}
 		op.moved = assignNames(d.file, s, prev)
 		return nil
-	}, op)
+	}, op, func() bool {
+		return ctx.Err() != nil && a.Source == api.SourceCNI && d.opt.AttachmentDir != "" && !d.hasRecord(a.AttachmentKey)
+	})
+	if errors.Is(err, errSuperseded) {
+		d.log.Warn("attachment write not applied: its client gave up, and a later DEL of the container removed its record",
+			"container", a.ContainerID, "ifname", a.IfName)
+		return false, nil
+	}
 	moved := op.moved
 	if err == nil {
 		v, _ := d.attachmentView(a.AttachmentKey)
@@ -357,6 +377,19 @@ func (d *Daemon) attachmentName(k api.AttachmentKey) string {
 // DeleteAttachment removes an attachment; removing a missing one is fine
 // (CNI DEL must be idempotent).
 func (d *Daemon) DeleteAttachment(k api.AttachmentKey) error {
+	return d.deleteAttachment(context.Background(), k)
+}
+
+// deleteAttachment is DeleteAttachment for a request whose context ends
+// when its client goes away. Every hook removes its record before it
+// sends DELETE, and writes it before it sends POST: a DELETE whose client
+// gave up before its turn (the daemon's lock held past the hooks'
+// timeout) while a record of the key exists was superseded by a later ADD
+// of the same key (podman restart: DEL, then ADD), and is not applied; and
+// a DELETE whose client went away removes no record, which can only be
+// that later ADD's. A DELETE whose client still waits removes the record
+// (an API DELETE of a CNI attachment: a restart must not bring it back).
+func (d *Daemon) deleteAttachment(ctx context.Context, k api.AttachmentKey) error {
 	d.mu.Lock()
 	_, ok := d.attachmentLocked(k)
 	d.mu.Unlock()
@@ -366,12 +399,29 @@ func (d *Daemon) DeleteAttachment(k api.AttachmentKey) error {
 	err := d.mutateAttachments(func(s *State) error {
 		s.Attachments = slices.DeleteFunc(s.Attachments, func(a api.Attachment) bool { return a.AttachmentKey == k })
 		return nil
-	}, &attachmentOp{del: &k})
+	}, &attachmentOp{del: &k}, func() bool { return ctx.Err() != nil && d.hasRecord(k) })
+	if errors.Is(err, errSuperseded) {
+		d.log.Warn("attachment DELETE not applied: its client gave up, and a later ADD of the container wrote a record",
+			"container", k.ContainerID, "ifname", k.IfName,
+			"record", hooks.RecordPath(d.opt.AttachmentDir, hooks.AttachmentKey{ContainerID: k.ContainerID, IfName: k.IfName}))
+		return nil
+	}
 	if err == nil {
-		d.dropRecord(k)
+		if ctx.Err() == nil {
+			d.dropRecord(k)
+		}
 		d.log.Info("attachment removed", "container", k.ContainerID, "ifname", k.IfName)
 	}
 	return err
+}
+
+// hasRecord reports whether the hooks' record of k exists.
+func (d *Daemon) hasRecord(k api.AttachmentKey) bool {
+	if d.opt.AttachmentDir == "" {
+		return false
+	}
+	_, err := os.Lstat(hooks.RecordPath(d.opt.AttachmentDir, hooks.AttachmentKey{ContainerID: k.ContainerID, IfName: k.IfName}))
+	return err == nil
 }
 
 // GCAttachments keeps only the valid attachments.

@@ -250,10 +250,16 @@ func (d *Daemon) ReplayAttachments() error {
 	// given stay, new ones get the first free candidate.
 	moved := assignNames(d.file, &st, givenNames(d.state))
 	p, err := d.plan(d.file, st)
+	for err != nil && d.dropRefused(&st, err, "replay") > 0 {
+		p, err = d.plan(d.file, st) // a record the plan refuses must not stop the others
+	}
 	if err != nil {
 		return err
 	}
-	if err := d.store.save(st); err != nil {
+	// saved: the --manifests directory's documents and the recorded
+	// attachments have their own durable copies, never the state file.
+	st.Ports = p.ports
+	if err := d.store.save(d.saved(st)); err != nil {
 		d.log.Error("cannot write state", "path", d.opt.StateFile, "err", err.Error())
 	}
 	if err := d.commit(st, p); err != nil {

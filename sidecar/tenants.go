@@ -551,6 +551,68 @@ func (ix *tenantIndex) unresolvedRefs(st State, base *config.Config) map[string]
 	return refs
 }
 
+// waitingNames are the names of refs that no attachment holds (held) and
+// the files do not name, and that only objects of one tenant other than
+// the default use, when the name was that tenant's already (mayWait: the
+// running state registered it under the tenant, or restore): the tenant's
+// container stopped. The name stays the tenant's: refs gets the tenant, so
+// its objects are not refused (a DEL of the container must never be, nor
+// a restart drop the tenant's documents), and the commit registers the
+// name as waiting (netns.Entry.Waiting: known, opened from nowhere), so
+// the objects wait for the container as a file's bind waits for its
+// namespace, and nothing of the netns directory is opened for the tenant
+// under that name. assignNames gives the name to no other tenant's
+// container. A name no one held is not given this way: a tenant's write
+// cannot reserve a name its containers never had (refused, as before).
+func waitingNames(file, base *config.Config, refs map[string]string, held map[string]bool,
+	mayWait func(name, tenant string) bool) map[string]string {
+	var cand map[string][]string
+	for n := range refs {
+		if !held[n] {
+			if cand == nil {
+				cand = map[string][]string{}
+			}
+			cand[n] = nil
+		}
+	}
+	if cand == nil {
+		return nil
+	}
+	if file != nil {
+		for _, n := range file.NamespaceNames() {
+			delete(cand, n)
+		}
+	}
+	use := func(n, tenant string) {
+		if users, ok := cand[n]; ok && !slices.Contains(users, tenant) {
+			cand[n] = append(users, tenant)
+		}
+	}
+	for _, f := range base.Frontends {
+		for _, b := range f.Binds {
+			use(b.Namespace, tenantOr(f.Tenant))
+		}
+	}
+	for _, b := range base.Backends {
+		for _, sv := range b.Servers {
+			if !sv.ClientNamespace {
+				use(sv.Namespace, tenantOr(b.Tenant))
+			}
+		}
+	}
+	var out map[string]string
+	for n, users := range cand {
+		if len(users) == 1 && users[0] != netns.DefaultTenant && mayWait(n, users[0]) {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[n] = users[0]
+			refs[n] = users[0]
+		}
+	}
+	return out
+}
+
 // checkTenantRefs: every object reaches only namespaces of its own
 // tenant. A frontend's binds and its default backend, a backend's servers
 // (also those added through the API) naming another tenant's namespace

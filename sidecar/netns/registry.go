@@ -92,8 +92,12 @@ func (r *Registry) unpublishLocked(s *slot) *Handle {
 	return h
 }
 
-// path is the file the slot's namespace is opened from.
+// path is the file the slot's namespace is opened from; "" for a
+// waiting entry, opened from nowhere.
 func (s *slot) path(dir, name string) string {
+	if s.entry != nil && s.entry.Waiting {
+		return ""
+	}
 	if s.entry != nil && s.entry.Path != "" {
 		return s.entry.Path
 	}
@@ -110,7 +114,13 @@ type Entry struct {
 	Tenant string
 	// Allowed puts the namespace on the allowlist (PROXY NETNS TLV,
 	// "namespace *").
-	Allowed  bool
+	Allowed bool
+	// Waiting keeps the name known and Tenant's while no namespace holds
+	// it (a tenant's objects name its container, which is not running):
+	// listeners and servers wait on it, nothing is opened, not even the
+	// netns directory's file of that name, until an entry with a path
+	// replaces it.
+	Waiting  bool
 	Metadata map[string]string
 }
 
@@ -582,6 +592,9 @@ func (r *Registry) resyncOne(name string) {
 	old := s.h
 	path := s.path(r.dir, name)
 	r.mu.Unlock()
+	if path == "" {
+		return // a waiting entry: nothing to open (Register closed what was)
+	}
 
 	if old != nil && old.Path() == path && !old.Stale() {
 		return
