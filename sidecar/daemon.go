@@ -207,12 +207,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		case <-d.HandedOver():
 			// The successor is systemd's main process now: no STOPPING=1.
 		case <-reload:
-			d.notify(sdnotify.ReloadingNow()...)
-			if err := d.Reload(); err != nil {
-				d.log.Error("reload refused: the running configuration stays", "err", err.Error())
-			}
-			d.reloadManifestsLogged()
-			d.notify(sdnotify.Ready)
+			d.reloadOnSignal()
 			continue
 		}
 		d.ready.Store(false)
@@ -235,8 +230,34 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 // Ready reports whether the desired state has been applied.
 func (d *Daemon) Ready() bool { return d.ready.Load() }
 
+// reloadOnSignal is a SIGHUP: the files and the manifest directory read
+// again. During a hand-over it is refused, with no RELOADING=1/READY=1
+// (the hand-over's RELOADING=1 stands until its end).
+func (d *Daemon) reloadOnSignal() {
+	if d.ho.refuse(missedFiles | missedManifests) {
+		d.logReloadRefused()
+		return
+	}
+	d.notify(sdnotify.ReloadingNow()...)
+	if err := d.Reload(); errors.Is(err, errUpgrading) {
+		d.logReloadRefused()
+	} else if err != nil {
+		d.log.Error("reload refused: the running configuration stays", "err", err.Error())
+	}
+	d.reloadManifestsLogged()
+	d.notify(sdnotify.Ready)
+}
+
+func (d *Daemon) logReloadRefused() {
+	d.log.Warn("reload refused: an upgrade is in progress and the successor has read the files; " +
+		"send SIGHUP again once it ends (this daemon reloads by itself if the hand-over aborts)")
+}
+
 // Reload loads the configuration files again and, only if they are valid
 // and fit with the run-time objects, reconciles the engine with them.
+// During a hand-over it changes nothing and returns errUpgrading: the
+// successor loaded the files already, so a reload applied here would be
+// gone at its commit; the daemon reloads once the hand-over aborts.
 func (d *Daemon) Reload() error {
 	cfg, err := loadFiles(d.opt.ConfigFiles)
 	if err != nil {
@@ -244,6 +265,10 @@ func (d *Daemon) Reload() error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// Under d.mu: serveHandover waits for d.mu after it sets the flag.
+	if d.ho.refuse(missedFiles) {
+		return errUpgrading
+	}
 	st := d.state.clone() // the files may now name what an attachment holds
 	moved := assignNames(cfg, &st, givenNames(d.state))
 	p, err := d.plan(cfg, st)

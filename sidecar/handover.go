@@ -90,6 +90,40 @@ type handover struct {
 	done    chan struct{} // closed once the successor serves
 	shared  map[string]net.Listener
 	count   int // sockets handed over
+	// missed: reloads refused while active (missedFiles, missedManifests),
+	// run once the hand-over aborts. A committed successor read the files
+	// at its own start; what it missed of the manifest directory it reads
+	// when its watch starts, and a SIGHUP must be sent to it again.
+	missed reloadKind
+}
+
+// reloadKind names what a reload refused during a hand-over reads again.
+type reloadKind uint8
+
+const (
+	missedFiles reloadKind = 1 << iota
+	missedManifests
+)
+
+// refuse reports whether a hand-over runs and, if so, remembers the
+// reload of kind, in one step with the abort's reset (endAborted).
+func (h *handover) refuse(kind reloadKind) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.active {
+		h.missed |= kind
+	}
+	return h.active
+}
+
+// endAborted ends a hand-over that did not commit: writes and reloads are
+// accepted again. It returns the reloads refused meanwhile.
+func (h *handover) endAborted() reloadKind {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	missed := h.missed
+	h.active, h.offered, h.missed = false, false, 0
+	return missed
 }
 
 func (h *handover) doneCh() chan struct{} {
@@ -190,15 +224,23 @@ func (d *Daemon) serveHandover(w http.ResponseWriter, r *http.Request) {
 		if committed {
 			return
 		}
-		d.ho.mu.Lock()
-		d.ho.active, d.ho.offered = false, false
-		d.ho.mu.Unlock()
+		missed := d.ho.endAborted()
 		d.notify(sdnotify.Ready)
 		d.log.Warn("hand-over aborted: serving on", "successor_pid", peer)
 		// Hooks that met a 503 in the window wrote their records and went
 		// on: take them now, as the successor would have.
 		if err := d.ReplayAttachments(); err != nil {
 			d.log.Error("attachment records written during the hand-over not applied", "err", err.Error())
+		}
+		// So are reloads refused in the window: the files may have changed.
+		if missed&missedFiles != 0 {
+			d.log.Info("reloading the files now: a SIGHUP came during the aborted hand-over")
+			if err := d.Reload(); err != nil {
+				d.log.Error("reload refused: the running configuration stays", "err", err.Error())
+			}
+		}
+		if missed&missedManifests != 0 {
+			d.reloadManifestsLogged()
 		}
 	}()
 	d.notify(sdnotify.ReloadingNow()...)

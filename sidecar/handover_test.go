@@ -310,3 +310,36 @@ func TestHandoverKeepsListenersNonBlocking(t *testing.T) {
 		t.Fatal("the listener is in blocking mode after its fd was taken for a hand-over")
 	}
 }
+
+// TestReloadRefusedDuringHandoverRunsAfterAbort: a reload while a
+// successor takes over is refused (the successor read the files already)
+// and, when the hand-over aborts, the old daemon runs it by itself.
+func TestReloadRefusedDuringHandoverRunsAfterAbort(t *testing.T) {
+	be := echoServer(t, "backend")
+	cfgA := fmt.Sprintf("frontend web\n    bind 127.0.0.1:20400\n    default_backend app\nbackend app\n    server s1 127.0.0.1:%d\n", be)
+	cfgB := cfgA + "frontend extra\n    bind 127.0.0.1:20401\n    default_backend app\n"
+	td := startTestDaemon(t, cfgA, "")
+	waitFor(t, "daemon serves", func() error { _, err := askTag("127.0.0.1:20400"); return err })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tk, err := BeginTakeover(ctx, td.socket)
+	if err != nil || tk == nil {
+		t.Fatalf("BeginTakeover: %v", err)
+	}
+	mustWrite(t, td.d.opt.ConfigFiles[0], cfgB)
+	if err := td.d.Reload(); !errors.Is(err, errUpgrading) {
+		tk.Abort()
+		t.Fatalf("reload during a hand-over: %v, want errUpgrading", err)
+	}
+	if _, err := askTag("127.0.0.1:20401"); err == nil {
+		t.Error("the refused reload was applied")
+	}
+	tk.Abort()
+	waitFor(t, "the reload refused during the aborted hand-over runs", func() error {
+		_, err := askTag("127.0.0.1:20401")
+		return err
+	})
+	if err := td.d.Reload(); err != nil {
+		t.Errorf("reload after the abort: %v", err)
+	}
+}

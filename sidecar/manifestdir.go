@@ -89,6 +89,11 @@ func (d *Daemon) ReloadManifests() error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// The successor has read the directory, or reads it when its watch
+	// starts; this daemon reads it again if the hand-over aborts.
+	if d.ho.refuse(missedManifests) {
+		return errUpgrading
+	}
 	keys := slices.Sorted(maps.Keys(d.state.dirOwned))
 	before := onlyDocs(d.state.Manifests, keys)
 	if _, changed := manifest.Diff(before, set); !changed {
@@ -162,6 +167,10 @@ func (d *Daemon) watchManifests(ctx context.Context) {
 			w.Stop()
 		}
 	}()
+	// What changed between the start's read and the watch (a hand-over's
+	// successor read the directory while the old daemon still served it,
+	// and refused its changes) is read now.
+	d.reloadManifestsLogged()
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	var debounce <-chan time.Time
@@ -205,7 +214,13 @@ func (d *Daemon) watchManifests(ctx context.Context) {
 // reloadManifestsLogged reloads the directory and logs each problem of a
 // refused reload on its own line.
 func (d *Daemon) reloadManifestsLogged() {
-	if err := d.ReloadManifests(); err != nil {
+	err := d.ReloadManifests()
+	if errors.Is(err, errUpgrading) {
+		d.log.Warn("manifest directory not applied yet: an upgrade is in progress; the successor reads it, or this daemon once the hand-over aborts",
+			"dir", d.opt.ManifestDir)
+		return
+	}
+	if err != nil {
 		for _, p := range flatten(err) {
 			d.log.Error("manifest reload refused: the running manifests stay", "dir", d.opt.ManifestDir, "problem", p)
 		}
