@@ -24,10 +24,18 @@ type server struct {
 	spec    ServerSpec
 	backend string
 	up      atomic.Bool // health-check verdict (true without checks)
-	active  atomic.Int64
+	*serverLoad
 	curW    int // smooth weighted round-robin state, under backend.mu
-	stats   Counters
 	checker *checker
+}
+
+// serverLoad is what a server's sessions count. A server edited in place
+// (same name, address and namespace) shares it with the object it
+// replaces: the sessions that object holds end on it, so its open
+// connections stay counted (metrics, leastconn) and its totals go on.
+type serverLoad struct {
+	active atomic.Int64
+	stats  Counters
 }
 
 // Counters are the per-object traffic counters.
@@ -40,7 +48,7 @@ type Counters struct {
 }
 
 func newServer(be string, s ServerSpec) *server {
-	sv := &server{spec: s, backend: be}
+	sv := &server{spec: s, backend: be, serverLoad: &serverLoad{}}
 	sv.up.Store(true)
 	return sv
 }
@@ -65,21 +73,28 @@ func (b *backend) update(bs BackendSpec) (dropped []*server, added []*server) {
 		old[s.spec] = s
 		byName[s.spec.Name] = s
 	}
-	next := make([]*server, 0, len(bs.Servers))
-	for _, ss := range bs.Servers {
+	next := make([]*server, len(bs.Servers))
+	for i, ss := range bs.Servers {
 		if s, ok := old[ss]; ok {
-			next = append(next, s)
+			next[i] = s
 			delete(old, ss)
+		}
+	}
+	for i, ss := range bs.Servers {
+		if next[i] != nil {
 			continue
 		}
 		s := newServer(bs.Name, ss)
 		// A server edited in place (weight, backup, checks...) but still at
-		// the same address keeps its verdict: a DOWN server stays down.
-		if prev := byName[ss.Name]; prev != nil && prev.spec.Addr == ss.Addr && prev.spec.Port == ss.Port &&
-			prev.spec.Namespace == ss.Namespace && prev.spec.ClientNamespace == ss.ClientNamespace {
+		// the same address keeps its verdict (a DOWN server stays down) and
+		// its counters; a server kept as it is keeps its own.
+		if prev := byName[ss.Name]; prev != nil && old[prev.spec] == prev && prev.spec.Addr == ss.Addr &&
+			prev.spec.Port == ss.Port && prev.spec.Namespace == ss.Namespace && prev.spec.ClientNamespace == ss.ClientNamespace {
 			s.up.Store(prev.up.Load())
+			s.serverLoad = prev.serverLoad
+			delete(byName, ss.Name)
 		}
-		next = append(next, s)
+		next[i] = s
 		added = append(added, s)
 	}
 	for _, s := range old {
