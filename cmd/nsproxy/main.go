@@ -273,8 +273,49 @@ func cmdRun(args []string, stderr io.Writer) int {
 		printErrors(stderr, err)
 		return 1
 	}
+	// Every listener that can fail is opened before a takeover commits: once
+	// it has, the old daemon no longer accepts, and a successor that gave
+	// up then would leave every frontend refused.
+	var metricsLn, controlLn net.Listener
+	if tk != nil {
+		metricsLn = tk.Listener(sidecar.RoleMetrics)
+		if metricsLn != nil && !sameListenAddr(metricsLn.Addr(), *metricsAddr) {
+			// The new flags move (or drop) the metrics port: bind afresh.
+			metricsLn.Close()
+			metricsLn = nil
+		}
+	}
+	if *metricsAddr != "" && metricsLn == nil {
+		if metricsLn, err = metrics.Listen(*metricsAddr); err != nil {
+			tk.Abort()
+			fmt.Fprintln(stderr, "nsproxy run:", err)
+			return 1
+		}
+	}
+	serveControl := *socket != "" && *socket != "none"
+	if serveControl && tk != nil {
+		controlLn = tk.Listener(sidecar.RoleControl)
+	}
+	// A running daemon that did not hand its control socket over holds the
+	// path until the commit: bind it after.
+	if serveControl && controlLn == nil && tk == nil {
+		if controlLn, err = sidecar.ListenControl(sidecar.ControlOptions{Socket: *socket, Group: group, TenantAccess: *tenantAccess}); err != nil {
+			if metricsLn != nil {
+				metricsLn.Close()
+			}
+			fmt.Fprintln(stderr, "nsproxy run:", err)
+			return 1
+		}
+	}
 	if tk != nil {
 		if err := finishTakeover(d, tk, notifier, log); err != nil {
+			if metricsLn != nil {
+				metricsLn.Close()
+			}
+			if ul, ok := controlLn.(*net.UnixListener); ok {
+				ul.SetUnlinkOnClose(false) // the path is the old daemon's
+				ul.Close()
+			}
 			fmt.Fprintln(stderr, "nsproxy run:", err)
 			return 1
 		}
@@ -282,25 +323,10 @@ func cmdRun(args []string, stderr io.Writer) int {
 
 	var bg sync.WaitGroup
 	defer bg.Wait()
-	var inheritedMetrics net.Listener
-	if tk != nil {
-		inheritedMetrics = tk.Listener(sidecar.RoleMetrics)
-		if inheritedMetrics != nil && !sameListenAddr(inheritedMetrics.Addr(), *metricsAddr) {
-			// The new flags move (or drop) the metrics port: bind afresh.
-			inheritedMetrics.Close()
-			inheritedMetrics = nil
-		}
-	}
-	if *metricsAddr != "" {
+	if metricsLn != nil {
+		ln := metricsLn
 		m = metrics.New(metrics.Source{Snapshot: d.Engine().Snapshot,
 			RegistrySize: d.Registry().Count, Attachments: d.AttachmentCount})
-		ln := inheritedMetrics
-		if ln == nil {
-			if ln, err = metrics.Listen(*metricsAddr); err != nil {
-				fmt.Fprintln(stderr, "nsproxy run:", err)
-				return 1
-			}
-		}
 		d.ShareListener(sidecar.RoleMetrics, ln)
 		log.Info("metrics listening", "addr", ln.Addr().String())
 		bg.Add(1)
@@ -311,11 +337,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 			}
 		}()
 	}
-	if *socket != "" && *socket != "none" {
-		var ln net.Listener
-		if tk != nil {
-			ln = tk.Listener(sidecar.RoleControl)
-		}
+	if serveControl {
+		ln := controlLn
 		if ln == nil {
 			if ln, err = sidecar.ListenControl(sidecar.ControlOptions{Socket: *socket, Group: group, TenantAccess: *tenantAccess}); err != nil {
 				fmt.Fprintln(stderr, "nsproxy run:", err)
