@@ -158,7 +158,7 @@ func (a *acceptor) arm() {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(a.fd), Pad: int32(a.gen)}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, a.fd, &ev); err != nil {
 		a.gen = 0
-		l.e.log.Error("event loop: cannot watch a listening socket", "loop", l.id, "frontend", a.l.fe.name,
+		l.e.log.Error("event loop: cannot watch a listening socket", "loop", l.id, "frontend", a.l.fe.Load().name,
 			"err", err)
 	}
 }
@@ -224,7 +224,7 @@ func (l *evloop) acceptEvent(fd int, gen uint32) {
 // accept takes up to acceptBatch connections; if more may be queued, the
 // socket gets another turn after the loop's connections had theirs.
 func (a *acceptor) accept() {
-	l, fe := a.loop, a.l.fe
+	l, fe := a.loop, a.l.fe.Load()
 	for range acceptBatch {
 		tl := fe.tenant.Load()
 		if !fe.limit.tryAcquire(a.wake) {
@@ -260,7 +260,7 @@ func (a *acceptor) accept() {
 			return
 		}
 		a.backoff = 0
-		l.startSession(a, tl, fd, src)
+		l.startSession(a, fe, tl, fd, src)
 	}
 	if !a.queued {
 		a.queued = true
@@ -274,10 +274,10 @@ func (a *acceptor) accept() {
 // those not logged.
 func (a *acceptor) failed(errno syscall.Errno) {
 	l := a.loop
-	a.l.fe.acceptErrors.Add(1)
+	a.l.fe.Load().acceptErrors.Add(1)
 	a.backoff = min(max(2*a.backoff, acceptBackoffMin), acceptBackoffMax)
 	if now := time.Now(); now.Sub(a.lastLog) >= acceptLogEvery {
-		l.e.log.Warn("accept failed; backing off", "frontend", a.l.fe.name, "netns", a.h.Label(),
+		l.e.log.Warn("accept failed; backing off", "frontend", a.l.fe.Load().name, "netns", a.h.Label(),
 			"err", error(errno), "backoff", a.backoff, "not_logged_since_last", a.notLogged)
 		a.lastLog, a.notLogged = now, 0
 	} else {
@@ -306,17 +306,17 @@ func (l *evloop) runAcceptAgain() {
 // startSession sets up an accepted connection on the loop: the session,
 // then the loop that will own it (this one, unless another owns loopSlack
 // fewer), which reads the PROXY header or starts the connect (setup).
-func (l *evloop) startSession(a *acceptor, tl *limiter, fd int, src netip.AddrPort) {
+func (l *evloop) startSession(a *acceptor, fe *frontend, tl *limiter, fd int, src netip.AddrPort) {
 	dst, errno := acceptedFD(fd, &l.sa, a)
 	if errno != 0 {
 		unix.Close(fd)
 		l.e.global.release()
 		tl.release()
-		a.l.fe.limit.release()
+		fe.limit.release()
 		return
 	}
 	h := a.h
-	s := l.e.newSession(a.l, h, src, dst)
+	s := l.e.newSession(a.l, fe, h, src, dst)
 	s.tenantLimit = tl
 	owner := l.e.loopFor(l)
 	c := &pconn{s: s, l: owner, fd: [2]int{fd, -1}}

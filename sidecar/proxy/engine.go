@@ -195,19 +195,37 @@ func (e *Engine) Apply(spec Spec) error {
 	})
 
 	// Stop what goes before starting what comes, so that a bind that
-	// moves between frontends or changes options finds its address free.
+	// changes options finds its address free. A bind line kept under
+	// another frontend (renamed, or the line moved) keeps its listener,
+	// handed to that frontend (moving): closed and bound again, it would
+	// refuse connections until the new socket is in a loop.
 	// A frontend has a bind or two: a slice, not a map per frontend.
 	want := make(map[string][]BindSpec, len(spec.Frontends))
+	wantBind := make(map[BindSpec]string, e.binds)
 	for _, fs := range spec.Frontends {
 		want[fs.Name] = fs.Binds
+		for _, bs := range fs.Binds {
+			if _, ok := wantBind[bs]; !ok {
+				wantBind[bs] = fs.Name
+			}
+		}
 	}
+	var moving map[BindSpec]*listener
 	for name, fe := range e.frontends {
 		binds, wanted := want[name]
 		for bs, l := range fe.listeners {
-			if !slices.Contains(binds, bs) {
-				l.stop()
-				delete(fe.listeners, bs)
+			if slices.Contains(binds, bs) {
+				continue
 			}
+			if to, ok := wantBind[bs]; ok && to != name && moving[bs] == nil {
+				if moving == nil {
+					moving = map[BindSpec]*listener{}
+				}
+				moving[bs] = l
+			} else {
+				l.stop()
+			}
+			delete(fe.listeners, bs)
 		}
 		if !wanted {
 			delete(e.frontends, name)
@@ -215,7 +233,10 @@ func (e *Engine) Apply(spec Spec) error {
 	}
 	tenants := e.tenantLimiters(spec)
 	for _, fs := range spec.Frontends {
-		e.startFrontend(fs, tenants[fs.Tenant])
+		e.startFrontend(fs, tenants[fs.Tenant], moving)
+	}
+	for _, l := range moving { // a bind two frontends name: the validator refuses it
+		l.stop()
 	}
 	e.ns.prune(e.liveNamespace) // namespaces removed since the last Apply
 	e.dropUnwantedInherited(func(bs BindSpec) bool {
@@ -252,9 +273,10 @@ func (e *Engine) updateBackend(b *backend, bs BackendSpec) *backend {
 }
 
 // startFrontend makes fs the spec of its frontend (new or running) and
-// starts the listeners of its binds that are not running; the caller has
-// stopped those of binds fs no longer has.
-func (e *Engine) startFrontend(fs FrontendSpec, tenant *limiter) {
+// starts the listeners of its binds that are not running, or takes them
+// from moving (listeners of other frontends, kept for their bind line);
+// the caller has stopped those of binds fs no longer has.
+func (e *Engine) startFrontend(fs FrontendSpec, tenant *limiter, moving map[BindSpec]*listener) {
 	fe := e.frontends[fs.Name]
 	if fe == nil {
 		fe = &frontend{name: fs.Name, limit: newLimiter(fs.MaxConn), listeners: map[BindSpec]*listener{}}
@@ -269,9 +291,16 @@ func (e *Engine) startFrontend(fs FrontendSpec, tenant *limiter) {
 		old.wakeAll()
 	}
 	for _, bs := range fs.Binds {
-		if fe.listeners[bs] == nil {
-			fe.listeners[bs] = e.startListener(fe, bs)
+		if fe.listeners[bs] != nil {
+			continue
 		}
+		if l := moving[bs]; l != nil {
+			delete(moving, bs)
+			l.moveTo(fe)
+			fe.listeners[bs] = l
+			continue
+		}
+		fe.listeners[bs] = e.startListener(fe, bs)
 	}
 }
 
@@ -309,13 +338,35 @@ func (e *Engine) ApplyDelta(d Delta) error {
 	for _, bs := range d.Backends {
 		e.backends.set(e.updateBackend(e.backends.get(bs.Name), bs))
 	}
+	// As in Apply, a bind line d gives to another frontend keeps its
+	// listener (moving).
+	var wantBind map[BindSpec]string
+	var moving map[BindSpec]*listener
+	for _, fs := range d.Frontends {
+		for _, bs := range fs.Binds {
+			if wantBind == nil {
+				wantBind = map[BindSpec]string{}
+			}
+			if _, ok := wantBind[bs]; !ok {
+				wantBind[bs] = fs.Name
+			}
+		}
+	}
 	stop := func(fe *frontend, keep []BindSpec) {
 		for bs, l := range fe.listeners {
-			if !slices.Contains(keep, bs) {
-				l.stop()
-				delete(fe.listeners, bs)
-				e.binds--
+			if slices.Contains(keep, bs) {
+				continue
 			}
+			if to, ok := wantBind[bs]; ok && to != fe.name && moving[bs] == nil {
+				if moving == nil {
+					moving = map[BindSpec]*listener{}
+				}
+				moving[bs] = l
+			} else {
+				l.stop()
+			}
+			delete(fe.listeners, bs)
+			e.binds--
 		}
 	}
 	for _, name := range d.RemoveFrontends {
@@ -324,10 +375,15 @@ func (e *Engine) ApplyDelta(d Delta) error {
 			delete(e.frontends, name)
 		}
 	}
+	// Every bind d drops is stopped (or set moving) before any starts.
+	for _, fs := range d.Frontends {
+		if fe := e.frontends[fs.Name]; fe != nil {
+			stop(fe, fs.Binds)
+		}
+	}
 	for _, fs := range d.Frontends {
 		before := 0
 		if fe := e.frontends[fs.Name]; fe != nil {
-			stop(fe, fs.Binds)
 			before = len(fe.listeners)
 		}
 		l := e.tenants[fs.Tenant]
@@ -336,8 +392,11 @@ func (e *Engine) ApplyDelta(d Delta) error {
 			l.setLimit(d.TenantMaxConn[fs.Tenant])
 			e.tenants[fs.Tenant] = l
 		}
-		e.startFrontend(fs, l)
+		e.startFrontend(fs, l, moving)
 		e.binds += len(e.frontends[fs.Name].listeners) - before
+	}
+	for _, l := range moving { // a bind two frontends name: refused by the plan
+		l.stop()
 	}
 	e.global.setLimit(e.fitMaxConn(e.specMaxConn, e.binds))
 	e.ns.forget(d.GoneNamespaces, e.liveNamespace)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nsproxy/nsproxy/sidecar/netns"
@@ -22,8 +23,11 @@ import (
 // runs only while the listener waits: for its namespace, or to retry a
 // failed bind.
 type listener struct {
-	e    *Engine
-	fe   *frontend
+	e *Engine
+	// fe is the frontend it serves; a reload hands a kept socket whose
+	// frontend was renamed (or that moved to another) to the new one
+	// (Engine.Apply), and its next accept takes that frontend's limits.
+	fe   atomic.Pointer[frontend]
 	bind BindSpec
 
 	// closeMu is held while the socket leaves its loop and closes, so that
@@ -49,7 +53,8 @@ type listener struct {
 // namespace is there binds and enters its loop before this returns: a
 // port in use is a conflict at once, and no goroutine is started.
 func (e *Engine) startListener(fe *frontend, bs BindSpec) *listener {
-	l := &listener{e: e, fe: fe, bind: bs, fd: -1}
+	l := &listener{e: e, bind: bs, fd: -1}
+	l.fe.Store(fe)
 	if bs.NoTakeover && bs.AdoptFrom == "" {
 		if h, err := e.reg.Get(bs.Namespace); err == nil {
 			ln, err := l.listen(h)
@@ -91,6 +96,20 @@ func (l *listener) goWaitLocked() {
 	}()
 }
 
+// moveTo hands the listener, its socket and its backlog to fe (a reload
+// renamed its frontend or moved its bind line): the connections it accepts
+// from now on are fe's, with fe's limits. An accept paused on the old
+// frontend's maxconn is woken, to try fe's.
+func (l *listener) moveTo(fe *frontend) {
+	old := l.fe.Swap(fe)
+	if old == fe {
+		return
+	}
+	l.e.log.Info("listener kept for another frontend", "from", old.name, "frontend", fe.name,
+		"bind", l.bind.Addr.String(), "netns", nsLabel(l.bind.Namespace))
+	old.limit.wakeAll()
+}
+
 // stop closes the listener for good; it returns once its socket is closed.
 func (l *listener) stop() {
 	l.mu.Lock()
@@ -107,7 +126,7 @@ func (l *listener) stop() {
 func (l *listener) state() ListenerState {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	st := ListenerState{Frontend: l.fe.name, Bind: l.bind, Netns: nsLabel(l.bind.Namespace), Err: l.lastErr,
+	st := ListenerState{Frontend: l.fe.Load().name, Bind: l.bind, Netns: nsLabel(l.bind.Namespace), Err: l.lastErr,
 		Conflict: l.conflict}
 	if l.fd >= 0 {
 		st.Listening = true
@@ -124,7 +143,7 @@ func (l *listener) setErr(err error) {
 		msg = err.Error()
 	}
 	if msg != "" && msg != l.lastErr {
-		l.e.log.Warn("cannot listen; retrying", "frontend", l.fe.name, "bind", l.bind.Addr.String(),
+		l.e.log.Warn("cannot listen; retrying", "frontend", l.fe.Load().name, "bind", l.bind.Addr.String(),
 			"netns", nsLabel(l.bind.Namespace), "err", msg)
 	}
 	l.lastErr = msg
@@ -141,7 +160,7 @@ func (l *listener) inUse(err error) bool {
 	l.conflict = true
 	l.lastErr = "address in use by another program; not retried, never taken over"
 	l.e.log.Warn("cannot listen: address in use by another program; not retried, never taken over",
-		"frontend", l.fe.name, "bind", l.bind.Addr.String(), "netns", nsLabel(l.bind.Namespace))
+		"frontend", l.fe.Load().name, "bind", l.bind.Addr.String(), "netns", nsLabel(l.bind.Namespace))
 	return true
 }
 
@@ -189,7 +208,7 @@ func (l *listener) run(ctx context.Context) {
 
 func (l *listener) serveFailed(h *netns.Handle, err error) {
 	l.setErr(err)
-	l.e.log.Warn("listener closed: its socket could not be handed to a loop", "frontend", l.fe.name,
+	l.e.log.Warn("listener closed: its socket could not be handed to a loop", "frontend", l.fe.Load().name,
 		"bind", l.bind.Addr.String(), "netns", h.Label(), "err", err.Error())
 }
 
@@ -227,7 +246,7 @@ func (l *listener) serve(h *netns.Handle, ln *net.TCPListener) error {
 	for _, k := range own {
 		l.e.own.add(k)
 	}
-	l.e.log.Info("listening", "frontend", l.fe.name, "bind", addr, "netns", h.Label())
+	l.e.log.Info("listening", "frontend", l.fe.Load().name, "bind", addr, "netns", h.Label())
 	l.e.watchListener(h, l)
 	if h.Context().Err() != nil { // ended before the hook was there
 		l.nsEnded(h)
@@ -278,7 +297,7 @@ func (l *listener) nsEnded(h *netns.Handle) {
 	if l.stopped {
 		return
 	}
-	l.e.log.Warn("listener closed with its namespace", "frontend", l.fe.name,
+	l.e.log.Warn("listener closed with its namespace", "frontend", l.fe.Load().name,
 		"bind", l.bind.Addr.String(), "netns", h.Label())
 	l.goWaitLocked()
 }

@@ -61,14 +61,15 @@ type session struct {
 	counters [4]*Counters
 }
 
-func (e *Engine) newSession(l *listener, h *netns.Handle, src, dst netip.AddrPort) *session {
-	s := &session{e: e, id: e.nextID.Add(1), fe: l.fe.spec.Load(), front: l.fe, acceptProxy: l.bind.AcceptProxy,
+// newSession: fe is the frontend whose maxconn slot the accept took (the
+// listener's when it accepted; a reload may hand it to another since).
+func (e *Engine) newSession(l *listener, fe *frontend, h *netns.Handle, src, dst netip.AddrPort) *session {
+	s := &session{e: e, id: e.nextID.Add(1), fe: fe.spec.Load(), front: fe, acceptProxy: l.bind.AcceptProxy,
 		start: time.Now(), listenNS: h, clientNS: h, src: src, dst: dst}
 	e.sessMu.Lock()
 	e.sessions[s] = struct{}{}
 	e.sessWG.Add(1)
 	e.sessMu.Unlock()
-	fe := l.fe
 	fe.stats.Current.Add(1)
 	fe.stats.Total.Add(1)
 	s.counters[0] = &fe.stats
