@@ -130,6 +130,7 @@ func New(opt Options) (*Daemon, error) {
 		engine: proxy.New(reg, opt.Logger), started: time.Now(), registered: map[string]netns.Entry{},
 		attStatus: map[api.AttachmentKey]attachmentStatus{}, builtFrom: map[string]api.Attachment{}, dirSet: dirSet}
 	d.engine.Inherit(opt.Inherited)
+	d.live = inheritedBinds(opt.Inherited)
 	st, err := d.store.load()
 	if err != nil {
 		d.log.Error("run-time state not restored", "err", err.Error())
@@ -851,8 +852,39 @@ func (d *Daemon) replay(st State) State {
 		kept = append(kept, a)
 	}
 	d.log.Info("attachment records replayed", "dir", d.opt.AttachmentDir, "records", len(recs))
-	st.Attachments = kept
+	st.Attachments = inStateOrder(kept, st.Attachments)
 	return st
+}
+
+// inStateOrder sorts atts as the same keys are in order (the running
+// state, or the one a predecessor saved at a hand-over), the others after
+// in their order. Who gets a contended port or name among containers that
+// are not serving yet follows the state's order (plan), and the records'
+// file names are not the order in which containers came.
+func inStateOrder(atts, order []api.Attachment) []api.Attachment {
+	if len(order) == 0 {
+		return atts
+	}
+	pos := make(map[api.AttachmentKey]int, len(order))
+	for i, a := range order {
+		if _, ok := pos[a.AttachmentKey]; !ok {
+			pos[a.AttachmentKey] = i
+		}
+	}
+	slices.SortStableFunc(atts, func(a, b api.Attachment) int {
+		pa, oka := pos[a.AttachmentKey]
+		pb, okb := pos[b.AttachmentKey]
+		switch {
+		case oka && okb:
+			return pa - pb
+		case oka:
+			return -1
+		case okb:
+			return 1
+		}
+		return 0
+	})
+	return atts
 }
 
 // dropRecord removes the plugin's record of an attachment removed through

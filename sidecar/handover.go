@@ -231,6 +231,11 @@ func (d *Daemon) serveHandover(w http.ResponseWriter, r *http.Request) {
 		// on: take them now, as the successor would have.
 		if err := d.ReplayAttachments(); err != nil {
 			d.log.Error("attachment records written during the hand-over not applied", "err", err.Error())
+			d.mu.Lock()
+			if err := d.store.save(d.saved(d.state)); err != nil { // without saveForSuccessor's attachments
+				d.log.Error("cannot write state", "path", d.opt.StateFile, "err", err.Error())
+			}
+			d.mu.Unlock()
 		}
 		// So are reloads refused in the window: the files may have changed.
 		if missed&missedFiles != 0 {
@@ -276,6 +281,7 @@ func (d *Daemon) serveHandover(w http.ResponseWriter, r *http.Request) {
 		d.log.Warn("hand-over: successor went away before asking for the sockets", "err", err)
 		return
 	}
+	d.saveForSuccessor()
 	offer, files, err := d.handoverOffer()
 	if err != nil {
 		d.log.Error("hand-over: cannot duplicate listeners", "err", err.Error())
@@ -309,6 +315,26 @@ func (d *Daemon) serveHandover(w http.ResponseWriter, r *http.Request) {
 	d.log.Info("handed over: no longer accepting; draining established connections",
 		"successor_pid", peer, "listeners", len(files), "connections", d.engine.Sessions(),
 		"drain_timeout", d.opt.DrainTimeout.String())
+}
+
+// saveForSuccessor writes the state file with every attachment, those
+// whose records are their durable copy included, in the state's order and
+// with the names given: the successor reads it at its start and gives each
+// container the name it has here (givenNames), and orders the records as
+// they are here (inStateOrder); its listeners say which frontend holds
+// each port (inheritedBinds). Without them it gave a contended name or
+// port to whichever record's file came first. Older successors take the
+// recorded attachments from the records, as always. The successor's
+// first save, or this daemon's after an abort, leaves them out again.
+func (d *Daemon) saveForSuccessor() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.saved(d.state)
+	s.Attachments = d.state.Attachments
+	if err := d.store.save(s); err != nil {
+		d.log.Warn("hand-over: state not written with the attachments' names; the successor may give a contended name or port to another container",
+			"path", d.opt.StateFile, "err", err.Error())
+	}
 }
 
 // handoverOffer duplicates every listening socket and describes it.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsproxy/nsproxy/hooks"
 	"github.com/nsproxy/nsproxy/internal/testlog"
 	"github.com/nsproxy/nsproxy/internal/testns"
 	"github.com/nsproxy/nsproxy/internal/testwait"
@@ -341,5 +342,69 @@ func TestReloadRefusedDuringHandoverRunsAfterAbort(t *testing.T) {
 	})
 	if err := td.d.Reload(); err != nil {
 		t.Errorf("reload after the abort: %v", err)
+	}
+}
+
+// TestHandoverStateCarriesNamesOnlyForTheSuccessor: the state file a
+// hand-over writes holds the recorded attachments with their names, for
+// the successor; once a hand-over aborts (and once a successor started)
+// the state file holds them no more: their records are their copy.
+func TestHandoverStateCarriesNamesOnlyForTheSuccessor(t *testing.T) {
+	attDir := t.TempDir()
+	ns := testns.Add(t, fmt.Sprintf("fxu%dsn", os.Getpid()%10000))
+	d, sock, _ := sharedDaemon(t, attDir)
+	td := &testDaemon{t: t, d: d, socket: sock, http: unixClient(sock)}
+	a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "fxu1", IfName: "eth0"}, Source: api.SourceCNI,
+		Name: "fxuweb", Netns: filepath.Join("/var/run/netns", ns), IPs: []string{"10.77.9.2/24"}}
+	if err := hooks.WriteRecord(attDir, a); err != nil {
+		t.Fatal(err)
+	}
+	if code, e := td.call("POST", "/v1/attachments", a, nil); code != 201 {
+		t.Fatalf("POST: %d %+v", code, e)
+	}
+	if strings.Contains(readFile(t, d.opt.StateFile), "fxu1") {
+		t.Fatal("a CNI attachment in the state file before any hand-over")
+	}
+	for _, commit := range []bool{false, true} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		tk, err := BeginTakeover(ctx, sock)
+		cancel()
+		if err != nil || tk == nil {
+			t.Fatalf("BeginTakeover: %v", err)
+		}
+		if !strings.Contains(readFile(t, d.opt.StateFile), `"fxuweb"`) {
+			tk.Abort()
+			t.Fatal("the state file written for the successor lacks the attachment's name")
+		}
+		if !commit {
+			tk.Abort()
+			waitFor(t, "the aborted hand-over's state file", func() error {
+				if strings.Contains(readFile(t, d.opt.StateFile), "fxu1") {
+					return errors.New("still holds the recorded attachment")
+				}
+				return nil
+			})
+			continue
+		}
+		b, err := New(Options{StateFile: d.opt.StateFile, AttachmentDir: attDir, Inherited: tk.Inherited,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			tk.Abort()
+			t.Fatal(err)
+		}
+		defer stopDaemon(b)
+		if err := b.Start(); err != nil {
+			tk.Abort()
+			t.Fatal(err)
+		}
+		if err := tk.Commit(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(readFile(t, d.opt.StateFile), "fxu1") {
+			t.Error("the successor's state file holds the recorded attachment")
+		}
+		if n := b.attachmentName(a.AttachmentKey); n != "fxuweb" {
+			t.Errorf("successor: the attachment is named %q", n)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/nsproxy/nsproxy/sidecar/config"
 	"github.com/nsproxy/nsproxy/sidecar/manifest"
+	"github.com/nsproxy/nsproxy/sidecar/proxy"
 )
 
 // What the running model serves keeps its port and its name. The plan
@@ -23,6 +24,29 @@ type placement struct {
 	ok      bool
 	problem string // why not, when not
 	later   bool   // not live: placed in the second pass
+}
+
+// inheritedBinds are the binds a predecessor served, with their frontends:
+// a successor's first plan keeps them as the running model's (d.live),
+// so a hand-over moves no port, nor (with the names the predecessor saved,
+// serveHandover) a name, to another container.
+func inheritedBinds(ils []proxy.InheritedListener) config.BindSet {
+	var live config.BindSet
+	fronts := map[string]*config.Frontend{}
+	for _, il := range ils {
+		if il.Frontend == "" {
+			continue
+		}
+		f := fronts[il.Frontend]
+		if f == nil {
+			f = &config.Frontend{Name: il.Frontend}
+			fronts[il.Frontend] = f
+		}
+		b := il.Bind
+		live.Add(config.Bind{Addr: b.Addr, Namespace: b.Namespace, AcceptProxy: b.AcceptProxy, V4V6: b.V4V6,
+			V6Only: b.V6Only, NoTakeover: b.NoTakeover, AdoptFrom: b.AdoptFrom}, f)
+	}
+	return live
 }
 
 // liveBind reports whether frontend name serves b in the running model.
@@ -78,7 +102,9 @@ func (d *Daemon) ruleChanged(ix *tenantIndex, tenant string, x exposure) bool {
 		return false
 	}
 	if old == nil {
-		return true
+		// Nothing committed yet: a start, whose live binds are a
+		// predecessor's (inheritedBinds), which ran the same rules.
+		return !d.restoring
 	}
 	kind := manifest.KindExposure
 	if x.service != nil {

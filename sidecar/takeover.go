@@ -97,7 +97,7 @@ func BeginTakeover(ctx context.Context, socket string) (*Takeover, error) {
 				errs = append(errs, fmt.Errorf("frontend %s: not a TCP listener", l.Frontend))
 				continue
 			}
-			t.Inherited = append(t.Inherited, proxy.InheritedListener{Bind: *l.Bind, Listener: tl})
+			t.Inherited = append(t.Inherited, proxy.InheritedListener{Bind: *l.Bind, Listener: tl, Frontend: l.Frontend})
 		case l.Role == RoleControl || l.Role == RoleMetrics:
 			t.shared[l.Role] = ln
 		default:

@@ -30,6 +30,10 @@ type HandedListener struct {
 type InheritedListener struct {
 	Bind     BindSpec
 	Listener *net.TCPListener
+	// Frontend is the frontend the predecessor served it for ("" from a
+	// predecessor that did not say): its caller keeps that frontend's
+	// claim on the bind, as a reload keeps a running one's.
+	Frontend string
 }
 
 // HandOver duplicates every socket that is listening now.
