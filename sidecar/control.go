@@ -163,12 +163,17 @@ func (d *Daemon) ServeControl(ctx context.Context, ln net.Listener, group int) e
 		case <-ctx.Done():
 		case <-d.HandedOver():
 		}
+		// The listener closes under d.ho.mu: a hand-over sets whether
+		// closing it unlinks the path (SetUnlinkOnClose) under it.
+		d.ho.mu.Lock()
+		cl.Close()
+		d.ho.mu.Unlock()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
 	err := srv.Serve(cl)
-	if errors.Is(err, http.ErrServerClosed) || d.handedOver() {
+	if errors.Is(err, http.ErrServerClosed) || d.handedOver() || ctx.Err() != nil {
 		return nil
 	}
 	return err

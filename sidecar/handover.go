@@ -391,6 +391,9 @@ func (d *Daemon) stopAccepting(n int) {
 	shared := maps.Clone(d.ho.shared)
 	d.ho.mu.Unlock()
 	close(d.ho.doneCh())
+	// Under d.ho.mu, as ServeControl closes the control listener.
+	d.ho.mu.Lock()
+	defer d.ho.mu.Unlock()
 	for _, ln := range shared {
 		ln = rawListener(ln)
 		if ul, ok := ln.(*net.UnixListener); ok {
