@@ -28,6 +28,14 @@ const manifestDebounce = 200 * time.Millisecond
 // catches what inotify missed (a watch that failed, an NFS directory).
 const defaultManifestResync = 30 * time.Second
 
+// manifestRewatchMin and manifestRewatchMax bound the wait between tries
+// to watch a manifest directory that is not there (moved or deleted, to
+// be made again).
+const (
+	manifestRewatchMin = 50 * time.Millisecond
+	manifestRewatchMax = 5 * time.Second
+)
+
 // loadManifestDir decodes every manifest file of dir (manifest.Load). A
 // directory without manifest files is an empty set: an operator may start
 // with an empty directory and fill it later.
@@ -123,6 +131,11 @@ func (d *Daemon) watchManifests(ctx context.Context) {
 	// Entries and what is written to them; editors save by rename or in place.
 	var w *dirwatch.Watcher
 	var events <-chan struct{}
+	// retry: the next try to watch a name nothing answers to (the
+	// directory moved or deleted, and not made again yet), backing off
+	// from manifestRewatchMin to manifestRewatchMax.
+	var retry <-chan time.Time
+	backoff := manifestRewatchMin
 	warned := false
 	watch := func() {
 		var err error
@@ -130,13 +143,18 @@ func (d *Daemon) watchManifests(ctx context.Context) {
 			unix.IN_MOVED_TO|unix.IN_CLOSE_WRITE|unix.IN_MODIFY|unix.IN_ATTRIB|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF)
 		if err != nil {
 			if !warned {
-				d.log.Warn("cannot watch the manifest directory; relying on the periodic resync and SIGHUP",
+				d.log.Warn("cannot watch the manifest directory; trying again, meanwhile relying on the periodic resync and SIGHUP",
 					"dir", d.opt.ManifestDir, "every", every.String(), "err", err)
 			}
-			warned, events = true, nil
+			warned, events, w = true, nil, nil
+			retry = time.After(backoff)
+			backoff = min(2*backoff, manifestRewatchMax)
 			return
 		}
-		warned, events = false, w.Events()
+		if warned {
+			d.log.Info("watching the manifest directory again", "dir", d.opt.ManifestDir)
+		}
+		warned, events, retry, backoff = false, w.Events(), nil, manifestRewatchMin
 	}
 	watch()
 	defer func() {
@@ -165,6 +183,12 @@ func (d *Daemon) watchManifests(ctx context.Context) {
 			continue
 		case <-debounce:
 			debounce = nil
+		case <-retry:
+			// Watched again, the directory is read: its files came while
+			// nothing watched it.
+			if watch(); events == nil {
+				continue
+			}
 		case <-tick.C:
 			if events == nil {
 				if w != nil {
