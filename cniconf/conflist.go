@@ -43,6 +43,8 @@ var (
 	ErrNotConflist   = errors.New("not a CNI network configuration list")
 	ErrCNIVersion    = errors.New("cniVersion not supported by nsproxy-cni")
 	ErrNothingToWrap = errors.New("no plugin to chain after")
+	// ErrBadPluginConfig: the nsproxy-cni entry is one the plugin refuses.
+	ErrBadPluginConfig = errors.New("invalid nsproxy-cni config")
 )
 
 // Options say what Install adds besides the default entry. The zero value
@@ -202,6 +204,23 @@ func ParsePluginConfig(s string) (PluginConfig, error) {
 	return PluginConfig{keys: o}, nil
 }
 
+// checkEntry parses the nsproxy-cni entry e as the plugin will, with the
+// list's name and cniVersion as the runtime adds them: an entry the plugin
+// refuses (a --plugin-config typo such as "strict": "true") would fail every
+// ADD of the network, and the runtime drop it.
+func checkEntry(e json.RawMessage, name, version string) error {
+	o, err := parseJSONObject(e)
+	if err != nil {
+		return err
+	}
+	o = o.set("name", jsonString(name)).set("cniVersion", jsonString(version))
+	if _, err := cniplugin.ParseConfig(o.compact()); err != nil {
+		return fmt.Errorf("%w: the %s entry (--plugin-config and the keys the conflist had) would fail every ADD: %v",
+			ErrBadPluginConfig, PluginType, err)
+	}
+	return nil
+}
+
 // desiredEntry merges the nsproxy-cni entry into existing (nil: a new
 // entry): type, the default capabilities, then --plugin-config. Keys that
 // only the existing entry has are kept.
@@ -293,9 +312,16 @@ func Install(data []byte, opt Options) (Result, error) {
 		return Result{}, fmt.Errorf("%w: nsproxy-cni is a chained plugin and needs one before it (e.g. bridge)", ErrNothingToWrap)
 	}
 	changed := len(took) > 0
+	var name string
+	if raw, ok := c.doc.get("name"); ok {
+		json.Unmarshal(raw, &name)
+	}
 	if ours < 0 {
 		e, err := desiredEntry(nil, opt)
 		if err != nil {
+			return Result{}, err
+		}
+		if err := checkEntry(e, name, version); err != nil {
 			return Result{}, err
 		}
 		plugins = append(plugins, e)
@@ -304,6 +330,9 @@ func Install(data []byte, opt Options) (Result, error) {
 	} else {
 		e, err := desiredEntry(plugins[ours], opt)
 		if err != nil {
+			return Result{}, err
+		}
+		if err := checkEntry(e, name, version); err != nil {
 			return Result{}, err
 		}
 		if jsonEqual(e, plugins[ours]) {

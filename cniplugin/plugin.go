@@ -159,6 +159,15 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 		if got.Name != "" && a.Name != "" && got.Name != a.Name {
 			log.Warn("namespace name taken; the daemon registered the attachment under another", "requested", a.Name, "name", got.Name)
 		}
+		if got.Name != "" && got.Name != a.Name && recErr == nil {
+			// The record asks for the name given, so that a restarted
+			// daemon, which replays records in file order, gives it to
+			// this container again, not to the one it was taken from.
+			a.Name = got.Name
+			if err := hooks.WriteRecord(dir, a); err != nil {
+				log.Error("cannot record the namespace name the daemon gave", "name", got.Name, "dir", dir, "err", err)
+			}
+		}
 		log.Info("attachment registered", "netns", a.Netns, "name", got.Name, "exposed", strings.Join(got.Exposed, ","))
 	case hooks.IsRejected(err):
 		_ = hooks.RemoveRecord(dir, a.AttachmentKey)
@@ -396,17 +405,46 @@ func sameSet(a, b []string) bool {
 
 func keyString(k hooks.AttachmentKey) string { return k.ContainerID + "/" + k.IfName }
 
-// Status succeeds when the daemon is ready; otherwise error 50 (plugin not
-// available), so that the runtime holds ADDs back.
+// Status says whether ADD can be serviced (CNI 1.1): with strict, only
+// when the daemon is ready; without, also when it is not, as ADD then
+// succeeds with its record alone (the daemon replays it when it starts),
+// as long as the record directory can be written. Otherwise error 50
+// (plugin not available), and the runtime holds ADDs back: a runtime that
+// asks STATUS (CRI-O, containerd) reports the node's network not ready,
+// so a daemon restart must not stop every pod start on the node.
 func (p *Plugin) Status(args *skel.CmdArgs) error {
 	conf, err := ParseConfig(args.StdinData)
 	if err != nil {
 		return err
 	}
-	if err := p.daemon(conf).Ready(context.Background()); err != nil {
-		return types.NewError(types.ErrPluginNotAvailable, "nsproxy daemon not available", err.Error())
+	rerr := p.daemon(conf).Ready(context.Background())
+	if rerr == nil {
+		return nil
 	}
+	if conf.Strict {
+		return types.NewError(types.ErrPluginNotAvailable, "nsproxy daemon not available (strict)", rerr.Error())
+	}
+	dir := p.recordDir(conf)
+	if err := recordDirWritable(dir); err != nil {
+		return types.NewError(types.ErrPluginNotAvailable, "nsproxy daemon not available and attachments cannot be recorded",
+			fmt.Sprintf("daemon: %v; record directory: %v", rerr, err))
+	}
+	p.log(args).Warn("nsproxy daemon not available; ADD records attachments for it to replay when it starts", "err", rerr, "records", dir)
 	return nil
+}
+
+// recordDirWritable makes the record directory if needed and creates and
+// removes a file in it, as a record's write does.
+func recordDirWritable(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".status-*")
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
 
 // GC removes the attachments of this network that are not in the valid

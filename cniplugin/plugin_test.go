@@ -587,13 +587,32 @@ func TestStatus(t *testing.T) {
 			if err := e.p.Status(a); err != nil {
 				t.Fatalf("ready: %v", err)
 			}
+			// Not ready, or down: ADD still works (the record waits for
+			// the daemon), so STATUS succeeds; strict, ADD fails, so
+			// does STATUS (50).
+			strict := e.args(e.conf(v, map[string]any{"prevResult": nil, "strict": true}))
 			e.d.set(func(d *fakeDaemon) { d.notReady = true })
-			wantCode(t, e.p.Status(a), types.ErrPluginNotAvailable)
+			if err := e.p.Status(a); err != nil {
+				t.Errorf("not ready, not strict: %v", err)
+			}
+			wantCode(t, e.p.Status(strict), types.ErrPluginNotAvailable)
 			e.d.stop()
-			err := e.p.Status(a)
+			if err := e.p.Status(a); err != nil {
+				t.Errorf("down, not strict: %v", err)
+			}
+			err := e.p.Status(strict)
 			wantCode(t, err, types.ErrPluginNotAvailable)
 			if !strings.Contains(err.Error(), e.d.socket) {
 				t.Errorf("error %q does not name the socket", err)
+			}
+			// Down, and no record can be written: ADD would fail.
+			blocked := filepath.Join(t.TempDir(), "file")
+			os.WriteFile(blocked, nil, 0o600)
+			norec := e.args(e.conf(v, map[string]any{"prevResult": nil, "attachmentDir": filepath.Join(blocked, "attachments")}))
+			err = e.p.Status(norec)
+			wantCode(t, err, types.ErrPluginNotAvailable)
+			if !strings.Contains(err.Error(), "cannot be recorded") {
+				t.Errorf("error %q does not say the attachments cannot be recorded", err)
 			}
 		})
 	}

@@ -125,10 +125,12 @@ func TestLibcniRuntime(t *testing.T) {
 				if err := cni.GetStatusNetworkList(ctx, list); err != nil {
 					t.Fatalf("STATUS: %v", err)
 				}
+				// Not strict: ADD works with the daemon not ready (its
+				// record waits), so STATUS says ready (TestStatus has the
+				// strict case, 50).
 				d.set(func(d *fakeDaemon) { d.notReady = true })
-				var te *types.Error
-				if err := cni.GetStatusNetworkList(ctx, list); !errors.As(err, &te) || te.Code != types.ErrPluginNotAvailable {
-					t.Errorf("STATUS with the daemon not ready: %v, want code 50", err)
+				if err := cni.GetStatusNetworkList(ctx, list); err != nil {
+					t.Errorf("STATUS with the daemon not ready, not strict: %v, want ready", err)
 				}
 				d.set(func(d *fakeDaemon) { d.notReady = false })
 				// GC keeping the attachment keeps it.

@@ -234,8 +234,9 @@ func TestCNICnitool(t *testing.T) {
 	}
 }
 
-// TestCNIStatus: STATUS succeeds with the daemon up and fails with error 50
-// when it is down.
+// TestCNIStatus: STATUS succeeds with the daemon up, and with it down too
+// unless the config is strict (a non-strict ADD succeeds with its record
+// alone); strict and down, it fails with error 50.
 func TestCNIStatus(t *testing.T) {
 	nsproxyBin(t)
 	d := emptyDaemon(t)
@@ -245,16 +246,20 @@ func TestCNIStatus(t *testing.T) {
 		t.Fatalf("cnitool status with the daemon up: %v\n%s%s", err, out, errOut)
 	}
 	down := newCNINet(t, filepath.Join(t.TempDir(), "no-daemon.sock"))
+	if out, errOut, err := down.run("status", ns, ""); err != nil {
+		t.Fatalf("cnitool status with the daemon down, not strict: %v\n%s%s", err, out, errOut)
+	}
+	down.setPluginConfig(map[string]any{"strict": true})
 	out, errOut, err := down.run("status", ns, "")
 	if err == nil {
-		t.Fatalf("cnitool status succeeded with the daemon down: %s", out)
+		t.Fatalf("cnitool status succeeded with the daemon down, strict: %s", out)
 	}
 	if !strings.Contains(errOut, "nsproxy daemon not available") {
 		t.Errorf("cnitool status stderr %q", errOut)
 	}
 	out, err = down.invoke("STATUS", nil)
 	if err == nil {
-		t.Fatalf("nsproxy-cni STATUS succeeded with the daemon down: %s", out)
+		t.Fatalf("nsproxy-cni STATUS succeeded with the daemon down, strict: %s", out)
 	}
 	if code := cniCode(t, out); code != 50 {
 		t.Errorf("STATUS error code %d, want 50: %s", code, out)

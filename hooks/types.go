@@ -38,6 +38,18 @@ const (
 // MetaPrefix is the prefix of the annotation keys that become metadata.
 const MetaPrefix = "nsproxy.io/"
 
+// IdentityKey reports whether k is a metadata key only the CNI plugin sets,
+// from what the runtime tells it (the network, CNI_ARGS' pod identity): a
+// container's own annotation of that name is not copied, since tenant
+// selectors match these keys and CNI GC goes by the network.
+func IdentityKey(k string) bool {
+	switch k {
+	case MetaNetwork, MetaPodName, MetaPodNamespace, MetaPodUID:
+		return true
+	}
+	return false
+}
+
 // PortMapping is a CNI portMappings entry: a TCP HostPort on HostIP (empty:
 // every address) of the host is forwarded to ContainerPort in the
 // container. Protocols other than TCP are reported by the daemon, not

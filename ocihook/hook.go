@@ -59,7 +59,7 @@ func (h Hook) start(ctx context.Context, st State) error {
 	}
 	meta := map[string]string{"bundle": st.Bundle}
 	for k, v := range st.Annotations {
-		if strings.HasPrefix(k, hooks.MetaPrefix) {
+		if strings.HasPrefix(k, hooks.MetaPrefix) && !hooks.IdentityKey(k) {
 			meta[k] = v
 		}
 	}
@@ -78,6 +78,14 @@ func (h Hook) start(ctx context.Context, st State) error {
 		}
 		if got.Name != "" && got.Name != a.Name {
 			h.warn(fmt.Sprintf("namespace name %s is taken; registered as %s", a.Name, got.Name))
+			if h.RecordDir != "" && recErr == nil {
+				// The record asks for the name given: a restarted daemon
+				// gives it to this container again (see cniplugin.Add).
+				a.Name = got.Name
+				if err := hooks.WriteRecord(h.RecordDir, a); err != nil {
+					h.warn(fmt.Sprint("warning: cannot record the namespace name nsproxy gave: ", err))
+				}
+			}
 		}
 		return nil
 	case hooks.IsRejected(err):

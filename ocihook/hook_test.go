@@ -2,6 +2,9 @@ package ocihook
 
 import (
 	"context"
+	"encoding/json"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nsproxy/nsproxy/hooks"
+	"github.com/nsproxy/nsproxy/sidecar/netns"
 )
 
 // TestRunDaemonDown: with the daemon down, createRuntime names the
@@ -66,5 +70,48 @@ func TestRunDaemonDown(t *testing.T) {
 	}
 	if list, errs := hooks.ListRecords(records); len(list) != 0 || len(errs) != 0 {
 		t.Errorf("records left: %v %v", list, errs)
+	}
+}
+
+// TestRunRecordsGivenName: when the daemon registers the attachment under
+// another name than the one asked (it was taken), the record asks for the
+// name given from then on, so that a restarted daemon, which replays the
+// records in file order, gives this container the same name again.
+func TestRunRecordsGivenName(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to bind-mount a network namespace")
+	}
+	sock := filepath.Join(t.TempDir(), "d.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var a hooks.Attachment
+		if err := json.NewDecoder(r.Body).Decode(&a); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		a.Name += "-given"
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(a)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	netnsDir, records := t.TempDir(), t.TempDir()
+	var warnings []string
+	h := Hook{Client: hooks.NewClient(sock, hooks.WithTimeout(5*time.Second)), NetnsDir: netnsDir, RecordDir: records,
+		Warn: func(msg string) { warnings = append(warnings, msg) }}
+	st := State{ID: "fedcba9876543210", Status: "creating", Pid: os.Getpid()}
+	t.Cleanup(func() { netns.Detach(netnsDir, fileName(st.ID)) })
+	if err := h.Run(context.Background(), "createRuntime", st); err != nil {
+		t.Fatal(err)
+	}
+	a, err := hooks.ReadRecord(records, hooks.AttachmentKey{ContainerID: st.ID, IfName: IfName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Name != "oci-fedcba987654-given" {
+		t.Errorf("record asks for %q, want the name the daemon gave, oci-fedcba987654-given (warnings %q)", a.Name, warnings)
 	}
 }
