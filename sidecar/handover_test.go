@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -407,4 +408,60 @@ func TestHandoverStateCarriesNamesOnlyForTheSuccessor(t *testing.T) {
 			t.Errorf("successor: the attachment is named %q", n)
 		}
 	}
+}
+
+// TestManifestDirDuringHandover: a --manifests change while a successor
+// takes over is not applied by the old daemon (the successor reads the
+// directory); once the hand-over aborts, the old daemon applies it.
+func TestManifestDirDuringHandover(t *testing.T) {
+	testns.RequireRoot(t)
+	dir := t.TempDir()
+	mdir := filepath.Join(dir, "manifests")
+	os.Mkdir(mdir, 0o755)
+	mustWrite(t, filepath.Join(mdir, "a.yaml"), tenantDoc("fxua", 2000))
+	d, err := New(Options{StateFile: filepath.Join(dir, "state.json"), ManifestDir: mdir, ManifestResync: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(); err != nil {
+		stopDaemon(d)
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "ctl.sock")
+	ln, err := ListenControl(ControlOptions{Socket: sock, Group: -1})
+	if err != nil {
+		stopDaemon(d)
+		t.Fatal(err)
+	}
+	d.ShareListener(RoleControl, ln)
+	ctx, cancel := context.WithCancel(context.Background())
+	ran, served := make(chan struct{}), make(chan struct{})
+	go func() { d.Run(ctx, nil); close(ran) }()
+	go func() { d.ServeControl(ctx, ln, -1); close(served) }()
+	t.Cleanup(func() { cancel(); <-served; <-ran })
+	tenants := func() []string { return tenantNames(d.tenantViews(access{all: true, who: "root"})) }
+
+	tctx, tcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer tcancel()
+	tk, err := BeginTakeover(tctx, sock)
+	if err != nil || tk == nil {
+		t.Fatalf("BeginTakeover: %v", err)
+	}
+	mustWrite(t, filepath.Join(mdir, "b.yaml"), tenantDoc("fxub", 2001))
+	if err := d.ReloadManifests(); !errors.Is(err, errUpgrading) {
+		tk.Abort()
+		t.Fatalf("manifest reload during a hand-over: %v, want errUpgrading", err)
+	}
+	if ts := tenants(); slices.Contains(ts, "fxub") {
+		tk.Abort()
+		t.Fatalf("applied during the hand-over: %v", ts)
+	}
+	tk.Abort()
+	waitFor(t, "the directory applied after the aborted hand-over", func() error {
+		if ts := tenants(); !slices.Contains(ts, "fxub") {
+			return fmt.Errorf("tenants %v", ts)
+		}
+		return nil
+	})
 }
