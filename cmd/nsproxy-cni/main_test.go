@@ -48,7 +48,9 @@ func TestBinary(t *testing.T) {
 		{name: "DEL netns gone, 0.4.0", env: []string{"CNI_COMMAND=DEL", "CNI_CONTAINERID=c1", "CNI_NETNS=/var/run/netns/gone-nsproxy", "CNI_IFNAME=eth0", "CNI_PATH=/x"},
 			stdin: conf("0.4.0", "")},
 		{name: "STATUS daemon down", env: []string{"CNI_COMMAND=STATUS", "CNI_PATH=/x"},
-			stdin: conf("1.1.0", ""), code: 50, stdout: "not available"},
+			stdin: conf("1.1.0", "")}, // ADD works with the record alone
+		{name: "STATUS daemon down, strict", env: []string{"CNI_COMMAND=STATUS", "CNI_PATH=/x"},
+			stdin: conf("1.1.0", `,"strict":true`), code: 50, stdout: "not available"},
 		{name: "STATUS before 1.1.0", env: []string{"CNI_COMMAND=STATUS", "CNI_PATH=/x"},
 			stdin: conf("1.0.0", ""), code: 1},
 		{name: "GC daemon down", env: []string{"CNI_COMMAND=GC", "CNI_PATH=/x"},
