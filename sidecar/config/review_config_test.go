@@ -1,0 +1,47 @@
+package config
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/nsproxy/nsproxy/sidecar/netns"
+)
+
+// An IPv4-mapped IPv6 bind address passes the validator, but the engine's
+// listener (netns.Handle.Listen: tcp6, IPV6_V6ONLY) can never bind it: the
+// kernel refuses a v4-mapped address on a v6-only socket. The reload is
+// acknowledged, the listener never comes up.
+func TestReviewMappedBindAcceptedButCannotListen(t *testing.T) {
+	const src = "frontend f\n\tbind [::ffff:127.0.0.1]:22150\n\tdefault_backend b\nbackend b\n\tserver s 127.0.0.1:22151\n"
+	cfg, err := Parse("t.cfg", []byte(src))
+	if err != nil {
+		return // refused with a message: the expected behaviour
+	}
+	b := cfg.Frontends[0].Binds[0]
+	h, err := netns.OpenDefault()
+	if err != nil {
+		t.Skipf("no namespace handle: %v", err)
+	}
+	t.Cleanup(func() { h.Close() })
+	ln, lerr := h.Listen(b.Addr)
+	if lerr == nil {
+		ln.Close()
+		return
+	}
+	t.Fatalf("validator accepted bind %s (t.cfg:2), but the engine cannot listen on it: %v", b.Addr, lerr)
+}
+
+// A UTF-8 byte order mark (what Windows editors write) makes the first
+// section header an unknown keyword, and every line of that section then
+// errors as "outside any section": the operator sees a cascade of errors
+// about lines that are fine, none saying "byte order mark".
+func TestReviewBOMFirstLine(t *testing.T) {
+	const src = "\xef\xbb\xbffrontend f\n\tbind :22154\n\tdefault_backend b\nbackend b\n\tserver s 127.0.0.1:22155\n"
+	_, err := Parse("t.cfg", []byte(src))
+	if err == nil {
+		return // skipping the BOM as a text editor does is fine
+	}
+	if n := len(problems(err)); n != 1 || !strings.Contains(strings.ToLower(err.Error()), "byte order mark") {
+		t.Fatalf("Parse gave %d error(s), none naming the byte order mark:\n%v", n, err)
+	}
+}
