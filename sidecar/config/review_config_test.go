@@ -1,6 +1,8 @@
 package config
 
 import (
+	"context"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -44,4 +46,34 @@ func TestReviewBOMFirstLine(t *testing.T) {
 	if n := len(problems(err)); n != 1 || !strings.Contains(strings.ToLower(err.Error()), "byte order mark") {
 		t.Fatalf("Parse gave %d error(s), none naming the byte order mark:\n%v", n, err)
 	}
+}
+
+// A backend source address of one family and a server of the other pass
+// the validator; the engine's dial (netns.Handle.Dial with that Source)
+// then fails for every connection, so the backend is dead although the
+// config "validated".
+func TestReviewSourceFamilyMismatchAccepted(t *testing.T) {
+	const src = "frontend f\n\tbind 127.0.0.1:22156\n\tdefault_backend b\nbackend b\n\tsource 127.0.0.1\n\tserver s [::1]:22157\n"
+	cfg, err := Parse("t.cfg", []byte(src))
+	if err != nil {
+		return // refused: the expected behaviour
+	}
+	h, err := netns.OpenDefault()
+	if err != nil {
+		t.Skipf("no namespace handle: %v", err)
+	}
+	t.Cleanup(func() { h.Close() })
+	srv := cfg.Backends[0].Servers[0]
+	dst := netip.AddrPortFrom(srv.Addr, srv.Port)
+	ln, err := h.Listen(dst)
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	c, derr := h.Dial(context.Background(), dst, netns.DialOptions{Source: netip.AddrPortFrom(cfg.Backends[0].Source, 0)})
+	if derr == nil {
+		c.Close()
+		return
+	}
+	t.Fatalf("validator accepted source %s with server %s (t.cfg:5-6), but every dial fails: %v", cfg.Backends[0].Source, dst, derr)
 }
