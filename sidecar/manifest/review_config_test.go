@@ -28,3 +28,31 @@ func TestReviewControlCharacterHasNoLine(t *testing.T) {
 		})
 	}
 }
+
+// A YAML syntax error is reported at the line where the enclosing block
+// starts (yaml.v3's context mark: here "spec:" on line 5, or the line
+// before a tab), not where the mistake is: an operator fixing line 5 of a
+// long manifest finds nothing wrong there.
+func TestReviewSyntaxErrorLine(t *testing.T) {
+	// tenant() puts "spec:" on line 5; the spec lines start at line 6.
+	tests := []struct {
+		name string
+		spec string
+		line string // where the mistake is
+	}{
+		{"indentation", "  limits:\n    maxConnections: 1\n    maxListeners: 2\n   maxExposedPorts: 3\n", "m.yaml:9"},
+		{"list item in a mapping", "  limits:\n    maxConnections: 1\n    maxListeners: 2\n  - x\n", "m.yaml:9"},
+		{"tab", "  limits:\n    maxConnections: 1\n\tmaxListeners: 2\n", "m.yaml:8"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Decode("m.yaml", []byte(tenant("a", tt.spec)))
+			if err == nil {
+				t.Fatal("Decode accepted the file")
+			}
+			if msg := err.Error(); !strings.HasPrefix(msg, tt.line+":") && !strings.HasPrefix(msg, tt.line+" ") {
+				t.Fatalf("error does not point at %s, where the mistake is:\n%v", tt.line, err)
+			}
+		})
+	}
+}
