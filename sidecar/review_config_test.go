@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/nsproxy/nsproxy/sidecar/api"
+	"github.com/nsproxy/nsproxy/sidecar/config"
 )
 
 // The control API takes the last of two equal keys, and a key in any case
@@ -22,5 +23,16 @@ func TestReviewAPIDuplicateKeysAccepted(t *testing.T) {
 				t.Fatalf("decodeBody(%s) = nil; want an error naming the repeated key (server got addr %q)", body, s.Addr)
 			}
 		})
+	}
+}
+
+// A server without an address (the API body leaves "addr" out) is
+// accepted: ParseServerAddr("") is 0.0.0.0 with the client's port, i.e.
+// "forward to the client's own destination", the transparent-proxy mode.
+// The manifest refuses the same server ("addr is missing").
+func TestReviewAPIServerWithoutAddrAccepted(t *testing.T) {
+	s, err := serverModel(api.Server{Backend: "b", Name: "s"}, apiOrigin(serverKey("b", "s")), config.BuiltinDefaults().Server)
+	if err == nil {
+		t.Fatalf("serverModel without addr = nil error; the server was created with Addr %v, PortMode %v (forwards to the client's destination)", s.Addr, s.PortMode)
 	}
 }

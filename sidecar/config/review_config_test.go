@@ -77,3 +77,18 @@ func TestReviewSourceFamilyMismatchAccepted(t *testing.T) {
 	}
 	t.Fatalf("validator accepted source %s with server %s (t.cfg:5-6), but every dial fails: %v", cfg.Backends[0].Source, dst, derr)
 }
+
+// server s "" (an empty address, e.g. from an unset "$ADDR") is accepted
+// as 0.0.0.0 with the client's port: the transparent mode, not an error.
+func TestReviewEmptyServerAddrAccepted(t *testing.T) {
+	t.Setenv("REVIEW_UNSET_ADDR", "")
+	const src = "frontend f\n\tbind :22158\n\tdefault_backend b\nbackend b\n\tserver s \"$REVIEW_UNSET_ADDR\"\n"
+	cfg, err := Parse("t.cfg", []byte(src))
+	if err == nil {
+		s := cfg.Backends[0].Servers[0]
+		t.Fatalf("Parse accepted an empty server address at t.cfg:5: Addr %v PortMode %v", s.Addr, s.PortMode)
+	}
+	if _, err := ParseServerAddr(""); err == nil {
+		t.Fatal(`ParseServerAddr("") = nil error`)
+	}
+}
