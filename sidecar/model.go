@@ -232,7 +232,9 @@ func (c *converter) server(s api.Server, tmpl config.Server) *config.Server {
 	cs := tmpl
 	cs.Name, cs.Pos = s.Name, c.o.pos(strings.TrimSuffix(c.prefix, "."))
 	c.name("name", "server", s.Name)
-	if sa, err := config.ParseServerAddr(s.Addr); c.value("addr", err) {
+	if s.Addr == "" {
+		c.fail("addr", config.ErrIncomplete, "required; write IP[:PORT], e.g. \"10.0.0.1:80\", or \"*\" for the client's destination")
+	} else if sa, err := config.ParseServerAddr(s.Addr); c.value("addr", err) {
 		cs.Addr, cs.PortMode, cs.Port, cs.PortOffset = sa.Addr, sa.Mode, sa.Port, sa.Offset
 	}
 	if s.Namespace != "" {

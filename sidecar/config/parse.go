@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -170,6 +171,10 @@ func (p *parser) finish() (*Config, error) {
 
 func (p *parser) parseFile(name string, src []byte) {
 	p.openSection(secNone, nil, false)
+	// A UTF-8 byte order mark (what some Windows editors write) is skipped,
+	// as editors do: else the first section header is an unknown keyword
+	// and every line of its section "outside any section".
+	src = bytes.TrimPrefix(src, []byte("\xef\xbb\xbf"))
 	for i, line := range strings.Split(string(src), "\n") {
 		p.pos = Pos{File: name, Line: i + 1}
 		words, msg := splitLine(line, p.lookupEnv)

@@ -163,7 +163,7 @@ func TestParseFullFixture(t *testing.T) {
 	web2.Weight, web2.Backup, web2.SendProxy = 20, true, 1
 	web3 := srv("web3", 32, netip.Addr{}, PortOffset, 0, 1000)
 	web3.ClientNamespace, web3.Disabled = true, true
-	web4 := srv("web4", 33, addr("fd00::1"), PortOffset, 0, -10)
+	web4 := srv("web4", 33, addr("10.1.0.4"), PortOffset, 0, -10)
 	web4.Inter = 10 * time.Second
 	web5 := srv("web5", 34, netip.IPv4Unspecified(), PortFromClient, 0, 0)
 	dns1 := Server{Name: "dns1", Pos: at(46), Addr: addr("fd00::53"), PortMode: PortFixed, Port: 53,

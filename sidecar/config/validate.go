@@ -248,6 +248,11 @@ func checkServers(ch *checker, b *Backend, where string) {
 		if s.Addr.Zone() != "" {
 			ch.add(s.Pos, ErrInvalid, "%s: IPv6 zones are not supported; remove the zone of %q", what, s.Addr)
 		}
+		if src := b.Source; src.IsValid() && src.Zone() == "" && !src.IsUnspecified() && s.Addr.IsValid() && !s.Addr.IsUnspecified() &&
+			src.Unmap().Is4() != s.Addr.Unmap().Is4() {
+			ch.add(s.Pos, ErrInvalid, "%s: address %s and the backend's source %s are of different address families, so no connection can be made; give the server an address of the source's family or change the source",
+				what, s.Addr, src)
+		}
 		if s.Namespace != "" && !hooks.ValidName(s.Namespace) {
 			ch.add(s.Pos, ErrInvalid, "%s: invalid namespace name %q; %s", what, s.Namespace, hooks.NameRule)
 		}

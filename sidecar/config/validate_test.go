@@ -64,6 +64,8 @@ func TestValidate(t *testing.T) {
 			`m.yaml:3: bind in frontend "f1": IPv6 zones are not supported`, ErrInvalid},
 		{"backend source with zone", func(c *Config) { c.Backends[0].Source = netip.MustParseAddr("fe80::1%eth0") },
 			`m.yaml:4: backend "b1": IPv6 zones are not supported; remove the zone of source "fe80::1%eth0"`, ErrInvalid},
+		{"server family differs from the source", func(c *Config) { c.Backends[0].Source = netip.MustParseAddr("fd00::5") },
+			`m.yaml:5: server "s1" in backend "b1": address 10.0.0.1 and the backend's source fd00::5 are of different address families`, ErrInvalid},
 		{"server with zone", func(c *Config) { c.Backends[0].Servers[0].Addr = netip.MustParseAddr("fe80::1%eth0") },
 			`m.yaml:5: server "s1" in backend "b1": IPv6 zones are not supported`, ErrInvalid},
 		{"nil backend", func(c *Config) { c.Backends = append([]*Backend{nil}, c.Backends...) },

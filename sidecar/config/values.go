@@ -122,6 +122,14 @@ type parsedAddr struct {
 // means any address. Host names are refused: nothing here may resolve names.
 func parseAddr(s string, kind addrKind) (parsedAddr, *problem) {
 	switch {
+	case s == "":
+		// Not "any address": an empty word is a variable that was not set
+		// ("$ADDR") or a field left out, and on a server line it would
+		// mean the client's destination.
+		if kind == bindAddr {
+			return parsedAddr{}, problemf(ErrInvalid, "empty address; write ADDR:PORT, e.g. 0.0.0.0:80 or :80")
+		}
+		return parsedAddr{}, problemf(ErrInvalid, "empty address; write IP[:PORT], e.g. 10.0.0.1:80, or * for the client's destination")
 	case strings.Contains(s, "@"):
 		return parsedAddr{}, problemf(ErrUnsupported, "address %q: address prefixes such as ipv4@, unix@ or fd@ are not supported; write an IP literal", s)
 	case strings.Contains(s, ","):
@@ -171,6 +179,12 @@ func splitAddr(s string, kind addrKind) (parsedAddr, *problem) {
 		}
 		if a.Zone() != "" {
 			return pa, problemf(ErrUnsupported, "address %q: IPv6 zones are not supported; remove the %%zone", s)
+		}
+		if kind == bindAddr && a.Is4In6() {
+			// An IPv6 listener cannot bind it (v6-only sockets), and it
+			// takes the very connections the IPv4 address does.
+			return pa, problemf(ErrInvalid, "address %q is an IPv4-mapped IPv6 address, which no listener binds; write %s:%s",
+				s, a.Unmap(), port)
 		}
 		pa.addr = a
 	}

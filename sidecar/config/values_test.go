@@ -103,6 +103,10 @@ func TestParseAddr(t *testing.T) {
 		// Not a range: words after the port (an API field cannot smuggle options in).
 		{name: "port with words", in: "10.0.0.1:80 accept-proxy", kind: bindAddr, wantErr: `invalid port "80 accept-proxy"`, wantIs: ErrInvalid},
 		{name: "port range", in: "10.0.0.1:80-90", kind: serverAddr, wantErr: "port ranges are not supported", wantIs: ErrUnsupported},
+		{name: "bind empty", in: "", kind: bindAddr, wantErr: "empty address; write ADDR:PORT", wantIs: ErrInvalid},
+		{name: "server empty", in: "", kind: serverAddr, wantErr: "empty address; write IP[:PORT]", wantIs: ErrInvalid},
+		{name: "bind ipv4-mapped", in: "[::ffff:127.0.0.1]:80", kind: bindAddr, wantErr: "IPv4-mapped IPv6 address, which no listener binds; write 127.0.0.1:80", wantIs: ErrInvalid},
+		{name: "server ipv4-mapped", in: "[::ffff:10.0.0.1]:80", kind: serverAddr, want: parsedAddr{addr: netip.MustParseAddr("::ffff:10.0.0.1"), port: 80}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
