@@ -176,61 +176,9 @@ func TestReviewTenantAccessSocketSlotsHeldByAnyUser(t *testing.T) {
 	if _, err := os.Stat(python); err != nil {
 		t.Skip("python3 not installed")
 	}
-	dir, err := os.MkdirTemp("", "rvcsock")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	cfg := filepath.Join(dir, "n.cfg")
-	mustWrite(t, cfg, rvcCfg)
-	d := startedDaemon(t, Options{ConfigFiles: []string{cfg}, StateFile: filepath.Join(dir, "state.json")})
-	t.Cleanup(func() { stopDaemon(d) })
-	sock := filepath.Join(dir, "ctl.sock")
 	const slots = 8
-	ln, err := ListenControl(ControlOptions{Socket: sock, Group: -1, TenantAccess: true, MaxConns: slots})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() { d.ServeControl(ctx, ln, -1); close(served) }()
-	t.Cleanup(func() { cancel(); <-served })
-
-	// nobody: slots connections, each with thousands of pipelined
-	// requests whose answers it never reads.
-	script := fmt.Sprintf(`
-import socket, time, sys
-req = b"GET /v1/stats HTTP/1.1\r\nHost: x\r\n\r\n" * 6000
-conns = []
-for i in range(%d):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(%q)
-    s.setblocking(False)
-    try:
-        s.send(req)
-    except BlockingIOError:
-        pass
-    conns.append(s)
-print("ready", flush=True)
-time.sleep(20)
-`, slots, sock)
-	cmd := exec.Command(python, "-c", script)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || line != "ready\n" {
-		t.Fatalf("nobody's client: %q %v", line, err)
-	}
-	time.Sleep(time.Second) // the daemon answers until every socket buffer is full
+	_, sock, _ := servedDaemon(t, "rvcsock", false, ControlOptions{TenantAccess: true, MaxConns: slots})
+	pipelineAs(t, python, sock, 65534, slots) // nobody
 
 	c := hooks.NewClient(sock, hooks.WithTimeout(2*time.Second))
 	var failed []string
@@ -326,25 +274,7 @@ func TestReviewDelOfContainerATenantObjectUses(t *testing.T) {
 // running container is neither served nor ever replayed.
 func TestReviewLateDeleteRemovesNewerRecord(t *testing.T) {
 	ns := rvcNS(t, "l")
-	dir, err := os.MkdirTemp("", "rvclate")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	cfg := filepath.Join(dir, "n.cfg")
-	mustWrite(t, cfg, rvcCfg)
-	recs := filepath.Join(dir, "attachments")
-	d := startedDaemon(t, Options{ConfigFiles: []string{cfg}, StateFile: filepath.Join(dir, "state.json"), AttachmentDir: recs})
-	t.Cleanup(func() { stopDaemon(d) })
-	sock := filepath.Join(dir, "ctl.sock")
-	ln, err := ListenControl(ControlOptions{Socket: sock, Group: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() { d.ServeControl(ctx, ln, -1); close(served) }()
-	t.Cleanup(func() { cancel(); <-served })
+	d, sock, recs := servedDaemon(t, "rvclate", true, ControlOptions{})
 
 	a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "rvc5", IfName: "eth0"}, Netns: "/var/run/netns/" + ns,
 		Source: api.SourceCNI, PortMappings: []api.PortMapping{{HostPort: 22107, ContainerPort: 80, HostIP: "127.0.0.1"}}}
@@ -500,57 +430,9 @@ func TestTenantAccessOneUserCannotLockOutAnother(t *testing.T) {
 	if _, err := os.Stat(python); err != nil {
 		t.Skip("python3 not installed")
 	}
-	dir, err := os.MkdirTemp("", "fxcsock")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	cfg := filepath.Join(dir, "n.cfg")
-	mustWrite(t, cfg, rvcCfg)
-	d := startedDaemon(t, Options{ConfigFiles: []string{cfg}, StateFile: filepath.Join(dir, "state.json")})
-	t.Cleanup(func() { stopDaemon(d) })
-	sock := filepath.Join(dir, "ctl.sock")
 	const slots = 16
-	ln, err := ListenControl(ControlOptions{Socket: sock, Group: -1, TenantAccess: true, MaxConns: slots})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() { d.ServeControl(ctx, ln, -1); close(served) }()
-	t.Cleanup(func() { cancel(); <-served })
-
-	fill := exec.Command(python, "-c", fmt.Sprintf(`
-import socket, time
-req = b"GET /v1/stats HTTP/1.1\r\nHost: x\r\n\r\n" * 6000
-conns = []
-for i in range(%d):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(%q)
-    s.setblocking(False)
-    try:
-        s.send(req)
-    except BlockingIOError:
-        pass
-    conns.append(s)
-print("ready", flush=True)
-time.sleep(20)
-`, slots*2, sock))
-	fill.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := fill.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fill.Stderr = os.Stderr
-	if err := fill.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fill.Process.Kill(); fill.Wait() })
-	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
-		t.Fatalf("the filling client: %q %v", line, err)
-	}
-	time.Sleep(time.Second) // the daemon answers until every socket buffer is full
+	_, sock, _ := servedDaemon(t, "fxcsock", false, ControlOptions{TenantAccess: true, MaxConns: slots})
+	pipelineAs(t, python, sock, 65534, slots*2)
 
 	for i := 0; i < 3; i++ {
 		other := exec.Command(python, "-c", fmt.Sprintf(`
@@ -574,25 +456,7 @@ print(s.recv(64).decode().split("\r\n")[0])
 // before a POST, removed before a DELETE) say which write came last.
 func TestLateAttachmentWritesYieldToRecords(t *testing.T) {
 	ns := testns.Add(t, fmt.Sprintf("fxc%dlw", os.Getpid()%10000))
-	dir, err := os.MkdirTemp("", "fxclate")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	cfg := filepath.Join(dir, "n.cfg")
-	mustWrite(t, cfg, rvcCfg)
-	recs := filepath.Join(dir, "attachments")
-	d := startedDaemon(t, Options{ConfigFiles: []string{cfg}, StateFile: filepath.Join(dir, "state.json"), AttachmentDir: recs})
-	t.Cleanup(func() { stopDaemon(d) })
-	sock := filepath.Join(dir, "ctl.sock")
-	ln, err := ListenControl(ControlOptions{Socket: sock, Group: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() { d.ServeControl(ctx, ln, -1); close(served) }()
-	t.Cleanup(func() { cancel(); <-served })
+	d, sock, recs := servedDaemon(t, "fxclate", true, ControlOptions{})
 	hook := hooks.NewClient(sock, hooks.WithTimeout(300*time.Millisecond))
 	att := func(id string, port int) api.Attachment {
 		return api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: id, IfName: "eth0"}, Netns: "/var/run/netns/" + ns,
@@ -655,4 +519,75 @@ func TestLateAttachmentWritesYieldToRecords(t *testing.T) {
 	if _, err := hooks.ReadRecord(recs, c.AttachmentKey); err != nil {
 		t.Errorf("the restarted container's record: %v", err)
 	}
+}
+
+// servedDaemon starts a daemon on rvcCfg with its state (and, records
+// true, its attachment records) in a new world-searchable directory, and
+// serves its control socket there with copt (Socket set here): what a
+// hook or another user reaches. It returns the daemon, the socket and the
+// record directory.
+func servedDaemon(t *testing.T, prefix string, records bool, copt ControlOptions) (d *Daemon, sock, recs string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	cfg := filepath.Join(dir, "n.cfg")
+	mustWrite(t, cfg, rvcCfg)
+	opt := Options{ConfigFiles: []string{cfg}, StateFile: filepath.Join(dir, "state.json")}
+	if records {
+		recs = filepath.Join(dir, "attachments")
+		opt.AttachmentDir = recs
+	}
+	d = startedDaemon(t, opt)
+	t.Cleanup(func() { stopDaemon(d) })
+	copt.Socket, copt.Group = filepath.Join(dir, "ctl.sock"), -1
+	ln, err := ListenControl(copt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { d.ServeControl(ctx, ln, -1); close(served) }()
+	t.Cleanup(func() { cancel(); <-served })
+	return d, copt.Socket, recs
+}
+
+// pipelineAs has uid open conns connections to sock, each with thousands
+// of pipelined requests whose answers it never reads, and returns once the
+// daemon has answered until every socket buffer is full.
+func pipelineAs(t *testing.T, python, sock string, uid uint32, conns int) {
+	t.Helper()
+	cmd := exec.Command(python, "-c", fmt.Sprintf(`
+import socket, time
+req = b"GET /v1/stats HTTP/1.1\r\nHost: x\r\n\r\n" * 6000
+conns = []
+for i in range(%d):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(%q)
+    s.setblocking(False)
+    try:
+        s.send(req)
+    except BlockingIOError:
+        pass
+    conns.append(s)
+print("ready", flush=True)
+time.sleep(20)
+`, conns, sock))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("uid %d's client: %q %v", uid, line, err)
+	}
+	time.Sleep(time.Second) // the daemon answers until every socket buffer is full
 }
