@@ -179,6 +179,10 @@ func (d *decoder) file(name string, data []byte) {
 		d.probs = append(d.probs, tooLarge(name).(*Error))
 		return
 	}
+	if line, col, msg, bad := badCharacter(data); bad {
+		d.probs.add(Pos{File: name, Line: line, Col: col}, "%s", msg)
+		return
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for {
 		var doc yaml.Node

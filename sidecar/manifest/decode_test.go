@@ -128,6 +128,14 @@ func TestDecodeBad(t *testing.T) {
 			`m.yaml:1: YAML syntax: did not find expected ',' or ']'; check the indentation (spaces, no tabs), quotes and brackets`}},
 		{"tab indentation", "a:\n\tb: 1\n", []string{
 			`m.yaml:2: YAML syntax: found character that cannot start any token; check the indentation (spaces, no tabs), quotes and brackets`}},
+		{"NUL byte", "a: 1\nb: x\x00y\n", []string{
+			`m.yaml:2:5: the control character 0x00 is not allowed in YAML; remove the byte 0x00`}},
+		{"DEL after CRLF lines", "a: 1\r\n\r\nb: \"\x7f\"\r\n", []string{
+			`m.yaml:3:5: the control character 0x7f is not allowed in YAML; remove the byte 0x7f`}},
+		{"C1 control", "# \u00e9\u0085x: \u0080\n", []string{
+			`m.yaml:2:4: the character U+0080 is not allowed in YAML; remove the bytes c2 80`}},
+		{"bad UTF-8", "a: \"caf\xe9\"\n", []string{
+			`m.yaml:1:8: invalid UTF-8; remove the byte 0xe9 (manifests are UTF-8 text)`}},
 		{"not a mapping", "- a\n", []string{
 			`m.yaml:1:1: a document is a mapping of apiVersion, kind, metadata and spec, not a list; see manifests/README.md`}},
 		{"no apiVersion, no kind", "metadata: {name: a}\n", []string{

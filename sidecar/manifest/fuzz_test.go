@@ -28,6 +28,8 @@ func FuzzDecode(f *testing.F) {
 		head + "kind: Tenant\nmetadata: {name: a}\nspec: {backends: [{name: b, servers: [{name: s, addr: x, weight: 0}]}]}\n",
 		"!!binary aGVsbG8=\n",
 		"? [a]\n: b\n",
+		"a: 1\r\nb: \"\x00\"\n",
+		"\ufeffa: \u0085\u2028\xff\n",
 	} {
 		f.Add([]byte(s))
 	}
