@@ -10,8 +10,8 @@ import (
 // controls other than NEL; surrogates, U+FFFE, U+FFFF; bad UTF-8) and
 // says where it is. yaml.v3's reader refuses them too, but its error has
 // no line, and an invisible byte in a long file is not found by eye.
-// Line and column count as the YAML parser does (CR, LF, CRLF, NEL, LS
-// and PS end a line; a column is a character). Input starting with a
+// Line and column count as the YAML parser does (breakLen; a column is
+// a character). Input starting with a
 // UTF-16 byte order mark is left to the parser.
 func badCharacter(data []byte) (line, col int, msg string, found bool) {
 	if len(data) >= 2 && (data[0] == 0xff && data[1] == 0xfe || data[0] == 0xfe && data[1] == 0xff) {
@@ -19,16 +19,13 @@ func badCharacter(data []byte) (line, col int, msg string, found bool) {
 	}
 	line, col = 1, 1
 	for i := 0; i < len(data); {
+		if n := breakLen(data[i:]); n > 0 {
+			line, col, i = line+1, 1, i+n
+			continue
+		}
 		c := data[i]
 		if c < utf8.RuneSelf {
 			switch {
-			case c == '\n':
-				line, col = line+1, 1
-			case c == '\r':
-				if i+1 < len(data) && data[i+1] == '\n' {
-					i++
-				}
-				line, col = line+1, 1
 			case c == '\t' || c >= 0x20 && c != 0x7f:
 				col++
 			default:
@@ -41,8 +38,6 @@ func badCharacter(data []byte) (line, col int, msg string, found bool) {
 		switch {
 		case r == utf8.RuneError && n == 1:
 			return line, col, fmt.Sprintf("invalid UTF-8; remove the byte 0x%02x (manifests are UTF-8 text)", c), true
-		case r == 0x85 || r == 0x2028 || r == 0x2029: // NEL, LS, PS
-			line, col = line+1, 1
 		case r >= 0x80 && r <= 0x9f || r == 0xfffe || r == 0xffff:
 			return line, col, fmt.Sprintf("the character U+%04X is not allowed in YAML; remove the bytes % x", r, data[i:i+n]), true
 		default:
