@@ -494,8 +494,17 @@ func decode(r *http.Request, v any) error {
 }
 
 // decodeBody is the one decoder of request bodies: exactly one JSON value
-// of v's type, no unknown fields, and nothing but white space after it.
+// of v's type, no unknown fields, no key given twice in an object (also
+// in another case: encoding/json would take the last), and nothing but
+// white space after it.
 func decodeBody(b []byte, v any) error {
+	if key, first, path, found := repeatedKey(b); found {
+		detail := fmt.Sprintf("%s: field %q is given twice; remove one", path, key)
+		if key != first {
+			detail = fmt.Sprintf("%s: field %q repeats %q (field names are matched without regard to case); remove one", path, key, first)
+		}
+		return &objectError{msg: "request body is not valid JSON for this endpoint", details: []string{detail}}
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

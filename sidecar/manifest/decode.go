@@ -171,12 +171,14 @@ func (d *decoder) rel(path string) string {
 // bigInt is an integer too large for YAML's int, which resolves it as a float.
 var bigInt = regexp.MustCompile(`^[-+]?[0-9]+$`)
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
 func (d *decoder) file(name string, data []byte) {
 	d.fileName = name
 	if len(data) > MaxSize {
 		d.probs = append(d.probs, tooLarge(name).(*Error))
+		return
+	}
+	if line, col, msg, bad := badCharacter(data); bad {
+		d.probs.add(Pos{File: name, Line: line, Col: col}, "%s", msg)
 		return
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -187,15 +189,9 @@ func (d *decoder) file(name string, data []byte) {
 			return
 		}
 		if err != nil {
-			// The parser cannot go on after a syntax error; yaml.v3 gives
-			// its line but no column.
-			msg, pos := err.Error(), Pos{File: name}
-			if m := yamlLine.FindStringSubmatch(msg); m != nil {
-				pos.Line, _ = strconv.Atoi(m[1])
-				msg = m[2]
-			}
-			msg = strings.TrimPrefix(msg, "yaml: ")
-			d.probs.add(pos, "YAML syntax: %s; check the indentation (spaces, no tabs), quotes and brackets", msg)
+			// The parser cannot go on after a syntax error.
+			line, col, msg := syntaxError(data, err)
+			d.probs.add(Pos{File: name, Line: line, Col: col}, "YAML syntax: %s; check the indentation (spaces, no tabs), quotes and brackets", msg)
 			return
 		}
 		d.document(&doc)

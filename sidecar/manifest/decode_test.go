@@ -125,9 +125,29 @@ func TestDecodeBad(t *testing.T) {
 		want []string // every error, in order
 	}{
 		{"syntax", "apiVersion: [x\n", []string{
-			`m.yaml:1: YAML syntax: did not find expected ',' or ']'; check the indentation (spaces, no tabs), quotes and brackets`}},
+			`m.yaml:1:13: YAML syntax: did not find expected ',' or ']'; check the indentation (spaces, no tabs), quotes and brackets`}},
 		{"tab indentation", "a:\n\tb: 1\n", []string{
-			`m.yaml:2: YAML syntax: found character that cannot start any token; check the indentation (spaces, no tabs), quotes and brackets`}},
+			`m.yaml:2:1: YAML syntax: found character that cannot start any token; check the indentation (spaces, no tabs), quotes and brackets`}},
+		// yaml.v3 names the line where the enclosing block starts (here
+		// 1, 2 or 5), or none; the error is where the mistake is.
+		{"syntax: indentation deep in a block", "a:\n  b:\n    c: 1\n    d: 2\n   e: 3\n", []string{
+			`m.yaml:5:4: YAML syntax: did not find expected key; check the indentation (spaces, no tabs), quotes and brackets`}},
+		{"syntax: after a quoted string", "a: 1\nb: \"x y\" z\n", []string{
+			`m.yaml:2:10: YAML syntax: did not find expected key; check the indentation (spaces, no tabs), quotes and brackets`}},
+		{"syntax: multi-line flow and string before it", "a: [x,\n  y]\nb: 'c\n  d'\nc: \u00e9\u00e9: y\n", []string{
+			`m.yaml:5:4: YAML syntax: mapping values are not allowed in this context; check the indentation (spaces, no tabs), quotes and brackets`}},
+		{"syntax: CRLF, second document", head + "kind: Tenant\r\nmetadata: {name: a}\r\n---\r\nb:\r\n  - c\r\n  d: 1\r\n", []string{
+			`m.yaml:7:3: YAML syntax: did not find expected '-' indicator; check the indentation (spaces, no tabs), quotes and brackets`}},
+		{"syntax: unclosed flow", "a: [x,\n  y,\n  z\nb: 1\n", []string{
+			`m.yaml:3:3: YAML syntax: did not find expected ',' or ']'; check the indentation (spaces, no tabs), quotes and brackets`}},
+		{"NUL byte", "a: 1\nb: x\x00y\n", []string{
+			`m.yaml:2:5: the control character 0x00 is not allowed in YAML; remove the byte 0x00`}},
+		{"DEL after CRLF lines", "a: 1\r\n\r\nb: \"\x7f\"\r\n", []string{
+			`m.yaml:3:5: the control character 0x7f is not allowed in YAML; remove the byte 0x7f`}},
+		{"C1 control", "# \u00e9\u0085x: \u0080\n", []string{
+			`m.yaml:2:4: the character U+0080 is not allowed in YAML; remove the bytes c2 80`}},
+		{"bad UTF-8", "a: \"caf\xe9\"\n", []string{
+			`m.yaml:1:8: invalid UTF-8; remove the byte 0xe9 (manifests are UTF-8 text)`}},
 		{"not a mapping", "- a\n", []string{
 			`m.yaml:1:1: a document is a mapping of apiVersion, kind, metadata and spec, not a list; see manifests/README.md`}},
 		{"no apiVersion, no kind", "metadata: {name: a}\n", []string{

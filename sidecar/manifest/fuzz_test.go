@@ -28,6 +28,10 @@ func FuzzDecode(f *testing.F) {
 		head + "kind: Tenant\nmetadata: {name: a}\nspec: {backends: [{name: b, servers: [{name: s, addr: x, weight: 0}]}]}\n",
 		"!!binary aGVsbG8=\n",
 		"? [a]\n: b\n",
+		"a: 1\r\nb: \"\x00\"\n",
+		"a:\n  b: [x,\n   y]\n  c: 'd\n   e'\n   f: \u00e9: g\n",
+		"a: 1\r---\rb: |\r  c\r d: 1\u2028e\n",
+		"\ufeffa: \u0085\u2028\xff\n",
 	} {
 		f.Add([]byte(s))
 	}
