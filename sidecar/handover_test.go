@@ -387,20 +387,7 @@ func TestHandoverStateCarriesNamesOnlyForTheSuccessor(t *testing.T) {
 			})
 			continue
 		}
-		b, err := New(Options{StateFile: d.opt.StateFile, AttachmentDir: attDir, Inherited: tk.Inherited,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			tk.Abort()
-			t.Fatal(err)
-		}
-		defer stopDaemon(b)
-		if err := b.Start(); err != nil {
-			tk.Abort()
-			t.Fatal(err)
-		}
-		if err := tk.Commit(5 * time.Second); err != nil {
-			t.Fatal(err)
-		}
+		b := successorOf(t, tk, d.opt.StateFile, attDir)
 		if strings.Contains(readFile(t, d.opt.StateFile), "fxu1") {
 			t.Error("the successor's state file holds the recorded attachment")
 		}
@@ -464,4 +451,26 @@ func TestManifestDirDuringHandover(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// successorOf starts a daemon on the state file and records of the one tk
+// takes over from, with its sockets, and commits the hand-over: what `run
+// --takeover` does. The successor stops at the test's end.
+func successorOf(t *testing.T, tk *Takeover, stateFile, attDir string) *Daemon {
+	t.Helper()
+	b, err := New(Options{StateFile: stateFile, AttachmentDir: attDir, Inherited: tk.Inherited,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		tk.Abort()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stopDaemon(b) })
+	if err := b.Start(); err != nil {
+		tk.Abort()
+		t.Fatal(err)
+	}
+	if err := tk.Commit(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

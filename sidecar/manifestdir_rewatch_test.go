@@ -1,16 +1,13 @@
 package sidecar
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/nsproxy/nsproxy/internal/testlog"
 	"github.com/nsproxy/nsproxy/internal/testns"
 	"github.com/nsproxy/nsproxy/internal/testwait"
 )
@@ -26,29 +23,7 @@ func TestManifestDirMadeAgainLater(t *testing.T) {
 	mdir := filepath.Join(dir, "manifests")
 	os.Mkdir(mdir, 0o755)
 	mustWrite(t, filepath.Join(mdir, "a.yaml"), tenantDoc("a", 2000))
-	cfg := filepath.Join(dir, "n.cfg")
-	mustWrite(t, cfg, manifestCfg)
-	logBuf := &testlog.Buffer{}
-	d, err := New(Options{ConfigFiles: []string{cfg}, StateFile: filepath.Join(dir, "state.json"), ManifestDir: mdir,
-		ManifestResync: time.Hour, Logger: slog.New(slog.NewTextHandler(logBuf, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, nil) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
-	testwait.For(t, 5*time.Second, "the daemon is ready", func() error {
-		if !d.Ready() {
-			return fmt.Errorf("not ready:\n%s", logBuf)
-		}
-		return nil
-	})
+	d, _ := manifestDirDaemon(t, dir, mdir)
 	root := access{all: true, who: "root"}
 	if err := os.Rename(mdir, mdir+".old"); err != nil {
 		t.Fatal(err)

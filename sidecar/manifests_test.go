@@ -333,36 +333,13 @@ func TestManifestDir(t *testing.T) {
 	os.Mkdir(mdir, 0o755)
 	mustWrite(t, filepath.Join(mdir, "a.yaml"), tenantDoc("a", 2000))
 	mustWrite(t, filepath.Join(mdir, "ignored.txt"), "not yaml at all: [")
-	cfg := filepath.Join(dir, "n.cfg")
-	mustWrite(t, cfg, manifestCfg)
 	state := filepath.Join(dir, "state.json")
-	logBuf := &testlog.Buffer{}
-	opt := Options{ConfigFiles: []string{cfg}, StateFile: state, ManifestDir: mdir, ManifestResync: time.Hour,
-		Logger: slog.New(slog.NewTextHandler(logBuf, nil))}
-	d, err := New(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, nil) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
-	testwait.For(t, 5*time.Second, "the daemon is ready", func() error {
-		if !d.Ready() {
-			return fmt.Errorf("not ready:\n%s", logBuf)
-		}
-		return nil
-	})
+	d, logBuf := manifestDirDaemon(t, dir, mdir)
 	root := func() access { return access{all: true, who: "root"} }
 	if ts := d.tenantViews(root()); len(ts) != 2 || ts[0].Source != api.SourceManifestDir || ts[0].Owner != mdir {
 		t.Fatalf("tenants %+v", ts)
 	}
-	_, err = d.applyManifests(root(), manifestReq("mine.yaml", tenantDoc("a", 1)), opApply)
+	_, err := d.applyManifests(root(), manifestReq("mine.yaml", tenantDoc("a", 1)), opApply)
 	if err == nil || !strings.Contains(err.Error(), mdir) || !strings.Contains(err.Error(), "mine.yaml:1:1") {
 		t.Fatalf("API apply of a directory document: %v", err)
 	}
@@ -443,7 +420,8 @@ func TestManifestDir(t *testing.T) {
 	// one is.
 	empty := filepath.Join(dir, "empty")
 	os.Mkdir(empty, 0o755)
-	opt.ManifestDir, opt.StateFile = empty, ""
+	opt := Options{ConfigFiles: []string{filepath.Join(dir, "n.cfg")}, ManifestDir: empty,
+		Logger: slog.New(slog.NewTextHandler(logBuf, nil))}
 	if d2, err := New(opt); err != nil {
 		t.Fatalf("New with an empty directory: %v", err)
 	} else {
@@ -625,4 +603,36 @@ func TestManifestFilesSkipsDotFiles(t *testing.T) {
 	if err != nil || len(fs) != 1 || fs[0].Name != filepath.Join(dir, "a.yaml") {
 		t.Fatalf("ManifestFiles(%s) = %+v, %v; want a.yaml only", dir, fs, err)
 	}
+}
+
+// manifestDirDaemon runs a daemon on manifestCfg (written to dir) with its
+// state in dir and --manifests mdir, resynced only hourly (what a test sees
+// came by inotify), until the test ends; it returns once the daemon is
+// ready, with its log.
+func manifestDirDaemon(t *testing.T, dir, mdir string) (*Daemon, *testlog.Buffer) {
+	t.Helper()
+	cfg := filepath.Join(dir, "n.cfg")
+	mustWrite(t, cfg, manifestCfg)
+	logBuf := &testlog.Buffer{}
+	d, err := New(Options{ConfigFiles: []string{cfg}, StateFile: filepath.Join(dir, "state.json"), ManifestDir: mdir,
+		ManifestResync: time.Hour, Logger: slog.New(slog.NewTextHandler(logBuf, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, nil) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	testwait.For(t, 5*time.Second, "the daemon is ready", func() error {
+		if !d.Ready() {
+			return fmt.Errorf("not ready:\n%s", logBuf)
+		}
+		return nil
+	})
+	return d, logBuf
 }

@@ -189,20 +189,7 @@ func TestReviewHandoverMovesContendedPort(t *testing.T) {
 	if err != nil || tk == nil {
 		t.Fatalf("BeginTakeover: %v", err)
 	}
-	b, err := New(Options{StateFile: d.opt.StateFile, AttachmentDir: attDir, Inherited: tk.Inherited,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		tk.Abort()
-		t.Fatal(err)
-	}
-	defer stopDaemon(b)
-	if err := b.Start(); err != nil {
-		tk.Abort()
-		t.Fatal(err)
-	}
-	if err := tk.Commit(5 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	b := successorOf(t, tk, d.opt.StateFile, attDir)
 	if err := b.ReplayAttachments(); err != nil {
 		t.Fatal(err)
 	}
