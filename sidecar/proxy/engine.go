@@ -201,15 +201,10 @@ func (e *Engine) Apply(spec Spec) error {
 	// refuse connections until the new socket is in a loop.
 	// A frontend has a bind or two: a slice, not a map per frontend.
 	want := make(map[string][]BindSpec, len(spec.Frontends))
-	wantBind := make(map[BindSpec]string, e.binds)
 	for _, fs := range spec.Frontends {
 		want[fs.Name] = fs.Binds
-		for _, bs := range fs.Binds {
-			if _, ok := wantBind[bs]; !ok {
-				wantBind[bs] = fs.Name
-			}
-		}
 	}
+	owners := bindOwners(spec.Frontends)
 	var moving map[BindSpec]*listener
 	for name, fe := range e.frontends {
 		binds, wanted := want[name]
@@ -217,14 +212,7 @@ func (e *Engine) Apply(spec Spec) error {
 			if slices.Contains(binds, bs) {
 				continue
 			}
-			if to, ok := wantBind[bs]; ok && to != name && moving[bs] == nil {
-				if moving == nil {
-					moving = map[BindSpec]*listener{}
-				}
-				moving[bs] = l
-			} else {
-				l.stop()
-			}
+			moving = keepOrStop(moving, owners, name, bs, l)
 			delete(fe.listeners, bs)
 		}
 		if !wanted {
@@ -270,6 +258,34 @@ func (e *Engine) updateBackend(b *backend, bs BackendSpec) *backend {
 		e.startCheck(s)
 	}
 	return b
+}
+
+// bindOwners maps each bind line of fronts to the first frontend that has it.
+func bindOwners(fronts []FrontendSpec) map[BindSpec]string {
+	owners := map[BindSpec]string{}
+	for _, fs := range fronts {
+		for _, bs := range fs.Binds {
+			if _, ok := owners[bs]; !ok {
+				owners[bs] = fs.Name
+			}
+		}
+	}
+	return owners
+}
+
+// keepOrStop deals with listener l of bind bs, which frontend from no
+// longer has: when another frontend has that bind line (owners), l is kept
+// for it in moving (returned, made when needed), else stopped.
+func keepOrStop(moving map[BindSpec]*listener, owners map[BindSpec]string, from string, bs BindSpec, l *listener) map[BindSpec]*listener {
+	if to, ok := owners[bs]; ok && to != from && moving[bs] == nil {
+		if moving == nil {
+			moving = map[BindSpec]*listener{}
+		}
+		moving[bs] = l
+		return moving
+	}
+	l.stop()
+	return moving
 }
 
 // startFrontend makes fs the spec of its frontend (new or running) and
@@ -340,31 +356,14 @@ func (e *Engine) ApplyDelta(d Delta) error {
 	}
 	// As in Apply, a bind line d gives to another frontend keeps its
 	// listener (moving).
-	var wantBind map[BindSpec]string
+	owners := bindOwners(d.Frontends)
 	var moving map[BindSpec]*listener
-	for _, fs := range d.Frontends {
-		for _, bs := range fs.Binds {
-			if wantBind == nil {
-				wantBind = map[BindSpec]string{}
-			}
-			if _, ok := wantBind[bs]; !ok {
-				wantBind[bs] = fs.Name
-			}
-		}
-	}
 	stop := func(fe *frontend, keep []BindSpec) {
 		for bs, l := range fe.listeners {
 			if slices.Contains(keep, bs) {
 				continue
 			}
-			if to, ok := wantBind[bs]; ok && to != fe.name && moving[bs] == nil {
-				if moving == nil {
-					moving = map[BindSpec]*listener{}
-				}
-				moving[bs] = l
-			} else {
-				l.stop()
-			}
+			moving = keepOrStop(moving, owners, fe.name, bs, l)
 			delete(fe.listeners, bs)
 			e.binds--
 		}
