@@ -893,7 +893,7 @@ func (d *Daemon) dropRecord(k api.AttachmentKey) {
 	if d.opt.AttachmentDir == "" {
 		return
 	}
-	if err := hooks.RemoveRecord(d.opt.AttachmentDir, hooks.AttachmentKey{ContainerID: k.ContainerID, IfName: k.IfName}); err != nil {
+	if err := hooks.RemoveRecord(d.opt.AttachmentDir, k); err != nil {
 		d.log.Warn("attachment record not removed", "container", k.ContainerID, "ifname", k.IfName, "err", err.Error())
 	}
 }
@@ -990,7 +990,7 @@ func (d *Daemon) dropRefused(st *State, err error, during string) int {
 		}
 		args := []any{"container", a.ContainerID, "ifname", a.IfName, "netns", a.Netns, "err", msg}
 		if d.opt.AttachmentDir != "" && recordedSource(a.Source) {
-			args = append(args, "record", hooks.RecordPath(d.opt.AttachmentDir, hooks.AttachmentKey{ContainerID: a.ContainerID, IfName: a.IfName}),
+			args = append(args, "record", hooks.RecordPath(d.opt.AttachmentDir, a.AttachmentKey),
 				"todo", "the record is kept: fix or remove it, then restart the daemon (or re-create the container)")
 		}
 		d.log.Error(during+": attachment refused, not served", args...)

@@ -53,7 +53,7 @@ func nameCandidate(a api.Attachment, i int) string {
 	if i == 0 {
 		return base // no hash: every write checks every live attachment's name
 	}
-	h := hooks.KeyHash(hooks.AttachmentKey{ContainerID: a.ContainerID, IfName: a.IfName})
+	h := hooks.KeyHash(a.AttachmentKey)
 	switch {
 	case i == 1:
 		return hooks.WithSuffix(base, h[:8], maxGivenName)

@@ -403,7 +403,7 @@ func (d *Daemon) deleteAttachment(ctx context.Context, k api.AttachmentKey) erro
 	if errors.Is(err, errSuperseded) {
 		d.log.Warn("attachment DELETE not applied: its client gave up, and a later ADD of the container wrote a record",
 			"container", k.ContainerID, "ifname", k.IfName,
-			"record", hooks.RecordPath(d.opt.AttachmentDir, hooks.AttachmentKey{ContainerID: k.ContainerID, IfName: k.IfName}))
+			"record", hooks.RecordPath(d.opt.AttachmentDir, k))
 		return nil
 	}
 	if err == nil {
@@ -420,7 +420,7 @@ func (d *Daemon) hasRecord(k api.AttachmentKey) bool {
 	if d.opt.AttachmentDir == "" {
 		return false
 	}
-	_, err := os.Lstat(hooks.RecordPath(d.opt.AttachmentDir, hooks.AttachmentKey{ContainerID: k.ContainerID, IfName: k.IfName}))
+	_, err := os.Lstat(hooks.RecordPath(d.opt.AttachmentDir, k))
 	return err == nil
 }
 

@@ -531,24 +531,29 @@ func (ix *tenantIndex) unresolvedRefs(st State, base *config.Config) map[string]
 		api[n.Name] = true
 	}
 	refs := map[string]string{}
-	ref := func(n string) {
+	namespaceUses(base, func(n, _ string) {
 		if _, static := ix.nsOwner[n]; n != "" && !static && !api[n] {
 			refs[n] = ""
 		}
-	}
-	for _, f := range base.Frontends {
+	})
+	return refs
+}
+
+// namespaceUses calls use with every namespace name a bind or a server
+// (not "namespace *") of cfg names, and the tenant of its object.
+func namespaceUses(cfg *config.Config, use func(name, tenant string)) {
+	for _, f := range cfg.Frontends {
 		for _, b := range f.Binds {
-			ref(b.Namespace)
+			use(b.Namespace, tenantOr(f.Tenant))
 		}
 	}
-	for _, b := range base.Backends {
-		for _, s := range b.Servers {
-			if !s.ClientNamespace {
-				ref(s.Namespace)
+	for _, b := range cfg.Backends {
+		for _, sv := range b.Servers {
+			if !sv.ClientNamespace {
+				use(sv.Namespace, tenantOr(b.Tenant))
 			}
 		}
 	}
-	return refs
 }
 
 // waitingNames are the names of refs that no attachment holds (held) and
@@ -583,23 +588,11 @@ func waitingNames(file, base *config.Config, refs map[string]string, held map[st
 			delete(cand, n)
 		}
 	}
-	use := func(n, tenant string) {
+	namespaceUses(base, func(n, tenant string) {
 		if users, ok := cand[n]; ok && !slices.Contains(users, tenant) {
 			cand[n] = append(users, tenant)
 		}
-	}
-	for _, f := range base.Frontends {
-		for _, b := range f.Binds {
-			use(b.Namespace, tenantOr(f.Tenant))
-		}
-	}
-	for _, b := range base.Backends {
-		for _, sv := range b.Servers {
-			if !sv.ClientNamespace {
-				use(sv.Namespace, tenantOr(b.Tenant))
-			}
-		}
-	}
+	})
 	var out map[string]string
 	for n, users := range cand {
 		if len(users) == 1 && users[0] != netns.DefaultTenant && mayWait(n, users[0]) {
