@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -126,15 +127,8 @@ func firstTrue(lo, hi int, f func(int) bool) int {
 		}
 		prev, k = k, min(k+step, hi)
 	}
-	for prev+1 < k { // f(prev) false (or prev = lo-1), f(k) true
-		mid := prev + (k-prev)/2
-		if f(mid) {
-			k = mid
-		} else {
-			prev = mid
-		}
-	}
-	return k
+	// f(prev) false (or prev = lo-1), f(k) true: halve what is between.
+	return prev + 1 + sort.Search(k-prev-1, func(i int) bool { return f(prev + 1 + i) })
 }
 
 // lineStarts is the byte offset of each line of data, lines ending as
