@@ -126,10 +126,7 @@ func TestReviewDPResetAfterHalfCloseHoldsMaxconnSlot(t *testing.T) {
 	if _, err := io.ReadFull(c, greet); err != nil {
 		t.Fatal(err)
 	}
-	c.CloseWrite()
-	time.Sleep(200 * time.Millisecond) // the FIN reaches the server
-	c.SetLinger(0)
-	c.Close() // RST
+	halfCloseThenReset(c)
 	c2, err := v.dial(a, addr)
 	if err != nil {
 		t.Fatal(err)
@@ -148,12 +145,8 @@ func TestReviewDPResetAfterHalfCloseHoldsMaxconnSlot(t *testing.T) {
 // its connection end), not wait for the client.
 func TestResetAfterServerHalfClose(t *testing.T) {
 	v, a, addr := rvdSetup(t, 22020, false, BackendSpec{}, func(c net.Conn) {
-		tc := c.(*net.TCPConn)
-		io.WriteString(tc, "reply")
-		tc.CloseWrite()
-		time.Sleep(200 * time.Millisecond) // the FIN reaches the client
-		tc.SetLinger(0)
-		tc.Close() // RST
+		io.WriteString(c, "reply")
+		halfCloseThenReset(c.(*net.TCPConn))
 	})
 	c, err := v.dial(a, addr)
 	if err != nil {
@@ -167,4 +160,12 @@ func TestResetAfterServerHalfClose(t *testing.T) {
 	if n := waitSessions(v, 0, 3*time.Second); n != 0 {
 		t.Fatalf("3s after the server reset its half-closed connection the proxy still holds %d session(s)", n)
 	}
+}
+
+// halfCloseThenReset sends c's FIN, lets it reach the peer, then resets c.
+func halfCloseThenReset(c *net.TCPConn) {
+	c.CloseWrite()
+	time.Sleep(200 * time.Millisecond)
+	c.SetLinger(0)
+	c.Close()
 }
