@@ -63,14 +63,8 @@ func newEnv(t *testing.T, names ...string) *env {
 		for openFDs() > fdsBefore+2 && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
-		if n := openFDs(); n > fdsBefore+2 {
-			var links []string
-			ents, _ := os.ReadDir("/proc/self/fd")
-			for _, e := range ents {
-				l, _ := os.Readlink("/proc/self/fd/" + e.Name())
-				links = append(links, e.Name()+"->"+l)
-			}
-			t.Errorf("fd leak: %d open before, %d after (pipes not counted): %v", fdsBefore, n, links)
+		if links := openFDLinks(); len(links) > fdsBefore+2 {
+			t.Errorf("fd leak: %d open before, %d after (pipes not counted): %v", fdsBefore, len(links), links)
 		}
 	})
 	return &env{t: t, reg: reg, e: e, log: lb}
@@ -79,15 +73,22 @@ func newEnv(t *testing.T, names ...string) *env {
 // openFDs counts this process's open file descriptors, but pipes: the
 // runtime keeps spliced pipe pairs in a pool that is freed by the garbage
 // collector, not by us.
-func openFDs() int {
+func openFDs() int { return len(openFDLinks()) }
+
+// openFDLinks lists this process's open file descriptors but pipes, as
+// "fd->target". A descriptor closed between the listing and its readlink
+// (the collector freeing pipes while we count) was not open: it is left out.
+func openFDLinks() []string {
 	ents, _ := os.ReadDir("/proc/self/fd")
-	n := 0
+	var links []string
 	for _, e := range ents {
-		if l, _ := os.Readlink("/proc/self/fd/" + e.Name()); !strings.HasPrefix(l, "pipe:") {
-			n++
+		l, err := os.Readlink("/proc/self/fd/" + e.Name())
+		if err != nil || strings.HasPrefix(l, "pipe:") {
+			continue
 		}
+		links = append(links, e.Name()+"->"+l)
 	}
-	return n
+	return links
 }
 
 func (v *env) handle(name string) *netns.Handle {
