@@ -223,7 +223,7 @@ func BenchmarkWrite(b *testing.B) {
 	path := "/var/run/netns/" + ns
 	// attachment-hostport: the ADD has a host port (a listener opened and
 	// closed), as every container of bench/churn.sh has; attachment-exposed:
-	// the live ones have one too (127.0.X.1, ports 20400-20499).
+	// the live ones have one too (127.0.X.1, ports 24400-24499).
 	hostPort := []api.PortMapping{{HostPort: 20590, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}}
 	for _, v := range []struct {
 		name        string
@@ -237,7 +237,7 @@ func BenchmarkWrite(b *testing.B) {
 					a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: fmt.Sprintf("live%d", i), IfName: "eth0"},
 						Netns: path, Source: api.SourceCNI, Tenant: netns.DefaultTenant}
 					if v.liveExposed {
-						a.PortMappings = []api.PortMapping{{HostPort: 20400 + i%100, ContainerPort: 80, Protocol: "tcp",
+						a.PortMappings = []api.PortMapping{{HostPort: 24400 + i%100, ContainerPort: 80, Protocol: "tcp",
 							HostIP: fmt.Sprintf("127.0.%d.1", 1+i/100)}}
 					}
 					st.Attachments = append(st.Attachments, a)

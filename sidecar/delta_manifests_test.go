@@ -2,7 +2,7 @@ package sidecar
 
 // Review 6 of the attachment fast path under tenant manifests (f8e9c32):
 // sequences where the fast path and a full plan of the same state
-// disagree, or where the fast path leaves wrong state. Ports 22000-22199,
+// disagree, or where the fast path leaves wrong state. Ports 23000-23199,
 // namespaces rz*.
 
 import (
@@ -45,10 +45,10 @@ func r6PM(port int) api.PortMapping {
 // in f8e9c32).
 func TestReview6ManifestDocsStaticNameOfAttachment(t *testing.T) {
 	ns, static := testns.New(t, "rzs"), testns.New(t, "rzd")
-	d := r6Daemon(t, 22000, State{})
+	d := r6Daemon(t, 23000, State{})
 	a := attachmentIn("s0", ns, nil)
 	a.Name = static
-	a.PortMappings = []api.PortMapping{r6PM(22002)}
+	a.PortMappings = []api.PortMapping{r6PM(23002)}
 	if _, err := d.PutAttachment(a); err != nil {
 		t.Fatal(err)
 	}
@@ -92,12 +92,12 @@ spec:
 // name the other still uses.
 func TestReview6ReplayKeepsGivenNames(t *testing.T) {
 	nss := []string{testns.New(t, "rzr0"), testns.New(t, "rzr1")}
-	d := r6Daemon(t, 22010, State{})
+	d := r6Daemon(t, 23010, State{})
 	var keys []api.AttachmentKey
 	for i := 0; i < 2; i++ {
 		a := attachmentIn(fmt.Sprintf("r%d", i), nss[i], nil)
 		a.Name = "rzweb"
-		a.PortMappings = []api.PortMapping{r6PM(22012 + i)}
+		a.PortMappings = []api.PortMapping{r6PM(23012 + i)}
 		if err := hooks.WriteRecord(d.opt.AttachmentDir, a); err != nil {
 			t.Fatal(err)
 		}
@@ -151,13 +151,13 @@ func r6KeyWithPreferred(prefix, rule string, lo, hi, port int) string {
 // any kind moves it). TestFastPathAgreesWithPlanManifests never fills its
 // range: 6 of its 24 attachments are tenant tb's, for 10 ports.
 func TestReview6DeletedAllocationFreesItsPort(t *testing.T) {
-	const lo, hi = 22022, 22023
+	const lo, hi = 23022, 23023
 	tb := tenant("tb", nil, manifest.Selector{PodNamespace: "team-b"})
 	st := State{Manifests: manifest.Set{Tenants: []manifest.Tenant{tb},
 		Exposures: []manifest.Exposure{{Meta: manifest.Meta{Name: "ranged", Tenant: "tb"}, Spec: manifest.ExposureSpec{
 			Select: manifest.Selector{PodNamespace: "team-b"}, ContainerPort: 8081, HostAddr: "127.0.0.1",
 			PortRange: fmt.Sprintf("%d-%d", lo, hi)}}}}}
-	d := r6Daemon(t, 22020, st)
+	d := r6Daemon(t, 23020, st)
 	ids := []string{r6KeyWithPreferred("ra", "ranged", lo, hi, lo), r6KeyWithPreferred("rb", "ranged", lo, hi, lo), "rc"}
 	var keys []api.AttachmentKey
 	for i, id := range ids {
@@ -196,10 +196,10 @@ func TestReview6MappingOnRulePortIsAProblem(t *testing.T) {
 	ta := tenant("ta", nil, manifest.Selector{PodNamespace: "team-a"})
 	st := State{Manifests: manifest.Set{Tenants: []manifest.Tenant{ta},
 		Exposures: []manifest.Exposure{{Meta: manifest.Meta{Name: "fixed", Tenant: "ta"}, Spec: manifest.ExposureSpec{
-			Select: manifest.Selector{PodNamespace: "team-a"}, ContainerPort: 8080, HostAddr: "127.0.0.1", HostPort: 22032}}}}}
-	d := r6Daemon(t, 22030, st)
+			Select: manifest.Selector{PodNamespace: "team-a"}, ContainerPort: 8080, HostAddr: "127.0.0.1", HostPort: 23032}}}}}
+	d := r6Daemon(t, 23030, st)
 	a := attachmentIn("m0", ns, map[string]string{hooks.MetaPodNamespace: "team-a"})
-	a.PortMappings = []api.PortMapping{r6PM(22032)}
+	a.PortMappings = []api.PortMapping{r6PM(23032)}
 	if _, err := d.PutAttachment(a); err != nil {
 		t.Fatalf("ADD refused: %v", err)
 	}
@@ -235,18 +235,18 @@ func TestReview6FastPathBatchesAndManifestChanges(t *testing.T) {
 		ta, tb := tenant("ta", nil, sel("team-a")), tenant("tb", nil, sel("team-b"))
 		ta.Spec.Limits.MaxExposedPorts = 3 + v%2
 		tb.Spec.Limits.MaxListeners = 5 + v%3
-		ta.Spec.Frontends = []api.Frontend{{Name: "ta-fe", Binds: []api.Bind{{Addr: "127.0.0.1:22150"}}, Backend: "ta-be"}}
-		ta.Spec.Backends = []api.Backend{{Name: "ta-be", Servers: []api.Server{{Name: "s", Addr: "127.0.0.1:22151"}}}}
+		ta.Spec.Frontends = []api.Frontend{{Name: "ta-fe", Binds: []api.Bind{{Addr: "127.0.0.1:23150"}}, Backend: "ta-be"}}
+		ta.Spec.Backends = []api.Backend{{Name: "ta-be", Servers: []api.Server{{Name: "s", Addr: "127.0.0.1:23151"}}}}
 		s := manifest.Set{
 			Tenants: []manifest.Tenant{ta, tb, tenant("tc", nil, sel("team-c")), tenant("tx", nil, sel("team-[cx]"))},
 			Exposures: []manifest.Exposure{
 				{Meta: manifest.Meta{Name: "fixed", Tenant: "ta"}, Spec: manifest.ExposureSpec{Select: sel("team-a"),
-					ContainerPort: 8080, HostAddr: "127.0.0.1", HostPort: 22110}},
+					ContainerPort: 8080, HostAddr: "127.0.0.1", HostPort: 23110}},
 				{Meta: manifest.Meta{Name: "ranged", Tenant: "tb"}, Spec: manifest.ExposureSpec{Select: sel("team-b"),
-					ContainerPort: 8081, HostAddr: "127.0.0.1", PortRange: "22120-22127"}},
+					ContainerPort: 8081, HostAddr: "127.0.0.1", PortRange: "23120-23127"}},
 			},
 			Services: []manifest.Service{{Meta: manifest.Meta{Name: "db", Tenant: "tb"}, Spec: manifest.ServiceSpec{
-				Select: sel("team-b"), Listen: "127.0.0.1:5432", Target: manifest.Endpoint{Addr: "127.0.0.1:22190"}}}},
+				Select: sel("team-b"), Listen: "127.0.0.1:5432", Target: manifest.Endpoint{Addr: "127.0.0.1:23190"}}}},
 		}
 		if v%2 == 1 {
 			def := tenant("default", nil)
@@ -256,11 +256,11 @@ func TestReview6FastPathBatchesAndManifestChanges(t *testing.T) {
 		}
 		if v%4 == 3 {
 			s.Exposures = append(s.Exposures, manifest.Exposure{Meta: manifest.Meta{Name: "tcx", Tenant: "tc"}, Spec: manifest.ExposureSpec{Select: sel("team-c"),
-				ContainerPort: 8082, HostAddr: "127.0.0.1", HostPort: 22111}})
+				ContainerPort: 8082, HostAddr: "127.0.0.1", HostPort: 23111}})
 		}
 		return s
 	}
-	d := r6Daemon(t, 22100, State{Manifests: set(0)})
+	d := r6Daemon(t, 23100, State{Manifests: set(0)})
 	teams := []string{"team-a", "team-b", "team-c", "", "team-x"}
 	attachment := func(i int) api.Attachment {
 		pod := i / 2
@@ -276,9 +276,9 @@ func TestReview6FastPathBatchesAndManifestChanges(t *testing.T) {
 		if i%6 == 3 {
 			a.Name = "web"
 		}
-		a.PortMappings = []api.PortMapping{{HostPort: 22130 + i%5, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}}
+		a.PortMappings = []api.PortMapping{{HostPort: 23130 + i%5, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}}
 		if i%4 == 0 {
-			a.PortMappings = append(a.PortMappings, api.PortMapping{HostPort: 22111 + i%3, ContainerPort: 81, HostIP: "127.0.0.1"})
+			a.PortMappings = append(a.PortMappings, api.PortMapping{HostPort: 23111 + i%3, ContainerPort: 81, HostIP: "127.0.0.1"})
 		}
 		return a
 	}

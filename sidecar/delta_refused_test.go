@@ -22,14 +22,14 @@ import (
 // removes binds by pointers d.live never held.
 func TestRefusedApplyThenFastDeleteFreesThePort(t *testing.T) {
 	ns := testns.New(t, "rc")
-	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:22020", "127.0.0.1:22021"), State{}, io.Discard)
+	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:23020", "127.0.0.1:23021"), State{}, io.Discard)
 	d.opt.AttachmentDir = t.TempDir()
 	t.Cleanup(func() { stopDaemon(d) })
 	if err := d.Start(); err != nil {
 		t.Fatal(err)
 	}
 	a := attachmentIn("c0", ns, map[string]string{hooks.MetaNetwork: "net-a"})
-	a.PortMappings = []api.PortMapping{{HostIP: "127.0.0.1", HostPort: 22022, ContainerPort: 80, Protocol: "tcp"}}
+	a.PortMappings = []api.PortMapping{{HostIP: "127.0.0.1", HostPort: 23022, ContainerPort: 80, Protocol: "tcp"}}
 	if _, err := d.PutAttachment(a); err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestRefusedApplyThenFastDeleteFreesThePort(t *testing.T) {
 	}
 	v, _ := d.attachmentView(b.AttachmentKey)
 	if len(v.Exposures) != 1 {
-		t.Errorf("port 22022 freed by the DEL, yet the next ADD: exposures %v problems %v", v.Exposures, v.Problems)
+		t.Errorf("port 23022 freed by the DEL, yet the next ADD: exposures %v problems %v", v.Exposures, v.Problems)
 	}
 	if msg := fastAgreesWithPlan(d); msg != "" {
 		t.Errorf("after ADD: %s", msg)
@@ -68,7 +68,7 @@ func TestRefusedApplyThenFastDeleteFreesThePort(t *testing.T) {
 // After a refused update of a, a fast DEL of a leaves a's listener open.
 func TestRefusedUpdateThenFastDeleteClosesTheListener(t *testing.T) {
 	ns := testns.New(t, "rg")
-	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:22040", "127.0.0.1:22049"), State{}, io.Discard)
+	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:23040", "127.0.0.1:23049"), State{}, io.Discard)
 	d.opt.AttachmentDir = t.TempDir()
 	t.Cleanup(func() { stopDaemon(d) })
 	if err := d.Start(); err != nil {
@@ -78,12 +78,12 @@ func TestRefusedUpdateThenFastDeleteClosesTheListener(t *testing.T) {
 		return api.PortMapping{HostIP: ip, HostPort: port, ContainerPort: 80, Protocol: "tcp"}
 	}
 	a := attachmentIn("a", ns, nil)
-	a.PortMappings = []api.PortMapping{pm("127.0.0.1", 22041)}
+	a.PortMappings = []api.PortMapping{pm("127.0.0.1", 23041)}
 	if _, err := d.PutAttachment(a); err != nil {
 		t.Fatal(err)
 	}
 	bad := a
-	bad.PortMappings = []api.PortMapping{pm("127.0.0.1", 22044), pm("127.0.0.2", 22044)}
+	bad.PortMappings = []api.PortMapping{pm("127.0.0.1", 23044), pm("127.0.0.2", 23044)}
 	if _, err := d.PutAttachment(bad); err == nil {
 		t.Fatal("update with a duplicate exposure name accepted")
 	}
@@ -101,12 +101,12 @@ func TestRefusedUpdateThenFastDeleteClosesTheListener(t *testing.T) {
 		t.Errorf("after the DEL: %s", msg)
 	}
 	b := attachmentIn("b", ns, nil)
-	b.PortMappings = []api.PortMapping{pm("127.0.0.1", 22041)}
+	b.PortMappings = []api.PortMapping{pm("127.0.0.1", 23041)}
 	if _, err := d.PutAttachment(b); err != nil {
 		t.Fatal(err)
 	}
 	if v, _ := d.attachmentView(b.AttachmentKey); len(v.Exposures) != 1 {
-		t.Errorf("22041 freed by a's DEL, yet b: exposures %v problems %v", v.Exposures, v.Problems)
+		t.Errorf("23041 freed by a's DEL, yet b: exposures %v problems %v", v.Exposures, v.Problems)
 	}
 }
 
@@ -115,7 +115,7 @@ func TestRefusedUpdateThenFastDeleteClosesTheListener(t *testing.T) {
 // the half-built cache, which the fast path then reads as the truth.
 func TestRefusedUpdateThenFastAddKeepsTheModel(t *testing.T) {
 	ns := testns.New(t, "rf")
-	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:22030", "127.0.0.1:22039"), State{}, io.Discard)
+	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:23030", "127.0.0.1:23039"), State{}, io.Discard)
 	d.opt.AttachmentDir = t.TempDir()
 	t.Cleanup(func() { stopDaemon(d) })
 	if err := d.Start(); err != nil {
@@ -130,14 +130,14 @@ func TestRefusedUpdateThenFastAddKeepsTheModel(t *testing.T) {
 	pm := func(ip string, port int) api.PortMapping {
 		return api.PortMapping{HostIP: ip, HostPort: port, ContainerPort: 80, Protocol: "tcp"}
 	}
-	if err := put("a", pm("127.0.0.1", 22031)); err != nil {
+	if err := put("a", pm("127.0.0.1", 23031)); err != nil {
 		t.Fatal(err)
 	}
-	if err := put("b", pm("127.0.0.1", 22032)); err != nil {
+	if err := put("b", pm("127.0.0.1", 23032)); err != nil {
 		t.Fatal(err)
 	}
 	// Two mappings of one host port: one exposure name twice, refused.
-	if err := put("a", pm("127.0.0.1", 22034), pm("127.0.0.2", 22034)); err == nil {
+	if err := put("a", pm("127.0.0.1", 23034), pm("127.0.0.2", 23034)); err == nil {
 		t.Fatal("update with a duplicate exposure name accepted")
 	} else {
 		t.Logf("refused as expected: %v", err)
@@ -145,14 +145,14 @@ func TestRefusedUpdateThenFastAddKeepsTheModel(t *testing.T) {
 	if msg := fastAgreesWithPlan(d); msg != "" {
 		t.Errorf("after the refused update: %s", msg)
 	}
-	if err := put("c", pm("127.0.0.1", 22033)); err != nil {
+	if err := put("c", pm("127.0.0.1", 23033)); err != nil {
 		t.Fatal(err)
 	}
 	names := map[string]bool{}
 	for _, f := range d.mergedNow().Frontends {
 		names[f.Name] = true
 	}
-	for _, want := range []string{"cni-a-eth0-22031", "cni-b-eth0-22032", "cni-c-eth0-22033"} {
+	for _, want := range []string{"cni-a-eth0-23031", "cni-b-eth0-23032", "cni-c-eth0-23033"} {
 		if !names[want] {
 			t.Errorf("running model lacks %s (has %v)", want, names)
 		}
@@ -167,8 +167,8 @@ func TestRefusedUpdateThenFastAddKeepsTheModel(t *testing.T) {
 func TestFastDeleteFoldsNamespaceCounters(t *testing.T) {
 	ns := testns.New(t, "rn")
 	testns.Exec(t, ns, "ip", "link", "set", "lo", "up")
-	serveIn(t, ns, "127.0.0.1:22060", "hi")
-	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:22050", "127.0.0.1:22059"), State{}, io.Discard)
+	serveIn(t, ns, "127.0.0.1:23060", "hi")
+	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:23050", "127.0.0.1:23059"), State{}, io.Discard)
 	d.opt.AttachmentDir = t.TempDir()
 	t.Cleanup(func() { stopDaemon(d) })
 	if err := d.Start(); err != nil {
@@ -178,11 +178,11 @@ func TestFastDeleteFoldsNamespaceCounters(t *testing.T) {
 	plans := d.plans
 	for i := 0; i < n; i++ {
 		a := attachmentIn(fmt.Sprintf("n%d", i), ns, nil)
-		a.PortMappings = []api.PortMapping{{HostIP: "127.0.0.1", HostPort: 22061 + i, ContainerPort: 22060, Protocol: "tcp"}}
+		a.PortMappings = []api.PortMapping{{HostIP: "127.0.0.1", HostPort: 23061 + i, ContainerPort: 23060, Protocol: "tcp"}}
 		if _, err := d.PutAttachment(a); err != nil {
 			t.Fatal(err)
 		}
-		expectAnswer(t, fmt.Sprintf("127.0.0.1:%d", 22061+i), "hi")
+		expectAnswer(t, fmt.Sprintf("127.0.0.1:%d", 23061+i), "hi")
 		if err := d.DeleteAttachment(a.AttachmentKey); err != nil {
 			t.Fatal(err)
 		}
@@ -198,7 +198,7 @@ func TestFastDeleteFoldsNamespaceCounters(t *testing.T) {
 // set; the fast path must not give an ADD an owner from it.
 func TestFastPutIgnoresRefusedManifests(t *testing.T) {
 	ns := testns.New(t, "rv")
-	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:22000", "127.0.0.1:22001"), State{}, io.Discard)
+	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:23000", "127.0.0.1:23001"), State{}, io.Discard)
 	d.opt.AttachmentDir = t.TempDir()
 	t.Cleanup(func() { stopDaemon(d) })
 	if err := d.Start(); err != nil {

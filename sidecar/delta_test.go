@@ -44,10 +44,10 @@ func TestFastPathAgreesWithPlan(t *testing.T) {
 func fastAgreement(t *testing.T, nsA, nsB, nsT string, conflicts bool) {
 	st := State{
 		Namespaces: []api.Namespace{{Name: "apins", Path: "/var/run/netns/" + nsT, Tenant: "t2"}},
-		Backends: []api.Backend{{Name: "apib", Servers: []api.Server{{Name: "s", Addr: "127.0.0.1:20410",
+		Backends: []api.Backend{{Name: "apib", Servers: []api.Server{{Name: "s", Addr: "127.0.0.1:24410",
 			Namespace: "named-ref"}}}},
 	}
-	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:20400", "127.0.0.1:20401"), st, io.Discard)
+	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:24400", "127.0.0.1:24401"), st, io.Discard)
 	d.opt.AttachmentDir = t.TempDir()
 	t.Cleanup(func() { stopDaemon(d) })
 	if err := d.Start(); err != nil {
@@ -78,13 +78,13 @@ func fastAgreement(t *testing.T, nsA, nsB, nsT string, conflicts bool) {
 			}
 		}
 		// Host ports from a small range: some are wanted twice.
-		port := 20450 + i
+		port := 24450 + i
 		if conflicts {
-			port = 20402 + i%6
+			port = 24402 + i%6
 		}
 		a.PortMappings = []api.PortMapping{{HostPort: port, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}}
 		if i%5 == 0 {
-			a.PortMappings = append(a.PortMappings, api.PortMapping{HostPort: 20420 + i, ContainerPort: 81, HostIP: "127.0.0.1"})
+			a.PortMappings = append(a.PortMappings, api.PortMapping{HostPort: 24420 + i, ContainerPort: 81, HostIP: "127.0.0.1"})
 		}
 		return a
 	}
@@ -286,7 +286,7 @@ func specText(spec proxy.Spec) string {
 // objects. Memory given back to the OS is the churn benchmark's to show.
 func TestAttachmentChurnLeavesNothing(t *testing.T) {
 	ns := testns.New(t, "fl")
-	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:20430", "127.0.0.1:20431"), State{}, io.Discard)
+	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:24430", "127.0.0.1:24431"), State{}, io.Discard)
 	d.opt.AttachmentDir = t.TempDir()
 	t.Cleanup(func() { stopDaemon(d) })
 	if err := d.Start(); err != nil {
@@ -297,7 +297,7 @@ func TestAttachmentChurnLeavesNothing(t *testing.T) {
 	var keys []api.AttachmentKey
 	for i := 0; i < n; i++ {
 		a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: fmt.Sprintf("churn%03d", i), IfName: "eth0"},
-			Netns: "/var/run/netns/" + ns, PortMappings: []api.PortMapping{{HostPort: 20440 + i%100, ContainerPort: 80,
+			Netns: "/var/run/netns/" + ns, PortMappings: []api.PortMapping{{HostPort: 24440 + i%100, ContainerPort: 80,
 				HostIP: fmt.Sprintf("127.0.%d.1", 1+i/100)}}}
 		if _, err := d.PutAttachment(a); err != nil {
 			t.Fatal(err)
@@ -400,7 +400,7 @@ func TestRestoredModelGoesWithItsAttachments(t *testing.T) {
 		keys = append(keys, a.AttachmentKey)
 	}
 	cfgPath := filepath.Join(dir, "n.cfg")
-	if err := os.WriteFile(cfgPath, []byte(restoreCfg("127.0.0.1:20432", "127.0.0.1:20433")), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(restoreCfg("127.0.0.1:24432", "127.0.0.1:24433")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	d := startedDaemon(t, Options{ConfigFiles: []string{cfgPath}, AttachmentDir: dir})

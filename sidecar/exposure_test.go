@@ -52,35 +52,35 @@ func TestExposureFamilies(t *testing.T) {
 func TestExposureConflictReported(t *testing.T) {
 	td := startTestDaemon(t, "# attachments only\n", "")
 	ns := testns.New(t, "X")
-	holder, err := net.Listen("tcp4", "127.0.0.1:19551")
+	holder, err := net.Listen("tcp4", "127.0.0.1:24551")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer holder.Close()
 	a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "c0ffee", IfName: "eth0"},
 		Netns: filepath.Join("/var/run/netns", ns), IPs: []string{"10.9.8.7/24"},
-		PortMappings: []api.PortMapping{{HostPort: 19551, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"},
-			{HostPort: 19552, ContainerPort: 81, Protocol: "tcp", HostIP: "127.0.0.1"}}}
+		PortMappings: []api.PortMapping{{HostPort: 24551, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"},
+			{HostPort: 24552, ContainerPort: 81, Protocol: "tcp", HostIP: "127.0.0.1"}}}
 	var got api.Attachment
 	if code, e := td.call("POST", "/v1/attachments", a, &got); code != 201 {
 		t.Fatalf("POST: %d %+v", code, e)
 	}
-	if len(got.Exposed) != 1 || !strings.HasSuffix(got.Exposed[0], "-19552") {
-		t.Errorf("exposed %v, want only the free port 19552", got.Exposed)
+	if len(got.Exposed) != 1 || !strings.HasSuffix(got.Exposed[0], "-24552") {
+		t.Errorf("exposed %v, want only the free port 24552", got.Exposed)
 	}
 	if x := got.Exposures; len(x) != 1 || x[0].PortMapping != a.PortMappings[1] || len(got.Exposed) != 1 || x[0].Frontend != got.Exposed[0] {
-		t.Errorf("exposures %+v, want only the mapping of 19552 and its frontend %v", x, got.Exposed)
+		t.Errorf("exposures %+v, want only the mapping of 24552 and its frontend %v", x, got.Exposed)
 	}
-	if p := strings.Join(got.Problems, "; "); !strings.Contains(p, "127.0.0.1:19551: conflict: in use by another program") {
-		t.Errorf("problems %q, want the conflict on 19551", p)
+	if p := strings.Join(got.Problems, "; "); !strings.Contains(p, "127.0.0.1:24551: conflict: in use by another program") {
+		t.Errorf("problems %q, want the conflict on 24551", p)
 	}
 }
 
 // TestFrontendV4V6RoundTrips: a frontend POSTed with a v4v6 bind is shown
 // with it by GET; v4v6 on an IPv4 address is refused.
 func TestFrontendV4V6RoundTrips(t *testing.T) {
-	td := startTestDaemon(t, "backend be\n    server s 127.0.0.1:19561\n", "")
-	f := api.Frontend{Name: "both", Binds: []api.Bind{{Addr: "[::1]:19560", V4V6: true}}, Backend: "be"}
+	td := startTestDaemon(t, "backend be\n    server s 127.0.0.1:24561\n", "")
+	f := api.Frontend{Name: "both", Binds: []api.Bind{{Addr: "[::1]:24560", V4V6: true}}, Backend: "be"}
 	if code, e := td.call("POST", "/v1/frontends", f, nil); code != 201 {
 		t.Fatalf("POST: %d %+v", code, e)
 	}
@@ -88,7 +88,7 @@ func TestFrontendV4V6RoundTrips(t *testing.T) {
 	if code, e := td.call("GET", "/v1/frontends/both", nil, &got); code != 200 || len(got.Binds) != 1 || !got.Binds[0].V4V6 {
 		t.Fatalf("GET: %d %+v %+v", code, e, got)
 	}
-	bad := api.Frontend{Name: "bad", Binds: []api.Bind{{Addr: "127.0.0.1:19562", V4V6: true}}, Backend: "be"}
+	bad := api.Frontend{Name: "bad", Binds: []api.Bind{{Addr: "127.0.0.1:24562", V4V6: true}}, Backend: "be"}
 	if code, e := td.call("POST", "/v1/frontends", bad, nil); code != 400 || !strings.Contains(strings.Join(e.Details, ";"), "v4v6 applies to IPv6 addresses") {
 		t.Fatalf("POST v4v6 on IPv4: %d %+v", code, e)
 	}

@@ -318,10 +318,10 @@ func TestHandoverKeepsListenersNonBlocking(t *testing.T) {
 // and, when the hand-over aborts, the old daemon runs it by itself.
 func TestReloadRefusedDuringHandoverRunsAfterAbort(t *testing.T) {
 	be := echoServer(t, "backend")
-	cfgA := fmt.Sprintf("frontend web\n    bind 127.0.0.1:20400\n    default_backend app\nbackend app\n    server s1 127.0.0.1:%d\n", be)
-	cfgB := cfgA + "frontend extra\n    bind 127.0.0.1:20401\n    default_backend app\n"
+	cfgA := fmt.Sprintf("frontend web\n    bind 127.0.0.1:24400\n    default_backend app\nbackend app\n    server s1 127.0.0.1:%d\n", be)
+	cfgB := cfgA + "frontend extra\n    bind 127.0.0.1:24401\n    default_backend app\n"
 	td := startTestDaemon(t, cfgA, "")
-	waitFor(t, "daemon serves", func() error { _, err := askTag("127.0.0.1:20400"); return err })
+	waitFor(t, "daemon serves", func() error { _, err := askTag("127.0.0.1:24400"); return err })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	tk, err := BeginTakeover(ctx, td.socket)
@@ -333,12 +333,12 @@ func TestReloadRefusedDuringHandoverRunsAfterAbort(t *testing.T) {
 		tk.Abort()
 		t.Fatalf("reload during a hand-over: %v, want errUpgrading", err)
 	}
-	if _, err := askTag("127.0.0.1:20401"); err == nil {
+	if _, err := askTag("127.0.0.1:24401"); err == nil {
 		t.Error("the refused reload was applied")
 	}
 	tk.Abort()
 	waitFor(t, "the reload refused during the aborted hand-over runs", func() error {
-		_, err := askTag("127.0.0.1:20401")
+		_, err := askTag("127.0.0.1:24401")
 		return err
 	})
 	if err := td.d.Reload(); err != nil {

@@ -13,13 +13,13 @@ import (
 // backend of the files, 100 API backends of 10 servers and 100 API
 // frontends.
 func BenchmarkMerge(b *testing.B) {
-	file, err := config.Parse("b.cfg", []byte(restoreCfg("127.0.0.1:19540", "127.0.0.1:19541")))
+	file, err := config.Parse("b.cfg", []byte(restoreCfg("127.0.0.1:24540", "127.0.0.1:24541")))
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, n := range []int{1000, 5000} {
 		b.Run(fmt.Sprintf("servers=%d", n), func(b *testing.B) {
-			st := State{Servers: apiServers(n, "127.0.0.1:19541")}
+			st := State{Servers: apiServers(n, "127.0.0.1:24541")}
 			for i := 0; i < 100; i++ {
 				be := api.Backend{Name: fmt.Sprintf("b%d", i), ConnectTimeout: "5s", Balance: "leastconn"}
 				for j := 0; j < 10; j++ {

@@ -35,10 +35,10 @@ var (
 	everyFrontend = api.Frontend{Name: "fe", Backend: "be", MaxConn: 77, ClientTimeout: "30s", ClientFinTimeout: "1m",
 		ProxyHeaderTimeout: "3s", TrustedProxies: []string{"10.0.0.0/8", "192.168.1.7", "fd00::/64"}, LenientNetnsTLV: true,
 		Binds: []api.Bind{
-			{Addr: "127.0.0.1:19500", Namespace: "n1", AcceptProxy: true},
-			{Addr: "[::]:19501", V4V6: true},
-			{Addr: "[::1]:19502", V6Only: true},
-			{Addr: ":19503"},
+			{Addr: "127.0.0.1:24500", Namespace: "n1", AcceptProxy: true},
+			{Addr: "[::]:24501", V4V6: true},
+			{Addr: "[::1]:24502", V6Only: true},
+			{Addr: ":24503"},
 		}}
 )
 
@@ -94,10 +94,10 @@ func TestConverterEveryField(t *testing.T) {
 		ClientFinTimeout: time.Minute, ProxyHeaderTimeout: 3 * time.Second, LenientNetnsTLV: true,
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.7/32"), netip.MustParsePrefix("fd00::/64")},
 		Binds: []config.Bind{
-			{Addr: netip.MustParseAddrPort("127.0.0.1:19500"), Namespace: "n1", AcceptProxy: true},
-			{Addr: netip.MustParseAddrPort("[::]:19501"), V4V6: true},
-			{Addr: netip.MustParseAddrPort("[::1]:19502"), V6Only: true},
-			{Addr: netip.MustParseAddrPort("0.0.0.0:19503")},
+			{Addr: netip.MustParseAddrPort("127.0.0.1:24500"), Namespace: "n1", AcceptProxy: true},
+			{Addr: netip.MustParseAddrPort("[::]:24501"), V4V6: true},
+			{Addr: netip.MustParseAddrPort("[::1]:24502"), V6Only: true},
+			{Addr: netip.MustParseAddrPort("0.0.0.0:24503")},
 		}}
 	if got := plainFrontend(f); !reflect.DeepEqual(got, wantF) {
 		t.Errorf("frontend\n%+v, want\n%+v", got, wantF)
@@ -313,7 +313,7 @@ func TestRuntimeObjectsInheritDefaults(t *testing.T) {
 			{Name: "own", Balance: "first", ConnectTimeout: "3s", Servers: []api.Server{{Name: "s", Addr: "10.0.0.2:80", Rise: 2, Weight: intp(0), Check: true}}},
 		},
 		Servers:   []api.Server{{Backend: "fb", Name: "added", Addr: "10.0.0.3:80"}},
-		Frontends: []api.Frontend{{Name: "f", Backend: "inherit", Binds: []api.Bind{{Addr: "127.0.0.1:19510"}}}},
+		Frontends: []api.Frontend{{Name: "f", Backend: "inherit", Binds: []api.Bind{{Addr: "127.0.0.1:24510"}}}},
 	}
 	m, err := merge(file, st, nil)
 	if err != nil {
@@ -362,7 +362,7 @@ func TestRuntimeObjectsInheritDefaults(t *testing.T) {
 func TestManifestObjects(t *testing.T) {
 	acme := manifest.Tenant{Meta: manifest.Meta{Name: "acme"}, Spec: manifest.TenantSpec{
 		Backends:  []api.Backend{{Name: "acme-be", Servers: []api.Server{{Name: "s", Addr: "10.0.0.1:80"}}}},
-		Frontends: []api.Frontend{{Name: "acme-fe", Backend: "acme-be", Binds: []api.Bind{{Addr: "127.0.0.1:19520"}}}},
+		Frontends: []api.Frontend{{Name: "acme-fe", Backend: "acme-be", Binds: []api.Bind{{Addr: "127.0.0.1:24520"}}}},
 	}}
 	st := State{Manifests: manifest.Set{Tenants: []manifest.Tenant{acme}}}
 	m, err := merge(&config.Config{}, st, nil)
@@ -381,7 +381,7 @@ func TestManifestObjects(t *testing.T) {
 	}
 
 	bad := acme
-	bad.Spec.Frontends = []api.Frontend{{Name: "acme-fe", Backend: "acme-be", Binds: []api.Bind{{Addr: "127.0.0.1:19520"}, {Addr: "127.0.0.1:99999"}}}}
+	bad.Spec.Frontends = []api.Frontend{{Name: "acme-fe", Backend: "acme-be", Binds: []api.Bind{{Addr: "127.0.0.1:24520"}, {Addr: "127.0.0.1:99999"}}}}
 	set := manifest.Set{Tenants: []manifest.Tenant{bad}, Positions: map[string]manifest.Pos{
 		"Tenant/acme":                                 {File: "t.yaml", Line: 1, Col: 1},
 		"Tenant/acme.spec.frontends[0]":               {File: "t.yaml", Line: 9, Col: 5},
@@ -453,14 +453,14 @@ func FuzzAPIObject(f *testing.F) {
 func TestManifestsPersistAndRestore(t *testing.T) {
 	tenant := func(name, bind string) manifest.Tenant {
 		return manifest.Tenant{Meta: manifest.Meta{Name: name}, Spec: manifest.TenantSpec{
-			Backends:  []api.Backend{{Name: name + "-be", Servers: []api.Server{{Name: "s", Addr: "127.0.0.1:19551"}}}},
+			Backends:  []api.Backend{{Name: name + "-be", Servers: []api.Server{{Name: "s", Addr: "127.0.0.1:24551"}}}},
 			Frontends: []api.Frontend{{Name: name + "-fe", Backend: name + "-be", Binds: []api.Bind{{Addr: bind}}}},
 		}}
 	}
 	// "clash" binds the files' own address: it no longer fits.
-	st := State{Manifests: manifest.Set{Tenants: []manifest.Tenant{tenant("acme", "127.0.0.1:19552"), tenant("clash", "127.0.0.1:19550")}}}
+	st := State{Manifests: manifest.Set{Tenants: []manifest.Tenant{tenant("acme", "127.0.0.1:24552"), tenant("clash", "127.0.0.1:24550")}}}
 	var log testlog.Buffer
-	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:19550", "127.0.0.1:19551"), st, &log)
+	d := newRestoreDaemon(t, restoreCfg("127.0.0.1:24550", "127.0.0.1:24551"), st, &log)
 	t.Cleanup(func() { stopDaemon(d) })
 	if err := d.Start(); err != nil {
 		t.Fatal(err)
@@ -483,7 +483,7 @@ func TestManifestsPersistAndRestore(t *testing.T) {
 	if err := d.DeleteFrontend("acme-fe"); err == nil || !strings.Contains(err.Error(), "belongs to Tenant/acme") {
 		t.Errorf("deleting a manifest's frontend through the API: %v", err)
 	}
-	if err := d.AddServer(api.Server{Backend: "acme-be", Name: "x", Addr: "127.0.0.1:19553"}); !errors.Is(err, errConflict) || !strings.Contains(err.Error(), "add the server to the manifest") {
+	if err := d.AddServer(api.Server{Backend: "acme-be", Name: "x", Addr: "127.0.0.1:24553"}); !errors.Is(err, errConflict) || !strings.Contains(err.Error(), "add the server to the manifest") {
 		t.Errorf("adding a server to a manifest's backend through the API: %v", err)
 	}
 }

@@ -25,10 +25,10 @@ import (
 // rvcCfg listens in the control review's port range only.
 const rvcCfg = `
 frontend web
-    bind 127.0.0.1:22100
+    bind 127.0.0.1:23100
     default_backend web
 backend web
-    server s1 127.0.0.1:22101
+    server s1 127.0.0.1:23101
 `
 
 // TestReviewReplayKeepsDirectoryOutOfState: ReplayAttachments (run by
@@ -87,13 +87,13 @@ func TestReviewAttachmentNameUsedByObjectOfOtherTenant(t *testing.T) {
 	ns := rvcNS(t, "n")
 	td := startTestDaemon(t, rvcCfg, "")
 	if code, e := td.call("POST", "/v1/backends", api.Backend{Name: "rvcb", Servers: []api.Server{{Name: "s",
-		Addr: "127.0.0.1:22102", Namespace: "rvcweb"}}}, nil); code != 201 {
+		Addr: "127.0.0.1:23102", Namespace: "rvcweb"}}}, nil); code != 201 {
 		t.Fatalf("backend: %d %+v", code, e)
 	}
 	var got api.Attachment
 	code, e := td.call("POST", "/v1/attachments", api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "rvc1", IfName: "eth0"},
 		Netns: "/var/run/netns/" + ns, Name: "rvcweb", Tenant: "t1",
-		PortMappings: []api.PortMapping{{HostPort: 22103, ContainerPort: 80, HostIP: "127.0.0.1"}}}, &got)
+		PortMappings: []api.PortMapping{{HostPort: 23103, ContainerPort: 80, HostIP: "127.0.0.1"}}}, &got)
 	if code >= 300 {
 		t.Fatalf("ADD of tenant t1 asking for a name a default-tenant backend uses: %d %s %v", code, e.Error, e.Details)
 	}
@@ -114,8 +114,8 @@ func TestReviewRecordRefusedByPlanStopsStart(t *testing.T) {
 	recs := filepath.Join(dir, "attachments")
 	a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "rvc2", IfName: "eth0"}, Netns: "/var/run/netns/" + ns,
 		Source: api.SourceCNI, IPs: []string{"10.99.0.2/24"}, PortMappings: []api.PortMapping{
-			{HostPort: 22111, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"},
-			{HostPort: 22111, ContainerPort: 80, Protocol: "tcp", HostIP: "::1"}}}
+			{HostPort: 23111, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"},
+			{HostPort: 23111, ContainerPort: 80, Protocol: "tcp", HostIP: "::1"}}}
 	if err := hooks.WriteRecord(recs, a); err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestReviewRecordDropsAPIObjectAtStart(t *testing.T) {
 	cfg := filepath.Join(dir, "n.cfg")
 	mustWrite(t, cfg, rvcCfg)
 	state := filepath.Join(dir, "state.json")
-	st := State{Backends: []api.Backend{{Name: "rvcb", Servers: []api.Server{{Name: "s", Addr: "127.0.0.1:22102", Namespace: "rvcweb"}}}}}
+	st := State{Backends: []api.Backend{{Name: "rvcb", Servers: []api.Server{{Name: "s", Addr: "127.0.0.1:23102", Namespace: "rvcweb"}}}}}
 	if err := (&store{path: state}).save(st); err != nil {
 		t.Fatal(err)
 	}
@@ -205,14 +205,14 @@ spec:
   frontends:
   - name: t1-web
     binds:
-    - addr: 127.0.0.1:22105
+    - addr: 127.0.0.1:23105
       namespace: rvcweb
     backend: t1-app
   backends:
   - name: t1-app
     servers:
     - name: s1
-      addr: 127.0.0.1:22106
+      addr: 127.0.0.1:23106
       namespace: rvcweb
 `
 
@@ -277,7 +277,7 @@ func TestReviewLateDeleteRemovesNewerRecord(t *testing.T) {
 	d, sock, recs := servedDaemon(t, "rvclate", true, ControlOptions{})
 
 	a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "rvc5", IfName: "eth0"}, Netns: "/var/run/netns/" + ns,
-		Source: api.SourceCNI, PortMappings: []api.PortMapping{{HostPort: 22107, ContainerPort: 80, HostIP: "127.0.0.1"}}}
+		Source: api.SourceCNI, PortMappings: []api.PortMapping{{HostPort: 23107, ContainerPort: 80, HostIP: "127.0.0.1"}}}
 	hook := hooks.NewClient(sock, hooks.WithTimeout(300*time.Millisecond))
 	if err := hooks.WriteRecord(recs, a); err != nil {
 		t.Fatal(err)
@@ -325,10 +325,10 @@ func TestReplaySkipsRecordRefusedByPlan(t *testing.T) {
 	defer stopDaemon(d)
 	bad := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "fxc1", IfName: "eth0"}, Netns: "/var/run/netns/" + ns,
 		Source: api.SourceCNI, PortMappings: []api.PortMapping{
-			{HostPort: 20401, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"},
-			{HostPort: 20401, ContainerPort: 80, Protocol: "tcp", HostIP: "::1"}}}
+			{HostPort: 24401, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"},
+			{HostPort: 24401, ContainerPort: 80, Protocol: "tcp", HostIP: "::1"}}}
 	good := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: "fxc2", IfName: "eth0"}, Netns: "/var/run/netns/" + ns,
-		Source: api.SourceCNI, PortMappings: []api.PortMapping{{HostPort: 20402, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}}}
+		Source: api.SourceCNI, PortMappings: []api.PortMapping{{HostPort: 24402, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}}}
 	for _, a := range []api.Attachment{bad, good} {
 		if err := hooks.WriteRecord(recs, a); err != nil {
 			t.Fatal(err)
@@ -373,7 +373,7 @@ func TestTenantObjectsWaitForTheirContainer(t *testing.T) {
 	if _, err := d.applyManifests(root, manifestReq("t0.yaml", tenantDoc("t1", 2000)), opApply); err != nil {
 		t.Fatal(err)
 	}
-	doc := strings.NewReplacer("rvcweb", rootNS, "22105", "20410", "22106", "20411").Replace(rvcTenantT1)
+	doc := strings.NewReplacer("rvcweb", rootNS, "23105", "24410", "23106", "24411").Replace(rvcTenantT1)
 	// A name no container of t1 held is not t1's to wait for.
 	if _, err := d.applyManifests(root, manifestReq("t1.yaml", doc), opApply); err == nil {
 		t.Fatalf("tenant t1's objects naming %s, which no container of t1 holds, were accepted", rootNS)
@@ -387,7 +387,7 @@ func TestTenantObjectsWaitForTheirContainer(t *testing.T) {
 		t.Fatal(err)
 	}
 	testwait.For(t, 5*time.Second, "t1-web listening in the container's namespace", func() error {
-		if !fxcListening(t, c1, 20410) {
+		if !fxcListening(t, c1, 24410) {
 			return fmt.Errorf("not listening in %s", c1)
 		}
 		return nil
@@ -396,13 +396,13 @@ func TestTenantObjectsWaitForTheirContainer(t *testing.T) {
 		t.Fatalf("DEL refused: %v", err)
 	}
 	testwait.For(t, 5*time.Second, "t1-web closed with its container", func() error {
-		if fxcListening(t, c1, 20410) {
+		if fxcListening(t, c1, 24410) {
 			return fmt.Errorf("still listening in %s", c1)
 		}
 		return nil
 	})
 	time.Sleep(300 * time.Millisecond)
-	if fxcListening(t, rootNS, 20410) {
+	if fxcListening(t, rootNS, 24410) {
 		t.Fatalf("tenant t1's frontend listens in %s, the netns directory's namespace of its container's name", rootNS)
 	}
 	a.Netns = "/var/run/netns/" + c2
@@ -413,7 +413,7 @@ func TestTenantObjectsWaitForTheirContainer(t *testing.T) {
 		t.Fatalf("the container came back as %q, not %q", got, rootNS)
 	}
 	testwait.For(t, 5*time.Second, "t1-web listening in the container's new namespace", func() error {
-		if !fxcListening(t, c2, 20410) {
+		if !fxcListening(t, c2, 24410) {
 			return fmt.Errorf("not listening in %s", c2)
 		}
 		return nil
@@ -481,7 +481,7 @@ func TestLateAttachmentWritesYieldToRecords(t *testing.T) {
 	live := func(a api.Attachment) bool { _, ok := d.attachmentView(a.AttachmentKey); return ok }
 
 	// A late DEL that no ADD followed still removes the attachment.
-	a := att("fxcl1", 20420)
+	a := att("fxcl1", 24420)
 	add(a, false)
 	d.mu.Lock()
 	del(a, true)
@@ -494,7 +494,7 @@ func TestLateAttachmentWritesYieldToRecords(t *testing.T) {
 	})
 
 	// A late ADD that a DEL followed does not bring the container back.
-	b := att("fxcl2", 20421)
+	b := att("fxcl2", 24421)
 	d.mu.Lock()
 	add(b, true)
 	del(b, true)
@@ -506,7 +506,7 @@ func TestLateAttachmentWritesYieldToRecords(t *testing.T) {
 
 	// A late DEL that an ADD followed (podman restart) leaves the new
 	// container served and its record in place.
-	c := att("fxcl3", 20422)
+	c := att("fxcl3", 24422)
 	add(c, false)
 	d.mu.Lock()
 	del(c, true)

@@ -28,7 +28,7 @@ func TestStatsEnterNoNamespace(t *testing.T) {
 	ns := testns.Add(t, fmt.Sprintf("hxr%dst", os.Getpid()%10000))
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "n.cfg")
-	if err := os.WriteFile(cfg, []byte("frontend web\n    bind 127.0.0.1:22001\n    default_backend web\nbackend web\n    server s1 127.0.0.1:22002\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte("frontend web\n    bind 127.0.0.1:23001\n    default_backend web\nbackend web\n    server s1 127.0.0.1:23002\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	d, err := New(Options{ConfigFiles: []string{cfg}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

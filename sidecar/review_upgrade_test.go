@@ -29,10 +29,10 @@ import (
 func TestReviewReloadRenameRefuses(t *testing.T) {
 	be := echoServer(t, "backend")
 	cfg := func(name string) string {
-		return fmt.Sprintf("frontend %s\n    bind 127.0.0.1:22140\n    default_backend app\nbackend app\n    server s1 127.0.0.1:%d\n", name, be)
+		return fmt.Sprintf("frontend %s\n    bind 127.0.0.1:23140\n    default_backend app\nbackend app\n    server s1 127.0.0.1:%d\n", name, be)
 	}
 	td := startTestDaemon(t, cfg("web"), "")
-	addr := "127.0.0.1:22140"
+	addr := "127.0.0.1:23140"
 	waitFor(t, "daemon serves", func() error { _, err := askTag(addr); return err })
 	var refused, ok atomic.Int64
 	stop := make(chan struct{})
@@ -89,7 +89,7 @@ func TestReviewReplayAfterHandoverSavesDirectoryDocs(t *testing.T) {
 	os.Mkdir(mdir, 0o755)
 	mustWrite(t, filepath.Join(mdir, "a.yaml"), tenantDoc("rvua", 2000))
 	cfg := filepath.Join(dir, "n.cfg")
-	mustWrite(t, cfg, "frontend web\n    bind 127.0.0.1:22170\n    default_backend web\nbackend web\n    server s1 127.0.0.1:22171\n")
+	mustWrite(t, cfg, "frontend web\n    bind 127.0.0.1:23170\n    default_backend web\nbackend web\n    server s1 127.0.0.1:23171\n")
 	opt := Options{ConfigFiles: []string{cfg}, StateFile: filepath.Join(dir, "state.json"), ManifestDir: mdir,
 		ManifestResync: time.Hour, AttachmentDir: filepath.Join(dir, "att"),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
@@ -144,7 +144,7 @@ func TestReviewHandoverMovesContendedPort(t *testing.T) {
 	add := func(id, ns, ip string) api.Attachment {
 		a := api.Attachment{AttachmentKey: api.AttachmentKey{ContainerID: id, IfName: "eth0"}, Source: api.SourceCNI,
 			Name: "rvuweb", Netns: filepath.Join("/var/run/netns", ns), IPs: []string{ip + "/24"},
-			PortMappings: []api.PortMapping{{HostPort: 22195, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}}}
+			PortMappings: []api.PortMapping{{HostPort: 23195, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}}}
 		if err := hooks.WriteRecord(attDir, a); err != nil {
 			t.Fatal(err)
 		}
@@ -200,7 +200,7 @@ func TestReviewHandoverMovesContendedPort(t *testing.T) {
 		}
 	}
 	if h := holder(b); h != "bbb" {
-		t.Errorf("after the hand-over host port 22195 belongs to %q, before to bbb; the successor's servers: %v", h, servers)
+		t.Errorf("after the hand-over host port 23195 belongs to %q, before to bbb; the successor's servers: %v", h, servers)
 	}
 	if n := named(b); n != "rvuweb" {
 		t.Errorf("after the hand-over the name rvuweb (NETNS TLVs, namespace lookups) is no longer bbb's: bbb is %q", n)
@@ -214,10 +214,10 @@ func TestReviewHandoverMovesContendedPort(t *testing.T) {
 // commit the reload is silently gone: the new frontend is not served.
 func TestReviewReloadDuringHandoverLost(t *testing.T) {
 	be := echoServer(t, "backend")
-	cfgA := fmt.Sprintf("frontend web\n    bind 127.0.0.1:22196\n    default_backend app\nbackend app\n    server s1 127.0.0.1:%d\n", be)
-	cfgB := cfgA + "frontend extra\n    bind 127.0.0.1:22197\n    default_backend app\n"
+	cfgA := fmt.Sprintf("frontend web\n    bind 127.0.0.1:23196\n    default_backend app\nbackend app\n    server s1 127.0.0.1:%d\n", be)
+	cfgB := cfgA + "frontend extra\n    bind 127.0.0.1:23197\n    default_backend app\n"
 	td := startTestDaemon(t, cfgA, "")
-	waitFor(t, "old daemon serves", func() error { _, err := askTag("127.0.0.1:22196"); return err })
+	waitFor(t, "old daemon serves", func() error { _, err := askTag("127.0.0.1:23196"); return err })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	tk, err := BeginTakeover(ctx, td.socket)
@@ -242,7 +242,7 @@ func TestReviewReloadDuringHandoverLost(t *testing.T) {
 	if err := tk.Commit(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	_, serveErr := askTag("127.0.0.1:22197")
+	_, serveErr := askTag("127.0.0.1:23197")
 	if reloadErr == nil && serveErr != nil {
 		t.Errorf("SIGHUP during the hand-over was accepted (Reload returned nil) but after the commit frontend extra is not served: %v", serveErr)
 	}

@@ -51,16 +51,16 @@ func TestGetIsValidPost(t *testing.T) {
 // built-in values (README: "inherit nothing").
 func TestAPIObjectsInheritDefaults(t *testing.T) {
 	cfg := "defaults\n    timeout client 7s\n    timeout connect 2s\n    balance leastconn\n    default-server inter 5s weight 3\n" +
-		"frontend web\n    bind 127.0.0.1:19530\n    default_backend web\n" +
-		"backend web\n    default-server weight 9\n    server s1 127.0.0.1:19531\n"
+		"frontend web\n    bind 127.0.0.1:24530\n    default_backend web\n" +
+		"backend web\n    default-server weight 9\n    server s1 127.0.0.1:24531\n"
 	td := startTestDaemon(t, cfg, "")
 	calls := []struct {
 		path string
 		body any
 	}{
-		{"/v1/backends", api.Backend{Name: "rt", Servers: []api.Server{{Name: "s", Addr: "127.0.0.1:19532"}}}},
-		{"/v1/frontends", api.Frontend{Name: "rt", Backend: "rt", Binds: []api.Bind{{Addr: "127.0.0.1:19533"}}}},
-		{"/v1/backends/web/servers", api.Server{Name: "s2", Addr: "127.0.0.1:19534"}},
+		{"/v1/backends", api.Backend{Name: "rt", Servers: []api.Server{{Name: "s", Addr: "127.0.0.1:24532"}}}},
+		{"/v1/frontends", api.Frontend{Name: "rt", Backend: "rt", Binds: []api.Bind{{Addr: "127.0.0.1:24533"}}}},
+		{"/v1/backends/web/servers", api.Server{Name: "s2", Addr: "127.0.0.1:24534"}},
 	}
 	for _, c := range calls {
 		if code, e := td.call("POST", c.path, c.body, nil); code != 201 {
@@ -109,7 +109,7 @@ func TestGetIsValidPostEveryFieldDaemon(t *testing.T) {
 		t.Errorf("GET backend: %+v", gotBe)
 	}
 	if gotFe.ClientFinTimeout != "1m" || gotFe.ProxyHeaderTimeout != "3s" || !gotFe.LenientNetnsTLV ||
-		!slices.Equal(gotFe.TrustedProxies, []string{"10.0.0.0/8", "192.168.1.7/32", "fd00::/64"}) || gotFe.Binds[3].Addr != "0.0.0.0:19503" {
+		!slices.Equal(gotFe.TrustedProxies, []string{"10.0.0.0/8", "192.168.1.7/32", "fd00::/64"}) || gotFe.Binds[3].Addr != "0.0.0.0:24503" {
 		t.Errorf("GET frontend: %+v", gotFe)
 	}
 	gotBe.Name = "be2"
@@ -118,7 +118,7 @@ func TestGetIsValidPostEveryFieldDaemon(t *testing.T) {
 	}
 	gotFe.Name, gotFe.Backend = "fe2", "be2"
 	for i := range gotFe.Binds {
-		gotFe.Binds[i].Addr = strings.Replace(gotFe.Binds[i].Addr, ":195", ":196", 1)
+		gotFe.Binds[i].Addr = strings.Replace(gotFe.Binds[i].Addr, ":245", ":246", 1)
 	}
 	if code, e := td.call("POST", "/v1/frontends", gotFe, nil); code != 201 {
 		t.Fatalf("POST of GET's frontend: %d %s %v", code, e.Error, e.Details)

@@ -272,7 +272,7 @@ func TestStateWithoutManifestsOmitsThem(t *testing.T) {
 		t.Fatalf("empty manifests saved: %s", b)
 	}
 	want := manifest.Set{Tenants: []manifest.Tenant{{Meta: manifest.Meta{Name: "acme"}, Spec: manifest.TenantSpec{
-		Frontends: []api.Frontend{{Name: "f", Backend: "b", Binds: []api.Bind{{Addr: "127.0.0.1:19560"}}}}}}}}
+		Frontends: []api.Frontend{{Name: "f", Backend: "b", Binds: []api.Bind{{Addr: "127.0.0.1:24560"}}}}}}}}
 	if err := st.save(State{Manifests: want}); err != nil {
 		t.Fatal(err)
 	}
