@@ -156,6 +156,9 @@ type frontend struct {
 	refusals  reasonCounter // PROXY header and NETNS TLV refusals by reason
 	// acceptErrors counts failed accept(2) calls of its listeners.
 	acceptErrors atomic.Uint64
+	// limitGiven: removed, its limiter went on with the frontend that
+	// kept one of its listeners (inheritedLimit); under Engine.mu.
+	limitGiven bool
 }
 
 // Apply reconciles the running state with spec: listeners whose BindSpec is
@@ -288,6 +291,25 @@ func keepOrStop(moving map[BindSpec]*listener, owners map[BindSpec]string, from 
 	return moving
 }
 
+// inheritedLimit is the maxconn limiter a new frontend fs takes over, with
+// its count: that of the removed frontend whose listener fs keeps (a
+// rename), so that the connections still open under the old name count
+// against maxconn; the first frontend to keep one of its listeners gets it.
+// nil: fs starts from zero.
+func inheritedLimit(fs FrontendSpec, moving map[BindSpec]*listener, running map[string]*frontend) *limiter {
+	for _, bs := range fs.Binds {
+		l := moving[bs]
+		if l == nil {
+			continue
+		}
+		if old := l.fe.Load(); running[old.name] != old && !old.limitGiven {
+			old.limitGiven = true
+			return old.limit
+		}
+	}
+	return nil
+}
+
 // startFrontend makes fs the spec of its frontend (new or running) and
 // starts the listeners of its binds that are not running, or takes them
 // from moving (listeners of other frontends, kept for their bind line);
@@ -295,13 +317,16 @@ func keepOrStop(moving map[BindSpec]*listener, owners map[BindSpec]string, from 
 func (e *Engine) startFrontend(fs FrontendSpec, tenant *limiter, moving map[BindSpec]*listener) {
 	fe := e.frontends[fs.Name]
 	if fe == nil {
-		fe = &frontend{name: fs.Name, limit: newLimiter(fs.MaxConn), listeners: map[BindSpec]*listener{}}
+		lim := inheritedLimit(fs, moving, e.frontends)
+		if lim == nil {
+			lim = newLimiter(fs.MaxConn)
+		}
+		fe = &frontend{name: fs.Name, limit: lim, listeners: map[BindSpec]*listener{}}
 		e.frontends[fs.Name] = fe
 	}
 	if cur := fe.spec.Load(); cur == nil || !sameFrontendSpec(*cur, fs) {
 		fe.spec.Store(&fs)
 	}
-	fe.limit.setLimit(fs.MaxConn)
 	if old := fe.tenant.Swap(tenant); old != nil && old != tenant {
 		// A listener paused on the old tenant's limit waits for its wake-up.
 		old.wakeAll()
@@ -318,6 +343,9 @@ func (e *Engine) startFrontend(fs FrontendSpec, tenant *limiter, moving map[Bind
 		}
 		fe.listeners[bs] = e.startListener(fe, bs)
 	}
+	// Last: a limiter taken over with its waiters wakes them, and they
+	// must find their listeners moved to fe.
+	fe.limit.setLimit(fs.MaxConn)
 }
 
 // Delta changes the running spec by whole frontends and backends: those
