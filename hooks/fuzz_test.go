@@ -19,6 +19,8 @@ func FuzzRecord(f *testing.F) {
 	f.Add([]byte(`{"version":1,"attachment":{"containerID":"","ifname":""}}`), "", "")
 	f.Add([]byte(`{"version":2}`), strings.Repeat("z", 250), "eth0")
 	f.Add([]byte(`[`), "%41", "A")
+	f.Add([]byte(`{"version":1,"added":-1,"attachment":{"containerID":"c","ifname":"eth0"}}`), "c", "eth0")
+	f.Add([]byte(`{"version":1,"added":1e30,"attachment":{"containerID":"c","ifname":"eth0"}}`), "c", "eth0")
 	f.Add([]byte(`{"version":1,"attachment":{"containerID":"c","ifname":"e","metadata":{"a":null}}}`), "a", "%2B")
 	f.Fuzz(func(t *testing.T, b []byte, id, ifname string) {
 		if a, err := hooks.DecodeRecord(b); err == nil {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"github.com/nsproxy/nsproxy/internal/atomicfile"
 )
@@ -27,10 +28,14 @@ const RecordDir = "/var/lib/nsproxy/attachments"
 // writes and DecodeRecord accepts. A record is one JSON file per
 // attachment, named by RecordName, holding
 //
-//	{"version": 1, "boot": "<boot id>", "attachment": {<Attachment without its status>}}
+//	{"version": 1, "boot": "<boot id>", "added": <ns>, "attachment": {<Attachment without its status>}}
 //
 // "boot" (added later; a record without it counts as of this boot) is the
-// kernel's boot id when the record was written.
+// kernel's boot id when the record was written. "added" (added later
+// still) is when the attachment was first recorded in this boot, in
+// nanoseconds of the kernel's boot clock (CLOCK_BOOTTIME, which no clock
+// setting moves): ListRecords orders records by it, so that a restarted
+// daemon gives a contended host port or name to the container that had it.
 const RecordVersion = 1
 
 // recordSuffix ends every record's file name; files without it (and hidden
@@ -69,7 +74,19 @@ var ErrEarlierBoot = errors.New("nsproxy: attachment record of an earlier boot")
 type record struct {
 	Version    int        `json:"version"`
 	Boot       string     `json:"boot,omitempty"`
+	Added      int64      `json:"added,omitempty"`
 	Attachment Attachment `json:"attachment"`
+}
+
+// bootClock is now on CLOCK_BOOTTIME, in nanoseconds: one clock for every
+// process of this boot, never set back. 0 if it cannot be read.
+func bootClock() int64 {
+	const clockBoottime = 7 // CLOCK_BOOTTIME, linux/time.h
+	var ts syscall.Timespec
+	if _, _, e := syscall.RawSyscall(syscall.SYS_CLOCK_GETTIME, clockBoottime, uintptr(unsafe.Pointer(&ts)), 0); e != 0 {
+		return 0
+	}
+	return ts.Nano()
 }
 
 // bootIDFile holds the kernel's random id of the current boot, the same in
@@ -128,10 +145,16 @@ func RecordPath(dir string, k AttachmentKey) string {
 // EncodeRecord is the content of the record of a (without its status);
 // ErrTooLarge when it would exceed MaxAttachmentSize.
 func EncodeRecord(a Attachment) ([]byte, error) {
+	return encodeRecord(a, bootClock())
+}
+
+// encodeRecord is EncodeRecord with the time the attachment was first
+// recorded.
+func encodeRecord(a Attachment, added int64) ([]byte, error) {
 	if err := checkKey(a.AttachmentKey); err != nil {
 		return nil, err
 	}
-	b, err := json.MarshalIndent(record{Version: RecordVersion, Boot: bootID(), Attachment: a.WithoutStatus()}, "", "  ")
+	b, err := json.MarshalIndent(record{Version: RecordVersion, Boot: bootID(), Added: added, Attachment: a.WithoutStatus()}, "", "  ")
 	if err != nil {
 		return nil, err
 	}
@@ -146,27 +169,34 @@ func EncodeRecord(a Attachment) ([]byte, error) {
 // (a newer writer may add some); an unknown version is an error, a record
 // of an earlier boot is ErrEarlierBoot.
 func DecodeRecord(b []byte) (Attachment, error) {
+	a, _, err := decodeRecord(b)
+	return a, err
+}
+
+// decodeRecord is DecodeRecord, also returning when the attachment was
+// first recorded (0: not said, a record of an older writer).
+func decodeRecord(b []byte) (Attachment, int64, error) {
 	if len(b) > MaxAttachmentSize {
-		return Attachment{}, fmt.Errorf("%w: larger than %d bytes", ErrBadRecord, MaxAttachmentSize)
+		return Attachment{}, 0, fmt.Errorf("%w: larger than %d bytes", ErrBadRecord, MaxAttachmentSize)
 	}
 	var r record
 	d := json.NewDecoder(bytes.NewReader(b))
 	if err := d.Decode(&r); err != nil {
-		return Attachment{}, fmt.Errorf("%w: %v", ErrBadRecord, err)
+		return Attachment{}, 0, fmt.Errorf("%w: %v", ErrBadRecord, err)
 	}
 	if _, err := d.Token(); err != io.EOF {
-		return Attachment{}, fmt.Errorf("%w: data after the record", ErrBadRecord)
+		return Attachment{}, 0, fmt.Errorf("%w: data after the record", ErrBadRecord)
 	}
 	if r.Version != RecordVersion {
-		return Attachment{}, fmt.Errorf("%w: version %d, want %d", ErrBadRecord, r.Version, RecordVersion)
+		return Attachment{}, 0, fmt.Errorf("%w: version %d, want %d", ErrBadRecord, r.Version, RecordVersion)
 	}
 	if err := checkKey(r.Attachment.AttachmentKey); err != nil {
-		return Attachment{}, err
+		return Attachment{}, 0, err
 	}
 	if r.Boot != "" && bootID() != "" && r.Boot != bootID() {
-		return Attachment{}, fmt.Errorf("%w (%s/%s, boot %s)", ErrEarlierBoot, r.Attachment.ContainerID, r.Attachment.IfName, r.Boot)
+		return Attachment{}, 0, fmt.Errorf("%w (%s/%s, boot %s)", ErrEarlierBoot, r.Attachment.ContainerID, r.Attachment.IfName, r.Boot)
 	}
-	return r.Attachment.WithoutStatus(), nil
+	return r.Attachment.WithoutStatus(), r.Added, nil
 }
 
 // checkKey refuses keys that cannot name an attachment.
@@ -190,8 +220,19 @@ func checkKey(k AttachmentKey) error {
 // namespace it could name; a record that outlives its boot anyway (the
 // file system kept it) is refused as ErrEarlierBoot. The two fsyncs (file
 // and directory) were most of what the plugin added to a container's start.
+//
+// A record that replaces one of the same key (the plugin writing it again
+// with the name the daemon gave) keeps the time the attachment was first
+// recorded, which orders ListRecords.
 func WriteRecord(dir string, a Attachment) error {
-	b, err := EncodeRecord(a)
+	added := int64(0)
+	if old, when, err := readRecordFile(RecordPath(dir, a.AttachmentKey)); err == nil && old.AttachmentKey == a.AttachmentKey {
+		added = when
+	}
+	if added == 0 {
+		added = bootClock()
+	}
+	b, err := encodeRecord(a, added)
 	if err != nil {
 		return err
 	}
@@ -244,7 +285,7 @@ func removeRecordFile(p string) error {
 // ReadRecord reads the record of k from dir; errors.Is(err,
 // fs.ErrNotExist) when there is none.
 func ReadRecord(dir string, k AttachmentKey) (Attachment, error) {
-	a, err := readRecordFile(RecordPath(dir, k))
+	a, _, err := readRecordFile(RecordPath(dir, k))
 	if err != nil {
 		return Attachment{}, err
 	}
@@ -254,7 +295,9 @@ func ReadRecord(dir string, k AttachmentKey) (Attachment, error) {
 	return a, nil
 }
 
-// ListRecords reads every record in dir, sorted by file name. A missing
+// ListRecords reads every record in dir, in the order their attachments
+// were first recorded (records that do not say, of older writers, first),
+// then by file name. A missing
 // directory has no records. A file that cannot be read or parsed, or whose
 // name does not match its key, is reported in the errors (one per file,
 // naming it) and skipped: one bad file must not hide the others.
@@ -268,6 +311,7 @@ func ListRecords(dir string) ([]Attachment, []error) {
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
 	var out []Attachment
+	var added []int64
 	var errs []error
 	for _, e := range entries {
 		name := e.Name()
@@ -275,7 +319,7 @@ func ListRecords(dir string) ([]Attachment, []error) {
 			continue
 		}
 		p := filepath.Join(dir, name)
-		a, err := readRecordFile(p)
+		a, when, err := readRecordFile(p)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -285,24 +329,40 @@ func ListRecords(dir string) ([]Attachment, []error) {
 			continue
 		}
 		out = append(out, a)
+		added = append(added, when)
 	}
+	sort.Stable(byAdded{out, added})
 	return out, errs
 }
 
+// byAdded sorts records by when they were first recorded; sort.Stable
+// keeps the file-name order among equal times.
+type byAdded struct {
+	atts  []Attachment
+	added []int64
+}
+
+func (r byAdded) Len() int           { return len(r.atts) }
+func (r byAdded) Less(i, j int) bool { return r.added[i] < r.added[j] }
+func (r byAdded) Swap(i, j int) {
+	r.atts[i], r.atts[j] = r.atts[j], r.atts[i]
+	r.added[i], r.added[j] = r.added[j], r.added[i]
+}
+
 // readRecordFile reads and decodes one regular file.
-func readRecordFile(p string) (Attachment, error) {
+func readRecordFile(p string) (Attachment, int64, error) {
 	b, err := readRegular(p, MaxAttachmentSize+1)
 	if errors.Is(err, errNotRegular) {
-		return Attachment{}, fmt.Errorf("%w: %s is not a regular file", ErrBadRecord, p)
+		return Attachment{}, 0, fmt.Errorf("%w: %s is not a regular file", ErrBadRecord, p)
 	}
 	if err != nil {
-		return Attachment{}, fmt.Errorf("attachment record: %w", err)
+		return Attachment{}, 0, fmt.Errorf("attachment record: %w", err)
 	}
-	a, err := DecodeRecord(b)
+	a, added, err := decodeRecord(b)
 	if err != nil {
-		return Attachment{}, &RecordError{Path: p, Err: err}
+		return Attachment{}, 0, &RecordError{Path: p, Err: err}
 	}
-	return a, nil
+	return a, added, nil
 }
 
 var errNotRegular = errors.New("not a regular file")

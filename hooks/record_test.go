@@ -208,8 +208,10 @@ func TestRecordsOfAnEarlierBoot(t *testing.T) {
 	write(hooks.RecordPath(dir, older), `{"version":1,"attachment":{"containerID":"older","ifname":"eth0","netns":"/run/netns/y"}}`)
 
 	recs, errs := hooks.ListRecords(dir)
-	if len(recs) != 2 || recs[0].AttachmentKey != now.AttachmentKey || recs[1].AttachmentKey != older {
-		t.Errorf("records %+v, want now and older", recs)
+	// older's record does not say when it was added (an older writer): it
+	// was written before any record that does.
+	if len(recs) != 2 || recs[0].AttachmentKey != older || recs[1].AttachmentKey != now.AttachmentKey {
+		t.Errorf("records %+v, want older and now", recs)
 	}
 	if len(errs) != 1 || !errors.Is(errs[0], hooks.ErrEarlierBoot) || errors.Is(errs[0], hooks.ErrBadRecord) {
 		t.Fatalf("errors %v, want one ErrEarlierBoot", errs)
@@ -326,5 +328,42 @@ func BenchmarkListRecords(b *testing.B) {
 		if l, _ := hooks.ListRecords(dir); len(l) != 5000 {
 			b.Fatalf("%d records", len(l))
 		}
+	}
+}
+
+// TestListRecordsInTheOrderAdded: records are listed in the order their
+// attachments were first recorded, not by file name (a restarted daemon
+// gives a contended port to the first), and writing a record again (the
+// plugin does, with the name the daemon gave) keeps its place.
+func TestListRecordsInTheOrderAdded(t *testing.T) {
+	dir := t.TempDir()
+	att := func(id string) hooks.Attachment {
+		return hooks.Attachment{AttachmentKey: hooks.AttachmentKey{ContainerID: id, IfName: "eth0"}, Netns: "/proc/1/ns/net"}
+	}
+	for _, id := range []string{"zz", "mm", "aa"} {
+		if err := hooks.WriteRecord(dir, att(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	again := att("zz")
+	again.Name = "given"
+	if err := hooks.WriteRecord(dir, again); err != nil {
+		t.Fatal(err)
+	}
+	// A record of an older writer says nothing: it was written before.
+	if err := os.WriteFile(hooks.RecordPath(dir, hooks.AttachmentKey{ContainerID: "yy", IfName: "eth0"}),
+		[]byte(`{"version":1,"attachment":{"containerID":"yy","ifname":"eth0","netns":"/run/netns/y"}}`), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	recs, errs := hooks.ListRecords(dir)
+	var ids []string
+	for _, r := range recs {
+		ids = append(ids, r.ContainerID)
+	}
+	if len(errs) > 0 || strings.Join(ids, ",") != "yy,zz,mm,aa" {
+		t.Fatalf("ListRecords: %v %v, want yy,zz,mm,aa", ids, errs)
+	}
+	if recs[1].Name != "given" {
+		t.Errorf("the record written again holds %+v", recs[1])
 	}
 }

@@ -115,13 +115,17 @@ func TestPreviousVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Fields are only added: without its "boot" line (added since), a
-	// record written now is the previous version's, byte for byte.
-	var r struct{ Boot string }
-	if err := json.Unmarshal(enc, &r); err != nil || r.Boot == "" {
-		t.Fatalf("a record written now has no boot: %v", err)
+	// Fields are only added: without its "boot" and "added" lines (added
+	// since), a record written now is the previous version's, byte for byte.
+	var r struct {
+		Boot  string
+		Added int64
+	}
+	if err := json.Unmarshal(enc, &r); err != nil || r.Boot == "" || r.Added == 0 {
+		t.Fatalf("a record written now has no boot or no time added: %v", err)
 	}
 	enc = []byte(strings.Replace(string(enc), "  \"boot\": \""+r.Boot+"\",\n", "", 1))
+	enc = []byte(strings.Replace(string(enc), fmt.Sprintf("  \"added\": %d,\n", r.Added), "", 1))
 	if old, _ := os.ReadFile("testdata/records-v1/" + hooks.RecordName(want.AttachmentKey)); string(enc) != string(old) {
 		t.Errorf("a record written now differs from the previous version's\n got %s\nwant %s", enc, old)
 	}

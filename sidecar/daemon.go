@@ -37,6 +37,10 @@ type Options struct {
 	AttachmentDir string
 	// DrainTimeout is how long Shutdown lets connections finish; 0: 10s.
 	DrainTimeout time.Duration
+	// HandoverWait is how long a hand-over waits, once the sockets are
+	// sent, for the successor's commit; then the hand-over aborts and this
+	// daemon serves on. 0: 5 minutes.
+	HandoverWait time.Duration
 	// ResyncEvery is the period of the namespace resync; 0: 1s.
 	ResyncEvery time.Duration
 	// OnReconcile, when set, is told how long each reconcile took.
@@ -108,6 +112,9 @@ type attachmentStatus struct {
 func New(opt Options) (*Daemon, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
+	}
+	if opt.HandoverWait <= 0 {
+		opt.HandoverWait = 5 * time.Minute
 	}
 	if opt.DrainTimeout <= 0 {
 		opt.DrainTimeout = 10 * time.Second

@@ -38,7 +38,11 @@ import (
 //	           unlinked); it then drains and exits
 //
 // If the connection ends before "commit", the old daemon serves on as if
-// nothing happened and accepts writes again.
+// nothing happened and accepts writes again. So it does when no "commit"
+// came within Options.HandoverWait (5 minutes) of the offer; it then
+// writes "aborted\n" before it closes the connection, and a successor that
+// commits later reads it (ErrHandoverAborted) and steps back instead of
+// serving beside the old daemon.
 const (
 	HandoverPath  = "/v1/handover"
 	handoverProto = "nsproxy-handover/1"
@@ -62,6 +66,10 @@ var errUpgrading = errors.New("upgrade in progress: the daemon is handing over t
 // ErrHandoverRefused: the running daemon answered the hand-over request
 // with an error (another hand-over runs, it is too old, permission).
 var ErrHandoverRefused = errors.New("nsproxy: the running daemon refused the hand-over")
+
+// ErrHandoverAborted: the old daemon gave up waiting for the commit and
+// serves on; the successor must stop accepting and leave.
+var ErrHandoverAborted = errors.New("nsproxy: the running daemon gave up the hand-over (no commit in time) and serves on")
 
 // handoverOffer is what the old daemon sends before the sockets.
 type handoverOffer struct {
@@ -304,9 +312,12 @@ func (d *Daemon) serveHandover(w http.ResponseWriter, r *http.Request) {
 	}
 	// The successor now loads the state and starts serving; that may take
 	// a while with many namespaces.
-	conn.SetDeadline(time.Now().Add(5 * time.Minute))
+	conn.SetDeadline(time.Now().Add(d.opt.HandoverWait))
 	if line, err := brw.ReadString('\n'); err != nil || line != "commit\n" {
-		d.log.Warn("hand-over: successor did not commit", "err", err)
+		d.log.Warn("hand-over: successor did not commit", "wait", d.opt.HandoverWait.String(), "err", err)
+		// A successor still starting must not serve beside us: say so.
+		conn.SetDeadline(time.Now().Add(time.Second))
+		io.WriteString(conn, "aborted\n")
 		return
 	}
 	committed = true

@@ -21,11 +21,18 @@ import (
 // hand-over, as `nsproxy run` does. stop ends Run and the control server.
 func sharedDaemon(t *testing.T, attachmentDir string) (d *Daemon, sock string, stop func()) {
 	t.Helper()
+	return sharedDaemonWith(t, Options{AttachmentDir: attachmentDir})
+}
+
+// sharedDaemonWith is sharedDaemon with more options (a state file in a
+// temporary directory, and a logger, are added).
+func sharedDaemonWith(t *testing.T, opt Options) (d *Daemon, sock string, stop func()) {
+	t.Helper()
 	testns.RequireRoot(t)
 	dir := t.TempDir()
 	logBuf := &testlog.Buffer{}
-	d, err := New(Options{StateFile: filepath.Join(dir, "state.json"), AttachmentDir: attachmentDir,
-		Logger: slog.New(slog.NewTextHandler(logBuf, nil))})
+	opt.StateFile, opt.Logger = filepath.Join(dir, "state.json"), slog.New(slog.NewTextHandler(logBuf, nil))
+	d, err := New(opt)
 	if err != nil {
 		t.Fatal(err)
 	}

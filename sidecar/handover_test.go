@@ -474,3 +474,33 @@ func successorOf(t *testing.T, tk *Takeover, stateFile, attDir string) *Daemon {
 	}
 	return b
 }
+
+// TestLateCommitIsRefused: a successor that commits after the old daemon
+// stopped waiting (HandoverWait; 5 minutes by default, a start with many
+// namespaces may take longer) learns that the hand-over was aborted
+// (ErrHandoverAborted) instead of a bare "did not confirm": the old daemon
+// serves on, so the successor must not serve beside it. Before, `run
+// --takeover` logged "both may accept for a while" and served on for good:
+// two daemons accepting on the same sockets and the same control socket,
+// each with its own state.
+func TestLateCommitIsRefused(t *testing.T) {
+	d, sock, _ := sharedDaemonWith(t, Options{HandoverWait: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tk, err := BeginTakeover(ctx, sock)
+	if err != nil || tk == nil {
+		t.Fatalf("BeginTakeover: %v", err)
+	}
+	defer tk.Abort()
+	td := &testDaemon{t: t, d: d, socket: sock, http: unixClient(sock)}
+	// The old daemon gives up and takes writes again.
+	waitFor(t, "the old daemon to give up the hand-over", func() error {
+		if code, e := td.call("POST", "/v1/backends", api.Backend{Name: "late"}, nil); code != 201 {
+			return fmt.Errorf("POST: %d %s", code, e.Error)
+		}
+		return nil
+	})
+	if err := tk.Commit(5 * time.Second); !errors.Is(err, ErrHandoverAborted) {
+		t.Fatalf("a commit after the old daemon gave up: %v, want ErrHandoverAborted", err)
+	}
+}

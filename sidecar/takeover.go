@@ -203,17 +203,40 @@ func (t *Takeover) Listener(role string) net.Listener {
 }
 
 // Commit tells the old daemon to stop accepting and waits until it has.
+// ErrHandoverAborted: the old daemon waited no longer and serves on; the
+// caller must stop accepting and leave (the sockets are shared).
 func (t *Takeover) Commit(timeout time.Duration) error {
 	t.conn.SetDeadline(time.Now().Add(timeout))
-	if _, err := io.WriteString(t.conn, "commit\n"); err != nil {
-		return fmt.Errorf("commit hand-over: %w", err)
-	}
+	_, werr := io.WriteString(t.conn, "commit\n")
+	// Read even when the write failed: an old daemon that gave up wrote
+	// "aborted" before it closed the connection.
 	line, err := t.br.ReadString('\n')
+	if line == "aborted\n" {
+		t.conn.Close()
+		return ErrHandoverAborted
+	}
+	if werr != nil {
+		return fmt.Errorf("commit hand-over: %w", werr)
+	}
 	if err != nil || line != "stopped\n" {
 		return fmt.Errorf("commit hand-over: the old daemon did not confirm (%q): %w", line, err)
 	}
 	t.conn.Close()
 	return nil
+}
+
+// Withdraw ends a successor whose hand-over the old daemon aborted after
+// this one had started serving (ErrHandoverAborted): it stops accepting on
+// the shared sockets, which the old daemon still serves, and lets its own
+// connections finish (DrainTimeout). It returns how many were cut.
+func (d *Daemon) Withdraw() int {
+	d.log.Info("withdrawing: no longer accepting; draining connections", "timeout", d.opt.DrainTimeout.String(),
+		"connections", d.engine.Sessions())
+	ctx, cancel := context.WithTimeout(context.Background(), d.opt.DrainTimeout)
+	defer cancel()
+	forced := d.engine.Shutdown(ctx)
+	d.reg.Close()
+	return forced
 }
 
 // Abort gives up: the old daemon serves on. Sockets not yet given away

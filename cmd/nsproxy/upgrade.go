@@ -84,7 +84,21 @@ func finishTakeover(d *sidecar.Daemon, tk *sidecar.Takeover, notifier *sdnotify.
 	if err := notifier.Notify(sdnotify.MainPID(os.Getpid()), sdnotify.Ready); err != nil {
 		log.Warn("systemd notification failed", "err", err.Error())
 	}
-	if err := tk.Commit(30 * time.Second); err != nil {
+	err := tk.Commit(30 * time.Second)
+	if errors.Is(err, sidecar.ErrHandoverAborted) {
+		// The old daemon stopped waiting (this start took longer than its
+		// hand-over wait) and serves on: two daemons must not serve the
+		// same sockets, each with its own state. Give systemd its main
+		// process back, and leave.
+		log.Error("takeover: the old daemon gave up waiting for this one and serves on; withdrawing", "old_pid", tk.OldPID,
+			"duration", time.Since(start).String())
+		if err := notifier.Notify(sdnotify.MainPID(tk.OldPID)); err != nil {
+			log.Warn("systemd notification failed", "err", err.Error())
+		}
+		forced := d.Withdraw()
+		return fmt.Errorf("takeover: %w (started in %s; %d connections cut)", err, time.Since(start).Round(time.Millisecond), forced)
+	}
+	if err != nil {
 		// Every listener is served here already: serve on, but say so.
 		log.Error("takeover: the old daemon did not confirm; both may accept for a while", "old_pid", tk.OldPID, "err", err.Error())
 	} else {
