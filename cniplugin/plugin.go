@@ -71,6 +71,11 @@ type Plugin struct {
 	Timeout time.Duration
 	// Connect returns the daemon at socket; nil: a hooks.Client.
 	Connect func(socket string, timeout time.Duration) Daemon
+	// Runtime identifies the runtime that runs the plugin (ADD records
+	// it, GC collects only its attachments); empty: the executable of the
+	// plugin's parent process, the runtime (see callerRuntime).
+	// cmd/nsproxy-cni takes it from EnvRuntime.
+	Runtime string
 }
 
 // Funcs are the plugin's verbs for skel.PluginMainFuncs.
@@ -228,7 +233,7 @@ func (p *Plugin) attachment(conf *Config, args *skel.CmdArgs) (hooks.Attachment,
 		Source:   hooks.SourceCNI,
 		Tenant:   conf.Tenant,
 		IPs:      ips,
-		Metadata: metadata(conf, ca),
+		Metadata: metadata(conf, ca, p.runtime()),
 	}
 	for _, pm := range conf.RuntimeConfig.PortMappings {
 		if pm.HostPort == 0 {
@@ -241,7 +246,7 @@ func (p *Plugin) attachment(conf *Config, args *skel.CmdArgs) (hooks.Attachment,
 
 // metadata is the config's defaults, overridden by the pod's nsproxy.io/*
 // annotations, overridden by what the plugin itself knows.
-func metadata(conf *Config, ca CNIArgs) map[string]string {
+func metadata(conf *Config, ca CNIArgs, runtime string) map[string]string {
 	m := map[string]string{}
 	if conf.Target == TargetLoopback {
 		m[hooks.MetaTarget] = TargetLoopback
@@ -258,7 +263,8 @@ func metadata(conf *Config, ca CNIArgs) map[string]string {
 		}
 	}
 	m[hooks.MetaNetwork] = conf.Name
-	for k, v := range map[string]string{hooks.MetaPodName: ca.PodName, hooks.MetaPodNamespace: ca.PodNamespace, hooks.MetaPodUID: ca.PodUID} {
+	for k, v := range map[string]string{hooks.MetaPodName: ca.PodName, hooks.MetaPodNamespace: ca.PodNamespace, hooks.MetaPodUID: ca.PodUID,
+		hooks.MetaRuntime: runtime} {
 		if v != "" {
 			m[k] = v
 		} else {
@@ -447,26 +453,43 @@ func recordDirWritable(dir string) error {
 	return os.Remove(f.Name())
 }
 
-// GC removes the attachments of this network that are not in the valid
-// list: their records, and the daemon's attachments (source "cni", same
-// network). Attachments of other networks and of the OCI hook are kept,
-// which is why it deletes one by one instead of using the daemon's global
-// gc endpoint (that would also drop attachments registered between
-// listing and collecting). Without either valid-attachments key, every
-// attachment of the network is stale: libcni sends no list when its caller
-// gives none (cnitool gc), meaning "collect everything".
+// GC removes the attachments of this network and runtime that are not in
+// the valid list: their records, and the daemon's attachments (source
+// "cni", same network, same hooks.MetaRuntime as this call's). The valid
+// list names only the calling runtime's containers, and two runtimes on one
+// host (podman and containerd) may each have a network of the same name:
+// another runtime's attachments, and those of a plugin older than
+// MetaRuntime, whose runtime is unknown, are kept (DEL still removes them).
+// Attachments of other networks and of the OCI hook are kept too, which is
+// why it deletes one by one instead of using the daemon's global gc
+// endpoint (that would also drop attachments registered between listing
+// and collecting). Without either valid-attachments key, every attachment
+// of the network and runtime is stale: libcni sends no list when its
+// caller gives none (cnitool gc), meaning "collect everything".
 func (p *Plugin) GC(args *skel.CmdArgs) error {
 	conf, err := ParseConfig(args.StdinData)
 	if err != nil {
 		return err
 	}
-	log := p.log(nil).With("network", conf.Name)
+	runtime := p.runtime()
+	log := p.log(nil).With("network", conf.Name, "runtime", runtime)
 	valid, ok := conf.Valid()
 	if !ok {
 		log.Info("GC without cni.dev/valid-attachments: every attachment of the network is stale")
 	}
+	if runtime == "" {
+		log.Warn("GC cannot tell which runtime calls it (no parent executable): it collects no attachments")
+	}
+	kept := map[hooks.AttachmentKey]string{} // stale, but another runtime's
 	ours := func(a hooks.Attachment) bool {
-		return a.Metadata[hooks.MetaNetwork] == conf.Name && !valid[a.AttachmentKey]
+		if a.Metadata[hooks.MetaNetwork] != conf.Name || valid[a.AttachmentKey] {
+			return false
+		}
+		if r := a.Metadata[hooks.MetaRuntime]; r != runtime || r == "" {
+			kept[a.AttachmentKey] = r
+			return false
+		}
+		return true
 	}
 	dir := p.recordDir(conf)
 	var errs []string
@@ -497,6 +520,7 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 	list, err := d.Attachments(context.Background())
 	if err != nil {
 		errs = append(errs, err.Error())
+		logKept(log, kept)
 		return types.NewError(types.ErrTryAgainLater, "nsproxy-cni: GC could not reach the daemon", strings.Join(errs, "; "))
 	}
 	for _, a := range list {
@@ -509,6 +533,7 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 		}
 		log.Info("stale attachment removed from nsproxy", "container", a.ContainerID, "ifname", a.IfName)
 	}
+	logKept(log, kept)
 	if len(errs) > 0 {
 		return types.NewError(types.ErrInternal, "nsproxy-cni: GC did not remove everything", strings.Join(errs, "; "))
 	}

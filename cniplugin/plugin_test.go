@@ -65,10 +65,14 @@ type env struct {
 	seq    int
 }
 
+// testRuntime is the runtime the env's plugin says runs it (not its
+// parent, the go command or whatever runs the test binary).
+const testRuntime = "/usr/bin/hh-runtime"
+
 func newEnv(t *testing.T) *env {
 	e := &env{t: t, d: newFakeDaemon(t), dir: filepath.Join(t.TempDir(), "attachments"),
 		stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}
-	e.p = &cniplugin.Plugin{Stdout: e.stdout, Stderr: e.stderr, Timeout: 2 * time.Second}
+	e.p = &cniplugin.Plugin{Stdout: e.stdout, Stderr: e.stderr, Timeout: 2 * time.Second, Runtime: testRuntime}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("plugin stderr:\n%s", e.stderr)
@@ -841,7 +845,8 @@ func TestNameTemplate(t *testing.T) {
 	if got.Name != "shop-web-0" {
 		t.Errorf("name %q", got.Name)
 	}
-	want := map[string]string{hooks.MetaNetwork: "testnet", hooks.MetaPodName: "web-0", hooks.MetaPodNamespace: "shop", hooks.MetaPodUID: "u1"}
+	want := map[string]string{hooks.MetaNetwork: "testnet", hooks.MetaRuntime: testRuntime, hooks.MetaPodName: "web-0",
+		hooks.MetaPodNamespace: "shop", hooks.MetaPodUID: "u1"}
 	if !maps.Equal(got.Metadata, want) {
 		t.Errorf("metadata %v, want %v", got.Metadata, want)
 	}
@@ -861,7 +866,7 @@ func TestMetadata(t *testing.T) {
 		{"host ports bound is the default", map[string]any{"hostPorts": "bind"}, map[string]string{}},
 		{"annotations", map[string]any{"sendProxy": "v1", "runtimeConfig": map[string]any{"io.kubernetes.cri.pod-annotations": map[string]string{
 			"nsproxy.io/send-proxy": "v2", "nsproxy.io/expose": "8080:80", "other.io/x": "y",
-			hooks.MetaNetwork: "spoofed", hooks.MetaPodName: "spoofed"}}},
+			hooks.MetaNetwork: "spoofed", hooks.MetaRuntime: "spoofed", hooks.MetaPodName: "spoofed"}}},
 			map[string]string{hooks.MetaSendProxy: "v2", "nsproxy.io/expose": "8080:80"}},
 	}
 	for _, tt := range tests {
@@ -874,6 +879,7 @@ func TestMetadata(t *testing.T) {
 			got, _ := e.d.attachment(key(a))
 			want := maps.Clone(tt.want)
 			want[hooks.MetaNetwork] = "testnet"
+			want[hooks.MetaRuntime] = testRuntime
 			if !maps.Equal(got.Metadata, want) {
 				t.Errorf("metadata %v, want %v", got.Metadata, want)
 			}

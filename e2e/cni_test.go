@@ -88,10 +88,16 @@ func newCNINet(t *testing.T, socket string) *cniNet {
 	return n
 }
 
+// e2eRuntime is the one runtime of the tests' plugin calls: cnitool runs
+// ADD, the test itself runs GC, and a GC collects only its own runtime's
+// attachments.
+const e2eRuntime = "NSPROXY_CNI_RUNTIME=nsproxy-e2e"
+
 // run runs `cnitool VERB NET /var/run/netns/NS` with capability args.
 func (n *cniNet) run(verb, ns, capArgs string) (stdout, stderr string, err error) {
 	cmd := exec.Command(n.cnitool, verb, n.name, "/var/run/netns/"+ns)
-	cmd.Env = append(os.Environ(), "NETCONFPATH="+n.confDir, "CNI_PATH="+n.cniPath, "CNI_IFNAME=eth0", "CAP_ARGS="+capArgs)
+	cmd.Env = append(os.Environ(), "NETCONFPATH="+n.confDir, "CNI_PATH="+n.cniPath, "CNI_IFNAME=eth0", "CAP_ARGS="+capArgs,
+		e2eRuntime)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err = cmd.Run()
@@ -158,7 +164,7 @@ func (n *cniNet) invoke(verb string, extra map[string]any) (string, error) {
 	}
 	b, _ := json.Marshal(cfg)
 	cmd := exec.Command(n.plugin)
-	cmd.Env = []string{"CNI_COMMAND=" + verb, "CNI_PATH=" + n.cniPath}
+	cmd.Env = []string{"CNI_COMMAND=" + verb, "CNI_PATH=" + n.cniPath, e2eRuntime}
 	cmd.Stdin = bytes.NewReader(b)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e

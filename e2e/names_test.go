@@ -84,7 +84,7 @@ func (n *cniNet) addPod(ns string, hostPort int, podNamespace, pod string) strin
 func (n *cniNet) runArgs(verb, ns, capArgs, cniArgs string) (stdout, stderr string, err error) {
 	cmd := exec.Command(n.cnitool, verb, n.name, "/var/run/netns/"+ns)
 	cmd.Env = append(os.Environ(), "NETCONFPATH="+n.confDir, "CNI_PATH="+n.cniPath, "CNI_IFNAME=eth0",
-		"CAP_ARGS="+capArgs, "CNI_ARGS="+cniArgs)
+		"CAP_ARGS="+capArgs, "CNI_ARGS="+cniArgs, e2eRuntime)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err = cmd.Run()

@@ -15,7 +15,7 @@ const StateAvailable = "available"
 
 // Metadata keys. The daemon reads MetaTarget and MetaSendProxy to shape
 // the exposures of an attachment; the others are set by the CNI plugin to
-// tell where an attachment came from (GC uses MetaNetwork).
+// tell where an attachment came from (GC uses MetaNetwork and MetaRuntime).
 const (
 	// MetaTarget "loopback" sends exposed ports to 127.0.0.1 inside the
 	// container's namespace instead of the container's IP.
@@ -29,6 +29,10 @@ const (
 	MetaHostPorts = "nsproxy.io/host-ports"
 	// MetaNetwork is the name of the CNI network the attachment belongs to.
 	MetaNetwork = "nsproxy.io/cni-network"
+	// MetaRuntime is the runtime that ran the plugin's ADD: the
+	// executable of the plugin's parent process. Runtimes may name their
+	// networks alike, and a GC only collects its own runtime's attachments.
+	MetaRuntime = "nsproxy.io/cni-runtime"
 	// Kubernetes identity of the pod, from CNI_ARGS.
 	MetaPodName      = "nsproxy.io/pod-name"
 	MetaPodNamespace = "nsproxy.io/pod-namespace"
@@ -41,10 +45,10 @@ const MetaPrefix = "nsproxy.io/"
 // IdentityKey reports whether k is a metadata key only the CNI plugin sets,
 // from what the runtime tells it (the network, CNI_ARGS' pod identity): a
 // container's own annotation of that name is not copied, since tenant
-// selectors match these keys and CNI GC goes by the network.
+// selectors match these keys and CNI GC goes by the network and runtime.
 func IdentityKey(k string) bool {
 	switch k {
-	case MetaNetwork, MetaPodName, MetaPodNamespace, MetaPodUID:
+	case MetaNetwork, MetaRuntime, MetaPodName, MetaPodNamespace, MetaPodUID:
 		return true
 	}
 	return false

@@ -7,7 +7,9 @@
 // attachment record, then registers it with the daemon, exposing the ports
 // of the AnnExpose annotation; a daemon that is down replays the record
 // when it starts, as it does the CNI plugin's. At poststop it removes the
-// record and unregisters it. Annotations under hooks.MetaPrefix (e.g.
+// record and unregisters it. A container that shares the host's network
+// namespace (--network host) has none of its own to register: the hook
+// leaves it alone at both stages. Annotations under hooks.MetaPrefix (e.g.
 // hooks.MetaTarget, hooks.MetaSendProxy) travel to the daemon as metadata.
 //
 // It owns the hook's logic and its parsers (State, ParseExpose); it must

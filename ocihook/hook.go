@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -40,10 +42,6 @@ func (h Hook) Run(ctx context.Context, stage string, st State) error {
 // container: it replays the record when it starts. A daemon that refuses
 // the attachment (invalid) does, and nothing is left behind.
 func (h Hook) start(ctx context.Context, st State) error {
-	mappings, err := ParseExpose(st.Annotations[AnnExpose])
-	if err != nil {
-		return err
-	}
 	// Open once, then name the opened namespace: the pid can no longer
 	// change what we register.
 	fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/net", st.Pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -51,6 +49,16 @@ func (h Hook) start(ctx context.Context, st State) error {
 		return fmt.Errorf("open the container's namespace: %w", err)
 	}
 	defer unix.Close(fd)
+	if where, ok := hostNamespace(fd); ok {
+		// --network host: registered as the container's, the host's
+		// namespace would be its tenant's to bind and dial in.
+		h.warn(fmt.Sprintf("container %s shares the host's network namespace (%s): nothing to register", st.ID, where))
+		return nil
+	}
+	mappings, err := ParseExpose(st.Annotations[AnnExpose])
+	if err != nil {
+		return err
+	}
 	file := fileName(st.ID)
 	netns.Detach(h.NetnsDir, file) // a leftover of this very container, dead without poststop
 	path, err := netns.AttachFD(h.NetnsDir, file, fd)
@@ -104,13 +112,22 @@ func (h Hook) start(ctx context.Context, st State) error {
 // stop removes the record, the daemon's attachment and the namespace's
 // name. Only a name that cannot be removed fails it: a daemon that is
 // down drops the attachment at start (no record, no namespace file).
+// Without the namespace's file start registered nothing (a host-network
+// container, see hostNamespace) and the daemon is not asked; a container
+// an older hook registered with the host's namespace has its file and is
+// removed as any other.
 func (h Hook) stop(ctx context.Context, st State) error {
 	k := hooks.AttachmentKey{ContainerID: st.ID, IfName: IfName}
 	h.forget(k)
+	file := fileName(st.ID)
+	if _, err := os.Lstat(filepath.Join(h.NetnsDir, file)); errors.Is(err, os.ErrNotExist) {
+		h.warn(fmt.Sprintf("container %s has no network namespace named by the hook (it shares the host's, or was never registered): nothing to remove", st.ID))
+		return nil
+	}
 	if err := h.Client.DeleteAttachment(ctx, k); err != nil {
 		h.warn(fmt.Sprint("warning: cannot tell nsproxy to remove the attachment: ", err))
 	}
-	return netns.Detach(h.NetnsDir, fileName(st.ID))
+	return netns.Detach(h.NetnsDir, file)
 }
 
 func (h Hook) warn(msg string) {
@@ -149,4 +166,25 @@ func namespaceIPs(path string) []string {
 		return nil
 	})
 	return out
+}
+
+// hostNamespaces are the network namespaces of a container without one of
+// its own: the hook's (the runtime's, whose namespaces hooks run in) and
+// init's (the host's, should the runtime itself run in another).
+var hostNamespaces = []string{"/proc/self/ns/net", "/proc/1/ns/net"}
+
+// hostNamespace reports whether the namespace fd is one of hostNamespaces
+// (same device and inode), and which. One that cannot be read is no match.
+func hostNamespace(fd int) (string, bool) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return "", false
+	}
+	for _, p := range hostNamespaces {
+		var h unix.Stat_t
+		if unix.Stat(p, &h) == nil && h.Dev == st.Dev && h.Ino == st.Ino {
+			return p, true
+		}
+	}
+	return "", false
 }

@@ -27,7 +27,7 @@ func TestRunDaemonDown(t *testing.T) {
 	var warnings []string
 	h := Hook{Client: hooks.NewClient(filepath.Join(t.TempDir(), "down.sock"), hooks.WithTimeout(time.Second)),
 		NetnsDir: netnsDir, RecordDir: records, Warn: func(msg string) { warnings = append(warnings, msg) }}
-	st := State{ID: "0123456789abcdef", Status: "creating", Pid: os.Getpid(),
+	st := State{ID: "0123456789abcdef", Status: "creating", Pid: ownNetnsPid(t),
 		Annotations: map[string]string{AnnExpose: "18080:80", AnnTenant: "t1", hooks.MetaTarget: "loopback", "other": "x"}}
 	file := filepath.Join(netnsDir, fileName(st.ID))
 	t.Cleanup(func() { h.stop(context.Background(), st) })
@@ -102,7 +102,7 @@ func TestRunRecordsGivenName(t *testing.T) {
 	var warnings []string
 	h := Hook{Client: hooks.NewClient(sock, hooks.WithTimeout(5*time.Second)), NetnsDir: netnsDir, RecordDir: records,
 		Warn: func(msg string) { warnings = append(warnings, msg) }}
-	st := State{ID: "fedcba9876543210", Status: "creating", Pid: os.Getpid()}
+	st := State{ID: "fedcba9876543210", Status: "creating", Pid: ownNetnsPid(t)}
 	t.Cleanup(func() { netns.Detach(netnsDir, fileName(st.ID)) })
 	if err := h.Run(context.Background(), "createRuntime", st); err != nil {
 		t.Fatal(err)

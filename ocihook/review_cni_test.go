@@ -28,7 +28,7 @@ func TestReviewHookCopiesIdentityAnnotations(t *testing.T) {
 	netnsDir, records := t.TempDir(), t.TempDir()
 	h := Hook{Client: hooks.NewClient(filepath.Join(t.TempDir(), "down.sock"), hooks.WithTimeout(time.Second)),
 		NetnsDir: netnsDir, RecordDir: records}
-	st := State{ID: "rvk0123456789abcdef", Status: "creating", Pid: os.Getpid(), Annotations: map[string]string{
+	st := State{ID: "rvk0123456789abcdef", Status: "creating", Pid: ownNetnsPid(t), Annotations: map[string]string{
 		AnnExpose:              "22001:80",
 		hooks.MetaPodNamespace: "team-a",
 		hooks.MetaPodName:      "web-0",

@@ -10,6 +10,8 @@
 package main
 
 import (
+	"os"
+
 	"github.com/containernetworking/cni/pkg/skel"
 
 	"github.com/nsproxy/nsproxy/cniplugin"
@@ -19,6 +21,6 @@ import (
 var version = "dev"
 
 func main() {
-	p := &cniplugin.Plugin{}
+	p := &cniplugin.Plugin{Runtime: os.Getenv(cniplugin.EnvRuntime)}
 	skel.PluginMainFuncs(p.Funcs(), cniplugin.SupportedVersions, cniplugin.About+" (version "+version+")")
 }
