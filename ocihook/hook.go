@@ -113,7 +113,8 @@ func (h Hook) start(ctx context.Context, st State) error {
 // name. Only a name that cannot be removed fails it: a daemon that is
 // down drops the attachment at start (no record, no namespace file).
 // Without the namespace's file start registered nothing (a host-network
-// container, see hostNamespace) and the daemon is not asked; a container
+// container, see hostNamespace): the daemon is still asked to remove the
+// attachment, but a failure is not reported; a container
 // an older hook registered with the host's namespace has its file and is
 // removed as any other.
 func (h Hook) stop(ctx context.Context, st State) error {
@@ -121,6 +122,9 @@ func (h Hook) stop(ctx context.Context, st State) error {
 	h.forget(k)
 	file := fileName(st.ID)
 	if _, err := os.Lstat(filepath.Join(h.NetnsDir, file)); errors.Is(err, os.ErrNotExist) {
+		// Asked anyway, quietly: an attachment whose name was removed by
+		// hand must not stay in the daemon.
+		h.Client.DeleteAttachment(ctx, k)
 		h.warn(fmt.Sprintf("container %s has no network namespace named by the hook (it shares the host's, or was never registered): nothing to remove", st.ID))
 		return nil
 	}
