@@ -527,7 +527,7 @@ func (d *Daemon) backends() []api.Backend {
 		for i := range ab.Servers {
 			as := &ab.Servers[i]
 			ss := stats[b.Name][as.Name]
-			as.Up, as.Active, as.Total, as.ConnectErrors = ss.Up, ss.Active, ss.Total, ss.ConnectErrors
+			as.Up, as.DownReason, as.Active, as.Total, as.ConnectErrors = ss.Up, ss.DownReason, ss.Active, ss.Total, ss.ConnectErrors
 		}
 		out = append(out, ab)
 	}
@@ -584,7 +584,12 @@ func (d *Daemon) stats() api.Stats {
 			st.Servers++
 			if s.Up {
 				st.ServersUp++
+				continue
 			}
+			if st.ServersDown == nil {
+				st.ServersDown = map[string]int{}
+			}
+			st.ServersDown[s.DownReason]++
 		}
 	}
 	return st

@@ -358,7 +358,7 @@ func cliStats(args []string, stdout, stderr io.Writer) int {
 		{"Namespaces", strconv.Itoa(s.Namespaces)},
 		{"Frontends", strconv.Itoa(s.Frontends)},
 		{"Backends", strconv.Itoa(s.Backends)},
-		{"Servers", fmt.Sprintf("%d (%d up)", s.Servers, s.ServersUp)},
+		{"Servers", serverCounts(s)},
 		{"Connections", strconv.Itoa(s.Connections)},
 		{"Total", strconv.FormatUint(s.Total, 10)},
 		{"Bytes in", strconv.FormatUint(s.BytesIn, 10)},
@@ -541,6 +541,7 @@ var serverKind = objectKind[api.Server]{
 		{header: "ADDR", value: func(s api.Server) string { return s.Addr }},
 		{header: "NAMESPACE", value: func(s api.Server) string { return s.Namespace }},
 		{header: "UP", value: func(s api.Server) string { return strconv.FormatBool(s.Up) }},
+		{header: "DOWN-REASON", value: func(s api.Server) string { return s.DownReason }},
 		{header: "ACTIVE", value: func(s api.Server) string { return strconv.FormatInt(s.Active, 10) }},
 		{header: "TOTAL", value: func(s api.Server) string { return strconv.FormatUint(s.Total, 10) }},
 		{header: "SOURCE", wide: true, value: func(s api.Server) string { return s.Source }},
@@ -865,6 +866,25 @@ func listenErrors(f api.Frontend) string {
 		}
 	}
 	return strings.Join(parts, "; ")
+}
+
+// serverCounts is the stats line of servers: "9 (6 up)", and why the
+// others are down: "9 (6 up; down: 2 check_failed, 1 disabled)".
+func serverCounts(s api.Stats) string {
+	out := fmt.Sprintf("%d (%d up", s.Servers, s.ServersUp)
+	reasons := slices.Sorted(maps.Keys(s.ServersDown))
+	for i, r := range reasons {
+		sep := ", "
+		if i == 0 {
+			sep = "; down: "
+		}
+		n := s.ServersDown[r]
+		if r == "" {
+			r = "unknown"
+		}
+		out += sep + strconv.Itoa(n) + " " + r
+	}
+	return out + ")"
 }
 
 func checkSummary(s api.Server) string {

@@ -45,8 +45,9 @@ func sampleCLIState() cliState {
 	s1 := api.Server{Backend: "app", Name: "s1", Source: api.SourceConfig, Addr: "10.0.0.1:8080", Namespace: "blue",
 		Check: true, Inter: "2s", Rise: 2, Fall: 3, Weight: cliIntp(10), Up: true, Active: 2, Total: 1200}
 	s2 := api.Server{Backend: "app", Name: "s2", Source: api.SourceAPI, Addr: "*:8080", Namespace: "*",
-		Backup: true, SendProxy: 2, ConnectErrors: 7}
-	e1 := api.Server{Backend: "edge", Name: "e1", Source: api.SourceConfig, Addr: "192.168.1.1:443", Disabled: true}
+		Backup: true, SendProxy: 2, ConnectErrors: 7, Weight: cliIntp(0), DownReason: "weight_zero"}
+	e1 := api.Server{Backend: "edge", Name: "e1", Source: api.SourceConfig, Addr: "192.168.1.1:443", Disabled: true,
+		DownReason: "disabled"}
 	return cliState{
 		namespaces: []api.Namespace{
 			{Name: "blue", Path: "/var/run/netns/blue", Source: api.SourceConfig, Tenant: "default", Allowed: true,
@@ -95,6 +96,7 @@ func sampleCLIState() cliState {
 				Problems: []string{"host port 8080 already used by frontend cni-0123456789ab-8080"}},
 		},
 		stats: api.Stats{Uptime: "3h2m1s", Namespaces: 3, Frontends: 2, Backends: 3, Servers: 3, ServersUp: 1,
+			ServersDown: map[string]int{"disabled": 1, "weight_zero": 1},
 			Connections: 2, Total: 1234, BytesIn: 1099511627876, BytesOut: 2000, Attachments: 2},
 	}
 }

@@ -142,8 +142,11 @@ type Server struct {
 	Backup    bool   `json:"backup,omitempty"`
 	Disabled  bool   `json:"disabled,omitempty"`
 	SendProxy int    `json:"sendProxy,omitempty"` // 0, 1 or 2
-	// Status (ignored on create).
+	// Status (ignored on create). Up: new connections may go to the
+	// server now; DownReason says why they may not: "disabled", "weight_zero",
+	// "no_namespace" (not in the registry) or "check_failed".
 	Up            bool   `json:"up"`
+	DownReason    string `json:"downReason,omitempty"`
 	Active        int64  `json:"active"`
 	Total         uint64 `json:"total"`
 	ConnectErrors uint64 `json:"connectErrors"`
@@ -177,17 +180,19 @@ type (
 
 // Stats is the daemon-wide summary.
 type Stats struct {
-	Uptime      string `json:"uptime"`
-	Namespaces  int    `json:"namespaces"`
-	Frontends   int    `json:"frontends"`
-	Backends    int    `json:"backends"`
-	Servers     int    `json:"servers"`
-	ServersUp   int    `json:"serversUp"`
-	Connections int    `json:"connections"`
-	Total       uint64 `json:"total"`
-	BytesIn     uint64 `json:"bytesIn"`
-	BytesOut    uint64 `json:"bytesOut"`
-	Attachments int    `json:"attachments"`
+	Uptime     string `json:"uptime"`
+	Namespaces int    `json:"namespaces"`
+	Frontends  int    `json:"frontends"`
+	Backends   int    `json:"backends"`
+	Servers    int    `json:"servers"`
+	ServersUp  int    `json:"serversUp"`
+	// ServersDown counts the other servers by Server.DownReason.
+	ServersDown map[string]int `json:"serversDown,omitempty"`
+	Connections int            `json:"connections"`
+	Total       uint64         `json:"total"`
+	BytesIn     uint64         `json:"bytesIn"`
+	BytesOut    uint64         `json:"bytesOut"`
+	Attachments int            `json:"attachments"`
 }
 
 // Error is the body of every non-2xx answer.

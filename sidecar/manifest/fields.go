@@ -30,7 +30,7 @@ type field struct {
 var statusFields = map[reflect.Type]map[string]bool{
 	reflect.TypeOf(api.Frontend{}): {"source": true, "listeners": true, "current": true, "total": true, "bytesIn": true, "bytesOut": true},
 	reflect.TypeOf(api.Backend{}):  {"source": true},
-	reflect.TypeOf(api.Server{}):   {"source": true, "up": true, "active": true, "total": true, "connectErrors": true},
+	reflect.TypeOf(api.Server{}):   {"source": true, "up": true, "downReason": true, "active": true, "total": true, "connectErrors": true},
 }
 
 // impliedFields are said by where an object is listed in a Tenant.

@@ -42,8 +42,8 @@ var (
 		"Failed connection attempts to the backend's servers; a connection tries up to three servers, each failure counts.", backendLabels)
 
 	serverUp = desc("server_up",
-		"1 if the last health check passed (or the server is not checked), 0 if it failed. "+
-			"See nsproxy_server_checked.", serverLabels)
+		"1 if new connections may go to the server: not disabled, weight above 0, its namespace present, "+
+			"and its last health check passed (or it is not checked); 0 otherwise. See nsproxy_server_checked.", serverLabels)
 	serverChecked = desc("server_checked",
 		"1 if health checks run for the server, 0 if it is assumed up.", serverLabels)
 	serverCurrent = desc("server_connections_current",

@@ -194,7 +194,7 @@ func TestHandlerExposesSnapshot(t *testing.T) {
 			},
 			want: fullSeries,
 			lines: []string{
-				"# HELP nsproxy_server_up 1 if the last health check passed (or the server is not checked), 0 if it failed. See nsproxy_server_checked.",
+				"# HELP nsproxy_server_up 1 if new connections may go to the server: not disabled, weight above 0, its namespace present, and its last health check passed (or it is not checked); 0 otherwise. See nsproxy_server_checked.",
 				"nsproxy_reconcile_failures_total 0",
 				"nsproxy_reconcile_duration_seconds_count 0",
 			},

@@ -53,12 +53,39 @@ func newServer(be string, s ServerSpec) *server {
 	return sv
 }
 
-// usable reports whether new connections may go to the server now.
+// usable reports whether new connections may go to the server now
+// (downReason says why not; the two must agree).
 func (s *server) usable(nsOK func(string) bool) bool {
 	if s.spec.Disabled || s.spec.Weight <= 0 || !s.up.Load() {
 		return false
 	}
 	return s.spec.ClientNamespace || nsOK(s.spec.Namespace)
+}
+
+// Why a server takes no new connection (ServerStats.DownReason).
+const (
+	DownDisabled    = "disabled"     // the server line says disabled
+	DownWeightZero  = "weight_zero"  // drained (weight 0)
+	DownNoNamespace = "no_namespace" // its namespace is not in the registry (not created yet, or deleted)
+	DownCheck       = "check_failed" // its health checks marked it down
+)
+
+// downReason is usable's rule with the reason it says no, "" when it says
+// yes: what stats report, so that "up" means what the balancer does. The
+// namespace is asked before the health verdict, as the checks of a server
+// whose namespace is missing fail for that reason.
+func (s *server) downReason(nsOK func(string) bool) string {
+	switch {
+	case s.spec.Disabled:
+		return DownDisabled
+	case s.spec.Weight <= 0:
+		return DownWeightZero
+	case !s.spec.ClientNamespace && !nsOK(s.spec.Namespace):
+		return DownNoNamespace
+	case !s.up.Load():
+		return DownCheck
+	}
+	return ""
 }
 
 // update installs a new spec, keeping servers whose spec is unchanged.

@@ -49,7 +49,7 @@ var errOffLoop = errors.New("nsproxy: the server's socket is made by a connector
 // netns.ErrThreadStuck means the caller's thread (a connector's) is stuck
 // in a foreign namespace: the caller's goroutine must end.
 func (s *session) nextAttempt(onLoop bool) (int, error) {
-	nsOK := func(name string) bool { _, err := s.e.reg.Get(name); return err == nil }
+	nsOK := s.e.namespacePresent
 	for {
 		var at attempt
 		var err error

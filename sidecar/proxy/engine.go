@@ -614,10 +614,10 @@ func (e *Engine) ListenersOf(frontend string) []ListenerState {
 	return out
 }
 
-// ServerState describes one server's health for status output and tests.
+// ServerState describes one server's state for status output and tests.
 type ServerState struct {
 	Backend, Server string
-	Up              bool
+	Up              bool // as ServerStats.Up: the balancer would use it
 	Active          int64
 	Total           uint64
 }
@@ -627,7 +627,7 @@ func (e *Engine) Servers() []ServerState {
 	var out []ServerState
 	e.backends.each(func(b *backend) {
 		for _, s := range b.snapshot() {
-			out = append(out, ServerState{Backend: b.name, Server: s.spec.Name, Up: s.up.Load(),
+			out = append(out, ServerState{Backend: b.name, Server: s.spec.Name, Up: s.usable(e.namespacePresent),
 				Active: s.active.Load(), Total: s.stats.Total.Load()})
 		}
 	})

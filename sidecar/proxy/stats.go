@@ -54,10 +54,16 @@ type BackendStats struct {
 
 // ServerStats are one server's counters and health.
 type ServerStats struct {
-	Name          string
-	Addr          string
-	Namespace     string // "*" for the client's namespace, "" default
-	Up            bool
+	Name      string
+	Addr      string
+	Namespace string // "*" for the client's namespace, "" default
+	// Up: the balancer would send a new connection to the server now
+	// (backend.pick's rule: not disabled, weight above 0, its namespace in
+	// the registry, and its health checks passing or not run).
+	Up bool
+	// DownReason says why it would not, "" when Up: DownDisabled,
+	// DownWeightZero, DownNoNamespace or DownCheck.
+	DownReason    string
 	Checked       bool // health checks run for it
 	Active        int64
 	Total         uint64
@@ -183,6 +189,13 @@ func (e *Engine) liveNamespace(label string) bool {
 	return label == "default" || e.reg.Known(label)
 }
 
+// namespacePresent reports whether a server's namespace can be dialled
+// into now: the balancer's test (session.nextAttempt).
+func (e *Engine) namespacePresent(name string) bool {
+	_, err := e.reg.Get(name)
+	return err == nil
+}
+
 // Snapshot copies every counter.
 func (e *Engine) Snapshot() Snapshot {
 	var s Snapshot
@@ -202,6 +215,7 @@ func (e *Engine) Snapshot() Snapshot {
 		s.Frontends = append(s.Frontends, fs)
 	}
 	e.mu.Unlock()
+	nsOK := e.namespacePresent
 	e.backends.each(func(b *backend) {
 		bs := BackendStats{Name: b.name, Total: b.stats.Total.Load(), ConnectErrors: b.stats.ConnectErrors.Load()}
 		for _, sv := range b.snapshot() {
@@ -209,8 +223,9 @@ func (e *Engine) Snapshot() Snapshot {
 			if sv.spec.ClientNamespace {
 				ns = "*"
 			}
+			down := sv.downReason(nsOK)
 			bs.Servers = append(bs.Servers, ServerStats{Name: sv.spec.Name, Addr: serverAddrString(sv.spec),
-				Namespace: ns, Up: sv.up.Load(), Checked: sv.checker != nil, Active: sv.active.Load(),
+				Namespace: ns, Up: down == "", DownReason: down, Checked: sv.checker != nil, Active: sv.active.Load(),
 				Total: sv.stats.Total.Load(), BytesIn: sv.stats.BytesIn.Load(), BytesOut: sv.stats.BytesOut.Load(),
 				ConnectErrors: sv.stats.ConnectErrors.Load()})
 		}
