@@ -89,8 +89,10 @@ func (s *server) downReason(nsOK func(string) bool) string {
 }
 
 // update installs a new spec, keeping servers whose spec is unchanged.
-// It returns the servers that were dropped, for the caller to stop.
-func (b *backend) update(bs BackendSpec) (dropped []*server, added []*server) {
+// It returns the servers that were dropped, for the caller to stop, those
+// added, for it to start checking, and those of added that were down and
+// are up again because nothing checks them any more, for it to log.
+func (b *backend) update(bs BackendSpec) (dropped, added, raised []*server) {
 	b.spec.Store(&bs)
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -113,11 +115,18 @@ func (b *backend) update(bs BackendSpec) (dropped []*server, added []*server) {
 		}
 		s := newServer(bs.Name, ss)
 		// A server edited in place (weight, backup, checks...) but still at
-		// the same address keeps its verdict (a DOWN server stays down) and
-		// its counters; a server kept as it is keeps its own.
+		// the same address keeps its counters, and its verdict (a DOWN
+		// server stays down) while checks still run for it: only a checker
+		// raises a server again, so one no longer checked is up, as a new
+		// unchecked server is; a server kept as it is keeps its own.
 		if prev := byName[ss.Name]; prev != nil && old[prev.spec] == prev && prev.spec.Addr == ss.Addr &&
 			prev.spec.Port == ss.Port && prev.spec.Namespace == ss.Namespace && prev.spec.ClientNamespace == ss.ClientNamespace {
-			s.up.Store(prev.up.Load())
+			switch {
+			case checkable(ss):
+				s.up.Store(prev.up.Load())
+			case !prev.up.Load():
+				raised = append(raised, s)
+			}
 			s.serverLoad = prev.serverLoad
 			delete(byName, ss.Name)
 		}
@@ -128,7 +137,7 @@ func (b *backend) update(bs BackendSpec) (dropped []*server, added []*server) {
 		dropped = append(dropped, s)
 	}
 	b.servers = next
-	return dropped, added
+	return dropped, added, raised
 }
 
 // pick chooses a server for a client by the backend's algorithm, among

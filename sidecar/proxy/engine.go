@@ -253,9 +253,13 @@ func (e *Engine) updateBackend(b *backend, bs BackendSpec) *backend {
 	} else if sameBackendSpec(*b.spec.Load(), bs) {
 		return b // unchanged: an Apply costs what changed
 	}
-	dropped, added := b.update(bs)
+	dropped, added, raised := b.update(bs)
 	for _, s := range dropped {
 		s.stopCheck()
+	}
+	for _, s := range raised {
+		e.log.Info("server up", "backend", s.backend, "server", s.spec.Name,
+			"server_netns", nsLabel(s.spec.Namespace), "check", "no longer checked")
 	}
 	for _, s := range added {
 		e.startCheck(s)

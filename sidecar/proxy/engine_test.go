@@ -352,14 +352,25 @@ func TestBalanceAlgorithms(t *testing.T) {
 	if b.pick(client, nil, ok) != nil {
 		t.Error("down server picked")
 	}
-	// Editing the weight of a down server keeps it down.
+	// Editing the weight of a down checked server keeps it down (its
+	// checker raises it again); removing its check raises it (nothing
+	// else would).
 	edited := b.spec.Load()
 	bs2 := *edited
 	bs2.Servers = append([]ServerSpec(nil), edited.Servers...)
+	bs2.Servers[0].Check = true
+	b.update(bs2)
+	b.servers[0].up.Store(false)
+	bs2.Servers = append([]ServerSpec(nil), bs2.Servers...)
 	bs2.Servers[0].Weight = 5
 	b.update(bs2)
 	if b.servers[0].up.Load() || b.servers[0].spec.Weight != 5 {
-		t.Error("a down server came back up when its weight changed")
+		t.Error("a down checked server came back up when its weight changed")
+	}
+	bs2.Servers = append([]ServerSpec(nil), bs2.Servers...)
+	bs2.Servers[0].Check = false
+	if _, _, raised := b.update(bs2); !b.servers[0].up.Load() || len(raised) != 1 {
+		t.Errorf("a down server stayed down when its check was removed (raised: %d)", len(raised))
 	}
 	b = mk(RoundRobin, 1)
 	b.servers[0].spec.Namespace = "gone"

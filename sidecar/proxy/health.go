@@ -23,6 +23,13 @@ func (c *checker) stop() {
 	<-c.done
 }
 
+// checkable reports whether a checker runs for spec while it is enabled:
+// only then can a DOWN verdict change (backend.update keeps it only then).
+func checkable(spec ServerSpec) bool {
+	return spec.Check && !spec.ClientNamespace && spec.Addr.IsValid() && !spec.Addr.IsUnspecified() &&
+		spec.PortMode == PortFixed
+}
+
 func (e *Engine) startCheck(s *server) {
 	spec := s.spec
 	if !spec.Check || spec.Disabled {
