@@ -101,7 +101,7 @@ func (c *pconn) connectFailed(err error) {
 	unix.Close(fd)
 	c.fd[1] = -1
 	l.timers.remove(c)
-	s.attemptFailed(s.at.srv, err)
+	s.attemptFailed(s.at, err)
 	c.attempt()
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/nsproxy/nsproxy/sidecar/netns"
@@ -93,24 +94,23 @@ func (s *session) nextAttempt(onLoop bool) (int, error) {
 				return -1, errOffLoop
 			}
 		}
-		srv := at.srv
 		fd := -1
 		if err == nil {
 			fd, err = s.dial(at)
 		}
 		if reason := refusalReason(err); reason != "" { // loop, tenant
-			srv.active.Add(-1)
+			at.srv.active.Add(-1)
 			s.front.refusals.inc(reason)
 			s.setTerm(reason)
 			return -1, err
 		}
 		if err != nil {
-			s.attemptFailed(srv, err)
+			s.attemptFailed(at, err)
 			if errors.Is(err, netns.ErrThreadStuck) {
 				// This thread must make no other socket: it dies with
 				// its goroutine.
 				s.setTerm("connect_failed")
-				return -1, err
+				return -1, s.lastErr
 			}
 			continue
 		}
@@ -124,13 +124,86 @@ func (s *session) nextAttempt(onLoop bool) (int, error) {
 	return -1, s.lastErr
 }
 
-// attemptFailed counts a failed attempt on srv.
-func (s *session) attemptFailed(srv *server, err error) {
+// attemptFailed counts a failed attempt and adds it to the session's
+// connectError (made at the first failure: a connection whose first
+// attempt succeeds allocates nothing for it).
+func (s *session) attemptFailed(at attempt, err error) {
+	srv := at.srv
 	srv.active.Add(-1)
 	srv.stats.ConnectErrors.Add(1)
 	s.b.stats.ConnectErrors.Add(1)
-	s.lastErr = err
-	s.e.log.Debug("connect failed", "backend", s.b.name, "server", srv.spec.Name, "err", err)
+	ns := s.attemptNetns(at)
+	ce, _ := s.lastErr.(*connectError)
+	if ce == nil {
+		ce = new(connectError)
+		s.lastErr = ce
+	}
+	ce.add(attemptError{server: srv.spec.Name, netns: ns, err: err})
+	s.e.log.Debug("connect failed", "backend", s.b.name, "server", srv.spec.Name, "server_netns", ns, "err", err)
+}
+
+// attemptNetns names the namespace of an attempt's socket, also when it
+// failed before the namespace was found (at.h nil).
+func (s *session) attemptNetns(at attempt) string {
+	switch {
+	case at.h != nil:
+		return at.h.Label()
+	case at.srv.spec.ClientNamespace:
+		return s.clientNS.Label()
+	}
+	return nsLabel(at.srv.spec.Namespace)
+}
+
+// attemptError is one failed connection attempt.
+type attemptError struct {
+	server, netns string
+	err           error
+}
+
+// connectError is why a connection got no server: its failed attempts in
+// order, "s1@ns1: connection refused; s2@ns2: i/o timeout". The
+// connection's log line names the last one's server and namespace.
+type connectError struct {
+	attempts [maxAttempts]attemptError
+	n        int
+}
+
+func (e *connectError) add(a attemptError) {
+	if e.n < len(e.attempts) {
+		e.attempts[e.n] = a
+		e.n++
+		return
+	}
+	e.attempts[len(e.attempts)-1] = a // cannot happen: one failure per attempt
+}
+
+// last is the last attempt that failed.
+func (e *connectError) last() attemptError { return e.attempts[max(e.n-1, 0)] }
+
+func (e *connectError) Error() string {
+	var b strings.Builder
+	for i, a := range e.attempts[:e.n] {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(a.server)
+		b.WriteByte('@')
+		b.WriteString(a.netns)
+		b.WriteString(": ")
+		if a.err != nil {
+			b.WriteString(a.err.Error())
+		}
+	}
+	return b.String()
+}
+
+// Unwrap gives the attempts' errors, for errors.Is and errors.As.
+func (e *connectError) Unwrap() []error {
+	out := make([]error, 0, e.n)
+	for _, a := range e.attempts[:e.n] {
+		out = append(out, a.err)
+	}
+	return out
 }
 
 // connected makes the attempt in progress the session's server.

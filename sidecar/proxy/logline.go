@@ -18,6 +18,11 @@ func (s *session) logEnd(err error) {
 		srvNS = s.serverNS.Label()
 	}
 	s.mu.Unlock()
+	if ce, ok := err.(*connectError); ok && srvName == "" {
+		// No server took it: name the last one tried, where it was tried.
+		last := ce.last()
+		srvName, srvNS = last.server, last.netns
+	}
 	if term == "" {
 		term = "normal"
 	}
