@@ -23,14 +23,14 @@ import (
 func TestReviewOpsNamespaceOfAPIObjectShownAsConfig(t *testing.T) {
 	td := startTestDaemon(t, `
 frontend web
-    bind 127.0.0.1:22050
+    bind 127.0.0.1:23250
     default_backend web
 backend web
-    server s1 127.0.0.1:22051
+    server s1 127.0.0.1:23251
 `, "")
 	name := fmt.Sprintf("ro%dapi", os.Getpid()%10000) // never created
 	code, e := td.call("POST", "/v1/backends/web/servers",
-		map[string]any{"name": "s2", "addr": "127.0.0.1:22052", "namespace": name}, nil)
+		map[string]any{"name": "s2", "addr": "127.0.0.1:23252", "namespace": name}, nil)
 	if code != 201 {
 		t.Fatalf("add server: %d %+v", code, e)
 	}
