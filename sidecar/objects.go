@@ -85,7 +85,11 @@ func (d *Daemon) namespaceNameFree(st *State, name string) error {
 // DeleteNamespace unregisters a run-time namespace: everything that ran
 // inside it closes, unless the configuration also names it.
 func (d *Daemon) DeleteNamespace(name string) error {
+	var view api.Namespace
 	for _, n := range d.namespaces() {
+		if n.Name == name {
+			view = n
+		}
 		if n.Name == name && len(n.UsedBy) > 0 && n.Source == api.SourceAPI {
 			return fmt.Errorf("namespace %q is in use by %s; delete or move those first: %w",
 				name, strings.Join(n.UsedBy, ", "), errConflict)
@@ -96,7 +100,11 @@ func (d *Daemon) DeleteNamespace(name string) error {
 		i := slices.IndexFunc(s.Namespaces, func(x api.Namespace) bool { return x.Name == name })
 		if i < 0 {
 			if d.reg.Known(name) {
-				return fmt.Errorf("namespace %q comes from the configuration files or an attachment, not the API: %w", name, errConflict)
+				if view.Source == api.SourceConfig || len(view.UsedBy) == 0 {
+					return fmt.Errorf("namespace %q comes from the configuration files or an attachment, not the API: %w", name, errConflict)
+				}
+				return fmt.Errorf("namespace %q was not added with ns add: %s name it; delete or move those first: %w",
+					name, strings.Join(view.UsedBy, ", "), errConflict)
 			}
 			return fmt.Errorf("namespace %q: %w", name, errNotFound)
 		}
@@ -459,17 +467,35 @@ func (d *Daemon) GCAttachments(valid []api.AttachmentKey) ([]api.AttachmentKey, 
 func (d *Daemon) namespaces() []api.Namespace {
 	st, merged, _ := d.snapshotState()
 	used := map[string][]string{}
+	// The registry knows every name the model uses as "config"; a name no
+	// file gives (namespace_list, or a file's object) comes from its users'
+	// source: an API server's namespace is the API's, not a -f file's.
+	fromFile := map[string]bool{}
+	userSource := map[string]string{}
+	use := func(name, user string, pos config.Pos) {
+		used[name] = append(used[name], user)
+		if src := sourceOf(pos); src == api.SourceConfig {
+			fromFile[name] = true
+		} else if userSource[name] == "" {
+			userSource[name] = src
+		}
+	}
+	for _, n := range merged.Namespaces {
+		if sourceOf(n.Pos) == api.SourceConfig {
+			fromFile[n.Name] = true
+		}
+	}
 	for _, f := range merged.Frontends {
 		for _, b := range f.Binds {
 			if b.Namespace != "" {
-				used[b.Namespace] = append(used[b.Namespace], "frontend/"+f.Name)
+				use(b.Namespace, "frontend/"+f.Name, f.Pos)
 			}
 		}
 	}
 	for _, b := range merged.Backends {
 		for _, s := range b.Servers {
 			if s.Namespace != "" {
-				used[s.Namespace] = append(used[s.Namespace], "backend/"+b.Name+"/server/"+s.Name)
+				use(s.Namespace, "backend/"+b.Name+"/server/"+s.Name, s.Pos)
 			}
 		}
 	}
@@ -481,6 +507,9 @@ func (d *Daemon) namespaces() []api.Namespace {
 	for _, e := range d.reg.Status() {
 		n := api.Namespace{Name: e.Name, Path: e.Path, Source: e.Source, Tenant: tenantOr(e.Tenant), Allowed: e.Allowed,
 			State: api.StateMissing, Metadata: e.Metadata, UsedBy: slices.Compact(used[e.Name])}
+		if src := userSource[e.Name]; n.Source == api.SourceConfig && !fromFile[e.Name] && src != "" {
+			n.Source = src
+		}
 		if e.Available {
 			n.State = api.StateAvailable
 			n.Identity = &api.Identity{Dev: e.Identity.Dev, Ino: e.Identity.Ino, Cookie: e.Identity.Cookie}

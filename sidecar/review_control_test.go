@@ -570,8 +570,8 @@ for i in range(%d):
     s.setblocking(False)
     try:
         s.send(req)
-    except BlockingIOError:
-        pass
+    except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+        pass  # full, or a slot over the peer's share, closed at once by the daemon
     conns.append(s)
 print("ready", flush=True)
 time.sleep(20)

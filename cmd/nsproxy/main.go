@@ -97,8 +97,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 // globalFlags may come before the command, as in kubectl and podman; each
 // takes a value. The commands listed are those that define the flag.
 var globalFlags = map[string][]string{
-	"socket":  {"get", "ns", "server", "stats", "run", "hook", "apply", "delete", "diff"},
-	"timeout": {"get", "ns", "server", "stats", "apply", "delete", "diff"},
+	"socket":  {"get", "ns", "server", "stats", "run", "hook", "apply", "delete", "diff", "upgrade"},
+	"timeout": {"get", "ns", "server", "stats", "apply", "delete", "diff", "upgrade"},
 }
 
 // hoistGlobalFlags moves global flags given before the command to the end
@@ -154,6 +154,11 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	var f files
 	fs.Var(&f, "f", "configuration file (repeatable)")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		// Not read, a file named here would pass unchecked.
+		fmt.Fprintf(stderr, "nsproxy validate: unexpected argument %q (give each configuration file with its own -f)\n", fs.Arg(0))
 		return 2
 	}
 	if len(f) == 0 {

@@ -75,7 +75,7 @@ type Frontend struct {
 	Backend       string `json:"backend"`
 	MaxConn       int    `json:"maxconn,omitempty"`
 	ClientTimeout string `json:"clientTimeout,omitempty"` // HAProxy time format: 30s, 500ms
-	// ClientFinTimeout (timeout client-fin) replaces ClientTimeout once the client half-closed.
+	// ClientFinTimeout (timeout client-fin) replaces ClientTimeout once either side half-closed.
 	ClientFinTimeout string `json:"clientFinTimeout,omitempty"`
 	// ProxyHeaderTimeout (timeout proxy-header) bounds reading a PROXY header.
 	ProxyHeaderTimeout string `json:"proxyHeaderTimeout,omitempty"`
@@ -111,9 +111,10 @@ type Backend struct {
 	Balance        string `json:"balance,omitempty"`
 	ConnectTimeout string `json:"connectTimeout,omitempty"`
 	ServerTimeout  string `json:"serverTimeout,omitempty"`
-	// ServerFinTimeout (timeout server-fin) replaces ServerTimeout once the server half-closed.
+	// ServerFinTimeout (timeout server-fin) replaces ServerTimeout once either side half-closed.
 	ServerFinTimeout string `json:"serverFinTimeout,omitempty"`
-	// CheckTimeout (timeout check) bounds a health check.
+	// CheckTimeout (timeout check): when set, a health check's connect waits
+	// min(ConnectTimeout, inter) instead of inter (HAProxy's rule).
 	CheckTimeout string `json:"checkTimeout,omitempty"`
 	// SourceAddr and UseSrc are "source ADDR [usesrc clientip]": the local
 	// address of connections to the servers; UseSrc "clientip" binds them

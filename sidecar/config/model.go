@@ -120,7 +120,7 @@ type Frontend struct {
 	MaxConn int
 	// ClientTimeout is the client-side inactivity timeout; 0: none.
 	ClientTimeout time.Duration
-	// ClientFinTimeout replaces ClientTimeout once the client half-closed; 0: ClientTimeout.
+	// ClientFinTimeout replaces ClientTimeout once either side half-closed (HAProxy's rule); 0: ClientTimeout.
 	ClientFinTimeout time.Duration
 	// ProxyHeaderTimeout bounds reading a PROXY header on accept-proxy binds
 	// (timeout proxy-header); 0: 5s.
@@ -180,10 +180,11 @@ type Backend struct {
 	ConnectTimeout time.Duration
 	// ServerTimeout is the server-side inactivity timeout; 0: none.
 	ServerTimeout time.Duration
-	// ServerFinTimeout replaces ServerTimeout once the server half-closed; 0: ServerTimeout.
+	// ServerFinTimeout replaces ServerTimeout once either side half-closed (HAProxy's rule); 0: ServerTimeout.
 	ServerFinTimeout time.Duration
-	// CheckTimeout bounds a health check after the connection is
-	// established... for TCP checks, the whole check; 0: see proxy defaults.
+	// CheckTimeout is "timeout check": when set, a check's connect waits
+	// min(ConnectTimeout, inter) instead of inter; it would bound the
+	// reply, which TCP checks do not read. 0: unset.
 	CheckTimeout time.Duration
 	// UseSrcClientIP is "source 0.0.0.0 usesrc clientip": outgoing
 	// connections bind to the client's address.

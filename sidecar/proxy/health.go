@@ -60,10 +60,7 @@ func (e *Engine) startCheck(s *server) {
 func (e *Engine) runCheck(ctx context.Context, s *server) {
 	spec := s.spec
 	addr := netip.AddrPortFrom(spec.Addr, spec.Port)
-	inter := spec.Inter
-	if inter <= 0 {
-		inter = 2 * time.Second
-	}
+	inter := checkInter(spec)
 	rise, fall := max(spec.Rise, 1), max(spec.Fall, 1)
 	okRun, failRun := 0, 0
 	// Spread the first checks so that many servers do not fire together.
@@ -104,23 +101,50 @@ func (e *Engine) checkOnce(ctx context.Context, s *server, addr netip.AddrPort) 
 		return err
 	}
 	bs := e.backendSpec(s.backend)
-	timeout := s.spec.Inter
-	if bs != nil {
-		switch {
-		case bs.CheckTimeout > 0:
-			timeout = bs.CheckTimeout
-		case bs.ConnectTimeout > 0:
-			timeout = min(bs.ConnectTimeout, timeout)
-		}
-	}
-	cctx, cancel := context.WithTimeout(ctx, timeout)
+	cctx, cancel := context.WithTimeout(ctx, checkConnectTimeout(bs, checkInter(s.spec)))
 	defer cancel()
-	c, err := h.Dial(cctx, addr, netns.DialOptions{})
+	c, err := h.Dial(cctx, addr, checkDialOptions(bs))
 	if err != nil {
 		return err
 	}
 	c.SetLinger(0) // a check leaves no TIME_WAIT behind
 	return c.Close()
+}
+
+// checkInter is the interval between a server's checks.
+func checkInter(spec ServerSpec) time.Duration {
+	if spec.Inter <= 0 {
+		return 2 * time.Second
+	}
+	return spec.Inter
+}
+
+// checkConnectTimeout bounds a check's connect, as HAProxy does: inter,
+// and with timeout check set min(timeout connect, inter), timeout check
+// being then a read timeout for the check's reply (so that a long timeout
+// connect, made for queues, does not slow checks down). A TCP check ends
+// once connected and reads nothing, so timeout check bounds no phase of
+// its own: it only switches the connect bound to min(connect, inter).
+func checkConnectTimeout(bs *BackendSpec, inter time.Duration) time.Duration {
+	if bs == nil || bs.CheckTimeout <= 0 {
+		return inter
+	}
+	connect := bs.ConnectTimeout
+	if connect <= 0 {
+		connect = DefaultConnectTimeout
+	}
+	return min(connect, inter)
+}
+
+// checkDialOptions: a check connects from the backend's source address, as
+// its traffic does. usesrc clientip has no client to take an address
+// from (its source is 0.0.0.0), so such a backend's checks bind nothing,
+// and never transparently.
+func checkDialOptions(bs *BackendSpec) netns.DialOptions {
+	if bs != nil && bs.Source.IsValid() && !bs.Source.IsUnspecified() {
+		return netns.DialOptions{Source: netip.AddrPortFrom(bs.Source, 0)}
+	}
+	return netns.DialOptions{}
 }
 
 func nsLabel(name string) string {

@@ -37,7 +37,7 @@ type FrontendSpec struct {
 	MaxConn int
 	// ClientTimeout: inactivity timeout on the client side; 0: none.
 	ClientTimeout time.Duration
-	// ClientFinTimeout: the same once the client has half-closed; 0: ClientTimeout.
+	// ClientFinTimeout: the same once either side has half-closed; 0: ClientTimeout.
 	ClientFinTimeout time.Duration
 	// AcceptProxy tunables (used by binds with AcceptProxy).
 	Proxy ProxyPolicy
@@ -93,9 +93,11 @@ type BackendSpec struct {
 	ConnectTimeout time.Duration
 	// ServerTimeout: inactivity timeout on the server side; 0: none.
 	ServerTimeout time.Duration
-	// ServerFinTimeout: the same once the server has half-closed; 0: ServerTimeout.
+	// ServerFinTimeout: the same once either side has half-closed; 0: ServerTimeout.
 	ServerFinTimeout time.Duration
-	// CheckTimeout bounds a health check; 0: ConnectTimeout, else the interval.
+	// CheckTimeout ("timeout check"), when > 0, bounds a check's connect by
+	// min(ConnectTimeout, the server's Inter) instead of Inter alone
+	// (checkConnectTimeout).
 	CheckTimeout time.Duration
 	// Source, when valid, is the local address of outgoing connections.
 	Source netip.Addr

@@ -144,7 +144,9 @@ func TestTimeoutsFireOnTime(t *testing.T) {
 	t.Run("check", func(t *testing.T) {
 		s := srv("s", "127.0.0.9:80", b)
 		s.Inter = 10 * T
-		if err := v.e.Apply(Spec{Backends: []BackendSpec{{Name: "c", CheckTimeout: T}}}); err != nil {
+		// With timeout check set, a check's connect is bounded by
+		// min(timeout connect, inter) (HAProxy's rule): here timeout connect.
+		if err := v.e.Apply(Spec{Backends: []BackendSpec{{Name: "c", ConnectTimeout: T, CheckTimeout: 10 * T}}}); err != nil {
 			t.Fatal(err)
 		}
 		start := time.Now()
@@ -152,6 +154,98 @@ func TestTimeoutsFireOnTime(t *testing.T) {
 		if err == nil {
 			t.Fatal("check of a black hole succeeded")
 		}
-		onTime(t, "timeout check", time.Since(start), T)
+		onTime(t, "a check's timeout connect", time.Since(start), T)
+	})
+}
+
+// TestFinTimeoutsApplyOnEitherShutdown: HAProxy's client-fin and
+// server-fin are the inactivity timeouts of a connection shut down in
+// either direction, not only in the one whose side sent the FIN. A server
+// that half-closes first leaves a silent client bound by timeout
+// client-fin; a client that half-closes first leaves a silent server bound
+// by timeout server-fin. Before, each fin timeout waited for its own
+// side's FIN, and these connections lived for the long timeout.
+func TestFinTimeoutsApplyOnEitherShutdown(t *testing.T) {
+	// The fin timeout is 1 s, the long one 30 s: the connection must end
+	// within 10 s (margins for a loaded machine) and not before 0.9 s.
+	const fin, long, limit = time.Second, 30 * time.Second, 10 * time.Second
+	b := testns.New(t, "F")
+	v := newEnv(t, b)
+	stop := make(chan struct{})
+	// 20461: answers a tag and half-closes at once, then stays silent.
+	v.serveFunc(b, "127.0.0.1:20461", func(c net.Conn) {
+		io.WriteString(c, "fin\n")
+		c.(*net.TCPConn).CloseWrite()
+		io.Copy(io.Discard, c)
+		<-stop
+	})
+	// 20462: answers a tag and stays open and silent whatever happens.
+	v.serveFunc(b, "127.0.0.1:20462", func(c net.Conn) {
+		io.WriteString(c, "hold\n")
+		io.Copy(io.Discard, c)
+		<-stop
+	})
+	t.Cleanup(func() { close(stop) }) // before serveFunc's cleanups wait for the handlers
+	port := uint16(20470)
+	run := func(t *testing.T, fs FrontendSpec, bs BackendSpec, client func(c *net.TCPConn, r *bufio.Reader)) time.Duration {
+		t.Helper()
+		port++
+		bind := BindSpec{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), Namespace: b}
+		bs.Name = "b"
+		fs.Name, fs.Binds, fs.Backend = "f", []BindSpec{bind}, "b"
+		if err := v.e.Apply(Spec{Frontends: []FrontendSpec{fs}, Backends: []BackendSpec{bs}}); err != nil {
+			t.Fatal(err)
+		}
+		var c *net.TCPConn
+		eventually(t, "listener", func() error {
+			var err error
+			c, err = v.dial(b, bind.Addr.String())
+			return err
+		})
+		defer c.Close()
+		client(c, bufio.NewReader(c))
+		start := time.Now()
+		for v.e.Sessions() > 0 {
+			if time.Since(start) > limit {
+				t.Fatalf("connection still open %v after the shutdown (fin timeout %v, the other %v)", time.Since(start).Round(time.Millisecond), fin, long)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return time.Since(start)
+	}
+	line := func(t *testing.T, r *bufio.Reader, want string) {
+		t.Helper()
+		if got, err := r.ReadString('\n'); err != nil || got != want+"\n" {
+			t.Fatalf("read %q, %v; want %q", got, err, want)
+		}
+	}
+	t.Run("client-fin after the server's FIN", func(t *testing.T) {
+		got := run(t, FrontendSpec{ClientTimeout: long, ClientFinTimeout: fin},
+			BackendSpec{Servers: []ServerSpec{srv("s", "127.0.0.1:20461", b)}},
+			func(c *net.TCPConn, r *bufio.Reader) {
+				line(t, r, "fin")
+				if _, err := r.ReadByte(); err != io.EOF {
+					t.Fatalf("want the server's FIN passed on, got %v", err)
+				}
+				// The client stays silent and keeps its side open.
+			})
+		if got < fin-100*time.Millisecond {
+			t.Fatalf("ended after %v, before timeout client-fin %v", got, fin)
+		}
+		t.Logf("ended %v after the server's FIN reached the client", got.Round(time.Millisecond))
+		v.waitLog("termination=client_timeout")
+	})
+	t.Run("server-fin after the client's FIN", func(t *testing.T) {
+		got := run(t, FrontendSpec{}, BackendSpec{ServerTimeout: long, ServerFinTimeout: fin,
+			Servers: []ServerSpec{srv("s", "127.0.0.1:20462", b)}},
+			func(c *net.TCPConn, r *bufio.Reader) {
+				line(t, r, "hold")
+				c.CloseWrite() // the server never answers nor closes
+			})
+		if got < fin-100*time.Millisecond {
+			t.Fatalf("ended after %v, before timeout server-fin %v", got, fin)
+		}
+		t.Logf("ended %v after the client's FIN", got.Round(time.Millisecond))
+		v.waitLog("termination=server_timeout")
 	})
 }

@@ -10,15 +10,22 @@ import (
 // idle returns the inactivity timeout that applies now, to both
 // directions (idle means no byte either way), and the termination reason
 // that names the side whose timeout it is.
+//
+// The fin timeouts apply, as HAProxy's client-fin and server-fin do, once
+// the connection is shut down in either direction: a FIN from the server
+// is passed on to the client, whose side is then half-closed too, and the
+// other way round. So client-fin bounds a silent client after the
+// server's FIN, not only after its own.
 func (s *session) idle() (time.Duration, string) {
+	half := s.clientFin.Load() || s.serverFin.Load()
 	ct := s.fe.ClientTimeout
-	if s.clientFin.Load() && s.fe.ClientFinTimeout > 0 {
+	if half && s.fe.ClientFinTimeout > 0 {
 		ct = s.fe.ClientFinTimeout
 	}
 	var st time.Duration
 	if bs := s.e.backendSpec(s.backendName()); bs != nil {
 		st = bs.ServerTimeout
-		if s.serverFin.Load() && bs.ServerFinTimeout > 0 {
+		if half && bs.ServerFinTimeout > 0 {
 			st = bs.ServerFinTimeout
 		}
 	}
