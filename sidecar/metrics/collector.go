@@ -26,7 +26,8 @@ var (
 	frontendRefusals = desc("frontend_refusals_total",
 		"Connections the frontend refused (or, for netns_tlv_ignored, accepted while ignoring the TLV), by reason: "+
 			"PROXY header errors (no_header, timeout, malformed, too_large), NETNS TLV rejections "+
-			"(bad_namespace, multiple_namespaces, netns_not_allowed, netns_unavailable), untrusted_source, loop.",
+			"(bad_namespace, multiple_namespaces, netns_not_allowed, netns_unavailable), tenant (a namespace of another "+
+			"tenant), untrusted_source, loop, other.",
 		refusalLabels)
 	frontendAcceptErrors = desc("frontend_accept_errors_total",
 		"Failed accepts on the frontend's listeners (EMFILE, ENFILE, ENOBUFS and the like); each backs the listener off.",
