@@ -49,6 +49,9 @@ type Options struct {
 	// Inherited are listening sockets taken over from the daemon this one
 	// replaces (BeginTakeover): served instead of bound.
 	Inherited []proxy.InheritedListener
+	// TakingOver: this daemon is a successor (run --takeover); the state
+	// file stays the old daemon's, unwritten, until TakeoverCommitted.
+	TakingOver bool
 	// Notifier tells systemd about readiness, reloads and stopping; nil: nobody.
 	Notifier *sdnotify.Notifier
 	// Successor, when set, lets `nsproxy upgrade` start a successor.
@@ -136,6 +139,9 @@ func New(opt Options) (*Daemon, error) {
 	d := &Daemon{opt: opt, log: opt.Logger, reg: reg, file: cfg, store: &store{path: opt.StateFile},
 		engine: proxy.New(reg, opt.Logger), started: time.Now(), registered: map[string]netns.Entry{},
 		attStatus: map[api.AttachmentKey]attachmentStatus{}, builtFrom: map[string]api.Attachment{}, dirSet: dirSet}
+	if opt.TakingOver {
+		d.store.hold()
+	}
 	d.engine.Inherit(opt.Inherited)
 	d.live = inheritedBinds(opt.Inherited)
 	st, err := d.store.load()
@@ -859,7 +865,15 @@ func (d *Daemon) replay(st State) State {
 		kept = append(kept, a)
 	}
 	d.log.Info("attachment records replayed", "dir", d.opt.AttachmentDir, "records", len(recs))
-	st.Attachments = inStateOrder(kept, st.Attachments)
+	// A state that holds recorded attachments was written for a successor
+	// (saveForSuccessor) in the running daemon's order: that order wins.
+	// Otherwise the state holds only the others (saved), and putting them
+	// first gave an OCI container a port a CNI one had first: the records'
+	// order (when each was first recorded) decides, as ListRecords gives it.
+	if slices.ContainsFunc(st.Attachments, func(a api.Attachment) bool { return recordedSource(a.Source) }) {
+		kept = inStateOrder(kept, st.Attachments)
+	}
+	st.Attachments = kept
 	return st
 }
 

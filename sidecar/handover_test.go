@@ -458,7 +458,7 @@ func TestManifestDirDuringHandover(t *testing.T) {
 // --takeover` does. The successor stops at the test's end.
 func successorOf(t *testing.T, tk *Takeover, stateFile, attDir string) *Daemon {
 	t.Helper()
-	b, err := New(Options{StateFile: stateFile, AttachmentDir: attDir, Inherited: tk.Inherited,
+	b, err := New(Options{StateFile: stateFile, AttachmentDir: attDir, Inherited: tk.Inherited, TakingOver: true,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		tk.Abort()
@@ -472,6 +472,7 @@ func successorOf(t *testing.T, tk *Takeover, stateFile, attDir string) *Daemon {
 	if err := tk.Commit(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
+	b.TakeoverCommitted() // as run --takeover does
 	return b
 }
 

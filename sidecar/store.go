@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nsproxy/nsproxy/internal/atomicfile"
@@ -118,6 +119,33 @@ func recordedSource(source string) bool { return source == api.SourceCNI || sour
 // file, never a mix.
 type store struct {
 	path string
+	// A successor holds its saves until its hand-over commits (hold,
+	// release): until then the state file is the old daemon's, which may
+	// serve on and write it (a hand-over it gave up); a successor that
+	// withdraws writes nothing. mu guards held and pending.
+	mu      sync.Mutex
+	held    bool
+	pending *State
+}
+
+// hold keeps every save in memory until release.
+func (st *store) hold() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.held = true
+}
+
+// release writes the last save held, and no longer holds.
+func (st *store) release() error {
+	st.mu.Lock()
+	st.held = false
+	p := st.pending
+	st.pending = nil
+	st.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return st.save(*p)
 }
 
 func (st *store) load() (State, error) {
@@ -151,6 +179,13 @@ func (st *store) save(s State) error {
 	if st.path == "" {
 		return nil
 	}
+	st.mu.Lock()
+	if st.held {
+		st.pending = &s
+		st.mu.Unlock()
+		return nil
+	}
+	st.mu.Unlock()
 	s.Version = stateVersion
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {

@@ -225,10 +225,22 @@ func (t *Takeover) Commit(timeout time.Duration) error {
 	return nil
 }
 
+// TakeoverCommitted tells a successor (Options.TakingOver) that the old
+// daemon stopped accepting: the state file is its own now, and what it
+// held is written.
+func (d *Daemon) TakeoverCommitted() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.store.release(); err != nil {
+		d.log.Error("cannot write state", "path", d.opt.StateFile, "err", err.Error())
+	}
+}
+
 // Withdraw ends a successor whose hand-over the old daemon aborted after
 // this one had started serving (ErrHandoverAborted): it stops accepting on
 // the shared sockets, which the old daemon still serves, and lets its own
-// connections finish (DrainTimeout). It returns how many were cut.
+// connections finish (DrainTimeout). It returns how many were cut. The
+// state file, the old daemon's, is left as it is (Options.TakingOver).
 func (d *Daemon) Withdraw() int {
 	d.log.Info("withdrawing: no longer accepting; draining connections", "timeout", d.opt.DrainTimeout.String(),
 		"connections", d.engine.Sessions())

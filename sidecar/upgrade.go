@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nsproxy/nsproxy/sidecar/api"
@@ -72,8 +73,26 @@ func (d *Daemon) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusInternalServerError, api.Error{Error: fmt.Sprintf(
 			"the new daemon (pid %d) exited before taking over (%v); this daemon serves on; see the new daemon's messages in this daemon's log",
 			cmd.Process.Pid, err)})
-	case <-time.After(5 * time.Minute):
-		cmd.Process.Kill()
-		writeJSON(w, http.StatusGatewayTimeout, api.Error{Error: "the new daemon did not take over within 5 minutes; it was killed, this daemon serves on"})
+	case <-time.After(d.upgradeBound()):
+		// A successor late for its commit is told "aborted" (HandoverWait
+		// after the offer) and withdraws on its own; one still here has
+		// not even taken the sockets: ask it to stop, then insist.
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(d.opt.DrainTimeout + 10*time.Second):
+			cmd.Process.Kill()
+		}
+		writeJSON(w, http.StatusGatewayTimeout, api.Error{Error: fmt.Sprintf(
+			"the new daemon did not take over within %s; it was stopped, this daemon serves on", d.upgradeBound())})
 	}
+}
+
+// upgradeBound is how long `nsproxy upgrade` lets its successor run before
+// stopping it: longer than a hand-over may wait for the commit
+// (HandoverWait, counted from the offer) plus the successor's drain when
+// it withdraws, so that a late successor hears "aborted" and leaves on its
+// own instead of being killed while it serves.
+func (d *Daemon) upgradeBound() time.Duration {
+	return d.opt.HandoverWait + d.opt.DrainTimeout + time.Minute
 }

@@ -269,7 +269,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 			return 1
 		}
 		if tk != nil {
-			opt.Inherited = tk.Inherited
+			opt.Inherited, opt.TakingOver = tk.Inherited, true
 		}
 	}
 	d, err = sidecar.New(opt)

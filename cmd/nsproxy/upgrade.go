@@ -17,7 +17,7 @@ import (
 	"github.com/nsproxy/nsproxy/sidecar/sdnotify"
 )
 
-const upgradeUsage = `  nsproxy upgrade [--binary PATH] [--socket PATH] [--timeout 5m]
+const upgradeUsage = `  nsproxy upgrade [--binary PATH] [--socket PATH] [--timeout 8m]
       ask the running daemon to start PATH (default: the file it was started
       from) with its own run flags plus --takeover; the new daemon takes over
       every listening socket, the old one drains (--drain-timeout) and exits.
@@ -98,6 +98,8 @@ func finishTakeover(d *sidecar.Daemon, tk *sidecar.Takeover, notifier *sdnotify.
 		forced := d.Withdraw()
 		return fmt.Errorf("takeover: %w (started in %s; %d connections cut)", err, time.Since(start).Round(time.Millisecond), forced)
 	}
+	// Committed, or the old daemon is gone: the state file is ours now.
+	d.TakeoverCommitted()
 	if err != nil {
 		// Every listener is served here already: serve on, but say so.
 		log.Error("takeover: the old daemon did not confirm; both may accept for a while", "old_pid", tk.OldPID, "err", err.Error())
@@ -125,7 +127,10 @@ func cmdUpgrade(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	bin := fs.String("binary", "", "new nsproxy binary (default: the path the running daemon was started from)")
 	socket := fs.String("socket", api.DefaultSocket, "control socket of the running daemon")
-	timeout := fs.Duration("timeout", 5*time.Minute, "how long to wait for the new daemon to take over")
+	// Longer than the daemon's own bound (its hand-over wait, 5 minutes,
+	// plus the successor's drain and a minute), so that its answer says
+	// what happened.
+	timeout := fs.Duration("timeout", 8*time.Minute, "how long to wait for the new daemon to take over")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
