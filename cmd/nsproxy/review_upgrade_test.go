@@ -43,21 +43,7 @@ func (l *lockedBuf) String() string {
 func TestReviewTakeoverFailsAfterCommit(t *testing.T) {
 	testns.RequireRoot(t)
 	dir := t.TempDir()
-	be, err := net.Listen("tcp", "127.0.0.1:22152")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
-	go func() {
-		for {
-			c, err := be.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, "backend\n")
-			c.Close()
-		}
-	}()
+	backendServer(t, "127.0.0.1:22152")
 	cfg := filepath.Join(dir, "n.cfg")
 	os.WriteFile(cfg, []byte("frontend web\n    bind 127.0.0.1:22150\n    default_backend app\nbackend app\n    server s1 127.0.0.1:22152\n"), 0o644)
 	sock := filepath.Join(dir, "ctl.sock")
@@ -73,19 +59,7 @@ func TestReviewTakeoverFailsAfterCommit(t *testing.T) {
 			<-oldDone
 		}
 	})
-	ask := func() error {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:22150", time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(2 * time.Second))
-		b, err := io.ReadAll(c)
-		if strings.TrimSpace(string(b)) != "backend" {
-			return errors.New("answer " + string(b))
-		}
-		return err
-	}
+	ask := func() error { return askBackend("127.0.0.1:22150") }
 	testwait.For(t, 5*time.Second, "old daemon serves", ask)
 
 	// Another program holds the port the successor's flags name for metrics.
@@ -140,4 +114,40 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// backendServer answers every connection on addr with "backend\n" and
+// closes it, until the test ends.
+func backendServer(t *testing.T, addr string) {
+	t.Helper()
+	be, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { be.Close() })
+	go func() {
+		for {
+			c, err := be.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "backend\n")
+			c.Close()
+		}
+	}()
+}
+
+// askBackend connects to addr and expects backendServer's answer.
+func askBackend(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	b, err := io.ReadAll(c)
+	if strings.TrimSpace(string(b)) != "backend" {
+		return errors.New("answer " + string(b))
+	}
+	return err
 }

@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,21 +26,7 @@ import (
 func TestTakeoverTooLateWithdraws(t *testing.T) {
 	testns.RequireRoot(t)
 	dir := t.TempDir()
-	be, err := net.Listen("tcp", "127.0.0.1:21252")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
-	go func() {
-		for {
-			c, err := be.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, "backend\n")
-			c.Close()
-		}
-	}()
+	backendServer(t, "127.0.0.1:21252")
 	cfg := filepath.Join(dir, "n.cfg")
 	os.WriteFile(cfg, []byte("frontend web\n    bind 127.0.0.1:21250\n    default_backend app\nbackend app\n    server s1 127.0.0.1:21252\n"), 0o644)
 	sock := filepath.Join(dir, "ctl.sock")
@@ -67,19 +51,7 @@ func TestTakeoverTooLateWithdraws(t *testing.T) {
 	go func() { old.ServeControl(ctx, ln, -1); close(served) }()
 	defer func() { cancel(); <-served; <-ran }()
 
-	ask := func() error {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:21250", time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(2 * time.Second))
-		b, err := io.ReadAll(c)
-		if strings.TrimSpace(string(b)) != "backend" {
-			return errors.New("answer " + string(b))
-		}
-		return err
-	}
+	ask := func() error { return askBackend("127.0.0.1:21250") }
 	testwait.For(t, 5*time.Second, "old daemon serves", ask)
 
 	var newErr lockedBuf
