@@ -54,13 +54,8 @@ func newServer(be string, s ServerSpec) *server {
 }
 
 // usable reports whether new connections may go to the server now
-// (downReason says why not; the two must agree).
-func (s *server) usable(nsOK func(string) bool) bool {
-	if s.spec.Disabled || s.spec.Weight <= 0 || !s.up.Load() {
-		return false
-	}
-	return s.spec.ClientNamespace || nsOK(s.spec.Namespace)
-}
+// (downReason says why not).
+func (s *server) usable(nsOK func(string) bool) bool { return s.downReason(nsOK) == "" }
 
 // Why a server takes no new connection (ServerStats.DownReason).
 const (
@@ -70,8 +65,9 @@ const (
 	DownCheck       = "check_failed" // its health checks marked it down
 )
 
-// downReason is usable's rule with the reason it says no, "" when it says
-// yes: what stats report, so that "up" means what the balancer does. The
+// downReason is the balancer's rule (usable) with the reason it says no,
+// "" when it says yes: stats report it, so that "up" means what the
+// balancer does. The
 // namespace is asked before the health verdict, as the checks of a server
 // whose namespace is missing fail for that reason.
 func (s *server) downReason(nsOK func(string) bool) string {

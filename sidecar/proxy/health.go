@@ -35,17 +35,15 @@ func (e *Engine) startCheck(s *server) {
 	if !spec.Check || spec.Disabled {
 		return
 	}
-	if spec.ClientNamespace {
-		// There is no client, so no namespace to check in. HAProxy checks in
-		// the default namespace and reports a server reachable only inside
-		// client namespaces as down; we do not check at all.
-		e.log.Warn("health check skipped: a 'namespace *' server has no namespace until a client connects",
-			"backend", s.backend, "server", spec.Name)
-		return
-	}
-	if !spec.Addr.IsValid() || spec.Addr.IsUnspecified() || spec.PortMode != PortFixed {
-		e.log.Warn("health check skipped: the server's address or port comes from each client",
-			"backend", s.backend, "server", spec.Name)
+	if !checkable(spec) {
+		why := "the server's address or port comes from each client"
+		if spec.ClientNamespace {
+			// There is no client, so no namespace to check in. HAProxy checks
+			// in the default namespace and reports a server reachable only
+			// inside client namespaces as down; we do not check at all.
+			why = "a 'namespace *' server has no namespace until a client connects"
+		}
+		e.log.Warn("health check skipped: "+why, "backend", s.backend, "server", spec.Name)
 		return
 	}
 	ctx, cancel := context.WithCancel(e.ctx)
