@@ -227,11 +227,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		d.ready.Store(false)
 		stopManifests()
 		<-manifestsDone
-		d.log.Info("shutting down: draining connections", "timeout", d.opt.DrainTimeout.String(),
-			"connections", d.engine.Sessions())
-		dctx, cancel := context.WithTimeout(context.Background(), d.opt.DrainTimeout)
-		forced := d.engine.Shutdown(dctx)
-		cancel()
+		forced := d.drain("shutting down: draining connections")
 		stopWatch()
 		<-watchDone
 		d.stopMemoryReturn()
@@ -239,6 +235,15 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		d.log.Info("stopped", "forced_closed", forced)
 		return nil
 	}
+}
+
+// drain stops accepting and lets established connections finish for up to
+// DrainTimeout (logged as msg); it returns how many it then closed.
+func (d *Daemon) drain(msg string) int {
+	d.log.Info(msg, "timeout", d.opt.DrainTimeout.String(), "connections", d.engine.Sessions())
+	ctx, cancel := context.WithTimeout(context.Background(), d.opt.DrainTimeout)
+	defer cancel()
+	return d.engine.Shutdown(ctx)
 }
 
 // Ready reports whether the desired state has been applied.

@@ -242,11 +242,7 @@ func (d *Daemon) TakeoverCommitted() {
 // connections finish (DrainTimeout). It returns how many were cut. The
 // state file, the old daemon's, is left as it is (Options.TakingOver).
 func (d *Daemon) Withdraw() int {
-	d.log.Info("withdrawing: no longer accepting; draining connections", "timeout", d.opt.DrainTimeout.String(),
-		"connections", d.engine.Sessions())
-	ctx, cancel := context.WithTimeout(context.Background(), d.opt.DrainTimeout)
-	defer cancel()
-	forced := d.engine.Shutdown(ctx)
+	forced := d.drain("withdrawing: no longer accepting; draining connections")
 	d.reg.Close()
 	return forced
 }
