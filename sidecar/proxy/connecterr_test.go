@@ -13,15 +13,15 @@ import (
 	"github.com/nsproxy/nsproxy/internal/testns"
 )
 
-// odName is a namespace name of these tests (prefix od).
-func odName(tag string) string { return fmt.Sprintf("od%d%s", os.Getpid()%10000, tag) }
+// pidName is a namespace name of this test process: prefix, pid, tag.
+func pidName(prefix, tag string) string { return fmt.Sprintf("%s%d%s", prefix, os.Getpid()%10000, tag) }
 
 // TestConnectFailedNamesEveryAttempt: a connection whose attempts all fail
 // logs one line naming the last server tried and its namespace, and an
 // error listing every attempt with its server and namespace.
 func TestConnectFailedNamesEveryAttempt(t *testing.T) {
-	n1 := testns.Add(t, odName("a"))
-	n2 := testns.Add(t, odName("b"))
+	n1 := testns.Add(t, pidName("od", "a"))
+	n2 := testns.Add(t, pidName("od", "b"))
 	v := newEnv(t, n1, n2)
 	bind := BindSpec{Addr: netip.MustParseAddrPort("127.0.0.1:20500")}
 	// Nothing listens on 127.0.0.1:1 in either namespace: both refuse.

@@ -3,7 +3,6 @@ package proxy
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -14,9 +13,6 @@ import (
 // Review of operator-facing behaviour (rev-ops): each test below fails on
 // baca3f3.
 
-// roName is a namespace name of this review (prefix ro).
-func roName(tag string) string { return fmt.Sprintf("ro%d%s", os.Getpid()%10000, tag) }
-
 // TestReviewOpsServerUpWhileUnusable: nsproxy_server_up, `get servers` UP
 // and `nsproxy stats` "(N up)" all read ServerStats.Up. A server that
 // cannot take a single connection reports Up=true: an unchecked server
@@ -26,7 +22,7 @@ func roName(tag string) string { return fmt.Sprintf("ro%d%s", os.Getpid()%10000,
 // has capacity it has not; the check-enabled server in the same missing
 // namespace reports 0, so the two are inconsistent.
 func TestReviewOpsServerUpWhileUnusable(t *testing.T) {
-	missing := roName("miss") // registered by name, never created
+	missing := pidName("ro", "miss") // registered by name, never created
 	testns.Delete(missing)
 	v := newEnv(t, missing)
 	dis := srv("disabled", "127.0.0.1:1", "")
@@ -68,7 +64,7 @@ func TestReviewOpsServerUpWhileUnusable(t *testing.T) {
 // container's namespace); the operator cannot tell which server or which
 // namespace refused, nor that two other servers were tried and failed too.
 func TestReviewOpsConnectFailedLogNamesNoServer(t *testing.T) {
-	b := testns.Add(t, roName("cf"))
+	b := testns.Add(t, pidName("ro", "cf"))
 	v := newEnv(t, b)
 	port := freePort(t)
 	bind := BindSpec{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)}

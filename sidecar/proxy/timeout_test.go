@@ -62,19 +62,7 @@ func TestTimeoutsFireOnTime(t *testing.T) {
 	run := func(t *testing.T, fs FrontendSpec, bs BackendSpec, client func(c *net.TCPConn, r *bufio.Reader)) time.Duration {
 		t.Helper()
 		port++
-		bind := BindSpec{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), Namespace: b,
-			AcceptProxy: fs.Proxy.HeaderTimeout > 0}
-		bs.Name = "b"
-		fs.Name, fs.Binds, fs.Backend = "f", []BindSpec{bind}, "b"
-		if err := v.e.Apply(Spec{Frontends: []FrontendSpec{fs}, Backends: []BackendSpec{bs}}); err != nil {
-			t.Fatal(err)
-		}
-		var c *net.TCPConn
-		eventually(t, "listener", func() error {
-			var err error
-			c, err = v.dial(b, bind.Addr.String())
-			return err
-		})
+		c := v.connectVia(t, b, port, fs, bs)
 		defer c.Close()
 		client(c, bufio.NewReader(c))
 		start := time.Now()
@@ -190,18 +178,7 @@ func TestFinTimeoutsApplyOnEitherShutdown(t *testing.T) {
 	run := func(t *testing.T, fs FrontendSpec, bs BackendSpec, client func(c *net.TCPConn, r *bufio.Reader)) time.Duration {
 		t.Helper()
 		port++
-		bind := BindSpec{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), Namespace: b}
-		bs.Name = "b"
-		fs.Name, fs.Binds, fs.Backend = "f", []BindSpec{bind}, "b"
-		if err := v.e.Apply(Spec{Frontends: []FrontendSpec{fs}, Backends: []BackendSpec{bs}}); err != nil {
-			t.Fatal(err)
-		}
-		var c *net.TCPConn
-		eventually(t, "listener", func() error {
-			var err error
-			c, err = v.dial(b, bind.Addr.String())
-			return err
-		})
+		c := v.connectVia(t, b, port, fs, bs)
 		defer c.Close()
 		client(c, bufio.NewReader(c))
 		start := time.Now()
@@ -248,4 +225,25 @@ func TestFinTimeoutsApplyOnEitherShutdown(t *testing.T) {
 		t.Logf("ended %v after the client's FIN", got.Round(time.Millisecond))
 		v.waitLog("termination=server_timeout")
 	})
+}
+
+// connectVia runs frontend fs ("f", bound at 127.0.0.1:port in namespace
+// ns, accept-proxy when fs has a header timeout) to backend bs ("b") as the
+// whole spec, and returns a client's connection to it.
+func (v *env) connectVia(t *testing.T, ns string, port uint16, fs FrontendSpec, bs BackendSpec) *net.TCPConn {
+	t.Helper()
+	bind := BindSpec{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), Namespace: ns,
+		AcceptProxy: fs.Proxy.HeaderTimeout > 0}
+	bs.Name = "b"
+	fs.Name, fs.Binds, fs.Backend = "f", []BindSpec{bind}, "b"
+	if err := v.e.Apply(Spec{Frontends: []FrontendSpec{fs}, Backends: []BackendSpec{bs}}); err != nil {
+		t.Fatal(err)
+	}
+	var c *net.TCPConn
+	eventually(t, "listener", func() error {
+		var err error
+		c, err = v.dial(ns, bind.Addr.String())
+		return err
+	})
+	return c
 }
